@@ -1,0 +1,125 @@
+package tokenstore
+
+import (
+	"encoding/binary"
+	"sync"
+)
+
+// cache holds decoded records of recently checked tokens and, for each, the
+// latest use seen in memory. It is what lets Validate slide a token without
+// a write: the use is recorded here and reaches the file later (see
+// sweeper.go), or at once when the stored use is older than TouchInterval.
+//
+// Coherence: a record changes on disk only by a write that either finds
+// its entry here (touches update entry.rec.lastUsed after commit) or
+// deletes it (revoke, rotate, sweep), which then calls invalidate. A reader
+// that missed reads the file outside the lock, so it may hold a record
+// that a concurrent delete has just removed; shard.gen, bumped by every
+// invalidate, tells it to retry instead of caching a dead record.
+type cache struct {
+	shards [cacheShards]shard
+	limit  int // clean entries kept per shard; dirty ones are kept regardless
+}
+
+const cacheShards = 64
+
+type shard struct {
+	mu  sync.Mutex
+	m   map[Hash]*entry
+	gen uint64
+	_   [40]byte // keep shards on separate cache lines
+}
+
+type entry struct {
+	rec  record // rec.lastUsed is the use as persisted
+	used int64  // latest use known, >= rec.lastUsed
+}
+
+func (e *entry) dirty() bool { return e.used > e.rec.lastUsed }
+
+func newCache(size int) *cache {
+	c := &cache{limit: max(size, 0) / cacheShards}
+	if size > 0 && c.limit == 0 {
+		c.limit = 1
+	}
+	for i := range c.shards {
+		c.shards[i].m = make(map[Hash]*entry)
+	}
+	return c
+}
+
+func (c *cache) shard(h Hash) *shard {
+	return &c.shards[binary.LittleEndian.Uint64(h[:8])%cacheShards]
+}
+
+// insertLocked adds e, first evicting one clean entry when the shard is full.
+func (s *shard) insertLocked(h Hash, e *entry, limit int) {
+	if len(s.m) >= limit {
+		for k, old := range s.m { // map order is random: a cheap random eviction
+			if !old.dirty() {
+				delete(s.m, k)
+				break
+			}
+		}
+	}
+	s.m[h] = e
+}
+
+// releaseLocked drops e when the cache keeps no clean entries.
+func (s *shard) releaseLocked(h Hash, e *entry, limit int) {
+	if limit == 0 && !e.dirty() {
+		delete(s.m, h)
+	}
+}
+
+// invalidate forgets h after its record was deleted or replaced.
+func (c *cache) invalidate(h Hash) {
+	s := c.shard(h)
+	s.mu.Lock()
+	delete(s.m, h)
+	s.gen++
+	s.mu.Unlock()
+}
+
+// used returns the latest in-memory use of h, or 0.
+func (c *cache) used(h Hash) int64 {
+	s := c.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.m[h]; e != nil {
+		return e.used
+	}
+	return 0
+}
+
+// persisted records that h's last use up to used is now on disk.
+func (c *cache) persisted(h Hash, used int64, limit int) {
+	s := c.shard(h)
+	s.mu.Lock()
+	if e := s.m[h]; e != nil && used > e.rec.lastUsed {
+		e.rec.lastUsed = used
+		s.releaseLocked(h, e, limit)
+	}
+	s.mu.Unlock()
+}
+
+type touch struct {
+	h    Hash
+	used int64
+}
+
+// dirty lists the uses not yet on disk.
+func (c *cache) dirty() []touch {
+	var out []touch
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		for h, e := range s.m {
+			if e.dirty() {
+				out = append(out, touch{h, e.used})
+			}
+		}
+		s.mu.Unlock()
+	}
+	return out
+}

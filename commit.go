@@ -1,0 +1,114 @@
+package tokenstore
+
+import (
+	"errors"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// committer gives concurrent writers a group commit: while one fsync'd
+// transaction is in flight, later callers queue; when it ends, the first
+// of them becomes the leader and commits everything queued in one
+// transaction. A lone caller commits at once, with no timer: bbolt's own
+// db.Batch waits MaxBatchDelay (10 ms by default) before committing a
+// batch that is not full, which makes a serial Issue several times slower
+// than a plain Update.
+type committer struct {
+	db *bolt.DB
+
+	mu      sync.Mutex
+	queue   []*call
+	leading bool // a leader is committing or about to
+}
+
+// maxGroup bounds one group transaction, so that a burst of writers does
+// not build a transaction that holds the writer lock for long.
+const maxGroup = 256
+
+type call struct {
+	fn   func(*bolt.Tx) error
+	err  error
+	done chan struct{} // closed once: with err set, or with lead set
+	lead bool
+}
+
+// run executes fn in a read-write transaction, possibly shared with other
+// callers, and returns when that transaction is durable. fn may run more
+// than once (when another fn of its group fails, the rest are retried), so
+// it must set its results afresh on every run.
+func (c *committer) run(fn func(*bolt.Tx) error) error {
+	me := &call{fn: fn, done: make(chan struct{})}
+	c.mu.Lock()
+	c.queue = append(c.queue, me)
+	if c.leading {
+		c.mu.Unlock()
+		<-me.done
+		if !me.lead {
+			return me.err
+		}
+		c.mu.Lock()
+	}
+	c.leading = true
+	n := min(len(c.queue), maxGroup)
+	group := c.queue[:n:n]
+	c.queue = append([]*call(nil), c.queue[n:]...)
+	c.mu.Unlock()
+
+	c.commit(group)
+
+	c.mu.Lock()
+	if len(c.queue) > 0 {
+		next := c.queue[0]
+		next.lead = true
+		close(next.done)
+	} else {
+		c.leading = false
+	}
+	c.mu.Unlock()
+	return me.err
+}
+
+// commit runs group in one transaction. When one fn fails, the
+// transaction is rolled back, that caller gets its error, and the others
+// are committed again without it.
+func (c *committer) commit(group []*call) {
+	for len(group) > 0 {
+		failed := -1
+		err := c.db.Update(func(tx *bolt.Tx) error {
+			for i, cl := range group {
+				if err := cl.fn(tx); err != nil {
+					failed = i
+					cl.err = err
+					return errGroupMember
+				}
+			}
+			return nil
+		})
+		if failed < 0 {
+			for _, cl := range group {
+				cl.err = err
+				cl.finish()
+			}
+			return
+		}
+		if !errors.Is(err, errGroupMember) { // the rollback itself failed
+			for _, cl := range group {
+				cl.err = err
+				cl.finish()
+			}
+			return
+		}
+		group[failed].finish()
+		group = append(group[:failed:failed], group[failed+1:]...)
+	}
+}
+
+var errGroupMember = errors.New("tokenstore: group member failed")
+
+// finish wakes a follower; the leader's own call needs no wake-up.
+func (cl *call) finish() {
+	if !cl.lead {
+		close(cl.done)
+	}
+}

@@ -1,0 +1,76 @@
+package tokenstore
+
+import (
+	"errors"
+	"strings"
+)
+
+// Sentinel errors. Every error a [DB] method returns wraps at most one of
+// these, so callers branch with [errors.Is]; the wrapping text adds context
+// for the operator but never the token itself.
+var (
+	// ErrMalformed is returned when a string is not a well-formed token of
+	// this store: wrong length, prefix, alphabet or checksum. It is decided
+	// without reading the file.
+	ErrMalformed = errors.New("tokenstore: malformed token")
+
+	// ErrNotFound is returned for a well-formed token or ID that the store
+	// does not hold: never issued, revoked, rotated away or swept.
+	ErrNotFound = errors.New("tokenstore: token not found")
+
+	// ErrExpired is returned for a token whose deadline has passed but that
+	// the sweeper has not deleted yet.
+	ErrExpired = errors.New("tokenstore: token has expired")
+
+	// ErrClosed is returned by every method called after [DB.Close].
+	ErrClosed = errors.New("tokenstore: store is closed")
+
+	// ErrLocked is returned by [Open] when another process holds the file
+	// for longer than Options.LockTimeout.
+	ErrLocked = errors.New("tokenstore: file is locked by another process")
+
+	// ErrCorrupt is returned when the file is not a tokenstore file, was
+	// written by a newer version, or a record fails its checksum. The file
+	// is left as it was.
+	ErrCorrupt = errors.New("tokenstore: file is corrupt or not a tokenstore file")
+
+	// ErrTokenLimit is returned by Issue when the subject already holds
+	// Options.MaxTokensPerSubject live tokens. Nothing is stored.
+	ErrTokenLimit = errors.New("tokenstore: subject has too many tokens")
+
+	// ErrInvalidSubject is returned for a subject that is empty, longer than
+	// 255 bytes, not valid UTF-8 or holds control characters.
+	ErrInvalidSubject = errors.New("tokenstore: invalid subject")
+
+	// ErrMetadataTooLarge is returned when a token's metadata encodes to more
+	// than [MaxMetadataSize] bytes.
+	ErrMetadataTooLarge = errors.New("tokenstore: metadata too large")
+
+	// ErrInvalidPolicy is returned for a policy with a non-positive lifetime
+	// or a negative cap.
+	ErrInvalidPolicy = errors.New("tokenstore: invalid expiry policy")
+
+	// ErrReadOnly is returned by methods that write when the store was opened
+	// with Options.ReadOnly.
+	ErrReadOnly = errors.New("tokenstore: store is read-only")
+)
+
+// opError adds the operation to an error without repeating the package
+// prefix: "tokenstore: validate: token has expired".
+type opError struct {
+	op  string
+	err error
+}
+
+func (e *opError) Error() string {
+	return "tokenstore: " + e.op + ": " + strings.TrimPrefix(e.err.Error(), "tokenstore: ")
+}
+
+func (e *opError) Unwrap() error { return e.err }
+
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &opError{op, err}
+}

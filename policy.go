@@ -1,0 +1,158 @@
+package tokenstore
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Policy says when a token dies. Build one with [Absolute] or [Sliding];
+// the zero Policy means "the store's default" (Options.Policy, and
+// Sliding(14 days, 30 days) when that is zero too).
+//
+// A Policy is a small value: copy it freely. Its arithmetic works on
+// absolute Unix milliseconds, so a restart or a process that was down for a
+// week never extends a lifetime.
+type Policy struct {
+	kind policyKind
+	ttl  time.Duration // absolute: lifetime; sliding: idle timeout
+	max  time.Duration // sliding only: hard cap after creation, 0 for none
+}
+
+type policyKind uint8
+
+const (
+	kindDefault policyKind = iota
+	kindAbsolute
+	kindSliding
+)
+
+const day = 24 * time.Hour
+
+// defaultPolicy is what a zero Options.Policy means.
+var defaultPolicy = Sliding(14*day, 30*day)
+
+// Absolute returns a policy under which a token dies ttl after it was
+// issued, however often it is used.
+func Absolute(ttl time.Duration) Policy {
+	return Policy{kind: kindAbsolute, ttl: ttl}
+}
+
+// Sliding returns a policy under which a token dies idle after its last use,
+// and never lives past its creation plus maxLifetime (0: no cap).
+func Sliding(idle, maxLifetime time.Duration) Policy {
+	return Policy{kind: kindSliding, ttl: idle, max: maxLifetime}
+}
+
+// IsZero reports whether p is the zero Policy, which stands for a default.
+func (p Policy) IsZero() bool { return p.kind == kindDefault }
+
+// IsSliding reports whether p extends a token's life on each use.
+func (p Policy) IsSliding() bool { return p.kind == kindSliding }
+
+// TTL is the lifetime of an absolute policy, or the idle timeout of a
+// sliding one.
+func (p Policy) TTL() time.Duration { return p.ttl }
+
+// MaxLifetime is a sliding policy's cap after creation (0: none); an
+// absolute policy reports its TTL.
+func (p Policy) MaxLifetime() time.Duration {
+	if p.kind == kindAbsolute {
+		return p.ttl
+	}
+	return p.max
+}
+
+// String renders p as "absolute(24h0m0s)" or "sliding(idle=1h0m0s, max=720h0m0s)".
+func (p Policy) String() string {
+	switch p.kind {
+	case kindAbsolute:
+		return fmt.Sprintf("absolute(%s)", p.ttl)
+	case kindSliding:
+		if p.max == 0 {
+			return fmt.Sprintf("sliding(idle=%s)", p.ttl)
+		}
+		return fmt.Sprintf("sliding(idle=%s, max=%s)", p.ttl, p.max)
+	}
+	return "default"
+}
+
+// Validate reports, as [ErrInvalidPolicy], a policy that would let no token
+// live: a lifetime under one millisecond (the store's resolution) or a
+// negative cap.
+func (p Policy) Validate() error {
+	switch {
+	case p.kind == kindDefault:
+		return nil
+	case p.kind != kindAbsolute && p.kind != kindSliding:
+		return fmt.Errorf("%w: unknown kind %d", ErrInvalidPolicy, p.kind)
+	case p.ttl < time.Millisecond:
+		return fmt.Errorf("%w: %s: lifetime must be at least 1ms", ErrInvalidPolicy, p)
+	case p.max < 0:
+		return fmt.Errorf("%w: %s: negative max lifetime", ErrInvalidPolicy, p)
+	}
+	return nil
+}
+
+// Deadline returns the instant at which a token created at createdMs and
+// last used at lastUsedMs (Unix milliseconds) stops being valid: it is valid
+// while now < Deadline.
+func (p Policy) Deadline(createdMs, lastUsedMs int64) int64 {
+	if p.kind == kindAbsolute {
+		return createdMs + p.ttl.Milliseconds()
+	}
+	d := lastUsedMs + p.ttl.Milliseconds()
+	if p.max > 0 {
+		d = min(d, createdMs+p.max.Milliseconds())
+	}
+	return d
+}
+
+// ExpiresAt is [Policy.Deadline] on times.
+func (p Policy) ExpiresAt(created, lastUsed time.Time) time.Time {
+	return time.UnixMilli(p.Deadline(created.UnixMilli(), lastUsed.UnixMilli()))
+}
+
+// ParsePolicy reads what [Policy.String] writes, for command-line tools
+// and configuration: "absolute(24h)", "sliding(idle=1h)",
+// "sliding(idle=1h, max=720h)".
+func ParsePolicy(s string) (Policy, error) {
+	bad := func() (Policy, error) {
+		return Policy{}, fmt.Errorf("%w: cannot parse %q", ErrInvalidPolicy, s)
+	}
+	name, args, ok := strings.Cut(strings.TrimSuffix(strings.TrimSpace(s), ")"), "(")
+	if !ok {
+		if s == "default" {
+			return Policy{}, nil
+		}
+		return bad()
+	}
+	switch name {
+	case "absolute":
+		d, err := time.ParseDuration(strings.TrimSpace(args))
+		if err != nil {
+			return bad()
+		}
+		p := Absolute(d)
+		return p, p.Validate()
+	case "sliding":
+		var p = Policy{kind: kindSliding}
+		for _, part := range strings.Split(args, ",") {
+			k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+			d, err := time.ParseDuration(v)
+			if !ok || err != nil {
+				return bad()
+			}
+			switch k {
+			case "idle":
+				p.ttl = d
+			case "max":
+				p.max = d
+			default:
+				return bad()
+			}
+		}
+		return p, p.Validate()
+	}
+	return bad()
+}

@@ -1,0 +1,129 @@
+package tokenstore
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"hash/crc32"
+)
+
+// A token is "<prefix>_<body>". The body is randomLen base62 characters
+// from crypto/rand (43 × log2(62) ≈ 256.03 bits) followed by checksumLen
+// base62 characters of the CRC32 of everything before them, as GitHub's
+// tokens do: a typo, a truncation or a token of another system is refused
+// offline, and secret scanners can match the shape.
+const (
+	randomLen   = 43
+	checksumLen = 6 // 62^6 > 2^32
+	bodyLen     = randomLen + checksumLen
+
+	// MaxPrefixLen is the longest token prefix a store accepts.
+	MaxPrefixLen = 16
+	// DefaultPrefix is the token prefix when Options.Prefix is empty.
+	DefaultPrefix = "tks"
+)
+
+const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+// base62Val maps a byte to its base62 digit, or 0xff.
+var base62Val = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for i := 0; i < len(base62); i++ {
+		t[base62[i]] = byte(i)
+	}
+	return t
+}()
+
+// Hash is the SHA-256 of a token: the only form in which a token is
+// stored, so a copy of the file grants nothing.
+type Hash [sha256.Size]byte
+
+// Format generates and checks the tokens of one prefix. Its zero value is
+// not usable; make one with [NewFormat]. A Format is safe for concurrent use.
+type Format struct {
+	prefix string
+}
+
+// NewFormat returns the token format for prefix: 1 to [MaxPrefixLen]
+// lowercase ASCII letters or digits, starting with a letter ("" means
+// [DefaultPrefix]).
+func NewFormat(prefix string) (Format, error) {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if len(prefix) > MaxPrefixLen {
+		return Format{}, fmt.Errorf("tokenstore: prefix %q is longer than %d bytes", prefix, MaxPrefixLen)
+	}
+	for i := 0; i < len(prefix); i++ {
+		c := prefix[i]
+		if !('a' <= c && c <= 'z' || i > 0 && '0' <= c && c <= '9') {
+			return Format{}, fmt.Errorf("tokenstore: prefix %q must be lowercase letters and digits, starting with a letter", prefix)
+		}
+	}
+	return Format{prefix: prefix}, nil
+}
+
+// Prefix returns the format's prefix, without the underscore.
+func (f Format) Prefix() string { return f.prefix }
+
+// Len is the length of every token of this format.
+func (f Format) Len() int { return len(f.prefix) + 1 + bodyLen }
+
+// Generate returns a new random token and its hash.
+func (f Format) Generate() (string, Hash) {
+	var buf [MaxPrefixLen + 1 + bodyLen]byte
+	n := copy(buf[:], f.prefix)
+	buf[n] = '_'
+	n++
+	var rnd [64]byte
+	for filled := 0; filled < randomLen; {
+		_, _ = rand.Read(rnd[:]) // crypto/rand.Read never fails since Go 1.24; it crashes the program instead
+		for _, b := range rnd {
+			// 248 = 4 × 62: rejecting the top 8 byte values keeps every digit equally likely.
+			if b < 248 && filled < randomLen {
+				buf[n+filled] = base62[b%62]
+				filled++
+			}
+		}
+	}
+	n += randomLen
+	putChecksum(buf[n:n+checksumLen], crc32.ChecksumIEEE(buf[:n]))
+	n += checksumLen
+	return string(buf[:n]), sha256.Sum256(buf[:n])
+}
+
+func putChecksum(dst []byte, c uint32) {
+	for i := checksumLen - 1; i >= 0; i-- {
+		dst[i] = base62[c%62]
+		c /= 62
+	}
+}
+
+// Parse checks token against the format and returns its hash. It reads
+// no file and never allocates; a token of the wrong length is refused before
+// any other work, so a megabyte of garbage costs what a short string does.
+// Every failure is [ErrMalformed], and its text never repeats the token.
+func (f Format) Parse(token string) (Hash, error) {
+	if len(token) != f.Len() {
+		return Hash{}, fmt.Errorf("%w: length %d, want %d", ErrMalformed, len(token), f.Len())
+	}
+	p := len(f.prefix)
+	if token[:p] != f.prefix || token[p] != '_' {
+		return Hash{}, fmt.Errorf("%w: not a %q token", ErrMalformed, f.prefix+"_")
+	}
+	var buf [MaxPrefixLen + 1 + bodyLen]byte
+	n := copy(buf[:], token)
+	for i := p + 1; i < n; i++ {
+		if base62Val[buf[i]] == 0xff {
+			return Hash{}, fmt.Errorf("%w: character at offset %d is not base62", ErrMalformed, i)
+		}
+	}
+	var want [checksumLen]byte
+	putChecksum(want[:], crc32.ChecksumIEEE(buf[:n-checksumLen]))
+	if string(want[:]) != string(buf[n-checksumLen:n]) {
+		return Hash{}, fmt.Errorf("%w: checksum mismatch (mistyped or truncated?)", ErrMalformed)
+	}
+	return sha256.Sum256(buf[:n]), nil
+}
