@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 )
 
 func newBackupCmd(a *app) *cobra.Command {
@@ -28,6 +29,9 @@ DB.BackupFile from the application.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if args[0] == "-" && asJSON {
 				return usagef("--json needs stdout: back up to a file, not to -")
+			}
+			if f, ok := a.stdout.(*os.File); ok && args[0] == "-" && term.IsTerminal(int(f.Fd())) {
+				return usagef("stdout is a terminal: redirect the backup to a file or a pipe")
 			}
 			return a.backup(cmd.Context(), args[0], asJSON)
 		},

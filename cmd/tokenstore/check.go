@@ -50,7 +50,7 @@ func (a *app) checkFile(ctx context.Context, asJSON bool) (err error) {
 			Problems []string `json:"problems"`
 		}{a.dbPath, len(problems) == 0, tokens, problems})
 	} else if len(problems) == 0 {
-		_, err = fmt.Fprintf(a.stdout, "ok: %s passed bbolt's and tokenstore's checks (%d tokens)\n", a.dbPath, tokens)
+		_, err = fmt.Fprintf(a.stdout, "ok: %s passed bbolt's and tokenstore's checks (%s)\n", a.dbPath, count(int(tokens), "token"))
 	} else {
 		for _, p := range problems {
 			if _, err = fmt.Fprintln(a.stdout, p); err != nil {
@@ -61,9 +61,5 @@ func (a *app) checkFile(ctx context.Context, asJSON bool) (err error) {
 	if err != nil || len(problems) == 0 {
 		return err
 	}
-	noun := "problems"
-	if len(problems) == 1 {
-		noun = "problem"
-	}
-	return fmt.Errorf("%s: %d %s found; check never repairs: restore a backup", a.dbPath, len(problems), noun)
+	return fmt.Errorf("%s: %s found; check never repairs: restore a backup", a.dbPath, count(len(problems), "problem"))
 }

@@ -98,10 +98,6 @@ func (a *app) revoke(asJSON bool, do func(*tokenstore.DB) (int, error)) (err err
 			Revoked int `json:"revoked"`
 		}{n})
 	}
-	noun := "tokens"
-	if n == 1 {
-		noun = "token"
-	}
-	_, err = fmt.Fprintf(a.stdout, "revoked %d %s\n", n, noun)
+	_, err = fmt.Fprintf(a.stdout, "revoked %s\n", count(n, "token"))
 	return err
 }

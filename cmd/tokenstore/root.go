@@ -233,8 +233,13 @@ func (a *app) mustExist(mode openMode) error {
 	if mode == openCreate {
 		return nil
 	}
-	if _, err := os.Stat(a.dbPath); errors.Is(err, fs.ErrNotExist) {
+	st, err := os.Stat(a.dbPath)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return &explained{fmt.Sprintf("%s does not exist (name the token file with --db)", a.dbPath), err}
+	case err == nil && st.Size() == 0 && mode == openRead:
+		// bbolt would try to initialise it through a read-only descriptor.
+		return fmt.Errorf("%s is empty: not a tokenstore file yet", a.dbPath)
 	}
 	return nil
 }
@@ -252,8 +257,12 @@ func (a *app) openError(err error, readOnly bool) error {
 		}
 		b.WriteString(". If it is about to exit, a longer --timeout waits for it.")
 		return &explained{b.String(), err}
+	case errors.Is(err, fs.ErrPermission) && !readOnly:
+		return &explained{fmt.Sprintf("cannot open %s for writing: permission denied; inspect, list, stats, check and backup only need to read it", a.dbPath), err}
 	case errors.Is(err, tokenstore.ErrCorrupt):
-		return &explained{fmt.Sprintf("%s is damaged or not a tokenstore file: %s", a.dbPath, strings.TrimPrefix(errorText(context.Background(), err), "tokenstore: ")), err}
+		// Keep only what follows the sentinel's text: the reason.
+		_, why, _ := strings.Cut(err.Error(), strings.TrimPrefix(tokenstore.ErrCorrupt.Error(), "tokenstore: "))
+		return &explained{fmt.Sprintf("%s is damaged or not a tokenstore file%s", a.dbPath, why), err}
 	}
 	return err
 }
@@ -436,6 +445,14 @@ func quoteIfNeeded(s string) string {
 		}
 	}
 	return s
+}
+
+// count writes "1 token", "2 tokens".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }
 
 // formatBytes writes n in binary units: "512 B", "40.0 KiB", "1.3 MiB".

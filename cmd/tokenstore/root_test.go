@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 
 	"tokenstore"
@@ -204,9 +205,35 @@ func TestRun_NotATokenFile(t *testing.T) {
 	for _, args := range [][]string{{"list"}, {"check"}, {"issue", "--subject", "a"}} {
 		got := e.run("", args...)
 		assert.Equal(t, exitFailed, got.code, args)
-		assert.Contains(t, got.stderr, e.db+" is damaged or not a tokenstore file", args)
+		assert.Equal(t, "tokenstore: "+e.db+" is damaged or not a tokenstore file: invalid database\n", got.stderr, args)
 		assert.Equal(t, 1, strings.Count(got.stderr, "tokenstore: "), "one prefix: %s", got.stderr)
 	}
+}
+
+func TestRun_OtherFiles(t *testing.T) {
+	t.Run("another application's bbolt file", func(t *testing.T) {
+		e := newEnv(t)
+		bdb, err := bolt.Open(e.db, 0o600, nil)
+		require.NoError(t, err)
+		require.NoError(t, bdb.Update(func(tx *bolt.Tx) error {
+			_, err := tx.CreateBucket([]byte("sessions"))
+			return err
+		}))
+		require.NoError(t, bdb.Close())
+		got := e.run("", "stats")
+		assert.Equal(t, exitFailed, got.code)
+		assert.Equal(t, "tokenstore: "+e.db+" is damaged or not a tokenstore file: a bbolt file of another application (no tokenstore meta bucket)\n", got.stderr)
+	})
+	t.Run("empty file", func(t *testing.T) {
+		e := newEnv(t)
+		require.NoError(t, os.WriteFile(e.db, nil, 0o600))
+		got := e.run("", "list")
+		assert.Equal(t, exitFailed, got.code)
+		assert.Equal(t, "tokenstore: "+e.db+" is empty: not a tokenstore file yet\n", got.stderr)
+		// A writer initialises it.
+		require.Equal(t, exitOK, e.run("", "sweep").code)
+		assert.Equal(t, exitOK, e.run("", "list").code)
+	})
 }
 
 func TestErrorText(t *testing.T) {

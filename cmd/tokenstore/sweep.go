@@ -45,10 +45,6 @@ func (a *app) sweep(ctx context.Context, asJSON bool) (err error) {
 			Seconds float64 `json:"seconds"`
 		}{n, took.Seconds()})
 	}
-	noun := "tokens"
-	if n == 1 {
-		noun = "token"
-	}
-	_, err = fmt.Fprintf(a.stdout, "swept %d expired %s in %s\n", n, noun, took.Round(time.Microsecond))
+	_, err = fmt.Fprintf(a.stdout, "swept %s in %s\n", count(n, "expired token"), took.Round(time.Microsecond))
 	return err
 }
