@@ -265,6 +265,9 @@ func openBolt(path string, o *Options) (bdb *bolt.DB, err error) {
 		// The hashmap freelist allocates in O(1) where the array one scans;
 		// it matters once sweeps have freed many pages.
 		FreelistType: bolt.FreelistMapType,
+		// A writer always loads the freelist; a reader does too, so that
+		// FileInfo can count free pages.
+		PreLoadFreelist: o.ReadOnly,
 	})
 	switch {
 	case err == nil:

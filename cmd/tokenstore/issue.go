@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"tokenstore"
+)
+
+type issueFlags struct {
+	subject        string
+	ttl, idle, max time.Duration
+	meta           []string
+	json           bool
+}
+
+func newIssueCmd(a *app) *cobra.Command {
+	var f issueFlags
+	cmd := &cobra.Command{
+		Use:   "issue --subject S [--ttl D | --idle D [--max D]] [--meta k=v]...",
+		Short: "Issue a token: the token on stdout, its ID and expiry on stderr",
+		Long: `Issue a token to a subject. Only the token goes to stdout, so that
+T=$(tokenstore issue ...) captures it; its ID and expiry go to stderr. The
+token is shown only here: the file keeps its hash.
+
+--ttl gives an absolute lifetime; --idle a sliding one (each use extends it)
+capped by --max. With neither, the token gets the library's default policy,
+sliding(idle=14d, max=30d). The file is created when it does not exist.`,
+		Example: `  T=$(tokenstore issue --subject alice --ttl 30d --meta scope=read)
+  tokenstore issue --subject ci-bot --idle 1d --max 90d --json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts, err := f.options(cmd)
+			if err != nil {
+				return err
+			}
+			return a.issue(cmd.Context(), f.subject, opts, f.json)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.subject, "subject", "", "whom the token authenticates, e.g. a user ID (required)")
+	fl.Var((*durationValue)(&f.ttl), "ttl", "absolute lifetime: the token dies this long after it is issued")
+	fl.Var((*durationValue)(&f.idle), "idle", "sliding lifetime: the token dies this long after its last use")
+	fl.Var((*durationValue)(&f.max), "max", "cap on a sliding lifetime, counted from issue (needs --idle)")
+	fl.StringArrayVar(&f.meta, "meta", nil, "metadata `key=value` stored with the token (repeatable)")
+	fl.BoolVar(&f.json, "json", false, "print the token and its details as one JSON object on stdout")
+	return cmd
+}
+
+// options checks the flags before the file is touched, so a bad call
+// creates nothing.
+func (f *issueFlags) options(cmd *cobra.Command) ([]tokenstore.IssueOption, error) {
+	changed := cmd.Flags().Changed
+	if !changed("subject") {
+		return nil, usagef("--subject is required")
+	}
+	if err := tokenstore.ValidateSubject(f.subject); err != nil {
+		return nil, &usageError{fmt.Errorf("--subject: %w", err)}
+	}
+	var p tokenstore.Policy
+	switch {
+	case changed("ttl") && (changed("idle") || changed("max")):
+		return nil, usagef("--ttl (absolute) excludes --idle and --max (sliding)")
+	case changed("max") && !changed("idle"):
+		return nil, usagef("--max caps a sliding lifetime: give --idle too")
+	case changed("ttl"):
+		p = tokenstore.Absolute(f.ttl)
+	case changed("idle"):
+		p = tokenstore.Sliding(f.idle, f.max)
+	}
+	meta, err := parseMeta(f.meta)
+	if err != nil {
+		return nil, err
+	}
+	opts := []tokenstore.IssueOption{tokenstore.WithPolicy(p), tokenstore.WithMetadata(meta)}
+	if _, err := tokenstore.NewIssueParams(opts...); err != nil {
+		return nil, &usageError{err}
+	}
+	return opts, nil
+}
+
+// parseMeta reads repeated key=value flags.
+func parseMeta(pairs []string) (map[string]string, error) {
+	if len(pairs) == 0 {
+		return nil, nil
+	}
+	m := make(map[string]string, len(pairs))
+	for _, kv := range pairs {
+		k, v, ok := strings.Cut(kv, "=")
+		switch {
+		case !ok:
+			return nil, usagef("--meta %q: want key=value", kv)
+		case k == "":
+			return nil, usagef("--meta %q: empty key", kv)
+		}
+		if _, dup := m[k]; dup {
+			return nil, usagef("--meta: key %q given twice", k)
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+// issuedJSON is issue's --json output: the token and its Info.
+type issuedJSON struct {
+	Token string `json:"token"`
+	infoJSON
+}
+
+func (a *app) issue(ctx context.Context, subject string, opts []tokenstore.IssueOption, asJSON bool) (err error) {
+	_, statErr := os.Stat(a.dbPath)
+	created := errors.Is(statErr, os.ErrNotExist)
+	db, err := a.open(openCreate)
+	if err != nil {
+		return err
+	}
+	defer closeDB(db, &err)
+	if created {
+		fmt.Fprintf(a.stderr, "created %s\n", a.dbPath)
+	}
+	token, info, err := db.Issue(ctx, subject, opts...)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		err = writeJSON(a.stdout, issuedJSON{Token: token, infoJSON: newInfoJSON(info, a.now())})
+	} else {
+		_, err = fmt.Fprintln(a.stdout, token)
+	}
+	if err != nil {
+		return fmt.Errorf("token %s was issued but could not be written out (revoke it: tokenstore revoke --id %s): %w", info.ID, info.ID, err)
+	}
+	fmt.Fprintf(a.stderr, "issued token %s to %q, %s, expires %s (%s)\n",
+		info.ID, info.Subject, formatPolicy(info.Policy), formatTime(info.ExpiresAt), formatAgo(a.now(), info.ExpiresAt))
+	return nil
+}

@@ -1,0 +1,18 @@
+// Command tokenstore administers a tokenstore token file from the shell:
+// issue, validate, inspect, list and revoke tokens, sweep expired ones, and
+// check, back up and compact the file. Run "tokenstore --help".
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+
+	"tokenstore"
+)
+
+func newRevokeCmd(a *app) *cobra.Command {
+	var (
+		id, subject string
+		asJSON      bool
+	)
+	cmd := &cobra.Command{
+		Use:   "revoke TOKEN|- | --id UUID | --subject S",
+		Short: "Revoke a token, the token with an ID, or every token of a subject",
+		Long: `Revoke one token (given as an argument, or on stdin with "-" or no
+argument), the token with a given ID (no token needed: take the ID from
+list), or every token of a subject ("log out everywhere"). Revocation is
+durable and immediate. Prints how many tokens were revoked; a token or ID
+that is not there is an error, a subject without tokens is not.`,
+		Example: `  printf '%s\n' "$T" | tokenstore revoke -
+  tokenstore revoke --id 0199a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d
+  tokenstore revoke --subject alice`,
+		Args: maxArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			changed := cmd.Flags().Changed
+			given := len(args)
+			if changed("id") {
+				given++
+			}
+			if changed("subject") {
+				given++
+			}
+			if given > 1 {
+				return usagef("give one of TOKEN, --id or --subject")
+			}
+			ctx := cmd.Context()
+			switch {
+			case changed("id"):
+				u, err := uuid.Parse(id)
+				if err != nil {
+					return usagef("--id %q is not a UUID", id)
+				}
+				return a.revoke(asJSON, func(db *tokenstore.DB) (int, error) {
+					if err := db.RevokeID(ctx, u); errors.Is(err, tokenstore.ErrNotFound) {
+						return 0, &explained{"no token with ID " + u.String() + " (never issued, already revoked, or expired and swept)", err}
+					} else if err != nil {
+						return 0, err
+					}
+					return 1, nil
+				})
+			case changed("subject"):
+				if err := tokenstore.ValidateSubject(subject); err != nil {
+					return &usageError{fmt.Errorf("--subject: %w", err)}
+				}
+				return a.revoke(asJSON, func(db *tokenstore.DB) (int, error) {
+					return db.RevokeSubject(ctx, subject)
+				})
+			}
+			token, err := a.readToken(args)
+			if err != nil {
+				return err
+			}
+			if _, err := uuid.Parse(token); err == nil {
+				return usagef("that is a token ID, not a token: use revoke --id")
+			}
+			return a.revoke(asJSON, func(db *tokenstore.DB) (int, error) {
+				if err := db.Revoke(ctx, token); err != nil {
+					return 0, a.tokenError(err, token)
+				}
+				return 1, nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&id, "id", "", "revoke the token with this ID")
+	cmd.Flags().StringVar(&subject, "subject", "", "revoke every token of this subject")
+	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"revoked": N}`)
+	return cmd
+}
+
+func (a *app) revoke(asJSON bool, do func(*tokenstore.DB) (int, error)) (err error) {
+	db, err := a.open(openWrite)
+	if err != nil {
+		return err
+	}
+	defer closeDB(db, &err)
+	n, err := do(db)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(a.stdout, struct {
+			Revoked int `json:"revoked"`
+		}{n})
+	}
+	_, err = fmt.Fprintf(a.stdout, "revoked %s\n", count(n, "token"))
+	return err
+}

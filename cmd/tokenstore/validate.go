@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"errors"
+
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+
+	"tokenstore"
+)
+
+func newValidateCmd(a *app) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "validate [TOKEN|-]",
+		Short: "Check a token as the application would, counting it as a use",
+		Long: `Check a token as the application's Validate does: exit 0 and print its
+details when it is valid; exit 1 with the reason (malformed, not found,
+expired) otherwise. It counts as a use: a sliding token's expiry moves.
+
+With "-" or no argument the token is read from stdin (without echo on a
+terminal), which keeps it out of shell history and ps.`,
+		Example: `  printf '%s\n' "$T" | tokenstore validate -`,
+		Args:    maxArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			token, err := a.readToken(args)
+			if err != nil {
+				return err
+			}
+			return a.checkToken(cmd.Context(), token, true, asJSON)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the token's details as JSON")
+	return cmd
+}
+
+func newInspectCmd(a *app) *cobra.Command {
+	var (
+		asJSON bool
+		id     string
+	)
+	cmd := &cobra.Command{
+		Use:   "inspect [TOKEN|-] | --id UUID",
+		Short: "Show a token's details without counting a use (read-only)",
+		Long: `Show a token's details as validate does, without counting a use, from a
+read-only open of the file. Exit 1 with the reason when the token is not
+valid. With --id, look the token up by its non-secret ID instead: no token
+needed.
+
+With "-" or no argument the token is read from stdin.`,
+		Example: `  printf '%s\n' "$T" | tokenstore inspect
+  tokenstore inspect --id 0199a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d --json`,
+		Args: maxArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.Flags().Changed("id") {
+				if len(args) > 0 {
+					return usagef("give a token or --id, not both")
+				}
+				u, err := uuid.Parse(id)
+				if err != nil {
+					return usagef("--id %q is not a UUID", id)
+				}
+				return a.inspectID(cmd.Context(), u, asJSON)
+			}
+			token, err := a.readToken(args)
+			if err != nil {
+				return err
+			}
+			return a.checkToken(cmd.Context(), token, false, asJSON)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the token's details as JSON")
+	cmd.Flags().StringVar(&id, "id", "", "the token's ID, as list shows it")
+	return cmd
+}
+
+// checkToken validates (use) or looks up token and prints its Info.
+func (a *app) checkToken(ctx context.Context, token string, use, asJSON bool) (err error) {
+	mode, lookup := openRead, (*tokenstore.DB).Lookup
+	if use {
+		mode, lookup = openWrite, (*tokenstore.DB).Validate
+	}
+	db, err := a.open(mode)
+	if err != nil {
+		return err
+	}
+	defer closeDB(db, &err)
+	info, err := lookup(db, ctx, token)
+	if err != nil {
+		return a.tokenError(err, token)
+	}
+	return a.printInfo(info, asJSON)
+}
+
+func (a *app) inspectID(ctx context.Context, id uuid.UUID, asJSON bool) (err error) {
+	db, err := a.open(openRead)
+	if err != nil {
+		return err
+	}
+	defer closeDB(db, &err)
+	info, err := db.Get(ctx, id)
+	switch {
+	case errors.Is(err, tokenstore.ErrExpired):
+		// Get returns an expired token's details too: show them, then fail.
+		if perr := a.printInfo(info, asJSON); perr != nil {
+			return perr
+		}
+		return &explained{"token " + id.String() + " has expired (not swept yet)", err}
+	case errors.Is(err, tokenstore.ErrNotFound):
+		return &explained{"no token with ID " + id.String() + " (never issued, revoked, or expired and swept)", err}
+	case err != nil:
+		return err
+	}
+	return a.printInfo(info, asJSON)
+}
+
+func (a *app) printInfo(info tokenstore.Info, asJSON bool) error {
+	if asJSON {
+		return writeJSON(a.stdout, newInfoJSON(info, a.now()))
+	}
+	return printInfo(a.stdout, info, a.now())
+}
