@@ -213,8 +213,12 @@ func Open(path string, opts *Options) (db *DB, err error) {
 	}
 
 	if o.ReadOnly {
-		if _, err := os.Stat(path); err != nil {
-			return nil, fmt.Errorf("tokenstore: open %s read-only: %w", path, err)
+		st, err := os.Stat(path)
+		if err != nil {
+			return nil, wrap("open "+path+" read-only", err)
+		}
+		if st.Size() == 0 { // bbolt would try to initialise it, and fail on the read-only descriptor
+			return nil, wrap("open "+path+" read-only", fmt.Errorf("%w: the file is empty (open it once without ReadOnly)", ErrCorrupt))
 		}
 	}
 	bdb, err := openBolt(path, &o)
@@ -237,7 +241,7 @@ func Open(path string, opts *Options) (db *DB, err error) {
 	db.cacheLimit = db.cache.limit
 	if err := db.checkSchema(); err != nil {
 		_ = bdb.Close()
-		return nil, fmt.Errorf("tokenstore: open %s: %w", path, err)
+		return nil, wrap("open "+path, err)
 	}
 	db.Stats() // primes lastCount
 
@@ -256,7 +260,7 @@ func Open(path string, opts *Options) (db *DB, err error) {
 func openBolt(path string, o *Options) (bdb *bolt.DB, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			bdb, err = nil, fmt.Errorf("tokenstore: open %s: %w: bbolt: %v", path, ErrCorrupt, r)
+			bdb, err = nil, wrap("open "+path, fmt.Errorf("%w: bbolt: %v", ErrCorrupt, r))
 		}
 	}()
 	bdb, err = bolt.Open(path, 0o600, &bolt.Options{
@@ -273,13 +277,13 @@ func openBolt(path string, o *Options) (bdb *bolt.DB, err error) {
 	case err == nil:
 		return bdb, nil
 	case errors.Is(err, berrors.ErrTimeout):
-		return nil, fmt.Errorf("tokenstore: open %s: %w (waited %s; is the application that uses it running?)", path, ErrLocked, o.LockTimeout)
+		return nil, wrap("open "+path, fmt.Errorf("%w (waited %s; is the application that uses it running?)", ErrLocked, o.LockTimeout))
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
-		return nil, fmt.Errorf("tokenstore: open %s: %w: %v", path, ErrCorrupt, err)
+		return nil, wrap("open "+path, fmt.Errorf("%w: %v", ErrCorrupt, err))
 	case errors.Is(err, fs.ErrPermission) && !o.ReadOnly:
-		return nil, fmt.Errorf("tokenstore: open %s: %w (to only read it, open it with Options.ReadOnly)", path, err)
+		return nil, wrap("open "+path, fmt.Errorf("%w (to only read it, open it with Options.ReadOnly)", err))
 	}
-	return nil, fmt.Errorf("tokenstore: open %s: %w", path, err)
+	return nil, wrap("open "+path, err)
 }
 
 // checkSchema refuses files that are not tokenstore's and sets up new ones.
