@@ -27,9 +27,10 @@
 // The token itself is never stored. The record and the ID key expire in
 // Redis (PEXPIREAT) Options.KeepExpired after the token's deadline, moved
 // on by every slide; until then the token reports [tokenstore.ErrExpired],
-// as the file store does until its sweeper runs. The indexes are pruned by
-// [Store.Sweep] (every Options.SweepInterval on each instance), and of
-// records Redis has already expired on List and on Issue under a limit.
+// as the file store does until its sweeper runs. [Store.Sweep] (every
+// Options.SweepInterval, on each instance) deletes expired tokens with
+// their index entries; List, and Issue under a limit, also drop the index
+// entries of records that Redis has expired.
 //
 // # Guarantees
 //
@@ -45,10 +46,17 @@
 //
 // Durability is Redis's: a token is as durable as Redis's persistence
 // settings make its writes (see README.redis.md). Every Validate writes the
-// token's last use: Redis keeps it in memory, so there is no
-// TouchInterval and nothing to lose on an instance's crash.
+// token's last use to Redis, so an instance's crash loses nothing and there
+// is no TouchInterval; under appendfsync always that write is an fsync.
 //
 // # Caveats
+//
+// A network call can fail after Redis has run it: when a call's context
+// ends, or the connection breaks, while its script is in flight, its change
+// may or may not have been made (an Issue whose token the caller never
+// gets simply expires). Errors other than the sentinels mean Redis could
+// not answer: refuse the request, but do not tell the client its token is
+// bad.
 //
 // Requires Redis 6.2 or later. In Redis Cluster (or a Ring) every key must
 // live in one slot, since the scripts touch several: KeyPrefix must hold a

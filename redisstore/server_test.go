@@ -20,7 +20,8 @@ import (
 
 // The package's tests and benchmarks share one redis-server, started by
 // TestMain on a free loopback port without persistence, and killed when
-// they end; each test keeps to its own KeyPrefix.
+// they end; each test keeps to its own KeyPrefix. REDISSTORE_TEST_ADDR
+// names a running scratch server to use instead.
 var (
 	redisAddr string // "127.0.0.1:port", or "" when redis-server is absent
 	redisSkip string // why tests skip
@@ -35,6 +36,12 @@ func TestMain(m *testing.M) {
 type withRedis struct{ m *testing.M }
 
 func (w withRedis) Run() int {
+	if addr := os.Getenv("REDISSTORE_TEST_ADDR"); addr != "" {
+		// A scratch server of the caller's, e.g. one with appendonly yes to
+		// benchmark its fsyncs. Tests write under test<N>: prefixes.
+		redisAddr = addr
+		return w.m.Run()
+	}
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		redisSkip = "redis-server is not installed (Debian: apt-get install redis-server); skipping the Redis tests"
