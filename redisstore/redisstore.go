@@ -246,9 +246,9 @@ func hasHashTag(key string) bool {
 	return end > 0
 }
 
-// Close stops the background sweeper and waits for it. Later calls, and
-// every other method, return [tokenstore.ErrClosed]; Close itself returns
-// nil when called again. It does not close the client.
+// Close stops the background sweeper and waits for it. Afterwards every
+// other method returns [tokenstore.ErrClosed]; Close itself returns nil,
+// however often it is called. It does not close the client.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
@@ -339,13 +339,14 @@ func (s *Store) Issue(ctx context.Context, subject string, opts ...tokenstore.Is
 	if err != nil {
 		return "", tokenstore.Info{}, wrap("issue", err)
 	}
-	status, now, err := head(res)
+	status, n, err := head(res) // n: the creation time, or the live tokens
 	if err != nil {
 		return "", tokenstore.Info{}, wrap("issue", err)
 	}
 	if status == -2 {
-		return "", tokenstore.Info{}, wrap("issue", fmt.Errorf("%w: %d live tokens, limit %d", tokenstore.ErrTokenLimit, now, s.limit))
+		return "", tokenstore.Info{}, wrap("issue", fmt.Errorf("%w: %d live tokens, limit %d", tokenstore.ErrTokenLimit, n, s.limit))
 	}
+	now := n
 	s.ctr.issued.Add(1)
 	rec := record{id: id, subject: subject, created: now, lastUsed: now, policy: p.Policy, meta: p.Metadata}
 	return token, rec.info(now), nil
