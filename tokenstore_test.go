@@ -444,6 +444,62 @@ func TestOpen_Corrupt(t *testing.T) {
 	}
 }
 
+// TestOpen_Truncated cuts a token file at every page boundary and around
+// the size its meta page records: cut short of that size, it is
+// ErrCorrupt, untouched, and does not crash the process (bbolt faults with
+// SIGBUS reading pages past the end of a file); cut only in the space bbolt
+// grew ahead, it works.
+func TestOpen_Truncated(t *testing.T) {
+	db := mustOpen(t, &tokenstore.Options{SweepInterval: -1})
+	reqs := make([]tokenstore.IssueRequest, 500)
+	for i := range reqs {
+		reqs[i] = tokenstore.IssueRequest{Subject: fmt.Sprintf("user-%d", i%10)}
+	}
+	_, err := db.IssueBatch(t.Context(), reqs)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	full, err := os.ReadFile(db.Path())
+	require.NoError(t, err)
+	bdb, err := bolt.Open(db.Path(), 0o600, &bolt.Options{ReadOnly: true})
+	require.NoError(t, err)
+	var used int
+	require.NoError(t, bdb.View(func(tx *bolt.Tx) error { used = int(tx.Size()); return nil }))
+	require.NoError(t, bdb.Close())
+	page := os.Getpagesize()
+	require.Greater(t, used, 8*page)
+	require.LessOrEqual(t, used, len(full))
+
+	cuts := []int{1, 100, used - 1, used, used + 100}
+	for n := page; n < len(full); n += page {
+		cuts = append(cuts, n)
+	}
+	for _, n := range cuts {
+		if n > len(full) {
+			continue
+		}
+		path := writeFile(t, full[:n])
+		for _, ro := range []bool{false, true} {
+			db, err := tokenstore.Open(path, &tokenstore.Options{ReadOnly: ro, SweepInterval: -1})
+			if n >= used {
+				require.NoError(t, err, "cut to %d of %d bytes, past the %d in use", n, len(full), used)
+				list, err := db.List(t.Context(), "user-1")
+				require.NoError(t, err)
+				assert.Len(t, list, 50)
+				require.NoError(t, db.Close())
+				continue
+			}
+			if err == nil {
+				_, _ = db.List(t.Context(), "user-1")
+				require.NoError(t, db.Close())
+			}
+			require.ErrorIs(t, err, tokenstore.ErrCorrupt, "cut to %d of %d bytes, ReadOnly=%v", n, used, ro)
+			after, err := os.ReadFile(path)
+			require.NoError(t, err)
+			require.True(t, bytes.Equal(full[:n], after), "cut to %d: the file was modified", n)
+		}
+	}
+}
+
 func writeFile(t *testing.T, b []byte) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "file.db")
