@@ -261,7 +261,6 @@ func TestDB_Validate_TouchInterval(t *testing.T) {
 		TouchInterval: 10 * time.Minute,
 		SweepInterval: -1,
 	})
-	start := clock.Now()
 	token, _, err := db.Issue(ctx, "user")
 	require.NoError(t, err)
 	abs, _, err := db.Issue(ctx, "user", tokenstore.WithPolicy(tokenstore.Absolute(5*time.Hour)))
@@ -305,7 +304,6 @@ func TestDB_Validate_TouchInterval(t *testing.T) {
 	_, err = db.Lookup(ctx, token)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(1), writes(), "an absolute token's use never needs a write at once")
-	_ = start
 }
 
 func TestDB_Validate_TouchIntervalNegative(t *testing.T) {
