@@ -32,6 +32,10 @@ const day = 24 * time.Hour
 // defaultPolicy is what a zero Options.Policy means.
 var defaultPolicy = Sliding(14*day, 30*day)
 
+// DefaultPolicy returns the policy that a zero Options.Policy stands for,
+// Sliding(14 days, 30 days), so that every backend defaults alike.
+func DefaultPolicy() Policy { return defaultPolicy }
+
 // Absolute returns a policy under which a token dies ttl after it was
 // issued, however often it is used.
 func Absolute(ttl time.Duration) Policy {

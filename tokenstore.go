@@ -61,6 +61,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -257,12 +258,35 @@ func Open(path string, opts *Options) (db *DB, err error) {
 
 // openBolt opens the bbolt file, turning its errors (and the panics some
 // damaged files cause in it) into tokenstore's.
+//
+// A file cut short (a copy that failed, a full disk) keeps valid meta pages
+// that point past its end, and bbolt reads the missing pages with no
+// check: its read-write Open loads the freelist page at once, which kills
+// the process (SIGSEGV or SIGBUS through the memory map, not a panic that
+// recover could catch). So an existing file is first opened read-only,
+// which reads nothing but the two meta pages, and its size checked against
+// them; only then is it opened for writing.
 func openBolt(path string, o *Options) (bdb *bolt.DB, err error) {
 	defer func() {
 		if r := recover(); r != nil {
+			// bbolt panicked inside Open: its file descriptor, and the
+			// lock, are lost until the process ends.
 			bdb, err = nil, wrap("open "+path, fmt.Errorf("%w: bbolt: %v", ErrCorrupt, r))
 		}
 	}()
+	if fi, statErr := os.Stat(path); statErr == nil && fi.Size() > 0 && !o.ReadOnly {
+		probe, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, ReadOnly: true})
+		if err != nil {
+			return nil, boltOpenErr(path, o, err)
+		}
+		err = checkFileSize(probe)
+		if cerr := probe.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, wrap("open "+path, err)
+		}
+	}
 	bdb, err = bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:  o.LockTimeout,
 		ReadOnly: o.ReadOnly,
@@ -273,17 +297,48 @@ func openBolt(path string, o *Options) (bdb *bolt.DB, err error) {
 		// FileInfo can count free pages.
 		PreLoadFreelist: o.ReadOnly,
 	})
-	switch {
-	case err == nil:
-		return bdb, nil
-	case errors.Is(err, berrors.ErrTimeout):
-		return nil, wrap("open "+path, fmt.Errorf("%w (waited %s; is the application that uses it running?)", ErrLocked, o.LockTimeout))
-	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
-		return nil, wrap("open "+path, fmt.Errorf("%w: %v", ErrCorrupt, err))
-	case errors.Is(err, fs.ErrPermission) && !o.ReadOnly:
-		return nil, wrap("open "+path, fmt.Errorf("%w (to only read it, open it with Options.ReadOnly)", err))
+	if err != nil {
+		return nil, boltOpenErr(path, o, err)
 	}
-	return nil, wrap("open "+path, err)
+	if err := checkFileSize(bdb); err != nil {
+		_ = bdb.Close()
+		return nil, wrap("open "+path, err)
+	}
+	return bdb, nil
+}
+
+// boltOpenErr turns an error of bolt.Open into tokenstore's.
+func boltOpenErr(path string, o *Options, err error) error {
+	switch {
+	case strings.Contains(err.Error(), "file size too small"): // bbolt has no sentinel for a file under two pages
+		return wrap("open "+path, fmt.Errorf("%w: %v", ErrCorrupt, err))
+	case errors.Is(err, berrors.ErrTimeout):
+		return wrap("open "+path, fmt.Errorf("%w (waited %s; is the application that uses it running?)", ErrLocked, o.LockTimeout))
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
+		return wrap("open "+path, fmt.Errorf("%w: %v", ErrCorrupt, err))
+	case errors.Is(err, fs.ErrPermission) && !o.ReadOnly:
+		return wrap("open "+path, fmt.Errorf("%w (to only read it, open it with Options.ReadOnly)", err))
+	}
+	return wrap("open "+path, err)
+}
+
+// checkFileSize refuses a file shorter than its meta page says (see
+// openBolt). It reads no page but the meta.
+func checkFileSize(bdb *bolt.DB) error {
+	fi, err := os.Stat(bdb.Path())
+	if err != nil {
+		return err
+	}
+	tx, err := bdb.Begin(false)
+	if err != nil {
+		return err
+	}
+	want := tx.Size()
+	_ = tx.Rollback()
+	if fi.Size() < want {
+		return fmt.Errorf("%w: the file is %d bytes, its header says %d (truncated?)", ErrCorrupt, fi.Size(), want)
+	}
+	return nil
 }
 
 // checkSchema refuses files that are not tokenstore's and sets up new ones.
@@ -492,6 +547,32 @@ func putRecord(tx *bolt.Tx, h Hash, rec *record) error {
 	)
 }
 
+// deletes deletes records for one write call and keeps the cache
+// coherent: each token is announced to the cache inside the transaction,
+// before it can commit, and released by end once the call's transaction
+// has ended (see cache.beginDelete). A write's fn may run more than once;
+// end releases every run's announcements.
+type deletes struct {
+	cache  *cache
+	hashes []Hash
+}
+
+// delete removes h's record and index entries in tx.
+func (d *deletes) delete(tx *bolt.Tx, h Hash, rec *record) error {
+	d.cache.beginDelete(h)
+	d.hashes = append(d.hashes, h)
+	return deleteRecord(tx, h, rec)
+}
+
+// end releases the tokens announced by delete; call it after the
+// transaction has ended, committed or not.
+func (d *deletes) end() {
+	for _, h := range d.hashes {
+		d.cache.endDelete(h)
+	}
+	d.hashes = nil
+}
+
 // deleteRecord removes a record and its index entries.
 func deleteRecord(tx *bolt.Tx, h Hash, rec *record) error {
 	return errors.Join(
@@ -552,7 +633,11 @@ func (db *DB) check(ctx context.Context, token string, use bool) (Info, error) {
 	for {
 		s.mu.Lock()
 		e := s.m[h]
-		if e == nil {
+		// While a delete of h is in flight, the file decides: once that
+		// delete commits, someone may have seen it (a Revoke's ErrNotFound)
+		// before the entry here is dropped.
+		deleting := s.deleting[h] > 0
+		if e == nil || deleting {
 			gen := s.gen
 			s.mu.Unlock()
 			db.ctr.misses.Add(1)
@@ -568,9 +653,12 @@ func (db *DB) check(ctx context.Context, token string, use bool) (Info, error) {
 				s.mu.Unlock()
 				continue
 			}
+			deleting = s.deleting[h] > 0
 			if e = s.m[h]; e == nil {
 				e = &entry{rec: rec, used: rec.lastUsed}
-				s.insertLocked(h, e, db.cacheLimit)
+				if !deleting { // a record about to go is not cached
+					s.insertLocked(h, e, db.cacheLimit)
+				}
 			}
 		} else {
 			db.ctr.hits.Add(1)
@@ -584,9 +672,11 @@ func (db *DB) check(ctx context.Context, token string, use bool) (Info, error) {
 			e.used = now
 		}
 		info := e.rec.info(e.used)
-		sync := use && !db.ro && e.dirty() && (db.touch < 0 ||
+		sync := use && !db.ro && !deleting && e.dirty() && (db.touch < 0 ||
 			e.rec.policy.IsSliding() && e.used-e.rec.lastUsed >= db.touch.Milliseconds())
-		s.releaseLocked(h, e, db.cacheLimit)
+		if s.m[h] == e {
+			s.releaseLocked(h, e, db.cacheLimit)
+		}
 		s.mu.Unlock()
 
 		if sync {
@@ -760,17 +850,18 @@ func (db *DB) Revoke(ctx context.Context, token string) error {
 }
 
 func (db *DB) revokeHash(h Hash, op string) error {
+	del := deletes{cache: db.cache}
 	err := db.commit.run(func(tx *bolt.Tx) error {
 		rec, err := getRecord(tx, h)
 		if err != nil {
 			return err
 		}
-		return deleteRecord(tx, h, &rec)
+		return del.delete(tx, h, &rec)
 	})
+	del.end()
 	if err != nil {
 		return wrap(op, boltErr(err))
 	}
-	db.cache.invalidate(h)
 	db.ctr.revoked.Add(1)
 	return nil
 }
@@ -781,23 +872,23 @@ func (db *DB) RevokeID(ctx context.Context, id uuid.UUID) error {
 	if err := db.begin(ctx, true); err != nil {
 		return wrap("revoke "+id.String(), err)
 	}
-	var h Hash
+	del := deletes{cache: db.cache}
 	err := db.commit.run(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketIDs).Get(id[:])
-		if len(v) != len(h) {
+		if len(v) != len(Hash{}) {
 			return ErrNotFound
 		}
-		h = Hash(v)
+		h := Hash(v)
 		rec, err := getRecord(tx, h)
 		if err != nil {
 			return err
 		}
-		return deleteRecord(tx, h, &rec)
+		return del.delete(tx, h, &rec)
 	})
+	del.end()
 	if err != nil {
 		return wrap("revoke "+id.String(), boltErr(err))
 	}
-	db.cache.invalidate(h)
 	db.ctr.revoked.Add(1)
 	return nil
 }
@@ -812,6 +903,7 @@ func (db *DB) RevokeSubject(ctx context.Context, subject string) (int, error) {
 		return 0, err
 	}
 	var hashes []Hash
+	del := deletes{cache: db.cache}
 	err := db.commit.run(func(tx *bolt.Tx) error {
 		hashes = hashes[:0]
 		prefix := subjectPrefix(subject)
@@ -824,17 +916,15 @@ func (db *DB) RevokeSubject(ctx context.Context, subject string) (int, error) {
 			if err != nil {
 				return err
 			}
-			if err := deleteRecord(tx, h, &rec); err != nil {
+			if err := del.delete(tx, h, &rec); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+	del.end()
 	if err != nil {
 		return 0, wrap("revoke subject", boltErr(err))
-	}
-	for _, h := range hashes {
-		db.cache.invalidate(h)
 	}
 	db.ctr.revoked.Add(uint64(len(hashes)))
 	return len(hashes), nil
@@ -857,6 +947,7 @@ func (db *DB) Rotate(ctx context.Context, token string) (string, Info, error) {
 		h        Hash
 		rec      record
 	)
+	del := deletes{cache: db.cache}
 	err = db.commit.run(func(tx *bolt.Tx) error {
 		prev, err := getRecord(tx, old)
 		if err != nil {
@@ -871,12 +962,12 @@ func (db *DB) Rotate(ctx context.Context, token string) (string, Info, error) {
 				return err
 			}
 		}
-		return errors.Join(deleteRecord(tx, old, &prev), putRecord(tx, h, &rec))
+		return errors.Join(del.delete(tx, old, &prev), putRecord(tx, h, &rec))
 	})
+	del.end()
 	if err != nil {
 		return "", Info{}, wrap("rotate", boltErr(err))
 	}
-	db.cache.invalidate(old)
 	db.ctr.issued.Add(1)
 	db.ctr.revoked.Add(1)
 	return newToken, rec.info(rec.lastUsed), nil

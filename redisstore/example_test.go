@@ -1,0 +1,49 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"tokenstore"
+	"tokenstore/redisstore"
+)
+
+// Two instances of one application share a Redis: a token issued by one
+// validates on the other, and a revocation on either holds on both. (Not
+// run: it needs a Redis on localhost:6379.)
+func ExampleNew() {
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379"})
+	defer rdb.Close() // after the stores: they use it but do not own it
+
+	opts := &redisstore.Options{Policy: tokenstore.Sliding(time.Hour, 30*24*time.Hour)}
+	a, err := redisstore.New(rdb, opts)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer a.Close()
+	b, err := redisstore.New(rdb, opts) // in another process, in real life
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer b.Close()
+
+	token, _, err := a.Issue(ctx, "user-42")
+	if err != nil {
+		log.Fatal(err)
+	}
+	info, err := b.Validate(ctx, token)
+	switch {
+	case errors.Is(err, tokenstore.ErrNotFound), errors.Is(err, tokenstore.ErrExpired), errors.Is(err, tokenstore.ErrMalformed):
+		fmt.Println("401: invalid token")
+	case err != nil:
+		fmt.Println("503: token store unavailable") // Redis down: refuse, but do not blame the token
+	default:
+		fmt.Println("hello", info.Subject)
+	}
+}

@@ -1,0 +1,147 @@
+package redisstore
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"tokenstore"
+)
+
+// metaField prefixes the record fields that hold metadata entries: Redis
+// hashes are binary-safe, so each entry is kept as it was given.
+const metaField = "m:"
+
+// errReply is a reply of a script that does not have the expected shape:
+// another program's keys under KeyPrefix, or a script of another version.
+var errReply = fmt.Errorf("%w: unexpected reply from Redis", tokenstore.ErrCorrupt)
+
+// record is the decoded form of a record hash. Times are Unix milliseconds.
+type record struct {
+	id       uuid.UUID
+	subject  string
+	created  int64
+	lastUsed int64
+	policy   tokenstore.Policy
+	meta     map[string]string
+}
+
+// info renders the record with lastUsed as its last use.
+func (r *record) info(lastUsed int64) tokenstore.Info {
+	created, used := time.UnixMilli(r.created), time.UnixMilli(lastUsed)
+	return tokenstore.Info{
+		ID:         r.id,
+		Subject:    r.subject,
+		CreatedAt:  created,
+		LastUsedAt: used,
+		ExpiresAt:  r.policy.ExpiresAt(created, used),
+		Policy:     r.policy,
+		Metadata:   r.meta,
+	}
+}
+
+// encodePolicy returns the pol, ttl and max fields of p.
+func encodePolicy(p tokenstore.Policy) (kind string, ttl, maxLife int64) {
+	if p.IsSliding() {
+		return "s", p.TTL().Milliseconds(), p.MaxLifetime().Milliseconds()
+	}
+	return "a", p.TTL().Milliseconds(), 0
+}
+
+func decodePolicy(kind string, ttl, maxLife int64) (tokenstore.Policy, error) {
+	var p tokenstore.Policy
+	switch kind {
+	case "a":
+		p = tokenstore.Absolute(time.Duration(ttl) * time.Millisecond)
+	case "s":
+		p = tokenstore.Sliding(time.Duration(ttl)*time.Millisecond, time.Duration(maxLife)*time.Millisecond)
+	default:
+		return p, corrupt("unknown policy kind %q", kind)
+	}
+	if err := p.Validate(); err != nil {
+		return p, corrupt("%v", err)
+	}
+	return p, nil
+}
+
+func corrupt(format string, args ...any) error {
+	return fmt.Errorf("%w: record: "+format, append([]any{tokenstore.ErrCorrupt}, args...)...)
+}
+
+// decodeRecord reads the flat field/value list of HGETALL.
+func decodeRecord(v any) (record, error) {
+	var r record
+	f, ok := v.([]any)
+	if !ok || len(f)%2 != 0 {
+		return r, errReply
+	}
+	fields := make(map[string]string, 7)
+	for i := 0; i < len(f); i += 2 {
+		k, ok1 := f[i].(string)
+		val, ok2 := f[i+1].(string)
+		if !ok1 || !ok2 {
+			return r, errReply
+		}
+		if m, ok := strings.CutPrefix(k, metaField); ok {
+			if r.meta == nil {
+				r.meta = make(map[string]string)
+			}
+			r.meta[m] = val
+		} else {
+			fields[k] = val
+		}
+	}
+	var errs []error
+	num := func(k string) int64 {
+		n, err := strconv.ParseInt(fields[k], 10, 64)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("field %s: %w", k, err))
+		}
+		return n
+	}
+	id, err := uuid.Parse(fields["id"])
+	if err != nil {
+		errs = append(errs, fmt.Errorf("field id: %w", err))
+	}
+	r.id = id
+	r.subject = fields["sub"]
+	r.created, r.lastUsed = num("c"), num("u")
+	ttl, maxLife := num("ttl"), num("max")
+	if err := errors.Join(errs...); err != nil {
+		return r, corrupt("%v", err)
+	}
+	r.policy, err = decodePolicy(fields["pol"], ttl, maxLife)
+	return r, err
+}
+
+// head reads the first two integers of a script's reply; the second is 0
+// when the reply has one element.
+func head(res []any) (a, b int64, err error) {
+	if len(res) == 0 {
+		return 0, 0, errReply
+	}
+	if a, err = toInt(res[0]); err != nil || len(res) == 1 {
+		return a, 0, err
+	}
+	b, err = toInt(res[1])
+	return a, b, err
+}
+
+// toInt reads a Lua number (a Redis integer) or a numeric string.
+func toInt(v any) (int64, error) {
+	switch v := v.(type) {
+	case int64:
+		return v, nil
+	case string:
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, errReply
+		}
+		return n, nil
+	}
+	return 0, errReply
+}

@@ -1,0 +1,639 @@
+// Package redisstore is a [tokenstore.Store] on Redis, for applications
+// that run as several instances: a token issued by one validates on all,
+// and a revocation holds everywhere as soon as it returns.
+//
+// # Basics
+//
+// Make a go-redis client, then a [Store] on it with [New]; use it as a
+// [*tokenstore.DB] is used. Tokens look alike, are hashed alike and
+// expire by the same policies, on the same arithmetic.
+//
+//	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379"})
+//	store, err := redisstore.New(rdb, &redisstore.Options{Policy: tokenstore.Sliding(time.Hour, 30*24*time.Hour)})
+//	...
+//	token, info, err := store.Issue(ctx, "user-42")
+//	info, err = store.Validate(ctx, token) // on any instance
+//
+// # Keys
+//
+// Under Options.KeyPrefix (P, default "tokenstore:"), for a token whose
+// SHA-256 is H (64 hex digits) and whose ID is I:
+//
+//	P t:H          hash: id, sub, c (created ms), u (last use ms), pol (a|s), ttl, max (ms), m:<key> per metadata entry
+//	P i:I          string: H
+//	P s:<subject>  sorted set: H scored by deadline (ms)
+//	P e            sorted set: H‖subject scored by deadline: what Sweep walks, and Stats.Tokens
+//
+// The token itself is never stored. The record and the ID key expire in
+// Redis (PEXPIREAT) Options.KeepExpired after the token's deadline, moved
+// on by every slide; until then the token reports [tokenstore.ErrExpired],
+// as the file store does until its sweeper runs. [Store.Sweep] (every
+// Options.SweepInterval, on each instance) deletes expired tokens with
+// their index entries; List, and Issue under a limit, also drop the index
+// entries of records that Redis has expired.
+//
+// # Guarantees
+//
+// Every call that changes a token is one Lua script: atomic, one round
+// trip. Validate of a sliding token checks, slides within its cap and
+// re-files the token in one script; the per-subject limit is checked in
+// the script that adds the token, so concurrent Issues on any number of
+// instances cannot pass it together; Rotate and RevokeSubject are atomic
+// (RevokeSubject in chunks of 1,000 tokens). Times come from one clock:
+// Options.Now when set, else Redis's TIME, never the instances' own
+// clocks. (Token IDs are UUIDv7s from the issuing instance's clock; only
+// their uniqueness matters.)
+//
+// Durability is Redis's: a token is as durable as Redis's persistence
+// settings make its writes (see README.redis.md). Every Validate writes the
+// token's last use to Redis, so an instance's crash loses nothing and there
+// is no TouchInterval; under appendfsync always that write is an fsync.
+//
+// # Caveats
+//
+// A network call can fail after Redis has run it: when a call's context
+// ends, or the connection breaks, while its script is in flight, its change
+// may or may not have been made (an Issue whose token the caller never
+// gets simply expires). Errors other than the sentinels mean Redis could
+// not answer: refuse the request, but do not tell the client its token is
+// bad.
+//
+// Requires Redis 6.2 or later. In Redis Cluster (or a Ring) every key must
+// live in one slot, since the scripts touch several: KeyPrefix must hold a
+// hash tag such as "{tokenstore}:", which puts the whole store on one
+// shard. Use maxmemory-policy noeviction: an evicted record is a token
+// lost (it fails closed: ErrNotFound).
+package redisstore
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"tokenstore"
+)
+
+// Options configure [New]. A nil *Options means every default; a field's
+// zero value means its default. New copies the Options.
+type Options struct {
+	// KeyPrefix starts every key the store uses. Default "tokenstore:".
+	// Stores that share a Redis and a KeyPrefix share their tokens: that
+	// is how the instances of one application see one store. In Redis
+	// Cluster it must hold a hash tag, e.g. "{tokenstore}:".
+	KeyPrefix string
+
+	// Policy applies to tokens issued without WithPolicy.
+	// Zero: [tokenstore.DefaultPolicy], Sliding(14 days, 30 days).
+	Policy tokenstore.Policy
+
+	// Prefix starts every token, as tokenstore.Options.Prefix does.
+	// Default "tks". Every instance must use the same one.
+	Prefix string
+
+	// Now is the clock, for tests. Nil: Redis's clock (TIME), read by the
+	// scripts themselves, so that instances whose clocks disagree still
+	// agree on every deadline. A clock set here should agree with Redis's,
+	// which expires the keys.
+	Now func() time.Time
+
+	// MaxTokensPerSubject caps a subject's live tokens: beyond it Issue
+	// fails with ErrTokenLimit and stores nothing. Zero: unlimited.
+	MaxTokensPerSubject int
+
+	// KeepExpired is how long Redis keeps a token past its deadline before
+	// expiring its keys itself; until then, or until a sweep deletes it,
+	// the token reports ErrExpired (not ErrNotFound), Get shows it and
+	// RevokeSubject counts it. Zero: 1 hour. Negative: none, the keys
+	// expire at the deadline.
+	KeepExpired time.Duration
+
+	// SweepInterval is how often this Store sweeps expired tokens out of
+	// the indexes in the background. Zero: 1 minute. Negative: never
+	// ([Store.Sweep] still works); then something must call Sweep, or the
+	// indexes keep an entry per expired token.
+	SweepInterval time.Duration
+
+	// Logger receives the background sweeper's reports. Nil: discarded.
+	// Tokens are never logged.
+	Logger *slog.Logger
+}
+
+const (
+	defaultKeyPrefix     = "tokenstore:"
+	defaultKeepExpired   = time.Hour
+	defaultSweepInterval = time.Minute
+
+	// chunk bounds the tokens one sweep or RevokeSubject script deletes,
+	// so that Redis, which runs one script at a time, never stalls long.
+	chunk = 1000
+
+	// statsTimeout bounds the round trip of Stats, which has no context.
+	statsTimeout = time.Second
+)
+
+// Store is a token store on Redis. It is safe for simultaneous use by
+// multiple goroutines, and any number of Stores, in any number of
+// processes, may share one Redis and KeyPrefix. Make one with [New].
+type Store struct {
+	rdb    redis.UniversalClient
+	prefix string // KeyPrefix
+	format tokenstore.Format
+	policy tokenstore.Policy
+	now    func() time.Time // nil: Redis's TIME
+	limit  int
+	keep   string // KeepExpired in ms, as a script argument
+	log    *slog.Logger
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	cancel    context.CancelFunc // cancels the sweeper's work
+	stop      chan struct{}      // closed by Close to end the sweeper
+	done      chan struct{}      // closed by the sweeper when it has ended
+
+	ctr       counters
+	lastCount atomic.Int64
+}
+
+type counters struct {
+	issued, validated, lookups, revoked, swept atomic.Uint64
+	malformed, notFound, expired               atomic.Uint64
+	touches                                    atomic.Uint64
+}
+
+var _ tokenstore.Store = (*Store)(nil)
+
+// New returns a Store on client, which it uses but does not own: close the
+// client after [Store.Close]. opts may be nil. New does no I/O; the first
+// call reaches Redis. It starts the background sweeper unless
+// Options.SweepInterval is negative.
+func New(client redis.UniversalClient, opts *Options) (*Store, error) {
+	if client == nil {
+		return nil, errors.New("redisstore: nil client")
+	}
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	format, err := tokenstore.NewFormat(o.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	if o.Policy.IsZero() {
+		o.Policy = tokenstore.DefaultPolicy()
+	}
+	if err := o.Policy.Validate(); err != nil {
+		return nil, fmt.Errorf("redisstore: Options.Policy: %w", err)
+	}
+	if o.KeyPrefix == "" {
+		o.KeyPrefix = defaultKeyPrefix
+	}
+	switch client.(type) {
+	case *redis.ClusterClient, *redis.Ring:
+		if !hasHashTag(o.KeyPrefix) {
+			return nil, fmt.Errorf("redisstore: KeyPrefix %q has no hash tag: on a cluster or ring every key must be in one slot (use e.g. %q)", o.KeyPrefix, "{tokenstore}:")
+		}
+	}
+	switch {
+	case o.KeepExpired == 0:
+		o.KeepExpired = defaultKeepExpired
+	case o.KeepExpired < 0:
+		o.KeepExpired = 0
+	}
+	if o.SweepInterval == 0 {
+		o.SweepInterval = defaultSweepInterval
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{
+		rdb:    client,
+		prefix: o.KeyPrefix,
+		format: format,
+		policy: o.Policy,
+		now:    o.Now,
+		limit:  max(o.MaxTokensPerSubject, 0),
+		keep:   strconv.FormatInt(o.KeepExpired.Milliseconds(), 10),
+		log:    o.Logger,
+	}
+	if o.SweepInterval > 0 {
+		var ctx context.Context
+		ctx, s.cancel = context.WithCancel(context.Background())
+		s.stop, s.done = make(chan struct{}), make(chan struct{})
+		go s.loop(ctx, o.SweepInterval)
+	}
+	return s, nil
+}
+
+// hasHashTag reports whether key has a non-empty {tag}, which Redis
+// Cluster hashes instead of the whole key.
+func hasHashTag(key string) bool {
+	_, after, ok := strings.Cut(key, "{")
+	if !ok {
+		return false
+	}
+	end := strings.IndexByte(after, '}')
+	return end > 0
+}
+
+// Close stops the background sweeper and waits for it. Afterwards every
+// other method returns [tokenstore.ErrClosed]; Close itself returns nil,
+// however often it is called. It does not close the client.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		if s.stop != nil {
+			s.cancel()
+			close(s.stop)
+			<-s.done
+		}
+	})
+	return nil
+}
+
+// opError adds the operation to an error: "redisstore: validate: token has
+// expired", wrapping tokenstore.ErrExpired.
+type opError struct {
+	op  string
+	err error
+}
+
+func (e *opError) Error() string {
+	return "redisstore: " + e.op + ": " + strings.TrimPrefix(e.err.Error(), "tokenstore: ")
+}
+
+func (e *opError) Unwrap() error { return e.err }
+
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, redis.ErrClosed) {
+		err = fmt.Errorf("%w (%v)", tokenstore.ErrClosed, err)
+	}
+	return &opError{op, err}
+}
+
+// begin is the common entry check of every method.
+func (s *Store) begin(ctx context.Context) error {
+	if s.closed.Load() {
+		return tokenstore.ErrClosed
+	}
+	return ctx.Err()
+}
+
+// nowArg is the scripts' now argument: "" asks them for Redis's TIME.
+func (s *Store) nowArg() string {
+	if s.now == nil {
+		return ""
+	}
+	return strconv.FormatInt(s.now().UnixMilli(), 10)
+}
+
+func (s *Store) recordKey(h tokenstore.Hash) string {
+	return s.prefix + "t:" + hex.EncodeToString(h[:])
+}
+func (s *Store) idKey(id uuid.UUID) string        { return s.prefix + "i:" + id.String() }
+func (s *Store) subjectKey(subject string) string { return s.prefix + "s:" + subject }
+func (s *Store) expiryKey() string                { return s.prefix + "e" }
+
+// Issue creates a token for subject under the store's policy, or the one
+// given by [tokenstore.WithPolicy], and returns it with its Info. The token
+// is shown only here: Redis keeps its hash.
+func (s *Store) Issue(ctx context.Context, subject string, opts ...tokenstore.IssueOption) (string, tokenstore.Info, error) {
+	if err := s.begin(ctx); err != nil {
+		return "", tokenstore.Info{}, wrap("issue", err)
+	}
+	if err := tokenstore.ValidateSubject(subject); err != nil {
+		return "", tokenstore.Info{}, err
+	}
+	p, err := tokenstore.NewIssueParams(opts...)
+	if err != nil {
+		return "", tokenstore.Info{}, err
+	}
+	if p.Policy.IsZero() {
+		p.Policy = s.policy
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return "", tokenstore.Info{}, wrap("issue: new id", err)
+	}
+	token, h := s.format.Generate()
+	kind, ttl, maxLife := encodePolicy(p.Policy)
+	args := make([]any, 0, 9+2*len(p.Metadata))
+	args = append(args, s.nowArg(), s.prefix, s.keep, s.limit, id.String(), subject, kind, ttl, maxLife)
+	for k, v := range p.Metadata {
+		args = append(args, metaField+k, v)
+	}
+	res, err := issueScript.Run(ctx, s.rdb, []string{s.recordKey(h), s.subjectKey(subject)}, args...).Slice()
+	if err != nil {
+		return "", tokenstore.Info{}, wrap("issue", err)
+	}
+	status, n, err := head(res) // n: the creation time, or the live tokens
+	if err != nil {
+		return "", tokenstore.Info{}, wrap("issue", err)
+	}
+	if status == -2 {
+		return "", tokenstore.Info{}, wrap("issue", fmt.Errorf("%w: %d live tokens, limit %d", tokenstore.ErrTokenLimit, n, s.limit))
+	}
+	now := n
+	s.ctr.issued.Add(1)
+	rec := record{id: id, subject: subject, created: now, lastUsed: now, policy: p.Policy, meta: p.Metadata}
+	return token, rec.info(now), nil
+}
+
+// Validate checks token and counts it as a use: a sliding token's deadline
+// moves to now + idle (within its cap), in Redis, before Validate returns,
+// so every instance sees it. It returns [tokenstore.ErrMalformed] (decided
+// without a round trip), [tokenstore.ErrNotFound] (unknown, revoked or
+// gone) or [tokenstore.ErrExpired]; the returned Info carries the new
+// ExpiresAt.
+func (s *Store) Validate(ctx context.Context, token string) (tokenstore.Info, error) {
+	return s.check(ctx, token, true)
+}
+
+// Lookup answers as [Store.Validate] does without counting a use.
+func (s *Store) Lookup(ctx context.Context, token string) (tokenstore.Info, error) {
+	return s.check(ctx, token, false)
+}
+
+func (s *Store) check(ctx context.Context, token string, use bool) (tokenstore.Info, error) {
+	op, useArg := "lookup", "0"
+	if use {
+		op, useArg = "validate", "1"
+	}
+	if err := s.begin(ctx); err != nil {
+		return tokenstore.Info{}, wrap(op, err)
+	}
+	h, err := s.format.Parse(token)
+	if err != nil {
+		s.ctr.malformed.Add(1)
+		return tokenstore.Info{}, err
+	}
+	res, err := checkScript.Run(ctx, s.rdb, []string{s.recordKey(h)}, s.nowArg(), useArg, s.prefix, s.keep).Slice()
+	if err != nil {
+		return tokenstore.Info{}, wrap(op, err)
+	}
+	status, _, err := head(res)
+	switch {
+	case err != nil:
+		return tokenstore.Info{}, wrap(op, err)
+	case status == 0:
+		s.ctr.notFound.Add(1)
+		return tokenstore.Info{}, wrap(op, tokenstore.ErrNotFound)
+	case status == -1:
+		s.ctr.expired.Add(1)
+		return tokenstore.Info{}, wrap(op, tokenstore.ErrExpired)
+	}
+	if len(res) != 5 {
+		return tokenstore.Info{}, wrap(op, errReply)
+	}
+	used, err1 := toInt(res[2])
+	wrote, err2 := toInt(res[3])
+	rec, err3 := decodeRecord(res[4])
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return tokenstore.Info{}, wrap(op, err)
+	}
+	if wrote == 1 {
+		s.ctr.touches.Add(1)
+	}
+	if use {
+		s.ctr.validated.Add(1)
+	} else {
+		s.ctr.lookups.Add(1)
+	}
+	return rec.info(used), nil
+}
+
+// Get returns the token with the given ID. For a token past its deadline
+// that is not deleted yet it returns the Info and [tokenstore.ErrExpired];
+// for none, [tokenstore.ErrNotFound].
+func (s *Store) Get(ctx context.Context, id uuid.UUID) (tokenstore.Info, error) {
+	op := "get " + id.String()
+	if err := s.begin(ctx); err != nil {
+		return tokenstore.Info{}, wrap(op, err)
+	}
+	res, err := getScript.Run(ctx, s.rdb, []string{s.idKey(id)}, s.nowArg(), s.prefix).Slice()
+	if err != nil {
+		return tokenstore.Info{}, wrap(op, err)
+	}
+	status, now, err := head(res)
+	switch {
+	case err != nil:
+		return tokenstore.Info{}, wrap(op, err)
+	case status == 0:
+		return tokenstore.Info{}, wrap(op, tokenstore.ErrNotFound)
+	case len(res) != 3:
+		return tokenstore.Info{}, wrap(op, errReply)
+	}
+	rec, err := decodeRecord(res[2])
+	if err != nil {
+		return tokenstore.Info{}, wrap(op, err)
+	}
+	info := rec.info(rec.lastUsed)
+	if now >= info.ExpiresAt.UnixMilli() {
+		return info, wrap(op, tokenstore.ErrExpired)
+	}
+	s.ctr.lookups.Add(1)
+	return info, nil
+}
+
+// List returns subject's live tokens, oldest first. An unknown subject has
+// none: List returns an empty slice and no error.
+func (s *Store) List(ctx context.Context, subject string) ([]tokenstore.Info, error) {
+	if err := s.begin(ctx); err != nil {
+		return nil, wrap("list", err)
+	}
+	if err := tokenstore.ValidateSubject(subject); err != nil {
+		return nil, err
+	}
+	res, err := listScript.Run(ctx, s.rdb, []string{s.subjectKey(subject)}, s.nowArg(), s.prefix).Slice()
+	if err != nil {
+		return nil, wrap("list", err)
+	}
+	if len(res) != 2 {
+		return nil, wrap("list", errReply)
+	}
+	now, err := toInt(res[0])
+	recs, ok := res[1].([]any)
+	if err != nil || !ok {
+		return nil, wrap("list", errReply)
+	}
+	out := make([]tokenstore.Info, 0, len(recs))
+	for _, f := range recs {
+		rec, err := decodeRecord(f)
+		if err != nil {
+			return nil, wrap("list", err)
+		}
+		if info := rec.info(rec.lastUsed); now < info.ExpiresAt.UnixMilli() {
+			out = append(out, info)
+		}
+	}
+	slices.SortFunc(out, func(a, b tokenstore.Info) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(string(a.ID[:]), string(b.ID[:]))
+	})
+	return out, nil
+}
+
+// Revoke deletes token at once: when it returns, no instance accepts the
+// token. It returns [tokenstore.ErrNotFound] for a token the store does not
+// hold (never issued, or already revoked).
+func (s *Store) Revoke(ctx context.Context, token string) error {
+	if err := s.begin(ctx); err != nil {
+		return wrap("revoke", err)
+	}
+	h, err := s.format.Parse(token)
+	if err != nil {
+		return err
+	}
+	n, err := revokeScript.Run(ctx, s.rdb, []string{s.recordKey(h)}, s.prefix).Int64()
+	if err != nil {
+		return wrap("revoke", err)
+	}
+	if n == 0 {
+		return wrap("revoke", tokenstore.ErrNotFound)
+	}
+	s.ctr.revoked.Add(1)
+	return nil
+}
+
+// RevokeID deletes the token with the given ID. It returns
+// [tokenstore.ErrNotFound] when there is none.
+func (s *Store) RevokeID(ctx context.Context, id uuid.UUID) error {
+	op := "revoke " + id.String()
+	if err := s.begin(ctx); err != nil {
+		return wrap(op, err)
+	}
+	n, err := revokeIDScript.Run(ctx, s.rdb, []string{s.idKey(id)}, s.prefix).Int64()
+	if err != nil {
+		return wrap(op, err)
+	}
+	if n == 0 {
+		return wrap(op, tokenstore.ErrNotFound)
+	}
+	s.ctr.revoked.Add(1)
+	return nil
+}
+
+// RevokeSubject deletes every token of subject ("log out everywhere"),
+// expired ones included, and returns how many there were. Up to 1,000
+// tokens go in one atomic script; a subject with more is revoked in
+// several, checking ctx between them.
+func (s *Store) RevokeSubject(ctx context.Context, subject string) (int, error) {
+	if err := s.begin(ctx); err != nil {
+		return 0, wrap("revoke subject", err)
+	}
+	if err := tokenstore.ValidateSubject(subject); err != nil {
+		return 0, err
+	}
+	total := 0
+	for {
+		res, err := revokeSubjectScript.Run(ctx, s.rdb, []string{s.subjectKey(subject)}, s.prefix, subject, chunk).Slice()
+		if err != nil {
+			return total, wrap("revoke subject", err)
+		}
+		n, left, err := head(res)
+		if err != nil {
+			return total, wrap("revoke subject", err)
+		}
+		total += int(n)
+		s.ctr.revoked.Add(uint64(n))
+		if left == 0 {
+			return total, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return total, wrap("revoke subject", err)
+		}
+	}
+}
+
+// Rotate issues a new token with the subject, policy and metadata of token
+// and revokes token, in one script: afterwards exactly one of the two
+// works, on every instance. The new token's lifetime starts now. Rotate an
+// expired token and get [tokenstore.ErrExpired].
+func (s *Store) Rotate(ctx context.Context, token string) (string, tokenstore.Info, error) {
+	if err := s.begin(ctx); err != nil {
+		return "", tokenstore.Info{}, wrap("rotate", err)
+	}
+	old, err := s.format.Parse(token)
+	if err != nil {
+		return "", tokenstore.Info{}, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return "", tokenstore.Info{}, wrap("rotate: new id", err)
+	}
+	newToken, h := s.format.Generate()
+	res, err := rotateScript.Run(ctx, s.rdb, []string{s.recordKey(old), s.recordKey(h)}, s.nowArg(), s.prefix, s.keep, id.String()).Slice()
+	if err != nil {
+		return "", tokenstore.Info{}, wrap("rotate", err)
+	}
+	status, now, err := head(res)
+	switch {
+	case err != nil:
+		return "", tokenstore.Info{}, wrap("rotate", err)
+	case status == 0:
+		return "", tokenstore.Info{}, wrap("rotate", tokenstore.ErrNotFound)
+	case status == -1:
+		return "", tokenstore.Info{}, wrap("rotate", tokenstore.ErrExpired)
+	case len(res) != 3:
+		return "", tokenstore.Info{}, wrap("rotate", errReply)
+	}
+	rec, err := decodeRecord(res[2])
+	if err != nil {
+		return "", tokenstore.Info{}, wrap("rotate", err)
+	}
+	rec.id, rec.created, rec.lastUsed = id, now, now
+	s.ctr.issued.Add(1)
+	s.ctr.revoked.Add(1)
+	return newToken, rec.info(now), nil
+}
+
+// Stats returns the store's counters, which count this Store's calls only,
+// and the number of tokens in Redis (live, or expired and not swept yet),
+// read with one round trip of at most a second; when that fails, and after
+// Close, it reports the last count it read. CacheHits, CacheMisses and
+// TouchWrites stay zero: there is no cache, and TouchesPersisted counts
+// the Validate calls that wrote a later last use.
+func (s *Store) Stats() tokenstore.Stats {
+	if !s.closed.Load() {
+		s.lastCount.Store(s.count())
+	}
+	c := &s.ctr
+	return tokenstore.Stats{
+		Tokens:            s.lastCount.Load(),
+		Issued:            c.issued.Load(),
+		Validated:         c.validated.Load(),
+		Lookups:           c.lookups.Load(),
+		Revoked:           c.revoked.Load(),
+		Swept:             c.swept.Load(),
+		RejectedMalformed: c.malformed.Load(),
+		RejectedNotFound:  c.notFound.Load(),
+		RejectedExpired:   c.expired.Load(),
+		TouchesPersisted:  c.touches.Load(),
+	}
+}
+
+// count reads the size of the expiry index, or returns the last count.
+func (s *Store) count() int64 {
+	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
+	defer cancel()
+	n, err := s.rdb.ZCard(ctx, s.expiryKey()).Result()
+	if err != nil {
+		return s.lastCount.Load()
+	}
+	return n
+}

@@ -1,0 +1,77 @@
+package redisstore
+
+import (
+	"context"
+	"strconv"
+	"time"
+)
+
+// loop is the Store's one background goroutine, owned by New and Close: it
+// sweeps every interval. Close cancels ctx, so a long sweep stops between
+// chunks, then closes stop and waits for done.
+func (s *Store) loop(ctx context.Context, every time.Duration) {
+	defer close(s.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			n, err := s.sweep(ctx)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				s.log.Error("redisstore: sweep failed", "deleted", n, "err", err)
+			case n > 0:
+				s.log.Info("redisstore: swept expired tokens", "deleted", n)
+			}
+		}
+	}
+}
+
+// Sweep deletes every token whose deadline has passed, in scripts of at
+// most 1,000 tokens so that Redis never stalls long, and returns how many
+// it deleted, counting those whose keys Redis had already expired. It
+// stops between scripts when ctx is done, returning the count so far and
+// ctx's error. Instances may sweep at the same time: each token is deleted
+// once. The background sweeper runs the same pass every
+// Options.SweepInterval.
+//
+// Its cost follows the expired tokens, not the store: it walks an index
+// ordered by deadline from its start to now.
+func (s *Store) Sweep(ctx context.Context) (int, error) {
+	if err := s.begin(ctx); err != nil {
+		return 0, wrap("sweep", err)
+	}
+	return s.sweep(ctx)
+}
+
+func (s *Store) sweep(ctx context.Context) (int, error) {
+	// One now for the whole pass, so that it ends even while tokens keep
+	// expiring. With Redis's clock, the first script reads it and says.
+	now := s.nowArg()
+	total := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, wrap("sweep", err)
+		}
+		res, err := sweepScript.Run(ctx, s.rdb, []string{s.expiryKey()}, now, s.prefix, chunk).Slice()
+		if err != nil {
+			return total, wrap("sweep", err)
+		}
+		n, seen, err := head(res)
+		if err == nil && len(res) == 3 && now == "" {
+			var t int64
+			t, err = toInt(res[2])
+			now = strconv.FormatInt(t, 10)
+		}
+		if err != nil {
+			return total, wrap("sweep", err)
+		}
+		total += int(n)
+		s.ctr.swept.Add(uint64(n))
+		if seen < chunk {
+			return total, nil
+		}
+	}
+}

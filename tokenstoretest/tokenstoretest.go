@@ -1,0 +1,246 @@
+// Package tokenstoretest checks that a [tokenstore.Store] behaves as the
+// contract says, the way testing/fstest checks an fs.FS: every backend
+// (the bbolt file, Redis, yours) runs the same suite.
+//
+//	func TestConformance(t *testing.T) {
+//		tokenstoretest.Run(t, func(t *testing.T, o tokenstore.Options) tokenstore.Store {
+//			s, err := mybackend.Open(..., o)
+//			require.NoError(t, err)
+//			t.Cleanup(func() { s.Close() })
+//			return s
+//		})
+//	}
+//
+// The suite drives time through Options.Now with a [Clock] that starts at
+// the current time and only moves forward, so a backend that hands
+// deadlines to a server (Redis PEXPIREAT) sees plausible instants; every
+// lifetime the suite uses is an hour or more, so no server expires a
+// record on its own while a test runs.
+package tokenstoretest
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"tokenstore"
+)
+
+// Clock is a manual clock for Options.Now. It starts at the current time
+// truncated to the millisecond (a store's resolution) and moves only when
+// [Clock.Advance] is called, and only forward. It is safe for concurrent
+// use.
+type Clock struct {
+	ns atomic.Int64
+}
+
+// NewClock returns a Clock reading the current time, truncated to the
+// millisecond.
+func NewClock() *Clock {
+	c := &Clock{}
+	c.ns.Store(time.Now().Truncate(time.Millisecond).UnixNano())
+	return c
+}
+
+// Now returns the clock's time; pass it as Options.Now.
+func (c *Clock) Now() time.Time { return time.Unix(0, c.ns.Load()) }
+
+// Advance moves the clock forward by d and returns the new time. It panics
+// when d is negative: a store may assume that time never runs backwards.
+func (c *Clock) Advance(d time.Duration) time.Time {
+	if d < 0 {
+		panic("tokenstoretest: Clock.Advance with a negative duration")
+	}
+	return time.Unix(0, c.ns.Add(int64(d)))
+}
+
+// Opener opens an empty store for one test. It receives the Options the
+// test needs (always Now, and SweepInterval -1 so that only explicit Sweep
+// calls delete anything; sometimes Policy, Prefix, MaxTokensPerSubject or
+// TouchInterval) and must:
+//   - return a store that holds no tokens and shares nothing with any
+//     store returned before (a new file, a fresh Redis key prefix);
+//   - honour o.Now for every decision about time;
+//   - register t.Cleanup to close the store (the suite may close it first:
+//     a second Close must return nil);
+//   - fail t (t.Fatal) rather than return nil.
+type Opener func(t *testing.T, o tokenstore.Options) tokenstore.Store
+
+// Run runs every behavioural test of the [tokenstore.Store] contract
+// against the stores that open returns, each as a subtest of t.
+func Run(t *testing.T, open func(t *testing.T, o tokenstore.Options) tokenstore.Store) {
+	t.Helper()
+	tests := []struct {
+		name string
+		fn   func(*testing.T, Opener)
+	}{
+		{"Issue/Roundtrip", testIssueRoundtrip},
+		{"Issue/DefaultPolicy", testDefaultPolicy},
+		{"Issue/WithPolicy", testWithPolicy},
+		{"Issue/InvalidPolicy", testInvalidPolicy},
+		{"Issue/InvalidSubject", testInvalidSubject},
+		{"Token/Format", testTokenFormat},
+		{"Token/Malformed", testMalformed},
+		{"Token/UnknownIsNotFound", testUnknownToken},
+		{"Metadata/Roundtrip", testMetadataRoundtrip},
+		{"Metadata/IsCopied", testMetadataIsCopied},
+		{"Metadata/TooLarge", testMetadataTooLarge},
+		{"Expiry/AbsoluteBoundary", testAbsoluteBoundary},
+		{"Expiry/SlidingBoundary", testSlidingBoundary},
+		{"Expiry/LookupDoesNotSlide", testLookupDoesNotSlide},
+		{"Expiry/SlidingCap", testSlidingCap},
+		{"Expiry/SlidingNoCap", testSlidingNoCap},
+		{"Revoke/Immediate", testRevoke},
+		{"Revoke/ByID", testRevokeID},
+		{"Revoke/Subject", testRevokeSubject},
+		{"Rotate", testRotate},
+		{"Rotate/ExpiredOrGone", testRotateExpired},
+		{"List", testList},
+		{"Get", testGet},
+		{"Limit/PerSubject", testLimit},
+		{"Limit/ExpiredDoNotCount", testLimitExpired},
+		{"Limit/Concurrent", testLimitConcurrent},
+		{"Sweep", testSweep},
+		{"Sweep/KeepsSlidTokens", testSweepKeepsSlid},
+		{"Stats", testStats},
+		{"Context/Cancelled", testContextCancelled},
+		{"Close", testClose},
+		{"Concurrent", testConcurrent},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
+	}
+}
+
+// env is one test's store, clock and the secrets it has seen, so that
+// every error can be checked for leaking a token.
+type env struct {
+	t       *testing.T
+	ctx     context.Context
+	clock   *Clock
+	opts    tokenstore.Options
+	s       tokenstore.Store
+	secrets atomicStrings
+}
+
+// newEnv opens a store with the suite's defaults, adjusted by mod.
+func newEnv(t *testing.T, open Opener, mod func(*tokenstore.Options)) *env {
+	t.Helper()
+	e := &env{t: t, ctx: t.Context(), clock: NewClock()}
+	e.opts = tokenstore.Options{Now: e.clock.Now, SweepInterval: -1}
+	if mod != nil {
+		mod(&e.opts)
+	}
+	e.s = open(t, e.opts)
+	require.NotNil(t, e.s, "open returned a nil Store")
+	return e
+}
+
+// issue issues a token that the test expects to succeed.
+func (e *env) issue(subject string, opts ...tokenstore.IssueOption) (string, tokenstore.Info) {
+	e.t.Helper()
+	token, info, err := e.s.Issue(e.ctx, subject, opts...)
+	require.NoError(e.t, err)
+	e.secrets.add(token)
+	return token, info
+}
+
+// errIs requires err to match target and to name no token the test has
+// seen.
+func (e *env) errIs(err, target error, msgAndArgs ...any) {
+	e.t.Helper()
+	require.ErrorIs(e.t, err, target, msgAndArgs...)
+	e.noSecret(err)
+}
+
+// noSecret fails when err's text holds a token, or the random part of one.
+func (e *env) noSecret(err error) {
+	e.t.Helper()
+	if e.leaks(err) {
+		e.t.Fatalf("error text leaks a token: %q", err)
+	}
+}
+
+// leaks reports whether err's text holds a token the test has seen, or the
+// start of its random part. It is safe to call from any goroutine.
+func (e *env) leaks(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	for _, s := range e.secrets.all() {
+		if len(s) < 8 {
+			continue
+		}
+		body := s
+		if _, b, ok := strings.Cut(s, "_"); ok && len(b) >= 8 {
+			body = b
+		}
+		if strings.Contains(msg, s) || strings.Contains(msg, body[:8]) {
+			return true
+		}
+	}
+	return false
+}
+
+// atomicStrings is an append-only list safe for concurrent use.
+type atomicStrings struct {
+	v atomic.Pointer[[]string]
+}
+
+func (a *atomicStrings) add(s string) {
+	for {
+		old := a.v.Load()
+		var next []string
+		if old != nil {
+			next = append(next, *old...)
+		}
+		next = append(next, s)
+		if a.v.CompareAndSwap(old, &next) {
+			return
+		}
+	}
+}
+
+func (a *atomicStrings) all() []string {
+	if p := a.v.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// sameInfo asserts that got describes the same token as want, apart from
+// LastUsedAt and ExpiresAt.
+func sameToken(t *testing.T, want, got tokenstore.Info) {
+	t.Helper()
+	assert.Equal(t, want.ID, got.ID, "ID")
+	assert.Equal(t, want.Subject, got.Subject, "Subject")
+	assert.True(t, want.CreatedAt.Equal(got.CreatedAt), "CreatedAt: want %v, got %v", want.CreatedAt, got.CreatedAt)
+	assert.Equal(t, want.Policy, got.Policy, "Policy")
+	assert.Equal(t, want.Metadata, got.Metadata, "Metadata")
+}
+
+// timeEq asserts that two instants are equal (time.Time's == compares
+// locations too).
+func timeEq(t *testing.T, want, got time.Time, what string) {
+	t.Helper()
+	assert.True(t, want.Equal(got), "%s: want %v, got %v", what, want, got)
+}
+
+// oneOf reports whether err matches one of targets.
+func oneOf(err error, targets ...error) bool {
+	for _, t := range targets {
+		if errors.Is(err, t) {
+			return true
+		}
+	}
+	return false
+}
+
+const hour = time.Hour
