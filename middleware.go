@@ -108,7 +108,9 @@ func WithSchemes(schemes ...string) MiddlewareOption {
 // [Validator]'s error. For 400 and 401 the WWW-Authenticate header is
 // already set; fn writes the status and the body. The default writes
 // {"error":code,"error_description":description} as JSON, with the code
-// "unauthorized" when it is "".
+// "unauthorized" when it is "", and the headers Content-Type:
+// application/json, Cache-Control: no-store and X-Content-Type-Options:
+// nosniff. A nil fn keeps the default.
 func WithErrorHandler(fn func(w http.ResponseWriter, r *http.Request, status int, code, description string, err error)) MiddlewareOption {
 	return func(c *middlewareConfig) { c.onError = fn }
 }
@@ -116,8 +118,8 @@ func WithErrorHandler(fn func(w http.ResponseWriter, r *http.Request, status int
 // WithExpiryHeader names the response header that tells the client when
 // its token expires, as an HTTP date (RFC 9110 §5.6.7, second precision,
 // rounded down). It is set on every authenticated response before the next
-// handler runs: for a sliding token it is the deadline after this request
-// moved it. Default [DefaultExpiryHeader]; "" sets no header. Browsers
+// handler runs (unless the Info has no ExpiresAt): for a sliding token it
+// is the deadline after this request moved it. Default [DefaultExpiryHeader]; "" sets no header. Browsers
 // show it to scripts of other origins only when it is listed in
 // Access-Control-Expose-Headers.
 func WithExpiryHeader(name string) MiddlewareOption {
@@ -306,7 +308,7 @@ func (a *authenticator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err, token)
 		return
 	}
-	if a.cfg.expiryHeader != "" {
+	if a.cfg.expiryHeader != "" && !info.ExpiresAt.IsZero() {
 		w.Header()[a.cfg.expiryHeader] = []string{a.expiry(info.ExpiresAt)}
 	}
 	a.next.ServeHTTP(w, r.WithContext(&authContext{r.Context(), info}))

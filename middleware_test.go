@@ -684,6 +684,54 @@ func TestMiddleware_Concurrent(t *testing.T) {
 	wg.Wait()
 }
 
+// mwOuterKey and mwInnerKey are context keys set outside and inside ours.
+type (
+	mwOuterKey struct{}
+	mwInnerKey struct{}
+)
+
+func TestMiddleware_ContextChain(t *testing.T) {
+	e := newMWEnv(t, tokenstore.Policy{})
+	token, issued := e.issue(t, "alice")
+	var got []string
+	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		ctx = context.WithValue(ctx, mwInnerKey{}, "i")
+		info, ok := tokenstore.FromContext(ctx)
+		got = append(got, fmt.Sprintln(ok, info.ID == issued.ID, info.Subject, ctx.Value(mwOuterKey{}), ctx.Value(mwInnerKey{})))
+	})
+	h := tokenstore.Middleware(e.db, tokenstore.WithLogger(e.logger))(inner)
+
+	parent, cancelParent := context.WithCancel(context.WithValue(context.Background(), mwOuterKey{}, "o"))
+	req := httptest.NewRequestWithContext(parent, http.MethodGet, "/", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	assert.Equal(t, []string{"true true alice o i\n"}, got)
+
+	// Cancellation flows through the authenticated request's context.
+	var done <-chan struct{}
+	h = tokenstore.Middleware(e.db, tokenstore.WithLogger(e.logger))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		done = r.Context().Done()
+	}))
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	require.NotNil(t, done)
+	cancelParent()
+	<-done
+}
+
+func TestMiddleware_NoExpiresAt(t *testing.T) {
+	e := newMWEnv(t, tokenstore.Policy{})
+	never := mwValidatorFunc(func(context.Context, string) (tokenstore.Info, error) {
+		return tokenstore.Info{Subject: "robot"}, nil // a Validator whose tokens never expire
+	})
+	srv := e.serve(t, never)
+	r := e.get(t, srv, "/", mwBearer("anything"))
+	assert.Equal(t, 200, r.status)
+	assert.Equal(t, "robot", r.body)
+	assert.NotContains(t, r.header, "Token-Expires")
+}
+
 func TestFromContext(t *testing.T) {
 	info, ok := tokenstore.FromContext(context.Background())
 	assert.False(t, ok)
