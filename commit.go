@@ -71,36 +71,38 @@ func (c *committer) run(fn func(*bolt.Tx) error) error {
 
 // commit runs group in one transaction. When one fn fails, the
 // transaction is rolled back, that caller gets its error, and the others
-// are committed again without it.
+// are committed again without it. A failed caller is woken only once the
+// others' transaction has ended: its error may follow from their work (a
+// Revoke finding nothing because a RevokeSubject before it in the group
+// deleted the token), so it must not return while that work is undone.
 func (c *committer) commit(group []*call) {
+	var failed []*call
+	defer func() {
+		for _, cl := range failed {
+			cl.finish()
+		}
+	}()
 	for len(group) > 0 {
-		failed := -1
+		bad := -1
 		err := c.db.Update(func(tx *bolt.Tx) error {
 			for i, cl := range group {
 				if err := cl.fn(tx); err != nil {
-					failed = i
+					bad = i
 					cl.err = err
 					return errGroupMember
 				}
 			}
 			return nil
 		})
-		if failed < 0 {
+		if bad < 0 || !errors.Is(err, errGroupMember) { // committed, or the commit itself failed
 			for _, cl := range group {
 				cl.err = err
 				cl.finish()
 			}
 			return
 		}
-		if !errors.Is(err, errGroupMember) { // the rollback itself failed
-			for _, cl := range group {
-				cl.err = err
-				cl.finish()
-			}
-			return
-		}
-		group[failed].finish()
-		group = append(group[:failed:failed], group[failed+1:]...)
+		failed = append(failed, group[bad])
+		group = append(group[:bad:bad], group[bad+1:]...)
 	}
 }
 
