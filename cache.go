@@ -12,10 +12,16 @@ import (
 //
 // Coherence: a record changes on disk only by a write that either finds
 // its entry here (touches update entry.rec.lastUsed after commit) or
-// deletes it (revoke, rotate, sweep), which then calls invalidate. A reader
-// that missed reads the file outside the lock, so it may hold a record
-// that a concurrent delete has just removed; shard.gen, bumped by every
-// invalidate, tells it to retry instead of caching a dead record.
+// deletes it (revoke, rotate, sweep). A delete calls beginDelete inside its
+// transaction, before the commit, and endDelete after the transaction has
+// ended: while a delete is in flight, readers of that token go to the file
+// and cache nothing, so no one can be answered from memory after the
+// delete is committed (another call may already have seen it: a Revoke
+// answering ErrNotFound, a List without the token). endDelete then drops
+// the entry. A reader that missed reads the file outside the lock, so it
+// may hold a record that a concurrent delete has just removed; shard.gen,
+// bumped by every endDelete, tells it to retry instead of
+// caching a dead record.
 type cache struct {
 	shards [cacheShards]shard
 	limit  int // clean entries kept per shard; dirty ones are kept regardless
@@ -24,10 +30,11 @@ type cache struct {
 const cacheShards = 64
 
 type shard struct {
-	mu  sync.Mutex
-	m   map[Hash]*entry
-	gen uint64
-	_   [40]byte // keep shards on separate cache lines
+	mu       sync.Mutex
+	m        map[Hash]*entry
+	deleting map[Hash]int // deletes in flight, by token: see beginDelete
+	gen      uint64
+	_        [32]byte // keep shards on separate cache lines
 }
 
 type entry struct {
@@ -44,6 +51,7 @@ func newCache(size int) *cache {
 	}
 	for i := range c.shards {
 		c.shards[i].m = make(map[Hash]*entry)
+		c.shards[i].deleting = make(map[Hash]int)
 	}
 	return c
 }
@@ -72,10 +80,25 @@ func (s *shard) releaseLocked(h Hash, e *entry, limit int) {
 	}
 }
 
-// invalidate forgets h after its record was deleted or replaced.
-func (c *cache) invalidate(h Hash) {
+// beginDelete announces that a transaction is about to delete h's record.
+// Until the matching endDelete, Validate and Lookup of h read the file and
+// cache nothing. Call it inside the transaction, before it commits; calls
+// nest.
+func (c *cache) beginDelete(h Hash) {
 	s := c.shard(h)
 	s.mu.Lock()
+	s.deleting[h]++
+	s.mu.Unlock()
+}
+
+// endDelete ends one beginDelete of h, after its transaction has ended
+// (committed or not), and forgets h's entry.
+func (c *cache) endDelete(h Hash) {
+	s := c.shard(h)
+	s.mu.Lock()
+	if s.deleting[h]--; s.deleting[h] <= 0 {
+		delete(s.deleting, h)
+	}
 	delete(s.m, h)
 	s.gen++
 	s.mu.Unlock()

@@ -87,9 +87,11 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 // at or before now. A token whose use in memory keeps it alive is not
 // deleted: that use is written instead, which moves it out of the range.
 func (db *DB) sweepChunk(now int64) (deleted int, more bool, err error) {
-	var gone, kept []touch
+	var kept []touch
+	gone := 0
+	del := deletes{cache: db.cache}
 	err = db.bolt.Update(func(tx *bolt.Tx) error {
-		gone, kept = gone[:0], kept[:0]
+		kept, gone = kept[:0], 0
 		expiry := tx.Bucket(bucketExpiry)
 		var due [][]byte
 		c := expiry.Cursor()
@@ -133,24 +135,22 @@ func (db *DB) sweepChunk(now int64) (deleted int, more bool, err error) {
 				kept = append(kept, touch{h, used})
 				continue
 			}
-			if err := deleteRecord(tx, h, &rec); err != nil {
+			if err := del.delete(tx, h, &rec); err != nil {
 				return err
 			}
-			gone = append(gone, touch{h: h})
+			gone++
 		}
 		return nil
 	})
+	del.end()
 	if err != nil {
 		return 0, false, err
-	}
-	for _, t := range gone {
-		db.cache.invalidate(t.h)
 	}
 	for _, t := range kept {
 		db.cache.persisted(t.h, t.used, db.cacheLimit)
 	}
-	db.ctr.swept.Add(uint64(len(gone)))
-	return len(gone), more, nil
+	db.ctr.swept.Add(uint64(gone))
+	return gone, more, nil
 }
 
 // flush writes every use held only in memory, sorted by key and in chunks

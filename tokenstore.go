@@ -485,6 +485,32 @@ func putRecord(tx *bolt.Tx, h Hash, rec *record) error {
 	)
 }
 
+// deletes deletes records for one write call and keeps the cache
+// coherent: each token is announced to the cache inside the transaction,
+// before it can commit, and released by end once the call's transaction
+// has ended (see cache.beginDelete). A write's fn may run more than once;
+// end releases every run's announcements.
+type deletes struct {
+	cache  *cache
+	hashes []Hash
+}
+
+// delete removes h's record and index entries in tx.
+func (d *deletes) delete(tx *bolt.Tx, h Hash, rec *record) error {
+	d.cache.beginDelete(h)
+	d.hashes = append(d.hashes, h)
+	return deleteRecord(tx, h, rec)
+}
+
+// end releases the tokens announced by delete; call it after the
+// transaction has ended, committed or not.
+func (d *deletes) end() {
+	for _, h := range d.hashes {
+		d.cache.endDelete(h)
+	}
+	d.hashes = nil
+}
+
 // deleteRecord removes a record and its index entries.
 func deleteRecord(tx *bolt.Tx, h Hash, rec *record) error {
 	return errors.Join(
@@ -545,7 +571,11 @@ func (db *DB) check(ctx context.Context, token string, use bool) (Info, error) {
 	for {
 		s.mu.Lock()
 		e := s.m[h]
-		if e == nil {
+		// While a delete of h is in flight, the file decides: once that
+		// delete commits, someone may have seen it (a Revoke's ErrNotFound)
+		// before the entry here is dropped.
+		deleting := s.deleting[h] > 0
+		if e == nil || deleting {
 			gen := s.gen
 			s.mu.Unlock()
 			db.ctr.misses.Add(1)
@@ -561,9 +591,12 @@ func (db *DB) check(ctx context.Context, token string, use bool) (Info, error) {
 				s.mu.Unlock()
 				continue
 			}
+			deleting = s.deleting[h] > 0
 			if e = s.m[h]; e == nil {
 				e = &entry{rec: rec, used: rec.lastUsed}
-				s.insertLocked(h, e, db.cacheLimit)
+				if !deleting { // a record about to go is not cached
+					s.insertLocked(h, e, db.cacheLimit)
+				}
 			}
 		} else {
 			db.ctr.hits.Add(1)
@@ -577,9 +610,11 @@ func (db *DB) check(ctx context.Context, token string, use bool) (Info, error) {
 			e.used = now
 		}
 		info := e.rec.info(e.used)
-		sync := use && !db.ro && e.dirty() && (db.touch < 0 ||
+		sync := use && !db.ro && !deleting && e.dirty() && (db.touch < 0 ||
 			e.rec.policy.IsSliding() && e.used-e.rec.lastUsed >= db.touch.Milliseconds())
-		s.releaseLocked(h, e, db.cacheLimit)
+		if s.m[h] == e {
+			s.releaseLocked(h, e, db.cacheLimit)
+		}
 		s.mu.Unlock()
 
 		if sync {
@@ -753,17 +788,18 @@ func (db *DB) Revoke(ctx context.Context, token string) error {
 }
 
 func (db *DB) revokeHash(h Hash, op string) error {
+	del := deletes{cache: db.cache}
 	err := db.commit.run(func(tx *bolt.Tx) error {
 		rec, err := getRecord(tx, h)
 		if err != nil {
 			return err
 		}
-		return deleteRecord(tx, h, &rec)
+		return del.delete(tx, h, &rec)
 	})
+	del.end()
 	if err != nil {
 		return wrap(op, boltErr(err))
 	}
-	db.cache.invalidate(h)
 	db.ctr.revoked.Add(1)
 	return nil
 }
@@ -774,23 +810,23 @@ func (db *DB) RevokeID(ctx context.Context, id uuid.UUID) error {
 	if err := db.begin(ctx, true); err != nil {
 		return wrap("revoke "+id.String(), err)
 	}
-	var h Hash
+	del := deletes{cache: db.cache}
 	err := db.commit.run(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketIDs).Get(id[:])
-		if len(v) != len(h) {
+		if len(v) != len(Hash{}) {
 			return ErrNotFound
 		}
-		h = Hash(v)
+		h := Hash(v)
 		rec, err := getRecord(tx, h)
 		if err != nil {
 			return err
 		}
-		return deleteRecord(tx, h, &rec)
+		return del.delete(tx, h, &rec)
 	})
+	del.end()
 	if err != nil {
 		return wrap("revoke "+id.String(), boltErr(err))
 	}
-	db.cache.invalidate(h)
 	db.ctr.revoked.Add(1)
 	return nil
 }
@@ -805,6 +841,7 @@ func (db *DB) RevokeSubject(ctx context.Context, subject string) (int, error) {
 		return 0, err
 	}
 	var hashes []Hash
+	del := deletes{cache: db.cache}
 	err := db.commit.run(func(tx *bolt.Tx) error {
 		hashes = hashes[:0]
 		prefix := subjectPrefix(subject)
@@ -817,17 +854,15 @@ func (db *DB) RevokeSubject(ctx context.Context, subject string) (int, error) {
 			if err != nil {
 				return err
 			}
-			if err := deleteRecord(tx, h, &rec); err != nil {
+			if err := del.delete(tx, h, &rec); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+	del.end()
 	if err != nil {
 		return 0, wrap("revoke subject", boltErr(err))
-	}
-	for _, h := range hashes {
-		db.cache.invalidate(h)
 	}
 	db.ctr.revoked.Add(uint64(len(hashes)))
 	return len(hashes), nil
@@ -850,6 +885,7 @@ func (db *DB) Rotate(ctx context.Context, token string) (string, Info, error) {
 		h        Hash
 		rec      record
 	)
+	del := deletes{cache: db.cache}
 	err = db.commit.run(func(tx *bolt.Tx) error {
 		prev, err := getRecord(tx, old)
 		if err != nil {
@@ -864,12 +900,12 @@ func (db *DB) Rotate(ctx context.Context, token string) (string, Info, error) {
 				return err
 			}
 		}
-		return errors.Join(deleteRecord(tx, old, &prev), putRecord(tx, h, &rec))
+		return errors.Join(del.delete(tx, old, &prev), putRecord(tx, h, &rec))
 	})
+	del.end()
 	if err != nil {
 		return "", Info{}, wrap("rotate", boltErr(err))
 	}
-	db.cache.invalidate(old)
 	db.ctr.issued.Add(1)
 	db.ctr.revoked.Add(1)
 	return newToken, rec.info(rec.lastUsed), nil
