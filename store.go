@@ -103,15 +103,17 @@ type IssueOption func(*IssueParams)
 // WithPolicy issues the token under p instead of the store's default.
 func WithPolicy(p Policy) IssueOption { return func(o *IssueParams) { o.Policy = p } }
 
-// WithMetadata attaches m to the token (copied). It is returned in every
-// Info of the token and may hold at most [MaxMetadataSize] encoded bytes.
+// WithMetadata attaches m to the token. m is copied now: changing it
+// afterwards changes neither the option nor any token. It is returned in
+// every Info of the token and may hold at most [MaxMetadataSize] encoded
+// bytes.
 func WithMetadata(m map[string]string) IssueOption {
+	var c map[string]string
+	if len(m) > 0 {
+		c = maps.Clone(m)
+	}
 	return func(o *IssueParams) {
-		if len(m) == 0 {
-			o.Metadata = nil
-			return
-		}
-		o.Metadata = maps.Clone(m)
+		o.Metadata = maps.Clone(c) // each Issue gets its own map
 	}
 }
 
