@@ -61,6 +61,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -253,12 +254,35 @@ func Open(path string, opts *Options) (db *DB, err error) {
 
 // openBolt opens the bbolt file, turning its errors (and the panics some
 // damaged files cause in it) into tokenstore's.
+//
+// A file cut short (a copy that failed, a full disk) keeps valid meta pages
+// that point past its end, and bbolt reads the missing pages with no
+// check: its read-write Open loads the freelist page at once, which kills
+// the process (SIGSEGV or SIGBUS through the memory map, not a panic that
+// recover could catch). So an existing file is first opened read-only,
+// which reads nothing but the two meta pages, and its size checked against
+// them; only then is it opened for writing.
 func openBolt(path string, o *Options) (bdb *bolt.DB, err error) {
 	defer func() {
 		if r := recover(); r != nil {
+			// bbolt panicked inside Open: its file descriptor, and the
+			// lock, are lost until the process ends.
 			bdb, err = nil, fmt.Errorf("tokenstore: open %s: %w: bbolt: %v", path, ErrCorrupt, r)
 		}
 	}()
+	if fi, statErr := os.Stat(path); statErr == nil && fi.Size() > 0 && !o.ReadOnly {
+		probe, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, ReadOnly: true})
+		if err != nil {
+			return nil, boltOpenErr(path, o, err)
+		}
+		err = checkFileSize(probe)
+		if cerr := probe.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("tokenstore: open %s: %w", path, err)
+		}
+	}
 	bdb, err = bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:  o.LockTimeout,
 		ReadOnly: o.ReadOnly,
@@ -266,17 +290,48 @@ func openBolt(path string, o *Options) (bdb *bolt.DB, err error) {
 		// it matters once sweeps have freed many pages.
 		FreelistType: bolt.FreelistMapType,
 	})
-	switch {
-	case err == nil:
-		return bdb, nil
-	case errors.Is(err, berrors.ErrTimeout):
-		return nil, fmt.Errorf("tokenstore: open %s: %w (waited %s; is the application that uses it running?)", path, ErrLocked, o.LockTimeout)
-	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
-		return nil, fmt.Errorf("tokenstore: open %s: %w: %v", path, ErrCorrupt, err)
-	case errors.Is(err, fs.ErrPermission) && !o.ReadOnly:
-		return nil, fmt.Errorf("tokenstore: open %s: %w (to only read it, open it with Options.ReadOnly)", path, err)
+	if err != nil {
+		return nil, boltOpenErr(path, o, err)
 	}
-	return nil, fmt.Errorf("tokenstore: open %s: %w", path, err)
+	if err := checkFileSize(bdb); err != nil {
+		_ = bdb.Close()
+		return nil, fmt.Errorf("tokenstore: open %s: %w", path, err)
+	}
+	return bdb, nil
+}
+
+// boltOpenErr turns an error of bolt.Open into tokenstore's.
+func boltOpenErr(path string, o *Options, err error) error {
+	switch {
+	case strings.Contains(err.Error(), "file size too small"): // bbolt has no sentinel for a file under two pages
+		return fmt.Errorf("tokenstore: open %s: %w: %v", path, ErrCorrupt, err)
+	case errors.Is(err, berrors.ErrTimeout):
+		return fmt.Errorf("tokenstore: open %s: %w (waited %s; is the application that uses it running?)", path, ErrLocked, o.LockTimeout)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
+		return fmt.Errorf("tokenstore: open %s: %w: %v", path, ErrCorrupt, err)
+	case errors.Is(err, fs.ErrPermission) && !o.ReadOnly:
+		return fmt.Errorf("tokenstore: open %s: %w (to only read it, open it with Options.ReadOnly)", path, err)
+	}
+	return fmt.Errorf("tokenstore: open %s: %w", path, err)
+}
+
+// checkFileSize refuses a file shorter than its meta page says (see
+// openBolt). It reads no page but the meta.
+func checkFileSize(bdb *bolt.DB) error {
+	fi, err := os.Stat(bdb.Path())
+	if err != nil {
+		return err
+	}
+	tx, err := bdb.Begin(false)
+	if err != nil {
+		return err
+	}
+	want := tx.Size()
+	_ = tx.Rollback()
+	if fi.Size() < want {
+		return fmt.Errorf("%w: the file is %d bytes, its header says %d (truncated?)", ErrCorrupt, fi.Size(), want)
+	}
+	return nil
 }
 
 // checkSchema refuses files that are not tokenstore's and sets up new ones.
