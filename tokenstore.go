@@ -259,9 +259,10 @@ func Open(path string, opts *Options) (db *DB, err error) {
 // that point past its end, and bbolt reads the missing pages with no
 // check: its read-write Open loads the freelist page at once, which kills
 // the process (SIGSEGV or SIGBUS through the memory map, not a panic that
-// recover could catch). So an existing file is first opened read-only,
-// which reads nothing but the two meta pages, and its size checked against
-// them; only then is it opened for writing.
+// recover could catch); so does a read-only Open that preloads the
+// freelist. So an existing file is first opened read-only without
+// preloading, which reads nothing but the two meta pages, and its size
+// checked against them; only then is it opened for real.
 func openBolt(path string, o *Options) (bdb *bolt.DB, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -270,7 +271,7 @@ func openBolt(path string, o *Options) (bdb *bolt.DB, err error) {
 			bdb, err = nil, fmt.Errorf("tokenstore: open %s: %w: bbolt: %v", path, ErrCorrupt, r)
 		}
 	}()
-	if fi, statErr := os.Stat(path); statErr == nil && fi.Size() > 0 && !o.ReadOnly {
+	if fi, statErr := os.Stat(path); statErr == nil && fi.Size() > 0 {
 		probe, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, ReadOnly: true})
 		if err != nil {
 			return nil, boltOpenErr(path, o, err)
