@@ -101,6 +101,7 @@ func (c *committer) commit(group []*call) {
 	for len(group) > 0 {
 		bad := -1
 		err := c.db.Update(func(tx *bolt.Tx) error {
+			tune(tx)
 			for i, cl := range group {
 				err := cl.fn(tx)
 				cl.refused = false

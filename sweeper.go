@@ -91,6 +91,7 @@ func (db *DB) sweepChunk(now int64) (deleted int, more bool, err error) {
 	gone := 0
 	del := deletes{cache: db.cache}
 	err = db.bolt.Update(func(tx *bolt.Tx) error {
+		tune(tx)
 		kept, gone = kept[:0], 0
 		expiry := tx.Bucket(bucketExpiry)
 		var due [][]byte
@@ -170,6 +171,7 @@ func (db *DB) flush(ctx context.Context) error {
 		pending = pending[len(chunk):]
 		written := 0
 		err := db.bolt.Update(func(tx *bolt.Tx) error {
+			tune(tx)
 			written = 0
 			for _, t := range chunk {
 				ok, err := writeTouch(tx, t.h, t.used)

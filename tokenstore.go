@@ -1090,6 +1090,7 @@ func (db *DB) IssueBatch(ctx context.Context, reqs []IssueRequest) ([]Issued, er
 	}
 	var refused error
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		tune(tx)
 		for s, n := range perSubject {
 			// Nothing is written yet: commit the empty transaction rather
 			// than roll back (see refusal in commit.go).
