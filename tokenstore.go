@@ -129,9 +129,6 @@ const (
 	defaultLockTimeout   = time.Second
 	defaultCacheSize     = 1 << 18
 
-	// sweepChunk bounds the tokens deleted per sweep transaction, so that
-	// writers wait for at most one chunk.
-	sweepChunk = 1000
 	// flushChunk bounds the last-used times written per transaction.
 	flushChunk = 10000
 )
@@ -153,6 +150,7 @@ type DB struct {
 	cacheLimit int
 	commit     committer
 	sweepMu    sync.Mutex // one sweep at a time
+	sweepSize  chunkSizer // tokens per sweep transaction; under sweepMu
 	flushMu    sync.Mutex // one flush at a time
 
 	closed    atomic.Bool
