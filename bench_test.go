@@ -365,6 +365,7 @@ func benchValidate(b *testing.B, get func(*testing.B) *fixture) {
 	b.Run("sliding/idle-first-use", func(b *testing.B) {
 		db := idle.get(b)
 		b.ReportAllocs()
+		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				i := int(next.Add(1)-1) % len(sliding)
@@ -392,6 +393,7 @@ func benchValidate(b *testing.B, get func(*testing.B) *fixture) {
 		}
 		var seed atomic.Uint64
 		b.ReportAllocs()
+		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			r := mrand.New(mrand.NewPCG(seed.Add(1), 0))
 			for pb.Next() {
@@ -466,6 +468,7 @@ func benchIssue(b *testing.B, get func(*testing.B) *fixture) {
 		db := l.get(b)
 		b.SetParallelism((64 + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
 		b.ReportAllocs()
+		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				if _, _, err := db.Issue(ctx, fmt.Sprintf("bench-%08d", i.Add(1))); err != nil {
