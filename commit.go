@@ -13,7 +13,13 @@ import (
 // transaction. A lone caller commits at once, with no timer: bbolt's own
 // db.Batch waits MaxBatchDelay (10 ms by default) before committing a
 // batch that is not full, which makes a serial Issue several times slower
-// than a plain Update.
+// than a plain Update. Measured on the 1M-token benchmark file (ms/op,
+// Issue/serial and Issue/parallel-64):
+//
+//	this committer                            1.70   0.174
+//	db.Batch, defaults (10 ms, 1000)          12.7   0.330
+//	db.Batch, MaxBatchDelay 1 ms              3.13   0.188
+//	db.Batch, 10 ms, MaxBatchSize 64          13.1   0.131 (sized to the waiting callers)
 type committer struct {
 	db *bolt.DB
 
@@ -23,7 +29,9 @@ type committer struct {
 }
 
 // maxGroup bounds one group transaction, so that a burst of writers does
-// not build a transaction that holds the writer lock for long.
+// not build a transaction that holds the writer lock for long. With 64
+// writers, Issue/parallel-64 took 0.40-0.43 ms/op at 8, 0.19-0.20 at 32,
+// 0.13-0.20 at 256 (groups never exceed the waiting callers).
 const maxGroup = 256
 
 type call struct {
