@@ -651,7 +651,7 @@ func writeBenchText(w io.Writer, r *benchReport) error {
 		return err
 	}
 	for _, run := range r.Runs {
-		fmt.Fprintf(bw, "%s: %.1f%% of validations answered from memory, %s write transactions of uses\n",
+		fmt.Fprintf(bw, "%s: cache hits %.1f%% of validations and lookups; %s write transactions for uses\n",
 			run.Name, run.CacheHitPct, thousands(float64(run.UseWrites)))
 	}
 	if r.ValidateRatio > 0 {
