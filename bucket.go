@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	bolt "go.etcd.io/bbolt"
 )
 
 // The file holds five buckets. Tokens are never stored: records are keyed
@@ -37,6 +38,25 @@ var (
 
 	appName = []byte("tokenstore")
 )
+
+// appendFill is how full bbolt packs the pages it splits in the buckets
+// whose keys mostly arrive in order: ids (UUIDv7, time-ordered) and expiry
+// (deadline first: new tokens and slid ones land at now + TTL, one
+// insertion point per TTL). At bbolt's default of 0.5 an append leaves
+// every page it splits half empty: in the 1M-token file both buckets'
+// leaves were 49% full (32,258 and 35,713 pages). The tokens and subjects
+// buckets take keys in random order and keep the default.
+var appendFill = 1.0
+
+// tune sets what bbolt does not keep in the file; every write transaction
+// calls it first.
+func tune(tx *bolt.Tx) {
+	for _, name := range [][]byte{bucketIDs, bucketExpiry} {
+		if b := tx.Bucket(name); b != nil {
+			b.FillPercent = appendFill
+		}
+	}
+}
 
 // schemaVersion is written to new files; a file with a higher one is
 // refused, so an old binary never misreads a newer layout.

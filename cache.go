@@ -60,12 +60,28 @@ func (c *cache) shard(h Hash) *shard {
 	return &c.shards[binary.LittleEndian.Uint64(h[:8])%cacheShards]
 }
 
-// insertLocked adds e, first evicting one clean entry when the shard is full.
+// evictProbes bounds the entries insertLocked looks at to find a clean one
+// to evict. Unbounded, a shard full of uses not yet written (every entry
+// dirty until the next flush) made each insert walk the whole shard: on
+// 1M tokens, uniform Validate of 500k of them took 38 µs/op at a 37% hit
+// rate. When the probes find none, the shard grows past its limit (dirty
+// entries are kept regardless), and later inserts shrink it back.
+const evictProbes = 8
+
+// insertLocked adds e, first evicting up to two clean entries when the
+// shard is full (two, so that a shard over its limit shrinks back).
 func (s *shard) insertLocked(h Hash, e *entry, limit int) {
-	if len(s.m) >= limit {
+	for range 2 {
+		if len(s.m) < limit {
+			break
+		}
+		probes := 0
 		for k, old := range s.m { // map order is random: a cheap random eviction
 			if !old.dirty() {
 				delete(s.m, k)
+				break
+			}
+			if probes++; probes == evictProbes {
 				break
 			}
 		}

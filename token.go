@@ -121,9 +121,22 @@ func (f Format) Parse(token string) (Hash, error) {
 		}
 	}
 	var want [checksumLen]byte
-	putChecksum(want[:], crc32.ChecksumIEEE(buf[:n-checksumLen]))
+	putChecksum(want[:], crc32String(token[:n-checksumLen]))
 	if string(want[:]) != string(buf[n-checksumLen:n]) {
 		return Hash{}, fmt.Errorf("%w: checksum mismatch (mistyped or truncated?)", ErrMalformed)
 	}
 	return sha256.Sum256(buf[:n]), nil
+}
+
+// crc32String is crc32.ChecksumIEEE of s. Parse uses it on the token
+// itself: handing a stack buffer to hash/crc32, whose implementation is
+// chosen at run time, moves the buffer to the heap (one allocation per
+// Validate). Byte at a time it is faster than that for a token's length
+// (94 ns against 138 ns with the allocation, on the benchmark machine).
+func crc32String(s string) uint32 {
+	crc := ^uint32(0)
+	for i := 0; i < len(s); i++ {
+		crc = crc32.IEEETable[byte(crc)^s[i]] ^ crc>>8
+	}
+	return ^crc
 }

@@ -1,0 +1,731 @@
+package tokenstore_test
+
+// The benchmarks behind README.performance.md. They run only with -bench,
+// never under a plain go test:
+//
+//	go test -run '^$' -bench . -benchmem -timeout 60m .
+//	go test -run '^$' -bench . -benchmem -tokens 100000 .   # a quick run
+//	go test -run '^$' -bench /Validate -benchmem .          # one group
+//
+// Everything is a sub-benchmark of BenchmarkStore, so that the fixture (a
+// file of -tokens tokens, 1,000,000 by default, or $TOKENSTORE_BENCH_TOKENS,
+// preloaded by IssueBatch) is built once per run, in that benchmark's
+// temporary directory, and removed with it; benchmarks that write work on
+// copies of it. Each target sits beside its baseline, in the same run:
+//
+//	Validate/sliding/*, absolute/cached  vs Validate/touch-every-use and Validate/bbolt-view-get
+//	Issue/serial                         vs Issue/bbolt-update-one-key
+//	Issue/parallel-64                    vs Issue/serial
+//	Sweep/10k-of-1M                      vs Sweep/10k-of-10k (and Sweep/none-of-1M)
+//	Sweep/100k-of-1M                     reports its transactions' durations and Validate p99 with and without it
+//	Preload, Open, FileSize              report the fixture's build time, the time to open it, bytes per token
+//
+// Working on the library, TOKENSTORE_BENCH_KEEP=dir keeps the fixture in
+// dir across runs (remove it after changing how the library writes).
+
+import (
+	"context"
+	"crypto/rand"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+
+	"tokenstore"
+)
+
+var benchTokensFlag = flag.Int("tokens", 0, "tokens in the benchmark fixture file (default 1,000,000, or $TOKENSTORE_BENCH_TOKENS)")
+
+// benchTokens is the fixture size: -tokens, else $TOKENSTORE_BENCH_TOKENS,
+// else 1,000,000. Underscores are allowed: 100_000.
+func benchTokens(b *testing.B) int {
+	if *benchTokensFlag > 0 {
+		return *benchTokensFlag
+	}
+	if s := os.Getenv("TOKENSTORE_BENCH_TOKENS"); s != "" {
+		n, err := strconv.Atoi(strings.ReplaceAll(s, "_", ""))
+		require.NoError(b, err, "TOKENSTORE_BENCH_TOKENS")
+		require.Positive(b, n, "TOKENSTORE_BENCH_TOKENS")
+		return n
+	}
+	return 1_000_000
+}
+
+const (
+	// preloadChunk is the tokens per IssueBatch call while building the
+	// fixture. Tokens are keyed by a random hash, so each call rewrites
+	// most leaves of the tokens and subjects buckets: at 1M, 20,000 per
+	// call built the file in 25.7 s (573 bytes/token), 50,000 in 22.1 s
+	// (654: larger transactions leave more free pages), 100,000 in 15.5 s
+	// (694). The target is under 30 s on a busy 2-core machine.
+	preloadChunk = 50_000
+	// hotTokens is the working set of the cached Validate benchmarks: the
+	// tokens of the clients active within the last TouchInterval.
+	hotTokens = 100_000
+)
+
+// fixture is a token file built once per run by the bulk path. Even tokens
+// are Sliding (the default, 14 days idle, 30 days cap), odd ones
+// Absolute(30 days); about four tokens per subject.
+type fixture struct {
+	dir      string
+	pristine string // never written to after it is built
+	n        int
+	tokens   []string
+	t0       time.Time // when every token was issued (and last used)
+	took     time.Duration
+
+	mu     sync.Mutex
+	copies map[string]string
+}
+
+func buildFixture(b *testing.B, dir string, n int) *fixture {
+	b.Helper()
+	ctx := context.Background()
+	fx := &fixture{dir: dir, pristine: filepath.Join(dir, "pristine.db"), n: n, copies: map[string]string{}}
+	// Every token is issued at the same instant, so that each benchmark
+	// whose clock starts there finds every stored use equally recent.
+	fx.t0 = time.Now().Truncate(time.Millisecond)
+	start := time.Now()
+	db, err := tokenstore.Open(fx.pristine, &tokenstore.Options{SweepInterval: -1, Now: func() time.Time { return fx.t0 }})
+	require.NoError(b, err)
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	subjects := max(n/4, 1)
+	fx.tokens = make([]string, 0, n)
+	reqs := make([]tokenstore.IssueRequest, 0, preloadChunk)
+	for len(fx.tokens) < n {
+		reqs = reqs[:0]
+		for i := len(fx.tokens); i < n && len(reqs) < preloadChunk; i++ {
+			r := tokenstore.IssueRequest{Subject: fmt.Sprintf("user-%08d", rng.IntN(subjects))}
+			if i%2 == 1 {
+				r.Policy = tokenstore.Absolute(30 * 24 * time.Hour)
+			}
+			reqs = append(reqs, r)
+		}
+		issued, err := db.IssueBatch(ctx, reqs)
+		require.NoError(b, err)
+		for _, is := range issued {
+			fx.tokens = append(fx.tokens, is.Token)
+		}
+	}
+	require.NoError(b, db.Close())
+	fx.took = time.Since(start)
+	b.Logf("fixture: %d tokens preloaded by IssueBatch in %s (%.0f tokens/s)", n, fx.took.Round(time.Millisecond), float64(n)/fx.took.Seconds())
+	return fx
+}
+
+// keptFixture is for working on the library: it keeps the pristine file
+// and its tokens in the directory keep ($TOKENSTORE_BENCH_KEEP) across
+// runs, building them when missing. Remove them after changing how the
+// library writes.
+func keptFixture(b *testing.B, keep, dir string, n int) *fixture {
+	b.Helper()
+	base := filepath.Join(keep, fmt.Sprintf("fixture-%d", n))
+	if data, err := os.ReadFile(base + ".tokens"); err == nil {
+		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+		ms, err := strconv.ParseInt(lines[0], 10, 64)
+		require.NoError(b, err)
+		fx := &fixture{dir: dir, pristine: filepath.Join(dir, "pristine.db"), n: n, copies: map[string]string{}, t0: time.UnixMilli(ms), tokens: lines[1:]}
+		require.Len(b, fx.tokens, n)
+		copyFile(b, base+".db", fx.pristine)
+		return fx
+	}
+	fx := buildFixture(b, dir, n)
+	require.NoError(b, os.MkdirAll(keep, 0o700))
+	copyFile(b, fx.pristine, base+".db")
+	data := strconv.FormatInt(fx.t0.UnixMilli(), 10) + "\n" + strings.Join(fx.tokens, "\n") + "\n"
+	require.NoError(b, os.WriteFile(base+".tokens", []byte(data), 0o600))
+	return fx
+}
+
+// sliding returns the Sliding tokens, absolute the Absolute ones.
+func (fx *fixture) sliding() []string  { return every2(fx.tokens, 0) }
+func (fx *fixture) absolute() []string { return every2(fx.tokens, 1) }
+
+func every2(s []string, from int) []string {
+	out := make([]string, 0, len(s)/2+1)
+	for i := from; i < len(s); i += 2 {
+		out = append(out, s[i])
+	}
+	return out
+}
+
+// copyOf returns a private copy of the pristine file for benchmarks that
+// write, made on first use of name and shared by later ones.
+func (fx *fixture) copyOf(b *testing.B, name string) string {
+	b.Helper()
+	fx.mu.Lock()
+	defer fx.mu.Unlock()
+	if p, ok := fx.copies[name]; ok {
+		return p
+	}
+	p := filepath.Join(fx.dir, strings.ReplaceAll(name, "/", "-")+".db")
+	copyFile(b, fx.pristine, p)
+	fx.copies[name] = p
+	return p
+}
+
+// drop removes the copies made so far.
+func (fx *fixture) drop(b *testing.B) {
+	b.Helper()
+	fx.mu.Lock()
+	defer fx.mu.Unlock()
+	for name, p := range fx.copies {
+		require.NoError(b, os.Remove(p))
+		delete(fx.copies, name)
+	}
+}
+
+func copyFile(b *testing.B, from, to string) {
+	b.Helper()
+	src, err := os.Open(from)
+	require.NoError(b, err)
+	defer src.Close()
+	dst, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	require.NoError(b, err)
+	_, err = io.Copy(dst, src)
+	require.NoError(b, err)
+	// Written out now, so that the kernel's write-back of a large copy
+	// does not compete with the benchmark that follows.
+	require.NoError(b, dst.Sync())
+	require.NoError(b, dst.Close())
+}
+
+// clockFrom is a clock that starts at t and runs at real speed.
+func clockFrom(t time.Time) func() time.Time {
+	origin := time.Now()
+	return func() time.Time { return t.Add(time.Since(origin)) }
+}
+
+// manualClock is a clock that benchmarks move by hand.
+type manualClock struct{ ns atomic.Int64 }
+
+func newManualClock(t time.Time) *manualClock {
+	c := &manualClock{}
+	c.ns.Store(t.UnixNano())
+	return c
+}
+
+func (c *manualClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *manualClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+func openBench(b *testing.B, path string, o *tokenstore.Options) *tokenstore.DB {
+	b.Helper()
+	db, err := tokenstore.Open(path, o)
+	require.NoError(b, err)
+	return db
+}
+
+func closeBench(b *testing.B, db *tokenstore.DB) {
+	b.Helper()
+	b.StopTimer()
+	require.NoError(b, db.Close())
+}
+
+// BenchmarkStore holds every benchmark of the performance table; see the
+// file comment.
+func BenchmarkStore(b *testing.B) {
+	n := benchTokens(b)
+	dir := b.TempDir()
+	var (
+		once sync.Once
+		fx   *fixture
+	)
+	get := func(b *testing.B) *fixture {
+		once.Do(func() {
+			if keep := os.Getenv("TOKENSTORE_BENCH_KEEP"); keep != "" {
+				fx = keptFixture(b, keep, dir, n)
+				return
+			}
+			fx = buildFixture(b, dir, n)
+		})
+		if fx == nil {
+			b.Fatal("the fixture failed to build")
+		}
+		return fx
+	}
+	b.Run("Preload", func(b *testing.B) {
+		fx := get(b)
+		benchPreload(b)
+		if fx.took > 0 {
+			b.ReportMetric(fx.took.Seconds(), "fixture-s")
+		}
+	})
+	b.Run("Validate", func(b *testing.B) { benchValidate(b, get) })
+	b.Run("Issue", func(b *testing.B) { benchIssue(b, get) })
+	b.Run("Sweep", func(b *testing.B) { benchSweep(b, get) })
+	b.Run("Open", func(b *testing.B) { benchOpen(b, get) })
+	b.Run("FileSize", func(b *testing.B) { benchFileSize(b, get) })
+}
+
+// benchPreload reports the bulk path's rate on a fresh file: 20,000-token
+// IssueBatch calls, each one durable transaction.
+func benchPreload(b *testing.B) {
+	ctx := context.Background()
+	reqs := make([]tokenstore.IssueRequest, preloadChunk)
+	for i := range reqs {
+		reqs[i] = tokenstore.IssueRequest{Subject: fmt.Sprintf("user-%08d", i/4)}
+	}
+	b.ReportAllocs()
+	db := openBench(b, filepath.Join(b.TempDir(), "preload.db"), &tokenstore.Options{SweepInterval: -1})
+	for b.Loop() {
+		_, err := db.IssueBatch(ctx, reqs)
+		require.NoError(b, err)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*preloadChunk), "ns/token")
+	closeBench(b, db)
+}
+
+// leafDB opens a store on the first run of a benchmark and keeps it for
+// the later ones (RunParallel runs a benchmark several times, growing
+// b.N): the pages of the file are mapped, and the cache warmed, once.
+type leafDB struct {
+	open func(b *testing.B) *tokenstore.DB
+	db   *tokenstore.DB
+}
+
+func (l *leafDB) get(b *testing.B) *tokenstore.DB {
+	b.Helper()
+	if l.db == nil {
+		l.db = l.open(b)
+	}
+	return l.db
+}
+
+func (l *leafDB) close(b *testing.B) {
+	b.Helper()
+	if l.db != nil {
+		require.NoError(b, l.db.Close())
+		l.db = nil
+	}
+}
+
+func benchValidate(b *testing.B, get func(*testing.B) *fixture) {
+	fx := get(b)
+	defer fx.drop(b)
+	sliding, absolute := fx.sliding(), fx.absolute()
+	hot := func(s []string) []string { return s[:min(len(s), hotTokens)] }
+	// leaf runs a Validate benchmark on its own copy of the file, with a
+	// clock that starts where the preload's stopped: every token was last
+	// used less than TouchInterval ago, the steady state of a server whose
+	// clients come back within a minute (writes/op shows that it held).
+	// "idle-first-use" measures the rest.
+	leaf := func(name string, set []string, warm bool, o tokenstore.Options) {
+		l := &leafDB{open: func(b *testing.B) *tokenstore.DB {
+			if o.Now == nil {
+				o.Now = clockFrom(fx.t0.Add(time.Millisecond))
+			}
+			path := fx.pristine
+			if o.Now().After(fx.t0) {
+				path = fx.copyOf(b, name) // uses will be written
+			}
+			db := openBench(b, path, &o)
+			if warm {
+				for _, t := range set {
+					_, err := db.Validate(context.Background(), t)
+					require.NoError(b, err)
+				}
+			}
+			return db
+		}}
+		b.Run(name, func(b *testing.B) { runValidate(b, l.get(b), set) })
+		l.close(b)
+	}
+
+	// The targets.
+	leaf("sliding/cached", hot(sliding), true, tokenstore.Options{SweepInterval: -1})
+	leaf("absolute/cached", hot(absolute), true, tokenstore.Options{SweepInterval: -1})
+	// Any of the sliding tokens, default cache, starting cold.
+	leaf("sliding/uniform", sliding, false, tokenstore.Options{SweepInterval: -1})
+	// Every call reads the file: no cache, and a clock held at the
+	// preload's, so that no use is pending (a pending use keeps its record
+	// in memory until it is written).
+	leaf("sliding/miss", sliding, false, tokenstore.Options{SweepInterval: -1, CacheSize: -1, Now: func() time.Time { return fx.t0 }})
+	// Each call validates a token idle for 2 × TouchInterval, a different
+	// one each time: its use is written before Validate returns
+	// (group-committed between the goroutines).
+	idle := &leafDB{open: func(b *testing.B) *tokenstore.DB {
+		return openBench(b, fx.copyOf(b, "idle"), &tokenstore.Options{SweepInterval: -1, Now: clockFrom(fx.t0.Add(2 * time.Minute))})
+	}}
+	var next atomic.Int64
+	b.Run("sliding/idle-first-use", func(b *testing.B) {
+		db := idle.get(b)
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				i := int(next.Add(1)-1) % len(sliding)
+				if _, err := db.Validate(context.Background(), sliding[i]); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+	idle.close(b)
+
+	// The baselines.
+	leaf("touch-every-use", sliding, false, tokenstore.Options{SweepInterval: -1, TouchInterval: -1})
+	keys := make([][]byte, len(sliding))
+	for i, t := range sliding {
+		keys[i] = hashOf(b, t)
+	}
+	var bdb *bolt.DB
+	b.Run("bbolt-view-get", func(b *testing.B) {
+		if bdb == nil {
+			var err error
+			bdb, err = bolt.Open(fx.pristine, 0o600, nil)
+			require.NoError(b, err)
+		}
+		var seed atomic.Uint64
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			r := mrand.New(mrand.NewPCG(seed.Add(1), 0))
+			for pb.Next() {
+				k := keys[r.IntN(len(keys))]
+				err := bdb.View(func(tx *bolt.Tx) error {
+					if tx.Bucket([]byte("tokens")).Get(k) == nil {
+						return fmt.Errorf("key %x not found", k[:4])
+					}
+					return nil
+				})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+	if bdb != nil {
+		require.NoError(b, bdb.Close())
+	}
+}
+
+var benchFormat, _ = tokenstore.NewFormat("")
+
+func hashOf(b *testing.B, token string) []byte {
+	h, err := benchFormat.Parse(token)
+	require.NoError(b, err)
+	return h[:]
+}
+
+// runValidate validates random tokens of set from GOMAXPROCS goroutines.
+func runValidate(b *testing.B, db *tokenstore.DB, set []string) {
+	ctx := context.Background()
+	st0 := db.Stats()
+	var seed atomic.Uint64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		r := mrand.New(mrand.NewPCG(seed.Add(1), 0))
+		for pb.Next() {
+			if _, err := db.Validate(ctx, set[r.IntN(len(set))]); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	st := db.Stats()
+	hits, misses := st.CacheHits-st0.CacheHits, st.CacheMisses-st0.CacheMisses
+	b.ReportMetric(100*float64(hits)/float64(max(hits+misses, 1)), "%hits")
+	b.ReportMetric(float64(st.TouchWrites-st0.TouchWrites)/float64(b.N), "writes/op")
+}
+
+func benchIssue(b *testing.B, get func(*testing.B) *fixture) {
+	fx := get(b)
+	defer fx.drop(b)
+	ctx := context.Background()
+	path := fx.copyOf(b, "issue")
+	opts := &tokenstore.Options{SweepInterval: -1}
+	var i atomic.Int64 // subjects: bench-1, bench-2, ...
+
+	l := &leafDB{open: func(b *testing.B) *tokenstore.DB { return openBench(b, path, opts) }}
+	b.Run("serial", func(b *testing.B) {
+		db := l.get(b)
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _, err := db.Issue(ctx, fmt.Sprintf("bench-%08d", i.Add(1)))
+			require.NoError(b, err)
+		}
+	})
+	b.Run("parallel-64", func(b *testing.B) {
+		db := l.get(b)
+		b.SetParallelism((64 + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, _, err := db.Issue(ctx, fmt.Sprintf("bench-%08d", i.Add(1))); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+	l.close(b)
+
+	b.Run("bbolt-update-one-key", func(b *testing.B) {
+		// The floor: one fsync'd Update putting one random key into the
+		// same 1M-key tokens bucket, with bbolt's default options. The
+		// keys are deleted afterwards, untimed.
+		bdb, err := bolt.Open(path, 0o600, nil)
+		require.NoError(b, err)
+		val := make([]byte, 70)
+		var keys [][]byte
+		b.ReportAllocs()
+		for b.Loop() {
+			key := make([]byte, 32)
+			_, _ = rand.Read(key)
+			keys = append(keys, key)
+			require.NoError(b, bdb.Update(func(tx *bolt.Tx) error {
+				return tx.Bucket([]byte("tokens")).Put(key, val)
+			}))
+		}
+		b.StopTimer()
+		require.NoError(b, bdb.Update(func(tx *bolt.Tx) error {
+			for _, k := range keys {
+				if err := tx.Bucket([]byte("tokens")).Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+		require.NoError(b, bdb.Close())
+	})
+}
+
+// txRecorder is a slog.Handler that keeps the "took" of the sweep's
+// per-transaction debug records.
+type txRecorder struct {
+	mu               sync.Mutex
+	took             []time.Duration
+	deleted, written int64
+}
+
+func (r *txRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *txRecorder) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *txRecorder) WithGroup(string) slog.Handler            { return r }
+func (r *txRecorder) Handle(_ context.Context, rec slog.Record) error {
+	if rec.Message != "tokenstore: sweep transaction" {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec.Attrs(func(a slog.Attr) bool {
+		switch a.Key {
+		case "took":
+			r.took = append(r.took, a.Value.Duration())
+		case "deleted":
+			r.deleted += a.Value.Int64()
+		case "written":
+			r.written += a.Value.Int64()
+		}
+		return true
+	})
+	return nil
+}
+
+// report adds the sweep transactions' longest, p99 and share over 20 ms.
+func (r *txRecorder) report(b *testing.B) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	over := 0
+	for _, d := range r.took {
+		if d > 20*time.Millisecond {
+			over++
+		}
+	}
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	b.ReportMetric(ms(percentile(r.took, 1)), "max-tx-ms")
+	b.ReportMetric(ms(percentile(r.took, 0.99)), "p99-tx-ms")
+	b.ReportMetric(100*float64(over)/float64(max(len(r.took), 1)), "%tx>20ms")
+	b.ReportMetric(float64(len(r.took))/float64(b.N), "tx/op")
+	b.ReportMetric(float64(r.written)/1024/float64(max(r.deleted, 1)), "KB-written/token")
+}
+
+// addExpired adds n tokens that expire one second after clk's now.
+func addExpired(b *testing.B, db *tokenstore.DB, n int) {
+	b.Helper()
+	reqs := make([]tokenstore.IssueRequest, 0, 10_000)
+	for done := 0; done < n; done += len(reqs) {
+		reqs = reqs[:0]
+		for i := done; i < n && len(reqs) < cap(reqs); i++ {
+			reqs = append(reqs, tokenstore.IssueRequest{Subject: fmt.Sprintf("user-%08d", i%(n/4+1)), Policy: tokenstore.Absolute(time.Second)})
+		}
+		_, err := db.IssueBatch(context.Background(), reqs)
+		require.NoError(b, err)
+	}
+}
+
+func benchSweep(b *testing.B, get func(*testing.B) *fixture) {
+	fx := get(b)
+	ctx := context.Background()
+	// sweepOnly measures deleting expired tokens, each round adding them
+	// first (not timed) and moving the clock past their deadline.
+	sweepOnly := func(b *testing.B, path string, expired int) {
+		clk := newManualClock(fx.t0.Add(time.Millisecond))
+		rec := &txRecorder{}
+		db := openBench(b, path, &tokenstore.Options{SweepInterval: -1, Now: clk.Now, Logger: slog.New(rec)})
+		b.ReportAllocs()
+		for b.Loop() {
+			b.StopTimer()
+			addExpired(b, db, expired)
+			clk.Advance(2 * time.Second)
+			b.StartTimer()
+			n, err := db.Sweep(ctx)
+			require.NoError(b, err)
+			require.Equal(b, expired, n)
+		}
+		rec.report(b)
+		closeBench(b, db)
+	}
+	b.Run("10k-of-10k", func(b *testing.B) {
+		sweepOnly(b, filepath.Join(b.TempDir(), "small.db"), 10_000)
+	})
+	b.Run("10k-of-1M", func(b *testing.B) {
+		sweepOnly(b, fx.copyOf(b, "sweep"), 10_000)
+	})
+	b.Run("none-of-1M", func(b *testing.B) {
+		// Nothing has expired: the sweep reads one key and writes nothing.
+		db := openBench(b, fx.copyOf(b, "sweep"), &tokenstore.Options{SweepInterval: -1})
+		b.ReportAllocs()
+		for b.Loop() {
+			n, err := db.Sweep(ctx)
+			require.NoError(b, err)
+			require.Zero(b, n)
+		}
+		closeBench(b, db)
+	})
+	b.Run("100k-of-1M", func(b *testing.B) {
+		// Validate p99 from one goroutine during the sweep, then without
+		// it, each on a freshly opened store (so that the cache fills the
+		// same way) and over the same number of calls: random Sliding
+		// tokens among all of them, default cache.
+		clk := newManualClock(fx.t0.Add(time.Millisecond))
+		rec := &txRecorder{}
+		path := fx.copyOf(b, "sweep")
+		opts := &tokenstore.Options{SweepInterval: -1, Now: clk.Now, Logger: slog.New(rec)}
+		sliding := fx.sliding()
+		var idle, during []time.Duration
+		b.ReportAllocs()
+		for b.Loop() {
+			b.StopTimer()
+			db := openBench(b, path, opts)
+			addExpired(b, db, 100_000)
+			clk.Advance(2 * time.Second)
+			stop, done := make(chan struct{}), make(chan struct{})
+			var lat []time.Duration
+			go func() {
+				defer close(done)
+				lat = validateLatencies(b, db, sliding, 0, stop)
+			}()
+			b.StartTimer()
+			n, err := db.Sweep(ctx)
+			b.StopTimer()
+			close(stop)
+			<-done
+			require.NoError(b, err)
+			require.Equal(b, 100_000, n)
+			require.NoError(b, db.Close())
+			during = append(during, lat...)
+
+			db = openBench(b, path, opts)
+			idle = append(idle, validateLatencies(b, db, sliding, len(lat), nil)...)
+			require.NoError(b, db.Close())
+			b.StartTimer()
+		}
+		b.StopTimer()
+		p99i, p99d := percentile(idle, 0.99), percentile(during, 0.99)
+		rec.report(b)
+		b.ReportMetric(float64(p99i.Nanoseconds()), "p99-idle-ns")
+		b.ReportMetric(float64(p99d.Nanoseconds()), "p99-sweep-ns")
+		b.ReportMetric(float64(p99d)/float64(p99i), "p99-ratio")
+	})
+	fx.drop(b)
+}
+
+// validateLatencies validates random tokens of set one at a time, n of
+// them, or until stop is closed when n is 0, and returns each call's time.
+func validateLatencies(b *testing.B, db *tokenstore.DB, set []string, n int, stop <-chan struct{}) []time.Duration {
+	ctx := context.Background()
+	r := mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 0))
+	out := make([]time.Duration, 0, max(n, 1<<16))
+	for i := 0; n == 0 || i < n; i++ {
+		if stop != nil {
+			select {
+			case <-stop:
+				return out
+			default:
+			}
+		}
+		t := set[r.IntN(len(set))]
+		start := time.Now()
+		_, err := db.Validate(ctx, t)
+		out = append(out, time.Since(start))
+		if err != nil {
+			b.Error(err)
+			return out
+		}
+	}
+	return out
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(p*float64(len(s))))]
+}
+
+func benchOpen(b *testing.B, get func(*testing.B) *fixture) {
+	fx := get(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		db, err := tokenstore.Open(fx.pristine, &tokenstore.Options{SweepInterval: -1})
+		require.NoError(b, err)
+		require.NoError(b, db.Close())
+	}
+}
+
+// benchFileSize reports bytes per token of the fixture as built (every
+// index included) and after Compact; ns/op is Compact's time.
+func benchFileSize(b *testing.B, get func(*testing.B) *fixture) {
+	fx := get(b)
+	st, err := os.Stat(fx.pristine)
+	require.NoError(b, err)
+	var after int64
+	p := filepath.Join(b.TempDir(), "compact.db")
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		copyFile(b, fx.pristine, p)
+		b.StartTimer()
+		before, a, err := tokenstore.Compact(p, nil)
+		require.NoError(b, err)
+		require.Equal(b, st.Size(), before)
+		after = a
+		b.StopTimer()
+		require.NoError(b, os.Remove(p))
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(st.Size())/float64(fx.n), "bytes/token")
+	b.ReportMetric(float64(after)/float64(fx.n), "bytes/token-compacted")
+}
