@@ -63,6 +63,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -273,7 +274,7 @@ func openBolt(path string, o *Options) (bdb *bolt.DB, err error) {
 		return nil, fmt.Errorf("tokenstore: open %s: %w (waited %s; is the application that uses it running?)", path, ErrLocked, o.LockTimeout)
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
 		return nil, fmt.Errorf("tokenstore: open %s: %w: %v", path, ErrCorrupt, err)
-	case errors.Is(err, fs.ErrPermission) && !o.ReadOnly:
+	case (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)) && !o.ReadOnly:
 		return nil, fmt.Errorf("tokenstore: open %s: %w (to only read it, open it with Options.ReadOnly)", path, err)
 	}
 	return nil, fmt.Errorf("tokenstore: open %s: %w", path, err)
