@@ -88,7 +88,7 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 // deleted: that use is written instead, which moves it out of the range.
 func (db *DB) sweepChunk(now int64) (deleted int, more bool, err error) {
 	var gone, kept []touch
-	err = db.bolt.Update(func(tx *bolt.Tx) error {
+	err = db.commit.update(func(tx *bolt.Tx) error {
 		gone, kept = gone[:0], kept[:0]
 		expiry := tx.Bucket(bucketExpiry)
 		var due [][]byte
@@ -169,7 +169,7 @@ func (db *DB) flush(ctx context.Context) error {
 		chunk := pending[:min(len(pending), flushChunk)]
 		pending = pending[len(chunk):]
 		written := 0
-		err := db.bolt.Update(func(tx *bolt.Tx) error {
+		err := db.commit.update(func(tx *bolt.Tx) error {
 			written = 0
 			for _, t := range chunk {
 				ok, err := writeTouch(tx, t.h, t.used)

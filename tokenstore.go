@@ -60,7 +60,9 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -260,6 +262,7 @@ func openBolt(path string, o *Options) (bdb *bolt.DB, err error) {
 			bdb, err = nil, fmt.Errorf("tokenstore: open %s: %w: bbolt: %v", path, ErrCorrupt, r)
 		}
 	}()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // see view
 	bdb, err = bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:  o.LockTimeout,
 		ReadOnly: o.ReadOnly,
@@ -272,7 +275,8 @@ func openBolt(path string, o *Options) (bdb *bolt.DB, err error) {
 		return bdb, nil
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("tokenstore: open %s: %w (waited %s; is the application that uses it running?)", path, ErrLocked, o.LockTimeout)
-	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum),
+		strings.Contains(err.Error(), "file size too small"): // bbolt has no sentinel for a file under two pages
 		return nil, fmt.Errorf("tokenstore: open %s: %w: %v", path, ErrCorrupt, err)
 	case (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)) && !o.ReadOnly:
 		return nil, fmt.Errorf("tokenstore: open %s: %w (to only read it, open it with Options.ReadOnly)", path, err)
@@ -287,8 +291,14 @@ func (db *DB) checkSchema() (err error) {
 			err = fmt.Errorf("%w: bbolt: %v", ErrCorrupt, r)
 		}
 	}()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // see view
 	fresh := false
 	err = db.bolt.View(func(tx *bolt.Tx) error {
+		// bbolt maps the file and reads pages through the mapping: in a
+		// file cut short, a page past the end is a SIGBUS, not an error.
+		if st, err := os.Stat(db.path); err == nil && st.Size() < tx.Size() {
+			return fmt.Errorf("%w: the file is truncated: %d bytes, its pages need %d", ErrCorrupt, st.Size(), tx.Size())
+		}
 		m := tx.Bucket(bucketMeta)
 		if m == nil {
 			empty := true
@@ -358,6 +368,10 @@ func (db *DB) Close() error {
 		if !db.ro {
 			err = db.flush(context.Background())
 		}
+		if db.commit.wedged.Load() { // bbolt's Close would wait for ever
+			db.closeErr = errors.Join(err, fmt.Errorf("tokenstore: close: %w; the file stays open until the process exits", errWedged))
+			return
+		}
 		db.closeErr = errors.Join(err, db.bolt.Close())
 	})
 	if !first {
@@ -386,6 +400,25 @@ func boltErr(err error) error {
 		return ErrReadOnly
 	}
 	return err
+}
+
+// view runs a read transaction. bbolt panics on some damaged pages, and a
+// damaged page pointer makes it read outside its mapping (a fault, which
+// SetPanicOnFault makes a panic in this goroutine); view turns both into
+// ErrCorrupt (bbolt ends the transaction as the panic unwinds), so a
+// damaged file costs the caller an error, never the process. Writes go
+// through [committer.update], which does the same.
+func view(b *bolt.DB, fn func(*bolt.Tx) error) (err error) {
+	defer recoverCorrupt(&err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	return b.View(fn)
+}
+
+// recoverCorrupt, deferred, turns a panic into an ErrCorrupt in *err.
+func recoverCorrupt(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("%w: bbolt: %v", ErrCorrupt, r)
+	}
 }
 
 func (db *DB) nowMs() int64 { return db.now().UnixMilli() }
@@ -602,7 +635,7 @@ func (db *DB) check(ctx context.Context, token string, use bool) (Info, error) {
 
 // read reads h's record in a read-only transaction.
 func (db *DB) read(h Hash) (rec record, err error) {
-	err = db.bolt.View(func(tx *bolt.Tx) error {
+	err = view(db.bolt, func(tx *bolt.Tx) error {
 		rec, err = getRecord(tx, h)
 		return err
 	})
@@ -660,7 +693,7 @@ func (db *DB) Get(ctx context.Context, id uuid.UUID) (Info, error) {
 	}
 	var rec record
 	var h Hash
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := view(db.bolt, func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketIDs).Get(id[:])
 		if len(v) != len(h) {
 			return ErrNotFound
@@ -692,7 +725,7 @@ func (db *DB) List(ctx context.Context, subject string) ([]Info, error) {
 	}
 	now := db.nowMs()
 	out := []Info{}
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := view(db.bolt, func(tx *bolt.Tx) error {
 		prefix := subjectPrefix(subject)
 		tokens := tx.Bucket(bucketTokens)
 		c := tx.Bucket(bucketSubjects).Cursor()
@@ -721,7 +754,7 @@ func (db *DB) ForEach(ctx context.Context, fn func(Info) error) error {
 	if err := db.begin(ctx, false); err != nil {
 		return wrap("for each", err)
 	}
-	return boltErr(db.bolt.View(func(tx *bolt.Tx) error {
+	return boltErr(view(db.bolt, func(tx *bolt.Tx) error {
 		tokens := tx.Bucket(bucketTokens)
 		c := tx.Bucket(bucketIDs).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -880,7 +913,7 @@ func (db *DB) Rotate(ctx context.Context, token string) (string, Info, error) {
 // file; after Close it reports the last count it read.
 func (db *DB) Stats() Stats {
 	if !db.closed.Load() {
-		_ = db.bolt.View(func(tx *bolt.Tx) error {
+		_ = view(db.bolt, func(tx *bolt.Tx) error {
 			if m := tx.Bucket(bucketMeta); m != nil {
 				db.lastCount.Store(int64(beUint64(m.Get(metaCount))))
 			}
@@ -965,7 +998,7 @@ func (db *DB) IssueBatch(ctx context.Context, reqs []IssueRequest) ([]Issued, er
 	for _, p := range puts {
 		slices.SortFunc(p, func(a, b kv) int { return compareBytes(a.k, b.k) })
 	}
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.commit.update(func(tx *bolt.Tx) error {
 		for s, n := range perSubject {
 			if err := db.checkLimit(tx, s, db.nowMs(), n); err != nil {
 				return err
