@@ -299,6 +299,16 @@ func (db *DB) checkSchema() (err error) {
 		if st, err := os.Stat(db.path); err == nil && st.Size() < tx.Size() {
 			return fmt.Errorf("%w: the file is truncated: %d bytes, its pages need %d", ErrCorrupt, st.Size(), tx.Size())
 		}
+		// Fail closed: with a meta page damaged, bbolt may have opened the
+		// file one transaction back, and that one may have been a
+		// revocation.
+		if f, err := os.Open(db.path); err == nil {
+			p := checkMeta(f, uint64(db.bolt.Info().PageSize))
+			_ = f.Close()
+			if p != "" {
+				return fmt.Errorf("%w: bbolt %s: the file may have lost its last transaction; restore a backup", ErrCorrupt, p)
+			}
+		}
 		m := tx.Bucket(bucketMeta)
 		if m == nil {
 			empty := true
