@@ -3,6 +3,7 @@ package tokenstore
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -19,7 +20,8 @@ import (
 // record that agrees with it, every record is in each index, and the
 // stored count matches. It returns one line per problem, naming token IDs
 // (never tokens), and an error only when it could not run. It never
-// repairs anything and works on a ReadOnly store.
+// repairs anything and works on a ReadOnly store. Writers wait while it
+// runs: bbolt's check is exact only while nothing else writes.
 func (db *DB) Check(ctx context.Context) (problems []string, err error) {
 	if err := db.begin(ctx, false); err != nil {
 		return nil, wrap("check", err)
@@ -31,7 +33,7 @@ func (db *DB) Check(ctx context.Context) (problems []string, err error) {
 	}()
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // see view
 	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-	err = db.bolt.View(func(tx *bolt.Tx) error {
+	check := func(tx *bolt.Tx) error {
 		// tx.Check reads pages through bbolt's mapping in a goroutine of
 		// its own, where a damaged element offset or page pointer is a
 		// fault that ends the process (no recover reaches it). So the
@@ -95,12 +97,35 @@ func (db *DB) Check(ctx context.Context) (problems []string, err error) {
 		index("subjects", subjects, func(k []byte, r *record) bool { return string(k) == string(subjectKey(r.subject, r.id)) })
 		index("expiry", expiry, func(k []byte, r *record) bool { return string(k) == string(expiryKey(r.deadline(), r.id)) })
 		return nil
-	})
+	}
+	if db.ro {
+		err = db.bolt.View(check)
+	} else {
+		// In a read transaction, tx.Check sees the free list change under
+		// it when another transaction commits, and reports pages freed
+		// meanwhile as damage. A write transaction, rolled back, keeps
+		// other writers out.
+		err = db.commit.update(func(tx *bolt.Tx) error {
+			if err := check(tx); err != nil {
+				return err
+			}
+			return errRollback
+		})
+		switch {
+		case errors.Is(err, errRollback):
+			err = nil
+		case errors.Is(err, ErrCorrupt): // a panic, recovered by update
+			add("%v", err)
+			err = nil
+		}
+	}
 	if err != nil {
 		return problems, wrap("check", boltErr(err))
 	}
 	return problems, nil
 }
+
+var errRollback = errors.New("tokenstore: roll back")
 
 // bbolt's page layout (its file format, stable since 2014; integers in
 // the machine's byte order): a 16-byte header (id 8, flags 2, count 2,
