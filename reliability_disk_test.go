@@ -33,7 +33,7 @@ import (
 
 const diskMeta = 1000 // bytes of metadata per token the child issues
 
-func diskFullChild(w *lineWriter) error {
+func diskFullChild(w *relLineWriter) error {
 	ctx := context.Background()
 	path := os.Getenv("TOKENSTORE_TEST_PATH")
 	st, err := os.Stat(path)
@@ -63,7 +63,7 @@ func diskFullChild(w *lineWriter) error {
 			if tok != "" || info.ID != uuid.Nil {
 				w.printf("leak Issue failed but returned a token or an ID")
 			}
-			w.printf("F %s", errString(err))
+			w.printf("F %s", relErrString(err))
 			return err
 		}
 		w.printf("I %s", tok)
@@ -145,7 +145,7 @@ func TestReliability_DiskFull(t *testing.T) {
 	pool := filepath.Join(dir, "pool")
 	require.NoError(t, os.WriteFile(pool, []byte(strings.Join(pre, "\n")), 0o600))
 
-	lines := startChild(t, "diskfull", nil, "TOKENSTORE_TEST_PATH="+path, "TOKENSTORE_TEST_POOL="+pool).run()
+	lines := startRelChild(t, "diskfull", nil, "TOKENSTORE_TEST_PATH="+path, "TOKENSTORE_TEST_POOL="+pool).run()
 	var (
 		issued               []string
 		failures             []string
@@ -228,7 +228,7 @@ func TestReliability_DiskFull(t *testing.T) {
 
 const lockTries = 20
 
-func lockChild(w *lineWriter) error {
+func lockChild(w *relLineWriter) error {
 	path := os.Getenv("TOKENSTORE_TEST_PATH")
 	var wg sync.WaitGroup
 	for i := range lockTries + 1 {
@@ -239,14 +239,14 @@ func lockChild(w *lineWriter) error {
 			if err == nil {
 				_ = db.Close()
 			}
-			w.printf("T %d %t %d %s", i, errors.Is(err, tokenstore.ErrLocked), took.Microseconds(), errString(err))
+			w.printf("T %d %t %d %s", i, errors.Is(err, tokenstore.ErrLocked), took.Microseconds(), relErrString(err))
 		})
 	}
 	wg.Wait()
 	return nil
 }
 
-func errString(err error) string {
+func relErrString(err error) string {
 	if err == nil {
 		return "<nil>"
 	}
@@ -256,7 +256,7 @@ func errString(err error) string {
 func TestLock_SecondProcess(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokens.db")
 	db := relOpen(t, path, nil)
-	lines := startChild(t, "lock", nil, "TOKENSTORE_TEST_PATH="+path).run()
+	lines := startRelChild(t, "lock", nil, "TOKENSTORE_TEST_PATH="+path).run()
 	locked, roLocked := 0, false
 	var slowest time.Duration
 	fastest := time.Hour
@@ -309,7 +309,7 @@ func (p *permCheck) file(name, path, token string) {
 	ctx := context.Background()
 	_, err := tokenstore.Open(path, &tokenstore.Options{LockTimeout: 100 * time.Millisecond})
 	p.check(name+": Open refuses", err != nil, "Open succeeded")
-	p.check(name+": Open says why", err != nil && strings.Contains(err.Error(), "ReadOnly"), "error %q does not point to Options.ReadOnly", errString(err))
+	p.check(name+": Open says why", err != nil && strings.Contains(err.Error(), "ReadOnly"), "error %q does not point to Options.ReadOnly", relErrString(err))
 	db, err := tokenstore.Open(path, &tokenstore.Options{ReadOnly: true})
 	p.check(name+": opens with ReadOnly", err == nil, "%v", err)
 	if err != nil {
@@ -338,7 +338,7 @@ func (p *permCheck) newFile(dir string) {
 // permChild runs the checks that root's powers would defeat: as root it
 // mounts a directory read-only in a mount namespace of its own and opens
 // the file in it; then it becomes nobody and opens a file of mode 0400.
-func permChild(w *lineWriter) error {
+func permChild(w *relLineWriter) error {
 	ro, r400, newDir, token := os.Getenv("TOKENSTORE_TEST_RO"), os.Getenv("TOKENSTORE_TEST_R400"), os.Getenv("TOKENSTORE_TEST_NEW"), os.Getenv("TOKENSTORE_TEST_TOKEN")
 	roDir := filepath.Dir(ro)
 	if err := syscall.Mount(roDir, roDir, "", syscall.MS_BIND, ""); err != nil {
@@ -395,7 +395,7 @@ func TestLock_Permissions(t *testing.T) {
 		}
 		require.NoError(t, os.Chown(r400, 65534, 65534))
 		require.NoError(t, os.Chown(newDir, 65534, 65534))
-		lines := startChild(t, "perm", &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS},
+		lines := startRelChild(t, "perm", &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS},
 			"TOKENSTORE_TEST_RO="+ro, "TOKENSTORE_TEST_R400="+r400, "TOKENSTORE_TEST_NEW="+newDir, "TOKENSTORE_TEST_TOKEN="+token).run()
 		for _, l := range lines {
 			if name, ok := strings.CutPrefix(l, "PASS "); ok {

@@ -305,7 +305,6 @@ type hostileStats struct {
 	closeErrs                         int // Close reported a write that failed on a damaged page
 	liveValid, liveRefused            int
 	recordFlips, recordFlipsReported  int
-	damagedButClean                   int // files whose Check found nothing (other than record flips)
 	byKind                            map[string][3]int
 	otherErrs                         []string
 }
