@@ -89,8 +89,18 @@ type relChild struct {
 // startRelChild runs the test binary as role with env ("K=V") added.
 func startRelChild(t testing.TB, role string, sys *syscall.SysProcAttr, env ...string) *relChild {
 	t.Helper()
-	r, w, err := os.Pipe()
+	c, err := tryStartRelChild(t, role, sys, env...)
 	require.NoError(t, err)
+	return c
+}
+
+// tryStartRelChild is startRelChild returning the error of a child that
+// could not start (a mount namespace refused, say).
+func tryStartRelChild(t testing.TB, role string, sys *syscall.SysProcAttr, env ...string) (*relChild, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
 	c := &relChild{t: t, r: r}
 	c.cmd = exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1", "-test.timeout=5m")
 	c.cmd.Env = append(append(os.Environ(), childEnv+"="+role), env...)
@@ -105,11 +115,11 @@ func startRelChild(t testing.TB, role string, sys *syscall.SysProcAttr, env ...s
 	_ = w.Close() // the child holds the only write end now: EOF when it dies
 	if err != nil {
 		_ = r.Close()
-		require.NoError(t, err)
+		return nil, err
 	}
 	c.sc = bufio.NewScanner(r)
 	c.sc.Buffer(make([]byte, 64<<10), 1<<20)
-	return c
+	return c, nil
 }
 
 // next returns the child's next line, or false at EOF.
