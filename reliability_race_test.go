@@ -84,7 +84,7 @@ func TestReliability_Race(t *testing.T) {
 			for range *stressOps {
 				ops.Add(1)
 				subject := fmt.Sprintf("user-%d", rng.IntN(32))
-				if rng.IntN(4) == 0 {
+				if rng.IntN(16) == 0 {
 					clock.AddMs(int64(rng.IntN(20)))
 				}
 				switch x := rng.IntN(100); {
