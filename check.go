@@ -139,6 +139,7 @@ const (
 	pageElement  = 16
 	branchPage   = 0x01
 	leafPage     = 0x02
+	metaPage     = 0x04
 	bucketLeaf   = 0x01
 	bucketHeader = 16
 	maxNesting   = 64
@@ -181,13 +182,19 @@ const (
 // page's first disk sector.)
 func checkMeta(f *os.File, pageSize uint64) string {
 	for id := range uint64(2) {
-		b := make([]byte, metaSummed+8)
-		if _, err := f.ReadAt(b, int64(id*pageSize+pageHeader)); err != nil {
+		page := make([]byte, pageHeader+metaSummed+8)
+		if _, err := f.ReadAt(page, int64(id*pageSize)); err != nil {
 			return fmt.Sprintf("meta page %d: %v", id, err)
 		}
+		b := page[pageHeader:]
 		h := fnv.New64a()
 		_, _ = h.Write(b[:metaSummed])
 		switch {
+		// The checksum covers the meta fields, not the page header: one
+		// meta page copied over the other passes it, and makes bbolt
+		// open the older transaction.
+		case binary.NativeEndian.Uint64(page) != id || binary.NativeEndian.Uint16(page[8:]) != metaPage:
+			return fmt.Sprintf("meta page %d is damaged (its header says page %d, flags %#x)", id, binary.NativeEndian.Uint64(page), binary.NativeEndian.Uint16(page[8:]))
 		case binary.NativeEndian.Uint32(b) != boltMagic:
 			return fmt.Sprintf("meta page %d is damaged (no bbolt magic number)", id)
 		case binary.NativeEndian.Uint32(b[4:]) != boltVersion:
