@@ -10,6 +10,7 @@ import (
 	"context"
 	"flag"
 	"math/rand/v2"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -69,4 +70,19 @@ func relCheck(t testing.TB, db *tokenstore.DB) {
 	problems, err := db.Check(context.Background())
 	require.NoError(t, err)
 	require.Empty(t, problems, "Check")
+}
+
+// TestReliability_ForEachPanicIsTheCallers: the store turns bbolt's panics
+// on a damaged file into ErrCorrupt, but a panic in ForEach's callback is
+// the caller's and reaches it as a panic; the store works on.
+func TestReliability_ForEachPanicIsTheCallers(t *testing.T) {
+	ctx := context.Background()
+	db := relOpen(t, filepath.Join(t.TempDir(), "tokens.db"), nil)
+	_, _, err := db.Issue(ctx, "user")
+	require.NoError(t, err)
+	require.PanicsWithValue(t, "boom", func() {
+		_ = db.ForEach(ctx, func(tokenstore.Info) error { panic("boom") })
+	})
+	_, _, err = db.Issue(ctx, "user")
+	require.NoError(t, err)
 }
