@@ -40,6 +40,10 @@
 // it would have, never later (it fails closed). A restart never extends a
 // lifetime: deadlines are absolute Unix milliseconds.
 //
+// Damage: a damaged file is refused by Open or costs the method that
+// meets the damage an [ErrCorrupt] — never a panic, a hang or a revoked
+// token accepted. [DB.Check] finds it.
+//
 // Concurrency: a [*DB] is safe for simultaneous use by many goroutines. One
 // process at a time opens a file for writing; another gets [ErrLocked] after
 // Options.LockTimeout.
@@ -424,6 +428,9 @@ func view(b *bolt.DB, fn func(*bolt.Tx) error) (err error) {
 	return b.View(fn)
 }
 
+// errCallerPanic stops a ForEach whose callback panicked.
+var errCallerPanic = errors.New("tokenstore: callback panicked")
+
 // recoverCorrupt, deferred, turns a panic into an ErrCorrupt in *err.
 func recoverCorrupt(err *error) {
 	if r := recover(); r != nil {
@@ -764,7 +771,18 @@ func (db *DB) ForEach(ctx context.Context, fn func(Info) error) error {
 	if err := db.begin(ctx, false); err != nil {
 		return wrap("for each", err)
 	}
-	return boltErr(view(db.bolt, func(tx *bolt.Tx) error {
+	// view turns panics into ErrCorrupt; fn's own are the caller's, and
+	// go back to it as panics.
+	var fnPanic any
+	call := func(info Info) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				fnPanic, err = r, errCallerPanic
+			}
+		}()
+		return fn(info)
+	}
+	err := boltErr(view(db.bolt, func(tx *bolt.Tx) error {
 		tokens := tx.Bucket(bucketTokens)
 		c := tx.Bucket(bucketIDs).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -775,12 +793,16 @@ func (db *DB) ForEach(ctx context.Context, fn func(Info) error) error {
 			if err != nil {
 				return fmt.Errorf("id %x: %w", k, err)
 			}
-			if err := fn(rec.info(max(rec.lastUsed, db.cache.used(Hash(v))))); err != nil {
+			if err := call(rec.info(max(rec.lastUsed, db.cache.used(Hash(v))))); err != nil {
 				return err
 			}
 		}
 		return nil
 	}))
+	if fnPanic != nil {
+		panic(fnPanic)
+	}
+	return err
 }
 
 // Revoke deletes token at once and durably. It returns [ErrNotFound] for
