@@ -152,20 +152,3 @@ func TestExpiryKey_Order(t *testing.T) {
 	}
 	assert.Equal(t, []int64{math.MinInt64, math.MinInt64 + 1, -86_400_000, -256, -1, 0}, slices.Compact(due))
 }
-
-func FuzzDecodeRecord(f *testing.F) {
-	for _, rec := range testRecords() {
-		f.Add(rec.encode(nil))
-	}
-	f.Add([]byte{})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		rec, err := decodeRecord(b)
-		if err != nil {
-			require.ErrorIs(t, err, ErrCorrupt)
-			return
-		}
-		again, err := decodeRecord(rec.encode(nil))
-		require.NoError(t, err)
-		require.Equal(t, rec, again)
-	})
-}

@@ -2,7 +2,10 @@ package tokenstore
 
 import (
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"sync"
+	"sync/atomic"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -22,6 +25,11 @@ import (
 //	db.Batch, 10 ms, MaxBatchSize 64          13.1   0.131 (sized to the waiting callers)
 type committer struct {
 	db *bolt.DB
+
+	// wedged is set when a write transaction failed so badly, on a damaged
+	// file, that bbolt kept its writer lock: every later write, and
+	// bbolt's Close, would wait for ever.
+	wedged atomic.Bool
 
 	mu      sync.Mutex
 	queue   []*call
@@ -108,7 +116,7 @@ func (c *committer) commit(group []*call) {
 	}()
 	for len(group) > 0 {
 		bad := -1
-		err := c.db.Update(func(tx *bolt.Tx) error {
+		err := c.update(func(tx *bolt.Tx) error {
 			tune(tx)
 			for i, cl := range group {
 				err := cl.fn(tx)
@@ -140,6 +148,52 @@ func (c *committer) commit(group []*call) {
 }
 
 var errGroupMember = errors.New("tokenstore: group member failed")
+
+// errWedged is returned by every write after one left bbolt's writer lock
+// held (see committer.wedged).
+var errWedged = fmt.Errorf("%w: an earlier write failed on a damaged page and left the file locked; reopen the store", ErrCorrupt)
+
+// update runs fn in a write transaction of its own, turning panics into
+// ErrCorrupt as [view] does. When bbolt panics on a damaged file inside
+// Commit, its own rollback can panic too, half way, with its writer lock
+// still held; update then marks the committer wedged, so that later writes
+// fail at once instead of waiting for that lock for ever.
+func (c *committer) update(fn func(*bolt.Tx) error) (err error) {
+	if c.wedged.Load() {
+		return errWedged
+	}
+	defer recoverCorrupt(&err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	tx, err := c.db.Begin(true)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			if !rollbackAfterPanic(tx) {
+				c.wedged.Store(true)
+			}
+			panic(r) // for recoverCorrupt
+		}
+	}()
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// rollbackAfterPanic rolls tx back and reports whether bbolt got through
+// it (and so released its writer lock).
+func rollbackAfterPanic(tx *bolt.Tx) (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	_ = tx.Rollback()
+	return true
+}
 
 // finish wakes a follower; the leader's own call needs no wake-up.
 func (cl *call) finish() {

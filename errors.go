@@ -30,8 +30,9 @@ var (
 	ErrLocked = errors.New("tokenstore: file is locked by another process")
 
 	// ErrCorrupt is returned when the file is not a tokenstore file, was
-	// written by a newer version, or a record fails its checksum. The file
-	// is left as it was.
+	// written by a newer version, or a page or a record of it is damaged:
+	// by Open, or by any method that meets the damage. The file is left
+	// as it was.
 	ErrCorrupt = errors.New("tokenstore: file is corrupt or not a tokenstore file")
 
 	// ErrTokenLimit is returned by Issue when the subject already holds

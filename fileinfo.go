@@ -34,7 +34,7 @@ func (db *DB) FileInfo(ctx context.Context) (FileInfo, error) {
 		return FileInfo{}, wrap("file info", err)
 	}
 	fi := FileInfo{Path: db.path}
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := view(db.bolt, func(tx *bolt.Tx) error {
 		fi.PageSize = tx.DB().Info().PageSize
 		fi.Pages = int(tx.Size() / int64(fi.PageSize))
 		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {

@@ -99,7 +99,7 @@ func (db *DB) sweepChunk(now int64, size int) (deleted int, more bool, written i
 	var kept []touch
 	gone := 0
 	del := deletes{cache: db.cache}
-	err = db.bolt.Update(func(tx *bolt.Tx) error {
+	err = db.commit.update(func(tx *bolt.Tx) error {
 		tune(tx)
 		tx.OnCommit(func() {
 			st := tx.Stats()
@@ -172,7 +172,7 @@ func (db *DB) sweepChunk(now int64, size int) (deleted int, more bool, written i
 // writes nothing; a write transaction, even an empty one, costs an fsync.
 func (db *DB) anyDue(now int64) bool {
 	due := true // on an error, let the sweep's transaction report it
-	_ = db.bolt.View(func(tx *bolt.Tx) error {
+	_ = view(db.bolt, func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketExpiry); b != nil {
 			k, _ := b.Cursor().First()
 			due = k != nil && (len(k) != 24 || expiryKeyDeadline(k) <= now)
@@ -198,7 +198,7 @@ func (db *DB) flush(ctx context.Context) error {
 		chunk := pending[:min(len(pending), flushChunk)]
 		pending = pending[len(chunk):]
 		written := 0
-		err := db.bolt.Update(func(tx *bolt.Tx) error {
+		err := db.commit.update(func(tx *bolt.Tx) error {
 			tune(tx)
 			written = 0
 			for _, t := range chunk {

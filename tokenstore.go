@@ -40,6 +40,10 @@
 // it would have, never later (it fails closed). A restart never extends a
 // lifetime: deadlines are absolute Unix milliseconds.
 //
+// Damage: a damaged file is refused by Open or costs the method that
+// meets the damage an [ErrCorrupt] — never a panic, a hang or a revoked
+// token accepted. [DB.Check] finds it.
+//
 // Concurrency: a [*DB] is safe for simultaneous use by many goroutines. One
 // process at a time opens a file for writing; another gets [ErrLocked] after
 // Options.LockTimeout.
@@ -60,10 +64,12 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -273,6 +279,7 @@ func openBolt(path string, o *Options) (bdb *bolt.DB, err error) {
 			bdb, err = nil, wrap("open "+path, fmt.Errorf("%w: bbolt: %v", ErrCorrupt, r))
 		}
 	}()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // see view
 	if fi, statErr := os.Stat(path); statErr == nil && fi.Size() > 0 {
 		probe, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, ReadOnly: true})
 		if err != nil {
@@ -327,7 +334,7 @@ func boltOpenErr(path string, o *Options, err error) error {
 		return wrap("open "+path, fmt.Errorf("%w (waited %s; is the application that uses it running?)", ErrLocked, o.LockTimeout))
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
 		return wrap("open "+path, fmt.Errorf("%w: %v", ErrCorrupt, err))
-	case errors.Is(err, fs.ErrPermission) && !o.ReadOnly:
+	case (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)) && !o.ReadOnly:
 		return wrap("open "+path, fmt.Errorf("%w (to only read it, open it with Options.ReadOnly)", err))
 	}
 	return wrap("open "+path, err)
@@ -359,8 +366,24 @@ func (db *DB) checkSchema() (err error) {
 			err = fmt.Errorf("%w: bbolt: %v", ErrCorrupt, r)
 		}
 	}()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // see view
 	fresh := false
 	err = db.bolt.View(func(tx *bolt.Tx) error {
+		// bbolt maps the file and reads pages through the mapping: in a
+		// file cut short, a page past the end is a SIGBUS, not an error.
+		if st, err := os.Stat(db.path); err == nil && st.Size() < tx.Size() {
+			return fmt.Errorf("%w: the file is truncated: %d bytes, its pages need %d", ErrCorrupt, st.Size(), tx.Size())
+		}
+		// Fail closed: with a meta page damaged, bbolt may have opened the
+		// file one transaction back, and that one may have been a
+		// revocation.
+		if f, err := os.Open(db.path); err == nil {
+			p := checkMeta(f, uint64(db.bolt.Info().PageSize))
+			_ = f.Close()
+			if p != "" {
+				return fmt.Errorf("%w: bbolt %s: the file may have lost its last transaction; restore a backup", ErrCorrupt, p)
+			}
+		}
 		m := tx.Bucket(bucketMeta)
 		if m == nil {
 			empty := true
@@ -430,6 +453,10 @@ func (db *DB) Close() error {
 		if !db.ro {
 			err = errors.Join(db.flush(context.Background()), db.syncFreelist())
 		}
+		if db.commit.wedged.Load() { // bbolt's Close would wait for ever
+			db.closeErr = errors.Join(err, fmt.Errorf("tokenstore: close: %w; the file stays open until the process exits", errWedged))
+			return
+		}
 		db.closeErr = errors.Join(err, db.bolt.Close())
 	})
 	if !first {
@@ -469,6 +496,28 @@ func boltErr(err error) error {
 		return ErrReadOnly
 	}
 	return err
+}
+
+// view runs a read transaction. bbolt panics on some damaged pages, and a
+// damaged page pointer makes it read outside its mapping (a fault, which
+// SetPanicOnFault makes a panic in this goroutine); view turns both into
+// ErrCorrupt (bbolt ends the transaction as the panic unwinds), so a
+// damaged file costs the caller an error, never the process. Writes go
+// through [committer.update], which does the same.
+func view(b *bolt.DB, fn func(*bolt.Tx) error) (err error) {
+	defer recoverCorrupt(&err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	return b.View(fn)
+}
+
+// errCallerPanic stops a ForEach whose callback panicked.
+var errCallerPanic = errors.New("tokenstore: callback panicked")
+
+// recoverCorrupt, deferred, turns a panic into an ErrCorrupt in *err.
+func recoverCorrupt(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("%w: bbolt: %v", ErrCorrupt, r)
+	}
 }
 
 func (db *DB) nowMs() int64 { return db.now().UnixMilli() }
@@ -702,8 +751,13 @@ func (db *DB) check(ctx context.Context, token string, use bool) (Info, error) {
 		s.mu.Unlock()
 
 		if sync {
-			if err := db.persistTouch(h); err != nil {
-				return Info{}, wrap(op, boltErr(err))
+			// The token is valid whatever this write does: if it fails (a
+			// full disk, say) the use stays in memory for the background
+			// writer, and a crash before that can only make the token
+			// expire earlier. Failing the request would turn a full disk
+			// into an outage of every idle-returning user.
+			if err := db.persistTouch(h); err != nil && !errors.Is(err, ErrClosed) {
+				db.log.Warn("tokenstore: writing a last use failed; kept in memory", "id", info.ID, "err", err)
 			}
 		}
 		if info.Metadata != nil {
@@ -720,7 +774,7 @@ func (db *DB) check(ctx context.Context, token string, use bool) (Info, error) {
 
 // read reads h's record in a read-only transaction.
 func (db *DB) read(h Hash) (rec record, err error) {
-	err = db.bolt.View(func(tx *bolt.Tx) error {
+	err = view(db.bolt, func(tx *bolt.Tx) error {
 		rec, err = getRecord(tx, h)
 		return err
 	})
@@ -778,7 +832,7 @@ func (db *DB) Get(ctx context.Context, id uuid.UUID) (Info, error) {
 	}
 	var rec record
 	var h Hash
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := view(db.bolt, func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketIDs).Get(id[:])
 		if len(v) != len(h) {
 			return ErrNotFound
@@ -810,7 +864,7 @@ func (db *DB) List(ctx context.Context, subject string) ([]Info, error) {
 	}
 	now := db.nowMs()
 	out := []Info{}
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := view(db.bolt, func(tx *bolt.Tx) error {
 		prefix := subjectPrefix(subject)
 		tokens := tx.Bucket(bucketTokens)
 		c := tx.Bucket(bucketSubjects).Cursor()
@@ -839,7 +893,18 @@ func (db *DB) ForEach(ctx context.Context, fn func(Info) error) error {
 	if err := db.begin(ctx, false); err != nil {
 		return wrap("for each", err)
 	}
-	return boltErr(db.bolt.View(func(tx *bolt.Tx) error {
+	// view turns panics into ErrCorrupt; fn's own are the caller's, and
+	// go back to it as panics.
+	var fnPanic any
+	call := func(info Info) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				fnPanic, err = r, errCallerPanic
+			}
+		}()
+		return fn(info)
+	}
+	err := boltErr(view(db.bolt, func(tx *bolt.Tx) error {
 		tokens := tx.Bucket(bucketTokens)
 		c := tx.Bucket(bucketIDs).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -850,12 +915,16 @@ func (db *DB) ForEach(ctx context.Context, fn func(Info) error) error {
 			if err != nil {
 				return fmt.Errorf("id %x: %w", k, err)
 			}
-			if err := fn(rec.info(max(rec.lastUsed, db.cache.used(Hash(v))))); err != nil {
+			if err := call(rec.info(max(rec.lastUsed, db.cache.used(Hash(v))))); err != nil {
 				return err
 			}
 		}
 		return nil
 	}))
+	if fnPanic != nil {
+		panic(fnPanic)
+	}
+	return err
 }
 
 // Revoke deletes token at once and durably. It returns [ErrNotFound] for
@@ -1008,7 +1077,7 @@ func (db *DB) Rotate(ctx context.Context, token string) (string, Info, error) {
 // file; after Close it reports the last count it read.
 func (db *DB) Stats() Stats {
 	if !db.closed.Load() {
-		_ = db.bolt.View(func(tx *bolt.Tx) error {
+		_ = view(db.bolt, func(tx *bolt.Tx) error {
 			if m := tx.Bucket(bucketMeta); m != nil {
 				db.lastCount.Store(int64(beUint64(m.Get(metaCount))))
 			}
@@ -1094,7 +1163,7 @@ func (db *DB) IssueBatch(ctx context.Context, reqs []IssueRequest) ([]Issued, er
 		slices.SortFunc(p, func(a, b kv) int { return compareBytes(a.k, b.k) })
 	}
 	var refused error
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.commit.update(func(tx *bolt.Tx) error {
 		tune(tx)
 		for s, n := range perSubject {
 			// Nothing is written yet: commit the empty transaction rather

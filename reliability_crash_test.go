@@ -1,0 +1,794 @@
+//go:build linux
+
+package tokenstore_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"tokenstore"
+)
+
+// Child processes. A test that needs another process (to SIGKILL it, to
+// limit its file size, to hold a lock against it) re-executes the test
+// binary with -test.run=^TestCrashChild$ and childEnv naming the role. The
+// child writes one line per event to file descriptor 3, a pipe to the
+// parent: one write(2) per line, so a line is whole or absent however the
+// child dies.
+
+const childEnv = "TOKENSTORE_TEST_CHILD"
+
+// TestCrashChild is the entry point of the suite's child processes. Run
+// without childEnv — that is, by go test — it returns at once.
+func TestCrashChild(t *testing.T) {
+	role := os.Getenv(childEnv)
+	if role == "" {
+		return
+	}
+	w := &relLineWriter{f: os.NewFile(3, "parent")}
+	children := map[string]func(*relLineWriter) error{
+		"crash":    crashChild,
+		"sliding":  slidingChild,
+		"diskfull": diskFullChild,
+		"lock":     lockChild,
+		"perm":     permChild,
+	}
+	run, ok := children[role]
+	if !ok {
+		t.Fatalf("unknown child role %q", role)
+	}
+	if err := run(w); err != nil {
+		w.printf("fatal %v", err)
+		t.Fatal(err)
+	}
+	w.printf("done")
+}
+
+// relLineWriter writes whole lines to the parent.
+type relLineWriter struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+func (w *relLineWriter) printf(format string, args ...any) {
+	b := fmt.Appendf(nil, format+"\n", args...)
+	w.mu.Lock()
+	_, _ = w.f.Write(b) // the parent is gone: nothing to tell
+	w.mu.Unlock()
+}
+
+// relChild is a running child process and the lines it wrote.
+type relChild struct {
+	t      testing.TB
+	cmd    *exec.Cmd
+	r      *os.File
+	sc     *bufio.Scanner
+	output bytes.Buffer // its stdout and stderr, for failure messages
+	lines  []string
+}
+
+// startRelChild runs the test binary as role with env ("K=V") added.
+func startRelChild(t testing.TB, role string, sys *syscall.SysProcAttr, env ...string) *relChild {
+	t.Helper()
+	c, err := tryStartRelChild(t, role, sys, env...)
+	require.NoError(t, err)
+	return c
+}
+
+// tryStartRelChild is startRelChild returning the error of a child that
+// could not start (a mount namespace refused, say).
+func tryStartRelChild(t testing.TB, role string, sys *syscall.SysProcAttr, env ...string) (*relChild, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	c := &relChild{t: t, r: r}
+	c.cmd = exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1", "-test.timeout=5m")
+	c.cmd.Env = append(append(os.Environ(), childEnv+"="+role), env...)
+	c.cmd.ExtraFiles = []*os.File{w}
+	c.cmd.Stdout, c.cmd.Stderr = &c.output, &c.output
+	if sys == nil {
+		sys = &syscall.SysProcAttr{}
+	}
+	sys.Pdeathsig = syscall.SIGKILL // never outlive the test
+	c.cmd.SysProcAttr = sys
+	err = c.cmd.Start()
+	_ = w.Close() // the child holds the only write end now: EOF when it dies
+	if err != nil {
+		_ = r.Close()
+		return nil, err
+	}
+	c.sc = bufio.NewScanner(r)
+	c.sc.Buffer(make([]byte, 64<<10), 1<<20)
+	return c, nil
+}
+
+// next returns the child's next line, or false at EOF.
+func (c *relChild) next() (string, bool) {
+	if !c.sc.Scan() {
+		return "", false
+	}
+	l := c.sc.Text()
+	c.lines = append(c.lines, l)
+	return l, true
+}
+
+// wait reads the child's remaining lines and waits for it to exit.
+func (c *relChild) wait() error {
+	for {
+		if _, ok := c.next(); !ok {
+			break
+		}
+	}
+	_ = c.r.Close()
+	return c.cmd.Wait()
+}
+
+// kill SIGKILLs the child and collects its last lines.
+func (c *relChild) kill() {
+	_ = c.cmd.Process.Kill()
+	_ = c.wait()
+}
+
+// run waits for a child that ends by itself and fails the test unless it
+// ended well (its last line "done").
+func (c *relChild) run() []string {
+	c.t.Helper()
+	err := c.wait()
+	if err != nil || len(c.lines) == 0 || c.lines[len(c.lines)-1] != "done" {
+		c.t.Fatalf("child: %v\nlines:\n%s\noutput:\n%s", err, strings.Join(relLastN(c.lines, 20), "\n"), c.output.String())
+	}
+	return c.lines
+}
+
+func relLastN(s []string, n int) []string { return s[max(0, len(s)-n):] }
+
+func relGetenvInt(key string) int64 {
+	n, _ := strconv.ParseInt(os.Getenv(key), 10, 64)
+	return n
+}
+
+// Test 1: crash durability.
+//
+// A child process runs 32 goroutines that Issue, IssueBatch, Validate,
+// Lookup, Revoke, RevokeID, RevokeSubject and Rotate on one file. Each
+// goroutine writes "B <op> <kind> <arg>" before an operation and
+// "E <op> <result> ..." after it returns, so the line order is a real-time
+// order of starts and acknowledgements. The parent SIGKILLs the child after
+// a random number of acknowledgements, reopens the file and compares it
+// with what the lines prove: an acknowledged token must be there unless an
+// operation that may have removed it was in flight or acknowledged; an
+// acknowledged revocation must hold. The file carries over from round to
+// round, so later rounds run on a file recovered from earlier crashes.
+
+var crashSubjects = func() (s []string) {
+	for i := range 40 {
+		s = append(s, fmt.Sprintf("user-%d", i))
+	}
+	return s
+}()
+
+// crashChild is the child of TestCrash_Durability. It never returns: the
+// parent kills it.
+func crashChild(w *relLineWriter) error {
+	ctx := context.Background()
+	db, err := tokenstore.Open(os.Getenv("TOKENSTORE_TEST_PATH"), &tokenstore.Options{
+		TouchInterval: 20 * time.Millisecond,
+		SweepInterval: 30 * time.Millisecond,
+	})
+	if err != nil {
+		return err
+	}
+	pool := &crashPool{}
+	if b, err := os.ReadFile(os.Getenv("TOKENSTORE_TEST_POOL")); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) == 2 {
+				pool.add(f[0], f[1])
+			}
+		}
+	}
+	var seq atomic.Int64
+	policies := []tokenstore.Policy{tokenstore.Absolute(24 * time.Hour), tokenstore.Sliding(time.Hour, 24*time.Hour)}
+	w.printf("ready")
+	for g := range 32 {
+		go func() {
+			rng := rand.New(rand.NewPCG(uint64(g), uint64(time.Now().UnixNano())))
+			for {
+				n := seq.Add(1)
+				subject := crashSubjects[rng.IntN(len(crashSubjects))]
+				result := func(err error) string {
+					switch {
+					case err == nil:
+						return "ok"
+					case errors.Is(err, tokenstore.ErrNotFound):
+						return "nf"
+					}
+					return "err " + strings.ReplaceAll(err.Error(), "\n", " ")
+				}
+				switch x := rng.IntN(100); {
+				case x < 28:
+					w.printf("B %d I %s", n, subject)
+					var opts []tokenstore.IssueOption
+					opts = append(opts, tokenstore.WithPolicy(policies[rng.IntN(2)]))
+					if rng.IntN(3) == 0 {
+						opts = append(opts, tokenstore.WithMetadata(map[string]string{"device": "phone", "n": strconv.FormatInt(n, 10)}))
+					}
+					tok, info, err := db.Issue(ctx, subject, opts...)
+					if err != nil {
+						w.printf("E %d %s", n, result(err))
+						continue
+					}
+					w.printf("E %d ok %s %s", n, tok, info.ID)
+					pool.add(tok, info.ID.String())
+				case x < 31:
+					k := 1 + rng.IntN(4)
+					w.printf("B %d M %s", n, subject)
+					reqs := make([]tokenstore.IssueRequest, k)
+					for i := range reqs {
+						reqs[i] = tokenstore.IssueRequest{Subject: subject}
+					}
+					out, err := db.IssueBatch(ctx, reqs)
+					if err != nil {
+						w.printf("E %d %s", n, result(err))
+						continue
+					}
+					var b strings.Builder
+					for _, o := range out {
+						fmt.Fprintf(&b, " %s %s", o.Token, o.Info.ID)
+					}
+					w.printf("E %d ok%s", n, b.String())
+					for _, o := range out { // only now: a token is picked after its E line
+						pool.add(o.Token, o.Info.ID.String())
+					}
+				case x < 56:
+					tok, _, ok := pool.pick(rng)
+					if !ok {
+						continue
+					}
+					w.printf("B %d V %s", n, tok)
+					_, err := db.Validate(ctx, tok)
+					w.printf("E %d %s", n, result(err))
+				case x < 61:
+					tok, _, ok := pool.pick(rng)
+					if !ok {
+						continue
+					}
+					w.printf("B %d L %s", n, tok)
+					_, err := db.Lookup(ctx, tok)
+					w.printf("E %d %s", n, result(err))
+				case x < 71:
+					tok, _, ok := pool.pick(rng)
+					if !ok {
+						continue
+					}
+					w.printf("B %d R %s", n, tok)
+					err := db.Revoke(ctx, tok)
+					w.printf("E %d %s", n, result(err))
+				case x < 76:
+					_, id, ok := pool.pick(rng)
+					if !ok {
+						continue
+					}
+					w.printf("B %d D %s", n, id)
+					err := db.RevokeID(ctx, uuid.MustParse(id))
+					w.printf("E %d %s", n, result(err))
+				case x < 77:
+					w.printf("B %d S %s", n, subject)
+					k, err := db.RevokeSubject(ctx, subject)
+					w.printf("E %d %s %d", n, result(err), k)
+				default:
+					tok, _, ok := pool.pick(rng)
+					if !ok {
+						continue
+					}
+					w.printf("B %d T %s", n, tok)
+					newTok, info, err := db.Rotate(ctx, tok)
+					if err != nil {
+						w.printf("E %d %s", n, result(err))
+						continue
+					}
+					w.printf("E %d ok %s %s", n, newTok, info.ID)
+					pool.add(newTok, info.ID.String())
+				}
+			}
+		}()
+	}
+	select {} // until SIGKILL
+}
+
+// crashPool is the child's set of tokens to pick from.
+type crashPool struct {
+	mu   sync.Mutex
+	toks []string
+	ids  []string
+}
+
+func (p *crashPool) add(tok, id string) {
+	p.mu.Lock()
+	p.toks, p.ids = append(p.toks, tok), append(p.ids, id)
+	p.mu.Unlock()
+}
+
+func (p *crashPool) pick(rng *rand.Rand) (tok, id string, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.toks) == 0 {
+		return "", "", false
+	}
+	i := rng.IntN(len(p.toks))
+	return p.toks[i], p.ids[i], true
+}
+
+type crashState uint8
+
+const (
+	crashAlive   crashState = iota
+	crashGone               // an acknowledged operation removed it
+	crashUnknown            // an operation that may have removed it was cut short
+)
+
+type crashTok struct {
+	token, subject, id string
+	state              crashState
+	issuer             *crashOp // the operation that created it, this round; nil before
+}
+
+type crashOp struct {
+	n          int64
+	kind, arg  string
+	start, end int // line numbers; end is -1 for an operation the kill cut short
+	res        string
+	out        []string
+}
+
+func (o *crashOp) done() bool { return o.end >= 0 }
+
+// crashModel is the parent's knowledge of the file, across rounds.
+type crashModel struct {
+	toks    map[string]*crashTok
+	byID    map[string]*crashTok
+	order   []*crashTok
+	phantom int // tokens an unacknowledged Issue or Rotate may have added
+
+	// figures
+	acked, issued, revoked, rounds   int
+	revokedValidated, lostWhileAlive int
+	lost, undone, checkProblems      int
+	maxReopen                        time.Duration
+	alive                            int
+	errors                           []string
+}
+
+func newCrashModel() *crashModel {
+	return &crashModel{toks: map[string]*crashTok{}, byID: map[string]*crashTok{}}
+}
+
+func (m *crashModel) add(tok, subject, id string, issuer *crashOp) {
+	ct := &crashTok{token: tok, subject: subject, id: id, issuer: issuer}
+	m.toks[tok], m.byID[id] = ct, ct
+	m.order = append(m.order, ct)
+}
+
+// apply folds one round's lines into the model and checks what the child
+// saw while it ran.
+func (m *crashModel) apply(lines []string) {
+	ops := map[int64]*crashOp{}
+	var all []*crashOp
+	for i, l := range lines {
+		f := strings.Fields(l)
+		if len(f) < 2 || (f[0] != "B" && f[0] != "E") {
+			continue
+		}
+		n, _ := strconv.ParseInt(f[1], 10, 64)
+		if f[0] == "B" {
+			op := &crashOp{n: n, kind: f[2], arg: f[3], start: i, end: -1}
+			ops[n] = op
+			all = append(all, op)
+			continue
+		}
+		op := ops[n]
+		op.end, op.res, op.out = i, f[2], f[3:]
+		m.acked++
+		if op.res == "err" {
+			m.errors = append(m.errors, l)
+		}
+	}
+	for _, t := range m.toks {
+		t.issuer = nil
+	}
+	direct := map[*crashTok][]*crashOp{}
+	bySubject := map[string][]*crashOp{}
+	for _, op := range all {
+		switch op.kind {
+		case "I", "M", "T":
+			if !op.done() {
+				if op.kind == "M" {
+					m.phantom += 4
+				} else {
+					m.phantom++
+				}
+			}
+		}
+		if op.done() && op.res == "ok" {
+			switch op.kind {
+			case "I", "M":
+				for i := 0; i+1 < len(op.out); i += 2 {
+					m.add(op.out[i], op.arg, op.out[i+1], op)
+					m.issued++
+				}
+			case "T":
+				m.add(op.out[0], m.toks[op.arg].subject, op.out[1], op)
+				m.issued++
+			}
+		}
+		switch op.kind {
+		case "R", "T":
+			direct[m.toks[op.arg]] = append(direct[m.toks[op.arg]], op)
+		case "D":
+			direct[m.byID[op.arg]] = append(direct[m.byID[op.arg]], op)
+		case "S":
+			bySubject[op.arg] = append(bySubject[op.arg], op)
+		}
+		if op.done() && op.res == "ok" {
+			switch op.kind {
+			case "R", "D", "T":
+				m.revoked++
+			}
+		}
+	}
+	// issued returns the lines between which t was created: before the
+	// round for an older token.
+	issued := func(t *crashTok) (int, int) {
+		if t.issuer == nil {
+			return -1, -1
+		}
+		return t.issuer.start, t.issuer.end
+	}
+	// goneBy: the line by which t was surely gone (-1: not surely), and
+	// whether an operation that may remove it started before line at.
+	fate := func(t *crashTok, at int) (goneBy int, maybe bool) {
+		goneBy = -1
+		sure := func(line int) {
+			if goneBy < 0 || line < goneBy {
+				goneBy = line
+			}
+		}
+		s, e := issued(t)
+		for _, y := range direct[t] {
+			if y.done() && y.res == "ok" {
+				sure(y.end)
+			}
+			if y.start < at && !(y.done() && y.res == "nf") {
+				maybe = true
+			}
+		}
+		for _, y := range bySubject[t.subject] {
+			switch {
+			case y.start > e && y.done():
+				sure(y.end)
+			case y.done() && y.end < s: // over before t was issued
+				continue
+			}
+			if y.start < at {
+				maybe = true
+			}
+		}
+		return goneBy, maybe
+	}
+	// What the child saw: a token surely revoked before a Validate or
+	// Lookup started must not pass it; a token surely alive through one
+	// must not be missing.
+	for _, op := range all {
+		if (op.kind != "V" && op.kind != "L") || !op.done() {
+			continue
+		}
+		t := m.toks[op.arg]
+		goneBy, maybe := fate(t, op.end)
+		if op.res == "ok" && goneBy >= 0 && goneBy < op.start {
+			m.revokedValidated++
+			m.errors = append(m.errors, fmt.Sprintf("a revoked token passed %s #%d", op.kind, op.n))
+		}
+		if op.res == "nf" && !maybe && t.state == crashAlive {
+			m.lostWhileAlive++
+			m.errors = append(m.errors, fmt.Sprintf("token %s missing in %s #%d", t.id, op.kind, op.n))
+		}
+	}
+	for _, t := range m.order {
+		if t.state == crashGone {
+			continue
+		}
+		goneBy, maybe := fate(t, len(lines))
+		switch {
+		case goneBy >= 0:
+			t.state = crashGone
+		case maybe:
+			t.state = crashUnknown
+		}
+	}
+}
+
+// verify compares the reopened file with the model and settles the tokens
+// whose fate the kill left open.
+func (m *crashModel) verify(t *testing.T, db *tokenstore.DB) {
+	ctx := context.Background()
+	alive := 0
+	for _, ct := range m.order {
+		info, err := db.Lookup(ctx, ct.token)
+		switch {
+		case err == nil:
+			if ct.state == crashGone {
+				m.undone++
+				t.Errorf("token %s: revocation undone by the crash", ct.id)
+			}
+			if info.ID.String() != ct.id || info.Subject != ct.subject {
+				t.Errorf("token %s: reads back as %s of %q", ct.id, info.ID, info.Subject)
+			}
+			ct.state = crashAlive
+			alive++
+		case errors.Is(err, tokenstore.ErrNotFound):
+			if ct.state == crashAlive {
+				m.lost++
+				t.Errorf("token %s of %q: acknowledged, lost by the crash", ct.id, ct.subject)
+			}
+			ct.state = crashGone
+		default:
+			t.Errorf("token %s: %v", ct.id, err)
+		}
+	}
+	extra := int(db.Stats().Tokens) - alive
+	assert.GreaterOrEqual(t, extra, 0, "the file holds fewer tokens than the model knows alive")
+	assert.LessOrEqual(t, extra, m.phantom, "tokens no Issue in flight can explain")
+	m.alive = alive
+}
+
+// pool writes up to n alive tokens for the next child.
+func (m *crashModel) pool(path string, rng *rand.Rand, n int) error {
+	var b strings.Builder
+	for _, i := range rng.Perm(len(m.order)) {
+		if n == 0 {
+			break
+		}
+		if ct := m.order[i]; ct.state == crashAlive {
+			fmt.Fprintf(&b, "%s %s\n", ct.token, ct.id)
+			n--
+		}
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o600)
+}
+
+func TestCrash_Durability(t *testing.T) {
+	rng := rand.New(rand.NewPCG(relSeed(t), 1))
+	dir := t.TempDir()
+	path, poolPath := filepath.Join(dir, "tokens.db"), filepath.Join(dir, "pool")
+	m := newCrashModel()
+	var kills []int
+	start := time.Now()
+	for round := range *crashRounds {
+		require.NoError(t, m.pool(poolPath, rng, 2000))
+		c := startRelChild(t, "crash", nil, "TOKENSTORE_TEST_PATH="+path, "TOKENSTORE_TEST_POOL="+poolPath)
+		killAt := 20 + rng.IntN(800)
+		acks := 0
+		for acks < killAt {
+			l, ok := c.next()
+			if !ok {
+				break
+			}
+			if strings.HasPrefix(l, "E ") {
+				acks++
+			}
+		}
+		c.kill()
+		if acks < killAt {
+			t.Fatalf("round %d: child ended after %d acknowledgements:\n%s\n%s", round, acks, strings.Join(relLastN(c.lines, 5), "\n"), c.output.String())
+		}
+		kills = append(kills, acks)
+		m.apply(c.lines)
+		m.rounds++
+
+		t0 := time.Now()
+		db, err := tokenstore.Open(path, &tokenstore.Options{SweepInterval: -1})
+		took := time.Since(t0)
+		require.NoError(t, err, "round %d: reopen", round)
+		t.Cleanup(func() { _ = db.Close() })
+		m.maxReopen = max(m.maxReopen, took)
+		problems, err := db.Check(context.Background())
+		require.NoError(t, err)
+		m.checkProblems += len(problems)
+		assert.Empty(t, problems, "round %d: Check after the crash", round)
+		m.verify(t, db)
+		require.NoError(t, db.Close())
+		assert.Less(t, took, time.Second, "round %d: reopen", round)
+		if t.Failed() {
+			t.Fatalf("round %d failed; child lines in %s", round, relDumpLines(t, c.lines))
+		}
+	}
+	assert.Empty(t, m.errors, "errors the child saw")
+	assert.Zero(t, m.revokedValidated, "revoked tokens that passed Validate or Lookup while the child ran")
+	assert.Zero(t, m.lostWhileAlive, "tokens missing while the child ran")
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	t.Logf("crash durability: %d rounds in %s, SIGKILL after %d–%d acknowledgements; %d acknowledged operations, %d tokens issued, %d revocations; "+
+		"lost %d, revocations undone %d, Check problems %d, revoked-but-valid %d; max reopen %s; file %d KiB, %d tokens alive",
+		m.rounds, time.Since(start).Round(time.Millisecond), slices.Min(kills), slices.Max(kills), m.acked, m.issued, m.revoked,
+		m.lost, m.undone, m.checkProblems, m.revokedValidated, m.maxReopen.Round(time.Microsecond), st.Size()>>10, m.alive)
+}
+
+// relDumpLines saves a failed round's lines for inspection (they hold test
+// tokens of a temporary file, nothing else).
+func relDumpLines(t *testing.T, lines []string) string {
+	f, err := os.CreateTemp("", "tokenstore-crash-*.log")
+	if err != nil {
+		return "(not saved: " + err.Error() + ")"
+	}
+	defer f.Close()
+	_, _ = f.WriteString(strings.Join(lines, "\n"))
+	return f.Name()
+}
+
+// Test 2: sliding after a crash.
+//
+// The child issues 64 sliding tokens and validates them from 8 goroutines
+// while a fake clock creeps forward; the parent kills it at a random
+// moment. Each token's stored last use must be no later than its last
+// Validate (so no token expires later than it would have without the
+// crash) and no earlier than TouchInterval before its last acknowledged
+// Validate.
+
+const slidingTouch = 20 * time.Millisecond
+
+func slidingChild(w *relLineWriter) error {
+	ctx := context.Background()
+	clock := newRelClock(relEpoch)
+	var clockMu sync.Mutex
+	db, err := tokenstore.Open(os.Getenv("TOKENSTORE_TEST_PATH"), &tokenstore.Options{
+		Now:           clock.Now,
+		TouchInterval: slidingTouch,
+		SweepInterval: -1,
+		Policy:        tokenstore.Sliding(time.Hour, 0),
+	})
+	if err != nil {
+		return err
+	}
+	toks := make([]string, 64)
+	for i := range toks {
+		if toks[i], _, err = db.Issue(ctx, fmt.Sprintf("user-%d", i)); err != nil {
+			return err
+		}
+		w.printf("I %d %s", i, toks[i])
+	}
+	p := float64(relGetenvInt("TOKENSTORE_TEST_STEP")) / 100 // chance that a Validate moves the clock 1 ms
+	w.printf("ready")
+	for g := range 8 {
+		go func() {
+			rng := rand.New(rand.NewPCG(uint64(g), uint64(time.Now().UnixNano())))
+			for {
+				i := g + 8*rng.IntN(8)
+				if rng.Float64() < p {
+					// Tell the parent first: then no Validate can see a
+					// time the parent has not heard of.
+					clockMu.Lock()
+					w.printf("C %d", clock.Ms()+1)
+					clock.AddMs(1)
+					clockMu.Unlock()
+				}
+				w.printf("B %d", i)
+				info, err := db.Validate(ctx, toks[i])
+				if err != nil {
+					w.printf("X %d %v", i, err)
+					continue
+				}
+				w.printf("E %d %d", i, info.LastUsedAt.UnixMilli())
+			}
+		}()
+	}
+	select {} // until SIGKILL
+}
+
+func TestCrash_SlidingLoss(t *testing.T) {
+	rng := rand.New(rand.NewPCG(relSeed(t), 2))
+	dir := t.TempDir()
+	var (
+		validates, violations, tokens int
+		maxLoss, sumLoss              int64
+		syncWritten                   int
+	)
+	for round := range *crashRounds {
+		path := filepath.Join(dir, fmt.Sprintf("sliding-%d.db", round))
+		step := 5 + rng.IntN(50)
+		c := startRelChild(t, "sliding", nil, "TOKENSTORE_TEST_PATH="+path, fmt.Sprintf("TOKENSTORE_TEST_STEP=%d", step))
+		killAt := 100 + rng.IntN(1500)
+		acks := 0
+		for acks < killAt {
+			l, ok := c.next()
+			if !ok {
+				break
+			}
+			if strings.HasPrefix(l, "E ") {
+				acks++
+			}
+			if strings.HasPrefix(l, "X ") || strings.HasPrefix(l, "fatal") {
+				break
+			}
+		}
+		c.kill()
+		require.GreaterOrEqual(t, acks, killAt, "child ended early:\n%s\n%s", strings.Join(relLastN(c.lines, 5), "\n"), c.output.String())
+
+		// For each token: the last acknowledged use, and the latest use
+		// any Validate may have made (the latest clock for one cut short).
+		var (
+			toks    = map[int]string{}
+			acked   = map[int]int64{}
+			pending = map[int]bool{}
+			maxC    = relEpoch.UnixMilli()
+		)
+		for _, l := range c.lines {
+			f := strings.Fields(l)
+			switch f[0] {
+			case "I":
+				i, _ := strconv.Atoi(f[1])
+				toks[i], acked[i] = f[2], relEpoch.UnixMilli()
+			case "C":
+				v, _ := strconv.ParseInt(f[1], 10, 64)
+				maxC = max(maxC, v)
+			case "B":
+				i, _ := strconv.Atoi(f[1])
+				pending[i] = true
+			case "E":
+				i, _ := strconv.Atoi(f[1])
+				v, _ := strconv.ParseInt(f[2], 10, 64)
+				acked[i], pending[i] = v, false
+				validates++
+			}
+		}
+		require.Len(t, toks, 64)
+		db := relOpen(t, path, &tokenstore.Options{Now: newRelClock(relEpoch).Now, SweepInterval: -1})
+		relCheck(t, db)
+		for i, tok := range toks {
+			info, err := db.Lookup(context.Background(), tok)
+			require.NoError(t, err)
+			stored := info.LastUsedAt.UnixMilli()
+			upper := acked[i]
+			if pending[i] {
+				upper = maxC
+			}
+			loss := acked[i] - stored
+			if stored > upper || loss >= slidingTouch.Milliseconds() {
+				violations++
+				t.Errorf("round %d token %d: stored last use %d, last acknowledged %d, latest possible %d", round, i, stored, acked[i], upper)
+			}
+			assert.Equal(t, stored+time.Hour.Milliseconds(), info.ExpiresAt.UnixMilli())
+			if loss <= 0 {
+				syncWritten++
+			}
+			maxLoss = max(maxLoss, loss)
+			sumLoss += max(loss, 0)
+			tokens++
+		}
+		require.NoError(t, db.Close())
+		if t.Failed() {
+			t.Fatalf("round %d failed; child lines in %s", round, relDumpLines(t, c.lines))
+		}
+	}
+	t.Logf("sliding after SIGKILL: %d rounds, %d tokens, %d acknowledged Validates; TouchInterval %s; lost sliding max %d ms, mean %.1f ms; "+
+		"%d tokens with no loss; 0 ≤ loss < TouchInterval violated %d times",
+		*crashRounds, tokens, validates, slidingTouch, maxLoss, float64(sumLoss)/float64(tokens), syncWritten, violations)
+}
