@@ -937,17 +937,39 @@ func (db *DB) Revoke(ctx context.Context, token string) error {
 	if err != nil {
 		return err
 	}
-	return db.revokeHash(h, "revoke")
-}
-
-func (db *DB) revokeHash(h Hash, op string) error {
 	// An unknown token (revoked twice, say) is answered by a read, without
 	// queueing for a write transaction.
 	if _, err := db.read(h); err != nil {
+		return wrap("revoke", err)
+	}
+	return db.revoke("revoke", func(*bolt.Tx) (Hash, error) { return h, nil })
+}
+
+// RevokeID deletes the token with the given ID. It returns [ErrNotFound]
+// when there is none.
+func (db *DB) RevokeID(ctx context.Context, id uuid.UUID) error {
+	op := "revoke " + id.String()
+	if err := db.begin(ctx, true); err != nil {
 		return wrap(op, err)
 	}
+	return db.revoke(op, func(tx *bolt.Tx) (Hash, error) {
+		v := tx.Bucket(bucketIDs).Get(id[:])
+		if len(v) != len(Hash{}) {
+			return Hash{}, ErrNotFound
+		}
+		return Hash(v), nil
+	})
+}
+
+// revoke deletes the one token that find names, in a group-committed
+// transaction.
+func (db *DB) revoke(op string, find func(*bolt.Tx) (Hash, error)) error {
 	del := deletes{cache: db.cache}
 	err := db.commit.run(func(tx *bolt.Tx) error {
+		h, err := find(tx)
+		if err != nil {
+			return refuse(err)
+		}
 		rec, err := getRecord(tx, h)
 		if err != nil {
 			return refuse(err)
@@ -957,33 +979,6 @@ func (db *DB) revokeHash(h Hash, op string) error {
 	del.end()
 	if err != nil {
 		return wrap(op, boltErr(err))
-	}
-	db.ctr.revoked.Add(1)
-	return nil
-}
-
-// RevokeID deletes the token with the given ID. It returns [ErrNotFound]
-// when there is none.
-func (db *DB) RevokeID(ctx context.Context, id uuid.UUID) error {
-	if err := db.begin(ctx, true); err != nil {
-		return wrap("revoke "+id.String(), err)
-	}
-	del := deletes{cache: db.cache}
-	err := db.commit.run(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketIDs).Get(id[:])
-		if len(v) != len(Hash{}) {
-			return refuse(ErrNotFound)
-		}
-		h := Hash(v)
-		rec, err := getRecord(tx, h)
-		if err != nil {
-			return refuse(err)
-		}
-		return del.delete(tx, h, &rec)
-	})
-	del.end()
-	if err != nil {
-		return wrap("revoke "+id.String(), boltErr(err))
 	}
 	db.ctr.revoked.Add(1)
 	return nil
