@@ -396,3 +396,68 @@ func Compact(path string, opts *Options) (before, after int64, err error) {
 	}
 	return st.Size(), nst.Size(), nil
 }
+
+// freelistSynced reports whether the newest valid meta page of the file
+// points at a stored freelist. When it does not (the writer ran with
+// NoFreelistSync and did not close cleanly), bbolt rebuilds the freelist
+// by walking every page in a goroutine of its own, where a damaged page is
+// a fault that ends the process: such a file must pass checkPages first.
+func freelistSynced(f *os.File, pageSize uint64) bool {
+	var bestTxid uint64
+	synced, found := false, false
+	for id := range uint64(2) {
+		page := make([]byte, pageHeader+metaSummed+8)
+		if _, err := f.ReadAt(page, int64(id*pageSize)); err != nil {
+			continue
+		}
+		b := page[pageHeader:]
+		h := fnv.New64a()
+		_, _ = h.Write(b[:metaSummed])
+		if binary.NativeEndian.Uint32(b) != boltMagic || h.Sum64() != binary.NativeEndian.Uint64(b[metaSummed:]) {
+			continue
+		}
+		// magic 4, version 4, page size 4, flags 4, root 16, then freelist 8, hwm 8, txid 8.
+		freelist, txid := binary.NativeEndian.Uint64(b[32:]), binary.NativeEndian.Uint64(b[48:])
+		if !found || txid > bestTxid {
+			bestTxid, synced, found = txid, freelist != ^uint64(0), true
+		}
+	}
+	return synced
+}
+
+// probeFile checks a file, opened read-only with nothing loaded but its
+// meta pages, for what would make bbolt's own Open fault: a file shorter
+// than its pages, or damaged pages when the freelist must be rebuilt from
+// them (which costs a walk of the file, as bbolt's rebuild does anyway).
+func probeFile(probe *bolt.DB) error {
+	if err := checkFileSize(probe); err != nil {
+		return err
+	}
+	f, err := os.Open(probe.Path())
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if freelistSynced(f, uint64(probe.Info().PageSize)) {
+		return nil
+	}
+	return view(probe, func(tx *bolt.Tx) error {
+		if p := checkPages(probe.Path(), tx); len(p) > 0 {
+			return fmt.Errorf("%w: %s (and %d more problems; run tokenstore check)", ErrCorrupt, p[0], len(p)-1)
+		}
+		return nil
+	})
+}
+
+// pagesSound is run by the committer before it rolls a write transaction
+// back: with NoFreelistSync, bbolt's rollback rebuilds the freelist by
+// walking the file in its own goroutine, where a damaged page would end
+// the process. It walks the committed pages itself first.
+func pagesSound(bdb *bolt.DB) error {
+	return view(bdb, func(tx *bolt.Tx) error {
+		if p := checkPages(bdb.Path(), tx); len(p) > 0 {
+			return fmt.Errorf("%w: %s", ErrCorrupt, p[0])
+		}
+		return nil
+	})
+}

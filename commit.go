@@ -177,6 +177,12 @@ func (c *committer) update(fn func(*bolt.Tx) error) (err error) {
 		}
 	}()
 	if err := fn(tx); err != nil {
+		if sound := pagesSound(c.db); sound != nil {
+			// Rolling back would walk the damaged pages in a goroutine
+			// no recover reaches: keep the writer lock instead.
+			c.wedged.Store(true)
+			return errors.Join(err, sound)
+		}
 		_ = tx.Rollback()
 		return err
 	}

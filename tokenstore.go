@@ -285,7 +285,7 @@ func openBolt(path string, o *Options) (bdb *bolt.DB, err error) {
 		if err != nil {
 			return nil, boltOpenErr(path, o, err)
 		}
-		err = checkFileSize(probe)
+		err = probeFile(probe)
 		if cerr := probe.Close(); err == nil {
 			err = cerr
 		}
@@ -470,7 +470,7 @@ func (db *DB) Close() error {
 // of walking the file. The flag is set inside the transaction, whose
 // commit reads it, so that no other writer sees it change mid-commit.
 func (db *DB) syncFreelist() error {
-	return db.bolt.Update(func(*bolt.Tx) error {
+	return db.commit.update(func(*bolt.Tx) error {
 		db.bolt.NoFreelistSync = false
 		return nil
 	})
