@@ -5,22 +5,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"testing"
-	"time"
-
-	"github.com/google/uuid"
 )
-
-// fuzzRecords are records of every shape the store writes.
-func fuzzRecords() []record {
-	id := uuid.MustParse("01890a5d-ac96-774b-bcce-b302099a8057")
-	created := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
-	return []record{
-		{id: id, subject: "u", created: created, lastUsed: created, policy: Absolute(time.Hour)},
-		{id: id, subject: "user-42", created: created, lastUsed: created + 5000, policy: Sliding(14*day, 30*day),
-			meta: map[string]string{"device": "laptop", "scope": "read write", "": ""}},
-		{id: id, subject: string(make([]byte, MaxSubjectLen)), created: -1, lastUsed: 1 << 62, policy: Sliding(time.Millisecond, 0)},
-	}
-}
 
 // FuzzDecodeRecord feeds the record decoder arbitrary bytes: as they are
 // (so the checksum refuses almost all), and with their last four bytes
@@ -31,7 +16,7 @@ func fuzzRecords() []record {
 //
 //	go test -run='^$' -fuzz='^FuzzDecodeRecord$' -fuzztime=10s .
 func FuzzDecodeRecord(f *testing.F) {
-	for _, r := range fuzzRecords() {
+	for _, r := range testRecords() {
 		b := r.encode(nil)
 		f.Add(b)
 		f.Add(b[:len(b)-5])
