@@ -34,7 +34,8 @@ type shard struct {
 	m        map[Hash]*entry
 	deleting map[Hash]int // deletes in flight, by token: see beginDelete
 	gen      uint64
-	_        [32]byte // keep shards on separate cache lines
+	limit    int      // the cache's limit, kept here so shard methods need no cache
+	_        [24]byte // keep shards on separate cache lines
 }
 
 type entry struct {
@@ -52,6 +53,7 @@ func newCache(size int) *cache {
 	for i := range c.shards {
 		c.shards[i].m = make(map[Hash]*entry)
 		c.shards[i].deleting = make(map[Hash]int)
+		c.shards[i].limit = c.limit
 	}
 	return c
 }
@@ -70,9 +72,9 @@ const evictProbes = 8
 
 // insertLocked adds e, first evicting up to two clean entries when the
 // shard is full (two, so that a shard over its limit shrinks back).
-func (s *shard) insertLocked(h Hash, e *entry, limit int) {
+func (s *shard) insertLocked(h Hash, e *entry) {
 	for range 2 {
-		if len(s.m) < limit {
+		if len(s.m) < s.limit {
 			break
 		}
 		probes := 0
@@ -90,8 +92,8 @@ func (s *shard) insertLocked(h Hash, e *entry, limit int) {
 }
 
 // releaseLocked drops e when the cache keeps no clean entries.
-func (s *shard) releaseLocked(h Hash, e *entry, limit int) {
-	if limit == 0 && !e.dirty() {
+func (s *shard) releaseLocked(h Hash, e *entry) {
+	if s.limit == 0 && !e.dirty() {
 		delete(s.m, h)
 	}
 }
@@ -131,13 +133,19 @@ func (c *cache) used(h Hash) int64 {
 	return 0
 }
 
+// lastUse is h's latest use: the one in memory when it is later than the
+// one stored in rec.
+func (c *cache) lastUse(h Hash, rec *record) int64 {
+	return max(rec.lastUsed, c.used(h))
+}
+
 // persisted records that h's last use up to used is now on disk.
-func (c *cache) persisted(h Hash, used int64, limit int) {
+func (c *cache) persisted(h Hash, used int64) {
 	s := c.shard(h)
 	s.mu.Lock()
 	if e := s.m[h]; e != nil && used > e.rec.lastUsed {
 		e.rec.lastUsed = used
-		s.releaseLocked(h, e, limit)
+		s.releaseLocked(h, e)
 	}
 	s.mu.Unlock()
 }

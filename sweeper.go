@@ -135,7 +135,7 @@ func (db *DB) sweepChunk(now int64, size int) (deleted int, more bool, written i
 			if err != nil {
 				return err
 			}
-			if used := max(rec.lastUsed, db.cache.used(h)); now < rec.policy.Deadline(rec.created, used) {
+			if used := db.cache.lastUse(h, &rec); now < rec.policy.Deadline(rec.created, used) {
 				// Alive by a use not yet written (or a stale index entry):
 				// write the use and file the token under its real deadline.
 				rec.lastUsed = used
@@ -161,7 +161,7 @@ func (db *DB) sweepChunk(now int64, size int) (deleted int, more bool, written i
 		return 0, false, 0, err
 	}
 	for _, t := range kept {
-		db.cache.persisted(t.h, t.used, db.cacheLimit)
+		db.cache.persisted(t.h, t.used)
 	}
 	db.ctr.swept.Add(uint64(gone))
 	return gone, more, written, nil
@@ -216,7 +216,7 @@ func (db *DB) flush(ctx context.Context) error {
 			return boltErr(err)
 		}
 		for _, t := range chunk {
-			db.cache.persisted(t.h, t.used, db.cacheLimit)
+			db.cache.persisted(t.h, t.used)
 		}
 		db.ctr.touchWrites.Add(1)
 		db.ctr.touchesPersisted.Add(uint64(written))

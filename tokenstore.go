@@ -163,12 +163,11 @@ type DB struct {
 	log    *slog.Logger
 	ro     bool
 
-	cache      *cache
-	cacheLimit int
-	commit     committer
-	sweepMu    sync.Mutex // one sweep at a time
-	sweepSize  chunkSizer // tokens per sweep transaction; under sweepMu
-	flushMu    sync.Mutex // one flush at a time
+	cache     *cache
+	commit    committer
+	sweepMu   sync.Mutex // one sweep at a time
+	sweepSize chunkSizer // tokens per sweep transaction; under sweepMu
+	flushMu   sync.Mutex // one flush at a time
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -254,7 +253,6 @@ func Open(path string, opts *Options) (db *DB, err error) {
 		cache:  newCache(o.CacheSize),
 		commit: committer{db: bdb},
 	}
-	db.cacheLimit = db.cache.limit
 	if err := db.checkSchema(); err != nil {
 		_ = bdb.Close()
 		return nil, wrap("open "+path, err)
@@ -600,7 +598,7 @@ func (db *DB) checkLimit(tx *bolt.Tx, subject string, now int64, n int) error {
 		if err != nil {
 			return err
 		}
-		if now < rec.policy.Deadline(rec.created, max(rec.lastUsed, db.cache.used(Hash(v)))) {
+		if now < rec.policy.Deadline(rec.created, db.cache.lastUse(Hash(v), &rec)) {
 			live++
 		}
 	}
@@ -739,7 +737,7 @@ func (db *DB) check(ctx context.Context, token string, use bool) (Info, error) {
 			if e = s.m[h]; e == nil {
 				e = &entry{rec: rec, used: rec.lastUsed}
 				if !deleting { // a record about to go is not cached
-					s.insertLocked(h, e, db.cacheLimit)
+					s.insertLocked(h, e)
 				}
 			}
 		} else {
@@ -757,7 +755,7 @@ func (db *DB) check(ctx context.Context, token string, use bool) (Info, error) {
 		sync := use && !db.ro && !deleting && e.dirty() && (db.touch < 0 ||
 			e.rec.policy.IsSliding() && e.used-e.rec.lastUsed >= db.touch.Milliseconds())
 		if s.m[h] == e {
-			s.releaseLocked(h, e, db.cacheLimit)
+			s.releaseLocked(h, e)
 		}
 		s.mu.Unlock()
 
@@ -809,7 +807,7 @@ func (db *DB) persistTouch(h Hash) error {
 		return err
 	})
 	if err == nil && written > 0 {
-		db.cache.persisted(h, written, db.cacheLimit)
+		db.cache.persisted(h, written)
 		db.ctr.touchWrites.Add(1)
 		db.ctr.touchesPersisted.Add(1)
 	}
@@ -856,7 +854,7 @@ func (db *DB) Get(ctx context.Context, id uuid.UUID) (Info, error) {
 	if err != nil {
 		return Info{}, wrap("get "+id.String(), boltErr(err))
 	}
-	info := rec.info(max(rec.lastUsed, db.cache.used(h)))
+	info := rec.info(db.cache.lastUse(h, &rec))
 	if !db.now().Before(info.ExpiresAt) {
 		return info, wrap("get "+id.String(), ErrExpired)
 	}
@@ -884,7 +882,7 @@ func (db *DB) List(ctx context.Context, subject string) ([]Info, error) {
 			if err != nil {
 				return err
 			}
-			used := max(rec.lastUsed, db.cache.used(Hash(v)))
+			used := db.cache.lastUse(Hash(v), &rec)
 			if now < rec.policy.Deadline(rec.created, used) {
 				out = append(out, rec.info(used))
 			}
@@ -926,7 +924,7 @@ func (db *DB) ForEach(ctx context.Context, fn func(Info) error) error {
 			if err != nil {
 				return fmt.Errorf("id %x: %w", k, err)
 			}
-			if err := call(rec.info(max(rec.lastUsed, db.cache.used(Hash(v))))); err != nil {
+			if err := call(rec.info(db.cache.lastUse(Hash(v), &rec))); err != nil {
 				return err
 			}
 		}
@@ -1060,7 +1058,7 @@ func (db *DB) Rotate(ctx context.Context, token string) (string, Info, error) {
 			return refuse(err)
 		}
 		now := db.nowMs()
-		if now >= prev.policy.Deadline(prev.created, max(prev.lastUsed, db.cache.used(old))) {
+		if now >= prev.policy.Deadline(prev.created, db.cache.lastUse(old, &prev)) {
 			return refuse(ErrExpired)
 		}
 		if newToken == "" { // a retried group keeps the token it generated
