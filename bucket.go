@@ -48,8 +48,9 @@ var (
 // buckets take keys in random order and keep the default.
 var appendFill = 1.0
 
-// tune sets what bbolt does not keep in the file; every write transaction
-// calls it first.
+// tune sets what bbolt does not keep in the file. committer.update, the
+// one way the store writes after Open, calls it at the start of every
+// write transaction.
 func tune(tx *bolt.Tx) {
 	for _, name := range [][]byte{bucketIDs, bucketExpiry} {
 		if b := tx.Bucket(name); b != nil {

@@ -426,9 +426,10 @@ func freelistSynced(f *os.File, pageSize uint64) bool {
 }
 
 // probeFile checks a file, opened read-only with nothing loaded but its
-// meta pages, for what would make bbolt's own Open fault: a file shorter
-// than its pages, or damaged pages when the freelist must be rebuilt from
-// them (which costs a walk of the file, as bbolt's rebuild does anyway).
+// meta pages, for what would make bbolt's own Open fault or go back in
+// time: a file shorter than its pages, a damaged meta page, or damaged
+// pages when the freelist must be rebuilt from them (which costs a walk of
+// the file, as bbolt's rebuild does anyway).
 func probeFile(probe *bolt.DB) error {
 	if err := checkFileSize(probe); err != nil {
 		return err
@@ -438,15 +439,16 @@ func probeFile(probe *bolt.DB) error {
 		return err
 	}
 	defer f.Close()
-	if freelistSynced(f, uint64(probe.Info().PageSize)) {
+	pageSize := uint64(probe.Info().PageSize)
+	// Fail closed: with a meta page damaged, bbolt opens the file one
+	// transaction back, and that one may have been a revocation.
+	if p := checkMeta(f, pageSize); p != "" {
+		return fmt.Errorf("%w: bbolt %s: the file may have lost its last transaction; restore a backup", ErrCorrupt, p)
+	}
+	if freelistSynced(f, pageSize) {
 		return nil
 	}
-	return view(probe, func(tx *bolt.Tx) error {
-		if p := checkPages(probe.Path(), tx); len(p) > 0 {
-			return fmt.Errorf("%w: %s (and %d more problems; run tokenstore check)", ErrCorrupt, p[0], len(p)-1)
-		}
-		return nil
-	})
+	return pagesSound(probe)
 }
 
 // pagesSound is run by the committer before it rolls a write transaction

@@ -117,7 +117,6 @@ func (c *committer) commit(group []*call) {
 	for len(group) > 0 {
 		bad := -1
 		err := c.update(func(tx *bolt.Tx) error {
-			tune(tx)
 			for i, cl := range group {
 				err := cl.fn(tx)
 				cl.refused = false
@@ -168,6 +167,7 @@ func (c *committer) update(fn func(*bolt.Tx) error) (err error) {
 	if err != nil {
 		return err
 	}
+	tune(tx)
 	defer func() {
 		if r := recover(); r != nil {
 			if !rollbackAfterPanic(tx) {

@@ -100,7 +100,6 @@ func (db *DB) sweepChunk(now int64, size int) (deleted int, more bool, written i
 	gone := 0
 	del := deletes{cache: db.cache}
 	err = db.commit.update(func(tx *bolt.Tx) error {
-		tune(tx)
 		tx.OnCommit(func() {
 			st := tx.Stats()
 			written = st.GetPageAlloc()
@@ -199,7 +198,6 @@ func (db *DB) flush(ctx context.Context) error {
 		pending = pending[len(chunk):]
 		written := 0
 		err := db.commit.update(func(tx *bolt.Tx) error {
-			tune(tx)
 			written = 0
 			for _, t := range chunk {
 				ok, err := writeTouch(tx, t.h, t.used)

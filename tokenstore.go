@@ -370,29 +370,8 @@ func checkFileSize(bdb *bolt.DB) error {
 
 // checkSchema refuses files that are not tokenstore's and sets up new ones.
 func (db *DB) checkSchema() (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: bbolt: %v", ErrCorrupt, r)
-		}
-	}()
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // see view
 	fresh := false
-	err = db.bolt.View(func(tx *bolt.Tx) error {
-		// bbolt maps the file and reads pages through the mapping: in a
-		// file cut short, a page past the end is a SIGBUS, not an error.
-		if st, err := os.Stat(db.path); err == nil && st.Size() < tx.Size() {
-			return fmt.Errorf("%w: the file is truncated: %d bytes, its pages need %d", ErrCorrupt, st.Size(), tx.Size())
-		}
-		// Fail closed: with a meta page damaged, bbolt may have opened the
-		// file one transaction back, and that one may have been a
-		// revocation.
-		if f, err := os.Open(db.path); err == nil {
-			p := checkMeta(f, uint64(db.bolt.Info().PageSize))
-			_ = f.Close()
-			if p != "" {
-				return fmt.Errorf("%w: bbolt %s: the file may have lost its last transaction; restore a backup", ErrCorrupt, p)
-			}
-		}
+	err = view(db.bolt, func(tx *bolt.Tx) error {
 		m := tx.Bucket(bucketMeta)
 		if m == nil {
 			empty := true
@@ -1168,7 +1147,6 @@ func (db *DB) IssueBatch(ctx context.Context, reqs []IssueRequest) ([]Issued, er
 	}
 	var refused error
 	err := db.commit.update(func(tx *bolt.Tx) error {
-		tune(tx)
 		for s, n := range perSubject {
 			// Nothing is written yet: commit the empty transaction rather
 			// than roll back (see groupRefusal in commit.go).
