@@ -45,7 +45,7 @@ import (
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
 
-	"tokenstore"
+	"github.com/tokenstore/tokenstore"
 )
 
 var benchTokensFlag = flag.Int("tokens", 0, "tokens in the benchmark fixture file (default 1,000,000, or $TOKENSTORE_BENCH_TOKENS)")

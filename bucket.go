@@ -14,7 +14,7 @@ import (
 // The file holds five buckets. Tokens are never stored: records are keyed
 // by the SHA-256 of the token, and every index leads back to that hash.
 //
-//	meta     "app" → "tokenstore", "schema" → uint32, "count" → uint64 tokens
+//	meta     "app" → "github.com/tokenstore/tokenstore", "schema" → uint32, "count" → uint64 tokens
 //	tokens   hash(32) → record
 //	ids      id(16) → hash(32)
 //	subjects subject ‖ 0x00 ‖ id(16) → hash(32)   (UUIDv7 ids: a prefix scan is oldest first)
@@ -36,7 +36,7 @@ var (
 	metaSchema = []byte("schema")
 	metaCount  = []byte("count")
 
-	appName = []byte("tokenstore")
+	appName = []byte("github.com/tokenstore/tokenstore")
 )
 
 // appendFill is how full bbolt packs the pages it splits in the buckets

@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"tokenstore"
+	"github.com/tokenstore/tokenstore"
 )
 
 func ExampleOpen() {

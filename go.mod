@@ -1,4 +1,4 @@
-module tokenstore
+module github.com/tokenstore/tokenstore
 
 go 1.26.0
 

@@ -12,7 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"tokenstore"
+	"github.com/tokenstore/tokenstore"
 )
 
 // A complete net/http app: /login issues a token, /api/ needs one, and

@@ -21,7 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"tokenstore"
+	"github.com/tokenstore/tokenstore"
 )
 
 // The helpers of this file are prefixed mw so that they cannot clash with

@@ -24,7 +24,7 @@ import (
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
 
-	"tokenstore"
+	"github.com/tokenstore/tokenstore"
 )
 
 // Test 6: hostile files.

@@ -15,7 +15,7 @@ import (
 	"github.com/google/uuid"
 	"pgregory.net/rapid"
 
-	"tokenstore"
+	"github.com/tokenstore/tokenstore"
 )
 
 // Test 4: a model-based test. rapid drives a real store and an in-memory

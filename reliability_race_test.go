@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"tokenstore"
+	"github.com/tokenstore/tokenstore"
 )
 
 // Test 10: leaks and races. 64 goroutines run a mix of every operation on

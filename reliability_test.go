@@ -17,7 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"tokenstore"
+	"github.com/tokenstore/tokenstore"
 )
 
 var (

@@ -23,8 +23,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 
-	"tokenstore"
-	"tokenstore/tokenstoretest"
+	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/tokenstoretest"
 )
 
 func TestMain(m *testing.M) {

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"tokenstore"
-	"tokenstore/redisstore"
+	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/redisstore"
 )
 
 // The benchmarks run each operation on both backends in one run, as

@@ -5,9 +5,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"tokenstore"
-	"tokenstore/redisstore"
-	"tokenstore/tokenstoretest"
+	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/redisstore"
+	"github.com/tokenstore/tokenstore/tokenstoretest"
 )
 
 // TestConformance runs the suite every backend passes, each test on a

@@ -9,8 +9,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"tokenstore"
-	"tokenstore/redisstore"
+	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/redisstore"
 )
 
 // Two instances of one application share a Redis: a token issued by one

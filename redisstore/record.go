@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"tokenstore"
+	"github.com/tokenstore/tokenstore"
 )
 
 // metaField prefixes the record fields that hold metadata entries: Redis

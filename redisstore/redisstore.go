@@ -81,7 +81,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
-	"tokenstore"
+	"github.com/tokenstore/tokenstore"
 )
 
 // Options configure [New]. A nil *Options means every default; a field's

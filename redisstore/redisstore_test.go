@@ -18,8 +18,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"tokenstore"
-	"tokenstore/redisstore"
+	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/redisstore"
 )
 
 // clock is an injected clock that only moves when told to.

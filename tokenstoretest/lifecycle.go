@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"tokenstore"
+	"github.com/tokenstore/tokenstore"
 )
 
 func testSweep(t *testing.T, open Opener) {

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"tokenstore"
+	"github.com/tokenstore/tokenstore"
 )
 
 func testLimit(t *testing.T, open Opener) {

@@ -29,7 +29,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"tokenstore"
+	"github.com/tokenstore/tokenstore"
 )
 
 // Clock is a manual clock for Options.Now. It starts at the current time

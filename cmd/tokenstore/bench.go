@@ -24,7 +24,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"tokenstore"
+	"github.com/tokenstore/tokenstore"
 )
 
 // benchConfig is what the bench command's flags set.

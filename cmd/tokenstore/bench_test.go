@@ -19,7 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"tokenstore"
+	"github.com/tokenstore/tokenstore"
 )
 
 func TestBenchMix_Set(t *testing.T) {
@@ -286,7 +286,7 @@ func TestRun_Bench_MissingDB(t *testing.T) {
 // A real SIGINT to a built binary, while it preloads and while it runs,
 // leaves no temporary file behind.
 func TestBench_Interrupt(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "tokenstore")
+	bin := filepath.Join(t.TempDir(), "github.com/tokenstore/tokenstore")
 	build := exec.Command("go", "build", "-o", bin, ".")
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, "%s", out)

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"tokenstore"
+	"github.com/tokenstore/tokenstore"
 )
 
 func newCompactCmd(a *app) *cobra.Command {

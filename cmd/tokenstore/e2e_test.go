@@ -20,7 +20,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Skip("no go tool on PATH")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "tokenstore")
+	bin := filepath.Join(dir, "github.com/tokenstore/tokenstore")
 	build := exec.CommandContext(t.Context(), goTool, "build", "-o", bin, ".")
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, "go build: %s", out)

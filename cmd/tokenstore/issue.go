@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"tokenstore"
+	"github.com/tokenstore/tokenstore"
 )
 
 type issueFlags struct {

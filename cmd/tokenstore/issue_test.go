@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"tokenstore"
+	"github.com/tokenstore/tokenstore"
 )
 
 var tokenLine = regexp.MustCompile(`^tks_[0-9A-Za-z]{49}\n$`)

@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"tokenstore"
+	"github.com/tokenstore/tokenstore"
 )
 
 func TestRevoke(t *testing.T) {

@@ -18,7 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"tokenstore"
+	"github.com/tokenstore/tokenstore"
 )
 
 // Exit codes.

@@ -17,7 +17,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 
-	"tokenstore"
+	"github.com/tokenstore/tokenstore"
 )
 
 func TestMain(m *testing.M) {

@@ -7,7 +7,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
-	"tokenstore"
+	"github.com/tokenstore/tokenstore"
 )
 
 func newValidateCmd(a *app) *cobra.Command {

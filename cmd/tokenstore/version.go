@@ -70,7 +70,7 @@ func newVersionCmd(a *app) *cobra.Command {
 			if asJSON {
 				return writeJSON(a.stdout, readBuildInfo())
 			}
-			_, err := fmt.Fprintln(a.stdout, "tokenstore", versionString())
+			_, err := fmt.Fprintln(a.stdout, "github.com/tokenstore/tokenstore", versionString())
 			return err
 		},
 	}
