@@ -1,0 +1,465 @@
+package tokenstore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+
+	"github.com/google/uuid"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Check verifies the file: bbolt's own consistency check (pages, freelist),
+// then tokenstore's: every record's checksum, every index entry points at a
+// record that agrees with it, every record is in each index, and the
+// stored count matches. It returns one line per problem, naming token IDs
+// (never tokens), and an error only when it could not run. It never
+// repairs anything and works on a ReadOnly store. Writers wait while it
+// runs: bbolt's check is exact only while nothing else writes.
+func (db *DB) Check(ctx context.Context) (problems []string, err error) {
+	if err := db.begin(ctx, false); err != nil {
+		return nil, wrap("check", err)
+	}
+	defer func() {
+		if r := recover(); r != nil { // bbolt panics on some damaged pages
+			problems = append(problems, fmt.Sprintf("bbolt: %v", r))
+		}
+	}()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // see view
+	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	check := func(tx *bolt.Tx) error {
+		// tx.Check reads pages through bbolt's mapping in a goroutine of
+		// its own, where a damaged element offset or page pointer is a
+		// fault that ends the process (no recover reaches it). So the
+		// pages are first read from the file, here, and bounds-checked;
+		// tx.Check runs only on a tree that passed.
+		if problems = checkPages(db.path, tx); len(problems) > 0 {
+			return nil
+		}
+		for e := range tx.Check() {
+			add("bbolt: %v", e)
+		}
+		if len(problems) > 0 {
+			return nil // the tree itself is damaged: walking it could panic
+		}
+		tokens, ids, subjects, expiry := tx.Bucket(bucketTokens), tx.Bucket(bucketIDs), tx.Bucket(bucketSubjects), tx.Bucket(bucketExpiry)
+		n := 0
+		c := tokens.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			n++
+			if len(k) != len(Hash{}) {
+				add("tokens: key of %d bytes", len(k))
+				continue
+			}
+			rec, err := decodeRecord(v)
+			if err != nil {
+				add("tokens: record %x…: %v", k[:6], err)
+				continue
+			}
+			id := rec.id
+			if got := ids.Get(id[:]); string(got) != string(k) {
+				add("token %s: missing or wrong in the ids index", id)
+			}
+			if got := subjects.Get(subjectKey(rec.subject, id)); string(got) != string(k) {
+				add("token %s: missing or wrong in the subjects index", id)
+			}
+			if got := expiry.Get(expiryKey(rec.deadline(), id)); string(got) != string(k) {
+				add("token %s: missing or wrong in the expiry index", id)
+			}
+		}
+		if want := int(beUint64(tx.Bucket(bucketMeta).Get(metaCount))); want != n {
+			add("meta: count says %d tokens, the file holds %d", want, n)
+		}
+		// Every index entry must lead to a record that agrees with it.
+		index := func(name string, b *bolt.Bucket, agrees func(k []byte, rec *record) bool) {
+			c := b.Cursor()
+			for k, v := c.First(); k != nil; k, v = c.Next() {
+				rv := tokens.Get(v)
+				if rv == nil {
+					add("%s: entry %x points at no record", name, k)
+					continue
+				}
+				if rec, err := decodeRecord(rv); err == nil && !agrees(k, &rec) {
+					add("%s: entry %x disagrees with token %s", name, k, rec.id)
+				}
+			}
+		}
+		index("ids", ids, func(k []byte, r *record) bool { return string(k) == string(r.id[:]) })
+		index("subjects", subjects, func(k []byte, r *record) bool { return string(k) == string(subjectKey(r.subject, r.id)) })
+		index("expiry", expiry, func(k []byte, r *record) bool { return string(k) == string(expiryKey(r.deadline(), r.id)) })
+		return nil
+	}
+	if db.ro {
+		err = db.bolt.View(check)
+	} else {
+		// In a read transaction, tx.Check sees the free list change under
+		// it when another transaction commits, and reports pages freed
+		// meanwhile as damage. A write transaction, rolled back, keeps
+		// other writers out.
+		err = db.commit.update(func(tx *bolt.Tx) error {
+			if err := check(tx); err != nil {
+				return err
+			}
+			return errRollback
+		})
+		switch {
+		case errors.Is(err, errRollback):
+			err = nil
+		case errors.Is(err, ErrCorrupt): // a panic, recovered by update
+			add("%v", err)
+			err = nil
+		}
+	}
+	if err != nil {
+		return problems, wrap("check", boltErr(err))
+	}
+	return problems, nil
+}
+
+var errRollback = errors.New("tokenstore: roll back")
+
+// bbolt's page layout (its file format, stable since 2014; integers in
+// the machine's byte order): a 16-byte header (id 8, flags 2, count 2,
+// overflow 4), then count 16-byte elements. A branch element is pos 4,
+// ksize 4, child page 8; a leaf element is flags 4, pos 4, ksize 4, vsize
+// 4, its key and value pos bytes after the element's own start. A leaf
+// element with flag 1 is a bucket: its value is the bucket's root page (8)
+// and sequence (8), followed, when the root is 0, by an inline page.
+const (
+	pageHeader   = 16
+	pageElement  = 16
+	branchPage   = 0x01
+	leafPage     = 0x02
+	metaPage     = 0x04
+	bucketLeaf   = 0x01
+	bucketHeader = 16
+	maxNesting   = 64
+)
+
+// checkPages reads every page reachable from tx's root from the file at
+// path, not through bbolt's mapping, and checks that each says it is the
+// page it should be, is a branch or a leaf, lies below the file's
+// high-water mark, is reached once, and holds its elements, keys and
+// values within its bounds.
+func checkPages(path string, tx *bolt.Tx) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return []string{fmt.Sprintf("pages: %v", err)}
+	}
+	defer f.Close()
+	ps := uint64(tx.DB().Info().PageSize)
+	w := &pageWalker{f: f, pageSize: ps, hwm: uint64(tx.Size()) / ps, seen: map[uint64]bool{}}
+	if p := checkMeta(f, ps); p != "" {
+		w.add("%s", p)
+	}
+	w.page(uint64(tx.Cursor().Bucket().Root()), 0)
+	return w.problems
+}
+
+// bbolt's meta page: after the page header, magic 4, version 4, page size
+// 4, flags 4, root bucket 16, freelist 8, high-water mark 8, txid 8, and
+// the FNV-64a of those 56 bytes.
+const (
+	boltMagic   = 0xED0CDAED
+	boltVersion = 2
+	metaSummed  = 56
+)
+
+// checkMeta says what is wrong with the file's two meta pages, or "". A
+// healthy file has both valid: each commit rewrites one, alternately. When
+// the newer one is damaged, bbolt silently opens the file at the
+// transaction before it; the last transaction — a revocation, say — is
+// lost. (A torn write cannot do this: the 80 bytes that matter lie in the
+// page's first disk sector.)
+func checkMeta(f *os.File, pageSize uint64) string {
+	for id := range uint64(2) {
+		page := make([]byte, pageHeader+metaSummed+8)
+		if _, err := f.ReadAt(page, int64(id*pageSize)); err != nil {
+			return fmt.Sprintf("meta page %d: %v", id, err)
+		}
+		b := page[pageHeader:]
+		h := fnv.New64a()
+		_, _ = h.Write(b[:metaSummed])
+		switch {
+		// The checksum covers the meta fields, not the page header: one
+		// meta page copied over the other passes it, and makes bbolt
+		// open the older transaction.
+		case binary.NativeEndian.Uint64(page) != id || binary.NativeEndian.Uint16(page[8:]) != metaPage:
+			return fmt.Sprintf("meta page %d is damaged (its header says page %d, flags %#x)", id, binary.NativeEndian.Uint64(page), binary.NativeEndian.Uint16(page[8:]))
+		case binary.NativeEndian.Uint32(b) != boltMagic:
+			return fmt.Sprintf("meta page %d is damaged (no bbolt magic number)", id)
+		case binary.NativeEndian.Uint32(b[4:]) != boltVersion:
+			return fmt.Sprintf("meta page %d is damaged (version %d)", id, binary.NativeEndian.Uint32(b[4:]))
+		case h.Sum64() != binary.NativeEndian.Uint64(b[metaSummed:]):
+			return fmt.Sprintf("meta page %d is damaged (checksum mismatch)", id)
+		}
+	}
+	return ""
+}
+
+type pageWalker struct {
+	f             *os.File
+	pageSize, hwm uint64
+	seen          map[uint64]bool
+	problems      []string
+}
+
+func (w *pageWalker) add(format string, args ...any) {
+	w.problems = append(w.problems, "bbolt: "+fmt.Sprintf(format, args...))
+}
+
+func (w *pageWalker) page(id uint64, depth int) {
+	switch {
+	case id < 2 || id >= w.hwm:
+		w.add("page %d: out of range [2, %d)", id, w.hwm)
+		return
+	case w.seen[id]:
+		w.add("page %d: reached twice", id)
+		return
+	}
+	w.seen[id] = true
+	hdr := make([]byte, pageHeader)
+	if _, err := w.f.ReadAt(hdr, int64(id*w.pageSize)); err != nil {
+		w.add("page %d: %v", id, err)
+		return
+	}
+	n := 1 + uint64(binary.NativeEndian.Uint32(hdr[12:]))
+	if id+n > w.hwm {
+		w.add("page %d: %d overflow pages run past the high-water mark %d", id, n-1, w.hwm)
+		return
+	}
+	buf := make([]byte, n*w.pageSize)
+	if _, err := w.f.ReadAt(buf, int64(id*w.pageSize)); err != nil {
+		w.add("page %d: %v", id, err)
+		return
+	}
+	if got := binary.NativeEndian.Uint64(buf); got != id {
+		w.add("page %d: says it is page %d", id, got)
+		return
+	}
+	w.elements(buf, id, depth)
+}
+
+// elements checks the page in buf (a page, or an inline bucket's).
+func (w *pageWalker) elements(buf []byte, id uint64, depth int) {
+	if depth > maxNesting {
+		w.add("page %d: buckets nested deeper than %d", id, maxNesting)
+		return
+	}
+	if len(buf) < pageHeader {
+		w.add("page %d: inline page of %d bytes", id, len(buf))
+		return
+	}
+	flags, count := binary.NativeEndian.Uint16(buf[8:]), int(binary.NativeEndian.Uint16(buf[10:]))
+	if pageHeader+count*pageElement > len(buf) {
+		w.add("page %d: %d elements do not fit", id, count)
+		return
+	}
+	for i := range count {
+		at := uint64(pageHeader + i*pageElement)
+		e := buf[at:]
+		switch flags {
+		case branchPage:
+			pos, ksize := uint64(binary.NativeEndian.Uint32(e)), uint64(binary.NativeEndian.Uint32(e[4:]))
+			if at+pos+ksize > uint64(len(buf)) {
+				w.add("page %d: element %d runs past the page", id, i)
+				return
+			}
+			w.page(binary.NativeEndian.Uint64(e[8:]), depth)
+		case leafPage:
+			pos, ksize, vsize := uint64(binary.NativeEndian.Uint32(e[4:])), uint64(binary.NativeEndian.Uint32(e[8:])), uint64(binary.NativeEndian.Uint32(e[12:]))
+			if at+pos+ksize+vsize > uint64(len(buf)) {
+				w.add("page %d: element %d runs past the page", id, i)
+				return
+			}
+			if binary.NativeEndian.Uint32(e)&bucketLeaf == 0 {
+				continue
+			}
+			v := buf[at+pos+ksize : at+pos+ksize+vsize]
+			if len(v) < bucketHeader {
+				w.add("page %d: element %d: bucket header of %d bytes", id, i, len(v))
+				return
+			}
+			if root := binary.NativeEndian.Uint64(v); root != 0 {
+				w.page(root, depth+1)
+			} else {
+				w.elements(v[bucketHeader:], id, depth+1)
+			}
+		default:
+			w.add("page %d: neither a branch nor a leaf (flags %#x)", id, flags)
+			return
+		}
+	}
+}
+
+// Backup writes a consistent copy of the file to w while the store stays
+// in use (one read transaction), and returns the bytes written.
+func (db *DB) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	if err := db.begin(ctx, false); err != nil {
+		return 0, wrap("backup", err)
+	}
+	var n int64
+	err := view(db.bolt, func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, wrap("backup", boltErr(err))
+}
+
+// BackupFile writes a consistent copy to path through a temporary file in
+// the same directory, fsync'd and then renamed, so path never holds half a
+// backup.
+func (db *DB) BackupFile(ctx context.Context, path string) (int64, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return 0, wrap("backup", err)
+	}
+	defer os.Remove(tmp.Name()) // after the rename: a no-op
+	n, err := db.Backup(ctx, tmp)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	return n, wrap("backup", err)
+}
+
+// Compact rewrites the file at path without its free pages (a bbolt file
+// does not shrink when tokens are deleted) and atomically replaces it.
+// The file must not be open elsewhere: Compact takes its lock, waiting up
+// to opts.LockTimeout. It returns the sizes before and after.
+func Compact(path string, opts *Options) (before, after int64, err error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	o.SweepInterval, o.TouchInterval = -1, -1
+	db, err := Open(path, &o)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() {
+		if db != nil {
+			_ = db.Close()
+		}
+	}()
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0, 0, wrap("compact", err)
+	}
+	tmpPath := path + ".compact-" + uuid.NewString()
+	dst, err := bolt.Open(tmpPath, 0o600, &bolt.Options{NoSync: true})
+	if err != nil {
+		return 0, 0, wrap("compact", err)
+	}
+	defer os.Remove(tmpPath) // after the rename: a no-op
+	err = func() (err error) {
+		defer recoverCorrupt(&err) // bbolt panics on some damaged pages
+		return bolt.Compact(dst, db.bolt, 64<<20)
+	}()
+	if err == nil {
+		err = dst.Sync()
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = dst.Close()
+		return 0, 0, wrap("compact", err)
+	}
+	// Replace while still holding the old file's lock, so no writer slips in between.
+	if err := os.Rename(tmpPath, path); err != nil {
+		return 0, 0, wrap("compact", err)
+	}
+	cerr := db.Close()
+	db = nil
+	if cerr != nil {
+		return 0, 0, wrap("compact", cerr)
+	}
+	nst, err := os.Stat(path)
+	if err != nil {
+		return 0, 0, wrap("compact", err)
+	}
+	return st.Size(), nst.Size(), nil
+}
+
+// freelistSynced reports whether the newest valid meta page of the file
+// points at a stored freelist. When it does not (the writer ran with
+// NoFreelistSync and did not close cleanly), bbolt rebuilds the freelist
+// by walking every page in a goroutine of its own, where a damaged page is
+// a fault that ends the process: such a file must pass checkPages first.
+func freelistSynced(f *os.File, pageSize uint64) bool {
+	var bestTxid uint64
+	synced, found := false, false
+	for id := range uint64(2) {
+		page := make([]byte, pageHeader+metaSummed+8)
+		if _, err := f.ReadAt(page, int64(id*pageSize)); err != nil {
+			continue
+		}
+		b := page[pageHeader:]
+		h := fnv.New64a()
+		_, _ = h.Write(b[:metaSummed])
+		if binary.NativeEndian.Uint32(b) != boltMagic || h.Sum64() != binary.NativeEndian.Uint64(b[metaSummed:]) {
+			continue
+		}
+		// magic 4, version 4, page size 4, flags 4, root 16, then freelist 8, hwm 8, txid 8.
+		freelist, txid := binary.NativeEndian.Uint64(b[32:]), binary.NativeEndian.Uint64(b[48:])
+		if !found || txid > bestTxid {
+			bestTxid, synced, found = txid, freelist != ^uint64(0), true
+		}
+	}
+	return synced
+}
+
+// probeFile checks a file, opened read-only with nothing loaded but its
+// meta pages, for what would make bbolt's own Open fault or go back in
+// time: a file shorter than its pages, a damaged meta page, or damaged
+// pages when the freelist must be rebuilt from them (which costs a walk of
+// the file, as bbolt's rebuild does anyway).
+func probeFile(probe *bolt.DB) error {
+	if err := checkFileSize(probe); err != nil {
+		return err
+	}
+	f, err := os.Open(probe.Path())
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	pageSize := uint64(probe.Info().PageSize)
+	// Fail closed: with a meta page damaged, bbolt opens the file one
+	// transaction back, and that one may have been a revocation.
+	if p := checkMeta(f, pageSize); p != "" {
+		return fmt.Errorf("%w: bbolt %s: the file may have lost its last transaction; restore a backup", ErrCorrupt, p)
+	}
+	if freelistSynced(f, pageSize) {
+		return nil
+	}
+	return pagesSound(probe)
+}
+
+// pagesSound is run by the committer before it rolls a write transaction
+// back: with NoFreelistSync, bbolt's rollback rebuilds the freelist by
+// walking the file in its own goroutine, where a damaged page would end
+// the process. It walks the committed pages itself first.
+func pagesSound(bdb *bolt.DB) error {
+	return view(bdb, func(tx *bolt.Tx) error {
+		if p := checkPages(bdb.Path(), tx); len(p) > 0 {
+			return fmt.Errorf("%w: %s", ErrCorrupt, p[0])
+		}
+		return nil
+	})
+}
