@@ -31,6 +31,7 @@ func testRecords() []record {
 func TestRecord_EncodeDecode(t *testing.T) {
 	for _, want := range testRecords() {
 		b := want.encode(nil)
+		want.lastUsed, want.filed = 0, 0 // in the ids entry, not the record
 		assert.Equal(t, byte(recordVersion), b[0], "version byte first")
 		got, err := decodeRecord(b)
 		require.NoError(t, err)
@@ -40,6 +41,21 @@ func TestRecord_EncodeDecode(t *testing.T) {
 		// The result owns its memory: bbolt reuses the bytes it hands out.
 		clear(b)
 		assert.Equal(t, want, got)
+	}
+}
+
+func TestIDValue_EncodeDecode(t *testing.T) {
+	h := Hash{1, 2, 3, 31: 4}
+	for _, want := range []idEntry{{h, 1893553445006, 1893553445006 + 3600_000}, {h, -1, math.MinInt64}, {Hash{}, 0, 0}} {
+		v := idValue(want.h, want.used, want.filed)
+		require.Len(t, v, idValueLen)
+		got, err := decodeIDValue(v)
+		require.NoError(t, err)
+		assert.Equal(t, want, got)
+		for n := range len(v) {
+			_, err := decodeIDValue(v[:n])
+			require.ErrorIs(t, err, ErrCorrupt, "cut to %d bytes", n)
+		}
 	}
 }
 

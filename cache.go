@@ -8,7 +8,7 @@ import (
 // cache holds decoded records of recently checked tokens and, for each, the
 // latest use seen in memory. It is what lets Validate slide a token without
 // a write: the use is recorded here and reaches the file later (see
-// sweeper.go), or at once when the stored use is older than TouchInterval.
+// touch.go).
 //
 // Coherence: a record changes on disk only by a write that either finds
 // its entry here (touches update entry.rec.lastUsed after commit) or
@@ -21,7 +21,14 @@ import (
 // the entry. A reader that missed reads the file outside the lock, so it
 // may hold a record that a concurrent delete has just removed; shard.gen,
 // bumped by every endDelete, tells it to retry instead of
-// caching a dead record.
+// caching a dead record. [cache.lookup] is the one place that applies this
+// rule; no other file touches a shard's fields.
+//
+// Memory: clean entries are bounded by the cache's size; an entry with a
+// use not yet written is kept regardless until the use is written (the
+// eviction skips it), so unwritten uses hold at most one entry per token
+// the file holds — also while the disk refuses writes for an hour. See
+// Options.CacheSize.
 type cache struct {
 	shards [cacheShards]shard
 	limit  int // clean entries kept per shard; dirty ones are kept regardless
@@ -150,8 +157,10 @@ func (c *cache) persisted(h Hash, used int64) {
 	s.mu.Unlock()
 }
 
+// touch is a use to write: the token's hash and id, and the use.
 type touch struct {
 	h    Hash
+	id   [16]byte
 	used int64
 }
 
@@ -163,10 +172,83 @@ func (c *cache) dirty() []touch {
 		s.mu.Lock()
 		for h, e := range s.m {
 			if e.dirty() {
-				out = append(out, touch{h, e.used})
+				out = append(out, touch{h, e.rec.id, e.used})
 			}
 		}
 		s.mu.Unlock()
 	}
 	return out
+}
+
+// pending is h's use not yet on disk, or a zero touch.
+func (c *cache) pending(h Hash) touch {
+	s := c.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.m[h]; e != nil && e.dirty() {
+		return touch{h, e.rec.id, e.used}
+	}
+	return touch{}
+}
+
+// lookupResult is what [cache.lookup] found.
+type lookupResult struct {
+	info    Info  // at the latest use, the one just made included
+	hit     bool  // answered from memory, without reading the file
+	expired bool  // past its deadline: info is zero
+	lag     int64 // ms the stored last use is behind the latest; 0 when nothing is to be written
+}
+
+// lookup answers a Validate (use set: a use at now is recorded) or a
+// Lookup of h. On a miss, or while a delete of h is in flight, it calls
+// read outside the lock (the file decides: once that delete commits,
+// someone may have seen it, a Revoke's ErrNotFound, before the entry here
+// is dropped) and caches the record unless a delete of h is in flight; a
+// delete in the shard that ended meanwhile (gen) makes it read again. An
+// error of read is returned as is.
+func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error)) (r lookupResult, err error) {
+	s := c.shard(h)
+	for {
+		s.mu.Lock()
+		e := s.m[h]
+		deleting := s.deleting[h] > 0
+		r.hit = e != nil && !deleting
+		if !r.hit {
+			gen := s.gen
+			s.mu.Unlock()
+			rec, err := read()
+			if err != nil {
+				return r, err
+			}
+			s.mu.Lock()
+			if s.gen != gen {
+				s.mu.Unlock()
+				continue
+			}
+			deleting = s.deleting[h] > 0
+			if e = s.m[h]; e == nil {
+				e = &entry{rec: rec, used: rec.lastUsed}
+				if !deleting { // a record about to go is not cached
+					s.insertLocked(h, e)
+				}
+			}
+		}
+		if now >= e.rec.policy.Deadline(e.rec.created, e.used) {
+			s.mu.Unlock()
+			r.expired = true
+			return r, nil
+		}
+		if use && now > e.used { // never backwards, whatever the clock does
+			e.used = now
+		}
+		r.info = e.rec.info(e.used)
+		if !deleting && e.dirty() {
+			r.lag = e.used - e.rec.lastUsed
+		}
+		if s.m[h] == e {
+			s.releaseLocked(h, e)
+		}
+		s.mu.Unlock()
+		return r, nil
+	}
 }

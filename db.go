@@ -26,11 +26,14 @@ type DB struct {
 	log    *slog.Logger
 	ro     bool
 
+	fsyncReturning bool // Options.FsyncReturningUses
+
 	cache     *cache
 	commit    committer
 	sweepMu   sync.Mutex // one sweep at a time
 	sweepSize chunkSizer // tokens per sweep transaction; under sweepMu
 	flushMu   sync.Mutex // one flush at a time
+	flushSize chunkSizer // uses per flush transaction; under flushMu
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -104,20 +107,24 @@ func Open(path string, opts *Options) (db *DB, err error) {
 		return nil, err
 	}
 	db = &DB{
-		bolt:   bdb,
-		path:   path,
-		format: format,
-		policy: o.Policy,
-		now:    o.Now,
-		touch:  o.TouchInterval,
-		limit:  o.MaxTokensPerSubject,
-		log:    o.Logger,
-		ro:     o.ReadOnly,
-		cache:  newCache(o.CacheSize),
-		commit: committer{db: bdb},
+		bolt:           bdb,
+		path:           path,
+		format:         format,
+		policy:         o.Policy,
+		now:            o.Now,
+		touch:          o.TouchInterval,
+		fsyncReturning: o.FsyncReturningUses,
+		limit:          o.MaxTokensPerSubject,
+		log:            o.Logger,
+		ro:             o.ReadOnly,
+		cache:          newCache(o.CacheSize),
+		commit:         committer{db: bdb},
+		flushSize:      chunkSizer{first: flushChunkFirst, lo: flushChunkMin, hi: flushChunkMax},
 	}
-	if err := db.checkSchema(); err != nil {
-		_ = bdb.Close()
+	if err := errors.Join(db.checkSchema(), db.upgrade()); err != nil {
+		if !db.commit.wedged.Load() { // else bbolt's Close would wait for ever
+			_ = bdb.Close()
+		}
 		return nil, wrap("open "+path, err)
 	}
 	db.Stats() // primes lastCount

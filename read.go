@@ -21,14 +21,8 @@ func (db *DB) Get(ctx context.Context, id uuid.UUID) (Info, error) {
 	}
 	var rec record
 	var h Hash
-	err := view(db.bolt, func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketIDs).Get(id[:])
-		if len(v) != len(h) {
-			return ErrNotFound
-		}
-		h = Hash(v)
-		var err error
-		rec, err = getRecord(tx, h)
+	err := view(db.bolt, func(tx *bolt.Tx) (err error) {
+		h, rec, err = getByID(tx, id[:])
 		return err
 	})
 	if err != nil {
@@ -55,14 +49,13 @@ func (db *DB) List(ctx context.Context, subject string) ([]Info, error) {
 	out := []Info{}
 	err := view(db.bolt, func(tx *bolt.Tx) error {
 		prefix := subjectPrefix(subject)
-		tokens := tx.Bucket(bucketTokens)
 		c := tx.Bucket(bucketSubjects).Cursor()
-		for k, v := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
-			rec, err := decodeRecord(tokens.Get(v))
+		for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
+			h, rec, err := getByID(tx, k[len(prefix):])
 			if err != nil {
 				return err
 			}
-			used := db.cache.lastUse(Hash(v), &rec)
+			used := db.cache.lastUse(h, &rec)
 			if now < rec.policy.Deadline(rec.created, used) {
 				out = append(out, rec.info(used))
 			}
@@ -94,17 +87,16 @@ func (db *DB) ForEach(ctx context.Context, fn func(Info) error) error {
 		return fn(info)
 	}
 	err := boltErr(view(db.bolt, func(tx *bolt.Tx) error {
-		tokens := tx.Bucket(bucketTokens)
 		c := tx.Bucket(bucketIDs).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			rec, err := decodeRecord(tokens.Get(v))
+			h, rec, err := getByID(tx, k)
 			if err != nil {
 				return fmt.Errorf("id %x: %w", k, err)
 			}
-			if err := call(rec.info(db.cache.lastUse(Hash(v), &rec))); err != nil {
+			if err := call(rec.info(db.cache.lastUse(h, &rec))); err != nil {
 				return err
 			}
 		}

@@ -35,10 +35,11 @@ func (db *DB) RevokeID(ctx context.Context, id uuid.UUID) error {
 	}
 	return db.revoke(op, func(tx *bolt.Tx) (Hash, error) {
 		v := tx.Bucket(bucketIDs).Get(id[:])
-		if len(v) != len(Hash{}) {
+		if v == nil {
 			return Hash{}, ErrNotFound
 		}
-		return Hash(v), nil
+		e, err := decodeIDValue(v)
+		return e.h, err
 	})
 }
 
@@ -78,18 +79,15 @@ func (db *DB) RevokeSubject(ctx context.Context, subject string) (int, error) {
 	del := deletes{cache: db.cache}
 	err := db.commit.run(func(tx *bolt.Tx) error {
 		hashes = hashes[:0]
+		var recs []record // all read before any is deleted: a bad one is a refusal
 		prefix := subjectPrefix(subject)
 		c := tx.Bucket(bucketSubjects).Cursor()
-		for k, v := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
-			hashes = append(hashes, Hash(v))
-		}
-		recs := make([]record, len(hashes)) // all read before any is deleted: a bad one is a refusal
-		for i, h := range hashes {
-			rec, err := getRecord(tx, h)
+		for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
+			h, rec, err := getByID(tx, k[len(prefix):])
 			if err != nil {
 				return refuse(err)
 			}
-			recs[i] = rec
+			hashes, recs = append(hashes, h), append(recs, rec)
 		}
 		for i, h := range hashes {
 			if err := del.delete(tx, h, &recs[i]); err != nil {

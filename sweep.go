@@ -59,9 +59,10 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 	return total, nil
 }
 
-// sweepChunk deletes up to size tokens whose persisted deadline is at or
-// before now. A token whose use in memory keeps it alive is not deleted:
-// that use is written instead, which moves it out of the range.
+// sweepChunk handles up to size expiry entries filed at or before now.
+// An entry's deadline is a lower bound (bucket.go): a token whose uses,
+// stored or in memory, keep it alive is re-filed under its real deadline
+// (its use in memory written with it); the others are deleted.
 // written is the bytes of pages the transaction wrote.
 func (db *DB) sweepChunk(now int64, size int) (deleted int, more bool, written int64, err error) {
 	var kept []touch
@@ -73,26 +74,31 @@ func (db *DB) sweepChunk(now int64, size int) (deleted int, more bool, written i
 			written = st.GetPageAlloc()
 		})
 		kept, gone = kept[:0], 0
-		expiry := tx.Bucket(bucketExpiry)
+		expiry, ids := tx.Bucket(bucketExpiry), tx.Bucket(bucketIDs)
 		var due [][]byte
 		c := expiry.Cursor()
-		for k, v := c.First(); k != nil && len(due) < 2*size; k, v = c.Next() {
-			if len(k) != 24 || expiryKeyDeadline(k) > now {
+		for k, _ := c.First(); k != nil && len(due) < size; k, _ = c.Next() {
+			if len(k) == expiryKeyLen && expiryKeyDeadline(k) > now {
 				break
 			}
-			due = append(due, slices.Clone(k), slices.Clone(v))
+			due = append(due, slices.Clone(k))
 		}
-		more = len(due) == 2*size
-		for i := 0; i < len(due); i += 2 {
-			k, v := due[i], due[i+1]
-			if len(v) != len(Hash{}) {
-				if err := expiry.Delete(k); err != nil {
-					return err
+		more = len(due) == size
+		for _, k := range due {
+			var e idEntry
+			err := ErrNotFound
+			if len(k) == expiryKeyLen {
+				if v := ids.Get(k[8:]); v != nil {
+					e, err = decodeIDValue(v)
 				}
-				continue
 			}
-			h := Hash(v)
-			rec, err := getRecord(tx, h)
+			if err == nil && e.filed != expiryKeyDeadline(k) {
+				err = ErrNotFound // not the token's entry: a leftover
+			}
+			var rec record
+			if err == nil {
+				rec, err = getRecord(tx, e.h)
+			}
 			if errors.Is(err, ErrNotFound) { // a dangling index entry
 				if err := expiry.Delete(k); err != nil {
 					return err
@@ -102,21 +108,21 @@ func (db *DB) sweepChunk(now int64, size int) (deleted int, more bool, written i
 			if err != nil {
 				return err
 			}
-			if used := db.cache.lastUse(h, &rec); now < rec.policy.Deadline(rec.created, used) {
-				// Alive by a use not yet written (or a stale index entry):
-				// write the use and file the token under its real deadline.
-				rec.lastUsed = used
+			used := db.cache.lastUse(e.h, &rec)
+			if d := rec.policy.Deadline(rec.created, used); now < d {
+				// Alive by a use since it was filed: file it under its
+				// real deadline, and write the use with it.
 				if err := errors.Join(
-					tx.Bucket(bucketTokens).Put(h[:], rec.encode(nil)),
 					expiry.Delete(k),
-					expiry.Put(expiryKey(rec.deadline(), rec.id), h[:]),
+					expiry.Put(expiryKey(d, rec.id), []byte{}),
+					ids.Put(rec.id[:], idValue(e.h, used, d)),
 				); err != nil {
 					return err
 				}
-				kept = append(kept, touch{h, used})
+				kept = append(kept, touch{e.h, rec.id, used})
 				continue
 			}
-			if err := del.delete(tx, h, &rec); err != nil {
+			if err := del.delete(tx, e.h, &rec); err != nil {
 				return err
 			}
 			gone++
@@ -142,7 +148,7 @@ func (db *DB) anyDue(now int64) bool {
 	_ = view(db.bolt, func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketExpiry); b != nil {
 			k, _ := b.Cursor().First()
-			due = k != nil && (len(k) != 24 || expiryKeyDeadline(k) <= now)
+			due = k != nil && (len(k) != expiryKeyLen || expiryKeyDeadline(k) <= now)
 		}
 		return nil
 	})
@@ -169,17 +175,34 @@ const txTarget = 8 * time.Millisecond
 // takes longer in all; it runs in the background, and writers waiting
 // behind it is what users feel. The size is kept between sweeps; it is
 // only used under sweepMu.
-type chunkSizer struct{ n int }
+//
+// The flush uses one too (flushSize): a use written costs far less than a
+// token deleted, so its bounds are higher.
+type chunkSizer struct {
+	n             int
+	first, lo, hi int // zero: the sweep's
+}
 
 const (
 	sweepChunkFirst = 256
 	sweepChunkMin   = 32
 	sweepChunkMax   = 4000
+
+	flushChunkFirst = 2048
+	flushChunkMin   = 128
+	flushChunkMax   = 32768
 )
+
+func (c *chunkSizer) bounds() (first, lo, hi int) {
+	if c.hi == 0 {
+		return sweepChunkFirst, sweepChunkMin, sweepChunkMax
+	}
+	return c.first, c.lo, c.hi
+}
 
 func (c *chunkSizer) get() int {
 	if c.n == 0 {
-		c.n = sweepChunkFirst
+		c.n, _, _ = c.bounds()
 	}
 	return c.n
 }
@@ -187,7 +210,8 @@ func (c *chunkSizer) get() int {
 // next scales the size by how far the last transaction was from the
 // target, by at most a factor of 2 up and 4 down at a time.
 func (c *chunkSizer) next(took time.Duration) {
+	_, lo, hi := c.bounds()
 	n := float64(c.get()) * float64(txTarget) / float64(max(took, time.Microsecond))
 	n = min(max(n, float64(c.n)/4), float64(c.n)*2)
-	c.n = int(min(max(n, sweepChunkMin), sweepChunkMax))
+	c.n = int(min(max(n, float64(lo)), float64(hi)))
 }

@@ -1,17 +1,23 @@
 package tokenstore_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/tokenstore/tokenstore"
 )
@@ -142,4 +148,177 @@ func (e *schema1Token) fill(info tokenstore.Info) {
 	e.LastUsed = info.LastUsedAt.UnixMilli()
 	e.Expires = info.ExpiresAt.UnixMilli()
 	e.Metadata = info.Metadata
+}
+
+func loadSchema1(t *testing.T) (path string, want []*schema1Token) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", "schema1.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(data, &want))
+	require.Len(t, want, 300)
+	src, err := os.ReadFile(filepath.Join("testdata", "schema1.db"))
+	require.NoError(t, err)
+	path = filepath.Join(t.TempDir(), "schema1.db")
+	require.NoError(t, os.WriteFile(path, src, 0o600))
+	return path, want
+}
+
+// logCount counts the log records whose message contains a string.
+type logCount struct {
+	sub string
+	n   int
+}
+
+func (l *logCount) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logCount) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logCount) WithGroup(string) slog.Handler            { return l }
+func (l *logCount) Handle(_ context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, l.sub) {
+		l.n++
+	}
+	return nil
+}
+
+// A file written by the schema-1 code is upgraded by the first Open, once:
+// every token answers as the schema-1 code answered, every index agrees,
+// and Check finds nothing.
+func TestOpen_UpgradesSchema1(t *testing.T) {
+	path, want := loadSchema1(t)
+	ctx := t.Context()
+	before, err := os.ReadFile(path)
+	require.NoError(t, err)
+
+	_, err = tokenstore.Open(path, &tokenstore.Options{ReadOnly: true})
+	require.ErrorIs(t, err, tokenstore.ErrReadOnly, "a reader cannot upgrade")
+	assert.Contains(t, err.Error(), "schema 1")
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(before, after), "the refused file is unchanged")
+
+	logs := &logCount{sub: "upgraded the file"}
+	opts := func() *tokenstore.Options {
+		return &tokenstore.Options{Now: func() time.Time { return schema1Now }, SweepInterval: -1, TouchInterval: time.Hour, Logger: slog.New(logs)}
+	}
+	for open := range 2 {
+		db, err := tokenstore.Open(path, opts())
+		require.NoError(t, err)
+		assert.Equal(t, 1, logs.n, "open %d: upgraded on the first Open only", open)
+		problems, err := db.Check(ctx)
+		require.NoError(t, err)
+		require.Empty(t, problems)
+
+		stored, bySubject := 0, map[string][]string{}
+		var ids []string
+		for _, e := range want {
+			id := uuid.MustParse(e.ID)
+			info, lerr := db.Lookup(ctx, e.Token)
+			ginfo, gerr := db.Get(ctx, id)
+			switch e.State {
+			case "revoked":
+				require.ErrorIs(t, lerr, tokenstore.ErrNotFound, "token %s", e.ID)
+				require.ErrorIs(t, gerr, tokenstore.ErrNotFound, "token %s", e.ID)
+				continue
+			case "live":
+				require.NoError(t, lerr, "token %s", e.ID)
+				require.NoError(t, gerr, "token %s", e.ID)
+				assert.Equal(t, info, ginfo)
+				bySubject[e.Subject] = append(bySubject[e.Subject], e.ID)
+			case "expired":
+				require.ErrorIs(t, lerr, tokenstore.ErrExpired, "token %s", e.ID)
+				require.ErrorIs(t, gerr, tokenstore.ErrExpired, "token %s", e.ID)
+			}
+			stored++
+			ids = append(ids, e.ID)
+			got := &schema1Token{Token: e.Token, State: e.State}
+			got.fill(ginfo)
+			if len(got.Metadata) == 0 {
+				got.Metadata = nil
+			}
+			assert.Equal(t, e, got, "token %s", e.ID)
+		}
+		assert.Equal(t, int64(stored), db.Stats().Tokens)
+		for subject, wantIDs := range bySubject {
+			list, err := db.List(ctx, subject)
+			require.NoError(t, err)
+			var got []string
+			for _, info := range list {
+				got = append(got, info.ID.String())
+			}
+			slices.Sort(wantIDs) // UUIDv7: id order is issue order
+			assert.Equal(t, wantIDs, got, "List(%s)", subject)
+		}
+		var each []string
+		require.NoError(t, db.ForEach(ctx, func(info tokenstore.Info) error {
+			each = append(each, info.ID.String())
+			return nil
+		}))
+		slices.Sort(ids)
+		assert.Equal(t, ids, each, "ForEach")
+		require.NoError(t, db.Close())
+	}
+
+	// The upgraded file works: the expired tokens are swept, a live
+	// sliding one slides, and Check still finds nothing.
+	later := schema1Now.Add(time.Minute)
+	db := mustOpenAt(t, path, &tokenstore.Options{Now: func() time.Time { return later }, SweepInterval: -1})
+	n, err := db.Sweep(ctx)
+	require.NoError(t, err)
+	expired := 0
+	for _, e := range want {
+		if e.State != "revoked" && e.Expires <= later.UnixMilli() {
+			expired++
+		}
+	}
+	assert.Equal(t, expired, n)
+	for _, e := range want {
+		if e.State == "live" && strings.HasPrefix(e.Policy, "sliding") {
+			info, err := db.Validate(ctx, e.Token)
+			require.NoError(t, err)
+			assert.Equal(t, later.UnixMilli(), info.LastUsedAt.UnixMilli())
+			break
+		}
+	}
+	problems, err := db.Check(ctx)
+	require.NoError(t, err)
+	require.Empty(t, problems)
+}
+
+// An upgrade that meets damage is one transaction that does not commit:
+// Open fails with ErrCorrupt and the file keeps its schema-1 content.
+func TestOpen_UpgradeFailsWhole(t *testing.T) {
+	path, want := loadSchema1(t)
+	// Damage the record of the last live token: the upgrade has rewritten
+	// the ids entries before it meets it.
+	var last *schema1Token
+	for _, e := range want {
+		if e.State == "live" {
+			last = e
+		}
+	}
+	h, err := benchFormat.Parse(last.Token)
+	require.NoError(t, err)
+	updateBolt(t, path, func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("tokens"))
+		rec := bytes.Clone(b.Get(h[:]))
+		require.NotNil(t, rec)
+		rec[len(rec)-1] ^= 0x01
+		return b.Put(h[:], rec)
+	})
+	before, err := os.ReadFile(path)
+	require.NoError(t, err)
+	_, err = tokenstore.Open(path, &tokenstore.Options{SweepInterval: -1})
+	require.ErrorIs(t, err, tokenstore.ErrCorrupt)
+	assert.Contains(t, err.Error(), "upgrade from schema 1")
+	var schema []byte
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	require.NoError(t, err)
+	require.NoError(t, bdb.View(func(tx *bolt.Tx) error {
+		schema = bytes.Clone(tx.Bucket([]byte("meta")).Get([]byte("schema")))
+		return nil
+	}))
+	require.NoError(t, bdb.Close())
+	assert.Equal(t, []byte{0, 0, 0, 1}, schema, "still schema 1")
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(before, after), "not a byte written")
 }

@@ -1,0 +1,65 @@
+package tokenstore
+
+import (
+	"context"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Under default Options, a Validate of a token idle for 10 × TouchInterval
+// starts no write transaction: the use waits for the background writer.
+func TestDB_Validate_IdleTokenStartsNoWrite(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{Now: clock, SweepInterval: -1})
+	require.NoError(t, err)
+	defer db.Close()
+	ctx := context.Background()
+	sliding, _, err := db.Issue(ctx, "user")
+	require.NoError(t, err)
+	absolute, _, err := db.Issue(ctx, "user", WithPolicy(Absolute(30*day)))
+	require.NoError(t, err)
+	db.cache = newCache(defaultCacheSize) // cold: the records come from the file
+
+	now.Add((10 * defaultTouchInterval).Milliseconds())
+	began := db.commit.began.Load()
+	for range 3 {
+		for _, tok := range []string{sliding, absolute} {
+			_, err := db.Validate(ctx, tok)
+			require.NoError(t, err)
+			_, err = db.Lookup(ctx, tok)
+			require.NoError(t, err)
+		}
+		now.Add((10 * defaultTouchInterval).Milliseconds())
+	}
+	assert.Equal(t, began, db.commit.began.Load(), "no write transaction begun")
+	assert.Zero(t, db.Stats().TouchWrites)
+
+	require.NoError(t, db.Flush(ctx))
+	assert.Equal(t, began+1, db.commit.began.Load(), "one transaction writes both uses")
+	assert.Equal(t, uint64(2), db.Stats().TouchesPersisted)
+}
+
+// With FsyncReturningUses, the same Validate writes before it returns.
+func TestDB_Validate_FsyncReturningUsesWrites(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{Now: clock, SweepInterval: -1, FsyncReturningUses: true})
+	require.NoError(t, err)
+	defer db.Close()
+	ctx := context.Background()
+	tok, _, err := db.Issue(ctx, "user")
+	require.NoError(t, err)
+	now.Add((10 * defaultTouchInterval).Milliseconds())
+	began := db.commit.began.Load()
+	_, err = db.Validate(ctx, tok)
+	require.NoError(t, err)
+	assert.Equal(t, began+1, db.commit.began.Load())
+}
