@@ -121,7 +121,11 @@ func Open(path string, opts *Options) (db *DB, err error) {
 		commit:         committer{db: bdb},
 		flushSize:      chunkSizer{first: flushChunkFirst, lo: flushChunkMin, hi: flushChunkMax},
 	}
-	if err := errors.Join(db.checkSchema(), db.upgrade()); err != nil {
+	err = db.checkSchema()
+	if err == nil {
+		err = db.upgrade()
+	}
+	if err != nil {
 		if !db.commit.wedged.Load() { // else bbolt's Close would wait for ever
 			_ = bdb.Close()
 		}
