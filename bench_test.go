@@ -26,6 +26,7 @@ package tokenstore_test
 // dir across runs (remove it after changing how the library writes).
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"flag"
@@ -517,6 +518,7 @@ func benchIssue(b *testing.B, get func(*testing.B) *fixture) {
 // txRecorder is a slog.Handler that keeps the "took" of the sweep's
 // per-transaction debug records.
 type txRecorder struct {
+	msg              string // "": the sweep's
 	mu               sync.Mutex
 	took             []time.Duration
 	deleted, written int64
@@ -526,7 +528,7 @@ func (r *txRecorder) Enabled(context.Context, slog.Level) bool { return true }
 func (r *txRecorder) WithAttrs([]slog.Attr) slog.Handler       { return r }
 func (r *txRecorder) WithGroup(string) slog.Handler            { return r }
 func (r *txRecorder) Handle(_ context.Context, rec slog.Record) error {
-	if rec.Message != "tokenstore: sweep transaction" {
+	if want := cmp.Or(r.msg, "tokenstore: sweep transaction"); rec.Message != want {
 		return nil
 	}
 	r.mu.Lock()
@@ -882,7 +884,8 @@ func benchFlush(b *testing.B, get func(*testing.B) *fixture) {
 	ctx := context.Background()
 	b.Run("100k-of-1M", func(b *testing.B) {
 		clk := newManualClock(fx.t0.Add(time.Millisecond))
-		db := openBench(b, fx.copyOf(b, "flush"), &tokenstore.Options{SweepInterval: -1, Now: clk.Now})
+		rec := &txRecorder{msg: "tokenstore: flush transaction"}
+		db := openBench(b, fx.copyOf(b, "flush"), &tokenstore.Options{SweepInterval: -1, Now: clk.Now, Logger: slog.New(rec)})
 		f, ok := any(db).(flusher)
 		if !ok {
 			require.NoError(b, db.Close())
@@ -892,6 +895,7 @@ func benchFlush(b *testing.B, get func(*testing.B) *fixture) {
 		rng := mrand.New(mrand.NewPCG(4, 5))
 		var idle, during []time.Duration
 		var wrote, persisted int64
+		var flushTx []time.Duration
 		b.ReportAllocs()
 		for b.Loop() {
 			b.StopTimer()
@@ -913,12 +917,18 @@ func benchFlush(b *testing.B, get func(*testing.B) *fixture) {
 				defer close(done)
 				lat = validateLatencies(b, db, otherSet, 0, stop)
 			}()
+			rec.mu.Lock()
+			rec.took = rec.took[:0]
+			rec.mu.Unlock()
 			b.StartTimer()
 			err := f.Flush(ctx)
 			b.StopTimer()
 			close(stop)
 			<-done
 			require.NoError(b, err)
+			rec.mu.Lock()
+			flushTx = append(flushTx, rec.took...)
+			rec.mu.Unlock()
 			// The Validates beside it left uses of their own: write them
 			// first, then measure the same number without a flush.
 			require.NoError(b, f.Flush(ctx))
@@ -937,6 +947,10 @@ func benchFlush(b *testing.B, get func(*testing.B) *fixture) {
 		b.ReportMetric(float64(p99i.Nanoseconds()), "p99-idle-ns")
 		b.ReportMetric(float64(p99d.Nanoseconds()), "p99-flush-ns")
 		b.ReportMetric(float64(p99d)/float64(p99i), "p99-ratio")
+		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+		b.ReportMetric(ms(percentile(flushTx, 1)), "max-tx-ms")
+		b.ReportMetric(ms(percentile(flushTx, 0.99)), "p99-tx-ms")
+		b.ReportMetric(float64(len(flushTx))/float64(b.N), "tx/op")
 	})
 }
 func (c *manualClock) Set(t time.Time) { c.ns.Store(t.UnixNano()) }
