@@ -37,7 +37,9 @@
 // writes every use held every TouchInterval/2, in batches of about 10 ms
 // each, sorted by key; [DB.Flush] and [DB.Close] write them at once. So a
 // crash loses at most the uses made in the last TouchInterval (1 minute by
-// default) before it, and a lost use can only make a token expire earlier
+// default) before it (while each pass ends within TouchInterval/2: a
+// loaded disk stretches the bound by as much; a use is always in the file
+// once the second pass after it has ended), and a lost use can only make a token expire earlier
 // than it would have, never later: the file keeps an older last use (it
 // fails closed). How much earlier is what the lost use would have moved:
 // for a returning user's first use after days idle, those days;

@@ -76,6 +76,9 @@ func (db *DB) checkLimit(tx *bolt.Tx, subject string, now int64, n int) error {
 	// Expired tokens the sweeper has not reached yet do not count.
 	for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
 		h, rec, err := getByID(tx, k[len(prefix):])
+		if errors.Is(err, ErrNotFound) {
+			continue // being swept
+		}
 		if err != nil {
 			return err
 		}

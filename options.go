@@ -31,7 +31,9 @@ type Options struct {
 	// Validate records a use in memory and returns without writing; the
 	// background writer writes every use held every TouchInterval/2 (and
 	// Close the rest), so a use is in the file within TouchInterval of
-	// being made, while writes succeed. A crash (kill -9, power loss)
+	// being made, while writes succeed and each pass ends within
+	// TouchInterval/2 (a disk slowed by other load stretches the bound by
+	// as much). A crash (kill -9, power loss)
 	// therefore loses at most the uses made in the last TouchInterval
 	// before it. A lost use can only make a token expire earlier than it
 	// would have, never later: the file keeps an older last use. How much

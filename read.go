@@ -52,6 +52,9 @@ func (db *DB) List(ctx context.Context, subject string) ([]Info, error) {
 		c := tx.Bucket(bucketSubjects).Cursor()
 		for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
 			h, rec, err := getByID(tx, k[len(prefix):])
+			if errors.Is(err, ErrNotFound) {
+				continue // being swept
+			}
 			if err != nil {
 				return err
 			}
@@ -93,6 +96,9 @@ func (db *DB) ForEach(ctx context.Context, fn func(Info) error) error {
 				return err
 			}
 			h, rec, err := getByID(tx, k)
+			if errors.Is(err, ErrNotFound) {
+				continue // being swept
+			}
 			if err != nil {
 				return fmt.Errorf("id %x: %w", k, err)
 			}

@@ -87,7 +87,8 @@ func getRecord(tx *bolt.Tx, h Hash) (record, error) {
 	return rec, nil
 }
 
-// getByID reads the record of the token with the given id inside tx.
+// getByID reads the record of the token with the given id inside tx. It
+// returns ErrNotFound for a token a sweep is deleting.
 func getByID(tx *bolt.Tx, id []byte) (Hash, record, error) {
 	v := tx.Bucket(bucketIDs).Get(id)
 	if v == nil {
@@ -99,6 +100,9 @@ func getByID(tx *bolt.Tx, id []byte) (Hash, record, error) {
 	}
 	rec, err := getRecord(tx, e.h)
 	if errors.Is(err, ErrNotFound) {
+		if tx.Bucket(bucketMeta).Get(metaSweeping) != nil {
+			return e.h, rec, ErrNotFound // swept: its ids entry goes in the next pass (sweep.go)
+		}
 		return e.h, rec, fmt.Errorf("%w: the ids entry %x points at no record", ErrCorrupt, id)
 	}
 	return e.h, rec, err

@@ -84,6 +84,9 @@ func (db *DB) RevokeSubject(ctx context.Context, subject string) (int, error) {
 		c := tx.Bucket(bucketSubjects).Cursor()
 		for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
 			h, rec, err := getByID(tx, k[len(prefix):])
+			if errors.Is(err, ErrNotFound) {
+				continue // being swept
+			}
 			if err != nil {
 				return refuse(err)
 			}

@@ -2,7 +2,12 @@ package tokenstore
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,4 +72,115 @@ func TestDB_Sweep_NothingDueWritesNothing(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, n)
 	assert.Equal(t, before, txid())
+}
+
+// cancelAfter is a slog handler that cancels a context after n sweep
+// transactions.
+type cancelAfter struct {
+	n      int
+	cancel context.CancelFunc
+}
+
+func (c *cancelAfter) Enabled(context.Context, slog.Level) bool { return true }
+func (c *cancelAfter) WithAttrs([]slog.Attr) slog.Handler       { return c }
+func (c *cancelAfter) WithGroup(string) slog.Handler            { return c }
+func (c *cancelAfter) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "tokenstore: sweep transaction" {
+		if c.n--; c.n == 0 {
+			c.cancel()
+		}
+	}
+	return nil
+}
+
+// A sweep cut short after any of its transactions (Close, a crash, ctx)
+// leaves a file that every reader and Check accept, where no expired
+// token is valid and no live one is touched; the next sweep finishes.
+func TestDB_Sweep_CutShortAnywhere(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.db")
+	var now atomic.Int64
+	now.Store(t0.UnixMilli())
+	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	db, err := Open(src, &Options{SweepInterval: -1, Now: clock})
+	require.NoError(t, err)
+	var reqs []IssueRequest
+	for i := range 40 {
+		p := Absolute(time.Hour)
+		if i%4 == 0 {
+			p = Absolute(48 * time.Hour) // live after the sweep
+		}
+		if i%4 == 1 {
+			p = Sliding(150*time.Minute, 0) // used below: due by its filed deadline, alive by its use: re-filed
+		}
+		reqs = append(reqs, IssueRequest{Subject: fmt.Sprintf("user-%d", i%5), Policy: p})
+	}
+	issued, err := db.IssueBatch(ctx, reqs)
+	require.NoError(t, err)
+	now.Add((50 * time.Minute).Milliseconds())
+	for i, is := range issued {
+		if i%4 == 1 {
+			_, err := db.Validate(ctx, is.Token)
+			require.NoError(t, err)
+		}
+	}
+	require.NoError(t, db.Close()) // the uses are written
+	now.Add((2 * time.Hour).Milliseconds())
+
+	for cut := 1; ; cut++ {
+		path := filepath.Join(dir, fmt.Sprintf("cut-%d.db", cut))
+		data, err := os.ReadFile(src)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(path, data, 0o600))
+		sctx, cancel := context.WithCancel(ctx)
+		db, err := Open(path, &Options{SweepInterval: -1, Now: clock, Logger: slog.New(&cancelAfter{n: cut, cancel: cancel})})
+		require.NoError(t, err)
+		db.sweepSize = chunkSizer{first: 4, lo: 4, hi: 4}
+		n1, err := db.Sweep(sctx)
+		cancel()
+		finished := err == nil
+		if !finished {
+			require.ErrorIs(t, err, context.Canceled)
+		}
+		problems, err := db.Check(ctx)
+		require.NoError(t, err)
+		require.Empty(t, problems, "cut after %d transactions", cut)
+		for i, is := range issued {
+			info, err := db.Validate(ctx, is.Token)
+			if i%4 == 0 || i%4 == 1 {
+				require.NoError(t, err, "token %d, cut %d", i, cut)
+				continue
+			}
+			if !errors.Is(err, ErrNotFound) {
+				require.ErrorIs(t, err, ErrExpired, "token %d, cut %d: %v", i, cut, info)
+			}
+			_, err = db.Get(ctx, is.Info.ID)
+			if !errors.Is(err, ErrNotFound) {
+				require.ErrorIs(t, err, ErrExpired, "token %d, cut %d", i, cut)
+			}
+		}
+		for s := range 5 {
+			_, err := db.List(ctx, fmt.Sprintf("user-%d", s))
+			require.NoError(t, err)
+		}
+		require.NoError(t, db.ForEach(ctx, func(Info) error { return nil }))
+		n2, err := db.Sweep(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, 20, n1+n2, "cut %d: every expired token swept once", cut)
+		problems, err = db.Check(ctx)
+		require.NoError(t, err)
+		require.Empty(t, problems)
+		assert.Equal(t, int64(20), db.Stats().Tokens)
+		require.NoError(t, db.bolt.View(func(tx *bolt.Tx) error {
+			assert.Nil(t, tx.Bucket(bucketMeta).Get(metaSweeping), "the sweep is whole again")
+			return nil
+		}))
+		require.NoError(t, db.Close())
+		if finished {
+			t.Logf("a sweep of 20 expired and 10 re-filed tokens: %d transactions", cut-1)
+			break
+		}
+	}
 }
