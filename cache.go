@@ -39,7 +39,8 @@ const cacheShards = 64
 type shard struct {
 	mu       sync.Mutex
 	m        map[Hash]*entry
-	deleting map[Hash]int // deletes in flight, by token: see beginDelete
+	deleting map[Hash]int    // deletes in flight, by token: see beginDelete
+	pending  map[Hash]*entry // the entries of m with a use not yet written
 	gen      uint64
 	limit    int      // the cache's limit, kept here so shard methods need no cache
 	_        [24]byte // keep shards on separate cache lines
@@ -60,6 +61,7 @@ func newCache(size int) *cache {
 	for i := range c.shards {
 		c.shards[i].m = make(map[Hash]*entry)
 		c.shards[i].deleting = make(map[Hash]int)
+		c.shards[i].pending = make(map[Hash]*entry)
 		c.shards[i].limit = c.limit
 	}
 	return c
@@ -125,6 +127,7 @@ func (c *cache) endDelete(h Hash) {
 		delete(s.deleting, h)
 	}
 	delete(s.m, h)
+	delete(s.pending, h)
 	s.gen++
 	s.mu.Unlock()
 }
@@ -152,6 +155,9 @@ func (c *cache) persisted(h Hash, used int64) {
 	s.mu.Lock()
 	if e := s.m[h]; e != nil && used > e.rec.lastUsed {
 		e.rec.lastUsed = used
+		if !e.dirty() {
+			delete(s.pending, h)
+		}
 		s.releaseLocked(h, e)
 	}
 	s.mu.Unlock()
@@ -164,16 +170,16 @@ type touch struct {
 	used int64
 }
 
-// dirty lists the uses not yet on disk.
+// dirty lists the uses not yet on disk. It walks only the entries that
+// hold one (shard.pending), so that a flush does not hold each shard's
+// lock for a walk of its whole map while Validates wait.
 func (c *cache) dirty() []touch {
 	var out []touch
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		for h, e := range s.m {
-			if e.dirty() {
-				out = append(out, touch{h, e.rec.id, e.used})
-			}
+		for h, e := range s.pending {
+			out = append(out, touch{h, e.rec.id, e.used})
 		}
 		s.mu.Unlock()
 	}
@@ -240,6 +246,9 @@ func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error))
 		}
 		if use && now > e.used { // never backwards, whatever the clock does
 			e.used = now
+			if s.m[h] == e && e.dirty() {
+				s.pending[h] = e
+			}
 		}
 		r.info = e.rec.info(e.used)
 		if !deleting && e.dirty() {

@@ -362,7 +362,7 @@ type chunkSizer struct {
 const (
 	sweepChunkFirst = 256
 	sweepChunkMin   = 32
-	sweepChunkMax   = 4000
+	sweepChunkMax   = 16384 // a pass deletes neighbours: an item costs a few µs, not a page (sweepApply)
 
 	flushChunkFirst = 2048
 	flushChunkMin   = 128
