@@ -17,11 +17,11 @@ import (
 //
 //	meta     "app" → "github.com/tokenstore/tokenstore", "schema" → uint32, "count" → uint64 tokens
 //	tokens   hash(32) → record (written once, at issue: a use never rewrites it)
-//	ids      id(16) → hash(32) ‖ last use(8, ms) ‖ filed deadline(8, ms)
+//	ids      id(16) → hash prefix(16) ‖ last use(8, ms) ‖ filed deadline(8, ms) ‖ CRC32(4) of id and all that
 //	subjects subject ‖ 0x00 ‖ id(16) → ""   (UUIDv7 ids: a prefix scan is oldest first)
 //	expiry   filed deadline(8, ms, order-preserving) ‖ id(16) → ""
 //
-// A use written to the file rewrites only its ids entry: 80 bytes among
+// A use written to the file rewrites only its ids entry: 68 bytes among
 // ids packed in creation order, so 100,000 uses of 1M tokens, written in
 // id order, rewrite a leaf for every ~6 of them (recordFixed and
 // docs/performance.md have the figures). The expiry index is ordered by
@@ -112,34 +112,63 @@ type kv struct{ k, v []byte }
 func (r *record) indexEntries(h Hash) [entryBuckets]kv {
 	return [entryBuckets]kv{
 		inTokens:   {h[:], r.encode(make([]byte, 0, recordFixed+len(r.subject)+8))},
-		inIDs:      {r.id[:], idValue(h, r.lastUsed, r.filed)},
+		inIDs:      {r.id[:], idValue(r.id[:], h, r.lastUsed, r.filed)},
 		inSubjects: {subjectKey(r.subject, r.id), []byte{}},
 		inExpiry:   {expiryKey(r.filed, r.id), []byte{}},
 	}
 }
 
-// idValueLen is the size of an ids bucket value: hash, last use, filed
-// deadline.
-const idValueLen = 32 + 8 + 8
+// idValueLen is the size of an ids bucket value: the first half of the
+// token's hash (enough to find its record: the record's id confirms it),
+// the last use, the filed deadline and a CRC32 of the id and all that, so
+// that a flipped bit in a last use is ErrCorrupt, never a longer life.
+const idValueLen = 16 + 8 + 8 + 4
 
-func idValue(h Hash, used, filed int64) []byte {
+func idValue(id []byte, h Hash, used, filed int64) []byte {
 	v := make([]byte, 0, idValueLen)
-	v = append(v, h[:]...)
+	v = append(v, h[:16]...)
 	v = binary.BigEndian.AppendUint64(v, uint64(used))
-	return binary.BigEndian.AppendUint64(v, uint64(filed))
+	v = binary.BigEndian.AppendUint64(v, uint64(filed))
+	return binary.BigEndian.AppendUint32(v, idValueCRC(id, v))
+}
+
+func idValueCRC(id, v []byte) uint32 {
+	return crc32.Update(crc32.ChecksumIEEE(id), crc32.IEEETable, v)
 }
 
 // idEntry is a decoded ids bucket value.
 type idEntry struct {
-	h           Hash
+	prefix      [16]byte // of the token's hash
 	used, filed int64
 }
 
-func decodeIDValue(v []byte) (idEntry, error) {
+// of reports whether the entry is that of the token whose hash is h.
+func (e *idEntry) of(h Hash) bool { return string(e.prefix[:]) == string(h[:16]) }
+
+// decodeIDValue parses the ids bucket value v of id.
+func decodeIDValue(id, v []byte) (idEntry, error) {
 	if len(v) != idValueLen {
 		return idEntry{}, fmt.Errorf("%w: ids entry of %d bytes, want %d", ErrCorrupt, len(v), idValueLen)
 	}
-	return idEntry{h: Hash(v[:32]), used: int64(binary.BigEndian.Uint64(v[32:])), filed: int64(binary.BigEndian.Uint64(v[40:]))}, nil
+	if idValueCRC(id, v[:idValueLen-4]) != binary.BigEndian.Uint32(v[idValueLen-4:]) {
+		return idEntry{}, fmt.Errorf("%w: ids entry %x: checksum mismatch", ErrCorrupt, id)
+	}
+	return idEntry{prefix: [16]byte(v[:16]), used: int64(binary.BigEndian.Uint64(v[16:])), filed: int64(binary.BigEndian.Uint64(v[24:]))}, nil
+}
+
+// recordOf finds the record an ids entry of id points at: the tokens key
+// that starts with its prefix and whose record has id. It returns the
+// key and the record's bytes, or nil when there is none.
+func recordOf(tokens *bolt.Bucket, id []byte, e *idEntry) (Hash, []byte) {
+	c := tokens.Cursor()
+	for k, v := c.Seek(e.prefix[:]); k != nil && hasPrefix(k, e.prefix[:]); k, v = c.Next() {
+		// Two tokens whose hashes share 128 bits: 2^-128 a pair. The
+		// record's id (bytes 26:42 of a version-2 record) tells them apart.
+		if len(k) == len(Hash{}) && len(v) >= recordFixed && string(v[26:42]) == string(id) {
+			return Hash(k), v
+		}
+	}
+	return Hash{}, nil
 }
 
 // info renders the record with lastUsed as the latest known use.

@@ -70,8 +70,8 @@ func (db *DB) Check(ctx context.Context) (problems []string, err error) {
 				add("tokens: record %x…: %v", k[:6], err)
 				continue
 			}
-			e, err := decodeIDValue(ids.Get(rec.id[:]))
-			if err != nil || e.h != Hash(k) {
+			e, err := decodeIDValue(rec.id[:], ids.Get(rec.id[:]))
+			if err != nil || !e.of(Hash(k)) {
 				add("token %s: missing or wrong in the ids index", rec.id)
 				continue
 			}
@@ -98,17 +98,19 @@ func (db *DB) Check(ctx context.Context) (problems []string, err error) {
 				if b != inIDs && len(v) != 0 {
 					add("%s: entry %x has a value", entryBucket[b], k)
 				}
-				e, err := decodeIDValue(v)
+				idk := k
 				if b != inIDs {
-					e, err = decodeIDValue(ids.Get(id(k)))
+					idk = id(k)
+					v = ids.Get(idk)
 				}
+				e, err := decodeIDValue(idk, v)
 				if err != nil {
 					if !sweeping || b != inExpiry {
 						add("%s: entry %x points at no token", entryBucket[b], k)
 					}
 					continue
 				}
-				rv := tokens.Get(e.h[:])
+				_, rv := recordOf(tokens, idk, &e)
 				if rv == nil {
 					if !sweeping {
 						add("%s: entry %x points at no record", entryBucket[b], k)

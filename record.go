@@ -76,11 +76,11 @@ func getRecord(tx *bolt.Tx, h Hash) (record, error) {
 	if err != nil {
 		return rec, err
 	}
-	e, err := decodeIDValue(tx.Bucket(bucketIDs).Get(rec.id[:]))
+	e, err := decodeIDValue(rec.id[:], tx.Bucket(bucketIDs).Get(rec.id[:]))
 	if err != nil {
 		return rec, fmt.Errorf("token %s: %w", rec.id, err)
 	}
-	if e.h != h {
+	if !e.of(h) {
 		return rec, fmt.Errorf("%w: the ids entry of token %s names another record", ErrCorrupt, rec.id)
 	}
 	rec.lastUsed, rec.filed = e.used, e.filed
@@ -94,16 +94,17 @@ func getByID(tx *bolt.Tx, id []byte) (Hash, record, error) {
 	if v == nil {
 		return Hash{}, record{}, ErrNotFound
 	}
-	e, err := decodeIDValue(v)
+	e, err := decodeIDValue(id, v)
 	if err != nil {
-		return Hash{}, record{}, fmt.Errorf("id %x: %w", id, err)
+		return Hash{}, record{}, err
 	}
-	rec, err := getRecord(tx, e.h)
-	if errors.Is(err, ErrNotFound) {
+	h, rv := recordOf(tx.Bucket(bucketTokens), id, &e)
+	if rv == nil {
 		if tx.Bucket(bucketMeta).Get(metaSweeping) != nil {
-			return e.h, rec, ErrNotFound // swept: its ids entry goes in the next pass (sweep.go)
+			return h, record{}, ErrNotFound // swept: its ids entry goes in the next pass (sweep.go)
 		}
-		return e.h, rec, fmt.Errorf("%w: the ids entry %x points at no record", ErrCorrupt, id)
+		return h, record{}, fmt.Errorf("%w: the ids entry %x points at no record", ErrCorrupt, id)
 	}
-	return e.h, rec, err
+	rec, err := getRecord(tx, h)
+	return h, rec, err
 }

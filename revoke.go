@@ -34,12 +34,8 @@ func (db *DB) RevokeID(ctx context.Context, id uuid.UUID) error {
 		return wrap(op, err)
 	}
 	return db.revoke(op, func(tx *bolt.Tx) (Hash, error) {
-		v := tx.Bucket(bucketIDs).Get(id[:])
-		if v == nil {
-			return Hash{}, ErrNotFound
-		}
-		e, err := decodeIDValue(v)
-		return e.h, err
+		h, _, err := getByID(tx, id[:])
+		return h, err
 	})
 }
 

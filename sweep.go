@@ -55,7 +55,7 @@ const sweepScanMax = 200_000
 type sweepItem struct {
 	key     []byte // the expiry entry
 	id      []byte // nil: a dangling expiry entry, only key is deleted
-	h       Hash
+	h       Hash   // when record is set, or refile
 	subject []byte // subjects key; nil when the record is gone
 	record  bool   // the record is still there
 	refile  int64  // >0: alive until refile; the token is re-filed, not deleted
@@ -123,7 +123,7 @@ func (db *DB) sweepScan(now int64) (items []sweepItem, more bool, err error) {
 				items = append(items, it) // dangling
 				continue
 			}
-			e, err := decodeIDValue(v)
+			e, err := decodeIDValue(k[8:], v)
 			if err != nil {
 				return err
 			}
@@ -131,15 +131,15 @@ func (db *DB) sweepScan(now int64) (items []sweepItem, more bool, err error) {
 				items = append(items, it) // not the token's entry: a leftover
 				continue
 			}
-			it.id, it.h = slices.Clone(k[8:]), e.h
-			rv := tokens.Get(e.h[:])
+			it.id = slices.Clone(k[8:])
+			h, rv := recordOf(tokens, k[8:], &e)
 			if rv != nil {
 				rec, err := decodeRecord(rv)
 				if err != nil {
 					return fmt.Errorf("token %x: %w", k[8:], err)
 				}
-				rec.lastUsed = e.used
-				used := db.cache.lastUse(e.h, &rec)
+				it.h, rec.lastUsed = h, e.used
+				used := db.cache.lastUse(h, &rec)
 				if d := rec.policy.Deadline(rec.created, used); now < d {
 					it.refile, it.used = d, used
 				} else {
@@ -222,17 +222,17 @@ func (db *DB) sweepApply(ctx context.Context, items []sweepItem) (deleted int, e
 		if v == nil {
 			return expiry.Delete(it.key)
 		}
-		e, err := decodeIDValue(v)
+		e, err := decodeIDValue(it.id, v)
 		if err != nil {
 			return err
 		}
-		if e.h != it.h || e.filed != expiryKeyDeadline(it.key) {
+		if !e.of(it.h) || e.filed != expiryKeyDeadline(it.key) {
 			return nil // moved meanwhile by someone else
 		}
 		return errors.Join(
 			expiry.Delete(it.key),
 			expiry.Put(expiryKey(it.refile, uuid.UUID(it.id)), []byte{}),
-			ids.Put(it.id, idValue(it.h, max(e.used, it.used), it.refile)),
+			ids.Put(it.id, idValue(it.id, it.h, max(e.used, it.used), it.refile)),
 		)
 	}, mark, nil)
 	if err != nil {

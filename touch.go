@@ -65,17 +65,17 @@ func writeTouch(tx *bolt.Tx, t touch) (bool, error) {
 	if v == nil {
 		return false, ErrNotFound
 	}
-	e, err := decodeIDValue(v)
+	e, err := decodeIDValue(t.id[:], v)
 	if err != nil {
 		return false, err
 	}
-	if e.h != t.h {
+	if !e.of(t.h) {
 		return false, ErrNotFound // another token's id: cannot be ours
 	}
 	if t.used <= e.used {
 		return false, nil
 	}
-	return true, ids.Put(t.id[:], idValue(t.h, t.used, e.filed))
+	return true, ids.Put(t.id[:], idValue(t.id[:], t.h, t.used, e.filed))
 }
 
 // flush writes every use held only in memory, sorted by id (the ids

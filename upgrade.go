@@ -72,7 +72,7 @@ func upgradeFrom1(tx *bolt.Tx) (int, error) {
 		if string(rec.id[:]) != string(k) {
 			return nil, fmt.Errorf("%w: ids entry %x points at token %s", ErrCorrupt, k, rec.id)
 		}
-		return idValue(Hash(v), rec.lastUsed, rec.deadline()), nil
+		return idValue(k, Hash(v), rec.lastUsed, rec.deadline()), nil
 	})
 	if err != nil {
 		return 0, err
