@@ -48,8 +48,9 @@ func (db *DB) Sweep(ctx context.Context) (int, error) {
 // again and finishes.
 var metaSweeping = []byte("sweeping")
 
-// sweepScanMax bounds the tokens one round of a sweep holds in memory.
-const sweepScanMax = 200_000
+// sweepScanMax bounds the tokens one round of a sweep holds in memory
+// (a variable for the tests).
+var sweepScanMax = 200_000
 
 // sweepItem is one expiry entry due, and what the passes delete or move.
 type sweepItem struct {
@@ -101,56 +102,88 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 // in one read transaction, and says for each what the passes do. An
 // entry's deadline is a lower bound (bucket.go): a token whose uses,
 // stored or in memory, keep it alive is to be re-filed.
+//
+// It reads in read transactions of sweepScanTx entries: a long read
+// transaction would hold up a writer that must grow the file (bbolt
+// remaps it only when no reader is open).
 func (db *DB) sweepScan(now int64) (items []sweepItem, more bool, err error) {
-	err = view(db.bolt, func(tx *bolt.Tx) error {
-		expiry, ids, tokens := tx.Bucket(bucketExpiry), tx.Bucket(bucketIDs), tx.Bucket(bucketTokens)
-		c := expiry.Cursor()
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			if len(k) == expiryKeyLen && expiryKeyDeadline(k) > now {
-				break
+	var after []byte
+	for done := false; !done && err == nil; {
+		done = true
+		err = view(db.bolt, func(tx *bolt.Tx) error {
+			n := 0
+			c := tx.Bucket(bucketExpiry).Cursor()
+			k, _ := c.First()
+			if after != nil {
+				if k, _ = c.Seek(after); k != nil && string(k) == string(after) {
+					k, _ = c.Next()
+				}
 			}
-			if len(items) == sweepScanMax {
-				more = true
-				break
-			}
-			it := sweepItem{key: slices.Clone(k)}
-			if len(k) != expiryKeyLen {
-				items = append(items, it)
-				continue
-			}
-			v := ids.Get(k[8:])
-			if v == nil {
-				items = append(items, it) // dangling
-				continue
-			}
-			e, err := decodeIDValue(k[8:], v)
-			if err != nil {
-				return err
-			}
-			if e.filed != expiryKeyDeadline(k) {
-				items = append(items, it) // not the token's entry: a leftover
-				continue
-			}
-			it.id = slices.Clone(k[8:])
-			h, rv := recordOf(tokens, k[8:], &e)
-			if rv != nil {
-				rec, err := decodeRecord(rv)
+			for ; k != nil; k, _ = c.Next() {
+				if len(k) == expiryKeyLen && expiryKeyDeadline(k) > now {
+					return nil
+				}
+				if len(items) == sweepScanMax {
+					more = true
+					return nil
+				}
+				if n == sweepScanTx {
+					done = false
+					return nil
+				}
+				n++
+				after = slices.Clone(k)
+				it, err := db.sweepEntry(tx, now, after)
 				if err != nil {
-					return fmt.Errorf("token %x: %w", k[8:], err)
+					return err
 				}
-				it.h, rec.lastUsed = h, e.used
-				used := db.cache.lastUse(h, &rec)
-				if d := rec.policy.Deadline(rec.created, used); now < d {
-					it.refile, it.used = d, used
-				} else {
-					it.record, it.subject = true, subjectKey(rec.subject, rec.id)
-				}
-			} // else: a sweep cut short deleted the record; the rest goes now
-			items = append(items, it)
-		}
-		return nil
-	})
+				items = append(items, it)
+			}
+			return nil
+		})
+	}
 	return items, more, err
+}
+
+// sweepScanTx is the expiry entries one read transaction of sweepScan
+// reads: about 30 ms of work (a variable for the tests).
+var sweepScanTx = 8192
+
+// sweepEntry says what the passes do with the expiry entry k.
+func (db *DB) sweepEntry(tx *bolt.Tx, now int64, k []byte) (sweepItem, error) {
+	ids, tokens := tx.Bucket(bucketIDs), tx.Bucket(bucketTokens)
+	it := sweepItem{key: k}
+	if len(k) != expiryKeyLen {
+		return it, nil
+	}
+	v := ids.Get(k[8:])
+	if v == nil {
+		return it, nil // dangling
+	}
+	e, err := decodeIDValue(k[8:], v)
+	if err != nil {
+		return it, err
+	}
+	if e.filed != expiryKeyDeadline(k) {
+		return it, nil // not the token's entry: a leftover
+	}
+	it.id = k[8:]
+	h, rv := recordOf(tokens, k[8:], &e)
+	if rv == nil {
+		return it, nil // a sweep cut short deleted the record; the rest goes now
+	}
+	rec, err := decodeRecord(rv)
+	if err != nil {
+		return it, fmt.Errorf("token %x: %w", k[8:], err)
+	}
+	it.h, rec.lastUsed = h, e.used
+	used := db.cache.lastUse(h, &rec)
+	if d := rec.policy.Deadline(rec.created, used); now < d {
+		it.refile, it.used = d, used
+	} else {
+		it.record, it.subject = true, subjectKey(rec.subject, rec.id)
+	}
+	return it, nil
 }
 
 // sweepApply runs the four passes over items and returns the tokens it

@@ -184,3 +184,34 @@ func TestDB_Sweep_CutShortAnywhere(t *testing.T) {
 		}
 	}
 }
+
+// A sweep reads what is due in pieces and works in rounds: with tiny
+// pieces and rounds it deletes the same tokens.
+func TestDB_Sweep_ScanInPiecesAndRounds(t *testing.T) {
+	defer func(tx, max int) { sweepScanTx, sweepScanMax = tx, max }(sweepScanTx, sweepScanMax)
+	sweepScanTx, sweepScanMax = 3, 7
+	ctx := context.Background()
+	var now atomic.Int64
+	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: -1, Now: func() time.Time { return time.UnixMilli(now.Load()) }})
+	require.NoError(t, err)
+	defer db.Close()
+	var reqs []IssueRequest
+	for i := range 50 {
+		p := Absolute(time.Hour)
+		if i%5 == 0 {
+			p = Absolute(3 * time.Hour)
+		}
+		reqs = append(reqs, IssueRequest{Subject: fmt.Sprintf("s%d", i%3), Policy: p})
+	}
+	_, err = db.IssueBatch(ctx, reqs)
+	require.NoError(t, err)
+	now.Add((2 * time.Hour).Milliseconds())
+	n, err := db.Sweep(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 40, n)
+	assert.Equal(t, int64(10), db.Stats().Tokens)
+	problems, err := db.Check(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, problems)
+}
