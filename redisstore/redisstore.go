@@ -74,7 +74,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -82,6 +81,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/internal/backend"
 )
 
 // Options configure [New]. A nil *Options means every default; a field's
@@ -155,11 +155,8 @@ type Store struct {
 	keep   string // KeepExpired in ms, as a script argument
 	log    *slog.Logger
 
-	closed    atomic.Bool
-	closeOnce sync.Once
-	cancel    context.CancelFunc // cancels the sweeper's work
-	stop      chan struct{}      // closed by Close to end the sweeper
-	done      chan struct{}      // closed by the sweeper when it has ended
+	closed atomic.Bool
+	loop   *backend.Loop // the background sweeper; nil when off
 
 	ctr       counters
 	lastCount atomic.Int64
@@ -226,12 +223,7 @@ func New(client redis.UniversalClient, opts *Options) (*Store, error) {
 		keep:   strconv.FormatInt(o.KeepExpired.Milliseconds(), 10),
 		log:    o.Logger,
 	}
-	if o.SweepInterval > 0 {
-		var ctx context.Context
-		ctx, s.cancel = context.WithCancel(context.Background())
-		s.stop, s.done = make(chan struct{}), make(chan struct{})
-		go s.loop(ctx, o.SweepInterval)
-	}
+	s.loop = backend.Start(backend.Task{Every: o.SweepInterval, Run: s.backgroundSweep})
 	return s, nil
 }
 
@@ -250,29 +242,10 @@ func hasHashTag(key string) bool {
 // other method returns [tokenstore.ErrClosed]; Close itself returns nil,
 // however often it is called. It does not close the client.
 func (s *Store) Close() error {
-	s.closeOnce.Do(func() {
-		s.closed.Store(true)
-		if s.stop != nil {
-			s.cancel()
-			close(s.stop)
-			<-s.done
-		}
-	})
+	s.closed.Store(true)
+	s.loop.Stop()
 	return nil
 }
-
-// opError adds the operation to an error: "redisstore: validate: token has
-// expired", wrapping tokenstore.ErrExpired.
-type opError struct {
-	op  string
-	err error
-}
-
-func (e *opError) Error() string {
-	return "redisstore: " + e.op + ": " + strings.TrimPrefix(e.err.Error(), "tokenstore: ")
-}
-
-func (e *opError) Unwrap() error { return e.err }
 
 func wrap(op string, err error) error {
 	if err == nil {
@@ -281,7 +254,7 @@ func wrap(op string, err error) error {
 	if errors.Is(err, redis.ErrClosed) {
 		err = fmt.Errorf("%w (%v)", tokenstore.ErrClosed, err)
 	}
-	return &opError{op, err}
+	return backend.Wrap("redisstore", op, err)
 }
 
 // begin is the common entry check of every method.
