@@ -111,6 +111,18 @@ type Options struct {
 	// fails with ErrTokenLimit and stores nothing. Zero: unlimited.
 	MaxTokensPerSubject int
 
+	// TouchInterval bounds how far a token's stored last use may lag its
+	// last Validate. A Validate whose token's stored use is fresher runs a
+	// read-only script (EVALSHA_RO) and writes nothing; one whose stored
+	// use is TouchInterval behind writes the use, sliding the token, before
+	// it returns. So a use costs a write once per TouchInterval, not once
+	// per request, and a sliding token, used then left idle, expires up to
+	// TouchInterval before its last use + idle timeout, never after. For
+	// each token the interval is at most half its idle timeout, so that a
+	// token in use never expires. Zero: 1 minute. Negative: every Validate
+	// writes.
+	TouchInterval time.Duration
+
 	// KeepExpired is how long Redis keeps a token past its deadline before
 	// expiring its keys itself; until then, or until a sweep deletes it,
 	// the token reports ErrExpired (not ErrNotFound), Get shows it and
@@ -133,6 +145,7 @@ const (
 	defaultKeyPrefix     = "tokenstore:"
 	defaultKeepExpired   = time.Hour
 	defaultSweepInterval = time.Minute
+	defaultTouchInterval = time.Minute
 
 	// chunk bounds the tokens one sweep or RevokeSubject script deletes,
 	// so that Redis, which runs one script at a time, never stalls long.
@@ -155,8 +168,12 @@ type Store struct {
 	keep   string // KeepExpired in ms, as a script argument
 	log    *slog.Logger
 
+	touch  int64 // TouchInterval in ms; < 0: every use is written
+
 	closed atomic.Bool
 	loop   *backend.Loop // the background sweeper; nil when off
+	calls  inflight      // calls left running on Redis by their context
+	noRO   atomic.Bool   // Redis lacks EVALSHA_RO: read with EVALSHA
 
 	ctr       counters
 	lastCount atomic.Int64
@@ -165,7 +182,7 @@ type Store struct {
 type counters struct {
 	issued, validated, lookups, revoked, swept atomic.Uint64
 	malformed, notFound, expired               atomic.Uint64
-	touches                                    atomic.Uint64
+	touches, dropped                           atomic.Uint64
 }
 
 var _ tokenstore.Store = (*Store)(nil)
@@ -210,6 +227,9 @@ func New(client redis.UniversalClient, opts *Options) (*Store, error) {
 	if o.SweepInterval == 0 {
 		o.SweepInterval = defaultSweepInterval
 	}
+	if o.TouchInterval == 0 {
+		o.TouchInterval = defaultTouchInterval
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -222,6 +242,10 @@ func New(client redis.UniversalClient, opts *Options) (*Store, error) {
 		limit:  max(o.MaxTokensPerSubject, 0),
 		keep:   strconv.FormatInt(o.KeepExpired.Milliseconds(), 10),
 		log:    o.Logger,
+		touch:  o.TouchInterval.Milliseconds(),
+	}
+	if o.TouchInterval < 0 {
+		s.touch = -1
 	}
 	s.loop = backend.Start(backend.Task{Every: o.SweepInterval, Run: s.backgroundSweep})
 	return s, nil
@@ -244,17 +268,8 @@ func hasHashTag(key string) bool {
 func (s *Store) Close() error {
 	s.closed.Store(true)
 	s.loop.Stop()
+	s.calls.close()
 	return nil
-}
-
-func wrap(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, redis.ErrClosed) {
-		err = fmt.Errorf("%w (%v)", tokenstore.ErrClosed, err)
-	}
-	return backend.Wrap("redisstore", op, err)
 }
 
 // begin is the common entry check of every method.
@@ -308,7 +323,7 @@ func (s *Store) Issue(ctx context.Context, subject string, opts ...tokenstore.Is
 	for k, v := range p.Metadata {
 		args = append(args, metaField+k, v)
 	}
-	res, err := issueScript.Run(ctx, s.rdb, []string{s.recordKey(h), s.subjectKey(subject)}, args...).Slice()
+	res, err := s.run(ctx, issueScript, []string{s.recordKey(h), s.subjectKey(subject)}, args...).Slice()
 	if err != nil {
 		return "", tokenstore.Info{}, wrap("issue", err)
 	}
@@ -325,25 +340,36 @@ func (s *Store) Issue(ctx context.Context, subject string, opts ...tokenstore.Is
 	return token, rec.info(now), nil
 }
 
-// Validate checks token and counts it as a use: a sliding token's deadline
-// moves to now + idle (within its cap), in Redis, before Validate returns,
-// so every instance sees it. It returns [tokenstore.ErrMalformed] (decided
-// without a round trip), [tokenstore.ErrNotFound] (unknown, revoked or
-// gone) or [tokenstore.ErrExpired]; the returned Info carries the new
-// ExpiresAt.
+// Validate checks token and counts it as a use. A use is written to Redis
+// once per Options.TouchInterval: when the token's stored last use is
+// that far behind, Validate writes it (sliding a sliding token's deadline
+// to now + idle, within its cap) before it returns, so every instance sees
+// it; otherwise it only reads, with a read-only script, and the Info it
+// returns is the stored one (LastUsedAt and ExpiresAt up to TouchInterval
+// behind). It returns [tokenstore.ErrMalformed] (decided without a round
+// trip), [tokenstore.ErrNotFound] (unknown, revoked, gone, or with an
+// index entry evicted) or [tokenstore.ErrExpired].
+//
+// A Validate whose read succeeds answers from it even when the use cannot
+// be written (Redis out of memory, a read-only replica, a deadline reached
+// between the two): the use is dropped and counted by
+// [Store.TouchesDropped], and the token expires up to TouchInterval
+// earlier than it would have. A full Redis costs writes, not
+// authentication.
 func (s *Store) Validate(ctx context.Context, token string) (tokenstore.Info, error) {
 	return s.check(ctx, token, true)
 }
 
-// Lookup answers as [Store.Validate] does without counting a use.
+// Lookup answers as [Store.Validate] does without counting a use: it never
+// writes.
 func (s *Store) Lookup(ctx context.Context, token string) (tokenstore.Info, error) {
 	return s.check(ctx, token, false)
 }
 
 func (s *Store) check(ctx context.Context, token string, use bool) (tokenstore.Info, error) {
-	op, useArg := "lookup", "0"
+	op := "lookup"
 	if use {
-		op, useArg = "validate", "1"
+		op = "validate"
 	}
 	if err := s.begin(ctx); err != nil {
 		return tokenstore.Info{}, wrap(op, err)
@@ -353,37 +379,101 @@ func (s *Store) check(ctx context.Context, token string, use bool) (tokenstore.I
 		s.ctr.malformed.Add(1)
 		return tokenstore.Info{}, err
 	}
-	res, err := checkScript.Run(ctx, s.rdb, []string{s.recordKey(h)}, s.nowArg(), useArg, s.prefix, s.keep).Slice()
+	var info tokenstore.Info
+	if use && s.touch < 0 {
+		info, err = s.touchUse(ctx, h)
+	} else {
+		var rec record
+		var now int64
+		rec, now, err = s.readToken(ctx, h)
+		info = rec.info(rec.lastUsed)
+		if err == nil && use && now-rec.lastUsed >= s.touchFor(rec.policy) {
+			touched, terr := s.touchUse(ctx, h)
+			switch {
+			case terr == nil, errors.Is(terr, tokenstore.ErrNotFound), errors.Is(terr, tokenstore.ErrExpired):
+				// Written, or revoked or expired since the read: the
+				// later answer holds.
+				info, err = touched, terr
+			default:
+				s.ctr.dropped.Add(1)
+				s.log.Warn("redisstore: writing a use failed; the token's deadline stays where it was", "id", rec.id, "err", terr)
+			}
+		}
+	}
+	switch {
+	case errors.Is(err, tokenstore.ErrNotFound):
+		s.ctr.notFound.Add(1)
+	case errors.Is(err, tokenstore.ErrExpired):
+		s.ctr.expired.Add(1)
+	case err != nil:
+	case use:
+		s.ctr.validated.Add(1)
+	default:
+		s.ctr.lookups.Add(1)
+	}
 	if err != nil {
 		return tokenstore.Info{}, wrap(op, err)
+	}
+	return info, nil
+}
+
+// touchFor is how far behind a token's stored use may be before a use is
+// written: TouchInterval, but at most half a sliding token's idle timeout,
+// so that a token in use never expires for want of a write.
+func (s *Store) touchFor(p tokenstore.Policy) int64 {
+	if p.IsSliding() {
+		return min(s.touch, p.TTL().Milliseconds()/2)
+	}
+	return s.touch
+}
+
+// readToken reads h's record without writing, and Redis's now (or the
+// injected clock's).
+func (s *Store) readToken(ctx context.Context, h tokenstore.Hash) (record, int64, error) {
+	res, err := s.read(ctx, readScript, readCompat, []string{s.recordKey(h)}, s.nowArg(), s.prefix).Slice()
+	if err != nil {
+		return record{}, 0, err
+	}
+	status, now, err := head(res)
+	switch {
+	case err != nil:
+		return record{}, 0, err
+	case status == 0:
+		return record{}, 0, tokenstore.ErrNotFound
+	case status == -1:
+		return record{}, 0, tokenstore.ErrExpired
+	case len(res) != 3:
+		return record{}, 0, errReply
+	}
+	rec, err := decodeRecord(res[2])
+	return rec, now, err
+}
+
+// touchUse checks h's token and writes now as its last use.
+func (s *Store) touchUse(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, error) {
+	res, err := s.run(ctx, touchScript, []string{s.recordKey(h)}, s.nowArg(), s.prefix, s.keep).Slice()
+	if err != nil {
+		return tokenstore.Info{}, err
 	}
 	status, _, err := head(res)
 	switch {
 	case err != nil:
-		return tokenstore.Info{}, wrap(op, err)
+		return tokenstore.Info{}, err
 	case status == 0:
-		s.ctr.notFound.Add(1)
-		return tokenstore.Info{}, wrap(op, tokenstore.ErrNotFound)
+		return tokenstore.Info{}, tokenstore.ErrNotFound
 	case status == -1:
-		s.ctr.expired.Add(1)
-		return tokenstore.Info{}, wrap(op, tokenstore.ErrExpired)
-	}
-	if len(res) != 5 {
-		return tokenstore.Info{}, wrap(op, errReply)
+		return tokenstore.Info{}, tokenstore.ErrExpired
+	case len(res) != 5:
+		return tokenstore.Info{}, errReply
 	}
 	used, err1 := toInt(res[2])
 	wrote, err2 := toInt(res[3])
 	rec, err3 := decodeRecord(res[4])
 	if err := errors.Join(err1, err2, err3); err != nil {
-		return tokenstore.Info{}, wrap(op, err)
+		return tokenstore.Info{}, err
 	}
 	if wrote == 1 {
 		s.ctr.touches.Add(1)
-	}
-	if use {
-		s.ctr.validated.Add(1)
-	} else {
-		s.ctr.lookups.Add(1)
 	}
 	return rec.info(used), nil
 }
@@ -396,7 +486,7 @@ func (s *Store) Get(ctx context.Context, id uuid.UUID) (tokenstore.Info, error) 
 	if err := s.begin(ctx); err != nil {
 		return tokenstore.Info{}, wrap(op, err)
 	}
-	res, err := getScript.Run(ctx, s.rdb, []string{s.idKey(id)}, s.nowArg(), s.prefix).Slice()
+	res, err := s.read(ctx, getScript, getCompat, []string{s.idKey(id)}, s.nowArg(), s.prefix).Slice()
 	if err != nil {
 		return tokenstore.Info{}, wrap(op, err)
 	}
@@ -430,7 +520,7 @@ func (s *Store) List(ctx context.Context, subject string) ([]tokenstore.Info, er
 	if err := tokenstore.ValidateSubject(subject); err != nil {
 		return nil, err
 	}
-	res, err := listScript.Run(ctx, s.rdb, []string{s.subjectKey(subject)}, s.nowArg(), s.prefix).Slice()
+	res, err := s.run(ctx, listScript, []string{s.subjectKey(subject)}, s.nowArg(), s.prefix).Slice()
 	if err != nil {
 		return nil, wrap("list", err)
 	}
@@ -472,7 +562,7 @@ func (s *Store) Revoke(ctx context.Context, token string) error {
 	if err != nil {
 		return err
 	}
-	n, err := revokeScript.Run(ctx, s.rdb, []string{s.recordKey(h)}, s.prefix).Int64()
+	n, err := s.run(ctx, revokeScript, []string{s.recordKey(h)}, s.prefix).Int64()
 	if err != nil {
 		return wrap("revoke", err)
 	}
@@ -490,7 +580,7 @@ func (s *Store) RevokeID(ctx context.Context, id uuid.UUID) error {
 	if err := s.begin(ctx); err != nil {
 		return wrap(op, err)
 	}
-	n, err := revokeIDScript.Run(ctx, s.rdb, []string{s.idKey(id)}, s.prefix).Int64()
+	n, err := s.run(ctx, revokeIDScript, []string{s.idKey(id)}, s.prefix).Int64()
 	if err != nil {
 		return wrap(op, err)
 	}
@@ -514,7 +604,7 @@ func (s *Store) RevokeSubject(ctx context.Context, subject string) (int, error) 
 	}
 	total := 0
 	for {
-		res, err := revokeSubjectScript.Run(ctx, s.rdb, []string{s.subjectKey(subject)}, s.prefix, subject, chunk).Slice()
+		res, err := s.run(ctx, revokeSubjectScript, []string{s.subjectKey(subject)}, s.prefix, subject, chunk).Slice()
 		if err != nil {
 			return total, wrap("revoke subject", err)
 		}
@@ -550,7 +640,7 @@ func (s *Store) Rotate(ctx context.Context, token string) (string, tokenstore.In
 		return "", tokenstore.Info{}, wrap("rotate: new id", err)
 	}
 	newToken, h := s.format.Generate()
-	res, err := rotateScript.Run(ctx, s.rdb, []string{s.recordKey(old), s.recordKey(h)}, s.nowArg(), s.prefix, s.keep, id.String()).Slice()
+	res, err := s.run(ctx, rotateScript, []string{s.recordKey(old), s.recordKey(h)}, s.nowArg(), s.prefix, s.keep, id.String()).Slice()
 	if err != nil {
 		return "", tokenstore.Info{}, wrap("rotate", err)
 	}
@@ -578,9 +668,9 @@ func (s *Store) Rotate(ctx context.Context, token string) (string, tokenstore.In
 // Stats returns the store's counters, which count this Store's calls only,
 // and the number of tokens in Redis (live, or expired and not swept yet),
 // read with one round trip of at most a second; when that fails, and after
-// Close, it reports the last count it read. CacheHits, CacheMisses and
-// TouchWrites stay zero: there is no cache, and TouchesPersisted counts
-// the Validate calls that wrote a later last use.
+// Close, it reports the last count it read. TouchWrites and
+// TouchesPersisted both count the Validate calls that wrote a use (one
+// write each); CacheHits and CacheMisses stay zero: there is no cache.
 func (s *Store) Stats() tokenstore.Stats {
 	if !s.closed.Load() {
 		s.lastCount.Store(s.count())
@@ -596,15 +686,25 @@ func (s *Store) Stats() tokenstore.Stats {
 		RejectedMalformed: c.malformed.Load(),
 		RejectedNotFound:  c.notFound.Load(),
 		RejectedExpired:   c.expired.Load(),
+		TouchWrites:       c.touches.Load(),
 		TouchesPersisted:  c.touches.Load(),
 	}
 }
+
+// TouchesDropped counts the uses this Store's Validate calls could not
+// write (Redis out of memory, a read-only replica, a deadline reached
+// between the read and the write) and answered from the read anyway. Each
+// costs the token at most TouchInterval of sliding; a count that grows
+// means Redis refuses writes.
+func (s *Store) TouchesDropped() uint64 { return s.ctr.dropped.Load() }
 
 // count reads the size of the expiry index, or returns the last count.
 func (s *Store) count() int64 {
 	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
 	defer cancel()
-	n, err := s.rdb.ZCard(ctx, s.expiryKey()).Result()
+	n, err := s.do(ctx, func(ctx context.Context) *redis.Cmd {
+		return s.rdb.Do(ctx, "ZCARD", s.expiryKey())
+	}).Int64()
 	if err != nil {
 		return s.lastCount.Load()
 	}

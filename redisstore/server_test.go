@@ -78,10 +78,10 @@ type redisServer struct {
 // startRedis starts redis-server on a free port, trying three ports in
 // case another process takes the one it picked, and returns once the
 // server says it accepts connections.
-func startRedis(bin string) (*redisServer, error) {
+func startRedis(bin string, args ...string) (*redisServer, error) {
 	var errs []error
 	for range 3 {
-		srv, err := tryRedis(bin)
+		srv, err := tryRedis(bin, args...)
 		if err == nil {
 			return srv, nil
 		}
@@ -90,7 +90,7 @@ func startRedis(bin string) (*redisServer, error) {
 	return nil, errors.Join(errs...)
 }
 
-func tryRedis(bin string) (*redisServer, error) {
+func tryRedis(bin string, args ...string) (*redisServer, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -104,6 +104,7 @@ func tryRedis(bin string) (*redisServer, error) {
 		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", dir,
 		"--daemonize", "no", "--loglevel", "notice", "--logfile", "")
+	s.cmd.Args = append(s.cmd.Args, args...)
 	s.cmd.SysProcAttr = sysProcAttr() // dies with the test binary
 	out, err := s.cmd.StdoutPipe()
 	if err != nil {
@@ -158,6 +159,24 @@ func (s *redisServer) stop() {
 	<-s.logged
 	_ = s.cmd.Wait()
 	_ = os.RemoveAll(s.dir)
+}
+
+// ownRedis starts a redis-server for t alone, with extra arguments (e.g.
+// "--maxmemory", "2mb"), for tests that pause, fill or reconfigure it; it
+// is killed when t ends. It skips t when redis-server is not installed.
+func ownRedis(t testing.TB, args ...string) *redisServer {
+	t.Helper()
+	needRedis(t)
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Skip(redisSkip)
+	}
+	srv, err := startRedis(bin, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.stop)
+	return srv
 }
 
 func freePort() (int, error) {

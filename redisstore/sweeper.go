@@ -44,7 +44,7 @@ func (s *Store) sweep(ctx context.Context) (int, error) {
 		if err := ctx.Err(); err != nil {
 			return total, wrap("sweep", err)
 		}
-		res, err := sweepScript.Run(ctx, s.rdb, []string{s.expiryKey()}, now, s.prefix, chunk).Slice()
+		res, err := s.run(ctx, sweepScript, []string{s.expiryKey()}, now, s.prefix, chunk).Slice()
 		if err != nil {
 			return total, wrap("sweep", err)
 		}
