@@ -168,7 +168,7 @@ type Store struct {
 	keep   string // KeepExpired in ms, as a script argument
 	log    *slog.Logger
 
-	touch  int64 // TouchInterval in ms; < 0: every use is written
+	touch int64 // TouchInterval in ms; < 0: every use is written
 
 	closed atomic.Bool
 	loop   *backend.Loop // the background sweeper; nil when off
