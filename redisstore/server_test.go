@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,9 +80,16 @@ type redisServer struct {
 // case another process takes the one it picked, and returns once the
 // server says it accepts connections.
 func startRedis(bin string, args ...string) (*redisServer, error) {
+	return startServer(bin, "", args...)
+}
+
+// startServer starts redis-server, as startRedis does, or, with a
+// sentinel configuration, as a Sentinel (redis-server --sentinel: Debian's
+// redis-server package has no separate redis-sentinel binary).
+func startServer(bin, sentinelConf string, args ...string) (*redisServer, error) {
 	var errs []error
 	for range 3 {
-		srv, err := tryRedis(bin, args...)
+		srv, err := tryRedis(bin, sentinelConf, args...)
 		if err == nil {
 			return srv, nil
 		}
@@ -90,7 +98,7 @@ func startRedis(bin string, args ...string) (*redisServer, error) {
 	return nil, errors.Join(errs...)
 }
 
-func tryRedis(bin string, args ...string) (*redisServer, error) {
+func tryRedis(bin, sentinelConf string, args ...string) (*redisServer, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -100,7 +108,16 @@ func tryRedis(bin string, args ...string) (*redisServer, error) {
 		return nil, err
 	}
 	s := &redisServer{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, logged: make(chan struct{})}
-	s.cmd = exec.Command(bin,
+	s.cmd = exec.Command(bin)
+	if sentinelConf != "" {
+		// A Sentinel rewrites its configuration file: it must be its own.
+		conf := filepath.Join(dir, "sentinel.conf")
+		if err := os.WriteFile(conf, []byte(sentinelConf), 0o600); err != nil {
+			return nil, err
+		}
+		s.cmd.Args = append(s.cmd.Args, conf, "--sentinel")
+	}
+	s.cmd.Args = append(s.cmd.Args,
 		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", dir,
 		"--daemonize", "no", "--loglevel", "notice", "--logfile", "")
@@ -131,7 +148,8 @@ func tryRedis(bin string, args ...string) (*redisServer, error) {
 }
 
 // read keeps the server's output, signals ready at its first "Ready to
-// accept connections", and closes s.logged at the end of the output.
+// accept connections" (a Sentinel's "Sentinel ID is"), and closes s.logged
+// at the end of the output.
 func (s *redisServer) read(out io.Reader, ready chan struct{}) {
 	defer close(s.logged)
 	sc := bufio.NewScanner(out)
@@ -140,7 +158,7 @@ func (s *redisServer) read(out io.Reader, ready chan struct{}) {
 		s.mu.Lock()
 		s.log.WriteString(sc.Text() + "\n")
 		s.mu.Unlock()
-		if !signalled && strings.Contains(sc.Text(), "Ready to accept connections") {
+		if !signalled && (strings.Contains(sc.Text(), "Ready to accept connections") || strings.Contains(sc.Text(), "Sentinel ID is")) {
 			signalled = true
 			close(ready)
 		}
@@ -159,6 +177,23 @@ func (s *redisServer) stop() {
 	<-s.logged
 	_ = s.cmd.Wait()
 	_ = os.RemoveAll(s.dir)
+}
+
+// ownSentinel starts a Sentinel for t alone, with the given configuration
+// (sentinel monitor ... lines), killed when t ends.
+func ownSentinel(t testing.TB, conf string) *redisServer {
+	t.Helper()
+	needRedis(t)
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Skip(redisSkip)
+	}
+	srv, err := startServer(bin, conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.stop)
+	return srv
 }
 
 // ownRedis starts a redis-server for t alone, with extra arguments (e.g.
