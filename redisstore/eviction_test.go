@@ -69,7 +69,7 @@ type issued struct {
 func TestEviction(t *testing.T) {
 	srv := ownRedis(t)
 	raw := rawClient(t, srv.addr)
-	margin, logins, subjects := int64(2<<20), 5000, 200
+	margin, logins, subjects := int64(1<<20), 2500, 100
 	if *long {
 		margin, logins, subjects = 8<<20, 60000, 2000
 	}
