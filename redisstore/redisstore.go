@@ -4,15 +4,23 @@
 //
 // # Basics
 //
-// Make a go-redis client, then a [Store] on it with [New]; use it as a
-// [*tokenstore.DB] is used. Tokens look alike, are hashed alike and
-// expire by the same policies, on the same arithmetic.
+// Make a go-redis client (any [redis.UniversalClient]: a single server, a
+// Sentinel-managed primary, a Cluster), then a [Store] on it with [New];
+// use it as a [*tokenstore.DB] is used. Tokens look alike, are hashed
+// alike and expire by the same policies, on the same arithmetic.
 //
-//	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379"})
+//	rdb := redis.NewClient(&redis.Options{
+//		Addr:                  "localhost:6379",
+//		ContextTimeoutEnabled: true, // a call cut short frees its connection at once
+//	})
 //	store, err := redisstore.New(rdb, &redisstore.Options{Policy: tokenstore.Sliding(time.Hour, 30*24*time.Hour)})
 //	...
 //	token, info, err := store.Issue(ctx, "user-42")
 //	info, err = store.Validate(ctx, token) // on any instance
+//
+// Every call returns by its context's deadline, however the client is
+// configured; with ContextTimeoutEnabled the client also abandons the
+// stalled read then, instead of at its ReadTimeout (3 s by default).
 //
 // # Keys
 //
@@ -26,28 +34,39 @@
 //
 // The token itself is never stored. The record and the ID key expire in
 // Redis (PEXPIREAT) Options.KeepExpired after the token's deadline, moved
-// on by every slide; until then the token reports [tokenstore.ErrExpired],
-// as the file store does until its sweeper runs. [Store.Sweep] (every
-// Options.SweepInterval, on each instance) deletes expired tokens with
-// their index entries; List, and Issue under a limit, also drop the index
-// entries of records that Redis has expired.
+// on by every written slide; until then the token reports
+// [tokenstore.ErrExpired], as the file store does until its sweeper runs.
+// [Store.Sweep] (every Options.SweepInterval, on each instance) deletes
+// expired tokens with their index entries; List, and Issue under a limit,
+// also drop the index entries of records that Redis has expired.
+//
+// A token is valid only while its record, its ID key and its subject
+// index entry are all in place: every way to revoke it reaches it. So an
+// eviction, under any maxmemory-policy, can lose tokens (their users log
+// in again) but never leave one valid that RevokeID, RevokeSubject or the
+// per-subject limit cannot reach.
 //
 // # Guarantees
 //
 // Every call that changes a token is one Lua script: atomic, one round
-// trip. Validate of a sliding token checks, slides within its cap and
-// re-files the token in one script; the per-subject limit is checked in
-// the script that adds the token, so concurrent Issues on any number of
-// instances cannot pass it together; Rotate and RevokeSubject are atomic
-// (RevokeSubject in chunks of 1,000 tokens). Times come from one clock:
-// Options.Now when set, else Redis's TIME, never the instances' own
-// clocks. (Token IDs are UUIDv7s from the issuing instance's clock; only
-// their uniqueness matters.)
+// trip. The per-subject limit is checked in the script that adds the
+// token, so concurrent Issues on any number of instances cannot pass it
+// together; Rotate and RevokeSubject are atomic (RevokeSubject in chunks
+// of 1,000 tokens). Times come from one clock: Options.Now when set, else
+// Redis's TIME, never the instances' own clocks. (Token IDs are UUIDv7s
+// from the issuing instance's clock; only their uniqueness matters.)
+//
+// A use is written once per Options.TouchInterval (1 minute by default),
+// as on the file store: a Validate whose token's stored use is fresher
+// runs a read-only script (EVALSHA_RO, Redis 7.0+), which writes nothing
+// to the AOF or the replicas; the one after it checks, slides within the
+// cap and re-files the token in one script. A sliding token, used and then
+// left idle, may so expire up to TouchInterval early, never late.
 //
 // Durability is Redis's: a token is as durable as Redis's persistence
-// settings make its writes (see README.redis.md). Every Validate writes the
-// token's last use to Redis, so an instance's crash loses nothing and there
-// is no TouchInterval; under appendfsync always that write is an fsync.
+// settings make its writes, and Redis replicates asynchronously, so a
+// failover can lose the last writes the old primary acknowledged (see
+// docs/redis.md for what each fault costs).
 //
 // # Caveats
 //
@@ -56,13 +75,14 @@
 // may or may not have been made (an Issue whose token the caller never
 // gets simply expires). Errors other than the sentinels mean Redis could
 // not answer: refuse the request, but do not tell the client its token is
-// bad.
+// bad. A Redis out of memory fails Issue and Rotate with [ErrOutOfMemory],
+// a replica fails them with [tokenstore.ErrReadOnly]; Validate keeps
+// answering from its read on both.
 //
-// Requires Redis 6.2 or later. In Redis Cluster (or a Ring) every key must
-// live in one slot, since the scripts touch several: KeyPrefix must hold a
-// hash tag such as "{tokenstore}:", which puts the whole store on one
-// shard. Use maxmemory-policy noeviction: an evicted record is a token
-// lost (it fails closed: ErrNotFound).
+// Requires Redis 6.2 or later (7.0 for the read-only path; 6.2 reads with
+// EVALSHA). In Redis Cluster (or a Ring) a store's keys must live in one
+// slot, since its scripts touch several: KeyPrefix must hold a hash tag
+// such as "{tokenstore}:", which puts the whole store on one shard.
 package redisstore
 
 import (
@@ -136,6 +156,14 @@ type Options struct {
 	// indexes keep an entry per expired token.
 	SweepInterval time.Duration
 
+	// ReplicaReads accepts a cluster client that sends read-only commands
+	// to replicas (ClusterOptions.ReadOnly, RouteByLatency or
+	// RouteRandomly), which New otherwise refuses: Validate and Lookup then
+	// read from replicas, and a revoked token keeps validating there for as
+	// long as replication lags (usually milliseconds; unbounded while a
+	// replica is cut off).
+	ReplicaReads bool
+
 	// Logger receives the background sweeper's reports. Nil: discarded.
 	// Tokens are never logged.
 	Logger *slog.Logger
@@ -188,8 +216,12 @@ type counters struct {
 var _ tokenstore.Store = (*Store)(nil)
 
 // New returns a Store on client, which it uses but does not own: close the
-// client after [Store.Close]. opts may be nil. New does no I/O; the first
-// call reaches Redis. It starts the background sweeper unless
+// client after [Store.Close]. Any go-redis UniversalClient works:
+// *redis.Client (also from NewFailoverClient, for Sentinel),
+// *redis.ClusterClient and *redis.Ring, the latter two with a hash tag in
+// KeyPrefix and, for a cluster, without replica reads unless
+// Options.ReplicaReads accepts them. opts may be nil. New does no I/O;
+// the first call reaches Redis. It starts the background sweeper unless
 // Options.SweepInterval is negative.
 func New(client redis.UniversalClient, opts *Options) (*Store, error) {
 	if client == nil {
@@ -212,8 +244,15 @@ func New(client redis.UniversalClient, opts *Options) (*Store, error) {
 	if o.KeyPrefix == "" {
 		o.KeyPrefix = defaultKeyPrefix
 	}
-	switch client.(type) {
-	case *redis.ClusterClient, *redis.Ring:
+	switch c := client.(type) {
+	case *redis.ClusterClient:
+		if co := c.Options(); (co.ReadOnly || co.RouteByLatency || co.RouteRandomly) && !o.ReplicaReads {
+			return nil, errors.New("redisstore: the cluster client sends read-only commands to replicas (ClusterOptions.ReadOnly, RouteByLatency or RouteRandomly): a token revoked on the primary would validate on a replica until replication catches up; use a client without them, or set Options.ReplicaReads to accept that")
+		}
+		if !hasHashTag(o.KeyPrefix) {
+			return nil, fmt.Errorf("redisstore: KeyPrefix %q has no hash tag: on a cluster or ring every key must be in one slot (use e.g. %q)", o.KeyPrefix, "{tokenstore}:")
+		}
+	case *redis.Ring:
 		if !hasHashTag(o.KeyPrefix) {
 			return nil, fmt.Errorf("redisstore: KeyPrefix %q has no hash tag: on a cluster or ring every key must be in one slot (use e.g. %q)", o.KeyPrefix, "{tokenstore}:")
 		}
@@ -262,7 +301,9 @@ func hasHashTag(key string) bool {
 	return end > 0
 }
 
-// Close stops the background sweeper and waits for it. Afterwards every
+// Close stops the background sweeper and waits for it, and for calls whose
+// context ended while Redis had not answered (they end when it answers or
+// the client's ReadTimeout passes). Afterwards every
 // other method returns [tokenstore.ErrClosed]; Close itself returns nil,
 // however often it is called. It does not close the client.
 func (s *Store) Close() error {

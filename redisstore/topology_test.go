@@ -112,6 +112,16 @@ func TestCluster(t *testing.T) {
 		assert.Greater(t, len(nodes), 1, "stores under different hash tags spread over the nodes")
 	})
 
+	t.Run("ReplicaReads", func(t *testing.T) {
+		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, ReadOnly: true, DisableIdentity: true})
+		t.Cleanup(func() { _ = c.Close() })
+		_, err := redisstore.New(c, &redisstore.Options{KeyPrefix: "{tokens}:"})
+		require.ErrorContains(t, err, "ReadOnly", "a client reading from replicas is refused, naming the setting")
+		s, err := redisstore.New(c, &redisstore.Options{KeyPrefix: "{tokens}:", ReplicaReads: true, SweepInterval: -1})
+		require.NoError(t, err, "unless the user accepts it")
+		require.NoError(t, s.Close())
+	})
+
 	t.Run("NoHashTag", func(t *testing.T) {
 		_, err := redisstore.New(clusterClient(t, addrs), &redisstore.Options{KeyPrefix: "tokens:"})
 		require.ErrorContains(t, err, "hash tag")
