@@ -64,6 +64,8 @@ func TestFullRedis(t *testing.T) {
 	require.ErrorIs(t, full, redisstore.ErrOutOfMemory)
 	assert.Contains(t, full.Error(), "redisstore: issue: Redis is out of memory (used memory is at maxmemory")
 	assert.Contains(t, full.Error(), "OOM command not allowed", "Redis's own words are kept")
+	assert.Equal(t, 1, strings.Count(full.Error(), "redisstore:"), "the package is named once")
+	assert.NotContains(t, full.Error(), "tokenstore:")
 	assert.NotErrorIs(t, full, tokenstore.ErrNotFound)
 
 	// Rotate must write the new token: refused, and the old one stays.
@@ -110,6 +112,8 @@ func TestReadOnlyReplica(t *testing.T) {
 	_, _, err = r.Issue(ctx, "user")
 	require.ErrorIs(t, err, tokenstore.ErrReadOnly)
 	assert.Contains(t, err.Error(), "redisstore: issue: store is read-only: connected to a read-only replica")
+	assert.Equal(t, 1, strings.Count(err.Error(), "redisstore:"), "the package is named once")
+	assert.NotContains(t, err.Error(), "tokenstore:")
 	err = r.Revoke(ctx, token)
 	require.ErrorIs(t, err, tokenstore.ErrReadOnly)
 	_, err = p.Lookup(ctx, token)
