@@ -27,12 +27,16 @@ func TestFullRedis(t *testing.T) {
 	raw := rawClient(t, srv.addr)
 	ctx := context.Background()
 	clk := newClock()
-	s := storeOn(t, srv.addr, &redisstore.Options{Now: clk.Now, TouchInterval: time.Minute})
+	prefix := uniquePrefix()
+	s := storeOn(t, srv.addr, &redisstore.Options{Now: clk.Now, KeyPrefix: prefix, TouchInterval: time.Minute})
+	every := storeOn(t, srv.addr, &redisstore.Options{Now: clk.Now, KeyPrefix: prefix, TouchInterval: -1})
 	abs, absInfo, err := s.Issue(ctx, "victim", tokenstore.WithPolicy(tokenstore.Absolute(time.Hour)))
 	require.NoError(t, err)
 	sliding, slidInfo, err := s.Issue(ctx, "victim", tokenstore.WithPolicy(tokenstore.Sliding(time.Hour, 0)))
 	require.NoError(t, err)
 	_, err = s.Validate(ctx, sliding) // loads the scripts
+	require.NoError(t, err)
+	_, err = every.Validate(ctx, sliding)
 	require.NoError(t, err)
 
 	// Fill Redis with other users' logins until it refuses one.
@@ -53,6 +57,9 @@ func TestFullRedis(t *testing.T) {
 	require.NoError(t, err, "a sliding token validates on a full Redis")
 	assert.Equal(t, slidInfo.ExpiresAt, got.ExpiresAt, "its use was not written: the stored deadline stands")
 	assert.Equal(t, uint64(2), s.TouchesDropped())
+	_, err = every.Validate(ctx, sliding)
+	require.NoError(t, err, "TouchInterval < 0: every use is written, and a refused write still validates")
+	assert.Equal(t, uint64(1), every.TouchesDropped())
 	_, err = s.Lookup(ctx, sliding)
 	require.NoError(t, err)
 	_, err = s.Get(ctx, absInfo.ID)

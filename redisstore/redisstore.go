@@ -423,6 +423,17 @@ func (s *Store) check(ctx context.Context, token string, use bool) (tokenstore.I
 	var info tokenstore.Info
 	if use && s.touch < 0 {
 		info, err = s.touchUse(ctx, h)
+		if err != nil && !errors.Is(err, tokenstore.ErrNotFound) && !errors.Is(err, tokenstore.ErrExpired) && ctx.Err() == nil {
+			// The write was refused (a full Redis, a replica): answer
+			// from a read, as when the use is not due.
+			if rec, _, rerr := s.readToken(ctx, h); rerr == nil {
+				s.ctr.dropped.Add(1)
+				s.log.Warn("redisstore: writing a use failed; the token's deadline stays where it was", "id", rec.id, "err", err)
+				info, err = rec.info(rec.lastUsed), nil
+			} else if errors.Is(rerr, tokenstore.ErrNotFound) || errors.Is(rerr, tokenstore.ErrExpired) {
+				err = rerr
+			}
+		}
 	} else {
 		var rec record
 		var now int64
