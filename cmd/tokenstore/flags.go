@@ -1,6 +1,11 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"github.com/tokenstore/tokenstore"
+)
 
 // noArgs and maxArgs are cobra.PositionalArgs that fail as usage errors.
 func noArgs(cmd *cobra.Command, args []string) error {
@@ -26,4 +31,13 @@ func exactArgs(n int) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// checkSubject refuses a --subject the library would refuse, saying what
+// it accepts.
+func checkSubject(s string) error {
+	if err := tokenstore.ValidateSubject(s); err != nil {
+		return &usageError{&explained{fmt.Sprintf("%v (--subject takes 1 to %d bytes of UTF-8 without control characters, such as a user ID)", err, tokenstore.MaxSubjectLen), err}}
+	}
+	return nil
 }

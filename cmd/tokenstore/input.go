@@ -41,7 +41,9 @@ func (a *app) readToken(args []string) (string, error) {
 	}
 	tok := strings.TrimSpace(line)
 	if tok == "" {
-		return "", errors.New("no token on stdin (give it as an argument or on the first line of stdin)")
+		// Nothing to act on: the command was called wrongly (exit 2), as
+		// with a missing argument.
+		return "", usagef("no token given: pass it as an argument, or on the first line of stdin (with - or no argument)")
 	}
 	return tok, nil
 }

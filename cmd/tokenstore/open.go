@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/tokenstore/tokenstore"
 )
@@ -74,14 +76,35 @@ func (a *app) openError(err error, readOnly bool) error {
 		}
 		b.WriteString(". If it is about to exit, a longer --timeout waits for it.")
 		return &explained{b.String(), err}
-	case errors.Is(err, fs.ErrPermission) && !readOnly:
-		return &explained{fmt.Sprintf("cannot open %s for writing: permission denied; inspect, list, stats, check and backup only need to read it", a.dbPath), err}
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):
+		return &explained{a.permissionText(err, readOnly), err}
 	case errors.Is(err, tokenstore.ErrCorrupt):
 		// Keep only what follows the sentinel's text: the reason.
 		_, why, _ := strings.Cut(err.Error(), strings.TrimPrefix(tokenstore.ErrCorrupt.Error(), "tokenstore: "))
 		return &explained{fmt.Sprintf("%s is damaged or not a tokenstore file%s", a.dbPath, why), err}
 	}
 	return err
+}
+
+// permissionText names what the operator may not do: create the file in
+// its directory, read it, or write it.
+func (a *app) permissionText(err error, readOnly bool) string {
+	why := "permission denied"
+	if errors.Is(err, syscall.EROFS) {
+		why = "read-only filesystem"
+	}
+	if _, serr := os.Stat(a.dbPath); errors.Is(serr, fs.ErrNotExist) {
+		dir := filepath.Dir(a.dbPath)
+		return fmt.Sprintf("cannot create %s: %s: this user may not create files in %s (give --db a file in a writable directory)", a.dbPath, why, dir)
+	}
+	if readOnly {
+		return fmt.Sprintf("cannot read %s: %s: run this as a user that may read it, such as the application's", a.dbPath, why)
+	}
+	if f, rerr := os.Open(a.dbPath); rerr == nil {
+		_ = f.Close()
+		return fmt.Sprintf("cannot open %s for writing: %s; inspect, list, stats, check and backup only need to read it", a.dbPath, why)
+	}
+	return fmt.Sprintf("cannot open %s: %s: this user may neither read nor write it; run this as the application's user", a.dbPath, why)
 }
 
 // closeDB closes db, reporting its error into *err unless one is there.

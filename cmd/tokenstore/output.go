@@ -14,12 +14,14 @@ import (
 )
 
 // infoJSON is how commands print a token's Info with --json. Times are
-// UTC; policy is in tokenstore.ParsePolicy's syntax.
+// UTC, RFC 3339; last_used_at is null for a token never used; policy is
+// written as the text output writes it, durations in days where whole
+// ("sliding(idle=14d, max=30d)").
 type infoJSON struct {
 	ID         string            `json:"id"`
 	Subject    string            `json:"subject"`
 	CreatedAt  time.Time         `json:"created_at"`
-	LastUsedAt time.Time         `json:"last_used_at"`
+	LastUsedAt *time.Time        `json:"last_used_at"`
 	ExpiresAt  time.Time         `json:"expires_at"`
 	Expired    bool              `json:"expired"`
 	Policy     string            `json:"policy"`
@@ -27,16 +29,26 @@ type infoJSON struct {
 }
 
 func newInfoJSON(info tokenstore.Info, now time.Time) infoJSON {
-	return infoJSON{
-		ID:         info.ID.String(),
-		Subject:    info.Subject,
-		CreatedAt:  info.CreatedAt.UTC(),
-		LastUsedAt: info.LastUsedAt.UTC(),
-		ExpiresAt:  info.ExpiresAt.UTC(),
-		Expired:    !now.Before(info.ExpiresAt),
-		Policy:     info.Policy.String(),
-		Metadata:   info.Metadata,
+	j := infoJSON{
+		ID:        info.ID.String(),
+		Subject:   info.Subject,
+		CreatedAt: info.CreatedAt.UTC(),
+		ExpiresAt: info.ExpiresAt.UTC(),
+		Expired:   !now.Before(info.ExpiresAt),
+		Policy:    formatPolicy(info.Policy),
+		Metadata:  info.Metadata,
 	}
+	if t, ok := lastUsed(info); ok {
+		t = t.UTC()
+		j.LastUsedAt = &t
+	}
+	return j
+}
+
+// lastUsed returns when a token was last used, and false for a token
+// never used since it was issued (the store keeps its creation time then).
+func lastUsed(info tokenstore.Info) (time.Time, bool) {
+	return info.LastUsedAt, info.LastUsedAt.After(info.CreatedAt)
 }
 
 // writeJSON writes v as one line of JSON.
@@ -49,14 +61,14 @@ func writeJSON(w io.Writer, v any) error {
 // printInfo writes a token's Info as aligned "key value" lines.
 func printInfo(w io.Writer, info tokenstore.Info, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	lastUsed := "never"
-	if info.LastUsedAt.After(info.CreatedAt) {
-		lastUsed = formatTime(info.LastUsedAt) + " (" + formatAgo(now, info.LastUsedAt) + ")"
+	used := "never"
+	if t, ok := lastUsed(info); ok {
+		used = formatTime(t) + " (" + formatAgo(now, t) + ")"
 	}
 	fmt.Fprintf(tw, "id\t%s\n", info.ID)
 	fmt.Fprintf(tw, "subject\t%s\n", info.Subject)
 	fmt.Fprintf(tw, "created\t%s (%s)\n", formatTime(info.CreatedAt), formatAgo(now, info.CreatedAt))
-	fmt.Fprintf(tw, "last used\t%s\n", lastUsed)
+	fmt.Fprintf(tw, "last used\t%s\n", used)
 	fmt.Fprintf(tw, "expires\t%s (%s)\n", formatTime(info.ExpiresAt), formatAgo(now, info.ExpiresAt))
 	fmt.Fprintf(tw, "policy\t%s\n", formatPolicy(info.Policy))
 	if len(info.Metadata) > 0 {

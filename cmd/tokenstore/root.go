@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,25 +47,109 @@ func (a *app) run(ctx context.Context, args []string) int {
 	if err == nil {
 		return exitOK
 	}
-	if ue, ok := errors.AsType[*usageError](err); ok {
-		fmt.Fprintf(a.stderr, "tokenstore: %v\nRun '%s --help' for usage.\n", ue.err, cmd.CommandPath())
-		return exitUsage
+	code := exitFailed
+	if _, ok := errors.AsType[*usageError](err); ok {
+		code = exitUsage
 	}
-	fmt.Fprintln(a.stderr, errorText(ctx, err))
-	return exitFailed
+	msg := errorText(ctx, err)
+	if _, written := errors.AsType[*shownError](err); !written && wantsJSON(cmd, args) {
+		_ = writeJSON(a.stdout, errorJSON{Error: errorBody{Code: errorCode(ctx, err), Message: msg, ExitCode: code}})
+	}
+	fmt.Fprintln(a.stderr, msg)
+	if code == exitUsage {
+		fmt.Fprintf(a.stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+	}
+	return code
 }
 
-// errorText renders a failure for the operator: one "tokenstore: " in
-// front, however many layers of the library's errors repeat it.
+// errorText renders a failure for the operator. The library's errors
+// start with "tokenstore: " and are printed as they are; the command's own
+// get that prefix in front.
 func errorText(ctx context.Context, err error) string {
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return "tokenstore: interrupted"
 	}
-	msg := strings.ReplaceAll(err.Error(), ": tokenstore: ", ": ")
+	msg := err.Error()
 	if !strings.HasPrefix(msg, "tokenstore: ") {
 		msg = "tokenstore: " + msg
 	}
 	return msg
+}
+
+// errorJSON is what every command prints on stdout when it fails under
+// --json: {"error": {"code": "not_found", "message": "...", "exit_code": 1}}.
+// The message is the one printed on stderr; the code names its cause for
+// scripts, and does not change when the message's wording does.
+type errorJSON struct {
+	Error errorBody `json:"error"`
+}
+
+type errorBody struct {
+	Code     string `json:"code"`
+	Message  string `json:"message"`
+	ExitCode int    `json:"exit_code"`
+}
+
+// errorCodes name the library's sentinel errors for errorJSON, in the
+// order they are tried.
+var errorCodes = []struct {
+	err  error
+	code string
+}{
+	{tokenstore.ErrMalformed, "malformed"},
+	{tokenstore.ErrNotFound, "not_found"},
+	{tokenstore.ErrExpired, "expired"},
+	{tokenstore.ErrLocked, "locked"},
+	{tokenstore.ErrCorrupt, "corrupt"},
+	{tokenstore.ErrReadOnly, "read_only"},
+	{tokenstore.ErrInvalidSubject, "invalid_subject"},
+	{tokenstore.ErrInvalidPolicy, "invalid_policy"},
+	{tokenstore.ErrMetadataTooLarge, "metadata_too_large"},
+	{tokenstore.ErrTokenLimit, "token_limit"},
+	{fs.ErrExist, "exists"},
+	{fs.ErrNotExist, "not_exist"},
+	{fs.ErrPermission, "permission"},
+}
+
+// errorCode names err's cause: one of errorCodes, "interrupted", "usage"
+// for any other usage error, or "failed".
+func errorCode(ctx context.Context, err error) string {
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return "interrupted"
+	}
+	for _, c := range errorCodes {
+		if errors.Is(err, c.err) {
+			return c.code
+		}
+	}
+	if _, ok := errors.AsType[*usageError](err); ok {
+		return "usage"
+	}
+	return "failed"
+}
+
+// wantsJSON reports whether the command line asked for --json. It reads
+// the parsed flag when there is one, and the raw arguments when parsing
+// stopped before it (an unknown flag, an unknown command).
+func wantsJSON(cmd *cobra.Command, args []string) bool {
+	if cmd != nil {
+		if f := cmd.Flags().Lookup("json"); f != nil && f.Changed {
+			return f.Value.String() == "true"
+		}
+	}
+	for _, arg := range args {
+		if arg == "--" {
+			break
+		}
+		if arg == "--json" {
+			return true
+		}
+		if v, ok := strings.CutPrefix(arg, "--json="); ok {
+			b, err := strconv.ParseBool(v)
+			return err == nil && b
+		}
+	}
+	return false
 }
 
 // usageError marks an error as the caller's: the command was called
@@ -86,6 +172,14 @@ type explained struct {
 
 func (e *explained) Error() string { return e.msg }
 func (e *explained) Unwrap() error { return e.err }
+
+// shownError marks a failure whose --json result is already on stdout
+// (check's problems, an expired token's details), so that run adds no
+// second object there.
+type shownError struct{ err error }
+
+func (e *shownError) Error() string { return e.err.Error() }
+func (e *shownError) Unwrap() error { return e.err }
 
 func newRootCmd(a *app) *cobra.Command {
 	root := &cobra.Command{
@@ -125,7 +219,7 @@ Results go to stdout, diagnostics to stderr. Exit status: 0 ok, 1 failed,
 				return usagef("--timeout must be positive")
 			}
 			if _, err := tokenstore.NewFormat(a.prefix); err != nil {
-				return &usageError{fmt.Errorf("--prefix: %w", err)}
+				return &usageError{err} // the library's text names the prefix and what it accepts
 			}
 			return nil
 		},
@@ -147,6 +241,7 @@ Results go to stdout, diagnostics to stderr. Exit status: 0 ok, 1 failed,
 		newValidateCmd(a),
 		newInspectCmd(a),
 		newRevokeCmd(a),
+		newRotateCmd(a),
 		newListCmd(a),
 		newSweepCmd(a),
 		newStatsCmd(a),
