@@ -69,7 +69,7 @@ func Open(path string, opts *Options) (db *DB, err error) {
 		o.Policy = defaultPolicy
 	}
 	if err := o.Policy.Validate(); err != nil {
-		return nil, fmt.Errorf("tokenstore: Options.Policy: %w", err)
+		return nil, wrap("Options.Policy", err)
 	}
 	if o.Now == nil {
 		o.Now = time.Now
