@@ -247,6 +247,16 @@ func TestCLI_PermissionHints(t *testing.T) {
 	got = o.run("", "--db", "tokens.db", "list")
 	assert.Equal(t, exitOK, got.code, "and reading it works: %s", got.stderr)
 
+	// Compact of a file this user may write, in a directory it may not.
+	require.NoError(t, os.Mkdir(c.path("shut"), 0o755))
+	got = c.run("", "--db", "shut/tokens.db", "issue", "--subject", "a")
+	require.Equal(t, exitOK, got.code, got.stderr)
+	require.NoError(t, os.Chmod(c.path("shut/tokens.db"), 0o666))
+	require.NoError(t, os.Chmod(c.path("shut"), 0o555))
+	got = o.run("", "--db", "shut/tokens.db", "compact")
+	assert.Equal(t, exitFailed, got.code)
+	assert.Equal(t, "tokenstore: cannot compact shut/tokens.db: permission denied: compact writes its new copy in shut, and this user may not create files there\n", got.stderr)
+
 	// A backup into a directory this user may not write.
 	got = o.run("", "--db", "tokens.db", "backup", "locked/b.db")
 	assert.Equal(t, exitFailed, got.code)

@@ -197,7 +197,10 @@ path. Read-only commands (inspect, list, stats, check, backup) can run
 beside each other, not beside a writer.
 
 Results go to stdout, diagnostics to stderr. Exit status: 0 ok, 1 failed,
-2 usage error. Durations take Go syntax (90m, 36h) or days (14d, 1d12h).`,
+2 usage error. With --json a command prints its result as JSON on stdout,
+and a failure as {"error": {"code": ..., "message": ..., "exit_code": ...}}
+there too (the message is the one on stderr). Durations take Go syntax
+(90m, 36h) or days (14d, 1d12h).`,
 		Version:       versionString(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
