@@ -154,7 +154,7 @@ func (db *DB) Close() error {
 			err = errors.Join(db.flush(context.Background()), db.syncFreelist())
 		}
 		if db.commit.wedged.Load() { // bbolt's Close would wait for ever
-			db.closeErr = errors.Join(err, fmt.Errorf("tokenstore: close: %w; the file stays open until the process exits", errWedged))
+			db.closeErr = errors.Join(err, wrap("close", fmt.Errorf("%w; the file stays open until the process exits", errWedged)))
 			return
 		}
 		db.closeErr = errors.Join(err, db.bolt.Close())
