@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,7 +68,17 @@ func newCLI(t *testing.T) *cli {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "tokenstore-cli-")
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	t.Cleanup(func() {
+		// Tests shut directories (0555) to other users; open them again so
+		// that a run as a plain user can remove what they hold.
+		_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				_ = os.Chmod(path, 0o755)
+			}
+			return nil
+		})
+		_ = os.RemoveAll(dir)
+	})
 	require.NoError(t, os.Chmod(dir, 0o755))
 	return &cli{t: t, dir: dir}
 }
