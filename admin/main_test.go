@@ -60,6 +60,16 @@ func (w withRedis) Run() int {
 	return w.m.Run()
 }
 
+// skipOutsideCI skips t for want of a server or a browser, except under
+// CI (.ci/run sets CI=true and installs them), where it fails t.
+func skipOutsideCI(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatal(why)
+	}
+	t.Skip(why)
+}
+
 type clock struct {
 	mu sync.Mutex
 	t  time.Time
@@ -94,7 +104,7 @@ var backends = []struct {
 	}},
 	{"redis", func(t *testing.T, now func() time.Time) tokenstore.Store {
 		if redisAddr == "" {
-			t.Skip(redisSkip)
+			skipOutsideCI(t, redisSkip)
 		}
 		c := redis.NewClient(&redis.Options{
 			Addr:                     redisAddr,
