@@ -113,8 +113,7 @@ func TestRevocation(t *testing.T) {
 // and the cause is logged, not sent.
 func TestHandler_ClosedStore(t *testing.T) {
 	eachBackend(t, func(t *testing.T, open func(*testing.T, func() time.Time) tokenstore.Store) {
-		var e *env
-		e = newEnv(t, open, &admin.Options{Authorize: func(*http.Request) (string, error) { return "test", nil }})
+		e := newEnv(t, open, &admin.Options{Authorize: func(*http.Request) (string, error) { return "test", nil }})
 		require.NoError(t, e.calls.Store.Close())
 		res := e.do(req{method: "GET", path: "/admin/api/subjects/alice/tokens"})
 		assert.Equal(t, http.StatusServiceUnavailable, res.status)
