@@ -289,14 +289,22 @@ func (h *Handler) apiRevoke(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, http.StatusBadRequest, "invalid_request", `the body has no "token"`)
 		return
 	}
-	// Its ID, for the log line; a token already gone fails below as well.
-	info, _ := h.store.Lookup(r.Context(), req.Token)
+	id := h.idOf(r, req.Token)
 	if err := h.store.Revoke(r.Context(), req.Token); err != nil {
 		h.storeError(w, r, err)
 		return
 	}
-	h.log.Info("admin: revoked a token", "actor", actorOf(r), "id", info.ID)
+	h.log.Info("admin: revoked a token", "actor", actorOf(r), "id", id)
 	h.writeJSON(w, http.StatusOK, Revoked{1})
+}
+
+// idOf is token's ID for a log line, or "unknown" (an expired token's
+// Lookup returns no Info).
+func (h *Handler) idOf(r *http.Request, token string) string {
+	if info, err := h.store.Lookup(r.Context(), token); err == nil {
+		return info.ID.String()
+	}
+	return "unknown"
 }
 
 func (h *Handler) apiStats(w http.ResponseWriter, r *http.Request) {

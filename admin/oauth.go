@@ -91,11 +91,11 @@ func (h *Handler) revocation(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	info, _ := h.store.Lookup(r.Context(), token) // its ID, for the log line
+	id := h.idOf(r, token)
 	err := h.store.Revoke(r.Context(), token)
 	switch {
 	case err == nil:
-		h.log.Info("admin: revoked a token (RFC 7009)", "actor", actorOf(r), "id", info.ID)
+		h.log.Info("admin: revoked a token (RFC 7009)", "actor", actorOf(r), "id", id)
 	case errors.Is(err, tokenstore.ErrMalformed), errors.Is(err, tokenstore.ErrNotFound), errors.Is(err, tokenstore.ErrExpired):
 	default:
 		h.storeError(w, r, err)
