@@ -2,7 +2,10 @@ package admin_test
 
 import (
 	"html"
+	"log/slog"
 	"net/http"
+	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -12,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/admin"
 )
 
 var csrfRE = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
@@ -196,4 +200,67 @@ func TestPage_FindAndRevoke(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, http.StatusMethodNotAllowed, e.send(s.c, r).status)
 	})
+}
+
+// TestPage_SharedCSRFKey: instances behind one load balancer that share
+// Options.CSRFKey accept each other's forms; with their own random keys
+// they refuse them.
+func TestPage_SharedCSRFKey(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	e := newEnv(t, backends[0].open, &admin.Options{CSRFKey: key})
+	tok, info := e.issueInfo("alice")
+	s := e.session()
+	s.login(e.admin)
+	s.get("/admin/token/revoke?id=" + info.ID.String())
+
+	for _, tt := range []struct {
+		name   string
+		key    []byte
+		status int
+	}{
+		{"another key", nil, http.StatusForbidden},
+		{"the same key", key, http.StatusSeeOther},
+	} {
+		h, err := admin.New(e.store, &admin.Options{CSRFKey: tt.key, InsecureCookies: true, Logger: slog.New(slog.DiscardHandler)})
+		require.NoError(t, err)
+		mux := http.NewServeMux()
+		mux.Handle("/admin/", h)
+		other := httptestServer(t, mux)
+		// The same browser (cookies) and the same origin as far as the
+		// handler can tell: only the instance differs.
+		r, err := http.NewRequest("POST", other+"/admin/token/revoke", strings.NewReader(form("csrf_token", s.csrf, "id", info.ID.String())))
+		require.NoError(t, err)
+		r.Header.Set("Content-Type", formType)
+		for _, c := range s.c.Jar.Cookies(mustURL(t, e.srv.URL+"/admin/")) {
+			r.AddCookie(c)
+		}
+		res := e.send(s.c, r)
+		assert.Equal(t, tt.status, res.status, tt.name)
+	}
+	assert.Equal(t, http.StatusUnauthorized, e.hello(tok))
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	u, err := url.Parse(s)
+	require.NoError(t, err)
+	return u
+}
+
+// TestAPI_TokenLimit: an issue beyond Options.MaxTokensPerSubject is a 409
+// and stores nothing.
+func TestAPI_TokenLimit(t *testing.T) {
+	e := newEnv(t, func(t *testing.T, now func() time.Time) tokenstore.Store {
+		db, err := tokenstore.Open(filepath.Join(t.TempDir(), "tokens.db"), &tokenstore.Options{Now: now, MaxTokensPerSubject: 1, SweepInterval: -1})
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, db.Close()) })
+		return db
+	}, nil)
+	res := e.do(req{method: "POST", path: "/admin/api/tokens", token: e.admin, ctype: jsonType, body: `{"subject":"alice"}`})
+	require.Equal(t, http.StatusCreated, res.status, res.body)
+	res = e.do(req{method: "POST", path: "/admin/api/tokens", token: e.admin, ctype: jsonType, body: `{"subject":"alice"}`})
+	assert.Equal(t, http.StatusConflict, res.status)
+	assert.Equal(t, "token_limit", res.errorCode(t))
+	list, err := e.store.List(t.Context(), "alice")
+	require.NoError(t, err)
+	assert.Len(t, list, 1)
 }
