@@ -84,8 +84,9 @@ type Options struct {
 	Prefix string
 
 	// Authorize decides whether a request may use the handler; see
-	// [Authorizer]. Nil: TokenAuthorizer(store, DefaultScope), which also
-	// enables the page's login form.
+	// [Authorizer]. Nil: a [TokenAuthorizer] on the same store with
+	// [DefaultScope], reading the Authorization header and the page's
+	// login cookie; only then does the page have a login form.
 	Authorize Authorizer
 
 	// Logger receives a line per change (issue, revoke) naming the actor
@@ -136,7 +137,9 @@ type Walker interface {
 //go:embed static templates
 var assets embed.FS
 
-// New returns the admin handler on store. opts may be nil.
+// New returns the admin handler on store. opts may be nil. It fails on a
+// nil store, a Prefix that does not start with "/", or a CSRFKey shorter
+// than 32 bytes.
 func New(store tokenstore.Store, opts *Options) (*Handler, error) {
 	if store == nil {
 		return nil, errors.New("admin: nil store")

@@ -112,13 +112,16 @@ type FileStats struct {
 	PageSize  int    `json:"page_size"`
 	Pages     int    `json:"pages"`
 	FreePages int    `json:"free_pages"`
-	Buckets   []struct {
-		Name  string `json:"name"`
-		Keys  int    `json:"keys"`
-		Depth int    `json:"depth"`
-		Pages int    `json:"pages"`
-		InUse int    `json:"bytes_in_use"`
-	} `json:"buckets"`
+	Buckets   []BucketStats `json:"buckets"`
+}
+
+// BucketStats is tokenstore.BucketInfo.
+type BucketStats struct {
+	Name  string `json:"name"`
+	Keys  int    `json:"keys"`
+	Depth int    `json:"depth"`
+	Pages int    `json:"pages"`
+	InUse int    `json:"bytes_in_use"`
 }
 
 // Error is every error response's body, in the shape of RFC 6749 §5.2
@@ -343,13 +346,7 @@ func (h *Handler) apiStats(w http.ResponseWriter, r *http.Request) {
 		}
 		s.File = &FileStats{Path: fi.Path, Size: fi.Size, PageSize: fi.PageSize, Pages: fi.Pages, FreePages: fi.FreePages}
 		for _, b := range fi.Buckets {
-			s.File.Buckets = append(s.File.Buckets, struct {
-				Name  string `json:"name"`
-				Keys  int    `json:"keys"`
-				Depth int    `json:"depth"`
-				Pages int    `json:"pages"`
-				InUse int    `json:"bytes_in_use"`
-			}(b))
+			s.File.Buckets = append(s.File.Buckets, BucketStats(b))
 		}
 	}
 	h.writeJSON(w, http.StatusOK, s)
