@@ -212,7 +212,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path, ok := strings.CutPrefix(r.URL.Path, h.prefix)
 	switch {
 	case !ok || path != "" && path[0] != '/':
-		h.refuse(w, r, http.StatusNotFound, "not_found", "no such admin route")
+		h.refuse(w, r, http.StatusNotFound, "unknown_route", "no such admin route")
 		return
 	case path == "":
 		http.Redirect(w, r, h.prefix+"/", http.StatusMovedPermanently)

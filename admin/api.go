@@ -174,7 +174,7 @@ func (h *Handler) routes() {
 	h.handle(p+"/introspect", methods{http.MethodPost: h.introspect})
 	h.handle(p+"/revoke", methods{http.MethodPost: h.revocation})
 	h.api.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		h.refuse(w, r, http.StatusNotFound, "not_found", "no such admin route")
+		h.refuse(w, r, http.StatusNotFound, "unknown_route", "no such admin route")
 	})
 }
 

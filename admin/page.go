@@ -127,13 +127,13 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request, path string)
 	case path == "/token":
 		h.methodNotAllowed(w, r, http.MethodPost)
 	default:
-		h.refuse(w, r, http.StatusNotFound, "not_found", "no such page")
+		h.refuse(w, r, http.StatusNotFound, "unknown_route", "no such page")
 	}
 }
 
 func (h *Handler) pageLogin(w http.ResponseWriter, r *http.Request, post bool) {
 	if h.login == nil {
-		h.refuse(w, r, http.StatusNotFound, "not_found", "this application authorizes administrators itself: there is no login form")
+		h.refuse(w, r, http.StatusNotFound, "unknown_route", "this application authorizes administrators itself: there is no login form")
 		return
 	}
 	if !post {
