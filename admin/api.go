@@ -107,11 +107,11 @@ type Counters struct {
 
 // FileStats is tokenstore.FileInfo.
 type FileStats struct {
-	Path      string `json:"path"`
-	Size      int64  `json:"size"`
-	PageSize  int    `json:"page_size"`
-	Pages     int    `json:"pages"`
-	FreePages int    `json:"free_pages"`
+	Path      string        `json:"path"`
+	Size      int64         `json:"size"`
+	PageSize  int           `json:"page_size"`
+	Pages     int           `json:"pages"`
+	FreePages int           `json:"free_pages"`
 	Buckets   []BucketStats `json:"buckets"`
 }
 
