@@ -125,8 +125,10 @@ if now > u then
     redis.call('PEXPIREAT', KEYS[1], at)
     redis.call('PEXPIREAT', p .. 'i:' .. r.id, at)
     redis.call('ZADD', p .. 's:' .. r.sub, 'XX', int(nd), hex)
-    redis.call('ZADD', p .. 'e', 'XX', int(nd), hex .. r.sub)
   end
+  -- Not XX: this also re-files a token whose expiry index entry an
+  -- eviction removed, so that Sweep, ForEach and Stats see it again.
+  redis.call('ZADD', p .. 'e', int(nd), hex .. r.sub)
 end
 return {1, int(now), int(u), wrote, f}
 `)
