@@ -147,7 +147,7 @@ func TestDeadlines(t *testing.T) {
 
 	const deadline = 100 * time.Millisecond
 	bound := 400 * time.Millisecond // scheduling on a loaded machine
-	pause := 3 * time.Second // the calls and Stats take about 2 s; UNPAUSE ends it then
+	pause := 3 * time.Second        // the calls and Stats take about 2 s; UNPAUSE ends it then
 	if *long {
 		pause = 10 * time.Second
 	}
