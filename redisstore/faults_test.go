@@ -47,6 +47,9 @@ func TestFullRedis(t *testing.T) {
 		require.Less(t, i, 100000, "Redis never filled up")
 		_, _, full = s.Issue(ctx, fmt.Sprintf("user-%d", i))
 	}
+	// Used memory moves (client buffers); keep it well above maxmemory,
+	// so that every write below is refused, not just the next one.
+	require.NoError(t, raw.ConfigSet(ctx, "maxmemory", strconv.FormatInt(base, 10)).Err())
 	// The stored uses are a TouchInterval behind: each Validate tries to
 	// write, fails, and answers from its read.
 	clk.Advance(10 * time.Minute)
