@@ -203,6 +203,8 @@ type Store struct {
 	calls  inflight      // calls left running on Redis by their context
 	noRO   atomic.Bool   // Redis lacks EVALSHA_RO: read with EVALSHA
 
+	refusedUntil atomic.Int64 // Unix ns: until then Validate writes no use (see writeFailed)
+
 	ctr       counters
 	lastCount atomic.Int64
 }
@@ -421,36 +423,12 @@ func (s *Store) check(ctx context.Context, token string, use bool) (tokenstore.I
 		return tokenstore.Info{}, err
 	}
 	var info tokenstore.Info
-	if use && s.touch < 0 {
-		info, err = s.touchUse(ctx, h)
-		if err != nil && !errors.Is(err, tokenstore.ErrNotFound) && !errors.Is(err, tokenstore.ErrExpired) && ctx.Err() == nil {
-			// The write was refused (a full Redis, a replica): answer
-			// from a read, as when the use is not due.
-			if rec, _, rerr := s.readToken(ctx, h); rerr == nil {
-				s.ctr.dropped.Add(1)
-				s.log.Warn("redisstore: writing a use failed; the token's deadline stays where it was", "id", rec.id, "err", err)
-				info, err = rec.info(rec.lastUsed), nil
-			} else if errors.Is(rerr, tokenstore.ErrNotFound) || errors.Is(rerr, tokenstore.ErrExpired) {
-				err = rerr
-			}
-		}
+	if use {
+		info, err = s.use(ctx, h)
 	} else {
 		var rec record
-		var now int64
-		rec, now, err = s.readToken(ctx, h)
+		rec, _, err = s.readToken(ctx, h)
 		info = rec.info(rec.lastUsed)
-		if err == nil && use && now-rec.lastUsed >= s.touchFor(rec.policy) {
-			touched, terr := s.touchUse(ctx, h)
-			switch {
-			case terr == nil, errors.Is(terr, tokenstore.ErrNotFound), errors.Is(terr, tokenstore.ErrExpired):
-				// Written, or revoked or expired since the read: the
-				// later answer holds.
-				info, err = touched, terr
-			default:
-				s.ctr.dropped.Add(1)
-				s.log.Warn("redisstore: writing a use failed; the token's deadline stays where it was", "id", rec.id, "err", terr)
-			}
-		}
 	}
 	switch {
 	case errors.Is(err, tokenstore.ErrNotFound):
@@ -467,6 +445,67 @@ func (s *Store) check(ctx context.Context, token string, use bool) (tokenstore.I
 		return tokenstore.Info{}, wrap(op, err)
 	}
 	return info, nil
+}
+
+// use answers Validate: it reads the token, and writes the use when it is
+// due (or always, when TouchInterval < 0) and Redis takes writes. When the
+// write fails, the read answers.
+func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, error) {
+	if s.touch < 0 {
+		if s.writesRefused() {
+			s.ctr.dropped.Add(1)
+		} else {
+			// Check and write in one round trip.
+			info, err := s.touchUse(ctx, h)
+			if err == nil || errors.Is(err, tokenstore.ErrNotFound) || errors.Is(err, tokenstore.ErrExpired) || ctx.Err() != nil {
+				return info, err
+			}
+			s.writeFailed(err)
+		}
+		rec, _, err := s.readToken(ctx, h)
+		return rec.info(rec.lastUsed), err
+	}
+	rec, now, err := s.readToken(ctx, h)
+	if err != nil || now-rec.lastUsed < s.touchFor(rec.policy) {
+		return rec.info(rec.lastUsed), err
+	}
+	if s.writesRefused() {
+		s.ctr.dropped.Add(1)
+		return rec.info(rec.lastUsed), nil
+	}
+	info, err := s.touchUse(ctx, h)
+	if err == nil || errors.Is(err, tokenstore.ErrNotFound) || errors.Is(err, tokenstore.ErrExpired) {
+		// Written, or revoked or expired since the read: the later
+		// answer holds.
+		return info, err
+	}
+	s.writeFailed(err)
+	return rec.info(rec.lastUsed), nil
+}
+
+// refusedFor is how long Validate stops trying to write uses after Redis
+// refused one (out of memory, a replica): the writes would fail too, and
+// each would cost a round trip.
+const refusedFor = time.Second
+
+// writesRefused reports whether Redis refused a write less than refusedFor
+// ago.
+func (s *Store) writesRefused() bool {
+	return time.Now().UnixNano() < s.refusedUntil.Load()
+}
+
+// writeFailed counts a use Validate could not write, and, when Redis
+// refused it, stops use writes for refusedFor, logging once.
+func (s *Store) writeFailed(err error) {
+	s.ctr.dropped.Add(1)
+	if !redis.HasErrorPrefix(err, "OOM") && !redis.HasErrorPrefix(err, "READONLY") {
+		s.log.Debug("redisstore: writing a use failed; the token's deadline stays where it was", "err", err)
+		return
+	}
+	now := time.Now()
+	if prev := s.refusedUntil.Swap(now.Add(refusedFor).UnixNano()); prev < now.UnixNano() {
+		s.log.Warn("redisstore: Redis refuses writes; Validate answers from reads and drops uses", "for", refusedFor, "err", err)
+	}
 }
 
 // touchFor is how far behind a token's stored use may be before a use is
