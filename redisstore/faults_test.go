@@ -53,6 +53,7 @@ func TestFullRedis(t *testing.T) {
 	// The stored uses are a TouchInterval behind: each Validate tries to
 	// write, fails, and answers from its read.
 	clk.Advance(10 * time.Minute)
+	writes := commandCalls(t, raw, "evalsha")
 	got, err := s.Validate(ctx, abs)
 	require.NoError(t, err, "an absolute token validates on a full Redis")
 	assert.Equal(t, absInfo.ExpiresAt, got.ExpiresAt)
@@ -60,6 +61,7 @@ func TestFullRedis(t *testing.T) {
 	require.NoError(t, err, "a sliding token validates on a full Redis")
 	assert.Equal(t, slidInfo.ExpiresAt, got.ExpiresAt, "its use was not written: the stored deadline stands")
 	assert.Equal(t, uint64(2), s.TouchesDropped())
+	assert.Equal(t, writes+1, commandCalls(t, raw, "evalsha"), "after a refused write, Validate stops trying for a while")
 	_, err = every.Validate(ctx, sliding)
 	require.NoError(t, err, "TouchInterval < 0: every use is written, and a refused write still validates")
 	assert.Equal(t, uint64(1), every.TouchesDropped())
