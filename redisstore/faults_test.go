@@ -289,3 +289,36 @@ func waitReplicated(t testing.TB, primaryAddr, replicaAddr string) {
 		}
 	}
 }
+
+// TestErrorsNameThePackageOnce: every error says "redisstore:" or
+// "tokenstore:" once, never both, never twice (issue 11).
+func TestErrorsNameThePackageOnce(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	s := newStore(t, &redisstore.Options{Now: clk.Now, MaxTokensPerSubject: 1, Policy: tokenstore.Absolute(time.Hour)})
+	token, info, err := s.Issue(ctx, "user")
+	require.NoError(t, err)
+	var errs []error
+	add := func(_ any, err error) { errs = append(errs, err) }
+	_, _, err = s.Issue(ctx, "user")
+	errs = append(errs, err) // limit
+	add(s.Validate(ctx, "tks_nonsense"))
+	_, _, err = s.Issue(ctx, "")
+	errs = append(errs, err)
+	expired, cancel := context.WithTimeout(ctx, -time.Second)
+	defer cancel()
+	add(s.Validate(expired, token))
+	clk.Advance(time.Hour)
+	add(s.Validate(ctx, token))
+	add(s.Get(ctx, info.ID))
+	require.NoError(t, s.Revoke(ctx, token))
+	add(s.Validate(ctx, token))
+	errs = append(errs, s.RevokeID(ctx, info.ID))
+	require.NoError(t, s.Close())
+	add(s.List(ctx, "user"))
+	for _, err := range errs {
+		require.Error(t, err)
+		n := strings.Count(err.Error(), "redisstore:") + strings.Count(err.Error(), "tokenstore:")
+		assert.Equal(t, 1, n, "%q", err)
+	}
+}
