@@ -322,3 +322,21 @@ func TestErrorsNameThePackageOnce(t *testing.T) {
 		assert.Equal(t, 1, n, "%q", err)
 	}
 }
+
+// TestTouchIntervalCappedByIdle: a TouchInterval longer than half a
+// token's idle timeout is cut to that half, so a token in use never
+// expires for want of a write.
+func TestTouchIntervalCappedByIdle(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	s := newStore(t, &redisstore.Options{Now: clk.Now, TouchInterval: time.Hour, Policy: tokenstore.Sliding(10*time.Minute, 0)})
+	token, _, err := s.Issue(ctx, "user")
+	require.NoError(t, err)
+	for i := range 6 { // an hour of use, every 5 minutes minus a millisecond
+		clk.Advance(5*time.Minute - time.Millisecond)
+		got, err := s.Validate(ctx, token)
+		require.NoError(t, err, "use %d", i)
+		assert.True(t, got.ExpiresAt.After(clk.Now().Add(5*time.Minute)), "use %d: at least half the idle timeout left", i)
+	}
+	assert.Equal(t, uint64(3), s.Stats().TouchesPersisted, "a write every other use: when the stored one is 5 minutes behind")
+}
