@@ -68,7 +68,7 @@ type issued struct {
 // leave one valid that a revocation cannot reach.
 func TestEviction(t *testing.T) {
 	srv := ownRedis(t)
-	raw := rawClient(t, srv.addr)
+	raw := rawClient(t, srv.Addr)
 	margin, logins, subjects := int64(1<<20), 2500, 100
 	if *long {
 		margin, logins, subjects = 8<<20, 20000, 800 // the same proportions, eight times the keys
@@ -82,8 +82,8 @@ func TestEviction(t *testing.T) {
 			require.NoError(t, raw.ConfigResetStat(ctx).Err())
 			prefix := uniquePrefix()
 			pol := tokenstore.Sliding(time.Hour, 0)
-			s := storeOn(t, srv.addr, &redisstore.Options{KeyPrefix: prefix, Policy: pol})
-			limited := storeOn(t, srv.addr, &redisstore.Options{KeyPrefix: prefix, Policy: pol, MaxTokensPerSubject: 1})
+			s := storeOn(t, srv.Addr, &redisstore.Options{KeyPrefix: prefix, Policy: pol})
+			limited := storeOn(t, srv.Addr, &redisstore.Options{KeyPrefix: prefix, Policy: pol, MaxTokensPerSubject: 1})
 
 			// Warm up, so that scripts and connection buffers are in the
 			// baseline and the margin holds tokens only.

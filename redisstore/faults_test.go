@@ -24,12 +24,12 @@ import (
 // nothing.
 func TestFullRedis(t *testing.T) {
 	srv := ownRedis(t, "--maxmemory-policy", "noeviction")
-	raw := rawClient(t, srv.addr)
+	raw := rawClient(t, srv.Addr)
 	ctx := context.Background()
 	clk := newClock()
 	prefix := uniquePrefix()
-	s := storeOn(t, srv.addr, &redisstore.Options{Now: clk.Now, KeyPrefix: prefix, TouchInterval: time.Minute})
-	every := storeOn(t, srv.addr, &redisstore.Options{Now: clk.Now, KeyPrefix: prefix, TouchInterval: -1})
+	s := storeOn(t, srv.Addr, &redisstore.Options{Now: clk.Now, KeyPrefix: prefix, TouchInterval: time.Minute})
+	every := storeOn(t, srv.Addr, &redisstore.Options{Now: clk.Now, KeyPrefix: prefix, TouchInterval: -1})
 	abs, absInfo, err := s.Issue(ctx, "victim", tokenstore.WithPolicy(tokenstore.Absolute(time.Hour)))
 	require.NoError(t, err)
 	sliding, slidInfo, err := s.Issue(ctx, "victim", tokenstore.WithPolicy(tokenstore.Sliding(time.Hour, 0)))
@@ -103,16 +103,16 @@ func TestFullRedis(t *testing.T) {
 // and writes fail with tokenstore.ErrReadOnly naming the replica.
 func TestReadOnlyReplica(t *testing.T) {
 	primary := ownRedis(t, "--repl-diskless-sync-delay", "0")
-	replica := ownRedis(t, "--replicaof", hostPort(primary.addr))
+	replica := ownRedis(t, "--replicaof", hostPort(primary.Addr))
 	ctx := context.Background()
 	clk := newClock()
 	prefix := uniquePrefix()
-	p := storeOn(t, primary.addr, &redisstore.Options{Now: clk.Now, KeyPrefix: prefix})
+	p := storeOn(t, primary.Addr, &redisstore.Options{Now: clk.Now, KeyPrefix: prefix})
 	token, info, err := p.Issue(ctx, "user")
 	require.NoError(t, err)
-	waitReplicated(t, primary.addr, replica.addr)
+	waitReplicated(t, primary.Addr, replica.Addr)
 
-	r := storeOn(t, replica.addr, &redisstore.Options{Now: clk.Now, KeyPrefix: prefix})
+	r := storeOn(t, replica.Addr, &redisstore.Options{Now: clk.Now, KeyPrefix: prefix})
 	got, err := r.Validate(ctx, token)
 	require.NoError(t, err, "a fresh use only reads")
 	assert.Equal(t, info.ID, got.ID)
@@ -137,9 +137,9 @@ func TestReadOnlyReplica(t *testing.T) {
 // returns within its context's deadline plus a small bound.
 func TestDeadlines(t *testing.T) {
 	srv := ownRedis(t)
-	raw := rawClient(t, srv.addr)
+	raw := rawClient(t, srv.Addr)
 	ctx := context.Background()
-	bare := redis.NewClient(&redis.Options{Addr: srv.addr}) // no ContextTimeoutEnabled
+	bare := redis.NewClient(&redis.Options{Addr: srv.Addr}) // no ContextTimeoutEnabled
 	t.Cleanup(func() { _ = bare.Close() })
 	s, err := redisstore.New(bare, &redisstore.Options{KeyPrefix: uniquePrefix(), SweepInterval: -1})
 	require.NoError(t, err)
@@ -198,10 +198,10 @@ func TestDeadlines(t *testing.T) {
 // request, and the reads run as EVALSHA_RO.
 func TestWritesPerTouchInterval(t *testing.T) {
 	srv := ownRedis(t)
-	raw := rawClient(t, srv.addr)
+	raw := rawClient(t, srv.Addr)
 	ctx := context.Background()
 	clk := newClock()
-	s := storeOn(t, srv.addr, &redisstore.Options{Now: clk.Now, Policy: tokenstore.Sliding(time.Hour, 0)}) // TouchInterval: 1 minute
+	s := storeOn(t, srv.Addr, &redisstore.Options{Now: clk.Now, Policy: tokenstore.Sliding(time.Hour, 0)}) // TouchInterval: 1 minute
 	token, _, err := s.Issue(ctx, "user")
 	require.NoError(t, err)
 	_, err = s.Validate(ctx, token) // loads the read script
@@ -237,7 +237,7 @@ func TestWritesPerTouchInterval(t *testing.T) {
 func TestNoEvalRO(t *testing.T) {
 	srv := ownRedis(t, "--rename-command", "EVALSHA_RO", "", "--rename-command", "EVAL_RO", "")
 	ctx := context.Background()
-	s := storeOn(t, srv.addr, &redisstore.Options{Now: newClock().Now})
+	s := storeOn(t, srv.Addr, &redisstore.Options{Now: newClock().Now})
 	token, info, err := s.Issue(ctx, "user")
 	require.NoError(t, err)
 	for range 2 {

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/internal/redistest"
 	"github.com/tokenstore/tokenstore/redisstore"
 	"github.com/tokenstore/tokenstore/tokenstoretest"
 )
@@ -27,8 +28,8 @@ func ownCluster(t *testing.T) []string {
 	var raws []*redis.Client
 	for range 3 {
 		srv := ownRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000")
-		addrs = append(addrs, srv.addr)
-		raws = append(raws, rawClient(t, srv.addr))
+		addrs = append(addrs, srv.Addr)
+		raws = append(raws, rawClient(t, srv.Addr))
 	}
 	ranges := [][2]int{{0, 5460}, {5461, 10922}, {10923, 16383}}
 	for i, r := range raws {
@@ -135,13 +136,13 @@ func TestCluster(t *testing.T) {
 func TestSentinel(t *testing.T) {
 	ctx := context.Background()
 	primary := ownRedis(t, "--repl-diskless-sync-delay", "0")
-	replica := ownRedis(t, "--replicaof", hostPort(primary.addr), "--repl-diskless-sync-delay", "0")
-	host, port, _ := net.SplitHostPort(primary.addr)
+	replica := ownRedis(t, "--replicaof", hostPort(primary.Addr), "--repl-diskless-sync-delay", "0")
+	host, port, _ := net.SplitHostPort(primary.Addr)
 	conf := fmt.Sprintf("sentinel monitor tokens %s %s 1\nsentinel down-after-milliseconds tokens 500\nsentinel failover-timeout tokens 20000\n", host, port)
-	sentinels := []*redisServer{ownSentinel(t, conf), ownSentinel(t, conf)}
+	sentinels := []*redistest.Server{ownSentinel(t, conf), ownSentinel(t, conf)}
 
 	client := redis.NewUniversalClient(&redis.UniversalOptions{
-		MasterName: "tokens", Addrs: []string{sentinels[0].addr, sentinels[1].addr}, DisableIdentity: true,
+		MasterName: "tokens", Addrs: []string{sentinels[0].Addr, sentinels[1].Addr}, DisableIdentity: true,
 	})
 	t.Cleanup(func() { _ = client.Close() })
 	prefix := uniquePrefix()
@@ -154,19 +155,19 @@ func TestSentinel(t *testing.T) {
 	got, err := s.Validate(ctx, token)
 	require.NoError(t, err)
 	assert.Equal(t, info.ID, got.ID)
-	waitReplicated(t, primary.addr, replica.addr)
+	waitReplicated(t, primary.Addr, replica.Addr)
 
 	// The primary dies (kill -9); the Sentinels promote the replica, once
 	// they know it.
-	sent := rawClient(t, sentinels[0].addr)
+	sent := rawClient(t, sentinels[0].Addr)
 	require.Eventually(t, func() bool {
 		replicas, err := sent.Do(ctx, "SENTINEL", "REPLICAS", "tokens").Slice()
 		return err == nil && len(replicas) == 1
 	}, 20*time.Second, 20*time.Millisecond, "the Sentinels never found the replica")
-	primary.stop()
+	primary.Stop()
 	require.Eventually(t, func() bool {
 		addr, err := sent.Do(ctx, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "tokens").StringSlice()
-		return err == nil && len(addr) == 2 && net.JoinHostPort(addr[0], addr[1]) == replica.addr
+		return err == nil && len(addr) == 2 && net.JoinHostPort(addr[0], addr[1]) == replica.Addr
 	}, 20*time.Second, 20*time.Millisecond, "the replica was not promoted")
 
 	// The client follows the Sentinels to the new primary.
@@ -181,7 +182,7 @@ func TestSentinel(t *testing.T) {
 	}, 20*time.Second, 20*time.Millisecond, "Issue works on the new primary")
 	_, err = s.Validate(ctx, second)
 	require.NoError(t, err)
-	n, err := rawClient(t, replica.addr).Exists(ctx, recordKey(prefix, second)).Result()
+	n, err := rawClient(t, replica.Addr).Exists(ctx, recordKey(prefix, second)).Result()
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), n, "written to the promoted replica")
 	require.NoError(t, s.Revoke(ctx, token))
