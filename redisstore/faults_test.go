@@ -152,7 +152,7 @@ func TestDeadlines(t *testing.T) {
 
 	const deadline = 100 * time.Millisecond
 	bound := 400 * time.Millisecond // scheduling on a loaded machine
-	pause := 3 * time.Second // the calls and Stats take about 2 s
+	pause := 3 * time.Second        // the calls and Stats take about 2 s
 	if *long {
 		pause = 10 * time.Second
 	}
