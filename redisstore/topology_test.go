@@ -189,3 +189,36 @@ func TestSentinel(t *testing.T) {
 	_, err = s.Validate(ctx, token)
 	require.ErrorIs(t, err, tokenstore.ErrNotFound)
 }
+
+// TestRing runs the conformance suite on a go-redis Ring of two servers,
+// each test's store under its own hash tag, so on one of them.
+func TestRing(t *testing.T) {
+	a, b := ownRedis(t), ownRedis(t)
+	t.Run("Conformance", func(t *testing.T) {
+		tokenstoretest.Run(t, func(t *testing.T, c tokenstoretest.Config) tokenstore.Store {
+			ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": a.Addr, "b": b.Addr}, DisableIdentity: true})
+			t.Cleanup(func() { _ = ring.Close() })
+			s, err := redisstore.New(ring, &redisstore.Options{
+				KeyPrefix:           "{" + uniquePrefix() + "}",
+				Now:                 c.Now,
+				Policy:              c.Policy,
+				Prefix:              c.Prefix,
+				MaxTokensPerSubject: c.MaxTokensPerSubject,
+				TouchInterval:       c.TouchInterval,
+				SweepInterval:       c.SweepInterval,
+			})
+			require.NoError(t, err)
+			t.Cleanup(func() { require.NoError(t, s.Close()) })
+			return s
+		})
+	})
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": a.Addr, "b": b.Addr}, DisableIdentity: true})
+	t.Cleanup(func() { _ = ring.Close() })
+	_, err := redisstore.New(ring, &redisstore.Options{KeyPrefix: "tokens:"})
+	require.ErrorContains(t, err, "hash tag")
+	for _, srv := range []*redistest.Server{a, b} {
+		n, err := rawClient(t, srv.Addr).DBSize(context.Background()).Result()
+		require.NoError(t, err)
+		assert.Positive(t, n, "the stores spread over both shards")
+	}
+}
