@@ -397,8 +397,10 @@ func (s *Store) Issue(ctx context.Context, subject string, opts ...tokenstore.Is
 // be written (Redis out of memory, a read-only replica, a deadline reached
 // between the two): the use is dropped and counted by
 // [Store.TouchesDropped], and the token expires up to TouchInterval
-// earlier than it would have. A full Redis costs writes, not
-// authentication.
+// earlier than it would have. After Redis refuses one (OOM, READONLY),
+// Validate stops trying for a second, logging one warning, so that a full
+// Redis is not asked for a doomed write per request. A full Redis costs
+// writes, not authentication.
 func (s *Store) Validate(ctx context.Context, token string) (tokenstore.Info, error) {
 	return s.check(ctx, token, true)
 }
