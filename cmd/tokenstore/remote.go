@@ -108,6 +108,10 @@ func (a *app) openRemote() (store, error) {
 	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
 		fmt.Fprintf(a.stderr, "tokenstore: warning: sending the admin credential to %s over plain HTTP, readable on the network: use https://\n", u.Host)
 	}
+	format, err := tokenstore.NewFormat(a.prefix)
+	if err != nil {
+		return nil, err
+	}
 	timeout := remoteTimeout
 	if a.timeoutSet {
 		timeout = a.timeout
@@ -118,6 +122,7 @@ func (a *app) openRemote() (store, error) {
 			Token:      token,
 			HTTPClient: &http.Client{Timeout: timeout, Transport: &http.Transport{Proxy: http.ProxyFromEnvironment}},
 		},
+		format:  format,
 		url:     u.Redacted(),
 		from:    from,
 		timeout: timeout,
@@ -137,8 +142,9 @@ func isLoopback(host string) bool {
 // whose errors are explained for the operator.
 type remoteStore struct {
 	c       *admin.Client
-	url     string // redacted, for messages
-	from    string // where the credential came from
+	format  tokenstore.Format // --prefix's
+	url     string            // redacted, for messages
+	from    string            // where the credential came from
 	timeout time.Duration
 	now     func() time.Time
 }
@@ -155,11 +161,24 @@ func (s *remoteStore) Get(ctx context.Context, id uuid.UUID) (tokenstore.Info, e
 
 func (s *remoteStore) Lookup(ctx context.Context, token string) (tokenstore.Info, error) {
 	info, err := s.c.Lookup(ctx, token)
-	return info, s.err(err)
+	return info, s.tokenErr(err, token)
 }
 
 func (s *remoteStore) Revoke(ctx context.Context, token string) error {
-	return s.err(s.c.Revoke(ctx, token))
+	return s.tokenErr(s.c.Revoke(ctx, token), token)
+}
+
+// tokenErr is err, or for a token the application calls malformed, the
+// reason the library gives on a file (wrong length, checksum...) when the
+// token is malformed for --prefix too: the API answers with a fixed text.
+func (s *remoteStore) tokenErr(err error, token string) error {
+	err = s.err(err)
+	if errors.Is(err, tokenstore.ErrMalformed) {
+		if _, perr := s.format.Parse(token); perr != nil {
+			return perr
+		}
+	}
+	return err
 }
 
 func (s *remoteStore) RevokeID(ctx context.Context, id uuid.UUID) error {

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
@@ -271,4 +273,180 @@ func TestRemote_Commands(t *testing.T) {
 			assert.JSONEq(t, `{"revoked": 0}`, got.stdout)
 		})
 	}
+}
+
+// TestRemote_SameOutputAsFile: the read commands print, byte for byte,
+// what they print on the file once the application has stopped.
+func TestRemote_SameOutputAsFile(t *testing.T) {
+	c := newCLI(t)
+	db := openFile(t, c.path("tokens.db"))
+	app := serve(t, c, db)
+	laptop, info := app.issue("alice", tokenstore.WithPolicy(tokenstore.Absolute(30*24*time.Hour)), tokenstore.WithMetadata(map[string]string{"device": "laptop", "note": "a b"}))
+	_, err := db.Validate(context.Background(), laptop)
+	require.NoError(t, err)
+	_, soon := app.issue("alice", tokenstore.WithPolicy(tokenstore.Absolute(time.Hour)))
+	app.issue("bob", tokenstore.WithPolicy(tokenstore.Sliding(24*time.Hour, 0)))
+
+	commands := []struct {
+		stdin string
+		args  []string
+	}{
+		{"", []string{"list", "--subject", "alice"}},
+		{"", []string{"list", "--subject", "alice", "--json"}},
+		{"", []string{"list", "--subject", "nobody"}},
+		{laptop + "\n", []string{"inspect", "--json"}},
+		{"", []string{"inspect", "--id", info.ID.String(), "--json"}},
+		{"", []string{"inspect", "--id", soon.ID.String(), "--json"}},
+		{"", []string{"inspect", "--id", uuid.NewString(), "--json"}},
+		{"tks_nope\n", []string{"inspect"}},
+		{"", []string{"expiring", "--within", "2d"}},
+		{"", []string{"expiring", "--within", "2d", "--json"}},
+	}
+	remote := make([]result, len(commands))
+	for i, cmd := range commands {
+		remote[i] = c.run(cmd.stdin, app.args(cmd.args...)...)
+	}
+	got := c.run("", app.args("stats", "--json")...)
+	require.Equal(t, exitOK, got.code, got.stderr)
+	var remoteStats statsJSON
+	require.NoError(t, json.Unmarshal([]byte(got.stdout), &remoteStats))
+
+	app.srv.Close()
+	require.NoError(t, db.Close())
+	for i, cmd := range commands {
+		local := c.run(cmd.stdin, append([]string{"--db", c.path("tokens.db")}, cmd.args...)...)
+		assert.Equal(t, local, remote[i], "%v", cmd.args)
+	}
+	got = c.run("", "--db", c.path("tokens.db"), "stats", "--json")
+	require.Equal(t, exitOK, got.code, got.stderr)
+	var localStats statsJSON
+	require.NoError(t, json.Unmarshal([]byte(got.stdout), &localStats))
+	assert.Equal(t, localStats.Tokens, remoteStats.Tokens)
+	assert.Equal(t, localStats.File, remoteStats.File)
+	assert.Equal(t, localStats.Bolt.PageSize, remoteStats.Bolt.PageSize)
+	assert.Len(t, remoteStats.Bolt.Buckets, len(localStats.Bolt.Buckets))
+}
+
+// TestRemote_Errors: what goes wrong with --url says what and where, with
+// the exit code and --json error code of its kind, and never shows a token.
+func TestRemote_Errors(t *testing.T) {
+	c := newCLI(t)
+	db := openFile(t, c.path("tokens.db"))
+	app := serve(t, c, db)
+	alice, _ := app.issue("alice", tokenstore.WithMetadata(map[string]string{"scope": "read"}))
+	require.NoError(t, os.WriteFile(c.path("alice-token"), []byte(alice+"\n"), 0o600))
+	require.NoError(t, os.WriteFile(c.path("empty"), nil, 0o600))
+	other, err := tokenstore.Open(c.path("other.db"), &tokenstore.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	stranger, _, err := other.Issue(context.Background(), "ops-alice", tokenstore.WithMetadata(map[string]string{"scope": admin.DefaultScope}))
+	require.NoError(t, err)
+	require.NoError(t, other.Close())
+
+	abcFormat, err := tokenstore.NewFormat("abc")
+	require.NoError(t, err)
+	abc, _ := abcFormat.Generate()
+
+	// A port nothing listens on.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	down := "http://" + ln.Addr().String() + "/admin"
+	require.NoError(t, ln.Close())
+
+	tests := []struct {
+		name     string
+		env      []string
+		args     []string
+		wantCode int
+		wantErr  string // errorJSON's code
+		want     string // in the message
+	}{
+		{"no credential", nil, []string{"--url", app.url, "list", "--subject", "alice"}, exitUsage, "usage",
+			"--url needs an admin credential: name a file holding an admin token with --credential-file, or set TOKENSTORE_ADMIN_TOKEN (never on the command line, where ps shows it)"},
+		{"credential file missing", nil, []string{"--url", app.url, "--credential-file", "nope", "stats"}, exitUsage, "not_exist", "--credential-file nope does not exist"},
+		{"credential file empty", nil, []string{"--url", app.url, "--credential-file", "empty", "stats"}, exitUsage, "usage", "--credential-file empty is empty: put the admin token on its first line"},
+		{"wrong credential in the environment", []string{"TOKENSTORE_ADMIN_TOKEN=" + stranger}, []string{"--url", app.url, "stats"}, exitFailed, "unauthorized",
+			"the application at " + app.url + " refused the admin credential from $TOKENSTORE_ADMIN_TOKEN: it is not one of the application's tokens, or it was revoked or has expired (401 unauthorized)"},
+		{"garbage credential", []string{"TOKENSTORE_ADMIN_TOKEN=hunter2"}, []string{"--url", app.url, "list", "--subject", "alice"}, exitFailed, "unauthorized", "refused the admin credential from $TOKENSTORE_ADMIN_TOKEN"},
+		{"credential without the admin scope", nil, []string{"--url", app.url, "--credential-file", "alice-token", "revoke", "--subject", "alice"}, exitFailed, "forbidden",
+			`the admin credential from --credential-file alice-token is a valid token without the admin permission (a token needs the scope "tokenstore:admin" in its metadata) (403 forbidden)`},
+		{"server down", nil, app.args("stats")[2:], exitFailed, "unreachable", "cannot reach the application at " + down + ": dial tcp"},
+		{"not the admin prefix", nil, []string{"--url", app.srv.URL + "/api", "--credential-file", app.cred, "stats"}, exitFailed, "bad_answer",
+			app.srv.URL + "/api did not answer as the tokenstore admin API"},
+		{"not a URL", nil, []string{"--url", "127.0.0.1:8080", "--credential-file", app.cred, "stats"}, exitUsage, "usage", `--url "127.0.0.1:8080" is not an http:// or https:// URL`},
+		{"--db and --url", nil, append([]string{"--db", "tokens.db"}, app.args("stats")...), exitUsage, "usage", "give --db (a token file) or --url (a running application), not both"},
+		{"--credential-file without --url", nil, []string{"--db", "tokens.db", "--credential-file", app.cred, "stats"}, exitUsage, "usage", "--credential-file is the admin credential for --url"},
+		{"list without --subject", nil, app.args("list"), exitUsage, "usage", "with --url, list needs --subject"},
+		{"list --all", nil, app.args("list", "--subject", "alice", "--all"), exitUsage, "usage", "with --url, list shows live tokens only: --all needs the file (--db)"},
+		{"a malformed token", nil, app.args("inspect", "tks_nope"), exitFailed, "malformed", "invalid token: malformed: length 8, want 53"},
+		{"a token of another prefix", nil, app.args("--prefix", "abc", "inspect", abc), exitFailed, "malformed",
+			"invalid token: malformed: not a token of this store (wrong length, prefix or checksum)"},
+		{"an unknown token", nil, app.args("inspect", stranger), exitFailed, "not_found", "invalid token: not found (never issued, revoked, or expired and swept)"},
+		{"check", nil, app.args("check"), exitUsage, "file_only", "check is not available with --url: it reads every page of the file"},
+		{"backup", nil, app.args("backup", "b.db"), exitUsage, "file_only", "backup is not available with --url"},
+		{"compact", nil, app.args("compact"), exitUsage, "file_only", "compact is not available with --url"},
+		{"sweep", nil, app.args("sweep"), exitUsage, "file_only", "sweep is not available with --url: the application's own sweeper deletes expired tokens"},
+		{"validate", nil, app.args("validate", alice), exitUsage, "file_only", "validate is not available with --url: it counts a use"},
+		{"rotate", nil, app.args("rotate", alice), exitUsage, "file_only", "rotate is not available with --url"},
+		{"bench", nil, app.args("bench"), exitUsage, "file_only", "bench is not available with --url"},
+		{"a file-only command under TOKENSTORE_URL", []string{"TOKENSTORE_URL=" + app.url}, []string{"compact"}, exitUsage, "file_only",
+			"compact is not available with --url ($TOKENSTORE_URL is set; --db FILE runs on a file)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := tt.args
+			if tt.name == "server down" {
+				args = append([]string{"--url", down}, args...)
+			}
+			r := &cli{t: t, dir: c.dir, env: tt.env}
+			got := r.run("", args...)
+			assert.Equal(t, tt.wantCode, got.code, got.stderr)
+			assert.Empty(t, got.stdout)
+			assert.Contains(t, got.stderr, tt.want)
+			assert.Equal(t, 1, strings.Count(got.stderr, "tokenstore: "), "one prefix: %s", got.stderr)
+			got = r.run("", append(args, "--json")...)
+			assert.Equal(t, tt.wantCode, got.code, got.stderr)
+			e := decodeError(t, got.stdout)
+			assert.Equal(t, tt.wantErr, e.Code)
+			assert.Equal(t, strings.SplitN(got.stderr, "\n", 2)[0], e.Message)
+			assertNoToken(t, got.stdout+got.stderr, app.admin, alice, stranger)
+		})
+	}
+
+	// Nothing was lost or changed by any of it.
+	infos, err := db.List(context.Background(), "alice")
+	require.NoError(t, err)
+	assert.Len(t, infos, 1)
+}
+
+// TestRemote_Environment: TOKENSTORE_URL and TOKENSTORE_ADMIN_TOKEN do
+// what --url and --credential-file do; --db wins over TOKENSTORE_URL; a
+// credential file others may read is named.
+func TestRemote_Environment(t *testing.T) {
+	c := newCLI(t)
+	db := openFile(t, c.path("tokens.db"))
+	app := serve(t, c, db)
+	leaked, info := app.issue("alice")
+	e := &cli{t: t, dir: c.dir, env: []string{"TOKENSTORE_URL=" + app.url, "TOKENSTORE_ADMIN_TOKEN=" + app.admin}}
+
+	got := e.run("", "list", "--subject", "alice", "--json")
+	require.Equal(t, exitOK, got.code, got.stderr)
+	assert.Equal(t, info.ID.String(), decodeLines[infoJSON](t, got.stdout)[0].ID)
+
+	// --db on a file the application holds: the file mode, which says
+	// how to use --url instead.
+	got = e.run("", "--db", "tokens.db", "--timeout", "100ms", "list", "--subject", "alice")
+	assert.Equal(t, exitFailed, got.code)
+	assert.Contains(t, got.stderr, "tokens.db is held by another process")
+	assert.Contains(t, got.stderr, "run list, inspect, revoke, issue, stats or expiring through it with --url URL")
+
+	got = e.run(leaked+"\n", "revoke")
+	require.Equal(t, exitOK, got.code, got.stderr)
+	assert.Equal(t, "revoked 1 token\n", got.stdout)
+	_, err := db.Validate(context.Background(), leaked)
+	assert.ErrorIs(t, err, tokenstore.ErrNotFound)
+
+	require.NoError(t, os.Chmod(app.cred, 0o644))
+	got = c.run("", app.args("stats")...)
+	require.Equal(t, exitOK, got.code, got.stderr)
+	assert.Equal(t, "tokenstore: warning: "+app.cred+" holds an admin credential and other users may read it (mode 0644): chmod 600 it\n", got.stderr)
 }
