@@ -120,7 +120,7 @@ func (a *app) openRemote() (store, error) {
 		c: &admin.Client{
 			BaseURL:    u.String(),
 			Token:      token,
-			HTTPClient: &http.Client{Timeout: timeout, Transport: &http.Transport{Proxy: http.ProxyFromEnvironment}},
+			HTTPClient: &http.Client{Timeout: timeout, Transport: http.DefaultTransport.(*http.Transport).Clone()},
 		},
 		format:  format,
 		url:     u.Redacted(),
@@ -267,6 +267,8 @@ func (s *remoteStore) err(err error) error {
 
 func (s *remoteStore) apiErr(ae *admin.APIError) error {
 	status := fmt.Sprintf("%d %s", ae.Status, ae.Code)
+	// Some descriptions are the library's own error text, prefix included.
+	desc := strings.TrimPrefix(ae.Desc, "tokenstore: ")
 	switch {
 	case ae.Code == "unauthorized":
 		return &explained{fmt.Sprintf("the application at %s refused the admin credential from %s: it is not one of the application's tokens, or it was revoked or has expired (%s)", s.url, s.from, status), ae}
@@ -278,11 +280,14 @@ func (s *remoteStore) apiErr(ae *admin.APIError) error {
 	case ae.Code == "unknown_route":
 		return &explained{fmt.Sprintf("the admin API at %s has no route for this command: is --url the handler's prefix (such as http://127.0.0.1:8080/admin), and is the application's tokenstore recent enough? (%s)", s.url, status), errors.Join(errBadAnswer, ae)}
 	case ae.Unwrap() != nil:
-		// A sentinel: its text first, as a file's error reads, then the
-		// server's description.
-		return &explained{ae.Unwrap().Error() + ": " + ae.Desc, ae}
+		// A sentinel: read as a file's error reads, the library's text
+		// when the server sent it, else the sentinel's and the server's.
+		if desc != ae.Desc {
+			return &explained{ae.Desc, ae}
+		}
+		return &explained{ae.Unwrap().Error() + ": " + desc, ae}
 	case ae.Status >= 500:
-		return &explained{fmt.Sprintf("the application at %s failed: %s (%s)", s.url, ae.Desc, status), errors.Join(errServer, ae)}
+		return &explained{fmt.Sprintf("the application at %s failed: %s (%s)", s.url, desc, status), errors.Join(errServer, ae)}
 	}
-	return &explained{fmt.Sprintf("the application at %s refused the request: %s (%s)", s.url, ae.Desc, status), ae}
+	return &explained{fmt.Sprintf("the application at %s refused the request: %s (%s)", s.url, desc, status), ae}
 }

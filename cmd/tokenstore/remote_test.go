@@ -73,9 +73,13 @@ func (r *running) args(args ...string) []string {
 
 // openFile opens a token file for a server, closed at cleanup unless
 // closed before.
-func openFile(t *testing.T, path string) *tokenstore.DB {
+func openFile(t *testing.T, path string, opts ...func(*tokenstore.Options)) *tokenstore.DB {
 	t.Helper()
-	db, err := tokenstore.Open(path, &tokenstore.Options{SweepInterval: -1})
+	o := &tokenstore.Options{SweepInterval: -1}
+	for _, f := range opts {
+		f(o)
+	}
+	db, err := tokenstore.Open(path, o)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		if err := db.Close(); err != nil && !errors.Is(err, tokenstore.ErrClosed) {
@@ -331,7 +335,7 @@ func TestRemote_SameOutputAsFile(t *testing.T) {
 // the exit code and --json error code of its kind, and never shows a token.
 func TestRemote_Errors(t *testing.T) {
 	c := newCLI(t)
-	db := openFile(t, c.path("tokens.db"))
+	db := openFile(t, c.path("tokens.db"), func(o *tokenstore.Options) { o.MaxTokensPerSubject = 1 })
 	app := serve(t, c, db)
 	alice, _ := app.issue("alice", tokenstore.WithMetadata(map[string]string{"scope": "read"}))
 	require.NoError(t, os.WriteFile(c.path("alice-token"), []byte(alice+"\n"), 0o600))
@@ -381,6 +385,7 @@ func TestRemote_Errors(t *testing.T) {
 		{"a token of another prefix", nil, app.args("--prefix", "abc", "inspect", abc), exitFailed, "malformed",
 			"invalid token: malformed: not a token of this store (wrong length, prefix or checksum)"},
 		{"an unknown token", nil, app.args("inspect", stranger), exitFailed, "not_found", "invalid token: not found (never issued, revoked, or expired and swept)"},
+		{"beyond the subject's token limit", nil, app.args("issue", "--subject", "alice"), exitFailed, "token_limit", "tokenstore: issue: subject has too many tokens: 1 live tokens, limit 1\n"},
 		{"check", nil, app.args("check"), exitUsage, "file_only", "check is not available with --url: it reads every page of the file"},
 		{"backup", nil, app.args("backup", "b.db"), exitUsage, "file_only", "backup is not available with --url"},
 		{"compact", nil, app.args("compact"), exitUsage, "file_only", "compact is not available with --url"},
@@ -416,6 +421,13 @@ func TestRemote_Errors(t *testing.T) {
 	infos, err := db.List(context.Background(), "alice")
 	require.NoError(t, err)
 	assert.Len(t, infos, 1)
+
+	// The application's store fails (here: closed under it).
+	require.NoError(t, db.Close())
+	got := c.run("", app.args("stats", "--json")...)
+	assert.Equal(t, exitFailed, got.code)
+	assert.Equal(t, "tokenstore: the application at "+app.url+" failed: the store is closed or the request was cancelled (503 temporarily_unavailable)\n", got.stderr)
+	assert.Equal(t, "server_error", decodeError(t, got.stdout).Code)
 }
 
 // TestRemote_Environment: TOKENSTORE_URL and TOKENSTORE_ADMIN_TOKEN do
@@ -449,4 +461,54 @@ func TestRemote_Environment(t *testing.T) {
 	got = c.run("", app.args("stats")...)
 	require.Equal(t, exitOK, got.code, got.stderr)
 	assert.Equal(t, "tokenstore: warning: "+app.cred+" holds an admin credential and other users may read it (mode 0644): chmod 600 it\n", got.stderr)
+}
+
+// TestRemote_Expired: a token past its deadline, not swept yet, reads as
+// it does on the file: inspect --id prints its details and exits 1,
+// inspect by token refuses it.
+func TestRemote_Expired(t *testing.T) {
+	c := newCLI(t)
+	var issuing atomic.Bool
+	issuing.Store(true)
+	db := openFile(t, c.path("tokens.db"), func(o *tokenstore.Options) {
+		o.Now = func() time.Time {
+			if issuing.Load() {
+				return time.Now().Add(-2 * time.Hour)
+			}
+			return time.Now()
+		}
+	})
+	app := serve(t, c, db)
+	token, info := app.issue("alice", tokenstore.WithPolicy(tokenstore.Absolute(time.Hour)))
+	issuing.Store(false) // issued two hours ago for one hour
+
+	commands := [][]string{
+		{"inspect", "--id", info.ID.String(), "--json"},
+		{"inspect", "--json"},
+		{"inspect"},
+		{"list", "--subject", "alice"},
+	}
+	remote := make([]result, len(commands))
+	for i, args := range commands {
+		remote[i] = c.run(token+"\n", app.args(args...)...)
+	}
+	assert.Equal(t, exitFailed, remote[0].code)
+	var ti infoJSON
+	require.NoError(t, json.Unmarshal([]byte(remote[0].stdout), &ti), "the details, and no error object after them")
+	assert.True(t, ti.Expired)
+	assert.Equal(t, "tokenstore: token "+info.ID.String()+" has expired (not swept yet)\n", remote[0].stderr)
+	assert.Equal(t, "expired", decodeError(t, remote[1].stdout).Code)
+	assert.Equal(t, "tokenstore: invalid token: expired\n", remote[2].stderr)
+	assert.Equal(t, "no live tokens for subject \"alice\"\n", remote[3].stderr)
+
+	got := c.run("", app.args("inspect", "--id", info.ID.String())...)
+	assert.Equal(t, exitFailed, got.code)
+	assert.Regexp(t, `(?m)^expires +\S+ \(1h ago\)$`, got.stdout)
+
+	app.srv.Close()
+	require.NoError(t, db.Close())
+	for i, args := range commands {
+		local := c.run(token+"\n", append([]string{"--db", "tokens.db"}, args...)...)
+		assert.Equal(t, local, remote[i], "%v", args)
+	}
 }
