@@ -457,6 +457,23 @@ func TestRemote_Environment(t *testing.T) {
 	_, err := db.Validate(context.Background(), leaked)
 	assert.ErrorIs(t, err, tokenstore.ErrNotFound)
 
+	// An application that accepts the connection and never answers.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer silent.Close()
+	mute := "http://" + silent.Addr().String() + "/admin"
+	got = c.run("", "--url", mute, "--credential-file", app.cred, "--timeout", "200ms", "stats", "--json")
+	assert.Equal(t, exitFailed, got.code)
+	assert.Equal(t, "tokenstore: no answer from the application at "+mute+" within 200ms (is it overloaded? a longer --timeout waits more)\n", got.stderr)
+	assert.Equal(t, "unreachable", decodeError(t, got.stdout).Code)
+
+	// Plain HTTP beyond loopback: a warning (the request itself fails here:
+	// 192.0.2.1 is TEST-NET-1, routed nowhere).
+	got = c.run("", "--url", "http://192.0.2.1:9/admin", "--credential-file", app.cred, "--timeout", "200ms", "stats")
+	assert.Equal(t, exitFailed, got.code)
+	assert.Contains(t, got.stderr, "tokenstore: warning: sending the admin credential to 192.0.2.1:9 over plain HTTP, readable on the network: use https://\n")
+	assert.Contains(t, got.stderr, "http://192.0.2.1:9/admin")
+
 	require.NoError(t, os.Chmod(app.cred, 0o644))
 	got = c.run("", app.args("stats")...)
 	require.Equal(t, exitOK, got.code, got.stderr)
