@@ -89,7 +89,7 @@ func (a *app) credential() (token, from string, err error) {
 		}
 		return token, from, nil
 	}
-	if token = strings.TrimSpace(a.env(envAdminToken)); token != "" {
+	if token = strings.TrimSpace(os.Getenv(envAdminToken)); token != "" {
 		return token, "$" + envAdminToken, nil
 	}
 	return "", "", usagef("--url needs an admin credential: name a file holding an admin token with --credential-file, or set %s (never on the command line, where ps shows it); issue one with: tokenstore issue --subject ops-you --meta scope=%s", envAdminToken, admin.DefaultScope)
@@ -126,7 +126,6 @@ func (a *app) openRemote() (store, error) {
 		url:     u.Redacted(),
 		from:    from,
 		timeout: timeout,
-		now:     a.now,
 	}, nil
 }
 
@@ -146,7 +145,6 @@ type remoteStore struct {
 	url     string            // redacted, for messages
 	from    string            // where the credential came from
 	timeout time.Duration
-	now     func() time.Time
 }
 
 func (s *remoteStore) List(ctx context.Context, subject string) ([]tokenstore.Info, error) {

@@ -31,18 +31,17 @@ type app struct {
 	stdout, stderr io.Writer
 
 	now        func() time.Time // the store's clock; tests fix it
-	getenv     func(string) string
-	dbPath     string        // --db
-	timeout    time.Duration // --timeout: Options.LockTimeout, or each request's with --url
-	timeoutSet bool          // --timeout was given
-	prefix     string        // --prefix: Options.Prefix
-	url        string        // --url, or $TOKENSTORE_URL without --db: the application's admin API
-	credFile   string        // --credential-file: the admin token for --url
+	dbPath     string           // --db
+	timeout    time.Duration    // --timeout: Options.LockTimeout, or each request's with --url
+	timeoutSet bool             // --timeout was given
+	prefix     string           // --prefix: Options.Prefix
+	url        string           // --url, or $TOKENSTORE_URL without --db: the application's admin API
+	credFile   string           // --credential-file: the admin token for --url
 }
 
 // run runs the command line args and returns the process's exit code.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now, getenv: os.Getenv}
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now}
 	return a.run(ctx, args)
 }
 
@@ -208,14 +207,6 @@ var fileOnlyWhy = map[string]string{
 	"bench":    "it measures a token file on this machine and never talks to an application",
 }
 
-// env reads an environment variable.
-func (a *app) env(name string) string {
-	if a.getenv == nil {
-		return os.Getenv(name)
-	}
-	return a.getenv(name)
-}
-
 // chooseStore decides between the file and the application, before the
 // command runs: --db and --url exclude each other, $TOKENSTORE_URL counts
 // unless --db is given, and a command that needs the file refuses --url.
@@ -228,7 +219,7 @@ func (a *app) chooseStore(cmd *cobra.Command) error {
 	case changed("url") && a.url == "":
 		return usagef("--url is empty: give the URL where the application mounts the admin handler, such as http://127.0.0.1:8080/admin")
 	case !changed("db") && !changed("url"):
-		a.url = a.env(envURL)
+		a.url = os.Getenv(envURL)
 	}
 	if !a.remote() {
 		if changed("credential-file") {
@@ -237,7 +228,9 @@ func (a *app) chooseStore(cmd *cobra.Command) error {
 		return nil
 	}
 	for c := cmd; c != nil; c = c.Parent() {
-		if c.Annotations["remote"] != "" || c.Name() == "help" || c.Name() == "completion" || c.Name() == "version" {
+		// help, version and shell completion (cobra's hidden __complete)
+		// touch no store.
+		if n := c.Name(); c.Annotations["remote"] != "" || n == "help" || n == "completion" || n == "version" || strings.HasPrefix(n, "__") {
 			return nil
 		}
 	}
