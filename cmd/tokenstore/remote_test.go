@@ -237,6 +237,15 @@ func TestRemote_Commands(t *testing.T) {
 			assert.Regexp(t, `(?m)^  issued +4$`, got.stdout)
 			assert.Equal(t, backend == "file", strings.Contains(got.stdout, "bbolt pages"))
 
+			// A subject with a slash travels path-escaped.
+			_, teamInfo := app.issue("team/ops")
+			got = c.run("", app.args("list", "--subject", "team/ops", "--json")...)
+			require.Equal(t, exitOK, got.code, got.stderr)
+			assert.Equal(t, teamInfo.ID.String(), decodeLines[infoJSON](t, got.stdout)[0].ID)
+			got = c.run("", app.args("revoke", "--subject", "team/ops")...)
+			require.Equal(t, exitOK, got.code, got.stderr)
+			assert.Equal(t, "revoked 1 token\n", got.stdout)
+
 			// revoke by token, by ID, and a subject's.
 			got = c.run(bob+"\n", app.args("revoke")...)
 			require.Equal(t, exitOK, got.code, got.stderr)
@@ -376,6 +385,7 @@ func TestRemote_Errors(t *testing.T) {
 		{"server down", nil, app.args("stats")[2:], exitFailed, "unreachable", "cannot reach the application at " + down + ": dial tcp"},
 		{"not the admin prefix", nil, []string{"--url", app.srv.URL + "/api", "--credential-file", app.cred, "stats"}, exitFailed, "bad_answer",
 			app.srv.URL + "/api did not answer as the tokenstore admin API"},
+		{"an empty --url", nil, []string{"--url", "", "--credential-file", app.cred, "stats"}, exitUsage, "usage", "--url is empty"},
 		{"not a URL", nil, []string{"--url", "127.0.0.1:8080", "--credential-file", app.cred, "stats"}, exitUsage, "usage", `--url "127.0.0.1:8080" is not an http:// or https:// URL`},
 		{"--db and --url", nil, append([]string{"--db", "tokens.db"}, app.args("stats")...), exitUsage, "usage", "give --db (a token file) or --url (a running application), not both"},
 		{"--credential-file without --url", nil, []string{"--db", "tokens.db", "--credential-file", app.cred, "stats"}, exitUsage, "usage", "--credential-file is the admin credential for --url"},
