@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -51,6 +52,10 @@ func serve(t *testing.T, c *cli, store tokenstore.Store) *running {
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", h)
+	mux.HandleFunc("/home/", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = io.WriteString(w, "<!doctype html><title>Home</title>")
+	})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	r := &running{t: t, store: store, srv: srv, url: srv.URL + "/admin", cred: c.path("admin-token")}
@@ -96,7 +101,7 @@ func openRedis(t *testing.T) tokenstore.Store {
 	t.Helper()
 	srv, err := redistest.Start()
 	if err != nil {
-		if os.Getenv("CI") == "" && errors.Is(err, os.ErrNotExist) || strings.Contains(fmt.Sprint(err), "executable file not found") && os.Getenv("CI") == "" {
+		if errors.Is(err, exec.ErrNotFound) && os.Getenv("CI") == "" { // .ci/run installs it
 			t.Skip("redis-server is not installed (Debian: apt-get install redis-server)")
 		}
 		require.NoError(t, err)
@@ -385,6 +390,8 @@ func TestRemote_Errors(t *testing.T) {
 		{"server down", nil, app.args("stats")[2:], exitFailed, "unreachable", "cannot reach the application at " + down + ": dial tcp"},
 		{"not the admin prefix", nil, []string{"--url", app.srv.URL + "/api", "--credential-file", app.cred, "stats"}, exitFailed, "bad_answer",
 			app.srv.URL + "/api did not answer as the tokenstore admin API"},
+		{"a page, not the API", nil, []string{"--url", app.srv.URL + "/home", "--credential-file", app.cred, "list", "--subject", "alice"}, exitFailed, "bad_answer",
+			app.srv.URL + "/home did not answer as the tokenstore admin API"},
 		{"an empty --url", nil, []string{"--url", "", "--credential-file", app.cred, "stats"}, exitUsage, "usage", "--url is empty"},
 		{"not a URL", nil, []string{"--url", "127.0.0.1:8080", "--credential-file", app.cred, "stats"}, exitUsage, "usage", `--url "127.0.0.1:8080" is not an http:// or https:// URL`},
 		{"--db and --url", nil, append([]string{"--db", "tokens.db"}, app.args("stats")...), exitUsage, "usage", "give --db (a token file) or --url (a running application), not both"},
