@@ -77,8 +77,8 @@ func (c *Clock) Set(t time.Time) { c.ns.Store(t.UnixNano()) }
 
 // Config is how a test wants its store configured: the settings every
 // backend shares. An [Opener] must map every field onto its backend's
-// options; a backend that ignored one would pass tests it should fail, so
-// each field has tests that see whether it took effect. A zero field
+// options: the suite has tests that fail when Now, Policy, Prefix,
+// MaxTokensPerSubject or TouchInterval did not take effect. A zero field
 // means the backend's default, as it does in tokenstore.Options.
 type Config struct {
 	// Now is the test's clock: every decision about time must use it.
