@@ -339,3 +339,25 @@ func TestTouchIntervalCappedByIdle(t *testing.T) {
 	}
 	assert.Equal(t, uint64(3), s.Stats().TouchesPersisted, "a write every other use: when the stored one is 5 minutes behind")
 }
+
+// TestNoReplicas: a primary configured with min-replicas-to-write that
+// has lost its replicas refuses writes; Validate keeps answering.
+func TestNoReplicas(t *testing.T) {
+	srv := ownRedis(t)
+	ctx := context.Background()
+	clk := newClock()
+	s := storeOn(t, srv.Addr, &redisstore.Options{Now: clk.Now})
+	token, _, err := s.Issue(ctx, "user")
+	require.NoError(t, err)
+	require.NoError(t, rawClient(t, srv.Addr).ConfigSet(ctx, "min-replicas-to-write", "1").Err())
+
+	clk.Advance(10 * time.Minute) // the use is due
+	_, err = s.Validate(ctx, token)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), s.TouchesDropped())
+	_, _, err = s.Issue(ctx, "user")
+	require.ErrorContains(t, err, "redisstore: issue: NOREPLICAS")
+	assert.NotErrorIs(t, err, tokenstore.ErrNotFound)
+	_, err = s.Lookup(ctx, token)
+	require.NoError(t, err, "nothing lost")
+}

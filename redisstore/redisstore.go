@@ -397,10 +397,10 @@ func (s *Store) Issue(ctx context.Context, subject string, opts ...tokenstore.Is
 // be written (Redis out of memory, a read-only replica, a deadline reached
 // between the two): the use is dropped and counted by
 // [Store.TouchesDropped], and the token expires up to TouchInterval
-// earlier than it would have. After Redis refuses one (OOM, READONLY),
-// Validate stops trying for a second, logging one warning, so that a full
-// Redis is not asked for a doomed write per request. A full Redis costs
-// writes, not authentication.
+// earlier than it would have. After Redis refuses one (OOM, READONLY,
+// NOREPLICAS), Validate stops trying for a second, logging one warning,
+// so that a full Redis is not asked for a doomed write per request. A full
+// Redis costs writes, not authentication.
 func (s *Store) Validate(ctx context.Context, token string) (tokenstore.Info, error) {
 	return s.check(ctx, token, true)
 }
@@ -486,7 +486,8 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 }
 
 // refusedFor is how long Validate stops trying to write uses after Redis
-// refused one (out of memory, a replica): the writes would fail too, and
+// refused one (out of memory, a replica, a primary short of the replicas
+// min-replicas-to-write asks for): the writes would fail too, and
 // each would cost a round trip.
 const refusedFor = time.Second
 
@@ -500,7 +501,7 @@ func (s *Store) writesRefused() bool {
 // refused it, stops use writes for refusedFor, logging once.
 func (s *Store) writeFailed(err error) {
 	s.ctr.dropped.Add(1)
-	if !redis.HasErrorPrefix(err, "OOM") && !redis.HasErrorPrefix(err, "READONLY") {
+	if !redis.HasErrorPrefix(err, "OOM") && !redis.HasErrorPrefix(err, "READONLY") && !redis.HasErrorPrefix(err, "NOREPLICAS") {
 		s.log.Debug("redisstore: writing a use failed; the token's deadline stays where it was", "err", err)
 		return
 	}
