@@ -31,10 +31,13 @@ token is shown only here: the file keeps its hash.
 
 --ttl gives an absolute lifetime; --idle a sliding one (each use extends it)
 capped by --max. With neither, the token gets the library's default policy,
-sliding(idle=14d, max=30d). The file is created when it does not exist.`,
+sliding(idle=14d, max=30d). The file is created when it does not exist.
+With --url the running application issues it, and with neither flag it
+gets the application's default policy.`,
 		Example: `  T=$(tokenstore issue --subject alice --ttl 30d --meta scope=read)
   tokenstore issue --subject ci-bot --idle 1d --max 90d --json`,
-		Args: noArgs,
+		Args:        noArgs,
+		Annotations: remoteOK,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts, err := f.options(cmd)
 			if err != nil {
@@ -60,8 +63,8 @@ func (f *issueFlags) options(cmd *cobra.Command) ([]tokenstore.IssueOption, erro
 	if !changed("subject") {
 		return nil, usagef("--subject is required")
 	}
-	if err := tokenstore.ValidateSubject(f.subject); err != nil {
-		return nil, &usageError{fmt.Errorf("--subject: %w", err)}
+	if err := checkSubject(f.subject); err != nil {
+		return nil, err
 	}
 	var p tokenstore.Policy
 	switch {
@@ -70,8 +73,20 @@ func (f *issueFlags) options(cmd *cobra.Command) ([]tokenstore.IssueOption, erro
 	case changed("max") && !changed("idle"):
 		return nil, usagef("--max caps a sliding lifetime: give --idle too")
 	case changed("ttl"):
+		if err := checkLifetime("--ttl", f.ttl); err != nil {
+			return nil, err
+		}
 		p = tokenstore.Absolute(f.ttl)
 	case changed("idle"):
+		if err := checkLifetime("--idle", f.idle); err != nil {
+			return nil, err
+		}
+		if changed("max") && f.max <= f.idle {
+			// Sliding(idle, max) with max <= idle always dies max after
+			// issue, however it is used: an absolute lifetime in disguise.
+			return nil, usagef("--max %s is not longer than --idle %s, so the token would die %s after issue however it is used; give a --max longer than --idle, or --ttl %s for a fixed lifetime",
+				formatDuration(f.max), formatDuration(f.idle), formatDuration(f.max), formatDuration(f.max))
+		}
 		p = tokenstore.Sliding(f.idle, f.max)
 	}
 	meta, err := parseMeta(f.meta)
@@ -83,6 +98,15 @@ func (f *issueFlags) options(cmd *cobra.Command) ([]tokenstore.IssueOption, erro
 		return nil, &usageError{err}
 	}
 	return opts, nil
+}
+
+// checkLifetime refuses a lifetime under the store's resolution of one
+// millisecond, which would let no token live.
+func checkLifetime(flag string, d time.Duration) error {
+	if d < time.Millisecond {
+		return usagef("%s %s: a token must live at least 1ms; give a lifetime such as %s 30d or %s 12h", flag, formatDuration(d), flag, flag)
+	}
+	return nil
 }
 
 // parseMeta reads repeated key=value flags.
@@ -114,13 +138,16 @@ type issuedJSON struct {
 }
 
 func (a *app) issue(ctx context.Context, subject string, opts []tokenstore.IssueOption, asJSON bool) (err error) {
-	_, statErr := os.Stat(a.dbPath)
-	created := errors.Is(statErr, os.ErrNotExist)
-	db, err := a.open(openCreate)
+	created := false
+	if !a.remote() {
+		_, statErr := os.Stat(a.dbPath)
+		created = errors.Is(statErr, os.ErrNotExist)
+	}
+	db, err := a.openStore(openCreate)
 	if err != nil {
 		return err
 	}
-	defer closeDB(db, &err)
+	defer closeStore(db, &err)
 	if created {
 		fmt.Fprintf(a.stderr, "created %s\n", a.dbPath)
 	}
