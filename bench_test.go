@@ -816,6 +816,103 @@ func benchReturning(b *testing.B, fx *fixture) {
 	}}
 	b.Run("warm", func(b *testing.B) { run(b, warmDB.get(b), warm, hot) })
 	warmDB.close(b)
+
+	b.Run("interleaved", func(b *testing.B) { benchReturningInterleaved(b, fx) })
+}
+
+// benchReturningInterleaved measures cold, warm and the floor in turns of
+// 2,000 calls each (from GOMAXPROCS goroutines), rotating their order, so
+// that a machine whose load changes from second to second weighs on the
+// three alike; it reports each one's ns/op and the two ratios to the
+// floor. cold, warm and bbolt-view-get above measure the same calls one
+// after the other, with their allocations.
+func benchReturningInterleaved(b *testing.B, fx *fixture) {
+	ctx := context.Background()
+	const turn, turns = 2000, 30
+	all := shuffled(fx.tokens, 5) // cold for 1M calls: %hits says whether it stayed so
+	cold := &roundClock{start: fx.t0.Add(10 * time.Minute), step: 2 * time.Minute, len: int64(len(all))}
+	coldDB := openBench(b, fx.copyOf(b, "returning-interleaved-cold"), &tokenstore.Options{SweepInterval: -1, Now: cold.Now})
+	defer func() { require.NoError(b, coldDB.Close()) }()
+	hot := shuffled(fx.sliding()[:min(len(fx.sliding()), hotTokens)], 6)
+	warm := &roundClock{start: fx.t0.Add(time.Millisecond), step: 2 * time.Minute, len: int64(len(hot))}
+	warmDB := openBench(b, fx.copyOf(b, "returning-interleaved-warm"), &tokenstore.Options{SweepInterval: -1, Now: warm.Now})
+	defer func() { require.NoError(b, warmDB.Close()) }()
+	for _, t := range hot {
+		_, err := warmDB.Validate(ctx, t)
+		require.NoError(b, err)
+	}
+	warm.ops.Store(int64(len(hot)))
+	keys := make([][]byte, len(fx.tokens))
+	for i, t := range fx.tokens {
+		keys[i] = hashOf(b, t)
+	}
+	bdb, err := bolt.Open(fx.pristine, 0o600, &bolt.Options{ReadOnly: true})
+	require.NoError(b, err)
+	defer func() { require.NoError(b, bdb.Close()) }()
+
+	procs := runtime.GOMAXPROCS(0)
+	// timed runs op(i) for i in [0, turn) from procs goroutines.
+	timed := func(op func(i int) error) time.Duration {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		start := time.Now()
+		for range procs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := int(next.Add(1) - 1); i < turn; i = int(next.Add(1) - 1) {
+					if err := op(i); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		return time.Since(start)
+	}
+	kinds := []func(r int) time.Duration{
+		func(int) time.Duration { // cold
+			return timed(func(int) error { _, err := coldDB.Validate(ctx, all[cold.next()]); return err })
+		},
+		func(r int) time.Duration { // floor
+			rng := mrand.New(mrand.NewPCG(uint64(r), 7))
+			var mu sync.Mutex
+			return timed(func(int) error {
+				mu.Lock()
+				k := keys[rng.IntN(len(keys))]
+				mu.Unlock()
+				return bdb.View(func(tx *bolt.Tx) error {
+					if tx.Bucket([]byte("tokens")).Get(k) == nil {
+						return fmt.Errorf("key %x not found", k[:4])
+					}
+					return nil
+				})
+			})
+		},
+		func(int) time.Duration { // warm
+			return timed(func(int) error { _, err := warmDB.Validate(ctx, hot[warm.next()]); return err })
+		},
+	}
+	var took [3]time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		for r := range turns {
+			for j := range kinds {
+				k := (r + j) % len(kinds)
+				took[k] += kinds[k](r)
+			}
+		}
+	}
+	b.StopTimer()
+	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(b.N*turns*turn) }
+	b.ReportMetric(per(took[0]), "cold-ns/op")
+	b.ReportMetric(per(took[1]), "floor-ns/op")
+	b.ReportMetric(per(took[2]), "warm-ns/op")
+	b.ReportMetric(per(took[1])/per(took[0]), "cold-x-floor")
+	b.ReportMetric(per(took[1])/per(took[2]), "warm-x-floor")
+	st := coldDB.Stats()
+	b.ReportMetric(100*float64(st.CacheHits)/float64(max(st.CacheHits+st.CacheMisses, 1)), "cold-%hits")
 }
 
 // benchViewGet is the floor of a Validate that reads the file: a bare

@@ -63,3 +63,55 @@ func TestDB_Validate_FsyncReturningUsesWrites(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, began+1, db.commit.began.Load())
 }
+
+// A Validate of a token alive by its creation alone reads only its record;
+// one alive only by a later stored use reads its ids entry too. Either
+// way the answers, and what is written, are those of a full read.
+func TestDB_Validate_ReadForUse(t *testing.T) {
+	var now atomic.Int64
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	now.Store(t0.UnixMilli())
+	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{Now: clock, SweepInterval: -1, Policy: Sliding(time.Hour, 0)})
+	require.NoError(t, err)
+	defer db.Close()
+	ctx := context.Background()
+	young, _, err := db.Issue(ctx, "user")
+	require.NoError(t, err)
+	old, _, err := db.Issue(ctx, "user")
+	require.NoError(t, err)
+
+	now.Add((50 * time.Minute).Milliseconds())
+	_, err = db.Validate(ctx, old) // stored: old lives to 1h50
+	require.NoError(t, err)
+	require.NoError(t, db.Flush(ctx))
+	db.cache = newCache(defaultCacheSize)
+
+	now.Add((20 * time.Minute).Milliseconds()) // 1h10
+	_, err = db.Validate(ctx, young)
+	require.ErrorIs(t, err, ErrExpired, "young was never used: expired at 1h")
+	info, err := db.Validate(ctx, old)
+	require.NoError(t, err, "alive by its stored use at 50m: read whole")
+	assert.Equal(t, now.Load(), info.LastUsedAt.UnixMilli())
+
+	// A token alive by its creation: its Validate, then Lookup, Get and
+	// a flush agree with the use just made.
+	fresh, _, err := db.Issue(ctx, "user")
+	require.NoError(t, err)
+	db.cache = newCache(defaultCacheSize)
+	now.Add((10 * time.Minute).Milliseconds())
+	info, err = db.Validate(ctx, fresh)
+	require.NoError(t, err)
+	assert.Equal(t, now.Load(), info.LastUsedAt.UnixMilli())
+	looked, err := db.Lookup(ctx, fresh)
+	require.NoError(t, err)
+	assert.Equal(t, info, looked)
+	got, err := db.Get(ctx, info.ID)
+	require.NoError(t, err)
+	assert.Equal(t, info.ExpiresAt, got.ExpiresAt)
+	require.NoError(t, db.Flush(ctx))
+	db.cache = newCache(defaultCacheSize)
+	looked, err = db.Lookup(ctx, fresh)
+	require.NoError(t, err)
+	assert.Equal(t, info.LastUsedAt, looked.LastUsedAt, "written")
+}
