@@ -48,8 +48,9 @@
 // lifetime: deadlines are absolute Unix milliseconds.
 //
 // Memory: a use not yet written keeps its token's entry in memory until it
-// is written, beyond Options.CacheSize: at most one entry (about 200 bytes)
-// per token in the file, also while a full disk refuses writes for hours.
+// is written, beyond Options.CacheSize: at most one entry (about 240 bytes
+// plus its subject and metadata) per token in the file, also while a full
+// disk refuses writes for hours.
 //
 // Damage: a damaged file is refused by Open or costs the method that
 // meets the damage an [ErrCorrupt] — never a panic, a hang or a revoked

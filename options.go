@@ -69,9 +69,10 @@ type Options struct {
 	// Validate and Lookup (about 200 bytes each). Zero: 262,144.
 	// Negative: none beyond uses not yet written. A token whose use is
 	// not yet written stays in memory beyond this size until the use is
-	// written: at most one entry per token the file holds, about 200
-	// bytes each, whatever the traffic or the disk does (a full disk for
-	// an hour with every token used: about 200 MB at 1M tokens).
+	// written: at most one entry per token the file holds, about 240
+	// bytes each with a 13-byte subject and no metadata, whatever the
+	// traffic or the disk does (a full disk for an hour with every token
+	// used: about 240 MB at 1M tokens).
 	CacheSize int
 
 	// Logger receives the sweeper's and the background writer's reports.
