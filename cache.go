@@ -77,13 +77,19 @@ func (c *cache) shard(h Hash) *shard {
 // 1M tokens, uniform Validate of 500k of them took 38 µs/op at a 37% hit
 // rate. When the probes find none, the shard grows past its limit (dirty
 // entries are kept regardless), and later inserts shrink it back.
+//
+// The limit counts clean entries only (len(m) - len(pending)): dirty ones
+// are kept whatever the limit, so counting them made every insert into a
+// shard of unwritten uses probe in vain, twice, and evict the clean
+// entries it did find for nothing.
 const evictProbes = 8
 
 // insertLocked adds e, first evicting up to two clean entries when the
-// shard is full (two, so that a shard over its limit shrinks back).
+// shard holds its limit of them (two, so that a shard over its limit
+// shrinks back).
 func (s *shard) insertLocked(h Hash, e *entry) {
 	for range 2 {
-		if len(s.m) < s.limit {
+		if len(s.m)-len(s.pending) < s.limit {
 			break
 		}
 		probes := 0
@@ -217,8 +223,9 @@ func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error))
 	for {
 		s.mu.Lock()
 		e := s.m[h]
-		deleting := s.deleting[h] > 0
+		deleting := len(s.deleting) > 0 && s.deleting[h] > 0
 		r.hit = e != nil && !deleting
+		cached := e != nil // e is s.m[h]: each map operation counts on 1M tokens
 		if !r.hit {
 			gen := s.gen
 			s.mu.Unlock()
@@ -231,11 +238,14 @@ func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error))
 				s.mu.Unlock()
 				continue
 			}
-			deleting = s.deleting[h] > 0
-			if e = s.m[h]; e == nil {
+			deleting = len(s.deleting) > 0 && s.deleting[h] > 0
+			e = s.m[h]
+			cached = e != nil
+			if e == nil {
 				e = &entry{rec: rec, used: rec.lastUsed}
 				if !deleting { // a record about to go is not cached
 					s.insertLocked(h, e)
+					cached = true
 				}
 			}
 		}
@@ -245,8 +255,9 @@ func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error))
 			return r, nil
 		}
 		if use && now > e.used { // never backwards, whatever the clock does
+			wasDirty := e.dirty()
 			e.used = now
-			if s.m[h] == e && e.dirty() {
+			if cached && !wasDirty && e.dirty() {
 				s.pending[h] = e
 			}
 		}
@@ -254,7 +265,7 @@ func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error))
 		if !deleting && e.dirty() {
 			r.lag = e.used - e.rec.lastUsed
 		}
-		if s.m[h] == e {
+		if cached {
 			s.releaseLocked(h, e)
 		}
 		s.mu.Unlock()
