@@ -44,6 +44,9 @@ var (
 	metaApp    = []byte("app")
 	metaSchema = []byte("schema")
 	metaCount  = []byte("count")
+	// metaUsedMax is at least every last use stored in an ids entry
+	// (uint64 ms); written with them. See DB.readForUse.
+	metaUsedMax = []byte("usedmax")
 
 	appName = []byte("github.com/tokenstore/tokenstore")
 )
@@ -356,6 +359,16 @@ func beUint64(b []byte) uint64 {
 }
 
 func beAppend32(b []byte, v uint32) []byte { return binary.BigEndian.AppendUint32(b, v) }
+
+// raiseUsedMax makes meta's usedmax at least used, in the transaction that
+// stores a use.
+func raiseUsedMax(tx *bolt.Tx, used int64) error {
+	m := tx.Bucket(bucketMeta)
+	if v := m.Get(metaUsedMax); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) >= used {
+		return nil
+	}
+	return m.Put(metaUsedMax, beAppend64(nil, uint64(used)))
+}
 func beAppend64(b []byte, v uint64) []byte { return binary.BigEndian.AppendUint64(b, v) }
 
 func hasPrefix(b, prefix []byte) bool {

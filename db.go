@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -44,6 +45,10 @@ type DB struct {
 
 	ctr       counters
 	lastCount atomic.Int64
+	// usedMax is at least every last use the file holds or this process
+	// has recorded (see readForUse): meta's usedmax at Open, raised by
+	// every Validate.
+	usedMax atomic.Int64
 }
 
 type counters struct {
@@ -132,6 +137,20 @@ func Open(path string, opts *Options) (db *DB, err error) {
 		return nil, wrap("open "+path, err)
 	}
 	db.Stats() // primes lastCount
+	_ = view(db.bolt, func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get(metaUsedMax)
+		if len(v) != 8 {
+			// None stored: an empty file holds no use; of another, the
+			// uses are unknown, and no Validate skips reading them.
+			db.usedMax.Store(math.MaxInt64)
+			if beUint64(tx.Bucket(bucketMeta).Get(metaCount)) == 0 {
+				db.usedMax.Store(0)
+			}
+			return nil
+		}
+		db.usedMax.Store(int64(beUint64(v)))
+		return nil
+	})
 
 	flushEvery := o.TouchInterval / 2
 	if !o.ReadOnly && (o.SweepInterval > 0 || flushEvery > 0) {

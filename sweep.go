@@ -266,6 +266,7 @@ func (db *DB) sweepApply(ctx context.Context, items []sweepItem) (deleted int, e
 			expiry.Delete(it.key),
 			expiry.Put(expiryKey(it.refile, uuid.UUID(it.id)), []byte{}),
 			ids.Put(it.id, idValue(it.id, it.h, max(e.used, it.used), it.refile)),
+			raiseUsedMax(tx, it.used),
 		)
 	}, mark, nil)
 	if err != nil {

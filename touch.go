@@ -45,6 +45,9 @@ func (db *DB) persistTouch(h Hash) error {
 		if errors.Is(err, ErrNotFound) {
 			return nil // revoked meanwhile: nothing to slide
 		}
+		if err == nil && ok {
+			err = raiseUsedMax(tx, t.used)
+		}
 		return err
 	})
 	if err == nil && t.used > 0 {
@@ -97,6 +100,7 @@ func (db *DB) flush(ctx context.Context) error {
 		t := time.Now()
 		err := db.commit.update(func(tx *bolt.Tx) error {
 			written = 0
+			var most int64
 			for _, t := range chunk {
 				ok, err := writeTouch(tx, t)
 				if err != nil && !errors.Is(err, ErrNotFound) {
@@ -104,9 +108,10 @@ func (db *DB) flush(ctx context.Context) error {
 				}
 				if ok {
 					written++
+					most = max(most, t.used)
 				}
 			}
-			return nil
+			return raiseUsedMax(tx, most)
 		})
 		took := time.Since(t)
 		db.flushSize.next(took)

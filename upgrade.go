@@ -57,6 +57,7 @@ func (db *DB) upgrade() error {
 // read.
 func upgradeFrom1(tx *bolt.Tx) (int, error) {
 	tokens, ids := tx.Bucket(bucketTokens), tx.Bucket(bucketIDs)
+	var usedMax int64
 	err := rewriteValues(ids, func(k, v []byte) ([]byte, error) {
 		if len(v) != len(Hash{}) {
 			return nil, fmt.Errorf("%w: ids entry %x of %d bytes", ErrCorrupt, k, len(v))
@@ -72,6 +73,7 @@ func upgradeFrom1(tx *bolt.Tx) (int, error) {
 		if string(rec.id[:]) != string(k) {
 			return nil, fmt.Errorf("%w: ids entry %x points at token %s", ErrCorrupt, k, rec.id)
 		}
+		usedMax = max(usedMax, rec.lastUsed)
 		return idValue(k, Hash(v), rec.lastUsed, rec.deadline()), nil
 	})
 	if err != nil {
@@ -95,7 +97,7 @@ func upgradeFrom1(tx *bolt.Tx) (int, error) {
 		return 0, err
 	}
 	m := tx.Bucket(bucketMeta)
-	return n, errors.Join(m.Put(metaSchema, beAppend32(nil, schemaVersion)), m.Put(metaCount, beAppend64(nil, uint64(n))))
+	return n, errors.Join(m.Put(metaSchema, beAppend32(nil, schemaVersion)), m.Put(metaCount, beAppend64(nil, uint64(n))), raiseUsedMax(tx, usedMax))
 }
 
 // rewriteValues replaces every value of b by what fn returns for it. It

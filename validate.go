@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"sync/atomic"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -62,6 +63,9 @@ func (db *DB) check(ctx context.Context, token string, use bool) (Info, error) {
 		return Info{}, wrap(op, ErrExpired)
 	}
 	info := r.info
+	if use {
+		raiseTo(&db.usedMax, now)
+	}
 	// A use is written by the background writer (touch.go), never here,
 	// unless the Options ask for it.
 	if use && !db.ro && r.lag > 0 && (db.touch < 0 ||
@@ -95,7 +99,8 @@ func (db *DB) check(ctx context.Context, token string, use bool) (Info, error) {
 // use as unwritten, and the background writer keeps the later of the
 // two). One B+tree read instead of two: on 1M tokens that is what puts a
 // returning user's first Validate near a bare bbolt read. Any other token
-// is read whole.
+// is read whole, and so is every token while the clock reads earlier than
+// a use the file may hold (usedMax): last uses never move back.
 func (db *DB) readForUse(h Hash, now int64) (rec record, err error) {
 	err = view(db.bolt, func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketTokens).Get(h[:])
@@ -105,7 +110,9 @@ func (db *DB) readForUse(h Hash, now int64) (rec record, err error) {
 		if rec, err = decodeRecord(v); err != nil {
 			return err
 		}
-		if now < rec.policy.Deadline(rec.created, rec.created) {
+		// The stored last use is at most usedMax, or created when none
+		// was written: a clock set back below either must see it.
+		if now < rec.policy.Deadline(rec.created, rec.created) && now >= rec.created && now >= db.usedMax.Load() {
 			rec.lastUsed = rec.created
 			return nil
 		}
@@ -122,4 +129,13 @@ func (db *DB) read(h Hash) (rec record, err error) {
 		return err
 	})
 	return rec, boltErr(err)
+}
+
+// raiseTo makes *a at least v.
+func raiseTo(a *atomic.Int64, v int64) {
+	for m := a.Load(); v > m; m = a.Load() {
+		if a.CompareAndSwap(m, v) {
+			return
+		}
+	}
 }

@@ -115,3 +115,32 @@ func TestDB_Validate_ReadForUse(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, info.LastUsedAt, looked.LastUsedAt, "written")
 }
+
+// With the clock set back below a stored use, even after a reopen, a
+// Validate reads the stored use: last uses never move back.
+func TestDB_Validate_ClockBackAfterReopen(t *testing.T) {
+	var now atomic.Int64
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	now.Store(t0.UnixMilli())
+	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	path := filepath.Join(t.TempDir(), "t.db")
+	o := &Options{Now: clock, SweepInterval: -1, Policy: Sliding(time.Hour, 0)}
+	db, err := Open(path, o)
+	require.NoError(t, err)
+	ctx := context.Background()
+	tok, _, err := db.Issue(ctx, "user")
+	require.NoError(t, err)
+	used := now.Add((30 * time.Minute).Milliseconds())
+	_, err = db.Validate(ctx, tok)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+
+	now.Add(-(20 * time.Minute).Milliseconds()) // back to 10 minutes after the issue
+	db, err = Open(path, o)
+	require.NoError(t, err)
+	defer db.Close()
+	assert.Equal(t, used, db.usedMax.Load(), "read from the file")
+	info, err := db.Validate(ctx, tok)
+	require.NoError(t, err)
+	assert.Equal(t, used, info.LastUsedAt.UnixMilli(), "the stored use, not the clock")
+}
