@@ -15,7 +15,8 @@ import (
 // records are keyed by the SHA-256 of the token, and every index leads
 // back to that hash through the token's id.
 //
-//	meta     "app" → "github.com/tokenstore/tokenstore", "schema" → uint32, "count" → uint64 tokens
+//	meta     "app" → "github.com/tokenstore/tokenstore", "schema" → uint32, "count" → uint64 tokens,
+//	         "usedmax" → uint64 ms ≥ every stored last use, "sweeping" while a sweep is half done
 //	tokens   hash(32) → record (written once, at issue: a use never rewrites it)
 //	ids      id(16) → hash prefix(16) ‖ last use(8, ms) ‖ filed deadline(8, ms) ‖ CRC32(4) of id and all that
 //	subjects subject ‖ 0x00 ‖ id(16) → ""   (UUIDv7 ids: a prefix scan is oldest first)
