@@ -180,7 +180,7 @@ func (h *Handler) routes() {
 
 func (h *Handler) apiList(w http.ResponseWriter, r *http.Request) {
 	subject := r.PathValue("subject")
-	if err := tokenstore.ValidateSubject(subject); err != nil {
+	if err := checkSubject(subject); err != nil {
 		h.storeError(w, r, err)
 		return
 	}
@@ -194,7 +194,7 @@ func (h *Handler) apiList(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) apiRevokeSubject(w http.ResponseWriter, r *http.Request) {
 	subject := r.PathValue("subject")
-	if err := tokenstore.ValidateSubject(subject); err != nil {
+	if err := checkSubject(subject); err != nil {
 		h.storeError(w, r, err)
 		return
 	}
@@ -240,6 +240,10 @@ func (h *Handler) apiRevokeID(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) apiIssue(w http.ResponseWriter, r *http.Request) {
 	var req IssueRequest
 	if !h.readJSON(w, r, &req) {
+		return
+	}
+	if isToken(req.Subject) {
+		h.storeError(w, r, errTokenAsSubject)
 		return
 	}
 	opts := []tokenstore.IssueOption{tokenstore.WithMetadata(req.Metadata)}

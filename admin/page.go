@@ -195,7 +195,10 @@ func (h *Handler) pageHome(w http.ResponseWriter, r *http.Request, d pageData) {
 		d.Token = &v
 	case q.Has("subject"):
 		d.Subject = q.Get("subject")
-		if err := tokenstore.ValidateSubject(d.Subject); err != nil {
+		if err := checkSubject(d.Subject); err != nil {
+			if errors.Is(err, errTokenAsSubject) {
+				d.Subject = ""
+			}
 			d.Error = err.Error()
 			break
 		}
@@ -273,7 +276,7 @@ func (h *Handler) pageRevokeSubject(w http.ResponseWriter, r *http.Request, d pa
 		src = r.PostForm
 	}
 	subject := src.Get("subject")
-	if err := tokenstore.ValidateSubject(subject); err != nil {
+	if err := checkSubject(subject); err != nil {
 		h.refuse(w, r, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}

@@ -1,0 +1,91 @@
+package admin_test
+
+import (
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tokenstore/tokenstore"
+)
+
+// TestPage_TokenAsSubject: an operator who pastes a leaked token into the
+// subject field (or a script that puts one in a subject's URL) does not
+// get it back in a page or a JSON answer, and nothing is issued for a
+// "subject" that is a token (it would be stored and logged). e.do and
+// s.get fail the test when a response holds any issued token.
+func TestPage_TokenAsSubject(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open func(*testing.T, func() time.Time) tokenstore.Store) {
+		e := newEnv(t, open, nil)
+		leaked := e.issue("alice")
+		s := e.session()
+		s.login(e.admin)
+
+		res := s.get("/admin/?subject=" + url.QueryEscape(leaked))
+		assert.Equal(t, http.StatusOK, res.status)
+		assert.Contains(t, res.body, "is a token, not a subject")
+		res = s.get("/admin/subject/revoke?subject=" + url.QueryEscape(leaked))
+		assert.Equal(t, http.StatusBadRequest, res.status)
+		assert.Contains(t, res.body, "is a token, not a subject")
+		res = s.post("/admin/subject/revoke", form("csrf_token", s.csrf, "subject", leaked), nil)
+		assert.Equal(t, http.StatusBadRequest, res.status)
+
+		for _, method := range []string{"GET", "DELETE"} {
+			res = e.do(req{method: method, path: "/admin/api/subjects/" + leaked + "/tokens", token: e.admin})
+			assert.Equal(t, http.StatusBadRequest, res.status, "%s: %s", method, res.body)
+			assert.Equal(t, "invalid_request", res.errorCode(t))
+		}
+		before := e.store.Stats().Issued
+		res = e.do(req{method: "POST", path: "/admin/api/tokens", token: e.admin, ctype: jsonType, body: `{"subject":"` + leaked + `"}`})
+		assert.Equal(t, http.StatusBadRequest, res.status, res.body)
+		assert.Equal(t, before, e.store.Stats().Issued, "nothing issued")
+		assert.Equal(t, http.StatusOK, e.hello(leaked), "nothing revoked")
+
+		// A subject that merely starts like one is a subject.
+		res = e.do(req{method: "GET", path: "/admin/api/subjects/tks_alice/tokens", token: e.admin})
+		assert.Equal(t, http.StatusOK, res.status, res.body)
+	})
+}
+
+// TestPage_Browser_TokenInSubjectField: in a real browser (no script),
+// a token typed into the subject field is refused by the field's pattern
+// before the GET form puts it in a URL (history, access logs).
+func TestPage_Browser_TokenInSubjectField(t *testing.T) {
+	ctx := chromium(t)
+	e := newEnv(t, backends[0].open, nil)
+	leaked := e.issue("alice")
+	_, err := chromedp.Call(ctx, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true})
+	require.NoError(t, err)
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Navigate(e.srv.URL+"/admin/"),
+		chromedp.WaitVisible(chromedp.ID("login")),
+		chromedp.SendKeys(chromedp.ID("token"), e.admin),
+		chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.ID("find-subject")),
+		chromedp.SendKeys(chromedp.ID("subject"), leaked),
+	))
+	invalid, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSS("#subject:invalid"), chromedp.AtLeast(0)))
+	require.NoError(t, err)
+	require.Len(t, invalid, 1, "the browser refuses to send a token as a subject")
+	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.ID("find-subject"))))
+	// The refused form stays on the page; a subject's search navigates.
+	// Search for a real subject next and wait for its listing: had the
+	// first form been sent, history would hold it.
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Navigate(e.srv.URL+"/admin/?subject=alice"),
+		chromedp.WaitVisible(chromedp.ID("tokens")),
+	))
+	hist, err := chromedp.Call(ctx, page.GetNavigationHistory, cdp.Empty{})
+	require.NoError(t, err)
+	require.NotEmpty(t, hist.Entries)
+	for _, entry := range hist.Entries {
+		assert.NotContains(t, entry.URL, leaked, "a token in the browser's history")
+	}
+}
