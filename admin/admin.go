@@ -36,7 +36,7 @@
 // before it reaches the store, and the default refuses: without
 // Options.Authorize, only a token of this same store carrying the scope
 // [DefaultScope] is accepted ([TokenAuthorizer]), sent as a Bearer token or,
-// on the page, through a login form that keeps it in an HttpOnly,
+// on the page only, through a login form that keeps it in an HttpOnly,
 // SameSite=Strict cookie.
 //
 // State-changing requests from browsers are refused when they come from
@@ -115,7 +115,8 @@ type Handler struct {
 	store     tokenstore.Store
 	walk      Walker // nil when the store cannot walk its tokens
 	prefix    string
-	authorize Authorizer
+	authorize Authorizer       // the page's routes
+	apiAuth   Authorizer       // the API, RFC 7662 and RFC 7009 routes
 	login     *TokenAuthorizer // the default authorizer, for the login form; nil with Options.Authorize
 	log       *slog.Logger
 	now       func() time.Time
@@ -164,9 +165,15 @@ func New(store tokenstore.Store, opts *Options) (*Handler, error) {
 		h.now = time.Now
 	}
 	h.walk, _ = store.(Walker)
+	h.apiAuth = h.authorize
 	if h.authorize == nil {
 		h.login = &TokenAuthorizer{Store: store, Scope: DefaultScope, Cookie: sessionCookie}
 		h.authorize = h.login.Authorize
+		// The login cookie is for the page, whose forms carry a CSRF
+		// token. The machine routes carry none, and RFC 7009's takes a
+		// plain form's POST: there the cookie would be a credential a
+		// cross-site form could borrow. They take the header only.
+		h.apiAuth = (&TokenAuthorizer{Store: store, Scope: DefaultScope}).Authorize
 	}
 	key := o.CSRFKey
 	if key == nil {
@@ -235,7 +242,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.servePage(w, r, path)
 		return
 	}
-	actor, err := h.authorize(r)
+	actor, err := h.apiAuth(r)
 	if err != nil {
 		h.authError(w, r, err)
 		return

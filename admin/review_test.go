@@ -3,6 +3,7 @@ package admin_test
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,4 +89,32 @@ func TestPage_Browser_TokenInSubjectField(t *testing.T) {
 	for _, entry := range hist.Entries {
 		assert.NotContains(t, entry.URL, leaked, "a token in the browser's history")
 	}
+}
+
+// TestAPI_SessionCookieIsForThePageOnly: the page's login cookie does not
+// authorize the API, RFC 7662 or RFC 7009 routes. They take form bodies
+// (RFC 7009 revocation is a plain HTML form's POST) and carry no CSRF
+// token, so a cookie accepted there would bypass the page's double-submit
+// defence for a browser that sends neither Sec-Fetch-Site nor Origin.
+func TestAPI_SessionCookieIsForThePageOnly(t *testing.T) {
+	e := newEnv(t, backends[0].open, nil)
+	victim := e.issue("alice")
+	s := e.session()
+	s.login(e.admin)
+
+	// An old browser's cross-site form: the cookie, no Fetch metadata.
+	r, err := http.NewRequest("POST", e.srv.URL+"/admin/revoke", strings.NewReader(form("token", victim)))
+	require.NoError(t, err)
+	r.Header.Set("Content-Type", formType)
+	res := e.send(s.c, r)
+	assert.Equal(t, http.StatusUnauthorized, res.status, res.body)
+	assert.Equal(t, http.StatusOK, e.hello(victim), "not revoked")
+
+	for _, path := range []string{"/admin/api/stats", "/admin/api/subjects/alice/tokens"} {
+		r, err = http.NewRequest("GET", e.srv.URL+path, nil)
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusUnauthorized, e.send(s.c, r).status, path)
+	}
+	// The page itself still works from the cookie.
+	assert.Equal(t, http.StatusOK, s.get("/admin/?subject=alice").status)
 }
