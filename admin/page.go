@@ -2,6 +2,7 @@ package admin
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"errors"
 	"html/template"
 	"maps"
@@ -171,7 +172,9 @@ func (h *Handler) pageHome(w http.ResponseWriter, r *http.Request, d pageData) {
 	q := r.URL.Query()
 	now := h.now()
 	if n := q.Get("revoked"); n != "" {
-		if k, err := strconv.Atoi(n); err == nil && k >= 0 {
+		k, err := strconv.Atoi(n)
+		sig := h.csrf.notice(q.Get("subject"), k, sessionOf(r))
+		if err == nil && k >= 0 && hmac.Equal([]byte(q.Get("sig")), []byte(sig)) {
 			d.Notice = "Revoked " + plural(k, "token") + "."
 		}
 	}
@@ -301,9 +304,10 @@ func (h *Handler) pageRevokeSubject(w http.ResponseWriter, r *http.Request, d pa
 }
 
 // redirectHome answers a change with 303 to the subject's listing, so
-// that reloading the result repeats nothing.
+// that reloading the result repeats nothing; the count is signed (see
+// csrf.notice).
 func (h *Handler) redirectHome(w http.ResponseWriter, r *http.Request, subject string, revoked int) {
-	q := url.Values{"subject": {subject}, "revoked": {strconv.Itoa(revoked)}}
+	q := url.Values{"subject": {subject}, "revoked": {strconv.Itoa(revoked)}, "sig": {h.csrf.notice(subject, revoked, sessionOf(r))}}
 	http.Redirect(w, r, h.prefix+"/?"+q.Encode(), http.StatusSeeOther)
 }
 

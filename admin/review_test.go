@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/admin"
 )
 
 // TestPage_TokenAsSubject: an operator who pastes a leaked token into the
@@ -117,4 +118,36 @@ func TestAPI_SessionCookieIsForThePageOnly(t *testing.T) {
 	}
 	// The page itself still works from the cookie.
 	assert.Equal(t, http.StatusOK, s.get("/admin/?subject=alice").status)
+}
+
+// TestPage_RevokedNoticeCannotBeForged: "Revoked N tokens." is shown only
+// after a revocation this handler redirected from, not from a link anyone
+// can craft (which would tell an operator a leaked token is gone when it
+// is not).
+func TestPage_RevokedNoticeCannotBeForged(t *testing.T) {
+	e := newEnv(t, backends[0].open, nil)
+	leaked, info := e.issueInfo("alice")
+	s := e.session()
+	s.login(e.admin)
+
+	res := s.get("/admin/?subject=alice&revoked=1")
+	assert.Equal(t, http.StatusOK, res.status)
+	assert.NotContains(t, res.body, "Revoked")
+
+	s.get("/admin/token/revoke?id=" + info.ID.String())
+	res = s.post("/admin/token/revoke", form("csrf_token", s.csrf, "id", info.ID.String()), nil)
+	require.Equal(t, http.StatusSeeOther, res.status, res.body)
+	assert.Equal(t, http.StatusUnauthorized, e.hello(leaked))
+	loc := res.header.Get("Location")
+	assert.Contains(t, s.get(loc).body, "Revoked 1 token.")
+
+	// The signature is for that subject, that count and that session.
+	u, err := url.Parse(loc)
+	require.NoError(t, err)
+	q := u.Query()
+	q.Set("revoked", "7")
+	assert.NotContains(t, s.get("/admin/?"+q.Encode()).body, "Revoked")
+	other := e.session()
+	other.login(e.issue("ops", tokenstore.WithMetadata(map[string]string{"scope": admin.DefaultScope})))
+	assert.NotContains(t, other.get(loc).body, "Revoked", "another session")
 }
