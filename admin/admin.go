@@ -252,7 +252,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // isAPI tells the machine routes (JSON errors) from the page's.
 func isAPI(path string) bool {
-	return strings.HasPrefix(path, "/api/") || path == "/introspect" || path == "/revoke"
+	return strings.HasPrefix(path, "/api/") || isOAuth(path)
+}
+
+// isOAuth tells the RFC 7662 and RFC 7009 routes.
+func isOAuth(path string) bool {
+	return path == "/introspect" || path == "/revoke"
 }
 
 type actorKey struct{}

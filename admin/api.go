@@ -461,19 +461,34 @@ func (h *Handler) storeError(w http.ResponseWriter, r *http.Request, err error) 
 	h.refuse(w, r, status, code, desc)
 }
 
-// authError answers an Authorizer's refusal or failure.
+// authError answers an Authorizer's refusal or failure. The challenge is
+// RFC 6750 §3.1's: no error code without credentials, invalid_token for a
+// token refused, insufficient_scope for one without the admin scope. The
+// RFC 7662 and RFC 7009 routes use those codes in the body too (RFC 7662
+// §2.3); the JSON API keeps its own, which admin.Client maps.
 func (h *Handler) authError(w http.ResponseWriter, r *http.Request, err error) {
+	oauth := isOAuth(strings.TrimPrefix(r.URL.Path, h.prefix))
 	switch {
 	case errors.Is(err, ErrUnauthenticated):
-		w.Header().Set("WWW-Authenticate", `Bearer realm="tokenstore admin"`)
-		h.refuse(w, r, http.StatusUnauthorized, "unauthorized", "admin credentials required")
+		c, code := `Bearer realm="tokenstore admin"`, "unauthorized"
+		if _, ok := errors.AsType[invalidToken](err); ok {
+			c += `, error="invalid_token"`
+			if oauth {
+				code = "invalid_token"
+			}
+		}
+		w.Header().Set("WWW-Authenticate", c)
+		h.refuse(w, r, http.StatusUnauthorized, code, "admin credentials required")
 	case errors.Is(err, ErrForbidden):
-		c := `Bearer realm="tokenstore admin", error="insufficient_scope"`
+		c, code := `Bearer realm="tokenstore admin", error="insufficient_scope"`, "forbidden"
 		if h.login != nil {
 			c += fmt.Sprintf(", scope=%q", h.login.Scope)
 		}
+		if oauth {
+			code = "insufficient_scope"
+		}
 		w.Header().Set("WWW-Authenticate", c)
-		h.refuse(w, r, http.StatusForbidden, "forbidden", "these credentials do not allow administration")
+		h.refuse(w, r, http.StatusForbidden, code, "these credentials do not allow administration")
 		h.log.Warn("admin: refused", "method", r.Method, "path", r.URL.Path, "err", err)
 	default:
 		h.storeError(w, r, err)

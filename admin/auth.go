@@ -52,9 +52,9 @@ func (a *TokenAuthorizer) check(r *http.Request, token string) (string, error) {
 	info, err := a.Store.Validate(r.Context(), token)
 	switch {
 	case errors.Is(err, tokenstore.ErrMalformed), errors.Is(err, tokenstore.ErrNotFound):
-		return "", fmt.Errorf("%w: the admin token is not one of this store's, or was revoked", ErrUnauthenticated)
+		return "", invalidToken("the admin token is not one of this store's, or was revoked")
 	case errors.Is(err, tokenstore.ErrExpired):
-		return "", fmt.Errorf("%w: the admin token has expired", ErrUnauthenticated)
+		return "", invalidToken("the admin token has expired")
 	case err != nil:
 		return "", err
 	}
@@ -64,6 +64,14 @@ func (a *TokenAuthorizer) check(r *http.Request, token string) (string, error) {
 	}
 	return actor, nil
 }
+
+// invalidToken refuses a credential that was presented but is not valid:
+// RFC 6750 §3.1's invalid_token, as opposed to no credential at all. It
+// is an ErrUnauthenticated.
+type invalidToken string
+
+func (e invalidToken) Error() string { return ErrUnauthenticated.Error() + ": " + string(e) }
+func (e invalidToken) Unwrap() error { return ErrUnauthenticated }
 
 // token reads the credentials: a Bearer header, else the cookie.
 func (a *TokenAuthorizer) token(r *http.Request) (string, error) {

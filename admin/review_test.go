@@ -151,3 +151,39 @@ func TestPage_RevokedNoticeCannotBeForged(t *testing.T) {
 	other.login(e.issue("ops", tokenstore.WithMetadata(map[string]string{"scope": admin.DefaultScope})))
 	assert.NotContains(t, other.get(loc).body, "Revoked", "another session")
 }
+
+// TestOAuth_BearerErrorCodes: a caller of the RFC 7662 and RFC 7009
+// endpoints refused for its credentials gets the error codes RFC 7662
+// §2.3 names (RFC 6750 §3.1's): invalid_token for a token that is not
+// valid, insufficient_scope for one without the admin scope; and the
+// WWW-Authenticate challenge says invalid_token on every route.
+func TestOAuth_BearerErrorCodes(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open func(*testing.T, func() time.Time) tokenstore.Store) {
+		e := newEnv(t, open, nil)
+		user := e.issue("alice")
+		revoked := e.issue("ops", tokenstore.WithMetadata(map[string]string{"scope": "tokenstore:admin"}))
+		e.do(req{method: "POST", path: "/admin/revoke", token: e.admin, ctype: formType, body: form("token", revoked)})
+
+		for _, path := range []string{"/admin/introspect", "/admin/revoke"} {
+			res := e.do(req{method: "POST", path: path, token: revoked, ctype: formType, body: form("token", user)})
+			assert.Equal(t, http.StatusUnauthorized, res.status, path)
+			assert.Equal(t, "invalid_token", res.errorCode(t), path)
+			assert.Contains(t, res.header.Get("WWW-Authenticate"), `error="invalid_token"`, path)
+
+			res = e.do(req{method: "POST", path: path, token: user, ctype: formType, body: form("token", user)})
+			assert.Equal(t, http.StatusForbidden, res.status, path)
+			assert.Equal(t, "insufficient_scope", res.errorCode(t), path)
+
+			res = e.do(req{method: "POST", path: path, ctype: formType, body: form("token", user)})
+			assert.Equal(t, http.StatusUnauthorized, res.status, path)
+			assert.Equal(t, `Bearer realm="tokenstore admin"`, res.header.Get("WWW-Authenticate"),
+				"no credentials: no error code (RFC 6750 §3.1)")
+		}
+		// The JSON API keeps its codes (admin.Client maps them); the
+		// challenge is RFC 6750's.
+		res := e.do(req{method: "GET", path: "/admin/api/stats", token: revoked})
+		assert.Equal(t, "unauthorized", res.errorCode(t))
+		assert.Contains(t, res.header.Get("WWW-Authenticate"), `error="invalid_token"`)
+		assert.Equal(t, http.StatusOK, e.hello(user))
+	})
+}
