@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -395,26 +397,34 @@ func (h *Handler) render(infos []tokenstore.Info) []TokenInfo {
 }
 
 // readJSON decodes r's body into v, refusing other media types, unknown
-// fields (a misspelt "polcy" must not issue a default token) and trailing
-// data.
+// fields (a misspelt "polcy" must not issue a default token), keys twice
+// or in another case (see checkKeys) and trailing data.
 func (h *Handler) readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
 		h.refuse(w, r, http.StatusUnsupportedMediaType, "unsupported_media_type", "send the body as Content-Type: application/json")
 		return false
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil && dec.Decode(new(json.RawMessage)) != io.EOF {
-		err = errors.New("data after the JSON object")
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err == nil {
+		err = checkKeys(body, jsonFields(v))
+	}
+	if err == nil {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(v)
+		if err == nil && dec.Decode(new(json.RawMessage)) != io.EOF {
+			err = errors.New("data after the JSON object")
+		}
 	}
 	if err != nil {
 		// Not the decoder's text: it can quote the body, which may hold a token.
 		msg := "the body is not the JSON object this route takes"
 		if _, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
 			msg += ": a field has the wrong type"
-		} else if strings.HasPrefix(err.Error(), "json: unknown field") {
-			msg += ": it has an unknown field"
+		} else if strings.HasPrefix(err.Error(), "json: unknown field") || errors.Is(err, errUnknownKey) {
+			msg += ": it has an unknown field (names are case-sensitive)"
+		} else if errors.Is(err, errKeyTwice) {
+			msg += ": it has a key twice"
 		} else if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			msg = fmt.Sprintf("the body is larger than %d bytes", maxBody)
 		}
@@ -422,6 +432,79 @@ func (h *Handler) readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 		return false
 	}
 	return true
+}
+
+var (
+	errKeyTwice   = errors.New("a key twice")
+	errUnknownKey = errors.New("an unknown key")
+)
+
+// checkKeys refuses a JSON body with a key twice in one object, at any
+// depth, or a top-level key that is not exactly one of fields.
+// encoding/json takes the last of two equal keys and matches keys
+// case-insensitively: {"policy":"absolute(1h)","policy":""} would issue a
+// token with the default policy, and a proxy or log that reads the first
+// key would see another request than the store did. Syntax errors are
+// left to the decoder.
+func checkKeys(body []byte, fields []string) error {
+	type object struct {
+		keys    map[string]bool
+		wantKey bool
+	}
+	var stack []*object // nil entries are arrays
+	valueDone := func() {
+		if n := len(stack); n > 0 && stack[n-1] != nil {
+			stack[n-1].wantKey = true
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	for {
+		t, err := dec.Token()
+		if err != nil {
+			return nil // io.EOF, or a syntax error the decoder reports
+		}
+		if n := len(stack); n > 0 && stack[n-1] != nil && stack[n-1].wantKey {
+			if t == json.Delim('}') {
+				stack = stack[:n-1]
+				valueDone()
+				continue
+			}
+			key, _ := t.(string)
+			if stack[n-1].keys[key] {
+				return errKeyTwice
+			}
+			if n == 1 && !slices.Contains(fields, key) {
+				return errUnknownKey
+			}
+			stack[n-1].keys[key] = true
+			stack[n-1].wantKey = false
+			continue
+		}
+		switch t {
+		case json.Delim('{'):
+			stack = append(stack, &object{keys: map[string]bool{}, wantKey: true})
+			continue
+		case json.Delim('['):
+			stack = append(stack, nil)
+			continue
+		case json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+		valueDone()
+	}
+}
+
+// jsonFields are the JSON names of the fields of the struct v points to.
+func jsonFields(v any) []string {
+	t := reflect.TypeOf(v).Elem()
+	var names []string
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			names = append(names, name)
+		}
+	}
+	return names
 }
 
 func (h *Handler) writeJSON(w http.ResponseWriter, status int, v any) {

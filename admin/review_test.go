@@ -187,3 +187,39 @@ func TestOAuth_BearerErrorCodes(t *testing.T) {
 		assert.Equal(t, http.StatusOK, e.hello(user))
 	})
 }
+
+// TestAPI_StrictJSONKeys: encoding/json takes the last of two equal keys
+// and matches keys case-insensitively, so {"policy":"absolute(1h)",
+// "policy":""} issued a token with the default policy, and a proxy that
+// reads the first key saw another request than the store did. A key twice
+// (at any depth) or in another case is refused, and nothing is issued.
+func TestAPI_StrictJSONKeys(t *testing.T) {
+	e := newEnv(t, backends[0].open, nil)
+	victim := e.issue("alice")
+	bodies := map[string]string{
+		"policy twice":        `{"subject":"ci","policy":"absolute(1h)","policy":""}`,
+		"subject twice":       `{"subject":"ci","subject":"root"}`,
+		"metadata key twice":  `{"subject":"ci","metadata":{"scope":"read","scope":"tokenstore:admin"}}`,
+		"subject in capitals": `{"Subject":"ci"}`,
+		"escaped twin":        `{"subject":"ci","subj\u0065ct":"root"}`,
+		"nested twice":        `{"subject":"ci","metadata":{"a":"1"},"metadata":{"b":"2"}}`,
+	}
+	before := e.store.Stats().Issued
+	for name, body := range bodies {
+		res := e.do(req{method: "POST", path: "/admin/api/tokens", token: e.admin, ctype: jsonType, body: body})
+		if assert.Equal(t, http.StatusBadRequest, res.status, "%s: %s", name, res.body) {
+			assert.Equal(t, "invalid_request", res.errorCode(t), name)
+		}
+	}
+	assert.Equal(t, before, e.store.Stats().Issued, "nothing issued")
+
+	res := e.do(req{method: "POST", path: "/admin/api/tokens/revoke", token: e.admin, ctype: jsonType,
+		body: `{"token":"tks_x","token":"` + victim + `"}`})
+	assert.Equal(t, http.StatusBadRequest, res.status, res.body)
+	assert.Equal(t, http.StatusOK, e.hello(victim), "not revoked")
+
+	// What stays allowed: equal keys in different objects, any order.
+	res = e.do(req{method: "POST", path: "/admin/api/tokens", token: e.admin, ctype: jsonType,
+		body: `{"metadata":{"subject":"x","k":"[{}]"},"subject":"ci","policy":"absolute(1h)"}`})
+	assert.Equal(t, http.StatusCreated, res.status, res.body)
+}
