@@ -223,3 +223,21 @@ func TestAPI_StrictJSONKeys(t *testing.T) {
 		body: `{"metadata":{"subject":"x","k":"[{}]"},"subject":"ci","policy":"absolute(1h)"}`})
 	assert.Equal(t, http.StatusCreated, res.status, res.body)
 }
+
+// TestOAuth_BodyTooLarge: a form body over the limit is named as such,
+// as on the JSON routes, not as "not a valid form".
+func TestOAuth_BodyTooLarge(t *testing.T) {
+	e := newEnv(t, backends[0].open, nil)
+	big := form("token", strings.Repeat("a", 70<<10))
+	for _, path := range []string{"/admin/introspect", "/admin/revoke"} {
+		res := e.do(req{method: "POST", path: path, token: e.admin, ctype: formType, body: big})
+		assert.Equal(t, http.StatusBadRequest, res.status, path)
+		var body struct {
+			Code string `json:"error"`
+			Desc string `json:"error_description"`
+		}
+		res.json(t, &body)
+		assert.Equal(t, "invalid_request", body.Code, path)
+		assert.Contains(t, body.Desc, "larger than 65536 bytes", path)
+	}
+}
