@@ -74,7 +74,7 @@ func (e *APIError) Unwrap() error {
 // List returns subject's live tokens, oldest first.
 func (c *Client) List(ctx context.Context, subject string) ([]tokenstore.Info, error) {
 	var l TokenList
-	if err := c.do(ctx, "GET", "/api/subjects/"+url.PathEscape(subject)+"/tokens", nil, &l); err != nil {
+	if err := c.do(ctx, "GET", "/api/subjects/"+pathSegment(subject)+"/tokens", nil, &l); err != nil {
 		return nil, err
 	}
 	return infos(l.Tokens)
@@ -118,7 +118,7 @@ func (c *Client) RevokeID(ctx context.Context, id uuid.UUID) error {
 // RevokeSubject revokes every token of subject and says how many.
 func (c *Client) RevokeSubject(ctx context.Context, subject string) (int, error) {
 	var r Revoked
-	err := c.do(ctx, "DELETE", "/api/subjects/"+url.PathEscape(subject)+"/tokens", nil, &r)
+	err := c.do(ctx, "DELETE", "/api/subjects/"+pathSegment(subject)+"/tokens", nil, &r)
 	return r.Revoked, err
 }
 
@@ -155,6 +155,16 @@ func (c *Client) Expiring(ctx context.Context, d time.Duration) ([]tokenstore.In
 		return nil, err
 	}
 	return infos(l.Tokens)
+}
+
+// pathSegment escapes subject as one path segment. url.PathEscape leaves
+// "." and "..", which a server's mux cleans away (/api/subjects/../tokens
+// is /api/tokens): their dots are escaped too.
+func pathSegment(subject string) string {
+	if subject == "." || subject == ".." {
+		return strings.ReplaceAll(subject, ".", "%2E")
+	}
+	return url.PathEscape(subject)
 }
 
 // maxResponse bounds a response body: a subject's tokens at the most

@@ -241,3 +241,24 @@ func TestOAuth_BodyTooLarge(t *testing.T) {
 		assert.Contains(t, body.Desc, "larger than 65536 bytes", path)
 	}
 }
+
+// TestClient_DotSubjects: "." and ".." are valid subjects, and
+// url.PathEscape leaves them as they are, so a path holding one is
+// cleaned by the server's mux into another route (a redirect to
+// /api/tokens or /api/subjects/tokens): the Client could neither list
+// nor revoke them.
+func TestClient_DotSubjects(t *testing.T) {
+	e := newEnv(t, backends[0].open, nil)
+	ctx := t.Context()
+	c := &admin.Client{BaseURL: e.srv.URL + "/admin", Token: e.admin}
+	for _, subject := range []string{".", "..", "..."} {
+		tok := e.issue(subject)
+		list, err := c.List(ctx, subject)
+		require.NoError(t, err, "%q", subject)
+		assert.Len(t, list, 1, "%q", subject)
+		n, err := c.RevokeSubject(ctx, subject)
+		require.NoError(t, err, "%q", subject)
+		assert.Equal(t, 1, n, "%q", subject)
+		assert.Equal(t, http.StatusUnauthorized, e.hello(tok), "%q", subject)
+	}
+}
