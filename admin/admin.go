@@ -139,8 +139,9 @@ type Walker interface {
 var assets embed.FS
 
 // New returns the admin handler on store. opts may be nil. It fails on a
-// nil store, a Prefix that does not start with "/", or a CSRFKey shorter
-// than 32 bytes.
+// nil store, a Prefix that is not a clean path ("/admin", "/ops/tokens":
+// starting with "/", no empty, "." or ".." segment, no space, brace, "%",
+// "?" or "#"), or a CSRFKey shorter than 32 bytes.
 func New(store tokenstore.Store, opts *Options) (*Handler, error) {
 	if store == nil {
 		return nil, errors.New("admin: nil store")
@@ -158,8 +159,8 @@ func New(store tokenstore.Store, opts *Options) (*Handler, error) {
 		secure:    !o.InsecureCookies,
 		cop:       http.NewCrossOriginProtection(),
 	}
-	if h.prefix != "" && !strings.HasPrefix(h.prefix, "/") {
-		return nil, fmt.Errorf("admin: Prefix %q does not start with /", o.Prefix)
+	if err := checkPrefix(h.prefix); err != nil {
+		return nil, fmt.Errorf("admin: Prefix %q: %w", o.Prefix, err)
 	}
 	if h.now == nil {
 		h.now = time.Now
@@ -199,6 +200,30 @@ func New(store tokenstore.Store, opts *Options) (*Handler, error) {
 		return nil, err
 	}
 	return h, nil
+}
+
+// checkPrefix refuses a prefix that is not a clean path of plain
+// segments: the routes are ServeMux patterns built on it (a space or a
+// brace would make them another pattern, or panic), and requests are
+// matched against it literally after the mux has cleaned their paths.
+func checkPrefix(prefix string) error {
+	if prefix == "" {
+		return nil
+	}
+	if !strings.HasPrefix(prefix, "/") {
+		return errors.New("does not start with /")
+	}
+	for seg := range strings.SplitSeq(prefix[1:], "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return errors.New(`want a clean path such as "/admin": no empty, "." or ".." segment`)
+		}
+		for _, c := range seg {
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.ContainsRune("-._~!$&'()*+,;=:@", c)) {
+				return fmt.Errorf("%q is not allowed: use letters, digits and -._~!$&'()*+,;=:@ between slashes", c)
+			}
+		}
+	}
+	return nil
 }
 
 // contentSecurityPolicy allows the page its own stylesheet and forms, and

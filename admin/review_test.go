@@ -3,6 +3,7 @@ package admin_test
 import (
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -260,5 +261,26 @@ func TestClient_DotSubjects(t *testing.T) {
 		require.NoError(t, err, "%q", subject)
 		assert.Equal(t, 1, n, "%q", subject)
 		assert.Equal(t, http.StatusUnauthorized, e.hello(tok), "%q", subject)
+	}
+}
+
+// TestNew_Prefix: New refuses, with an error, a Prefix that is not a
+// clean path of plain segments. "/ops panel" and "/{$}" made it panic (the
+// routes are ServeMux patterns built on the prefix), and "/ops/{team}",
+// "//admin", "/admin/../x" or "/x?y" gave a handler no request could
+// reach as meant.
+func TestNew_Prefix(t *testing.T) {
+	db, err := tokenstore.Open(filepath.Join(t.TempDir(), "tokens.db"), &tokenstore.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	defer db.Close()
+	for _, p := range []string{"/ops panel", "/{$}", "/ops/{team}", "//admin", "/admin/../x", "/./x", "/x?y", "/a#b", "/a%2Fb", "/a\x00b"} {
+		var h *admin.Handler
+		assert.NotPanics(t, func() { h, err = admin.New(db, &admin.Options{Prefix: p}) }, "%q", p)
+		assert.Error(t, err, "%q", p)
+		assert.Nil(t, h, "%q", p)
+	}
+	for _, p := range []string{"", "/", "/admin", "/admin/", "/ops/tokens-admin", "/v1/_admin~x", "/a:b@c"} {
+		_, err := admin.New(db, &admin.Options{Prefix: p})
+		assert.NoError(t, err, "%q", p)
 	}
 }
