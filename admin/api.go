@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -252,7 +253,13 @@ func (h *Handler) apiIssue(w http.ResponseWriter, r *http.Request) {
 	if req.Policy != "" {
 		p, err := tokenstore.ParsePolicy(req.Policy)
 		if err != nil {
-			h.refuse(w, r, http.StatusBadRequest, "invalid_request", "policy: "+err.Error())
+			msg := "policy: " + err.Error()
+			if strings.Contains(msg, strconv.Quote(req.Policy)) {
+				// ParsePolicy quotes what it cannot parse: not echoed,
+				// it may be a token pasted in the wrong field.
+				msg = `policy: not a policy; want one such as "absolute(24h)", "sliding(idle=1h)" or "sliding(idle=1h, max=720h)"`
+			}
+			h.refuse(w, r, http.StatusBadRequest, "invalid_request", msg)
 			return
 		}
 		opts = append(opts, tokenstore.WithPolicy(p))

@@ -284,3 +284,21 @@ func TestNew_Prefix(t *testing.T) {
 		assert.NoError(t, err, "%q", p)
 	}
 }
+
+// TestAPI_PolicyErrorDoesNotEcho: tokenstore.ParsePolicy's error quotes
+// its input, and the issue route sent it back: a token pasted where the
+// policy belongs came back in the error. (e.do fails the test when a
+// response holds a token.)
+func TestAPI_PolicyErrorDoesNotEcho(t *testing.T) {
+	e := newEnv(t, backends[0].open, nil)
+	leaked := e.issue("alice")
+	res := e.do(req{method: "POST", path: "/admin/api/tokens", token: e.admin, ctype: jsonType,
+		body: `{"subject":"ci","policy":"` + leaked + `"}`})
+	assert.Equal(t, http.StatusBadRequest, res.status)
+	assert.Equal(t, "invalid_request", res.errorCode(t))
+	assert.Contains(t, res.body, "absolute(24h)", "the description says what a policy looks like")
+	res = e.do(req{method: "POST", path: "/admin/api/tokens", token: e.admin, ctype: jsonType,
+		body: `{"subject":"ci","policy":"sliding(idle=1ns)"}`})
+	assert.Equal(t, http.StatusBadRequest, res.status)
+	assert.Contains(t, res.body, "at least 1ms", "a policy that parses keeps its precise reason")
+}
