@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"errors"
+	"fmt"
 	"html/template"
 	"maps"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/tokenstore/tokenstore"
 )
@@ -50,7 +53,31 @@ type confirm struct {
 	Count   int    // tokens the subject holds now
 }
 
-var templateFuncs = template.FuncMap{"plural": plural}
+var templateFuncs = template.FuncMap{"plural": plural, "visible": visible}
+
+// visible shows s with its invisible and direction-changing characters
+// (Unicode categories Cf and Cc: U+202E RIGHT-TO-LEFT OVERRIDE, U+2066
+// isolates, U+200B ZERO WIDTH SPACE, ...) written as \uXXXX. Subjects
+// and metadata are chosen by whoever issues tokens (often a user
+// choosing a name); raw, such a character shows the operator another
+// name than the stored one, or reverses the sentence around it on a
+// confirmation page. The templates also isolate each such text in <bdi>,
+// for right-to-left scripts. Form values keep the exact text.
+func visible(s string) string {
+	hidden := func(r rune) bool { return unicode.Is(unicode.Cf, r) || unicode.IsControl(r) }
+	if !strings.ContainsFunc(s, hidden) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if hidden(r) {
+			fmt.Fprintf(&b, `\u%04x`, r)
+		} else {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
 
 const timeLayout = "2006-01-02 15:04:05 UTC"
 

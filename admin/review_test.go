@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -301,4 +302,39 @@ func TestAPI_PolicyErrorDoesNotEcho(t *testing.T) {
 		body: `{"subject":"ci","policy":"sliding(idle=1ns)"}`})
 	assert.Equal(t, http.StatusBadRequest, res.status)
 	assert.Contains(t, res.body, "at least 1ms", "a policy that parses keeps its precise reason")
+}
+
+// TestPage_BidiSubject: a subject holding U+202E (right-to-left override;
+// ValidateSubject refuses control characters, not format ones) reversed
+// the rest of the confirmation page's sentence and showed the operator
+// another name than the one stored. Invisible and direction-changing
+// characters are shown escaped, and every user-chosen text is isolated
+// (<bdi>), except in form values, which must stay exact.
+func TestPage_BidiSubject(t *testing.T) {
+	e := newEnv(t, backends[0].open, nil)
+	subject := "\u202eevil.com/moc.knab"
+	_, info := e.issueInfo(subject, tokenstore.WithMetadata(map[string]string{"note\u200b": "a\u2066b"}))
+	s := e.session()
+	s.login(e.admin)
+	values := regexp.MustCompile(`value="[^"]*"`)
+	for _, path := range []string{
+		"/admin/?subject=" + url.QueryEscape(subject),
+		"/admin/?id=" + info.ID.String(),
+		"/admin/subject/revoke?subject=" + url.QueryEscape(subject),
+		"/admin/token/revoke?id=" + info.ID.String(),
+	} {
+		res := s.get(path)
+		require.Equal(t, http.StatusOK, res.status, path)
+		shown := values.ReplaceAllString(res.body, "")
+		for _, r := range []string{"\u202e", "\u200b", "\u2066"} {
+			assert.NotContains(t, shown, r, "%s: %U shown raw", path, []rune(r)[0])
+		}
+		assert.Contains(t, shown, `<bdi>\u202eevil.com/moc.knab</bdi>`, path)
+	}
+	// The form still revokes the exact subject.
+	res := s.post("/admin/subject/revoke", form("csrf_token", s.csrf, "subject", subject), nil)
+	require.Equal(t, http.StatusSeeOther, res.status, res.body)
+	list, err := e.store.List(t.Context(), subject)
+	require.NoError(t, err)
+	assert.Empty(t, list)
 }
