@@ -146,9 +146,13 @@ const maxBody = 64 << 10
 
 type methods map[string]http.HandlerFunc
 
-// handle registers pattern with one handler per method; other methods get
+// handle registers pattern with one handler per method, HEAD wherever
+// GET is (RFC 9110 §9.3.2; net/http drops the body); other methods get
 // 405 with an Allow header.
 func (h *Handler) handle(pattern string, m methods) {
+	if get := m[http.MethodGet]; get != nil {
+		m[http.MethodHead] = get
+	}
 	allow := slices.Sorted(func(yield func(string) bool) {
 		for k := range m {
 			if !yield(k) {

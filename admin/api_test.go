@@ -115,7 +115,7 @@ func TestAPI_ListGetInspect(t *testing.T) {
 		assert.Equal(t, "not_found", res.errorCode(t))
 		res = e.do(req{method: "PUT", path: "/admin/api/tokens/" + i1.ID.String(), token: e.admin})
 		assert.Equal(t, http.StatusMethodNotAllowed, res.status)
-		assert.Equal(t, "DELETE, GET", res.header.Get("Allow"))
+		assert.Equal(t, "DELETE, GET, HEAD", res.header.Get("Allow"))
 
 		// By token, in the body; no use is counted.
 		res = e.do(req{method: "POST", path: "/admin/api/tokens/inspect", token: e.admin, ctype: jsonType, body: `{"token":"` + t1 + `"}`})

@@ -338,3 +338,21 @@ func TestPage_BidiSubject(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, list)
 }
+
+// TestAPI_Head: HEAD is answered wherever GET is (RFC 9110 §9.3.2: the
+// same status and headers, no content), and listed in Allow; it was 405.
+func TestAPI_Head(t *testing.T) {
+	e := newEnv(t, backends[0].open, nil)
+	_, info := e.issueInfo("alice")
+	for _, path := range []string{"/admin/api/stats", "/admin/api/subjects/alice/tokens", "/admin/api/tokens/" + info.ID.String(), "/admin/api/expiring?within=1h"} {
+		res := e.do(req{method: "HEAD", path: path, token: e.admin})
+		assert.Equal(t, http.StatusOK, res.status, path)
+		assert.Empty(t, res.body, path)
+		assert.Equal(t, "application/json", res.header.Get("Content-Type"), path)
+	}
+	res := e.do(req{method: "PUT", path: "/admin/api/stats", token: e.admin})
+	assert.Equal(t, http.StatusMethodNotAllowed, res.status)
+	assert.Equal(t, "GET, HEAD", res.header.Get("Allow"))
+	res = e.do(req{method: "HEAD", path: "/admin/api/tokens", token: e.admin})
+	assert.Equal(t, http.StatusMethodNotAllowed, res.status, "no GET, no HEAD")
+}
