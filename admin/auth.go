@@ -25,6 +25,15 @@ var (
 // each change, or an error: [ErrUnauthenticated] (401), [ErrForbidden]
 // (403), anything else a failure (503 for tokenstore.ErrClosed, else
 // 500; logged, never sent). It must not read r's body.
+//
+// The same Authorizer decides the page's requests and the machine
+// routes' (JSON API, /introspect, /revoke). Only the page's forms carry a
+// CSRF token; an Authorizer that accepts a cookie on the machine routes
+// leaves them to net/http.CrossOriginProtection alone, which refuses
+// cross-origin requests from every current browser but not from one that
+// sends neither Sec-Fetch-Site nor Origin (RFC 7009's /revoke takes a
+// plain form). Prefer the Authorization header there when r's path is
+// under the prefix's /api/, /introspect or /revoke.
 type Authorizer func(r *http.Request) (actor string, err error)
 
 // TokenAuthorizer accepts requests that carry a token of Store whose
