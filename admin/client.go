@@ -23,6 +23,10 @@ import (
 // ErrTokenLimit, ...), so that a tool written for a file works against a
 // running application. It is what the tokenstore command's --url mode is
 // built on. A Client is safe for concurrent use.
+//
+// A subject that is a token (pasted in the wrong place) is refused with
+// tokenstore.ErrInvalidSubject before anything is sent: subjects travel
+// in URL paths, which access logs keep.
 type Client struct {
 	// BaseURL is where the handler is mounted, e.g.
 	// "https://app.example/admin" (a trailing slash is ignored).
@@ -71,8 +75,15 @@ func (e *APIError) Unwrap() error {
 	return nil
 }
 
+// errLocalTokenAsSubject is errTokenAsSubject, said before sending: the
+// subject would go in the URL, which access logs and proxies keep.
+var errLocalTokenAsSubject = fmt.Errorf("tokenstore admin API: %w", errTokenAsSubject)
+
 // List returns subject's live tokens, oldest first.
 func (c *Client) List(ctx context.Context, subject string) ([]tokenstore.Info, error) {
+	if isToken(subject) {
+		return nil, errLocalTokenAsSubject
+	}
 	var l TokenList
 	if err := c.do(ctx, "GET", "/api/subjects/"+pathSegment(subject)+"/tokens", nil, &l); err != nil {
 		return nil, err
@@ -117,6 +128,9 @@ func (c *Client) RevokeID(ctx context.Context, id uuid.UUID) error {
 
 // RevokeSubject revokes every token of subject and says how many.
 func (c *Client) RevokeSubject(ctx context.Context, subject string) (int, error) {
+	if isToken(subject) {
+		return 0, errLocalTokenAsSubject
+	}
 	var r Revoked
 	err := c.do(ctx, "DELETE", "/api/subjects/"+pathSegment(subject)+"/tokens", nil, &r)
 	return r.Revoked, err
@@ -124,6 +138,9 @@ func (c *Client) RevokeSubject(ctx context.Context, subject string) (int, error)
 
 // Issue issues a token for subject with the policy and metadata of opts.
 func (c *Client) Issue(ctx context.Context, subject string, opts ...tokenstore.IssueOption) (string, tokenstore.Info, error) {
+	if isToken(subject) {
+		return "", tokenstore.Info{}, errLocalTokenAsSubject
+	}
 	p, err := tokenstore.NewIssueParams(opts...)
 	if err != nil {
 		return "", tokenstore.Info{}, err

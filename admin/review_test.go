@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -355,4 +356,42 @@ func TestAPI_Head(t *testing.T) {
 	assert.Equal(t, "GET, HEAD", res.header.Get("Allow"))
 	res = e.do(req{method: "HEAD", path: "/admin/api/tokens", token: e.admin})
 	assert.Equal(t, http.StatusMethodNotAllowed, res.status, "no GET, no HEAD")
+}
+
+// recorder is a transport that records the URLs it is asked for.
+type recorder struct {
+	mu   sync.Mutex
+	urls []string
+}
+
+func (rec *recorder) RoundTrip(r *http.Request) (*http.Response, error) {
+	rec.mu.Lock()
+	rec.urls = append(rec.urls, r.URL.String())
+	rec.mu.Unlock()
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestClient_TokenAsSubject: the Client refuses a token given as a
+// subject before sending anything: the subject goes in the URL path,
+// which the application's access log and any proxy keep, so the server's
+// refusal (TestPage_TokenAsSubject) came too late.
+func TestClient_TokenAsSubject(t *testing.T) {
+	e := newEnv(t, backends[0].open, nil)
+	leaked := e.issue("alice")
+	rec := &recorder{}
+	c := &admin.Client{BaseURL: e.srv.URL + "/admin", Token: e.admin, HTTPClient: &http.Client{Transport: rec}}
+	_, err := c.List(t.Context(), leaked)
+	assert.ErrorIs(t, err, tokenstore.ErrInvalidSubject)
+	_, err = c.RevokeSubject(t.Context(), leaked)
+	assert.ErrorIs(t, err, tokenstore.ErrInvalidSubject)
+	_, _, err = c.Issue(t.Context(), leaked)
+	assert.ErrorIs(t, err, tokenstore.ErrInvalidSubject)
+	if err != nil {
+		assert.NotContains(t, err.Error(), leaked)
+	}
+	for _, u := range rec.urls {
+		assert.NotContains(t, u, leaked)
+	}
+	assert.Empty(t, rec.urls, "nothing was sent")
+	assert.Equal(t, http.StatusOK, e.hello(leaked))
 }
