@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
+	"os"
 	"reflect"
 	"slices"
 	"strconv"
@@ -527,8 +529,8 @@ func (h *Handler) writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // storeError answers a store's error: the sentinels as the client's
-// fault, a closed store or a cancelled request as 503, anything else as
-// 500 whose cause is logged, not sent.
+// fault, a closed store, one that timed out or a cancelled request as
+// 503, anything else as 500 whose cause is logged, not sent.
 func (h *Handler) storeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, code, desc := http.StatusInternalServerError, "server_error", "the store failed; the cause is in the server's log"
 	switch {
@@ -546,13 +548,25 @@ func (h *Handler) storeError(w http.ResponseWriter, r *http.Request, err error) 
 		status, code, desc = http.StatusConflict, "token_limit", err.Error()
 	case errors.Is(err, tokenstore.ErrReadOnly):
 		status, code, desc = http.StatusConflict, "read_only", "the store is open read-only"
-	case errors.Is(err, tokenstore.ErrClosed), r.Context().Err() != nil:
-		status, code, desc = http.StatusServiceUnavailable, "temporarily_unavailable", "the store is closed or the request was cancelled"
+	case errors.Is(err, tokenstore.ErrClosed), r.Context().Err() != nil, timedOut(err):
+		status, code, desc = http.StatusServiceUnavailable, "temporarily_unavailable", "the store is closed, did not answer in time, or the request was cancelled"
 		h.log.Warn("admin: store unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
 	default:
 		h.log.Error("admin: store failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	h.refuse(w, r, status, code, desc)
+}
+
+// timedOut reports whether err is a store that did not answer in time (a
+// network deadline, e.g. Redis's read timeout, or a context deadline of
+// the store's own): temporarily unavailable, worth a retry, unlike a
+// failure (RFC 7009 §2.2.1 has the client retry a 503).
+func timedOut(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	ne, ok := errors.AsType[net.Error](err)
+	return ok && ne.Timeout()
 }
 
 // authError answers an Authorizer's refusal or failure. The challenge is

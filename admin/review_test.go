@@ -1,12 +1,15 @@
 package admin_test
 
 import (
+	"net"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,11 +17,14 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenstore/tokenstore"
 	"github.com/tokenstore/tokenstore/admin"
+	"github.com/tokenstore/tokenstore/redisstore"
 )
 
 // TestPage_TokenAsSubject: an operator who pastes a leaked token into the
@@ -394,4 +400,56 @@ func TestClient_TokenAsSubject(t *testing.T) {
 	}
 	assert.Empty(t, rec.urls, "nothing was sent")
 	assert.Equal(t, http.StatusOK, e.hello(leaked))
+}
+
+// TestHandler_StoreTimesOut: a store that does not answer in time (a real
+// redis-server stopped with SIGSTOP, the client's read timeout short) is
+// temporarily unavailable: 503, which RFC 7009 §2.2.1 clients and the CLI
+// retry, not 500 "the store failed". The cause is logged.
+func TestHandler_StoreTimesOut(t *testing.T) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		skipOutsideCI(t, "redis-server is not installed (Debian: apt-get install redis-server)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	_, port, _ := net.SplitHostPort(addr)
+	require.NoError(t, ln.Close())
+	cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGCONT)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	c := redis.NewClient(&redis.Options{
+		Addr: addr, ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond, MaxRetries: -1,
+		DisableIdentity:          true,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	})
+	t.Cleanup(func() { _ = c.Close() })
+	require.Eventually(t, func() bool { return c.Ping(t.Context()).Err() == nil }, 10*time.Second, 20*time.Millisecond, "redis-server starts")
+	s, err := redisstore.New(c, &redisstore.Options{KeyPrefix: "timeout:", SweepInterval: -1})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+
+	e := newEnv(t, func(*testing.T, func() time.Time) tokenstore.Store { return s }, &admin.Options{
+		Authorize: func(*http.Request) (string, error) { return "test", nil },
+	})
+	require.Equal(t, http.StatusOK, e.do(req{method: "GET", path: "/admin/api/subjects/alice/tokens"}).status)
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGSTOP))
+	res := e.do(req{method: "GET", path: "/admin/api/subjects/alice/tokens"})
+	assert.Equal(t, http.StatusServiceUnavailable, res.status, res.body)
+	assert.Equal(t, "temporarily_unavailable", res.errorCode(t))
+	res = e.do(req{method: "POST", path: "/admin/revoke", ctype: formType, body: form("token", e.admin)})
+	assert.Equal(t, http.StatusServiceUnavailable, res.status, "RFC 7009 §2.2.1: the client retries")
+	assert.Contains(t, e.logs.String(), "admin: store unavailable")
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGCONT))
+	assert.Eventually(t, func() bool {
+		return e.do(req{method: "GET", path: "/admin/api/subjects/alice/tokens"}).status == http.StatusOK
+	}, 10*time.Second, 50*time.Millisecond, "answers again once Redis does")
 }
