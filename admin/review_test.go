@@ -1,6 +1,8 @@
 package admin_test
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -17,6 +19,7 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 	"github.com/stretchr/testify/assert"
@@ -452,4 +455,87 @@ func TestHandler_StoreTimesOut(t *testing.T) {
 	assert.Eventually(t, func() bool {
 		return e.do(req{method: "GET", path: "/admin/api/subjects/alice/tokens"}).status == http.StatusOK
 	}, 10*time.Second, 50*time.Millisecond, "answers again once Redis does")
+}
+
+// TestAPI_ConcurrentListRevokeIssue: many clients at once list, revoke by
+// ID and by subject, issue and read stats (run it with -race): every
+// answer is one a client expects, and afterwards every token the API said
+// it revoked is refused by the middleware. (It held.)
+func TestAPI_ConcurrentListRevokeIssue(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open func(*testing.T, func() time.Time) tokenstore.Store) {
+		e := newEnv(t, open, nil)
+		var ids []uuid.UUID
+		tokens := map[uuid.UUID]string{}
+		for i := range 40 {
+			tok, info := e.issueInfo(fmt.Sprintf("u%d", i%4))
+			ids = append(ids, info.ID)
+			tokens[info.ID] = tok
+		}
+		revoked := map[uuid.UUID]bool{} // the API said so
+		c := &admin.Client{BaseURL: e.srv.URL + "/admin", Token: e.admin}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var unexpected, issued []string // e is not safe for concurrent use: the Client only, until Wait
+		note := func(format string, args ...any) {
+			mu.Lock()
+			unexpected = append(unexpected, fmt.Sprintf(format, args...))
+			mu.Unlock()
+		}
+		for g := range 8 {
+			wg.Go(func() {
+				for i := range 15 {
+					subject := fmt.Sprintf("u%d", (g+i)%4)
+					switch (g + i) % 5 {
+					case 0:
+						if _, err := c.List(t.Context(), subject); err != nil {
+							note("list: %v", err)
+						}
+					case 1:
+						id := ids[(g*15+i)%len(ids)]
+						switch err := c.RevokeID(t.Context(), id); {
+						case err == nil:
+							mu.Lock()
+							revoked[id] = true
+							mu.Unlock()
+						case !errors.Is(err, tokenstore.ErrNotFound):
+							note("revoke %s: %v", id, err)
+						}
+					case 2:
+						if _, err := c.RevokeSubject(t.Context(), subject); err != nil {
+							note("revoke subject: %v", err)
+						}
+					case 3:
+						tok, _, err := c.Issue(t.Context(), subject)
+						if err != nil {
+							note("issue: %v", err)
+						} else {
+							mu.Lock()
+							issued = append(issued, tok)
+							mu.Unlock()
+						}
+					case 4:
+						if _, err := c.Stats(t.Context()); err != nil {
+							note("stats: %v", err)
+						}
+					}
+				}
+			})
+		}
+		wg.Wait()
+		e.tokens = append(e.tokens, issued...) // for the check that no log line holds one
+		assert.Empty(t, unexpected)
+		require.NotEmpty(t, revoked)
+		for id := range revoked {
+			assert.Equal(t, http.StatusUnauthorized, e.hello(tokens[id]), "revoked %s", id)
+		}
+		// Every subject's listing agrees with the store.
+		for i := range 4 {
+			subject := fmt.Sprintf("u%d", i)
+			want, err := e.store.List(t.Context(), subject)
+			require.NoError(t, err)
+			got, err := c.List(t.Context(), subject)
+			require.NoError(t, err)
+			assert.Len(t, got, len(want), subject)
+		}
+	})
 }
