@@ -97,6 +97,8 @@ func Run(t *testing.T, open func(t *testing.T, o tokenstore.Options) tokenstore.
 		{"Issue/DefaultPolicy", testDefaultPolicy},
 		{"Issue/WithPolicy", testWithPolicy},
 		{"Issue/InvalidPolicy", testInvalidPolicy},
+		{"Policy/Refused", testPolicyRefused},
+		{"Policy/Reported", testPolicyReported},
 		{"Issue/InvalidSubject", testInvalidSubject},
 		{"Token/Format", testTokenFormat},
 		{"Token/Malformed", testMalformed},
