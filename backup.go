@@ -11,18 +11,81 @@ import (
 )
 
 // Backup writes a consistent copy of the file to w while the store stays
-// in use (one read transaction), and returns the bytes written.
+// in use, and returns the bytes written.
+//
+// w may be as slow as it likes (a pipe, a network stream): unless the
+// store is ReadOnly, the copy is first taken, in one read transaction, into a temporary file beside the
+// store (created 0600 and removed before Backup returns), then written to
+// w with no transaction open. A write that must grow the file waits for
+// every open read transaction, so this way no call waits on w; they wait
+// at most as long as copying the file on local disk takes. It needs free
+// space for one more copy of the file beside it (or, when that directory
+// cannot be written, in [os.TempDir]). Backup stops, returning
+// ctx's error, when ctx is done while it writes to w.
 func (db *DB) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	if err := db.begin(ctx, false); err != nil {
 		return 0, wrap("backup", err)
 	}
-	var n int64
-	err := view(db.bolt, func(tx *bolt.Tx) error {
-		var err error
-		n, err = tx.WriteTo(w)
+	if db.ro {
+		// No write of this process can wait on the transaction; a writer
+		// of another process cannot open the file while it is open here.
+		var n int64
+		err := view(db.bolt, func(tx *bolt.Tx) error {
+			var err error
+			n, err = tx.WriteTo(ctxWriter{ctx, w})
+			return err
+		})
+		return n, wrap("backup", boltErr(err))
+	}
+	spool, err := os.CreateTemp(filepath.Dir(db.path), "."+filepath.Base(db.path)+".backup-*")
+	if err != nil { // a directory the process may not write in: the system's
+		spool, err = os.CreateTemp("", "tokenstore-backup-*")
+	}
+	if err != nil {
+		return 0, wrap("backup", err)
+	}
+	defer func() {
+		_ = spool.Close()
+		_ = os.Remove(spool.Name())
+	}()
+	err = view(db.bolt, func(tx *bolt.Tx) error {
+		_, err := tx.WriteTo(spool)
 		return err
 	})
-	return n, wrap("backup", boltErr(err))
+	if err != nil {
+		return 0, wrap("backup", boltErr(err))
+	}
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		return 0, wrap("backup", err)
+	}
+	n, err := io.Copy(w, ctxReader{ctx, spool})
+	return n, wrap("backup", err)
+}
+
+// ctxWriter writes to w until ctx is done.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
+}
+
+// ctxReader reads from r until ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // BackupFile writes a consistent copy to path through a temporary file in

@@ -31,6 +31,7 @@ type DB struct {
 	sweepMu   sync.Mutex // one sweep at a time
 	sweepSize chunkSizer // tokens per sweep transaction; under sweepMu
 	flushMu   sync.Mutex // one flush at a time
+	damaged   damagedSet // records a sweep found damaged, stepped over after
 
 	closed    atomic.Bool
 	closeOnce sync.Once

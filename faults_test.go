@@ -4,11 +4,16 @@ package tokenstore_test
 // ones every backend shares are in tokenstoretest).
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenstore/tokenstore"
@@ -29,4 +34,211 @@ func TestOpen_RefusesInexactPolicy(t *testing.T) {
 		_, err = os.Stat(path)
 		require.ErrorIs(t, err, os.ErrNotExist, "no file created")
 	}
+}
+
+// hangLimit is how long a call may take before a test calls it hung. It is
+// a detector for a deadlock, not a performance bar: every call here takes
+// milliseconds when it works.
+const hangLimit = 30 * time.Second
+
+// within runs fn and fails the test if it has not returned after
+// hangLimit. A hung fn is left running: the test has failed anyway.
+func within(t *testing.T, what string, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	select {
+	case <-done:
+	case <-time.After(hangLimit):
+		t.Fatalf("%s did not return within %s: the store is wedged", what, hangLimit)
+	}
+}
+
+// bigMeta is metadata near the largest a token may carry, so that a few
+// hundred issues make bbolt grow (and re-map) the file.
+var bigMeta = map[string]string{"blob": strings.Repeat("m", tokenstore.MaxMetadataSize-16)}
+
+// TestForEach_CallbackMayWrite: the reported case (5 tokens, revoke each
+// from ForEach's callback: the fourth RevokeID never returned) and its
+// neighbours: more tokens, metadata, callbacks that issue (the file must
+// grow while ForEach runs) or sweep.
+func TestForEach_CallbackMayWrite(t *testing.T) {
+	cases := []struct {
+		name   string
+		n      int
+		meta   map[string]string
+		action string
+	}{
+		{"5 revoke", 5, nil, "revoke"},
+		{"10 with metadata revoke", 10, map[string]string{"scope": "read write"}, "revoke"},
+		{"100 big metadata revoke", 100, bigMeta, "revoke"},
+		{"20 issue two each", 20, nil, "issue"},
+		{"50 sweep and rotate", 50, bigMeta, "rotate"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			db := mustOpen(t, &tokenstore.Options{SweepInterval: -1})
+			tokens := map[uuid.UUID]string{}
+			for range tc.n {
+				token, info, err := db.Issue(ctx, "user", tokenstore.WithMetadata(tc.meta))
+				require.NoError(t, err)
+				tokens[info.ID] = token
+			}
+			before := fileSize(t, db.Path())
+			seen := map[uuid.UUID]int{}
+			within(t, "ForEach", func() {
+				require.NoError(t, db.ForEach(ctx, func(in tokenstore.Info) error {
+					seen[in.ID]++
+					switch tc.action {
+					case "revoke":
+						return db.RevokeID(ctx, in.ID)
+					case "issue": // the file grows; new tokens may be seen too
+						if _, ok := tokens[in.ID]; !ok {
+							return nil
+						}
+						for range 2 {
+							if _, _, err := db.Issue(ctx, "other", tokenstore.WithMetadata(bigMeta)); err != nil {
+								return err
+							}
+						}
+					case "rotate":
+						if _, err := db.Sweep(ctx); err != nil {
+							return err
+						}
+						if token, ok := tokens[in.ID]; ok {
+							if _, _, err := db.Rotate(ctx, token); err != nil {
+								return err
+							}
+						}
+					}
+					return nil
+				}))
+			})
+			for id := range tokens {
+				require.Equal(t, 1, seen[id], "token %s: every token there from start to end is seen once", id)
+			}
+			switch tc.action {
+			case "revoke":
+				require.Zero(t, db.Stats().Tokens)
+			case "issue":
+				require.Greater(t, fileSize(t, db.Path()), before, "the file grew while ForEach ran")
+			}
+			within(t, "Issue after", func() {
+				_, _, err := db.Issue(ctx, "user")
+				require.NoError(t, err)
+			})
+		})
+	}
+}
+
+// TestForEach_SlowCallbackStallsNothing: while ForEach's callback is
+// stuck, every other call goes on, the file grows, and Close returns;
+// ForEach then ends with ErrClosed.
+func TestForEach_SlowCallbackStallsNothing(t *testing.T) {
+	ctx := t.Context()
+	db, err := tokenstore.Open(filepath.Join(t.TempDir(), "tokens.db"), &tokenstore.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	var tokens []string
+	for range 300 {
+		token, _, err := db.Issue(ctx, "user")
+		require.NoError(t, err)
+		tokens = append(tokens, token)
+	}
+	inside, release := make(chan struct{}), make(chan struct{})
+	result := make(chan error, 1)
+	go func() {
+		first := true
+		result <- db.ForEach(ctx, func(tokenstore.Info) error {
+			if first {
+				first = false
+				close(inside)
+				<-release
+			}
+			return nil
+		})
+	}()
+	<-inside
+	before := fileSize(t, db.Path())
+	within(t, "writes while a ForEach callback is stuck", func() {
+		for range 600 {
+			_, _, err := db.Issue(ctx, "other", tokenstore.WithMetadata(bigMeta))
+			require.NoError(t, err)
+		}
+		_, err := db.Validate(ctx, tokens[len(tokens)-1])
+		require.NoError(t, err)
+		require.NoError(t, db.Revoke(ctx, tokens[0]))
+		_, err = db.Sweep(ctx)
+		require.NoError(t, err)
+	})
+	require.Greater(t, fileSize(t, db.Path()), before, "the file grew")
+	within(t, "Close", func() { require.NoError(t, db.Close()) })
+	close(release)
+	require.ErrorIs(t, <-result, tokenstore.ErrClosed)
+}
+
+// stuckWriter blocks its first Write until released.
+type stuckWriter struct {
+	inside, release chan struct{}
+	once            sync.Once
+	buf             bytes.Buffer
+}
+
+func (w *stuckWriter) Write(p []byte) (int, error) {
+	w.once.Do(func() {
+		close(w.inside)
+		<-w.release
+	})
+	return w.buf.Write(p)
+}
+
+// TestBackup_SlowWriterStallsNothing: a backup streamed to a consumer
+// that does not read stalls no other call, even when the file must grow;
+// the copy is the file as it was when Backup began.
+func TestBackup_SlowWriterStallsNothing(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	db := mustOpenAt(t, filepath.Join(dir, "tokens.db"), &tokenstore.Options{SweepInterval: -1})
+	for range 100 {
+		_, _, err := db.Issue(ctx, "user")
+		require.NoError(t, err)
+	}
+	w := &stuckWriter{inside: make(chan struct{}), release: make(chan struct{})}
+	result := make(chan error, 1)
+	go func() {
+		_, err := db.Backup(ctx, w)
+		result <- err
+	}()
+	<-w.inside
+	before := fileSize(t, db.Path())
+	within(t, "Issue while a backup's writer is stuck", func() {
+		for range 600 {
+			_, _, err := db.Issue(ctx, "other", tokenstore.WithMetadata(bigMeta))
+			require.NoError(t, err)
+		}
+	})
+	require.Greater(t, fileSize(t, db.Path()), before, "the file grew")
+	close(w.release)
+	require.NoError(t, <-result)
+
+	copyPath := filepath.Join(t.TempDir(), "backup.db")
+	require.NoError(t, os.WriteFile(copyPath, w.buf.Bytes(), 0o600))
+	cp := mustOpenAt(t, copyPath, &tokenstore.Options{ReadOnly: true})
+	assert.EqualValues(t, 100, cp.Stats().Tokens, "the file as it was when Backup began")
+	problems, err := cp.Check(ctx)
+	require.NoError(t, err)
+	require.Empty(t, problems)
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "no temporary file left beside the store: %v", entries)
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	return st.Size()
 }

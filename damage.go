@@ -1,0 +1,106 @@
+package tokenstore
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/google/uuid"
+)
+
+// A damaged record (a flipped bit fails its checksum) costs only itself. A
+// pass over many records (Sweep, List, ForEach, RevokeSubject, Check)
+// skips it, does its work on every other record, and reports it: its ID
+// when an index that led to it knows it, its hash's first bytes when
+// none does. Nothing damaged is ever treated as valid: Validate, Lookup,
+// Get and Revoke of it return ErrCorrupt. Compact and Backup copy it as it
+// is, so that Check still names it in the copy.
+
+// damagedRecord is a record that a pass could not read.
+type damagedRecord struct {
+	h   Hash
+	id  uuid.UUID // from the index that led to the record; zero if none did
+	err error     // decodeRecord's, wrapping ErrCorrupt
+}
+
+func (d *damagedRecord) Error() string {
+	msg := strings.TrimPrefix(d.err.Error(), "tokenstore: ")
+	if d.id != (uuid.UUID{}) {
+		return fmt.Sprintf("token %s: %s", d.id, msg)
+	}
+	return fmt.Sprintf("token with hash %x…: %s", d.h[:6], msg)
+}
+
+func (d *damagedRecord) Unwrap() error { return d.err }
+
+// damage is what one pass found damaged, in the order it met it.
+type damage []*damagedRecord
+
+// add notes h's record as damaged, reached through id (zero: unknown).
+func (d *damage) add(h Hash, id uuid.UUID, err error) {
+	*d = append(*d, &damagedRecord{h: h, id: id, err: err})
+}
+
+// err is one error naming every damaged record, each wrapping
+// ErrCorrupt, or nil when there is none.
+func (d damage) err() error {
+	if len(d) == 0 {
+		return nil
+	}
+	errs := make([]error, len(d))
+	for i, r := range d {
+		errs[i] = r
+	}
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return fmt.Errorf("%d damaged records (run check): %w", len(errs), errors.Join(errs...))
+}
+
+// damagedSet remembers, for the life of a DB, the records a sweep found
+// damaged: the sweep steps over them without reading them again, reports
+// each once (not at every interval), and does not open a write
+// transaction for them alone.
+type damagedSet struct {
+	mu sync.Mutex
+	m  map[Hash]struct{}
+}
+
+// has reports whether the record of the hash in v is known damaged.
+func (s *damagedSet) has(v []byte) bool {
+	if len(v) != len(Hash{}) {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.m[Hash(v)]
+	return ok
+}
+
+// addNew records d's records and returns those not known before.
+func (s *damagedSet) addNew(d damage) damage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var fresh damage
+	for _, r := range d {
+		if _, ok := s.m[r.h]; ok {
+			continue
+		}
+		if s.m == nil {
+			s.m = map[Hash]struct{}{}
+		}
+		s.m[r.h] = struct{}{}
+		fresh = append(fresh, r)
+	}
+	return fresh
+}
+
+// forget drops d's records from the cache, so that a token whose record
+// was damaged after it was cached is not validated from memory.
+func (db *DB) forget(d damage) {
+	for _, r := range d {
+		db.cache.beginDelete(r.h)
+		db.cache.endDelete(r.h)
+	}
+}
