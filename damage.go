@@ -25,11 +25,11 @@ type damagedRecord struct {
 }
 
 func (d *damagedRecord) Error() string {
-	msg := strings.TrimPrefix(d.err.Error(), "tokenstore: ")
+	why := strings.TrimPrefix(strings.TrimPrefix(d.err.Error(), ErrCorrupt.Error()+": "), "record: ")
 	if d.id != (uuid.UUID{}) {
-		return fmt.Sprintf("token %s: %s", d.id, msg)
+		return fmt.Sprintf("token %s: damaged record (%s)", d.id, why)
 	}
-	return fmt.Sprintf("token with hash %x…: %s", d.h[:6], msg)
+	return fmt.Sprintf("token with hash %x…: damaged record (%s)", d.h[:6], why)
 }
 
 func (d *damagedRecord) Unwrap() error { return d.err }

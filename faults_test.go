@@ -5,6 +5,8 @@ package tokenstore_test
 
 import (
 	"bytes"
+	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,8 +17,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/tokenstoretest"
 )
 
 // TestOpen_RefusesInexactPolicy: Options.Policy is checked like a
@@ -241,4 +245,193 @@ func fileSize(t *testing.T, path string) int64 {
 	st, err := os.Stat(path)
 	require.NoError(t, err)
 	return st.Size()
+}
+
+// damageRecords flips one bit in the records of ids, in the closed file
+// at path, through bbolt, so that the file itself stays valid.
+func damageRecords(t *testing.T, path string, ids ...uuid.UUID) {
+	t.Helper()
+	updateBolt(t, path, func(tx *bolt.Tx) error {
+		for _, id := range ids {
+			h := tx.Bucket([]byte("ids")).Get(id[:])
+			require.NotNil(t, h, "id %s", id)
+			tokens := tx.Bucket([]byte("tokens"))
+			rec := bytes.Clone(tokens.Get(h))
+			rec[len(rec)/2] ^= 0x10
+			if err := tokens.Put(bytes.Clone(h), rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// issueMany issues n tokens of subject under p in one transaction.
+func issueMany(t *testing.T, db *tokenstore.DB, n int, subject string, p tokenstore.Policy) []tokenstore.Issued {
+	t.Helper()
+	reqs := make([]tokenstore.IssueRequest, n)
+	for i := range reqs {
+		reqs[i] = tokenstore.IssueRequest{Subject: subject, Policy: p}
+	}
+	out, err := db.IssueBatch(t.Context(), reqs)
+	require.NoError(t, err)
+	return out
+}
+
+// logCounter counts the log records at or above Error.
+type logCounter struct {
+	mu     sync.Mutex
+	errors []string
+}
+
+func (l *logCounter) Enabled(_ context.Context, lv slog.Level) bool { return true }
+func (l *logCounter) Handle(_ context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		msg := r.Message
+		r.Attrs(func(a slog.Attr) bool { msg += " " + a.String(); return true })
+		l.errors = append(l.errors, msg)
+	}
+	return nil
+}
+func (l *logCounter) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logCounter) WithGroup(string) slog.Handler      { return l }
+func (l *logCounter) count() int                         { l.mu.Lock(); defer l.mu.Unlock(); return len(l.errors) }
+
+// TestSweep_DamagedRecordCostsOnlyItself: the reported case (1,000
+// expired tokens, one flipped bit, five sweeps: each failed at the same
+// record, 400-450 tokens were never deleted, the sweeper logged every
+// interval) and its neighbours: damage at the first record, many damaged
+// records (more than a sweep transaction takes), damage at the last.
+func TestSweep_DamagedRecordCostsOnlyItself(t *testing.T) {
+	cases := []struct {
+		name    string
+		damaged []int // indexes, in issue order, of the damaged records
+	}{
+		{"one in the middle", []int{500}},
+		{"the first", []int{0}},
+		{"the last", []int{999}},
+		{"300 spread", func() (s []int) {
+			for i := range 300 {
+				s = append(s, i*3+1)
+			}
+			return s
+		}()},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := tokenstoretest.NewClock()
+			path := filepath.Join(t.TempDir(), "tokens.db")
+			db, err := tokenstore.Open(path, noWrites(clock))
+			require.NoError(t, err)
+			issued := issueMany(t, db, 1000, "user", tokenstore.Absolute(time.Hour))
+			require.NoError(t, db.Close())
+			var ids []uuid.UUID
+			for _, i := range tc.damaged {
+				ids = append(ids, issued[i].Info.ID)
+			}
+			damageRecords(t, path, ids...)
+
+			clock.Advance(2 * time.Hour)
+			logs := &logCounter{}
+			o := noWrites(clock)
+			o.Logger = slog.New(logs)
+			db = mustOpenAt(t, path, o)
+			ctx := t.Context()
+			n, err := db.Sweep(ctx)
+			require.ErrorIs(t, err, tokenstore.ErrCorrupt)
+			for _, id := range ids {
+				require.Contains(t, err.Error(), id.String(), "the damaged record is named")
+			}
+			require.Equal(t, 1000-len(ids), n, "every other expired token deleted")
+			for i := range 4 {
+				n, err := db.Sweep(ctx)
+				require.NoError(t, err, "sweep %d: reported once", i+2)
+				require.Zero(t, n)
+			}
+			require.Equal(t, 1, logs.count(), "logged once in five sweeps: %q", logs.errors)
+			require.EqualValues(t, len(ids), db.Stats().Tokens)
+
+			problems, err := db.Check(ctx)
+			require.NoError(t, err)
+			require.Len(t, problems, len(ids), "check names each damaged record, and nothing else")
+			all := strings.Join(problems, "\n")
+			for _, id := range ids {
+				require.Contains(t, all, id.String())
+			}
+			for _, i := range tc.damaged[:1] {
+				_, err := db.Validate(ctx, issued[i].Token)
+				require.ErrorIs(t, err, tokenstore.ErrCorrupt, "never treated as valid")
+			}
+		})
+	}
+}
+
+// TestDamagedRecord_EveryPass: one damaged record among a subject's live
+// tokens costs every pass over them only itself: List, ForEach,
+// RevokeSubject, Backup, Compact, Check.
+func TestDamagedRecord_EveryPass(t *testing.T) {
+	clock := tokenstoretest.NewClock()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "tokens.db")
+	db, err := tokenstore.Open(path, noWrites(clock))
+	require.NoError(t, err)
+	issued := issueMany(t, db, 10, "user", tokenstore.Absolute(time.Hour))
+	issueMany(t, db, 5, "other", tokenstore.Absolute(time.Hour))
+	require.NoError(t, db.Close())
+	bad := issued[4]
+	damageRecords(t, path, bad.Info.ID)
+	named := func(err error, what string) {
+		t.Helper()
+		require.ErrorIs(t, err, tokenstore.ErrCorrupt, what)
+		require.Contains(t, err.Error(), bad.Info.ID.String(), what+": names the damaged record")
+		require.Equal(t, 1, strings.Count(err.Error(), bad.Info.ID.String()), what+": once")
+	}
+	checkNames := func(db *tokenstore.DB, what string) {
+		t.Helper()
+		problems, err := db.Check(ctx)
+		require.NoError(t, err)
+		require.Len(t, problems, 1, what)
+		require.Contains(t, problems[0], bad.Info.ID.String(), what)
+	}
+
+	db = mustOpenAt(t, path, noWrites(clock))
+	list, err := db.List(ctx, "user")
+	named(err, "List")
+	require.Len(t, list, 9, "List: every other token")
+
+	var seen []uuid.UUID
+	err = db.ForEach(ctx, func(in tokenstore.Info) error { seen = append(seen, in.ID); return nil })
+	named(err, "ForEach")
+	require.Len(t, seen, 14, "ForEach: every other token")
+	require.NotContains(t, seen, bad.Info.ID)
+
+	var buf bytes.Buffer
+	_, err = db.Backup(ctx, &buf)
+	require.NoError(t, err, "Backup copies the file as it is")
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	require.NoError(t, os.WriteFile(backup, buf.Bytes(), 0o600))
+	checkNames(mustOpenAt(t, backup, &tokenstore.Options{ReadOnly: true}), "Check of the backup")
+
+	n, err := db.RevokeSubject(ctx, "user")
+	named(err, "RevokeSubject")
+	require.Equal(t, 9, n, "RevokeSubject: every other token")
+	for _, is := range issued {
+		_, err := db.Validate(ctx, is.Token)
+		if is.Info.ID == bad.Info.ID {
+			require.ErrorIs(t, err, tokenstore.ErrCorrupt, "never treated as valid")
+		} else {
+			require.ErrorIs(t, err, tokenstore.ErrNotFound)
+		}
+	}
+	list, err = db.List(ctx, "other")
+	require.NoError(t, err, "another subject's list does not meet it")
+	require.Len(t, list, 5)
+	checkNames(db, "Check")
+	require.NoError(t, db.Close())
+
+	_, _, err = tokenstore.Compact(path, nil)
+	require.NoError(t, err, "Compact copies the damaged record as it is")
+	checkNames(mustOpenAt(t, path, &tokenstore.Options{ReadOnly: true}), "Check after Compact")
 }

@@ -67,6 +67,11 @@ func (db *DB) revoke(op string, find func(*bolt.Tx) (Hash, error)) error {
 
 // RevokeSubject deletes every token of subject ("log out everywhere") in
 // one transaction and returns how many there were, expired ones included.
+//
+// A damaged record costs only itself: RevokeSubject deletes every other
+// token of subject and returns their number with an error wrapping
+// [ErrCorrupt] that names the damaged ones by ID (which Validate refuses
+// with ErrCorrupt as well).
 func (db *DB) RevokeSubject(ctx context.Context, subject string) (int, error) {
 	if err := db.begin(ctx, true); err != nil {
 		return 0, wrap("revoke subject", err)
@@ -74,24 +79,26 @@ func (db *DB) RevokeSubject(ctx context.Context, subject string) (int, error) {
 	if err := ValidateSubject(subject); err != nil {
 		return 0, err
 	}
-	var hashes []Hash
+	var (
+		hashes []Hash
+		bad    damage
+	)
 	del := deletes{cache: db.cache}
 	err := db.commit.run(func(tx *bolt.Tx) error {
-		hashes = hashes[:0]
+		hashes, bad = hashes[:0], bad[:0]
 		prefix := subjectPrefix(subject)
+		tokens := tx.Bucket(bucketTokens)
+		var recs []record
 		c := tx.Bucket(bucketSubjects).Cursor()
 		for k, v := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
-			hashes = append(hashes, Hash(v))
-		}
-		recs := make([]record, len(hashes)) // all read before any is deleted: a bad one is a refusal
-		for i, h := range hashes {
-			rec, err := getRecord(tx, h)
+			h, rec, err := readIndexed(tokens, v)
 			if err != nil {
-				return refuse(err)
+				bad.add(h, idAfter(k, len(prefix)), err)
+				continue
 			}
-			recs[i] = rec
+			hashes, recs = append(hashes, h), append(recs, rec)
 		}
-		for i, h := range hashes {
+		for i, h := range hashes { // after the walk: deleting moves the cursor's keys
 			if err := del.delete(tx, h, &recs[i]); err != nil {
 				return err
 			}
@@ -103,7 +110,7 @@ func (db *DB) RevokeSubject(ctx context.Context, subject string) (int, error) {
 		return 0, wrap("revoke subject", boltErr(err))
 	}
 	db.ctr.revoked.Add(uint64(len(hashes)))
-	return len(hashes), nil
+	return len(hashes), wrap("revoke subject", bad.err())
 }
 
 // Rotate issues a new token with the subject, policy and metadata of token
