@@ -91,7 +91,11 @@ func (c ctxReader) Read(p []byte) (int, error) {
 // BackupFile writes a consistent copy to path through a temporary file in
 // the same directory, fsync'd and then renamed, so path never holds half a
 // backup.
+//
+// When path is a symbolic link, the file it points at is replaced and the
+// link kept.
 func (db *DB) BackupFile(ctx context.Context, path string) (int64, error) {
+	path = realPath(path)
 	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return 0, wrap("backup", err)
@@ -114,13 +118,22 @@ func (db *DB) BackupFile(ctx context.Context, path string) (int64, error) {
 // does not shrink when tokens are deleted) and atomically replaces it.
 // The file must not be open elsewhere: Compact takes its lock, waiting up
 // to opts.LockTimeout. It returns the sizes before and after.
+//
+// Compact acts on the file as the operator keeps it: when path is a
+// symbolic link, the file it points at is rewritten and the link kept;
+// the new file has the old one's mode and owner (Compact fails, leaving
+// the file as it was, when it may not give it that owner).
 func Compact(path string, opts *Options) (before, after int64, err error) {
 	var o Options
 	if opts != nil {
 		o = *opts
 	}
 	o.SweepInterval, o.TouchInterval = -1, -1
-	db, err := Open(path, &o)
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return 0, 0, wrap("compact", err)
+	}
+	db, err := Open(real, &o)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -129,11 +142,11 @@ func Compact(path string, opts *Options) (before, after int64, err error) {
 			_ = db.Close()
 		}
 	}()
-	st, err := os.Stat(path)
+	st, err := os.Stat(real)
 	if err != nil {
 		return 0, 0, wrap("compact", err)
 	}
-	tmpPath := path + ".compact-" + uuid.NewString()
+	tmpPath := real + ".compact-" + uuid.NewString()
 	dst, err := bolt.Open(tmpPath, 0o600, &bolt.Options{NoSync: true})
 	if err != nil {
 		return 0, 0, wrap("compact", err)
@@ -149,12 +162,17 @@ func Compact(path string, opts *Options) (before, after int64, err error) {
 	if cerr := dst.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		err = os.Chmod(tmpPath, st.Mode().Perm())
+	}
+	if err == nil {
+		err = keepOwner(tmpPath, st)
+	}
 	if err != nil {
-		_ = dst.Close()
 		return 0, 0, wrap("compact", err)
 	}
 	// Replace while still holding the old file's lock, so no writer slips in between.
-	if err := os.Rename(tmpPath, path); err != nil {
+	if err := os.Rename(tmpPath, real); err != nil {
 		return 0, 0, wrap("compact", err)
 	}
 	cerr := db.Close()
@@ -162,9 +180,18 @@ func Compact(path string, opts *Options) (before, after int64, err error) {
 	if cerr != nil {
 		return 0, 0, wrap("compact", cerr)
 	}
-	nst, err := os.Stat(path)
+	nst, err := os.Stat(real)
 	if err != nil {
 		return 0, 0, wrap("compact", err)
 	}
 	return st.Size(), nst.Size(), nil
+}
+
+// realPath is path with its symbolic links resolved, or path itself when
+// it does not exist yet.
+func realPath(path string) string {
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		return real
+	}
+	return path
 }

@@ -27,9 +27,9 @@ type damagedRecord struct {
 func (d *damagedRecord) Error() string {
 	why := strings.TrimPrefix(strings.TrimPrefix(d.err.Error(), ErrCorrupt.Error()+": "), "record: ")
 	if d.id != (uuid.UUID{}) {
-		return fmt.Sprintf("token %s: damaged record (%s)", d.id, why)
+		return fmt.Sprintf("token %s: damaged record %x… (%s)", d.id, d.h[:6], why)
 	}
-	return fmt.Sprintf("token with hash %x…: damaged record (%s)", d.h[:6], why)
+	return fmt.Sprintf("damaged record %x… (%s)", d.h[:6], why)
 }
 
 func (d *damagedRecord) Unwrap() error { return d.err }

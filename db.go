@@ -91,6 +91,9 @@ func Open(path string, opts *Options) (db *DB, err error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 
+	if err := checkPathKind(path); err != nil {
+		return nil, wrap("open "+path, err)
+	}
 	if o.ReadOnly {
 		st, err := os.Stat(path)
 		if err != nil {
@@ -117,7 +120,11 @@ func Open(path string, opts *Options) (db *DB, err error) {
 		cache:  newCache(o.CacheSize),
 		commit: committer{db: bdb},
 	}
-	if err := db.checkSchema(); err != nil {
+	err = db.checkSchema()
+	if err == nil {
+		err = db.settlePrefix(o.Prefix)
+	}
+	if err != nil {
 		_ = bdb.Close()
 		return nil, wrap("open "+path, err)
 	}

@@ -435,3 +435,46 @@ func TestDamagedRecord_EveryPass(t *testing.T) {
 	require.NoError(t, err, "Compact copies the damaged record as it is")
 	checkNames(mustOpenAt(t, path, &tokenstore.Options{ReadOnly: true}), "Check after Compact")
 }
+
+// TestOpen_Prefix: the file records its token prefix; a store of another
+// prefix is refused, an empty Options.Prefix takes the file's, and a file
+// that records none adopts the prefix of its first writable Open.
+func TestOpen_Prefix(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "tokens.db")
+	db, err := tokenstore.Open(path, &tokenstore.Options{Prefix: "myapp", SweepInterval: -1})
+	require.NoError(t, err)
+	token, _, err := db.Issue(ctx, "user")
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+
+	for _, ro := range []bool{false, true} {
+		_, err = tokenstore.Open(path, &tokenstore.Options{Prefix: "tks", ReadOnly: ro})
+		require.ErrorIs(t, err, tokenstore.ErrPrefixMismatch)
+		require.Contains(t, err.Error(), `the file's tokens start with "myapp_", Options.Prefix is "tks"`)
+
+		db = mustOpenAt(t, path, &tokenstore.Options{ReadOnly: ro, SweepInterval: -1})
+		require.Equal(t, "myapp", db.Prefix(), "empty Options.Prefix: the file's")
+		_, err = db.Lookup(ctx, token)
+		require.NoError(t, err)
+		require.NoError(t, db.Close())
+	}
+
+	// A file from before the prefix was recorded.
+	updateBolt(t, path, func(tx *bolt.Tx) error { return tx.Bucket([]byte("meta")).Delete([]byte("prefix")) })
+	db = mustOpenAt(t, path, &tokenstore.Options{Prefix: "other", ReadOnly: true})
+	require.Equal(t, "other", db.Prefix(), "a read-only Open records nothing")
+	require.NoError(t, db.Close())
+	db = mustOpenAt(t, path, &tokenstore.Options{Prefix: "myapp", SweepInterval: -1})
+	require.NoError(t, db.Close())
+	_, err = tokenstore.Open(path, &tokenstore.Options{Prefix: "other"})
+	require.ErrorIs(t, err, tokenstore.ErrPrefixMismatch, "adopted on the first writable Open")
+
+	// A new file without a prefix records the default.
+	db = mustOpen(t, &tokenstore.Options{SweepInterval: -1})
+	require.Equal(t, tokenstore.DefaultPrefix, db.Prefix())
+	p := db.Path()
+	require.NoError(t, db.Close())
+	_, err = tokenstore.Open(p, &tokenstore.Options{Prefix: "myapp"})
+	require.ErrorIs(t, err, tokenstore.ErrPrefixMismatch)
+}

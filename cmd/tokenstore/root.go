@@ -174,7 +174,7 @@ Results go to stdout, diagnostics to stderr. Exit status: 0 ok, 1 failed,
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.dbPath, "db", "tokens.db", "the token `file`")
 	pf.Var((*durationValue)(&a.timeout), "timeout", "how long to wait for another process to release the file")
-	pf.StringVar(&a.prefix, "prefix", tokenstore.DefaultPrefix, "the application's token prefix (its Options.Prefix)")
+	pf.StringVar(&a.prefix, "prefix", "", "the application's token prefix (its Options.Prefix; default: the one the file records, "+tokenstore.DefaultPrefix+" for a new file)")
 
 	root.AddCommand(
 		newIssueCmd(a),
@@ -226,6 +226,7 @@ func (a *app) open(mode openMode) (*tokenstore.DB, error) {
 	if err != nil {
 		return nil, a.openError(err, mode == openRead)
 	}
+	a.prefix = db.Prefix() // the file's: what tokenError's hint names
 	return db, nil
 }
 
@@ -315,7 +316,7 @@ func (a *app) tokenError(err error, token string) error {
 	case errors.Is(err, tokenstore.ErrMalformed):
 		msg = "invalid token: malformed" + strings.TrimPrefix(err.Error(), tokenstore.ErrMalformed.Error())
 		if !strings.HasPrefix(token, a.prefix+"_") {
-			msg += fmt.Sprintf("; this file's tokens start with %q (set --prefix to the application's prefix)", a.prefix+"_")
+			msg += fmt.Sprintf("; this file's tokens start with %q", a.prefix+"_")
 		}
 	case errors.Is(err, tokenstore.ErrNotFound):
 		msg = "invalid token: not found (never issued, revoked, or expired and swept)"

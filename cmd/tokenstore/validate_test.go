@@ -42,7 +42,7 @@ func TestValidateInspect(t *testing.T) {
 				{"blank stdin", "\n\n", []string{"-"}, 0, exitFailed, nil, "no token on stdin"},
 				{"malformed", "", []string{"tks_short"}, 0, exitFailed, nil, "invalid token: malformed: length 9, want 53\n"},
 				{"checksum", "", []string{token[:len(token)-1] + flip(token[len(token)-1])}, 0, exitFailed, nil, "invalid token: malformed: checksum mismatch (mistyped or truncated?)\n"},
-				{"other prefix", "", []string{"ghp_" + token[4:]}, 0, exitFailed, nil, `this file's tokens start with "tks_" (set --prefix to the application's prefix)`},
+				{"other prefix", "", []string{"ghp_" + token[4:]}, 0, exitFailed, nil, "this file's tokens start with \"tks_\"\n"},
 				{"huge stdin", strings.Repeat("x", 1<<20), nil, 0, exitFailed, nil, "invalid token: malformed: length 4096"},
 				{"revoked", revoked, nil, 0, exitFailed, nil, "invalid token: not found (never issued, revoked, or expired and swept)\n"},
 				{"expired", token, nil, 30 * day, exitFailed, nil, "tokenstore: invalid token: expired\n"},
