@@ -42,20 +42,28 @@ func (d *damage) add(h Hash, id uuid.UUID, err error) {
 	*d = append(*d, &damagedRecord{h: h, id: id, err: err})
 }
 
-// err is one error naming every damaged record, each wrapping
-// ErrCorrupt, or nil when there is none.
+// maxNamed bounds the damaged records one error names: the rest are
+// counted (Check names them all).
+const maxNamed = 100
+
+// err is one error naming the damaged records, each wrapping ErrCorrupt,
+// or nil when there is none.
 func (d damage) err() error {
-	if len(d) == 0 {
+	switch len(d) {
+	case 0:
 		return nil
+	case 1:
+		return d[0]
 	}
-	errs := make([]error, len(d))
-	for i, r := range d {
-		errs[i] = r
+	errs := make([]error, 0, min(len(d), maxNamed))
+	for _, r := range d[:min(len(d), maxNamed)] {
+		errs = append(errs, r)
 	}
-	if len(errs) == 1 {
-		return errs[0]
+	more := ""
+	if len(d) > maxNamed {
+		more = fmt.Sprintf(", %d more not named here", len(d)-maxNamed)
 	}
-	return fmt.Errorf("%d damaged records (run check): %w", len(errs), errors.Join(errs...))
+	return fmt.Errorf("%d damaged records (run check%s): %w", len(d), more, errors.Join(errs...))
 }
 
 // damagedSet remembers, for the life of a DB, the records a sweep found

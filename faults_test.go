@@ -6,6 +6,7 @@ package tokenstore_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -341,8 +342,13 @@ func TestSweep_DamagedRecordCostsOnlyItself(t *testing.T) {
 			ctx := t.Context()
 			n, err := db.Sweep(ctx)
 			require.ErrorIs(t, err, tokenstore.ErrCorrupt)
-			for _, id := range ids {
-				require.Contains(t, err.Error(), id.String(), "the damaged record is named")
+			if len(ids) <= 100 {
+				for _, id := range ids {
+					require.Contains(t, err.Error(), id.String(), "the damaged record is named")
+				}
+			} else {
+				require.Contains(t, err.Error(), fmt.Sprintf("%d damaged records (run check, %d more not named here)", len(ids), len(ids)-100))
+				require.Equal(t, 100, strings.Count(err.Error(), "damaged record "), "100 named")
 			}
 			require.Equal(t, 1000-len(ids), n, "every other expired token deleted")
 			for i := range 4 {

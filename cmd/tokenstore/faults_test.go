@@ -64,3 +64,32 @@ func TestCLI_PrefixFromTheFile(t *testing.T) {
 	assert.Equal(t, exitFailed, got.code)
 	assert.Contains(t, got.stderr, `token prefix mismatch: the file's tokens start with "myapp_"`)
 }
+
+// TestCLI_PolicyAsStored: the CLI refuses what the library refuses, with
+// the reason, and reports an accepted policy exactly as the library does.
+func TestCLI_PolicyAsStored(t *testing.T) {
+	e := newEnv(t)
+	for _, tc := range []struct {
+		args []string
+		why  string
+	}{
+		{[]string{"--idle", "1h", "--max", "500us"}, "max lifetime must be 0 (no cap) or at least 1ms"},
+		{[]string{"--idle", "2h", "--max", "1h"}, "longer than the max lifetime"},
+		{[]string{"--ttl", "1500us"}, "not a whole number of milliseconds"},
+	} {
+		got := e.run("", append([]string{"issue", "--subject", "alice"}, tc.args...)...)
+		assert.NotEqual(t, exitOK, got.code, "%v", tc.args)
+		assert.Contains(t, got.stderr, tc.why, "%v", tc.args)
+	}
+	p := tokenstore.Sliding(time.Hour, 90*time.Minute+time.Millisecond)
+	token, info := e.issue("alice", tokenstore.WithPolicy(p))
+	got := e.run(token, "inspect", "--json")
+	require.Equal(t, exitOK, got.code, got.stderr)
+	assert.Contains(t, got.stdout, `"policy":"`+info.Policy.String()+`"`)
+	got = e.run("", "list", "--subject", "alice", "--json")
+	require.Equal(t, exitOK, got.code, got.stderr)
+	assert.Contains(t, got.stdout, `"policy":"`+p.String()+`"`)
+	got = e.run(token, "inspect")
+	require.Equal(t, exitOK, got.code, got.stderr)
+	assert.Contains(t, got.stdout, "sliding(idle=1h, max=1h30m0.001s)")
+}
