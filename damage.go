@@ -1,12 +1,14 @@
 package tokenstore
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
 
 	"github.com/google/uuid"
+	bolt "go.etcd.io/bbolt"
 )
 
 // A damaged record (a flipped bit fails its checksum) costs only itself. A
@@ -111,4 +113,33 @@ func (db *DB) forget(d damage) {
 		db.cache.beginDelete(r.h)
 		db.cache.endDelete(r.h)
 	}
+}
+
+// deleteDamaged is [deletes.delete] for a record that does not decode.
+func (d *deletes) deleteDamaged(tx *bolt.Tx, h Hash) error {
+	d.cache.beginDelete(h)
+	d.hashes = append(d.hashes, h)
+	return deleteDamaged(tx, h)
+}
+
+// deleteDamaged deletes h's record, which does not decode, and every index
+// entry that leads to it. The record's own fields (subject, deadline)
+// cannot be trusted to find its entries, so the indexes are walked: a
+// repair, not a hot path.
+func deleteDamaged(tx *bolt.Tx, h Hash) error {
+	errs := []error{tx.Bucket(bucketTokens).Delete(h[:]), addCount(tx, -1)}
+	for _, name := range [][]byte{bucketIDs, bucketSubjects, bucketExpiry} {
+		b := tx.Bucket(name)
+		var keys [][]byte
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if string(v) == string(h[:]) {
+				keys = append(keys, bytes.Clone(k))
+			}
+		}
+		for _, k := range keys {
+			errs = append(errs, b.Delete(k))
+		}
+	}
+	return errors.Join(errs...)
 }

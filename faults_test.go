@@ -439,7 +439,40 @@ func TestDamagedRecord_EveryPass(t *testing.T) {
 
 	_, _, err = tokenstore.Compact(path, nil)
 	require.NoError(t, err, "Compact copies the damaged record as it is")
-	checkNames(mustOpenAt(t, path, &tokenstore.Options{ReadOnly: true}), "Check after Compact")
+	ro := mustOpenAt(t, path, &tokenstore.Options{ReadOnly: true})
+	checkNames(ro, "Check after Compact")
+	require.NoError(t, ro.Close())
+
+	// The operator's repair: revoke what Check names.
+	db = mustOpenAt(t, path, noWrites(clock))
+	require.NoError(t, db.RevokeID(ctx, bad.Info.ID), "RevokeID removes a damaged record")
+	problems, err := db.Check(ctx)
+	require.NoError(t, err)
+	require.Empty(t, problems, "nothing of it is left in any index")
+	require.EqualValues(t, 5, db.Stats().Tokens)
+	_, err = db.Validate(ctx, bad.Token)
+	require.ErrorIs(t, err, tokenstore.ErrNotFound)
+}
+
+// TestRevoke_DamagedRecord: Revoke by token removes a damaged record too.
+func TestRevoke_DamagedRecord(t *testing.T) {
+	clock := tokenstoretest.NewClock()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "tokens.db")
+	db, err := tokenstore.Open(path, noWrites(clock))
+	require.NoError(t, err)
+	issued := issueMany(t, db, 3, "user", tokenstore.Absolute(time.Hour))
+	require.NoError(t, db.Close())
+	damageRecords(t, path, issued[1].Info.ID)
+	db = mustOpenAt(t, path, noWrites(clock))
+	require.NoError(t, db.Revoke(ctx, issued[1].Token))
+	require.ErrorIs(t, db.Revoke(ctx, issued[1].Token), tokenstore.ErrNotFound)
+	problems, err := db.Check(ctx)
+	require.NoError(t, err)
+	require.Empty(t, problems)
+	list, err := db.List(ctx, "user")
+	require.NoError(t, err)
+	require.Len(t, list, 2)
 }
 
 // TestOpen_Prefix: the file records its token prefix; a store of another

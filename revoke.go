@@ -9,7 +9,9 @@ import (
 )
 
 // Revoke deletes token at once and durably. It returns [ErrNotFound] for
-// a token the store does not hold (never issued, or already revoked).
+// a token the store does not hold (never issued, or already revoked). A
+// token whose record is damaged is deleted too, with every index entry
+// that leads to it.
 func (db *DB) Revoke(ctx context.Context, token string) error {
 	if err := db.begin(ctx, true); err != nil {
 		return wrap("revoke", err)
@@ -20,14 +22,17 @@ func (db *DB) Revoke(ctx context.Context, token string) error {
 	}
 	// An unknown token (revoked twice, say) is answered by a read, without
 	// queueing for a write transaction.
-	if _, err := db.read(h); err != nil {
+	if _, err := db.read(h); err != nil && !errors.Is(err, ErrCorrupt) {
 		return wrap("revoke", err)
 	}
 	return db.revoke("revoke", func(*bolt.Tx) (Hash, error) { return h, nil })
 }
 
 // RevokeID deletes the token with the given ID. It returns [ErrNotFound]
-// when there is none.
+// when there is none. It is how an operator removes a record that
+// [DB.Check] names as damaged: RevokeID deletes it, and every index entry
+// that leads to it, without reading it (at the cost of a walk of the
+// indexes).
 func (db *DB) RevokeID(ctx context.Context, id uuid.UUID) error {
 	op := "revoke " + id.String()
 	if err := db.begin(ctx, true); err != nil {
@@ -52,6 +57,11 @@ func (db *DB) revoke(op string, find func(*bolt.Tx) (Hash, error)) error {
 			return refuse(err)
 		}
 		rec, err := getRecord(tx, h)
+		if errors.Is(err, ErrCorrupt) {
+			// Revoking is how an operator removes a record that Check
+			// names as damaged: it must not need the record's contents.
+			return del.deleteDamaged(tx, h)
+		}
 		if err != nil {
 			return refuse(err)
 		}
