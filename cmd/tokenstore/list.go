@@ -24,8 +24,9 @@ func newListCmd(a *app) *cobra.Command {
 		Long: `List live tokens, oldest first, as a table or (--json) as JSON lines.
 Never the tokens themselves: use an ID with inspect --id or revoke --id.
 
-Without --subject every token in the file is listed, streamed from one read
-transaction, so a file of a million tokens needs no million-row memory.
+Without --subject every token in the file is listed, streamed 256 at a
+time, so a file of a million tokens needs no million-row memory and the
+application's writes never wait on a slow reader of the output.
 --all adds tokens that have expired but not been swept yet (with --subject
 that scans the whole file).`,
 		Example: `  tokenstore list --subject alice
