@@ -44,9 +44,14 @@ func (db *DB) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	if err != nil {
 		return 0, wrap("backup", err)
 	}
+	// On Unix the open file outlives its name: removed now, nothing is
+	// left behind should the process die during the backup.
+	removed := os.Remove(spool.Name()) == nil
 	defer func() {
 		_ = spool.Close()
-		_ = os.Remove(spool.Name())
+		if !removed {
+			_ = os.Remove(spool.Name())
+		}
 	}()
 	err = view(db.bolt, func(tx *bolt.Tx) error {
 		_, err := tx.WriteTo(spool)

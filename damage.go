@@ -16,8 +16,9 @@ import (
 // skips it, does its work on every other record, and reports it: its ID
 // when an index that led to it knows it, its hash's first bytes when
 // none does. Nothing damaged is ever treated as valid: Validate, Lookup,
-// Get and Revoke of it return ErrCorrupt. Compact and Backup copy it as it
-// is, so that Check still names it in the copy.
+// Get and Rotate of it return ErrCorrupt. Compact and Backup copy it as it
+// is, so that Check still names it in the copy; Revoke and RevokeID delete
+// it (deleteDamaged), which is how an operator removes what Check names.
 
 // damagedRecord is a record that a pass could not read.
 type damagedRecord struct {
