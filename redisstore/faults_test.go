@@ -100,3 +100,26 @@ func TestSweep_DamagedRecordCostsOnlyItself(t *testing.T) {
 		})
 	}
 }
+
+// TestRecord_OlderPolicyStillReads: a record stored before Policy.Validate
+// refused a sliding idle timeout longer than its cap still reads, and is
+// honoured as stored: it dies at its cap.
+func TestRecord_OlderPolicyStillReads(t *testing.T) {
+	ctx := t.Context()
+	prefix := uniquePrefix()
+	c := newClock()
+	rdb := newClient(t)
+	s := newStore(t, &redisstore.Options{KeyPrefix: prefix, Now: c.Now})
+	token, info, err := s.Issue(ctx, "user", tokenstore.WithPolicy(tokenstore.Sliding(time.Hour, 2*time.Hour)))
+	require.NoError(t, err)
+	f, err := tokenstore.NewFormat("")
+	require.NoError(t, err)
+	h, err := f.Parse(token)
+	require.NoError(t, err)
+	require.NoError(t, rdb.HSet(ctx, prefix+"t:"+hex.EncodeToString(h[:]), "ttl", (3 * time.Hour).Milliseconds()).Err())
+
+	got, err := s.Lookup(ctx, token)
+	require.NoError(t, err)
+	require.Equal(t, tokenstore.Sliding(3*time.Hour, 2*time.Hour), got.Policy)
+	require.True(t, info.CreatedAt.Add(2*time.Hour).Equal(got.ExpiresAt), "dies at its cap")
+}
