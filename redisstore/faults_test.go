@@ -116,7 +116,7 @@ func TestRecord_OlderPolicyStillReads(t *testing.T) {
 	require.NoError(t, err)
 	h, err := f.Parse(token)
 	require.NoError(t, err)
-	require.NoError(t, rdb.HSet(ctx, prefix+"t:"+hex.EncodeToString(h[:]), "ttl", (3 * time.Hour).Milliseconds()).Err())
+	require.NoError(t, rdb.HSet(ctx, prefix+"t:"+hex.EncodeToString(h[:]), "ttl", (3*time.Hour).Milliseconds()).Err())
 
 	got, err := s.Lookup(ctx, token)
 	require.NoError(t, err)
