@@ -148,7 +148,10 @@ func (i Info) Scopes() []string {
 // "read" does not grant "Read" or "read:all". It does not allocate: it is
 // meant to run on every request.
 func (i Info) HasScopes(scopes ...string) bool {
-	granted := i.Metadata[ScopeKey]
+	return hasScopes(i.Metadata[ScopeKey], scopes)
+}
+
+func hasScopes(granted string, scopes []string) bool {
 	for _, s := range scopes {
 		if !hasScope(granted, s) {
 			return false
@@ -158,19 +161,23 @@ func (i Info) HasScopes(scopes ...string) bool {
 }
 
 // hasScope reports whether s is one of the space-separated fields of
-// granted.
+// granted. It searches with strings.Index, which is vectorised, rather
+// than splitting granted: a scope is a few bytes in a few dozen.
 func hasScope(granted, s string) bool {
 	if s == "" {
 		return false
 	}
-	for granted != "" {
-		var f string
-		f, granted, _ = strings.Cut(granted, " ")
-		if f == s {
+	for {
+		i := strings.Index(granted, s)
+		if i < 0 {
+			return false
+		}
+		end := i + len(s)
+		if (i == 0 || granted[i-1] == ' ') && (end == len(granted) || granted[end] == ' ') {
 			return true
 		}
+		granted = granted[i+1:] // "write" within "orders:write": look further
 	}
-	return false
 }
 
 // missingScopes returns those of scopes the token lacks, for error text.

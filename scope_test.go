@@ -139,3 +139,75 @@ func TestDB_IssueBatch_InvalidScope(t *testing.T) {
 	require.ErrorIs(t, err, tokenstore.ErrInvalidScope)
 	assert.Zero(t, db.Stats().Tokens, "nothing stored")
 }
+
+// benchScopes are the scopes of the benchmark's tokens: a realistic
+// handful, the required ones not first.
+var benchScopes = []string{"orders:read", "orders:write", "profile", "read", "write"}
+
+// BenchmarkInfo_HasScopes is the scope check on the Info that Validate
+// returns: one and two scopes required, found and not.
+func BenchmarkInfo_HasScopes(b *testing.B) {
+	db := mustOpen(b, &tokenstore.Options{SweepInterval: -1})
+	token, _, err := db.Issue(context.Background(), "user", tokenstore.WithScopes(benchScopes...))
+	require.NoError(b, err)
+	info, err := db.Validate(context.Background(), token)
+	require.NoError(b, err)
+	for _, bb := range []struct {
+		name     string
+		required []string
+		want     bool
+	}{
+		{"One", []string{"write"}, true},
+		{"Two", []string{"orders:write", "write"}, true},
+		{"Missing", []string{"admin"}, false},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if info.HasScopes(bb.required...) != bb.want {
+					b.Fatal("wrong answer")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkValidateHasScopes is the hot path a handler runs per request,
+// Validate then HasScopes, beside Validate alone in the same run: the
+// difference is what the scope check adds.
+func BenchmarkValidateHasScopes(b *testing.B) {
+	const n = 1024
+	db := mustOpen(b, &tokenstore.Options{SweepInterval: -1})
+	ctx := context.Background()
+	reqs := make([]tokenstore.IssueRequest, n)
+	for i := range reqs {
+		reqs[i] = tokenstore.IssueRequest{Subject: "user", Metadata: map[string]string{tokenstore.ScopeKey: "orders:read orders:write profile read write"}}
+	}
+	issued, err := db.IssueBatch(ctx, reqs)
+	require.NoError(b, err)
+	tokens := make([]string, n)
+	for i, is := range issued {
+		tokens[i] = is.Token
+		_, err := db.Validate(ctx, is.Token) // warm the cache as a running server would be
+		require.NoError(b, err)
+	}
+	required := []string{"orders:write", "write"}
+	run := func(check bool) func(b *testing.B) {
+		return func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				info, err := db.Validate(ctx, tokens[i%n])
+				if err != nil {
+					b.Fatal(err)
+				}
+				if check && !info.HasScopes(required...) {
+					b.Fatal("scopes lost")
+				}
+				i++
+			}
+		}
+	}
+	b.Run("Validate", run(false))
+	b.Run("ValidateHasScopes", run(true))
+}
