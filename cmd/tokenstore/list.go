@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -20,7 +21,7 @@ func newListCmd(a *app) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "list [--subject S] [--all]",
-		Short: "List tokens: ID, subject, created, last used, expires, policy, metadata (read-only)",
+		Short: "List tokens: ID, subject, created, last used, expires, policy, scopes, metadata (read-only)",
 		Long: `List live tokens, oldest first, as a table or (--json) as JSON lines.
 Never the tokens themselves: use an ID with inspect --id or revoke --id.
 
@@ -29,7 +30,7 @@ transaction, so a file of a million tokens needs no million-row memory.
 --all adds tokens that have expired but not been swept yet (with --subject
 that scans the whole file).`,
 		Example: `  tokenstore list --subject alice
-  tokenstore list --json | jq -r 'select(.metadata.scope == "admin") | .id'`,
+  tokenstore list --json | jq -r 'select(.scopes | index("admin")) | .id'`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cmd.Flags().Changed("subject") {
@@ -116,7 +117,7 @@ func (l *listWriter) write(info tokenstore.Info) error {
 		return writeJSON(l.w, newInfoJSON(info, l.now))
 	}
 	if l.rows == 0 {
-		fmt.Fprintln(l.tw, "ID\tSUBJECT\tCREATED\tLAST USED\tEXPIRES\tPOLICY\tMETADATA")
+		fmt.Fprintln(l.tw, "ID\tSUBJECT\tCREATED\tLAST USED\tEXPIRES\tPOLICY\tSCOPES\tMETADATA")
 	}
 	lastUsed := "never"
 	if info.LastUsedAt.After(info.CreatedAt) {
@@ -126,8 +127,12 @@ func (l *listWriter) write(info tokenstore.Info) error {
 	if !l.now.Before(info.ExpiresAt) {
 		expires += " (expired)"
 	}
-	fmt.Fprintf(l.tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", info.ID, quoteIfNeeded(info.Subject),
-		formatTime(info.CreatedAt), lastUsed, expires, formatPolicy(info.Policy), formatMetadata(info.Metadata))
+	scopes := "-"
+	if s := info.Scopes(); s != nil {
+		scopes = quoteIfNeeded(strings.Join(s, " "))
+	}
+	fmt.Fprintf(l.tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", info.ID, quoteIfNeeded(info.Subject),
+		formatTime(info.CreatedAt), lastUsed, expires, formatPolicy(info.Policy), scopes, formatMetadata(metadataWithoutScopes(info.Metadata)))
 	l.rows++
 	if l.rows%listChunk == 0 {
 		return l.tw.Flush()
