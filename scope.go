@@ -16,8 +16,8 @@ const ScopeKey = "scope"
 var (
 	// ErrInvalidScope is returned when a scope is not an RFC 6749 §3.3
 	// scope-token (one or more printable ASCII characters other than space,
-	// '"' and '\'), or when the metadata value under [ScopeKey] is not such
-	// tokens separated by single spaces. Nothing is stored.
+	// '"' and '\'), or when the metadata value under [ScopeKey] is neither
+	// "" nor such tokens separated by single spaces. Nothing is stored.
 	ErrInvalidScope = errors.New("tokenstore: invalid scope")
 
 	// ErrInsufficientScope is passed to the error handler of [Middleware]
@@ -111,10 +111,11 @@ func describeByte(c byte) string {
 }
 
 // validateScopeValue checks a metadata value under ScopeKey: scope-tokens
-// separated by single spaces (RFC 6749 §3.3: scope-token *( SP scope-token )).
+// separated by single spaces (RFC 6749 §3.3: scope-token *( SP scope-token )),
+// or "" for none, as applications that wrote scopes by hand have stored.
 func validateScopeValue(v string) error {
 	if v == "" {
-		return fmt.Errorf("%w: metadata %q is empty; leave the key out for no scopes", ErrInvalidScope, ScopeKey)
+		return nil
 	}
 	for f := range strings.SplitSeq(v, " ") {
 		if f == "" {

@@ -75,7 +75,8 @@ func TestValidateScopes(t *testing.T) {
 func TestValidateMetadata_Scope(t *testing.T) {
 	require.NoError(t, tokenstore.ValidateMetadata(map[string]string{"scope": "a b"}))
 	require.NoError(t, tokenstore.ValidateMetadata(map[string]string{"scopes": "not checked: another key"}))
-	for _, v := range []string{"", " a", "a ", "a  b", "a\tb", "a,\"b\""} {
+	require.NoError(t, tokenstore.ValidateMetadata(map[string]string{"scope": ""}), "no scopes, as written by hand")
+	for _, v := range []string{" ", " a", "a ", "a  b", "a\tb", "a,\"b\""} {
 		assert.ErrorIs(t, tokenstore.ValidateMetadata(map[string]string{"scope": v}), tokenstore.ErrInvalidScope, "%q", v)
 	}
 }

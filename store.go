@@ -161,7 +161,7 @@ func ValidateSubject(s string) error {
 
 // ValidateMetadata returns [ErrMetadataTooLarge] when m encodes to more than
 // [MaxMetadataSize] bytes, and [ErrInvalidScope] when m[ScopeKey] is
-// there but is not RFC 6749 scope-tokens separated by single spaces.
+// neither "" nor RFC 6749 scope-tokens separated by single spaces.
 func ValidateMetadata(m map[string]string) error {
 	if n := metadataSize(m); n > MaxMetadataSize {
 		return fmt.Errorf("%w: %d bytes encoded, at most %d", ErrMetadataTooLarge, n, MaxMetadataSize)

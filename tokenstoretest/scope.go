@@ -71,7 +71,7 @@ func testScopesInvalid(t *testing.T, open Opener) {
 		"tab":                            {tokenstore.WithScopes("a\tb")},
 		"non-ASCII":                      {tokenstore.WithScopes("écrire")},
 		"metadata by hand, double space": {tokenstore.WithMetadata(map[string]string{tokenstore.ScopeKey: "read  write"})},
-		"metadata by hand, empty":        {tokenstore.WithMetadata(map[string]string{tokenstore.ScopeKey: ""})},
+		"metadata by hand, a space":      {tokenstore.WithMetadata(map[string]string{tokenstore.ScopeKey: " "})},
 		"metadata by hand, trailing":     {tokenstore.WithMetadata(map[string]string{tokenstore.ScopeKey: "read "})},
 		"bad scope after a good option":  {tokenstore.WithScopes("read"), tokenstore.WithScopes("bad\x7f")},
 	}
