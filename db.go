@@ -69,7 +69,7 @@ func Open(path string, opts *Options) (db *DB, err error) {
 		o.Policy = defaultPolicy
 	}
 	if err := o.Policy.Validate(); err != nil {
-		return nil, fmt.Errorf("tokenstore: Options.Policy: %w", err)
+		return nil, wrap("Options.Policy", err)
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -154,7 +154,7 @@ func (db *DB) Close() error {
 			err = errors.Join(db.flush(context.Background()), db.syncFreelist())
 		}
 		if db.commit.wedged.Load() { // bbolt's Close would wait for ever
-			db.closeErr = errors.Join(err, fmt.Errorf("tokenstore: close: %w; the file stays open until the process exits", errWedged))
+			db.closeErr = errors.Join(err, wrap("close", fmt.Errorf("%w; the file stays open until the process exits", errWedged)))
 			return
 		}
 		db.closeErr = errors.Join(err, db.bolt.Close())

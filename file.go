@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -82,17 +83,24 @@ func openBolt(path string, o *Options) (bdb *bolt.DB, err error) {
 
 // boltOpenErr turns an error of bolt.Open into tokenstore's.
 func boltOpenErr(path string, o *Options, err error) error {
+	op := "open " + path
+	if pe, ok := errors.AsType[*fs.PathError](err); ok && pe.Path == path {
+		op = "" // it says "open <path>: ..." itself
+	}
 	switch {
 	case strings.Contains(err.Error(), "file size too small"): // bbolt has no sentinel for a file under two pages
-		return wrap("open "+path, fmt.Errorf("%w: %v", ErrCorrupt, err))
+		return wrap(op, fmt.Errorf("%w: %v", ErrCorrupt, err))
 	case errors.Is(err, berrors.ErrTimeout):
-		return wrap("open "+path, fmt.Errorf("%w (waited %s; is the application that uses it running?)", ErrLocked, o.LockTimeout))
+		return wrap(op, fmt.Errorf("%w (waited %s; is the application that uses it running?)", ErrLocked, o.LockTimeout))
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
-		return wrap("open "+path, fmt.Errorf("%w: %v", ErrCorrupt, err))
+		return wrap(op, fmt.Errorf("%w: %v", ErrCorrupt, err))
 	case (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)) && !o.ReadOnly:
-		return wrap("open "+path, fmt.Errorf("%w (to only read it, open it with Options.ReadOnly)", err))
+		if _, serr := os.Stat(path); errors.Is(serr, fs.ErrNotExist) {
+			return wrap(op, fmt.Errorf("%w (the file does not exist, and this user may not create it in %s)", err, filepath.Dir(path)))
+		}
+		return wrap(op, fmt.Errorf("%w (to only read it, open it with Options.ReadOnly)", err))
 	}
-	return wrap("open "+path, err)
+	return wrap(op, err)
 }
 
 // checkFileSize refuses a file shorter than its meta page says (see

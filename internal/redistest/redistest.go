@@ -1,7 +1,5 @@
-// Package redistest starts a real redis-server for the tests of packages
-// other than redisstore (which has its own copy of this code, in its test
-// files): a scratch server on a free loopback port, without persistence,
-// killed by Stop.
+// Package redistest starts a scratch redis-server for the tests of
+// packages that run on the Redis backend.
 package redistest
 
 import (
@@ -19,13 +17,10 @@ import (
 	"time"
 )
 
-// ErrNotInstalled is returned by Start when redis-server is not on PATH.
-var ErrNotInstalled = errors.New("redis-server is not installed (Debian: apt-get install redis-server)")
-
-// Server is a running redis-server.
+// Server is a redis-server on a free loopback port, without persistence,
+// in a temporary directory. It dies with the test binary.
 type Server struct {
-	Addr string // "127.0.0.1:port"
-
+	Addr   string // "127.0.0.1:port"
 	cmd    *exec.Cmd
 	dir    string
 	logged chan struct{} // closed when the server's output has been read to its end
@@ -33,14 +28,14 @@ type Server struct {
 	log    bytes.Buffer
 }
 
-// Start starts redis-server on a free port, trying three ports in case
-// another process takes the one it picked, and returns once the server
-// says it accepts connections. It returns ErrNotInstalled when there is no
-// redis-server.
+// Start starts redis-server, trying three ports in case another process
+// takes the one it picked, and returns once the server accepts
+// connections. It returns exec.ErrNotFound (wrapped) when redis-server is
+// not installed.
 func Start() (*Server, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		return nil, ErrNotInstalled
+		return nil, err
 	}
 	var errs []error
 	for range 3 {
@@ -67,7 +62,7 @@ func try(bin string) (*Server, error) {
 		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", dir,
 		"--daemonize", "no", "--loglevel", "notice", "--logfile", "")
-	s.cmd.SysProcAttr = sysProcAttr() // dies with the test binary
+	s.cmd.SysProcAttr = sysProcAttr()
 	out, err := s.cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -116,7 +111,7 @@ func (s *Server) output() string {
 	return s.log.String()
 }
 
-// Stop kills the server and waits for it and its output reader to end.
+// Stop kills the server, waits for it and removes its directory.
 func (s *Server) Stop() {
 	_ = s.cmd.Process.Kill()
 	<-s.logged
