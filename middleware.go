@@ -201,7 +201,8 @@ func (c *authContext) Value(key any) any {
 // parameter when [WithCookie] or [WithQueryParam] ask for it. Refusals are
 // written as small JSON bodies with Content-Type application/json and
 // Cache-Control: no-store, unless [WithErrorHandler] writes them. The token
-// never appears in a response or a log line.
+// never appears in a response or a log line. [RequireScopes] after it
+// refuses tokens that lack a scope with a 403 (RFC 6750 §3.1).
 //
 // Middleware panics when v is nil or the options are invalid. The handler
 // it returns is safe for concurrent use.
