@@ -100,8 +100,8 @@ func (f *issueFlags) options(cmd *cobra.Command) ([]tokenstore.IssueOption, erro
 		if _, ok := meta[tokenstore.ScopeKey]; ok {
 			return nil, usagef("--scope and --meta %s=... both set the scopes: use --scope", tokenstore.ScopeKey)
 		}
-		if err := tokenstore.ValidateScopes(f.scopes...); err != nil {
-			return nil, &usageError{fmt.Errorf("--scope: %w", err)}
+		if err := checkScopes(f.scopes); err != nil {
+			return nil, err
 		}
 		opts = append(opts, tokenstore.WithScopes(f.scopes...)) // after WithMetadata: added to its map
 	}
@@ -109,6 +109,14 @@ func (f *issueFlags) options(cmd *cobra.Command) ([]tokenstore.IssueOption, erro
 		return nil, &usageError{err}
 	}
 	return opts, nil
+}
+
+// checkScopes refuses a --scope the library would refuse, saying why.
+func checkScopes(scopes []string) error {
+	if err := tokenstore.ValidateScopes(scopes...); err != nil {
+		return &usageError{&explained{"--scope: " + strings.TrimPrefix(err.Error(), "tokenstore: "), err}}
+	}
+	return nil
 }
 
 // checkLifetime refuses a lifetime under the store's resolution of one

@@ -34,8 +34,8 @@ terminal), which keeps it out of shell history and ps.`,
   printf '%s\n' "$T" | tokenstore validate --scope orders:write`,
 		Args: maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := tokenstore.ValidateScopes(scopes...); err != nil {
-				return &usageError{fmt.Errorf("--scope: %w", err)}
+			if err := checkScopes(scopes); err != nil {
+				return err
 			}
 			token, err := a.readToken(args)
 			if err != nil {

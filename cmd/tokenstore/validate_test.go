@@ -189,7 +189,7 @@ func TestValidate_Scope(t *testing.T) {
 			"insufficient scope: the token lacks read (it has: none)\n"},
 		{"case-sensitive", token, []string{"--scope", "READ"}, exitFailed, "insufficient scope: the token lacks READ"},
 		{"invalid token first", "tks_short", []string{"--scope", "read"}, exitFailed, "invalid token: malformed"},
-		{"not a scope", token, []string{"--scope", "a b"}, exitUsage, `--scope: tokenstore: invalid scope: "a b" holds a space`},
+		{"not a scope", token, []string{"--scope", "a b"}, exitUsage, `tokenstore: --scope: invalid scope: "a b" holds a space`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
