@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -21,9 +20,10 @@ func newListCmd(a *app) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "list [--subject S] [--all]",
-		Short: "List tokens: ID, subject, created, last used, expires, policy, scopes, metadata (read-only)",
+		Short: "List tokens: ID, subject, created, last used, expires, policy, metadata (read-only)",
 		Long: `List live tokens, oldest first, as a table or (--json) as JSON lines.
 Never the tokens themselves: use an ID with inspect --id or revoke --id.
+With --url, a subject's live tokens from the running application.
 
 Without --subject every token in the file is listed, streamed from one read
 transaction, so a file of a million tokens needs no million-row memory.
@@ -31,8 +31,15 @@ transaction, so a file of a million tokens needs no million-row memory.
 that scans the whole file).`,
 		Example: `  tokenstore list --subject alice
   tokenstore list --json | jq -r 'select(.scopes | index("admin")) | .id'`,
-		Args: noArgs,
+		Args:        noArgs,
+		Annotations: remoteOK,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if a.remote() && !cmd.Flags().Changed("subject") {
+				return usagef("with --url, list needs --subject: the admin API lists one subject's tokens (expiring --within D lists across subjects)")
+			}
+			if a.remote() && all {
+				return usagef("with --url, list shows live tokens only: --all needs the file (--db)")
+			}
 			if cmd.Flags().Changed("subject") {
 				if err := checkSubject(subject); err != nil {
 					return err
@@ -51,16 +58,16 @@ that scans the whole file).`,
 const listChunk = 1000
 
 func (a *app) list(ctx context.Context, bySubject bool, subject string, all, asJSON bool) (err error) {
-	db, err := a.open(openRead)
+	st, err := a.openStore(openRead)
 	if err != nil {
 		return err
 	}
-	defer closeDB(db, &err)
+	defer closeStore(st, &err)
 	now := a.now()
 	out := newListWriter(a.stdout, now, asJSON)
 	if bySubject && !all {
 		// The subjects index: only this subject's records are read.
-		infos, err := db.List(ctx, subject)
+		infos, err := st.List(ctx, subject)
 		if err != nil {
 			return err
 		}
@@ -70,6 +77,7 @@ func (a *app) list(ctx context.Context, bySubject bool, subject string, all, asJ
 			}
 		}
 	} else {
+		db := st.(fileStore) // the RunE refuses these with --url
 		err := db.ForEach(ctx, func(info tokenstore.Info) error {
 			if bySubject && info.Subject != subject || !all && !now.Before(info.ExpiresAt) {
 				return nil
@@ -117,7 +125,7 @@ func (l *listWriter) write(info tokenstore.Info) error {
 		return writeJSON(l.w, newInfoJSON(info, l.now))
 	}
 	if l.rows == 0 {
-		fmt.Fprintln(l.tw, "ID\tSUBJECT\tCREATED\tLAST USED\tEXPIRES\tPOLICY\tSCOPES\tMETADATA")
+		fmt.Fprintln(l.tw, "ID\tSUBJECT\tCREATED\tLAST USED\tEXPIRES\tPOLICY\tMETADATA")
 	}
 	used := "never"
 	if t, ok := lastUsed(info); ok {
@@ -127,12 +135,8 @@ func (l *listWriter) write(info tokenstore.Info) error {
 	if !l.now.Before(info.ExpiresAt) {
 		expires += " (expired)"
 	}
-	scopes := "-"
-	if s := info.Scopes(); s != nil {
-		scopes = quoteIfNeeded(strings.Join(s, " "))
-	}
-	fmt.Fprintf(l.tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", info.ID, quoteIfNeeded(info.Subject),
-		formatTime(info.CreatedAt), used, expires, formatPolicy(info.Policy), scopes, formatMetadata(metadataWithoutScopes(info.Metadata)))
+	fmt.Fprintf(l.tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", info.ID, quoteIfNeeded(info.Subject),
+		formatTime(info.CreatedAt), used, expires, formatPolicy(info.Policy), formatMetadata(info.Metadata))
 	l.rows++
 	if l.rows%listChunk == 0 {
 		return l.tw.Flush()
