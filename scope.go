@@ -165,19 +165,22 @@ func hasScopes(granted string, scopes []string) bool {
 // granted. It searches with strings.Index, which is vectorised, rather
 // than splitting granted: a scope is a few bytes in a few dozen.
 func hasScope(granted, s string) bool {
-	if s == "" {
+	if s == "" || strings.IndexByte(s, ' ') >= 0 { // "read write" is two scopes, never one field
 		return false
 	}
-	for {
-		i := strings.Index(granted, s)
+	for off := 0; ; {
+		i := strings.Index(granted[off:], s)
 		if i < 0 {
 			return false
 		}
+		i += off
 		end := i + len(s)
 		if (i == 0 || granted[i-1] == ' ') && (end == len(granted) || granted[end] == ' ') {
 			return true
 		}
-		granted = granted[i+1:] // "write" within "orders:write": look further
+		// "write" within "orders:write": look further, keeping granted
+		// whole so that the field boundaries stay where they are.
+		off = i + 1
 	}
 }
 

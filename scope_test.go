@@ -2,6 +2,8 @@ package tokenstore_test
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -113,8 +115,9 @@ func TestInfo_HasScopes(t *testing.T) {
 		{[]string{"ead"}, false},    // no suffix matching
 		{[]string{"Read"}, false},   // case-sensitive (RFC 6749 §3.3)
 		{[]string{"read", "admin"}, false},
-		{[]string{""}, false},           // no empty scope
-		{[]string{"read write"}, false}, // two scopes are not one
+		{[]string{""}, false},                 // no empty scope
+		{[]string{"read write"}, false},       // two scopes are not one
+		{[]string{"orders:read read"}, false}, // not one scope, though both fields are there
 	}
 	for _, tt := range tests {
 		assert.Equal(t, tt.want, info.HasScopes(tt.give...), "%q", tt.give)
@@ -221,4 +224,33 @@ func BenchmarkValidateHasScopes(b *testing.B) {
 	}
 	b.Run("Validate", run(false))
 	b.Run("ValidateHasScopes", run(true))
+}
+
+// FuzzInfo_HasScopes checks the allocation-free search against the
+// obvious definition: s is one of the space-separated fields of the
+// metadata value.
+func FuzzInfo_HasScopes(f *testing.F) {
+	for _, seed := range [][2]string{
+		{"orders:read orders:write read write", "write"},
+		{"orders:write", "write"},
+		{"write:all write", "write"},
+		{"a  b ", "b"},
+		{" ", ""},
+		{"aa a", "a"},
+		{"aa", "a"}, // found by the fuzzer: a match inside a field is not a field
+		{"xab ab", "b"},
+		{"read", "read write"},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	f.Fuzz(func(t *testing.T, granted, s string) {
+		want := s != "" && slices.Contains(strings.Split(granted, " "), s)
+		info := tokenstore.Info{Metadata: map[string]string{tokenstore.ScopeKey: granted}}
+		if got := info.HasScopes(s); got != want {
+			t.Fatalf("HasScopes(%q) on %q = %v, want %v", s, granted, got, want)
+		}
+		if got := slices.Contains(info.Scopes(), s) && s != ""; got != want {
+			t.Fatalf("Scopes() on %q = %q: contains %q is %v, want %v", granted, info.Scopes(), s, got, want)
+		}
+	})
 }
