@@ -9,18 +9,27 @@ import (
 	"github.com/tokenstore/tokenstore"
 )
 
-// forEachScript returns the records of ranks ARGV[2] to ARGV[3] of the
-// expiry index, skipping entries whose record Redis has already expired.
-// KEYS: expiry index. ARGV: prefix, start, stop. Read-only.
-var forEachScript = redis.NewScript(`
+// forEachBody returns the records of ranks ARGV[2] to ARGV[3] of the
+// expiry index, skipping entries whose record Redis has already expired
+// or evicted, and records that an eviction left without their ID key or
+// subject index entry (they do not validate either). KEYS: expiry index.
+// ARGV: prefix, start, stop. Read-only.
+const forEachBody = `
+local p = ARGV[1]
 local m = redis.call('ZRANGE', KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
 local out = {}
 for _, mem in ipairs(m) do
-  local f = redis.call('HGETALL', ARGV[1] .. 't:' .. string.sub(mem, 1, 64))
-  if #f > 0 then out[#out + 1] = f end
+  local hex = string.sub(mem, 1, 64)
+  local f = redis.call('HGETALL', p .. 't:' .. hex)
+  if #f > 0 and alive(p, hex, fields(f)) then out[#out + 1] = f end
 end
 return {#m, out}
-`)
+`
+
+var (
+	forEachScript = redis.NewScript("#!lua flags=no-writes\n" + prelude + forEachBody)
+	forEachCompat = redis.NewScript(prelude + forEachBody)
+)
 
 // forEachChunk is how many index entries one forEachScript reads.
 const forEachChunk = 1000
@@ -40,7 +49,7 @@ func (s *Store) ForEach(ctx context.Context, fn func(tokenstore.Info) error) err
 		if err := ctx.Err(); err != nil {
 			return wrap("foreach", err)
 		}
-		res, err := forEachScript.Run(ctx, s.rdb, []string{s.expiryKey()}, s.prefix, start, start+forEachChunk-1).Slice()
+		res, err := s.read(ctx, forEachScript, forEachCompat, []string{s.expiryKey()}, s.prefix, start, start+forEachChunk-1).Slice()
 		if err != nil {
 			return wrap("foreach", err)
 		}

@@ -3,29 +3,18 @@ package redisstore
 import (
 	"context"
 	"strconv"
-	"time"
 )
 
-// loop is the Store's one background goroutine, owned by New and Close: it
-// sweeps every interval. Close cancels ctx, so a long sweep stops between
-// chunks, then closes stop and waits for done.
-func (s *Store) loop(ctx context.Context, every time.Duration) {
-	defer close(s.done)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			n, err := s.sweep(ctx)
-			switch {
-			case err != nil && ctx.Err() == nil:
-				s.log.Error("redisstore: sweep failed", "deleted", n, "err", err)
-			case n > 0:
-				s.log.Info("redisstore: swept expired tokens", "deleted", n)
-			}
-		}
+// backgroundSweep is the background sweeper's round, every
+// Options.SweepInterval; Close cancels ctx, so a long sweep stops between
+// chunks.
+func (s *Store) backgroundSweep(ctx context.Context) {
+	n, err := s.sweep(ctx)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		s.log.Error("redisstore: sweep failed", "deleted", n, "err", err)
+	case n > 0:
+		s.log.Info("redisstore: swept expired tokens", "deleted", n)
 	}
 }
 
@@ -55,7 +44,7 @@ func (s *Store) sweep(ctx context.Context) (int, error) {
 		if err := ctx.Err(); err != nil {
 			return total, wrap("sweep", err)
 		}
-		res, err := sweepScript.Run(ctx, s.rdb, []string{s.expiryKey()}, now, s.prefix, chunk).Slice()
+		res, err := s.run(ctx, sweepScript, []string{s.expiryKey()}, now, s.prefix, chunk).Slice()
 		if err != nil {
 			return total, wrap("sweep", err)
 		}
