@@ -31,7 +31,7 @@ application's writes never wait on a slow reader of the output.
 --all adds tokens that have expired but not been swept yet (with --subject
 that scans the whole file).`,
 		Example: `  tokenstore list --subject alice
-  tokenstore list --json | jq -r 'select(.metadata.scope == "admin") | .id'`,
+  tokenstore list --json | jq -r 'select(.scopes | index("admin")) | .id'`,
 		Args:        noArgs,
 		Annotations: remoteOK,
 		RunE: func(cmd *cobra.Command, _ []string) error {
