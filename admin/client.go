@@ -77,7 +77,8 @@ func (e *APIError) Unwrap() error {
 
 // errLocalTokenAsSubject is errTokenAsSubject, said before sending: the
 // subject would go in the URL, which access logs and proxies keep.
-var errLocalTokenAsSubject = fmt.Errorf("tokenstore admin API: %w", errTokenAsSubject)
+// Refused before anything is sent: the error is the handler's own, unwrapped.
+var errLocalTokenAsSubject = errTokenAsSubject
 
 // List returns subject's live tokens, oldest first.
 func (c *Client) List(ctx context.Context, subject string) ([]tokenstore.Info, error) {
