@@ -447,7 +447,7 @@ func TestRemote_Errors(t *testing.T) {
 	require.NoError(t, db.Close())
 	got := c.run("", app.args("stats", "--json")...)
 	assert.Equal(t, exitFailed, got.code)
-	assert.Equal(t, "tokenstore: the application at "+app.url+" failed: the store is closed or the request was cancelled (503 temporarily_unavailable)\n", got.stderr)
+	assert.Equal(t, "tokenstore: the application at "+app.url+" failed: the store is closed, did not answer in time, or the request was cancelled (503 temporarily_unavailable)\n", got.stderr)
 	assert.Equal(t, "server_error", decodeError(t, got.stdout).Code)
 }
 
