@@ -158,6 +158,10 @@ func FromContext(ctx context.Context) (Info, bool) {
 // middleware of other protocols (the grpcauth package) and for tests of
 // handlers. Like [FromContext] it follows net/http's and grpc/metadata's
 // pattern of an unexported key with exported accessors.
+//
+// Inside a [Middleware] (a handler that replaces the Info, to narrow its
+// scopes say), the new context keeps that Middleware's realm, scheme,
+// logger and error handler for [RequireScopes]'s refusals.
 func NewContext(ctx context.Context, info Info) context.Context {
 	return &authContext{Context: ctx, info: info, ok: true}
 }
@@ -170,6 +174,19 @@ type authContext struct {
 	info Info
 	ok   bool           // false: an anonymous request let through by WithOptional
 	auth *authenticator // the Middleware that saw the request; nil from NewContext
+}
+
+// middleware returns the Middleware that saw the request: c's, or, for a
+// context from NewContext, that of the nearest context it wraps that has
+// one. nil when none did.
+func (c *authContext) middleware() *authenticator {
+	for c != nil && c.auth == nil {
+		c, _ = c.Context.Value(infoKey{}).(*authContext)
+	}
+	if c == nil {
+		return nil
+	}
+	return c.auth
 }
 
 // Value returns c itself for infoKey{}.
@@ -507,15 +524,15 @@ func (g *scopeGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.next.ServeHTTP(w, r)
 		return
 	}
-	a := g.fallback
-	switch {
-	case c == nil:
+	a := c.middleware()
+	if a == nil {
+		a = g.fallback
+	}
+	if c == nil {
 		if l := slog.Default(); l.Enabled(r.Context(), slog.LevelError) {
 			l.LogAttrs(r.Context(), slog.LevelError, "tokenstore: RequireScopes reached without Middleware before it",
 				slog.String("method", r.Method), slog.String("path", r.URL.Path))
 		}
-	case c.auth != nil:
-		a = c.auth
 	}
 	if c == nil || !c.ok {
 		a.refuse(w, r, refuseNone.status, refuseNone.code, refuseNone.description, refuseNone.err, "")

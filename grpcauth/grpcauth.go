@@ -321,7 +321,9 @@ func (a *authenticator) credentials(ctx context.Context) (string, error) {
 	default:
 		return "", errTwoValues
 	}
-	scheme, rest, _ := strings.Cut(vs[0], " ")
+	// Whitespace around the value is not part of it (RFC 9110 §5.5), as
+	// net/http trims it from the header before the HTTP middleware reads it.
+	scheme, rest, _ := strings.Cut(strings.Trim(vs[0], " \t"), " ")
 	if !a.accepts(scheme) {
 		if scheme == "" && rest == "" {
 			return "", tokenstore.ErrNoCredentials
