@@ -68,7 +68,7 @@ func (a *TokenAuthorizer) check(r *http.Request, token string) (string, error) {
 		return "", err
 	}
 	actor := fmt.Sprintf("%s (token %s)", info.Subject, info.ID)
-	if !hasScope(info, a.Scope) {
+	if !info.HasScopes(a.Scope) {
 		return actor, fmt.Errorf("%w: token %s lacks the scope %q", ErrForbidden, info.ID, a.Scope)
 	}
 	return actor, nil
@@ -101,16 +101,4 @@ func (a *TokenAuthorizer) token(r *http.Request) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%w: the request carries no admin token", ErrUnauthenticated)
-}
-
-// hasScope reports whether info's "scope" metadata, a space-separated
-// list (RFC 6749 §3.3), holds scope. It is the one place that reads the
-// key, to become info.HasScopes when the root package has it.
-func hasScope(info tokenstore.Info, scope string) bool {
-	for s := range strings.FieldsSeq(info.Metadata["scope"]) {
-		if s == scope {
-			return true
-		}
-	}
-	return false
 }
