@@ -635,6 +635,26 @@ func TestValidatorFails(t *testing.T) {
 	assert.ErrorIs(t, err, context.Canceled)
 }
 
+// TestValidatorTimesOut: a store that does not answer in time while the
+// call is still alive is Unavailable, which gRPC clients retry.
+func TestValidatorTimesOut(t *testing.T) {
+	for name, give := range map[string]error{
+		"its own deadline":  fmt.Errorf("redisstore: validate: %w", context.DeadlineExceeded),
+		"a network timeout": &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var logs logBuffer
+			intercept := grpcauth.UnaryServerInterceptor(validatorFunc(func(context.Context, string) (tokenstore.Info, error) {
+				return tokenstore.Info{}, give
+			}), grpcauth.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+			ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", bearer("secret_0123456789")))
+			_, err := intercept(ctx, nil, &grpc.UnaryServerInfo{FullMethod: unaryMethod}, nil)
+			assertStatus(t, err, codes.Unavailable, grpcauth.MessageUnavailable)
+			assert.Contains(t, logs.String(), `"level":"WARN"`)
+		})
+	}
+}
+
 type validatorFunc func(context.Context, string) (tokenstore.Info, error)
 
 func (f validatorFunc) Validate(ctx context.Context, token string) (tokenstore.Info, error) {
