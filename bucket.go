@@ -161,18 +161,30 @@ func decodeIDValue(id, v []byte) (idEntry, error) {
 }
 
 // recordOf finds the record an ids entry of id points at: the tokens key
-// that starts with its prefix and whose record has id. It returns the
-// key and the record's bytes, or nil when there is none.
+// that starts with its prefix (and, should two share those 128 bits, a
+// 2^-128 chance a pair, the one whose record has id). It returns the key
+// and the record's bytes, or nil when there is none. A record whose id
+// bytes are damaged is still found: its checksum tells the damage.
 func recordOf(tokens *bolt.Bucket, id []byte, e *idEntry) (Hash, []byte) {
+	var first []byte
+	var firstV []byte
 	c := tokens.Cursor()
 	for k, v := c.Seek(e.prefix[:]); k != nil && hasPrefix(k, e.prefix[:]); k, v = c.Next() {
-		// Two tokens whose hashes share 128 bits: 2^-128 a pair. The
-		// record's id (bytes 26:42 of a version-2 record) tells them apart.
-		if len(k) == len(Hash{}) && len(v) >= recordFixed && string(v[26:42]) == string(id) {
+		if len(k) != len(Hash{}) {
+			continue
+		}
+		if first == nil {
+			first, firstV = k, v
+		}
+		// The id is bytes 26:42 of a version-2 record.
+		if len(v) >= recordFixed && string(v[26:42]) == string(id) {
 			return Hash(k), v
 		}
 	}
-	return Hash{}, nil
+	if first == nil {
+		return Hash{}, nil
+	}
+	return Hash(first), firstV
 }
 
 // info renders the record with lastUsed as the latest known use.

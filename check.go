@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime/debug"
 
+	"github.com/google/uuid"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -55,6 +56,10 @@ func (db *DB) Check(ctx context.Context) (problems []string, err error) {
 		sweeping := tx.Bucket(bucketMeta).Get(metaSweeping) != nil
 		now := db.nowMs()
 		n := 0
+		// Damaged records are named by ID, which only the indexes know:
+		// reported once the ids index has been walked.
+		var bad damage
+		badAt := map[Hash]*damagedRecord{}
 		c := tokens.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if err := ctx.Err(); err != nil {
@@ -67,7 +72,8 @@ func (db *DB) Check(ctx context.Context) (problems []string, err error) {
 			}
 			rec, err := decodeRecord(v)
 			if err != nil {
-				add("tokens: record %x…: %v", k[:6], err)
+				bad.add(Hash(k), uuid.UUID{}, err)
+				badAt[Hash(k)] = bad[len(bad)-1]
 				continue
 			}
 			e, err := decodeIDValue(rec.id[:], ids.Get(rec.id[:]))
@@ -110,10 +116,16 @@ func (db *DB) Check(ctx context.Context) (problems []string, err error) {
 					}
 					continue
 				}
-				_, rv := recordOf(tokens, idk, &e)
+				rh, rv := recordOf(tokens, idk, &e)
 				if rv == nil {
 					if !sweeping {
 						add("%s: entry %x points at no record", entryBucket[b], k)
+					}
+					continue
+				}
+				if badAt[rh] != nil { // reported below, by ID
+					if b == inIDs {
+						badAt[rh].id = uuid.UUID(k)
 					}
 					continue
 				}
@@ -126,6 +138,9 @@ func (db *DB) Check(ctx context.Context) (problems []string, err error) {
 		index(inIDs, nil, func(k []byte, _ idEntry, r *record) bool { return string(k) == string(r.id[:]) })
 		index(inSubjects, lastID, func(k []byte, _ idEntry, r *record) bool { return string(k) == string(subjectKey(r.subject, r.id)) })
 		index(inExpiry, lastID, func(k []byte, e idEntry, r *record) bool { return string(k) == string(expiryKey(e.filed, r.id)) })
+		for _, r := range bad {
+			add("%v", r)
+		}
 		return nil
 	}
 	if db.ro {

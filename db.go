@@ -35,6 +35,7 @@ type DB struct {
 	sweepSize chunkSizer // tokens per sweep transaction; under sweepMu
 	flushMu   sync.Mutex // one flush at a time
 	flushSize chunkSizer // uses per flush transaction; under flushMu
+	damaged   damagedSet // records a sweep found damaged, stepped over after
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -98,6 +99,9 @@ func Open(path string, opts *Options) (db *DB, err error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 
+	if err := checkPathKind(path); err != nil {
+		return nil, wrap("open "+path, err)
+	}
 	if o.ReadOnly {
 		st, err := os.Stat(path)
 		if err != nil {
@@ -129,6 +133,9 @@ func Open(path string, opts *Options) (db *DB, err error) {
 	err = db.checkSchema()
 	if err == nil {
 		err = db.upgrade()
+	}
+	if err == nil {
+		err = db.settlePrefix(o.Prefix)
 	}
 	if err != nil {
 		if !db.commit.wedged.Load() { // else bbolt's Close would wait for ever

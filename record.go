@@ -106,5 +106,8 @@ func getByID(tx *bolt.Tx, id []byte) (Hash, record, error) {
 		return h, record{}, fmt.Errorf("%w: the ids entry %x points at no record", ErrCorrupt, id)
 	}
 	rec, err := getRecord(tx, h)
+	if err == nil && string(rec.id[:]) != string(id) {
+		err = fmt.Errorf("%w: the ids entry %x points at token %s", ErrCorrupt, id, rec.id)
+	}
 	return h, rec, err
 }

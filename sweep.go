@@ -3,7 +3,6 @@ package tokenstore
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"time"
 
@@ -61,6 +60,7 @@ type sweepItem struct {
 	record  bool   // the record is still there
 	refile  int64  // >0: alive until refile; the token is re-filed, not deleted
 	used    int64  // with refile: the latest use, written with it
+	skip    bool   // a record known to be damaged: left as it is
 }
 
 func (db *DB) sweep(ctx context.Context) (int, error) {
@@ -69,6 +69,7 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 	start := time.Now()
 	now := db.nowMs()
 	total := 0
+	var found damage // damaged records met for the first time
 	for {
 		if err := ctx.Err(); err != nil {
 			return total, wrap("sweep", err)
@@ -77,12 +78,16 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 		if !due && !marked {
 			break // nothing has expired: no write transaction at all
 		}
-		items, more, err := db.sweepScan(now)
+		items, more, bad, err := db.sweepScan(now)
+		db.forget(bad)
+		found = append(found, db.damaged.addNew(bad)...)
 		var n int
-		if err == nil {
+		if err == nil && (len(items) > 0 || marked) { // damaged records alone open no write transaction
 			n, err = db.sweepApply(ctx, items)
 		}
 		total += n
+		db.forget(bad)
+		found = append(found, db.damaged.addNew(bad)...)
 		if err != nil {
 			err = wrap("sweep", boltErr(err))
 			db.log.Error("tokenstore: sweep failed", "deleted", total, "err", err)
@@ -95,6 +100,12 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 	if total > 0 {
 		db.log.Info("tokenstore: swept expired tokens", "deleted", total, "took", time.Since(start))
 	}
+	if err := found.err(); err != nil {
+		// Reported once: later sweeps step over these records.
+		err = wrap("sweep", err)
+		db.log.Error("tokenstore: sweep skipped damaged records; run check", "deleted", total, "damaged", len(found), "err", err)
+		return total, err
+	}
 	return total, nil
 }
 
@@ -106,7 +117,11 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 // It reads in read transactions of sweepScanTx entries: a long read
 // transaction would hold up a writer that must grow the file (bbolt
 // remaps it only when no reader is open).
-func (db *DB) sweepScan(now int64) (items []sweepItem, more bool, err error) {
+//
+// A record that does not decode costs only itself: it is left as it is,
+// with its entries, and returned in bad; records known to be damaged
+// (db.damaged) are stepped over unread.
+func (db *DB) sweepScan(now int64) (items []sweepItem, more bool, bad damage, err error) {
 	var after []byte
 	for done := false; !done && err == nil; {
 		done = true
@@ -134,15 +149,22 @@ func (db *DB) sweepScan(now int64) (items []sweepItem, more bool, err error) {
 				n++
 				after = slices.Clone(k)
 				it, err := db.sweepEntry(tx, now, after)
+				var d *damagedRecord
+				if errors.As(err, &d) {
+					bad = append(bad, d)
+					continue
+				}
 				if err != nil {
 					return err
 				}
-				items = append(items, it)
+				if !it.skip {
+					items = append(items, it)
+				}
 			}
 			return nil
 		})
 	}
-	return items, more, err
+	return items, more, bad, err
 }
 
 // sweepScanTx is the expiry entries one read transaction of sweepScan
@@ -172,9 +194,12 @@ func (db *DB) sweepEntry(tx *bolt.Tx, now int64, k []byte) (sweepItem, error) {
 	if rv == nil {
 		return it, nil // a sweep cut short deleted the record; the rest goes now
 	}
+	if db.damaged.has(h[:]) {
+		return sweepItem{skip: true}, nil
+	}
 	rec, err := decodeRecord(rv)
 	if err != nil {
-		return it, fmt.Errorf("token %x: %w", k[8:], err)
+		return it, &damagedRecord{h: h, id: uuid.UUID(k[8:]), err: err}
 	}
 	it.h, rec.lastUsed = h, e.used
 	used := db.cache.lastUse(h, &rec)

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/google/uuid"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -98,11 +99,16 @@ func (db *DB) flush(ctx context.Context) error {
 		pending = pending[len(chunk):]
 		written := 0
 		t := time.Now()
+		var bad damage
 		err := db.commit.update(func(tx *bolt.Tx) error {
-			written = 0
+			written, bad = 0, bad[:0]
 			var most int64
 			for _, t := range chunk {
 				ok, err := writeTouch(tx, t)
+				if errors.Is(err, ErrCorrupt) { // a damaged ids entry costs only itself
+					bad.add(t.h, uuid.UUID(t.id), err)
+					continue
+				}
 				if err != nil && !errors.Is(err, ErrNotFound) {
 					return err
 				}
@@ -116,11 +122,15 @@ func (db *DB) flush(ctx context.Context) error {
 		took := time.Since(t)
 		db.flushSize.next(took)
 		db.log.Debug("tokenstore: flush transaction", "uses", len(chunk), "written", written, "took", took)
+		db.forget(bad)
 		if err != nil {
 			return boltErr(err)
 		}
 		for _, t := range chunk {
 			db.cache.persisted(t.h, t.used)
+		}
+		if fresh := db.damaged.addNew(bad); len(fresh) > 0 {
+			db.log.Error("tokenstore: writing last-used times skipped damaged records; run check", "damaged", len(fresh), "err", fresh.err())
 		}
 		db.ctr.touchWrites.Add(1)
 		db.ctr.touchesPersisted.Add(uint64(written))

@@ -3,7 +3,9 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"fmt"
 
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokenstore/tokenstore"
@@ -40,11 +42,14 @@ const forEachChunk = 1000
 // index 1,000 entries per round trip, so it is not a snapshot: a token
 // issued, slid or revoked while it runs may be seen twice or not at all.
 // fn's error stops it and is returned as it is; ctx is checked between
-// round trips.
+// round trips. A damaged record costs only itself: ForEach goes on with
+// the others, then returns an error wrapping [tokenstore.ErrCorrupt] that
+// names it.
 func (s *Store) ForEach(ctx context.Context, fn func(tokenstore.Info) error) error {
 	if err := s.begin(ctx); err != nil {
 		return wrap("foreach", err)
 	}
+	var bad []error // a damaged record costs only itself: reported at the end
 	for start := 0; ; start += forEachChunk {
 		if err := ctx.Err(); err != nil {
 			return wrap("foreach", err)
@@ -64,14 +69,18 @@ func (s *Store) ForEach(ctx context.Context, fn func(tokenstore.Info) error) err
 		for _, f := range recs {
 			rec, err := decodeRecord(f)
 			if err != nil {
-				return wrap("foreach", err)
+				if rec.id != (uuid.UUID{}) {
+					err = fmt.Errorf("token %s: %w", rec.id, err)
+				}
+				bad = append(bad, err)
+				continue
 			}
 			if err := fn(rec.info(rec.lastUsed)); err != nil {
 				return err
 			}
 		}
 		if seen < forEachChunk {
-			return nil
+			return wrap("foreach", errors.Join(bad...))
 		}
 	}
 }

@@ -94,6 +94,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -207,6 +208,7 @@ type Store struct {
 
 	ctr       counters
 	lastCount atomic.Int64
+	damaged   sync.Map // ids of damaged records a sweep has reported
 }
 
 type counters struct {
@@ -627,10 +629,15 @@ func (s *Store) List(ctx context.Context, subject string) ([]tokenstore.Info, er
 		return nil, wrap("list", errReply)
 	}
 	out := make([]tokenstore.Info, 0, len(recs))
+	var bad []error // a damaged record costs only itself
 	for _, f := range recs {
 		rec, err := decodeRecord(f)
 		if err != nil {
-			return nil, wrap("list", err)
+			if rec.id != (uuid.UUID{}) {
+				err = fmt.Errorf("token %s: %w", rec.id, err)
+			}
+			bad = append(bad, err)
+			continue
 		}
 		if info := rec.info(rec.lastUsed); now < info.ExpiresAt.UnixMilli() {
 			out = append(out, info)
@@ -642,7 +649,7 @@ func (s *Store) List(ctx context.Context, subject string) ([]tokenstore.Info, er
 		}
 		return strings.Compare(string(a.ID[:]), string(b.ID[:]))
 	})
-	return out, nil
+	return out, wrap("list", errors.Join(bad...))
 }
 
 // Revoke deletes token at once: when it returns, no instance accepts the

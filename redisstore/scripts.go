@@ -271,14 +271,16 @@ drop(p, string.sub(KEYS[1], -64), r.id, r.sub)
 return {1, int(now), f}
 `)
 
-// sweepScript deletes up to ARGV[3] tokens whose deadline has passed.
-// KEYS: expiry index. ARGV: now, prefix, chunk.
-// Returns {deleted, index entries looked at, now}.
+// sweepScript deletes up to ARGV[3] tokens whose deadline has passed,
+// after the first ARGV[4] due entries (damaged records met earlier in the
+// pass, which stay at the front of the due range).
+// KEYS: expiry index. ARGV: now, prefix, chunk, skip.
+// Returns {deleted, index entries looked at, now, ids of damaged records}.
 var sweepScript = redis.NewScript(prelude + `
 local p = ARGV[2]
 local now = nowms(ARGV[1])
-local m = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', int(now), 'LIMIT', 0, tonumber(ARGV[3]))
-local n = 0
+local m = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', int(now), 'LIMIT', tonumber(ARGV[4]), tonumber(ARGV[3]))
+local n, bad = 0, {}
 for _, mem in ipairs(m) do
   local hex, sub = string.sub(mem, 1, 64), string.sub(mem, 65)
   local r = redis.call('HMGET', p .. 't:' .. hex, 'id', 'pol', 'c', 'u', 'ttl', 'max')
@@ -287,6 +289,9 @@ for _, mem in ipairs(m) do
     redis.call('ZREM', KEYS[1], mem)
     redis.call('ZREM', p .. 's:' .. sub, hex)
     n = n + 1
+  elseif (r[2] ~= 'a' and r[2] ~= 's') or not (tonumber(r[3]) and tonumber(r[4]) and tonumber(r[5]) and tonumber(r[6])) then
+    -- A damaged record costs only itself: left as it is, and reported.
+    bad[#bad + 1] = r[1]
   else
     local d = deadline(r[2], r[3], r[4], r[5], r[6])
     if now < d and alive(p, hex, {id = r[1], sub = sub}) then
@@ -299,5 +304,5 @@ for _, mem in ipairs(m) do
     end
   end
 end
-return {n, #m, int(now)}
+return {n, #m, int(now), bad}
 `)
