@@ -34,18 +34,19 @@
 // Sliding expiry without a write per request: Validate reads, keeps the
 // use in memory and returns; under default Options it never waits for a
 // disk write, however long the token was idle. The background writer
-// writes every use held every TouchInterval/2, in batches of about 10 ms
-// each, sorted by key; [DB.Flush] and [DB.Close] write them at once. So a
+// writes every use held every TouchInterval/2, in transactions of about
+// 10 ms sorted by key; [DB.Flush] and [DB.Close] write them at once. So a
 // crash loses at most the uses made in the last TouchInterval (1 minute by
-// default) before it (while each pass ends within TouchInterval/2: a
-// loaded disk stretches the bound by as much; a use is always in the file
-// once the second pass after it has ended), and a lost use can only make a token expire earlier
-// than it would have, never later: the file keeps an older last use (it
-// fails closed). How much earlier is what the lost use would have moved:
-// for a returning user's first use after days idle, those days;
-// Options.FsyncReturningUses writes such a use before Validate returns,
-// at the cost of an fsync on the request path. A restart never extends a
-// lifetime: deadlines are absolute Unix milliseconds.
+// default) before it, while each pass ends within TouchInterval/2 (a
+// loaded disk stretches the bound by as much; whatever the load, a use is
+// in the file once the second pass after it has ended). A lost use can
+// only make a token expire earlier than it would have, never later: the
+// file keeps an older last use (it fails closed). How much earlier is what
+// the lost use would have moved: for a returning user's first use after
+// days idle, those days; Options.FsyncReturningUses writes such a use
+// before Validate returns, at the cost of an fsync on the request path. A
+// restart never extends a lifetime: deadlines are absolute Unix
+// milliseconds.
 //
 // Memory: a use not yet written keeps its token's entry in memory until it
 // is written, beyond Options.CacheSize: at most one entry (about 240 bytes
