@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -146,15 +145,9 @@ func Open(path string, opts *Options) (db *DB, err error) {
 	db.Stats() // primes lastCount
 	_ = view(db.bolt, func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketMeta).Get(metaUsedMax)
-		if len(v) != 8 {
-			// None stored: an empty file holds no use; of another, the
-			// uses are unknown, and no Validate skips reading them.
-			db.usedMax.Store(math.MaxInt64)
-			if beUint64(tx.Bucket(bucketMeta).Get(metaCount)) == 0 {
-				db.usedMax.Store(0)
-			}
-			return nil
-		}
+		// Missing: no use was ever written beyond a token's creation
+		// (every write of a use writes it, and so does the upgrade from
+		// schema 1), which readForUse checks on its own.
 		db.usedMax.Store(int64(beUint64(v)))
 		return nil
 	})
