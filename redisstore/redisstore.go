@@ -461,7 +461,7 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 		} else {
 			// Check and write in one round trip.
 			info, err := s.touchUse(ctx, h)
-			if err == nil || errors.Is(err, tokenstore.ErrNotFound) || errors.Is(err, tokenstore.ErrExpired) || ctx.Err() != nil {
+			if err == nil || verdict(err) || ctx.Err() != nil {
 				return info, err
 			}
 			s.writeFailed(err)
@@ -478,13 +478,19 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 		return rec.info(rec.lastUsed), nil
 	}
 	info, err := s.touchUse(ctx, h)
-	if err == nil || errors.Is(err, tokenstore.ErrNotFound) || errors.Is(err, tokenstore.ErrExpired) {
-		// Written, or revoked or expired since the read: the later
-		// answer holds.
+	if err == nil || verdict(err) {
+		// Written, or revoked, expired or damaged since the read: the
+		// later answer holds.
 		return info, err
 	}
 	s.writeFailed(err)
 	return rec.info(rec.lastUsed), nil
+}
+
+// verdict reports whether err is an answer about the token (not found,
+// expired, damaged) rather than a failure to reach Redis.
+func verdict(err error) bool {
+	return errors.Is(err, tokenstore.ErrNotFound) || errors.Is(err, tokenstore.ErrExpired) || errors.Is(err, tokenstore.ErrCorrupt)
 }
 
 // refusedFor is how long Validate stops trying to write uses after Redis
@@ -540,6 +546,8 @@ func (s *Store) readToken(ctx context.Context, h tokenstore.Hash) (record, int64
 		return record{}, 0, tokenstore.ErrExpired
 	case len(res) != 3:
 		return record{}, 0, errReply
+	case status == -3:
+		return record{}, 0, damaged(res[2])
 	}
 	rec, err := decodeRecord(res[2])
 	return rec, now, err
@@ -559,6 +567,8 @@ func (s *Store) touchUse(ctx context.Context, h tokenstore.Hash) (tokenstore.Inf
 		return tokenstore.Info{}, tokenstore.ErrNotFound
 	case status == -1:
 		return tokenstore.Info{}, tokenstore.ErrExpired
+	case status == -3 && len(res) == 3:
+		return tokenstore.Info{}, damaged(res[2])
 	case len(res) != 5:
 		return tokenstore.Info{}, errReply
 	}
@@ -594,6 +604,8 @@ func (s *Store) Get(ctx context.Context, id uuid.UUID) (tokenstore.Info, error) 
 		return tokenstore.Info{}, wrap(op, tokenstore.ErrNotFound)
 	case len(res) != 3:
 		return tokenstore.Info{}, wrap(op, errReply)
+	case status == -3:
+		return tokenstore.Info{}, wrap(op, damaged(res[2]))
 	}
 	rec, err := decodeRecord(res[2])
 	if err != nil {
@@ -755,6 +767,8 @@ func (s *Store) Rotate(ctx context.Context, token string) (string, tokenstore.In
 		return "", tokenstore.Info{}, wrap("rotate", tokenstore.ErrExpired)
 	case len(res) != 3:
 		return "", tokenstore.Info{}, wrap("rotate", errReply)
+	case status == -3:
+		return "", tokenstore.Info{}, wrap("rotate", damaged(res[2]))
 	}
 	rec, err := decodeRecord(res[2])
 	if err != nil {
