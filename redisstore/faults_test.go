@@ -6,6 +6,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -360,4 +362,48 @@ func TestNoReplicas(t *testing.T) {
 	assert.NotErrorIs(t, err, tokenstore.ErrNotFound)
 	_, err = s.Lookup(ctx, token)
 	require.NoError(t, err, "nothing lost")
+}
+
+// TestOneWritePerTouchInterval: many requests that find a token's use due
+// at once, on several instances, write it once. Writes are paused while
+// they all read, so every one of them finds the use due; the clock moves
+// on by a millisecond at each reading, as Redis's does between requests.
+func TestOneWritePerTouchInterval(t *testing.T) {
+	srv := ownRedis(t)
+	raw := rawClient(t, srv.Addr)
+	ctx := context.Background()
+	var ms atomic.Int64
+	ms.Store(time.Now().UnixMilli())
+	ticking := func() time.Time { return time.UnixMilli(ms.Add(1)) }
+	prefix := uniquePrefix()
+	var stores []*redisstore.Store
+	for range 4 {
+		stores = append(stores, storeOn(t, srv.Addr, &redisstore.Options{Now: ticking, KeyPrefix: prefix, Policy: tokenstore.Sliding(time.Hour, 0)}))
+	}
+	token, _, err := stores[0].Issue(ctx, "user")
+	require.NoError(t, err)
+	for _, s := range stores {
+		_, err := s.Validate(ctx, token) // loads the scripts
+		require.NoError(t, err)
+	}
+	ms.Add(time.Minute.Milliseconds()) // the use is due
+	const n = 16
+	ro := commandCalls(t, raw, "evalsha_ro")
+	require.NoError(t, raw.Do(ctx, "CLIENT", "PAUSE", 10000, "WRITE").Err())
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, err := stores[i%len(stores)].Validate(ctx, token)
+			assert.NoError(t, err)
+		})
+	}
+	require.Eventually(t, func() bool { return commandCalls(t, raw, "evalsha_ro") == ro+n },
+		5*time.Second, time.Millisecond, "every Validate has read the token while writes are paused")
+	require.NoError(t, raw.Do(ctx, "CLIENT", "UNPAUSE").Err())
+	wg.Wait()
+	var wrote uint64
+	for _, s := range stores {
+		wrote += s.Stats().TouchesPersisted
+	}
+	assert.Equal(t, uint64(1), wrote, "%d requests found the use due at once: one writes it", n)
 }

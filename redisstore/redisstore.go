@@ -460,7 +460,7 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 			s.ctr.dropped.Add(1)
 		} else {
 			// Check and write in one round trip.
-			info, err := s.touchUse(ctx, h)
+			info, err := s.touchUse(ctx, h, 0)
 			if err == nil || verdict(err) || ctx.Err() != nil {
 				return info, err
 			}
@@ -477,7 +477,7 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 		s.ctr.dropped.Add(1)
 		return rec.info(rec.lastUsed), nil
 	}
-	info, err := s.touchUse(ctx, h)
+	info, err := s.touchUse(ctx, h, s.touchFor(rec.policy))
 	if err == nil || verdict(err) {
 		// Written, or revoked, expired or damaged since the read: the
 		// later answer holds.
@@ -554,8 +554,12 @@ func (s *Store) readToken(ctx context.Context, h tokenstore.Hash) (record, int64
 }
 
 // touchUse checks h's token and writes now as its last use.
-func (s *Store) touchUse(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, error) {
-	res, err := s.run(ctx, touchScript, []string{s.recordKey(h)}, s.nowArg(), s.prefix, s.keep).Slice()
+//
+// minAge is how old the stored use must be for this one to be written: a
+// Validate that found the use due may find, in the script, that another
+// wrote it since.
+func (s *Store) touchUse(ctx context.Context, h tokenstore.Hash, minAge int64) (tokenstore.Info, error) {
+	res, err := s.run(ctx, touchScript, []string{s.recordKey(h)}, s.nowArg(), s.prefix, s.keep, minAge).Slice()
 	if err != nil {
 		return tokenstore.Info{}, err
 	}

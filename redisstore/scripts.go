@@ -119,8 +119,11 @@ var (
 )
 
 // touchScript answers Validate and writes the use: the token's last use
-// becomes now, which slides a sliding token. KEYS: record. ARGV: now,
-// prefix, grace ms. Returns {0} (not found), {-1, now} (expired),
+// becomes now, which slides a sliding token, unless the stored use is
+// less than ARGV[4] ms old (another Validate, on any instance, wrote it
+// since this one read it: a use is written once per TouchInterval however
+// many requests find it due at once). KEYS: record. ARGV: now, prefix,
+// grace ms, min age ms. Returns {0} (not found), {-1, now} (expired),
 // {-3, 0, record fields} (damaged) or
 // {1, now, last use, wrote (0/1), record fields}.
 var touchScript = redis.NewScript(prelude + `
@@ -135,7 +138,7 @@ local u = tonumber(r.u)
 local d = deadline(r.pol, r.c, u, r.ttl, r.max)
 if now >= d then return {-1, int(now)} end
 local wrote = 0
-if now > u then
+if now > u and now - u >= tonumber(ARGV[4]) then
   u = now
   wrote = 1
   -- The first write: under maxmemory with noeviction it fails with OOM
