@@ -407,3 +407,36 @@ func TestOneWritePerTouchInterval(t *testing.T) {
 	}
 	assert.Equal(t, uint64(1), wrote, "%d requests found the use due at once: one writes it", n)
 }
+
+// TestFullRedis_IssueUnderLimit: on a full Redis (noeviction), an Issue
+// under MaxTokensPerSubject whose subject index holds entries of records
+// Redis has expired fails with ErrOutOfMemory like any other, and writes
+// nothing: pruning those entries first made the script's later writes
+// exempt from the refusal (Redis refuses a script's writes for memory only
+// until its first write).
+func TestFullRedis_IssueUnderLimit(t *testing.T) {
+	srv := ownRedis(t, "--maxmemory-policy", "noeviction")
+	raw := rawClient(t, srv.Addr)
+	ctx := context.Background()
+	prefix := uniquePrefix()
+	s := storeOn(t, srv.Addr, &redisstore.Options{KeyPrefix: prefix, MaxTokensPerSubject: 5})
+	gone, _, err := s.Issue(ctx, "victim")
+	require.NoError(t, err)
+	require.NoError(t, raw.Del(ctx, recordKey(prefix, gone)).Err()) // as Redis expires a record KeepExpired after its deadline
+	require.EqualValues(t, 1, raw.ZCard(ctx, prefix+"s:victim").Val())
+
+	base := infoInt(t, raw, "memory", "used_memory")
+	require.NoError(t, raw.ConfigSet(ctx, "maxmemory", strconv.FormatInt(base+256<<10, 10)).Err())
+	var full error
+	for i := 0; full == nil; i++ {
+		require.Less(t, i, 100000, "Redis never filled up")
+		_, _, full = s.Issue(ctx, fmt.Sprintf("user-%d", i))
+	}
+	require.ErrorIs(t, full, redisstore.ErrOutOfMemory)
+	require.NoError(t, raw.ConfigSet(ctx, "maxmemory", strconv.FormatInt(base, 10)).Err())
+	keys := raw.DBSize(ctx).Val()
+
+	_, _, err = s.Issue(ctx, "victim")
+	require.ErrorIs(t, err, redisstore.ErrOutOfMemory)
+	assert.Equal(t, keys, raw.DBSize(ctx).Val(), "nothing written")
+}

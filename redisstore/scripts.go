@@ -162,17 +162,23 @@ return {1, int(now), int(u), wrote, f}
 // KEYS: record, subject index. ARGV: now, prefix, grace ms, limit, id,
 // subject, policy kind, ttl ms, max ms, then metadata fields and values.
 // Returns {1, now} or {-2, live tokens}.
+//
+// Index entries of records Redis has expired or evicted are pruned after
+// the record is created, not before: Redis refuses a script's writes for
+// memory (noeviction at maxmemory) only until its first write, so a
+// prune first would let the creation through on a full Redis.
 var issueScript = redis.NewScript(prelude + `
 local p = ARGV[2]
 local now = nowms(ARGV[1])
 local limit = tonumber(ARGV[4])
+local stale = {}
 if limit > 0 then
   local live = 0
   local m = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
   for i = 1, #m, 2 do
     local f = redis.call('HGETALL', p .. 't:' .. m[i])
     if #f == 0 then
-      redis.call('ZREM', KEYS[2], m[i]) -- Redis expired or evicted the record: prune
+      stale[#stale + 1] = m[i]
     else
       local r = fields(f)
       -- A damaged record is not valid, so not counted; it stays for
@@ -182,13 +188,17 @@ if limit > 0 then
       end
     end
   end
-  if live >= limit then return {-2, live} end
+  if live >= limit then
+    for _, hex in ipairs(stale) do redis.call('ZREM', KEYS[2], hex) end
+    return {-2, live}
+  end
 end
 local meta = {}
 for i = 10, #ARGV do meta[#meta + 1] = ARGV[i] end
 local err = create(p, string.sub(KEYS[1], -64), ARGV[5], ARGV[6], now,
   ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[3]), meta)
 if err then return err end
+for _, hex in ipairs(stale) do redis.call('ZREM', KEYS[2], hex) end
 return {1, int(now)}
 `)
 
