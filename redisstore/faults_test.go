@@ -445,3 +445,45 @@ func TestFullRedis_IssueUnderLimit(t *testing.T) {
 	require.ErrorIs(t, err, redisstore.ErrOutOfMemory)
 	assert.Equal(t, keys, raw.DBSize(ctx).Val(), "nothing written")
 }
+
+// TestWritesHeld: a Redis that holds writes (CLIENT PAUSE WRITE, as
+// FAILOVER does) costs a Validate whose use is due at most a bound, even
+// with a context without a deadline (an HTTP request's), on a client
+// configured with nothing but its address; and the write, when Redis
+// runs it late, records the use as of the request, not of the end of the
+// pause, so the token does not slide past its real use.
+func TestWritesHeld(t *testing.T) {
+	srv := ownRedis(t)
+	raw := rawClient(t, srv.Addr)
+	ctx := context.Background()
+	bare := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { _ = bare.Close() })
+	prefix := uniquePrefix()
+	s, err := redisstore.New(bare, &redisstore.Options{KeyPrefix: prefix, SweepInterval: -1, TouchInterval: time.Millisecond, Policy: tokenstore.Sliding(time.Hour, 0)})
+	require.NoError(t, err)
+	token, info, err := s.Issue(ctx, "user")
+	require.NoError(t, err)
+	_, err = s.Lookup(ctx, token) // loads the read script
+	require.NoError(t, err)
+	redisNow := func() time.Time { return raw.Time(ctx).Val() }
+	for !redisNow().After(info.LastUsedAt.Add(2 * time.Millisecond)) {
+		// Redis's clock moves past TouchInterval: the use is due.
+	}
+
+	pause := 2 * time.Second
+	require.NoError(t, raw.Do(ctx, "CLIENT", "PAUSE", pause.Milliseconds(), "WRITE").Err())
+	paused := time.Now()
+	got, err := s.Validate(ctx, token)
+	took := time.Since(paused)
+	require.NoError(t, err, "the read answers")
+	asked := redisNow() // reads pass the pause
+	assert.Less(t, took, time.Second, "Validate waited %v for a write held %v", took, pause)
+	assert.Equal(t, info.ExpiresAt, got.ExpiresAt, "the use was not written: the stored deadline stands")
+	assert.Equal(t, uint64(1), s.TouchesDropped())
+
+	require.NoError(t, raw.Do(ctx, "CLIENT", "UNPAUSE").Err())
+	require.NoError(t, s.Close()) // waits for the held write
+	u, err := raw.HGet(ctx, recordKey(prefix, token), "u").Int64()
+	require.NoError(t, err)
+	assert.LessOrEqual(t, u, asked.UnixMilli(), "the late write records the use as of the request")
+}

@@ -393,14 +393,17 @@ func (s *Store) Issue(ctx context.Context, subject string, opts ...tokenstore.Is
 // returns is the stored one (LastUsedAt and ExpiresAt up to TouchInterval
 // behind). It returns [tokenstore.ErrMalformed] (decided without a round
 // trip), [tokenstore.ErrNotFound] (unknown, revoked, gone, or with an
-// index entry evicted) or [tokenstore.ErrExpired].
+// index entry evicted), [tokenstore.ErrExpired] or, for a damaged record
+// (never valid), [tokenstore.ErrCorrupt] naming its ID.
 //
 // A Validate whose read succeeds answers from it even when the use cannot
 // be written (Redis out of memory, a read-only replica, a deadline reached
-// between the two): the use is dropped and counted by
+// between the two, a write Redis holds for more than 250 ms, as during a
+// FAILOVER, whatever ctx allows): the use is dropped and counted by
 // [Store.TouchesDropped], and the token expires up to TouchInterval
-// earlier than it would have. After Redis refuses one (OOM, READONLY,
-// NOREPLICAS), Validate stops trying for a second, logging one warning,
+// earlier than it would have. After Redis refuses or holds one (OOM,
+// READONLY, NOREPLICAS, 250 ms), Validate stops trying for a second,
+// logging one warning,
 // so that a full Redis is not asked for a doomed write per request. A full
 // Redis costs writes, not authentication.
 func (s *Store) Validate(ctx context.Context, token string) (tokenstore.Info, error) {
@@ -460,11 +463,11 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 			s.ctr.dropped.Add(1)
 		} else {
 			// Check and write in one round trip.
-			info, err := s.touchUse(ctx, h, 0)
+			info, err := s.touchUse(ctx, h, 0, s.nowArg())
 			if err == nil || verdict(err) || ctx.Err() != nil {
 				return info, err
 			}
-			s.writeFailed(err)
+			s.writeFailed(err, false)
 		}
 		rec, _, err := s.readToken(ctx, h)
 		return rec.info(rec.lastUsed), err
@@ -477,15 +480,27 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 		s.ctr.dropped.Add(1)
 		return rec.info(rec.lastUsed), nil
 	}
-	info, err := s.touchUse(ctx, h, s.touchFor(rec.policy))
+	// The use is written as of the read (now), not of whenever Redis
+	// runs the write: a write that Redis holds (CLIENT PAUSE WRITE, a
+	// FAILOVER) and runs late must not slide the token past its real use.
+	wctx, cancel := context.WithTimeout(ctx, useWriteTimeout)
+	defer cancel()
+	info, err := s.touchUse(wctx, h, s.touchFor(rec.policy), strconv.FormatInt(now, 10))
 	if err == nil || verdict(err) {
 		// Written, or revoked, expired or damaged since the read: the
 		// later answer holds.
 		return info, err
 	}
-	s.writeFailed(err)
+	s.writeFailed(err, wctx.Err() != nil && ctx.Err() == nil)
 	return rec.info(rec.lastUsed), nil
 }
+
+// useWriteTimeout bounds the write of a use, whatever the caller's
+// context allows (an HTTP request's has no deadline): Validate already has
+// its answer from the read, and a Redis that holds writes (CLIENT PAUSE
+// WRITE during a FAILOVER, a primary stalled on its disk) must cost the
+// request at most this, not the length of the stall.
+const useWriteTimeout = 250 * time.Millisecond
 
 // verdict reports whether err is an answer about the token (not found,
 // expired, damaged) rather than a failure to reach Redis.
@@ -495,8 +510,8 @@ func verdict(err error) bool {
 
 // refusedFor is how long Validate stops trying to write uses after Redis
 // refused one (out of memory, a replica, a primary short of the replicas
-// min-replicas-to-write asks for): the writes would fail too, and
-// each would cost a round trip.
+// min-replicas-to-write asks for) or held one past useWriteTimeout: the
+// writes would fail too, and each would cost a round trip (or the wait).
 const refusedFor = time.Second
 
 // writesRefused reports whether Redis refused a write less than refusedFor
@@ -506,10 +521,13 @@ func (s *Store) writesRefused() bool {
 }
 
 // writeFailed counts a use Validate could not write, and, when Redis
-// refused it, stops use writes for refusedFor, logging once.
-func (s *Store) writeFailed(err error) {
+// refused it or held it past useWriteTimeout (stalled), stops use writes
+// for refusedFor, logging once.
+func (s *Store) writeFailed(err error, stalled bool) {
 	s.ctr.dropped.Add(1)
-	if !redis.HasErrorPrefix(err, "OOM") && !redis.HasErrorPrefix(err, "READONLY") && !redis.HasErrorPrefix(err, "NOREPLICAS") {
+	if stalled {
+		err = fmt.Errorf("no answer to a write within %v: %w", useWriteTimeout, err)
+	} else if !redis.HasErrorPrefix(err, "OOM") && !redis.HasErrorPrefix(err, "READONLY") && !redis.HasErrorPrefix(err, "NOREPLICAS") {
 		s.log.Debug("redisstore: writing a use failed; the token's deadline stays where it was", "err", err)
 		return
 	}
@@ -554,12 +572,14 @@ func (s *Store) readToken(ctx context.Context, h tokenstore.Hash) (record, int64
 }
 
 // touchUse checks h's token and writes now as its last use.
+// at is the use's time, as the scripts' now argument ("" for Redis's TIME
+// when the script runs).
 //
 // minAge is how old the stored use must be for this one to be written: a
 // Validate that found the use due may find, in the script, that another
 // wrote it since.
-func (s *Store) touchUse(ctx context.Context, h tokenstore.Hash, minAge int64) (tokenstore.Info, error) {
-	res, err := s.run(ctx, touchScript, []string{s.recordKey(h)}, s.nowArg(), s.prefix, s.keep, minAge).Slice()
+func (s *Store) touchUse(ctx context.Context, h tokenstore.Hash, minAge int64, at string) (tokenstore.Info, error) {
+	res, err := s.run(ctx, touchScript, []string{s.recordKey(h)}, at, s.prefix, s.keep, minAge).Slice()
 	if err != nil {
 		return tokenstore.Info{}, err
 	}
