@@ -486,4 +486,18 @@ func TestWritesHeld(t *testing.T) {
 	u, err := raw.HGet(ctx, recordKey(prefix, token), "u").Int64()
 	require.NoError(t, err)
 	assert.LessOrEqual(t, u, asked.UnixMilli(), "the late write records the use as of the request")
+
+	// TouchInterval < 0 writes every use in one round trip: held, it is
+	// given up after the same bound and the token is read instead.
+	every, err := redisstore.New(bare, &redisstore.Options{KeyPrefix: prefix, SweepInterval: -1, TouchInterval: -1})
+	require.NoError(t, err)
+	require.NoError(t, raw.Do(ctx, "CLIENT", "PAUSE", pause.Milliseconds(), "WRITE").Err())
+	start := time.Now()
+	_, err = every.Validate(ctx, token)
+	took = time.Since(start)
+	require.NoError(t, err, "the read answers")
+	assert.Less(t, took, time.Second, "TouchInterval < 0: Validate waited %v for a write held %v", took, pause)
+	assert.Equal(t, uint64(1), every.TouchesDropped())
+	require.NoError(t, raw.Do(ctx, "CLIENT", "UNPAUSE").Err())
+	require.NoError(t, every.Close())
 }

@@ -462,12 +462,17 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 		if s.writesRefused() {
 			s.ctr.dropped.Add(1)
 		} else {
-			// Check and write in one round trip.
-			info, err := s.touchUse(ctx, h, 0, s.nowArg())
+			// Check and write in one round trip, bounded as a use write is
+			// (see useWriteTimeout). A write Redis holds and runs late
+			// takes its time as the use: only a read first would know
+			// better, and that is what TouchInterval >= 0 does.
+			wctx, cancel := context.WithTimeout(ctx, useWriteTimeout)
+			info, err := s.touchUse(wctx, h, 0, s.nowArg())
+			cancel()
 			if err == nil || verdict(err) || ctx.Err() != nil {
 				return info, err
 			}
-			s.writeFailed(err, false)
+			s.writeFailed(err, wctx.Err() != nil)
 		}
 		rec, _, err := s.readToken(ctx, h)
 		return rec.info(rec.lastUsed), err
