@@ -80,9 +80,11 @@
 // answering from its read on both.
 //
 // Requires Redis 6.2 or later (7.0 for the read-only path; 6.2 reads with
-// EVALSHA). In Redis Cluster (or a Ring) a store's keys must live in one
-// slot, since its scripts touch several: KeyPrefix must hold a hash tag
-// such as "{tokenstore}:", which puts the whole store on one shard.
+// EVALSHA). In Redis Cluster a store's keys must live in one slot, since
+// its scripts touch several: KeyPrefix must hold a hash tag such as
+// "{tokenstore}:", which puts the whole store on one shard. A go-redis
+// Ring is refused: it moves a shard's keys to another while the shard is
+// down, so a revocation made then is lost when it comes back.
 package redisstore
 
 import (
@@ -220,11 +222,15 @@ type counters struct {
 var _ tokenstore.Store = (*Store)(nil)
 
 // New returns a Store on client, which it uses but does not own: close the
-// client after [Store.Close]. Any go-redis UniversalClient works:
-// *redis.Client (also from NewFailoverClient, for Sentinel),
-// *redis.ClusterClient and *redis.Ring, the latter two with a hash tag in
-// KeyPrefix and, for a cluster, without replica reads unless
-// Options.ReplicaReads accepts them. opts may be nil. New does no I/O;
+// client after [Store.Close]. It takes *redis.Client (also from
+// NewFailoverClient, for Sentinel) and *redis.ClusterClient, the latter
+// with a hash tag in KeyPrefix and without replica reads unless
+// Options.ReplicaReads accepts them. It refuses *redis.Ring: a Ring sends
+// a shard's keys to another shard while its heartbeat finds the shard down,
+// so a RevokeSubject made then finds nothing (0, no error) and the tokens
+// it was meant to revoke validate again when the shard comes back. A store
+// lives on one shard anyway (one hash tag): give it a *redis.Client of
+// that shard, or use Sentinel or Cluster for failover. opts may be nil. New does no I/O;
 // the first call reaches Redis. It starts the background sweeper unless
 // Options.SweepInterval is negative.
 func New(client redis.UniversalClient, opts *Options) (*Store, error) {
@@ -254,12 +260,10 @@ func New(client redis.UniversalClient, opts *Options) (*Store, error) {
 			return nil, errors.New("redisstore: the cluster client sends read-only commands to replicas (ClusterOptions.ReadOnly, RouteByLatency or RouteRandomly): a token revoked on the primary would validate on a replica until replication catches up; use a client without them, or set Options.ReplicaReads to accept that")
 		}
 		if !hasHashTag(o.KeyPrefix) {
-			return nil, fmt.Errorf("redisstore: KeyPrefix %q has no hash tag: on a cluster or ring every key must be in one slot (use e.g. %q)", o.KeyPrefix, "{tokenstore}:")
+			return nil, fmt.Errorf("redisstore: KeyPrefix %q has no hash tag: on a cluster every key must be in one slot (use e.g. %q)", o.KeyPrefix, "{tokenstore}:")
 		}
 	case *redis.Ring:
-		if !hasHashTag(o.KeyPrefix) {
-			return nil, fmt.Errorf("redisstore: KeyPrefix %q has no hash tag: on a cluster or ring every key must be in one slot (use e.g. %q)", o.KeyPrefix, "{tokenstore}:")
-		}
+		return nil, errors.New("redisstore: a go-redis Ring is not supported: while its heartbeat finds a shard down it sends that shard's keys to another, so a revocation made then is lost when the shard comes back and the revoked tokens validate again; a store lives on one shard anyway: use a redis.Client of that shard, or Sentinel or Cluster for failover")
 	}
 	switch {
 	case o.KeepExpired == 0:
