@@ -501,3 +501,43 @@ func TestWritesHeld(t *testing.T) {
 	require.NoError(t, raw.Do(ctx, "CLIENT", "UNPAUSE").Err())
 	require.NoError(t, every.Close())
 }
+
+// TestRestart: Redis killed (kill -9) and restarted from its AOF
+// (appendfsync always) under a running store. While it is down every call
+// fails with an error that is not a verdict on the token; afterwards the
+// store reloads its scripts (Redis forgot them), the token issued before
+// validates, and the one revoked before stays revoked.
+func TestRestart(t *testing.T) {
+	port, err := freePort()
+	require.NoError(t, err)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	args := []string{"--port", strconv.Itoa(port), "--dir", t.TempDir(), "--appendonly", "yes", "--appendfsync", "always"}
+	srv := ownRedis(t, args...)
+	ctx := context.Background()
+	s := storeOn(t, addr, &redisstore.Options{Policy: tokenstore.Sliding(time.Hour, 0), TouchInterval: time.Millisecond})
+	kept, info, err := s.Issue(ctx, "user")
+	require.NoError(t, err)
+	revoked, _, err := s.Issue(ctx, "user")
+	require.NoError(t, err)
+	_, err = s.Validate(ctx, kept)
+	require.NoError(t, err)
+	require.NoError(t, s.Revoke(ctx, revoked))
+
+	srv.Stop()
+	_, err = s.Validate(ctx, kept)
+	require.Error(t, err, "Redis down")
+	assert.NotErrorIs(t, err, tokenstore.ErrNotFound, "an outage is not a verdict on the token")
+	assert.Contains(t, err.Error(), "redisstore: validate: ")
+
+	ownRedis(t, args...) // the same port and AOF
+	got, err := s.Validate(ctx, kept)
+	require.NoError(t, err, "issued before the restart")
+	assert.Equal(t, info.ID, got.ID)
+	_, err = s.Validate(ctx, revoked)
+	require.ErrorIs(t, err, tokenstore.ErrNotFound, "revoked before the restart")
+	list, err := s.List(ctx, "user")
+	require.NoError(t, err)
+	assert.Len(t, list, 1)
+	_, _, err = s.Rotate(ctx, kept)
+	require.NoError(t, err)
+}
