@@ -132,6 +132,24 @@ func TestReadOnlyReplica(t *testing.T) {
 	require.ErrorIs(t, err, tokenstore.ErrReadOnly)
 	_, err = p.Lookup(ctx, token)
 	require.NoError(t, err, "nothing lost")
+
+	// List (the admin page) reads: it works on a replica even when the
+	// subject's index holds an entry whose record Redis has expired, and
+	// leaves pruning it to the primary.
+	gone, _, err := p.Issue(ctx, "user")
+	require.NoError(t, err)
+	raw := rawClient(t, primary.Addr)
+	require.NoError(t, raw.Del(ctx, recordKey(prefix, gone)).Err()) // as Redis expires a record
+	waitReplicated(t, primary.Addr, replica.Addr)
+	list, err := r.List(ctx, "user")
+	require.NoError(t, err, "List on a replica")
+	require.Len(t, list, 1)
+	assert.Equal(t, info.ID, list[0].ID)
+	require.EqualValues(t, 2, raw.ZCard(ctx, prefix+"s:user").Val())
+	list, err = p.List(ctx, "user")
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	assert.EqualValues(t, 1, raw.ZCard(ctx, prefix+"s:user").Val(), "List on the primary prunes the entry")
 }
 
 // TestDeadlines is issue 13's case 4: Redis stalls (CLIENT PAUSE) and

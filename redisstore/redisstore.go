@@ -37,8 +37,9 @@
 // on by every written slide; until then the token reports
 // [tokenstore.ErrExpired], as the file store does until its sweeper runs.
 // [Store.Sweep] (every Options.SweepInterval, on each instance) deletes
-// expired tokens with their index entries; List, and Issue under a limit,
-// also drop the index entries of records that Redis has expired.
+// expired tokens with their index entries; List (when Redis takes
+// writes), and Issue under a limit, also drop the index entries of records
+// that Redis has expired.
 //
 // A token is valid only while its record, its ID key and its subject
 // index entry are all in place: every way to revoke it reaches it. So an
@@ -661,17 +662,31 @@ func (s *Store) List(ctx context.Context, subject string) ([]tokenstore.Info, er
 	if err := tokenstore.ValidateSubject(subject); err != nil {
 		return nil, err
 	}
-	res, err := s.run(ctx, listScript, []string{s.subjectKey(subject)}, s.nowArg(), s.prefix).Slice()
+	key := s.subjectKey(subject)
+	res, err := s.read(ctx, listScript, listCompat, []string{key}, s.nowArg(), s.prefix).Slice()
 	if err != nil {
 		return nil, wrap("list", err)
 	}
-	if len(res) != 2 {
+	if len(res) != 3 {
 		return nil, wrap("list", errReply)
 	}
 	now, err := toInt(res[0])
-	recs, ok := res[1].([]any)
-	if err != nil || !ok {
+	recs, ok1 := res[1].([]any)
+	stale, ok2 := res[2].([]any)
+	if err != nil || !ok1 || !ok2 {
 		return nil, wrap("list", errReply)
+	}
+	if len(stale) > 0 {
+		// Best effort: a replica, or a Redis holding writes, keeps them
+		// for the next List, Issue under a limit, or Sweep.
+		// Bounded as a use write is (see useWriteTimeout).
+		pctx, cancel := context.WithTimeout(ctx, useWriteTimeout)
+		args := append([]any{s.prefix}, stale...)
+		err := s.run(pctx, pruneScript, []string{key}, args...).Err()
+		cancel()
+		if err != nil {
+			s.log.Debug("redisstore: list: pruning index entries of expired records failed", "err", err)
+		}
 	}
 	out := make([]tokenstore.Info, 0, len(recs))
 	var bad []error // a damaged record costs only itself

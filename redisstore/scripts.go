@@ -220,26 +220,44 @@ var (
 	getCompat = redis.NewScript(prelude + getBody)
 )
 
-// listScript returns a subject's valid records, pruning index entries
-// whose record Redis has expired or evicted, and leaving out records whose
-// ID key was evicted. Damaged records are returned, for the caller to
-// report. KEYS: subject index. ARGV: now, prefix.
-// Returns {now, {record fields}...}; the caller drops expired ones.
-var listScript = redis.NewScript(prelude + `
+// listBody returns a subject's valid records, leaving out records whose ID
+// key was evicted, and the hashes of index entries whose record Redis has
+// expired or evicted, for the caller to prune with pruneScript. Damaged
+// records are returned, for the caller to report. KEYS: subject index.
+// ARGV: now, prefix. Read-only, so that List works on a replica and while
+// Redis holds writes. Returns {now, {record fields}..., {stale hashes}};
+// the caller drops expired records.
+const listBody = `
 local p = ARGV[2]
 local now = nowms(ARGV[1])
 local m = redis.call('ZRANGE', KEYS[1], 0, -1)
-local out = {}
+local out, stale = {}, {}
 for _, hex in ipairs(m) do
   local f = redis.call('HGETALL', p .. 't:' .. hex)
   if #f == 0 then
-    redis.call('ZREM', KEYS[1], hex)
+    stale[#stale + 1] = hex
   else
     local r = fields(f)
     if not sane(r) or alive(p, hex, r) then out[#out + 1] = f end
   end
 end
-return {int(now), out}
+return {int(now), out, stale}
+`
+
+var (
+	listScript = redis.NewScript("#!lua flags=no-writes\n" + prelude + listBody)
+	listCompat = redis.NewScript(prelude + listBody)
+)
+
+// pruneScript drops a subject's index entries whose record is gone.
+// KEYS: subject index. ARGV: prefix, then the hashes listBody found stale.
+var pruneScript = redis.NewScript(`
+for i = 2, #ARGV do
+  if redis.call('EXISTS', ARGV[1] .. 't:' .. ARGV[i]) == 0 then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return 0
 `)
 
 // revokeScript deletes a record, damaged or not. KEYS: record. ARGV:
