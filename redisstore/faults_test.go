@@ -532,7 +532,12 @@ func TestRestart(t *testing.T) {
 	args := []string{"--port", strconv.Itoa(port), "--dir", t.TempDir(), "--appendonly", "yes", "--appendfsync", "always"}
 	srv := ownRedis(t, args...)
 	ctx := context.Background()
-	s := storeOn(t, addr, &redisstore.Options{Policy: tokenstore.Sliding(time.Hour, 0), TouchInterval: time.Millisecond})
+	// One dial per call: Validate while Redis is down fails at once.
+	c := redis.NewClient(&redis.Options{Addr: addr, DisableIdentity: true, MaxRetries: -1, DialerRetries: 1})
+	t.Cleanup(func() { _ = c.Close() })
+	s, err := redisstore.New(c, &redisstore.Options{KeyPrefix: uniquePrefix(), SweepInterval: -1, Policy: tokenstore.Sliding(time.Hour, 0), TouchInterval: time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
 	kept, info, err := s.Issue(ctx, "user")
 	require.NoError(t, err)
 	revoked, _, err := s.Issue(ctx, "user")
