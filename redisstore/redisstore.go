@@ -312,7 +312,9 @@ func hasHashTag(key string) bool {
 
 // Close stops the background sweeper and waits for it, and for calls whose
 // context ended while Redis had not answered (they end when it answers or
-// the client's ReadTimeout passes). Afterwards every
+// the client's ReadTimeout passes; with ContextTimeoutEnabled, at their
+// context's deadline). On a client without either (ReadTimeout -1 or -2)
+// and a Redis that never answers, Close waits as long. Afterwards every
 // other method returns [tokenstore.ErrClosed]; Close itself returns nil,
 // however often it is called. It does not close the client.
 func (s *Store) Close() error {
