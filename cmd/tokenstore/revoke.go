@@ -51,9 +51,9 @@ no restart.`,
 			ctx := cmd.Context()
 			switch {
 			case changed("id"):
-				u, err := uuid.Parse(id)
+				u, err := parseID(id)
 				if err != nil {
-					return usagef("--id %q is not a UUID", id)
+					return err
 				}
 				return a.revoke(asJSON, func(db store) (int, error) {
 					err := db.RevokeID(ctx, u)
