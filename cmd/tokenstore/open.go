@@ -57,7 +57,8 @@ func (a *app) mustExist(mode openMode) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return &explained{fmt.Sprintf("%s does not exist (name the token file with --db)", a.dbPath), err}
-	case err == nil && st.Size() == 0 && mode == openRead:
+	case err == nil && st.Mode().IsRegular() && st.Size() == 0 && mode == openRead:
+		// (Not a FIFO or a device, whose size is 0 too: Open names those.)
 		// bbolt would try to initialise it through a read-only descriptor.
 		return fmt.Errorf("%s is empty: not a tokenstore file yet", a.dbPath)
 	}

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"io/fs"
+	"os"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // Problems a review found by using the built binary as an operator would.
@@ -46,4 +50,72 @@ func TestCLI_NoTokenInErrors(t *testing.T) {
 	assert.Contains(t, got.stderr, `"0199a3c4-5e6f"`)
 	got = c.run("", "lsit")
 	assert.Contains(t, got.stderr, `unknown command "lsit"`)
+}
+
+// TestCLI_BackupThroughSymlink: backup --force to a path that is a
+// symbolic link replaces the file the link points at and keeps the link,
+// as DB.BackupFile and compact do (issue 12, kind 4); it used to replace
+// the link with a new file, leaving the file it pointed at stale. A link
+// to nothing is named as such.
+func TestCLI_BackupThroughSymlink(t *testing.T) {
+	c := newCLI(t)
+	token := c.issue("alice")
+	require.NoError(t, os.Mkdir(c.path("kept"), 0o755))
+	require.NoError(t, os.WriteFile(c.path("kept/latest.db"), []byte("an older backup"), 0o600))
+	require.NoError(t, os.Symlink("kept/latest.db", c.path("latest.db")))
+
+	got := c.run("", "--db", "tokens.db", "backup", "latest.db")
+	assert.Equal(t, exitFailed, got.code, "no --force: %s", got.stderr)
+	got = c.run("", "--db", "tokens.db", "backup", "latest.db", "--force", "--json")
+	require.Equal(t, exitOK, got.code, got.stderr)
+	assert.Contains(t, got.stdout, `"file":"kept/latest.db"`)
+	lst, err := os.Lstat(c.path("latest.db"))
+	require.NoError(t, err)
+	assert.Equal(t, fs.ModeSymlink, lst.Mode().Type(), "the link is still a link")
+	assert.Equal(t, exitOK, c.run(token+"\n", "--db", "kept/latest.db", "inspect").code, "the file it points at holds the backup")
+
+	require.NoError(t, os.Symlink("kept/nothing.db", c.path("dangling.db")))
+	got = c.run("", "--db", "tokens.db", "backup", "dangling.db", "--force")
+	assert.Equal(t, exitFailed, got.code)
+	assert.Contains(t, got.stderr, "symbolic link to kept/nothing.db, which does not exist")
+}
+
+// TestCLI_FIFOIsNotEmpty: the read-only commands called a FIFO "empty: not
+// a tokenstore file yet"; it is not a regular file, as the writing
+// commands already said.
+func TestCLI_FIFOIsNotEmpty(t *testing.T) {
+	c := newCLI(t)
+	require.NoError(t, syscall.Mkfifo(c.path("fifo.db"), 0o600))
+	for _, cmd := range [][]string{{"list"}, {"check"}, {"stats"}, {"backup", "b.db"}, {"issue", "--subject", "a"}} {
+		got := c.run("", append([]string{"--db", "fifo.db"}, cmd...)...)
+		assert.Equal(t, exitFailed, got.code, "%v: %s", cmd, got.stderr)
+		assert.Contains(t, got.stderr, "not a regular file", "%v", cmd)
+		assert.NotContains(t, got.stderr, "empty", "%v", cmd)
+	}
+}
+
+// TestCLI_JSONCodesForEveryCause: each cause the library names with a
+// sentinel has its own code in the --json error object, so that a script
+// need not parse the message ("failed" is for what has none).
+func TestCLI_JSONCodesForEveryCause(t *testing.T) {
+	c := newCLI(t)
+	token := c.issue("alice")
+	require.NoError(t, os.Mkdir(c.path("adir"), 0o755))
+	require.NoError(t, syscall.Mkfifo(c.path("fifo.db"), 0o600))
+	for _, tc := range []struct {
+		args     []string
+		stdin    string
+		code     string
+		exitCode int
+	}{
+		{[]string{"--db", "tokens.db", "--prefix", "other", "list"}, "", "prefix_mismatch", exitFailed},
+		{[]string{"--db", "adir", "list"}, "", "is_directory", exitFailed},
+		{[]string{"--db", "fifo.db", "issue", "--subject", "a"}, "", "not_regular_file", exitFailed},
+		{[]string{"--db", "tokens.db", "validate", "--scope", "admin"}, token + "\n", "insufficient_scope", exitFailed},
+		{[]string{"--db", "tokens.db", "issue", "--subject", "a", "--scope", "a b"}, "", "invalid_scope", exitUsage},
+	} {
+		got := c.run(tc.stdin, append(tc.args, "--json")...)
+		assert.Equal(t, tc.exitCode, got.code, "%v: %s", tc.args, got.stderr)
+		assert.Equal(t, tc.code, decodeError(t, got.stdout).Code, "%v", tc.args)
+	}
 }

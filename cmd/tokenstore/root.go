@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -113,6 +114,12 @@ var errorCodes = []struct {
 	{tokenstore.ErrInvalidPolicy, "invalid_policy"},
 	{tokenstore.ErrMetadataTooLarge, "metadata_too_large"},
 	{tokenstore.ErrTokenLimit, "token_limit"},
+	{tokenstore.ErrPrefixMismatch, "prefix_mismatch"},
+	{tokenstore.ErrInsufficientScope, "insufficient_scope"},
+	{tokenstore.ErrInvalidScope, "invalid_scope"},
+	{tokenstore.ErrClosed, "closed"},
+	{syscall.EISDIR, "is_directory"},
+	{fs.ErrInvalid, "not_regular_file"}, // Open: a FIFO, a device, a socket
 	{fs.ErrExist, "exists"},
 	{fs.ErrNotExist, "not_exist"},
 	{fs.ErrPermission, "permission"},
