@@ -1,13 +1,21 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"io/fs"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/tokenstore/tokenstore"
 )
 
 // Problems a review found by using the built binary as an operator would.
@@ -118,4 +126,94 @@ func TestCLI_JSONCodesForEveryCause(t *testing.T) {
 		assert.Equal(t, tc.exitCode, got.code, "%v: %s", tc.args, got.stderr)
 		assert.Equal(t, tc.code, decodeError(t, got.stdout).Code, "%v", tc.args)
 	}
+}
+
+// TestCLI_DamagedRecordCostsOnlyItself: the library's passes do their work
+// on every other record and report the damaged one (issue 12, kind 3), but
+// list and expiring printed nothing at all (list's rows stayed in its
+// buffer), and sweep said it "stopped" where it had deleted every other
+// expired token. Now the operator sees every readable token, then the
+// error naming the damaged one, and exit 1.
+func TestCLI_DamagedRecordCostsOnlyItself(t *testing.T) {
+	c := newCLI(t)
+	// Issued two hours ago: alice's expire within the hour, bob's expired
+	// an hour ago, on the real clock the binary reads.
+	past := time.Now().Add(-2 * time.Hour)
+	db, err := tokenstore.Open(c.path("tokens.db"), &tokenstore.Options{SweepInterval: -1, Now: func() time.Time { return past }})
+	require.NoError(t, err)
+	ctx := context.Background()
+	var ids []uuid.UUID
+	for range 4 {
+		_, info, err := db.Issue(ctx, "alice", tokenstore.WithPolicy(tokenstore.Absolute(3*time.Hour)))
+		require.NoError(t, err)
+		ids = append(ids, info.ID)
+	}
+	var expired []uuid.UUID
+	for range 3 {
+		_, info, err := db.Issue(ctx, "bob", tokenstore.WithPolicy(tokenstore.Absolute(time.Hour)))
+		require.NoError(t, err)
+		expired = append(expired, info.ID)
+	}
+	require.NoError(t, db.Close())
+	damaged, damagedExpired := ids[1], expired[1]
+	bdb, err := bolt.Open(c.path("tokens.db"), 0o600, nil)
+	require.NoError(t, err)
+	require.NoError(t, bdb.Update(func(tx *bolt.Tx) error {
+		for _, id := range []uuid.UUID{damaged, damagedExpired} {
+			h := tx.Bucket([]byte("ids")).Get(id[:])
+			tokens := tx.Bucket([]byte("tokens"))
+			rec := bytes.Clone(tokens.Get(h))
+			rec[len(rec)/2] ^= 0x10
+			if err := tokens.Put(bytes.Clone(h), rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	require.NoError(t, bdb.Close())
+
+	for _, tc := range []struct {
+		args []string
+		rows int // the readable tokens it shows
+	}{
+		{[]string{"list"}, 3},
+		{[]string{"list", "--all"}, 5}, // bob's readable expired ones too
+		{[]string{"list", "--subject", "alice"}, 3},
+		{[]string{"expiring", "--within", "2h"}, 3},
+	} {
+		args := tc.args
+		got := c.run("", append([]string{"--db", "tokens.db"}, args...)...)
+		assert.Equal(t, exitFailed, got.code, "%v", args)
+		assert.Contains(t, got.stderr, damaged.String(), "%v: the damaged one is named", args)
+		for _, id := range []uuid.UUID{ids[0], ids[2], ids[3]} {
+			assert.Contains(t, got.stdout, id.String(), "%v: every readable token is listed", args)
+		}
+
+		js := c.run("", append([]string{"--db", "tokens.db", "--json"}, args...)...)
+		assert.Equal(t, exitFailed, js.code, "%v", args)
+		lines := strings.Split(strings.TrimSpace(js.stdout), "\n")
+		require.Len(t, lines, tc.rows+1, "%v: the tokens, then the error object: %s", args, js.stdout)
+		for _, id := range []uuid.UUID{ids[0], ids[2], ids[3]} {
+			assert.Contains(t, js.stdout, `"id":"`+id.String()+`"`, "%v", args)
+		}
+		e := decodeError(t, lines[tc.rows])
+		assert.Equal(t, "corrupt", e.Code, "%v", args)
+		assert.Contains(t, e.Message, damaged.String(), "%v", args)
+	}
+
+	got := c.run("", "--db", "tokens.db", "sweep")
+	assert.Equal(t, exitFailed, got.code)
+	assert.Contains(t, got.stderr, damagedExpired.String())
+	assert.Contains(t, got.stderr, "2 other expired tokens deleted")
+	assert.NotContains(t, got.stderr, "stopped")
+
+	got = c.run("", "--db", "tokens.db", "revoke", "--subject", "alice")
+	assert.Equal(t, exitFailed, got.code)
+	assert.Contains(t, got.stderr, damaged.String())
+	assert.Contains(t, got.stderr, "3 other tokens revoked")
+	for _, id := range []uuid.UUID{damaged, damagedExpired} {
+		got = c.run("", "--db", "tokens.db", "revoke", "--id", id.String())
+		assert.Equal(t, exitOK, got.code, "revoke --id removes the damaged record: %s", got.stderr)
+	}
+	assert.Equal(t, exitOK, c.run("", "--db", "tokens.db", "check").code)
 }
