@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io/fs"
+	"net"
 	"os"
 	"strings"
 	"syscall"
@@ -216,4 +217,36 @@ func TestCLI_DamagedRecordCostsOnlyItself(t *testing.T) {
 		assert.Equal(t, exitOK, got.code, "revoke --id removes the damaged record: %s", got.stderr)
 	}
 	assert.Equal(t, exitOK, c.run("", "--db", "tokens.db", "check").code)
+}
+
+// TestRemote_WriteWithoutAnswer: when an application takes a revoke or an
+// issue and does not answer within --timeout, the change may have been
+// made all the same. The message said only "no answer ... is it
+// overloaded?", and an operator who read it as "not revoked" (or "no token
+// issued") could be wrong either way; it now says what to run to know.
+func TestRemote_WriteWithoutAnswer(t *testing.T) {
+	c := newCLI(t)
+	require.NoError(t, os.WriteFile(c.path("admin.cred"), []byte("tks_"+strings.Repeat("A", 49)+"\n"), 0o600))
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer silent.Close()
+	url := "http://" + silent.Addr().String() + "/admin"
+	base := []string{"--url", url, "--credential-file", "admin.cred", "--timeout", "200ms"}
+	for _, tc := range []struct {
+		args []string
+		hint string
+	}{
+		{[]string{"revoke", "--id", "01a229bd-ee4a-71b7-bcf1-afc09bcf8202"}, "may have revoked it: run the same revoke with --missing-ok"},
+		{[]string{"revoke", "--subject", "alice"}, "may have revoked them: run the same revoke again"},
+		{[]string{"issue", "--subject", "ci-bot"}, "may have issued it: list --subject shows"},
+	} {
+		got := c.run("", append(base, tc.args...)...)
+		assert.Equal(t, exitFailed, got.code, "%v", tc.args)
+		assert.Contains(t, got.stderr, "no answer from the application at "+url+" within 200ms", "%v", tc.args)
+		assert.Contains(t, got.stderr, tc.hint, "%v", tc.args)
+	}
+	// A read needs no such hint.
+	got := c.run("", append(base, "list", "--subject", "alice")...)
+	assert.Equal(t, exitFailed, got.code)
+	assert.NotContains(t, got.stderr, "may have")
 }
