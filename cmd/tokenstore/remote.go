@@ -51,7 +51,11 @@ func (a *app) remote() bool { return a.url != "" }
 func checkURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || u.Scheme != "http" && u.Scheme != "https" {
-		return nil, usagef("--url %q is not an http:// or https:// URL of the application's admin handler, such as http://127.0.0.1:8080/admin", raw)
+		shown := raw
+		if i := strings.LastIndex(raw, "@"); i >= 0 {
+			shown = "…" + raw[i:] // what comes before may be a user and password
+		}
+		return nil, usagef("--url %q is not an http:// or https:// URL of the application's admin handler, such as http://127.0.0.1:8080/admin", shown)
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
 		return nil, usagef("--url %s: give where the admin handler is mounted, without a query or fragment", u.Redacted())
@@ -92,7 +96,7 @@ func (a *app) credential() (token, from string, err error) {
 	if token = strings.TrimSpace(os.Getenv(envAdminToken)); token != "" {
 		return token, "$" + envAdminToken, nil
 	}
-	return "", "", usagef("--url needs an admin credential: name a file holding an admin token with --credential-file, or set %s (never on the command line, where ps shows it); issue one with: tokenstore issue --subject ops-you --meta scope=%s", envAdminToken, admin.DefaultScope)
+	return "", "", usagef("--url needs an admin credential: name a file holding an admin token with --credential-file, or set %s (never on the command line, where ps shows it); issue one with: tokenstore issue --subject ops-you --scope %s", envAdminToken, admin.DefaultScope)
 }
 
 // openRemote returns the store of the application at --url.

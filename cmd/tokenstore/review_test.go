@@ -250,3 +250,15 @@ func TestRemote_WriteWithoutAnswer(t *testing.T) {
 	assert.Equal(t, exitFailed, got.code)
 	assert.NotContains(t, got.stderr, "may have")
 }
+
+// TestRemote_NoPasswordInURLError: a --url refused as not http(s) was
+// repeated as given, a password in it too.
+func TestRemote_NoPasswordInURLError(t *testing.T) {
+	c := newCLI(t)
+	for _, u := range []string{"ftp://ops:hunter2@127.0.0.1/admin", "http://ops:hunter2@127.0.0.1:bad/admin", "ops:hunter2@127.0.0.1/admin"} {
+		got := c.run("", "--url", u, "list", "--subject", "alice", "--json")
+		assert.Equal(t, exitUsage, got.code, "%s: %s", u, got.stderr)
+		assert.Contains(t, got.stderr, "is not an http:// or https:// URL", u)
+		assert.NotContains(t, got.stdout+got.stderr, "hunter2", u)
+	}
+}
