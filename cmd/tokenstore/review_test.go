@@ -262,3 +262,16 @@ func TestRemote_NoPasswordInURLError(t *testing.T) {
 		assert.NotContains(t, got.stdout+got.stderr, "hunter2", u)
 	}
 }
+
+// TestCLI_IssueZeroMax: --idle 1d --max 0 was refused as "the token would
+// die 0s after issue ... or --ttl 0s for a fixed lifetime", advising a
+// value that is itself refused.
+func TestCLI_IssueZeroMax(t *testing.T) {
+	c := newCLI(t)
+	for _, max := range []string{"0", "0s", "0d"} {
+		got := c.run("", "--db", "tokens.db", "issue", "--subject", "a", "--idle", "1d", "--max", max)
+		assert.Equal(t, exitUsage, got.code, max)
+		assert.Contains(t, got.stderr, "a cap must be positive", max)
+		assert.NotContains(t, got.stderr, "--ttl 0s", max)
+	}
+}
