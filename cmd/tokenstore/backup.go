@@ -125,6 +125,11 @@ func (a *app) backupPath(out string, force bool) (string, error) {
 	if st.IsDir() {
 		return "", &explained{fmt.Sprintf("cannot back up to %s: it is a directory", out), fs.ErrExist}
 	}
+	if !st.Mode().IsRegular() {
+		// A FIFO's reader would wait for ever; a device (as root:
+		// /dev/null) would be replaced by a regular file.
+		return "", &explained{fmt.Sprintf("cannot back up to %s: not a regular file (%s); to stream the backup, give - and redirect stdout", out, st.Mode().Type()), fs.ErrInvalid}
+	}
 	if !force {
 		return "", existsError(out)
 	}

@@ -275,3 +275,21 @@ func TestCLI_IssueZeroMax(t *testing.T) {
 		assert.NotContains(t, got.stderr, "--ttl 0s", max)
 	}
 }
+
+// TestCLI_BackupOverNonRegularFile: backup --force to a FIFO replaced it
+// with a regular file (its reader waited for ever); to a device node, as
+// root, it would have replaced /dev/null. Only a regular file is
+// replaced; a stream goes to stdout with -.
+func TestCLI_BackupOverNonRegularFile(t *testing.T) {
+	c := newCLI(t)
+	c.issue("alice")
+	require.NoError(t, syscall.Mkfifo(c.path("fifo"), 0o600))
+	for _, args := range [][]string{{"backup", "fifo", "--force"}, {"backup", "fifo"}} {
+		got := c.run("", append([]string{"--db", "tokens.db"}, args...)...)
+		assert.Equal(t, exitFailed, got.code, "%v: %s", args, got.stderr)
+		assert.Contains(t, got.stderr, "not a regular file", "%v", args)
+		lst, err := os.Lstat(c.path("fifo"))
+		require.NoError(t, err)
+		assert.Equal(t, fs.ModeNamedPipe, lst.Mode().Type(), "%v: the FIFO is still a FIFO", args)
+	}
+}
