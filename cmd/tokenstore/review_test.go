@@ -293,3 +293,14 @@ func TestCLI_BackupOverNonRegularFile(t *testing.T) {
 		assert.Equal(t, fs.ModeNamedPipe, lst.Mode().Type(), "%v: the FIFO is still a FIFO", args)
 	}
 }
+
+// TestCLI_PrefixMismatchSpeaksOfTheFlag: the operator gave --prefix; the
+// message spoke of Options.Prefix, which only a program sets.
+func TestCLI_PrefixMismatchSpeaksOfTheFlag(t *testing.T) {
+	c := newCLI(t)
+	c.issue("alice")
+	got := c.run("", "--db", "tokens.db", "--prefix", "myapp", "list", "--json")
+	assert.Equal(t, exitFailed, got.code)
+	assert.Equal(t, "tokenstore: tokens.db records the token prefix \"tks\": --prefix myapp does not match it (leave --prefix out to use the file's)\n", got.stderr)
+	assert.Equal(t, "prefix_mismatch", decodeError(t, got.stdout).Code)
+}
