@@ -36,6 +36,11 @@ func (db *DB) Backup(ctx context.Context, w io.Writer) (int64, error) {
 		err := view(db.bolt, func(tx *bolt.Tx) error {
 			var err error
 			n, err = tx.WriteTo(ctxWriter{ctx, w})
+			if err != nil && ctx.Err() != nil {
+				// bbolt's WriteTo flattens its writer's error into text
+				// ("meta 1 copy: context canceled"): keep ctx's for errors.Is.
+				err = ctx.Err()
+			}
 			return err
 		})
 		return n, wrap("backup", boltErr(err))

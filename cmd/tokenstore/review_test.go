@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io/fs"
 	"net"
 	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -303,4 +305,55 @@ func TestCLI_PrefixMismatchSpeaksOfTheFlag(t *testing.T) {
 	assert.Equal(t, exitFailed, got.code)
 	assert.Equal(t, "tokenstore: tokens.db records the token prefix \"tks\": --prefix myapp does not match it (leave --prefix out to use the file's)\n", got.stderr)
 	assert.Equal(t, "prefix_mismatch", decodeError(t, got.stdout).Code)
+}
+
+// TestCLI_HangupLeavesNoTemporaryFile: SIGHUP (the terminal or the ssh
+// session closed) during backup OUT killed the process and left a hidden
+// partial copy (.OUT.tmp-N, tens of MB) beside OUT. SIGHUP now stops a
+// command as SIGINT and SIGTERM do, and the copy is removed.
+func TestCLI_HangupLeavesNoTemporaryFile(t *testing.T) {
+	c := newCLI(t)
+	db, err := tokenstore.Open(c.path("tokens.db"), &tokenstore.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	// A file large enough (about 60 MB) that the copy is seen under way.
+	meta := map[string]string{"k": strings.Repeat("x", 3000)}
+	for range 4 {
+		reqs := make([]tokenstore.IssueRequest, 5000)
+		for i := range reqs {
+			reqs[i] = tokenstore.IssueRequest{Subject: "s", Metadata: meta}
+		}
+		_, err := db.IssueBatch(t.Context(), reqs)
+		require.NoError(t, err)
+	}
+	require.NoError(t, db.Close())
+	require.NoError(t, os.Mkdir(c.path("out"), 0o755))
+
+	cmd := exec.Command(binary(t), "--db", "tokens.db", "backup", "out/b.db")
+	cmd.Dir = c.dir
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	// Wait until the temporary copy exists, then hang up.
+	for seen := false; !seen; {
+		entries, err := os.ReadDir(c.path("out"))
+		require.NoError(t, err)
+		for _, e := range entries {
+			seen = seen || strings.Contains(e.Name(), ".tmp-")
+		}
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
+	err = cmd.Wait()
+	entries, rerr := os.ReadDir(c.path("out"))
+	require.NoError(t, rerr)
+	if err == nil {
+		// The copy finished before the signal arrived: then it is whole.
+		require.Len(t, entries, 1, stderr.String())
+		assert.Equal(t, "b.db", entries[0].Name())
+		return
+	}
+	exit, ok := errors.AsType[*exec.ExitError](err)
+	require.True(t, ok, "%v", err)
+	assert.Equal(t, exitFailed, exit.ExitCode(), "stopped, not killed by the signal: %s", stderr.String())
+	assert.Contains(t, stderr.String(), "tokenstore: interrupted")
+	assert.Empty(t, entries, "nothing left in the backup directory")
 }
