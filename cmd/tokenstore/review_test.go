@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"net"
@@ -204,7 +205,21 @@ func TestCLI_DamagedRecordCostsOnlyItself(t *testing.T) {
 		assert.Contains(t, e.Message, damaged.String(), "%v", args)
 	}
 
-	got := c.run("", "--db", "tokens.db", "sweep")
+	// stats counts every other record, and says which it could not read.
+	got := c.run("", "--db", "tokens.db", "stats")
+	assert.Equal(t, exitFailed, got.code)
+	assert.Regexp(t, `(?m)^tokens +5$`, got.stdout)
+	assert.Contains(t, got.stderr, damaged.String())
+	got = c.run("", "--db", "tokens.db", "stats", "--json")
+	assert.Equal(t, exitFailed, got.code)
+	require.Equal(t, 1, strings.Count(got.stdout, "\n"), "one JSON object: %s", got.stdout)
+	var st statsJSON
+	require.NoError(t, json.Unmarshal([]byte(got.stdout), &st))
+	assert.Equal(t, 5, st.Tokens.Total)
+	assert.Contains(t, st.Damaged, damaged.String())
+	assert.Contains(t, st.Damaged, damagedExpired.String())
+
+	got = c.run("", "--db", "tokens.db", "sweep")
 	assert.Equal(t, exitFailed, got.code)
 	assert.Contains(t, got.stderr, damagedExpired.String())
 	assert.Contains(t, got.stderr, "2 other expired tokens deleted")
