@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"syscall"
 
 	"github.com/google/uuid"
@@ -129,7 +130,30 @@ func (db *DB) BackupFile(ctx context.Context, path string) (int64, error) {
 	if err == nil {
 		err = os.Rename(tmp.Name(), path)
 	}
+	if err == nil {
+		// The rename is durable only once the directory is: without this
+		// a power cut may leave the old backup, or none, under path.
+		err = syncDir(filepath.Dir(path))
+	}
 	return n, wrap("backup", err)
+}
+
+// syncDir fsyncs the directory dir, so that a rename into it survives a
+// crash. Windows cannot sync a directory (its renames are metadata the
+// filesystem journals): there it does nothing.
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // checkBackupPath refuses a backup path that exists and is not a file a
