@@ -372,3 +372,22 @@ func TestCLI_HangupLeavesNoTemporaryFile(t *testing.T) {
 	assert.Contains(t, stderr.String(), "tokenstore: interrupted")
 	assert.Empty(t, entries, "nothing left in the backup directory")
 }
+
+// TestCLI_CompactHintThroughSymlink: compact through a link writes its new
+// copy beside the file the link points at, but the permission hint named
+// the link's directory, which this user may well write.
+func TestCLI_CompactHintThroughSymlink(t *testing.T) {
+	c := newCLI(t)
+	require.NoError(t, os.Mkdir(c.path("shut"), 0o755))
+	got := c.run("", "--db", "shut/tokens.db", "issue", "--subject", "a")
+	require.Equal(t, exitOK, got.code, got.stderr)
+	require.NoError(t, os.Chmod(c.path("shut/tokens.db"), 0o666))
+	require.NoError(t, os.Chmod(c.path("shut"), 0o555))
+	require.NoError(t, os.Mkdir(c.path("links"), 0o777))
+	require.NoError(t, os.Chmod(c.path("links"), 0o777)) // whatever the umask: this user may write here
+	require.NoError(t, os.Symlink("../shut/tokens.db", c.path("links/tokens.db")))
+
+	got = c.other().run("", "--db", "links/tokens.db", "compact")
+	assert.Equal(t, exitFailed, got.code)
+	assert.Equal(t, "tokenstore: cannot compact links/tokens.db: permission denied: compact writes its new copy in shut, beside the file the link points at, and this user may not create files there\n", got.stderr)
+}
