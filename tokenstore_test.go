@@ -33,14 +33,7 @@ func TestMain(m *testing.M) {
 
 func TestConformance(t *testing.T) {
 	tokenstoretest.Run(t, func(t *testing.T, c tokenstoretest.Config) tokenstore.Store {
-		o := c.FileOptions()
-		// The suite's TouchInterval contract (Config.TouchInterval) is that
-		// a Validate writes a use TouchInterval behind before it returns:
-		// this store's opt-in. Its default, a use written in the
-		// background within TouchInterval, is tested in this package
-		// (TestDB_Validate_ReturningUseWritesNothing and the crash test).
-		o.FsyncReturningUses = true
-		return mustOpen(t, o)
+		return mustOpen(t, c.FileOptions())
 	})
 }
 
