@@ -44,7 +44,12 @@ func (db *DB) Sweep(ctx context.Context) (int, error) {
 // not damage (ErrCorrupt); Check accepts these half-swept tokens while it
 // is set. A sweep cut short (Close, a crash, ctx) leaves the key and the
 // expiry entries of what it had not finished: the next sweep finds them
-// again and finishes.
+// again and finishes. The key holds the cut sweep's clock (uint64 ms): a
+// sweep that finds it judges by that clock when the present one reads
+// earlier (set back across a restart), or it would find nothing due, call
+// the sweep whole and leave records without their subjects entry (valid
+// by the earlier clock, missed by List and RevokeSubject) and ids entries
+// without their record (ErrCorrupt).
 var metaSweeping = []byte("sweeping")
 
 // sweepScanMax bounds the tokens one round of a sweep holds in memory
@@ -67,7 +72,7 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 	db.sweepMu.Lock()
 	defer db.sweepMu.Unlock()
 	start := time.Now()
-	now := db.nowMs()
+	now := max(db.nowMs(), db.sweepingSince())
 	total := 0
 	var found damage // damaged records met for the first time
 	for {
@@ -83,7 +88,7 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 		found = append(found, db.damaged.addNew(bad)...)
 		var n int
 		if err == nil && (len(items) > 0 || marked) { // damaged records alone open no write transaction
-			n, err = db.sweepApply(ctx, items)
+			n, err = db.sweepApply(ctx, now, items)
 		}
 		total += n
 		db.forget(bad)
@@ -213,7 +218,7 @@ func (db *DB) sweepEntry(tx *bolt.Tx, now int64, k []byte) (sweepItem, error) {
 
 // sweepApply runs the four passes over items and returns the tokens it
 // deleted.
-func (db *DB) sweepApply(ctx context.Context, items []sweepItem) (deleted int, err error) {
+func (db *DB) sweepApply(ctx context.Context, now int64, items []sweepItem) (deleted int, err error) {
 	var gone []*sweepItem // tokens to delete
 	for i := range items {
 		if it := &items[i]; it.id != nil && it.refile == 0 {
@@ -234,7 +239,7 @@ func (db *DB) sweepApply(ctx context.Context, items []sweepItem) (deleted int, e
 			}
 		}
 	}()
-	mark := func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(metaSweeping, []byte{1}) }
+	mark := func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(metaSweeping, beAppend64(nil, uint64(now))) }
 
 	slices.SortFunc(gone, func(a, b *sweepItem) int { return compareBytes(a.subject, b.subject) })
 	err = db.sweepPass(ctx, gone, func(tx *bolt.Tx, it *sweepItem) error {
@@ -376,6 +381,17 @@ func (db *DB) anyDue(now int64) (due, marked bool) {
 		return nil
 	})
 	return due, marked
+}
+
+// sweepingSince is the clock of a sweep cut short (metaSweeping), or 0.
+func (db *DB) sweepingSince() (ms int64) {
+	_ = view(db.bolt, func(tx *bolt.Tx) error {
+		if m := tx.Bucket(bucketMeta); m != nil {
+			ms = int64(beUint64(m.Get(metaSweeping)))
+		}
+		return nil
+	})
+	return ms
 }
 
 // txTarget is how long one sweep transaction should hold bbolt's single
