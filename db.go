@@ -165,8 +165,8 @@ func Open(path string, opts *Options) (db *DB, err error) {
 // Path returns the file's path.
 func (db *DB) Path() string { return db.path }
 
-// Close writes the uses not yet persisted, stops the background goroutine
-// and waits for it, and closes the file. It waits for transactions in
+// Close writes the uses not yet persisted, stops the background goroutines
+// and waits for them, and closes the file. It waits for transactions in
 // progress. Later calls, and every other method, return [ErrClosed];
 // Close itself returns nil when called again.
 func (db *DB) Close() error {
