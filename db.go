@@ -153,6 +153,11 @@ func Open(path string, opts *Options) (db *DB, err error) {
 	})
 
 	flushEvery := o.TouchInterval / 2
+	if o.TouchInterval > 0 {
+		// Halved to zero, a tiny interval (TouchInterval: 1 is a
+		// nanosecond) would turn the writer off, not make it eager.
+		flushEvery = max(flushEvery, time.Millisecond)
+	}
 	if !o.ReadOnly && (o.SweepInterval > 0 || flushEvery > 0) {
 		var ctx context.Context
 		ctx, db.cancel = context.WithCancel(context.Background())

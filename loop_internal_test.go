@@ -98,3 +98,28 @@ func mustParse(t *testing.T, db *DB, token string) Hash {
 	require.NoError(t, err)
 	return h
 }
+
+// A TouchInterval under 2 ns (TouchInterval: 1, meaning a second, is an
+// easy slip) halved to a zero writer period turned the background writer
+// off: uses reached the file only at Close. It still writes them.
+func TestDB_Loop_TinyTouchIntervalStillWrites(t *testing.T) {
+	ctx := context.Background()
+	stall := &sweepStall{inSweep: make(chan struct{}), release: make(chan struct{}), flushed: make(chan struct{}, 1)}
+	close(stall.release)
+	var now atomic.Int64
+	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: -1, TouchInterval: 1, Now: clock, Logger: slog.New(stall)})
+	require.NoError(t, err)
+	defer db.Close()
+	tok, _, err := db.Issue(ctx, "user")
+	require.NoError(t, err)
+	now.Add(time.Minute.Milliseconds())
+	_, err = db.Validate(ctx, tok)
+	require.NoError(t, err)
+	select {
+	case <-stall.flushed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no use written by the background writer")
+	}
+}
