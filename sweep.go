@@ -45,11 +45,13 @@ func (db *DB) Sweep(ctx context.Context) (int, error) {
 // is set. A sweep cut short (Close, a crash, ctx) leaves the key and the
 // expiry entries of what it had not finished: the next sweep finds them
 // again and finishes. The key holds the cut sweep's clock (uint64 ms): a
-// sweep that finds it judges by that clock when the present one reads
+// sweep that finds it scans up to that clock when the present one reads
 // earlier (set back across a restart), or it would find nothing due, call
 // the sweep whole and leave records without their subjects entry (valid
 // by the earlier clock, missed by List and RevokeSubject) and ids entries
-// without their record (ErrCorrupt).
+// without their record (ErrCorrupt). Past the present clock it finishes
+// only what the cut sweep began (a record gone, or its subjects entry
+// gone); any other token is judged by the present clock.
 var metaSweeping = []byte("sweeping")
 
 // sweepScanMax bounds the tokens one round of a sweep holds in memory
@@ -72,23 +74,24 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 	db.sweepMu.Lock()
 	defer db.sweepMu.Unlock()
 	start := time.Now()
-	now := max(db.nowMs(), db.sweepingSince())
+	now := db.nowMs()
+	to := max(now, db.sweepingSince()) // the scan's end: see metaSweeping
 	total := 0
 	var found damage // damaged records met for the first time
 	for {
 		if err := ctx.Err(); err != nil {
 			return total, wrap("sweep", err)
 		}
-		due, marked := db.anyDue(now)
+		due, marked := db.anyDue(to)
 		if !due && !marked {
 			break // nothing has expired: no write transaction at all
 		}
-		items, more, bad, err := db.sweepScan(now)
+		items, more, bad, err := db.sweepScan(to, now)
 		db.forget(bad)
 		found = append(found, db.damaged.addNew(bad)...)
 		var n int
 		if err == nil && (len(items) > 0 || marked) { // damaged records alone open no write transaction
-			n, err = db.sweepApply(ctx, now, items)
+			n, err = db.sweepApply(ctx, to, items)
 		}
 		total += n
 		db.forget(bad)
@@ -114,7 +117,8 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 	return total, nil
 }
 
-// sweepScan reads up to sweepScanMax expiry entries filed at or before now,
+// sweepScan reads up to sweepScanMax expiry entries filed at or before to
+// (now, or a cut sweep's later clock: see metaSweeping),
 // in one read transaction, and says for each what the passes do. An
 // entry's deadline is a lower bound (bucket.go): a token whose uses,
 // stored or in memory, keep it alive is to be re-filed.
@@ -126,7 +130,7 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 // A record that does not decode costs only itself: it is left as it is,
 // with its entries, and returned in bad; records known to be damaged
 // (db.damaged) are stepped over unread.
-func (db *DB) sweepScan(now int64) (items []sweepItem, more bool, bad damage, err error) {
+func (db *DB) sweepScan(to, now int64) (items []sweepItem, more bool, bad damage, err error) {
 	var after []byte
 	for done := false; !done && err == nil; {
 		done = true
@@ -140,7 +144,7 @@ func (db *DB) sweepScan(now int64) (items []sweepItem, more bool, bad damage, er
 				}
 			}
 			for ; k != nil; k, _ = c.Next() {
-				if len(k) == expiryKeyLen && expiryKeyDeadline(k) > now {
+				if len(k) == expiryKeyLen && expiryKeyDeadline(k) > to {
 					return nil
 				}
 				if len(items) == sweepScanMax {
@@ -209,6 +213,15 @@ func (db *DB) sweepEntry(tx *bolt.Tx, now int64, k []byte) (sweepItem, error) {
 	it.h, rec.lastUsed = h, e.used
 	used := db.cache.lastUse(h, &rec)
 	if d := rec.policy.Deadline(rec.created, used); now < d {
+		if e.filed > now && tx.Bucket(bucketSubjects).Get(subjectKey(rec.subject, rec.id)) == nil {
+			// Due only by a cut sweep's later clock, which began
+			// deleting it: finish (see metaSweeping).
+			it.record, it.subject = true, nil
+			return it, nil
+		}
+		if d == e.filed {
+			return sweepItem{skip: true}, nil // filed exact, due later
+		}
 		it.refile, it.used = d, used
 	} else {
 		it.record, it.subject = true, subjectKey(rec.subject, rec.id)

@@ -48,11 +48,20 @@ func TestDB_Sweep_CutShortThenClockBack(t *testing.T) {
 	db, err = Open(path, &Options{SweepInterval: -1, Now: clock})
 	require.NoError(t, err)
 	defer db.Close()
+	// Due by the cut sweep's clock, not by the present one, and not
+	// part of the cut sweep: the finishing sweep leaves it alone.
+	fresh, _, err := db.Issue(ctx, "user", WithPolicy(Absolute(30*time.Minute)))
+	require.NoError(t, err)
 	_, err = db.Sweep(ctx)
 	require.NoError(t, err)
 	problems, err := db.Check(ctx)
 	require.NoError(t, err)
 	require.Empty(t, problems)
+	_, err = db.Validate(ctx, fresh)
+	require.NoError(t, err, "a token valid by the present clock")
+	list, err := db.List(ctx, "user")
+	require.NoError(t, err)
+	require.Len(t, list, 1)
 	for _, is := range issued {
 		_, err := db.Get(ctx, is.Info.ID)
 		if err != nil && !errors.Is(err, ErrNotFound) {
