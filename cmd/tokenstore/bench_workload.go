@@ -1,0 +1,379 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/tokenstore/tokenstore"
+)
+
+// benchClock is the store's clock (Options.Now) during a bench. It is
+// either stopped at a time (the preload sets each batch's creation time)
+// or running from a time at a speed: 600 makes a second of the run ten
+// minutes of the store's time, so a 3-second run sees tokens come back
+// after idle spells longer than TouchInterval, as a site does over hours.
+type benchClock struct{ st atomic.Pointer[clockState] }
+
+type clockState struct {
+	sim   time.Time // the store's time at real
+	real  time.Time
+	speed float64 // 0: stopped at sim
+}
+
+func newBenchClock(t time.Time) *benchClock {
+	c := &benchClock{}
+	c.set(t)
+	return c
+}
+
+func (c *benchClock) now() time.Time {
+	s := c.st.Load()
+	if s.speed == 0 {
+		return s.sim
+	}
+	return s.sim.Add(time.Duration(float64(time.Since(s.real)) * s.speed))
+}
+
+// set stops the clock at t.
+func (c *benchClock) set(t time.Time) { c.st.Store(&clockState{sim: t}) }
+
+// run starts the clock from where it is, at speed times real time.
+func (c *benchClock) run(speed float64) {
+	c.st.Store(&clockState{sim: c.now(), real: time.Now(), speed: speed})
+}
+
+// benchToken is a token of a worker's pool and when the bench last used it,
+// by the store's clock.
+type benchToken struct {
+	tok     string
+	lastUse time.Time
+}
+
+// preload issues n tokens in batches and deals them out to workers pools,
+// one per goroutine of the runs, so that the goroutines share no tokens.
+// With spread > 0 the batches are issued at times spread evenly over the
+// spread before the clock's time, which is where the clock is left: the
+// tokens' last uses (their creation) cover the idle window.
+func preload(ctx context.Context, db *tokenstore.DB, n, workers int, clock *benchClock, spread time.Duration, seed uint64, prog progress) ([][]benchToken, time.Duration, error) {
+	chunk := 10_000
+	if spread > 0 {
+		chunk = 1_000 // 100 creation times per 100,000 tokens
+	}
+	end := clock.now()
+	pools := make([][]benchToken, workers)
+	prog.start(fmt.Sprintf("preloading %s tokens", thousands(float64(n))), int64(n))
+	start := time.Now()
+	reqs := make([]tokenstore.IssueRequest, 0, chunk)
+	for done := 0; done < n; {
+		if err := ctx.Err(); err != nil {
+			return nil, 0, err
+		}
+		reqs = reqs[:0]
+		for i := done; i < n && len(reqs) < chunk; i++ {
+			reqs = append(reqs, tokenstore.IssueRequest{Subject: fmt.Sprintf("bench-%08d", i/4)})
+		}
+		at := end
+		if spread > 0 { // the middle of the batch's share of the window
+			frac := (float64(done) + float64(len(reqs))/2) / float64(n)
+			at = end.Add(-spread + time.Duration(frac*float64(spread)))
+			clock.set(at)
+		}
+		issued, err := db.IssueBatch(ctx, reqs)
+		if err != nil {
+			return nil, 0, err
+		}
+		for i, is := range issued {
+			w := (done + i) % workers
+			pools[w] = append(pools[w], benchToken{tok: is.Token, lastUse: at})
+		}
+		done += len(issued)
+		prog.set(int64(done))
+	}
+	clock.set(end)
+	took := time.Since(start)
+	// Pools are dealt in creation order: shuffled, a token's popularity
+	// (under --traffic zipf) has nothing to do with its age.
+	r := rand.New(rand.NewPCG(seed, 0))
+	for _, p := range pools {
+		r.Shuffle(len(p), func(i, j int) { p[i], p[j] = p[j], p[i] })
+	}
+	prog.done(fmt.Sprintf("preloaded %s tokens in %s", thousands(float64(n)), took.Round(time.Millisecond)))
+	return pools, took, nil
+}
+
+// runSpec is one run of the workload: a name and the store's options.
+type runSpec struct {
+	name  string // for people: "tokenstore"
+	key   string // for benchstat: "tokenstore"
+	touch time.Duration
+}
+
+// runResult is what a run measured, before it becomes a runReport.
+type runResult struct {
+	seconds   float64
+	hists     [numOps]hist
+	rejected  [numOps]uint64
+	returning uint64
+	stats     [3]tokenstore.Stats // at the start, the end, and after Close
+	written   [3]int64            // bytesWritten at the same points; -1 unknown
+}
+
+// runStore opens the file with spec's options on clock, runs the mix from
+// len(pools) goroutines for cfg.duration and closes the store, measuring
+// what Close writes apart. The goroutines keep their pools between runs.
+func runStore(ctx context.Context, path string, pools [][]benchToken, cfg benchConfig, spec runSpec, clock *benchClock, prog progress) (res runResult, err error) {
+	db, err := tokenstore.Open(path, &tokenstore.Options{Policy: cfg.policy.policy(), TouchInterval: spec.touch, Now: clock.now})
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		if db != nil {
+			err = errors.Join(err, db.Close())
+		}
+	}()
+	threshold := cfg.returningAfter()
+	ws := make([]*worker, len(pools))
+	for i := range pools {
+		ws[i] = &worker{pool: pools[i], traffic: cfg.traffic, returningAfter: threshold, mix: &cfg.mix, clock: clock}
+	}
+	res.stats[0], res.written[0] = db.Stats(), written()
+	prog.start(fmt.Sprintf("running %s, %s", spec.name, cfg.mix.String()), cfg.duration.Milliseconds())
+	elapsed, err := runFor(ctx, cfg.duration, prog, len(ws), func(i int, stop *atomic.Bool) error {
+		return ws[i].run(ctx, db, uint64(i)+cfg.seed, stop)
+	})
+	if err != nil {
+		return res, err
+	}
+	res.stats[1], res.written[1] = db.Stats(), written()
+	cerr := db.Close()
+	res.stats[2], res.written[2] = db.Stats(), written()
+	db = nil
+	if cerr != nil {
+		return res, cerr
+	}
+	for i, w := range ws {
+		pools[i] = w.pool
+		for op := range numOps {
+			res.hists[op].merge(&w.hist[op])
+			res.rejected[op] += w.rejected[op]
+		}
+		res.returning += w.returning
+	}
+	res.seconds = elapsed.Seconds()
+	prog.done(fmt.Sprintf("ran %s for %s", spec.name, elapsed.Round(time.Millisecond)))
+	return res, nil
+}
+
+// written is bytesWritten, -1 where it is unknown.
+func written() int64 {
+	if n, ok := bytesWritten(); ok {
+		return n
+	}
+	return -1
+}
+
+// runFor runs fn(i, stop) from n goroutines until d has passed, ctx is
+// done or one of them fails, sets stop, and waits for them all.
+func runFor(ctx context.Context, d time.Duration, prog progress, n int, fn func(i int, stop *atomic.Bool) error) (time.Duration, error) {
+	var stop atomic.Bool
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range n {
+		wg.Go(func() {
+			if err := fn(i, &stop); err != nil {
+				errs <- err
+				stop.Store(true)
+			}
+		})
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	deadline := time.NewTimer(d)
+wait:
+	for {
+		select {
+		case <-tick.C:
+			prog.set(min(time.Since(start), d).Milliseconds())
+		case <-deadline.C:
+			break wait
+		case <-ctx.Done():
+			break wait
+		case err := <-errs:
+			errs <- err
+			break wait
+		}
+	}
+	tick.Stop()
+	deadline.Stop()
+	stop.Store(true)
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, err
+	}
+	return elapsed, ctx.Err()
+}
+
+// worker is one goroutine's share of a run.
+type worker struct {
+	pool           []benchToken // tokens only this goroutine validates and revokes
+	traffic        trafficModel
+	returningAfter time.Duration
+	mix            *benchMix
+	clock          *benchClock
+
+	hist      [numOps]hist
+	rejected  [numOps]uint64
+	returning uint64 // validations of a token last used returningAfter or more before
+	next      int    // subjects of the tokens it issues
+
+	zipf  *rand.Zipf
+	zipfN int
+}
+
+// zipfS is the exponent of --traffic zipf: with it, about 1% of a pool's
+// tokens get half of its validations.
+const zipfS = 1.1
+
+func (w *worker) pick(r *rand.Rand) int {
+	if w.traffic != trafficZipf {
+		return r.IntN(len(w.pool))
+	}
+	if w.zipf == nil || w.zipfN != len(w.pool) {
+		w.zipf, w.zipfN = rand.NewZipf(r, zipfS, 1, uint64(len(w.pool)-1)), len(w.pool)
+	}
+	return int(w.zipf.Uint64())
+}
+
+func (w *worker) run(ctx context.Context, db *tokenstore.DB, seed uint64, stop *atomic.Bool) error {
+	r := rand.New(rand.NewPCG(seed, uint64(time.Now().UnixNano())))
+	for !stop.Load() {
+		op := w.mix.pick(r)
+		if len(w.pool) == 0 {
+			op = opIssue
+		}
+		var err error
+		now := w.clock.now()
+		t := time.Now()
+		switch op {
+		case opValidate:
+			i := w.pick(r)
+			if _, err = db.Validate(ctx, w.pool[i].tok); errors.Is(err, tokenstore.ErrExpired) || errors.Is(err, tokenstore.ErrNotFound) {
+				w.drop(i)
+				w.rejected[op]++
+				continue
+			}
+			if err == nil {
+				if now.Sub(w.pool[i].lastUse) >= w.returningAfter {
+					w.returning++
+				}
+				if now.After(w.pool[i].lastUse) {
+					w.pool[i].lastUse = now
+				}
+			}
+		case opIssue:
+			w.next++
+			var tok string
+			if tok, _, err = db.Issue(ctx, "bench-new-"+strconv.Itoa(w.next)); err == nil {
+				w.pool = append(w.pool, benchToken{tok: tok, lastUse: now})
+			}
+		case opRevoke:
+			i := r.IntN(len(w.pool))
+			tok := w.pool[i].tok
+			w.drop(i)
+			if err = db.Revoke(ctx, tok); errors.Is(err, tokenstore.ErrNotFound) {
+				w.rejected[op]++
+				continue
+			}
+		}
+		d := time.Since(t)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil // interrupted: runFor reports it
+			}
+			return fmt.Errorf("%s: %w", opNames[op], err)
+		}
+		w.hist[op].record(d)
+	}
+	return nil
+}
+
+func (w *worker) drop(i int) {
+	last := len(w.pool) - 1
+	w.pool[i] = w.pool[last]
+	w.pool = w.pool[:last]
+}
+
+// floorBucket is the bucket tokenstore keeps its records in, keyed by the
+// token's SHA-256: the floor reads it as Validate's cache miss does.
+var floorBucket = []byte("tokens")
+
+// runFloor measures the bare bbolt read floor of the file: View+Get of a
+// random key among the tokens' hashes, with no tokenstore code, from as
+// many goroutines and for as long as the runs.
+func runFloor(ctx context.Context, path string, pools [][]benchToken, cfg benchConfig, prog progress) (hist, float64, error) {
+	format, err := tokenstore.NewFormat("")
+	if err != nil {
+		return hist{}, 0, err
+	}
+	var keys [][]byte
+	for _, p := range pools {
+		for _, t := range p {
+			if h, err := format.Parse(t.tok); err == nil {
+				keys = append(keys, h[:])
+			}
+		}
+	}
+	if len(keys) == 0 {
+		return hist{}, 0, errors.New("the floor: no token left to read (every one was revoked or expired)")
+	}
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return hist{}, 0, fmt.Errorf("the floor: %w", err)
+	}
+	defer bdb.Close()
+	if err := bdb.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(floorBucket) == nil {
+			return fmt.Errorf("the floor: the file has no %q bucket", floorBucket)
+		}
+		return nil
+	}); err != nil {
+		return hist{}, 0, err
+	}
+	hs := make([]hist, cfg.concurrency)
+	prog.start("running the bbolt read floor", cfg.duration.Milliseconds())
+	elapsed, err := runFor(ctx, cfg.duration, prog, cfg.concurrency, func(i int, stop *atomic.Bool) error {
+		r := rand.New(rand.NewPCG(uint64(i)+cfg.seed, uint64(time.Now().UnixNano())))
+		for !stop.Load() {
+			k := keys[r.IntN(len(keys))]
+			t := time.Now()
+			err := bdb.View(func(tx *bolt.Tx) error {
+				_ = tx.Bucket(floorBucket).Get(k) // a token swept meanwhile is a read all the same
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("the floor: %w", err)
+			}
+			hs[i].record(time.Since(t))
+		}
+		return nil
+	})
+	if err != nil {
+		return hist{}, 0, err
+	}
+	var h hist
+	for i := range hs {
+		h.merge(&hs[i])
+	}
+	prog.done(fmt.Sprintf("ran the bbolt read floor for %s", elapsed.Round(time.Millisecond)))
+	return h, elapsed.Seconds(), nil
+}
