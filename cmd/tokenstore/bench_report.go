@@ -338,8 +338,8 @@ func writeBenchText(w io.Writer, r *benchReport, benchstat bool) error {
 		}
 	}
 	p("")
-	p("file: %s for %s tokens (%.0f bytes/token); peak memory (RSS): %s",
-		formatBytes(r.FileBytes), thousands(float64(r.TokensInFile)), r.BytesPerToken, formatBytes(r.PeakRSSBytes))
+	p("file: %s for %s tokens (%s bytes/token); peak memory (RSS): %s",
+		formatBytes(r.FileBytes), thousands(float64(r.TokensInFile)), thousands(r.BytesPerToken), formatBytes(r.PeakRSSBytes))
 	if benchstat {
 		p("")
 		for _, l := range r.Benchstat {
