@@ -110,9 +110,6 @@ func (m *benchMix) Set(s string) error {
 
 func (m *benchMix) total() int { return m[opValidate] + m[opIssue] + m[opRevoke] }
 
-// percent is op's share of the mix, in percent.
-func (m *benchMix) percent(op int) float64 { return 100 * float64(m[op]) / float64(m.total()) }
-
 // pick returns an operation drawn by weight.
 func (m *benchMix) pick(r *rand.Rand) int {
 	n := r.IntN(m.total())

@@ -157,13 +157,18 @@ func (r *benchReport) addRun(cfg *benchConfig, spec runSpec, res *runResult) {
 		case cfg.mix[opIssue] == 0 && cfg.mix[opRevoke] == 0 && uses > 0:
 			run.BytesPerUse = float64(run.BytesWritten+run.CloseBytesWritten) / float64(uses)
 			run.BytesPerUseOver = "the run and the closing flush (the mix writes nothing but uses)"
-		case run.CloseUsesPersisted > 0:
+		case run.CloseUsesPersisted >= minFlushUses:
 			run.BytesPerUse = float64(run.CloseBytesWritten) / float64(run.CloseUsesPersisted)
 			run.BytesPerUseOver = "the closing flush, which writes only uses (and bbolt's freelist)"
 		}
 	}
 	r.Runs = append(r.Runs, run)
 }
+
+// minFlushUses is how many uses the closing flush must write for its
+// bytes to be taken as theirs: Close also writes bbolt's freelist, tens or
+// hundreds of KiB, which would swamp a few uses.
+const minFlushUses = 1000
 
 // finish works out the figures that compare the runs, the verdict and the
 // benchstat lines.
@@ -279,7 +284,7 @@ func writeBenchText(w io.Writer, r *benchReport, benchstat bool) error {
 		p("    the store's clock runs %s× real time, so each %s run is %s of traffic", strconv.FormatFloat(r.ClockSpeed, 'g', -1, 64),
 			formatDuration(runDur), formatDuration(time.Duration(r.DurationSec*r.ClockSpeed*float64(time.Second)).Round(time.Second)))
 	}
-	p("  %d goroutines, %s per run, mix %s", r.Concurrency, formatDuration(runDur), mixString(r.Mix))
+	p("  %d goroutines, %s per run; of their calls, %s", r.Concurrency, formatDuration(runDur), mixPercent(r.Mix))
 	cpu := ""
 	if r.Machine.CPU != "" {
 		cpu = r.Machine.CPU + ", "
@@ -310,8 +315,8 @@ func writeBenchText(w io.Writer, r *benchReport, benchstat bool) error {
 			p("  bytes written per persisted use: %s, over %s", formatBytes(int64(run.BytesPerUse+0.5)), run.BytesPerUseOver)
 			p("    (/proc/self/io wchar: %s during the run, %s at Close)", formatBytes(run.BytesWritten), formatBytes(run.CloseBytesWritten))
 		default:
-			p("  bytes written: %s during the run, %s at Close (/proc/self/io wchar); per persisted use: not", formatBytes(run.BytesWritten), formatBytes(run.CloseBytesWritten))
-			p("    separable, the run's writes mix uses with issues and revokes (--mix validate=1 separates them)")
+			p("  bytes written: %s during the run, %s at Close (/proc/self/io wchar); per persisted use:", formatBytes(run.BytesWritten), formatBytes(run.CloseBytesWritten))
+			p("    not separable here, the run's writes mix uses with issues and revokes (--mix validate=1 separates them)")
 		}
 	}
 	p("")
@@ -440,6 +445,21 @@ func mixString(m map[string]int) string {
 		parts = append(parts, fmt.Sprintf("%s=%d", name, m[name]))
 	}
 	return strings.Join(parts, ",")
+}
+
+// mixPercent writes the mix as shares: "90% validate, 5% issue, 5% revoke".
+func mixPercent(m map[string]int) string {
+	total := 0
+	for _, n := range m {
+		total += n
+	}
+	var parts []string
+	for _, name := range opNames {
+		if m[name] > 0 {
+			parts = append(parts, strconv.FormatFloat(100*float64(m[name])/float64(total), 'g', 3, 64)+"% "+name)
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // thousands renders x rounded, with commas: 1,234,567.

@@ -108,9 +108,13 @@ func TestRun_Bench_Traffic(t *testing.T) {
 	assert.Positive(t, r.BytesPerUse)
 	assert.Equal(t, "the run and the closing flush (the mix writes nothing but uses)", r.BytesPerUseOver)
 
-	hot := benchJSON(t, "--tokens", "2000", "--duration", "200ms", "--concurrency", "4", "--traffic", "hot", "--baseline=false")
+	hot := benchJSON(t, "--tokens", "2000", "--duration", "200ms", "--concurrency", "4", "--traffic", "hot", "--mix", "validate=1")
 	assert.Less(t, hot.Runs[0].ReturningPct, 5.0, "a hot loop over fresh tokens: no idle spell")
 	assert.EqualValues(t, 1, hot.ClockSpeed)
+	assert.Zero(t, hot.Runs[0].UseWrites, "no check of a fresh token waits for a write")
+	assert.Positive(t, hot.Runs[0].CloseUsesPersisted, "the real clock runs: the uses are newer than the tokens")
+	ev := hot.Runs[1]
+	assert.InDelta(t, ev.Ops[0].Count, ev.UseWrites, float64(ev.Ops[0].Count)/10, "every check writes")
 
 	zipf := benchJSON(t, "--tokens", "5000", "--duration", "200ms", "--concurrency", "2", "--traffic", "zipf", "--baseline=false")
 	assert.Less(t, zipf.Runs[0].ReturningPct, ret.Runs[0].ReturningPct, "popular tokens come back within TouchInterval")

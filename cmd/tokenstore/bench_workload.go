@@ -59,9 +59,10 @@ type benchToken struct {
 
 // preload issues n tokens in batches and deals them out to workers pools,
 // one per goroutine of the runs, so that the goroutines share no tokens.
-// With spread > 0 the batches are issued at times spread evenly over the
-// spread before the clock's time, which is where the clock is left: the
-// tokens' last uses (their creation) cover the idle window.
+// With spread > 0 the clock is stopped and the batches are issued at times
+// spread evenly over the spread before its time, where it is left: the
+// tokens' last uses (their creation) cover the idle window. Otherwise the
+// clock is left running.
 func preload(ctx context.Context, db *tokenstore.DB, n, workers int, clock *benchClock, spread time.Duration, seed uint64, prog progress) ([][]benchToken, time.Duration, error) {
 	chunk := 10_000
 	if spread > 0 {
@@ -97,7 +98,9 @@ func preload(ctx context.Context, db *tokenstore.DB, n, workers int, clock *benc
 		done += len(issued)
 		prog.set(int64(done))
 	}
-	clock.set(end)
+	if spread > 0 {
+		clock.set(end)
+	}
 	took := time.Since(start)
 	// Pools are dealt in creation order: shuffled, a token's popularity
 	// (under --traffic zipf) has nothing to do with its age.
