@@ -257,3 +257,17 @@ func beUint64(b []byte) uint64 {
 
 func beAppend32(b []byte, v uint32) []byte { return binary.BigEndian.AppendUint32(b, v) }
 func beAppend64(b []byte, v uint64) []byte { return binary.BigEndian.AppendUint64(b, v) }
+
+func hasPrefix(b, prefix []byte) bool {
+	return len(b) >= len(prefix) && string(b[:len(prefix)]) == string(prefix)
+}
+
+func compareBytes(a, b []byte) int {
+	switch {
+	case string(a) < string(b):
+		return -1
+	case string(a) > string(b):
+		return 1
+	}
+	return 0
+}

@@ -57,14 +57,20 @@ var (
 )
 
 // opError adds the operation to an error without repeating the package
-// prefix: "tokenstore: validate: token has expired".
+// prefix: "tokenstore: validate: token has expired". An empty op adds only
+// the prefix, for an error that names its operation itself (an
+// *fs.PathError: "open x: permission denied").
 type opError struct {
 	op  string
 	err error
 }
 
 func (e *opError) Error() string {
-	return "tokenstore: " + e.op + ": " + strings.TrimPrefix(e.err.Error(), "tokenstore: ")
+	msg := strings.TrimPrefix(e.err.Error(), "tokenstore: ")
+	if e.op == "" {
+		return "tokenstore: " + msg
+	}
+	return "tokenstore: " + e.op + ": " + msg
 }
 
 func (e *opError) Unwrap() error { return e.err }

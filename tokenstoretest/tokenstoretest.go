@@ -33,9 +33,10 @@ import (
 )
 
 // Clock is a manual clock for Options.Now. It starts at the current time
-// truncated to the millisecond (a store's resolution) and moves only when
-// [Clock.Advance] is called, and only forward. It is safe for concurrent
-// use.
+// truncated to the millisecond (a store's resolution), or at a time of the
+// test's choosing ([NewClockAt]), and moves only when [Clock.Advance] or
+// [Clock.Set] is called. The conformance suite only moves it forward. It is
+// safe for concurrent use.
 type Clock struct {
 	ns atomic.Int64
 }
@@ -48,17 +49,29 @@ func NewClock() *Clock {
 	return c
 }
 
+// NewClockAt returns a Clock reading t, truncated to the millisecond: a
+// fixed start makes a failing test replay with the same times.
+func NewClockAt(t time.Time) *Clock {
+	c := &Clock{}
+	c.ns.Store(t.Truncate(time.Millisecond).UnixNano())
+	return c
+}
+
 // Now returns the clock's time; pass it as Options.Now.
 func (c *Clock) Now() time.Time { return time.Unix(0, c.ns.Load()) }
 
 // Advance moves the clock forward by d and returns the new time. It panics
-// when d is negative: a store may assume that time never runs backwards.
+// when d is negative: [Clock.Set] moves it back, where a test means to.
 func (c *Clock) Advance(d time.Duration) time.Time {
 	if d < 0 {
 		panic("tokenstoretest: Clock.Advance with a negative duration")
 	}
 	return time.Unix(0, c.ns.Add(int64(d)))
 }
+
+// Set moves the clock to t, earlier or later: tests of what a store does
+// when the system clock is stepped back (an NTP correction) use it.
+func (c *Clock) Set(t time.Time) { c.ns.Store(t.UnixNano()) }
 
 // Opener opens an empty store for one test. It receives the Options the
 // test needs (always Now, and SweepInterval -1 so that only explicit Sweep

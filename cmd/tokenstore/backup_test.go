@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -36,8 +37,13 @@ func TestBackup_File(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
 
-	// Over an existing file, with --json.
-	got = e.run("", "backup", out, "--json")
+	// Not over an existing file without --force.
+	got = e.run("", "backup", out)
+	require.Equal(t, exitFailed, got.code)
+	assert.Equal(t, "tokenstore: "+out+" already exists: not replaced (give --force to replace it, or name another file)\n", got.stderr)
+
+	// Over it with --force, with --json.
+	got = e.run("", "backup", out, "--force", "--json")
 	require.Equal(t, exitOK, got.code, got.stderr)
 	var v struct {
 		File  string `json:"file"`
@@ -62,6 +68,7 @@ func TestBackup_Stdout(t *testing.T) {
 func TestBackup_Errors(t *testing.T) {
 	e := newEnv(t)
 	e.issue("alice")
+	missing := filepath.Join(t.TempDir(), "nope")
 	tests := []struct {
 		name       string
 		args       []string
@@ -72,13 +79,17 @@ func TestBackup_Errors(t *testing.T) {
 		{"two arguments", []string{"a", "b"}, exitUsage, "got 2"},
 		{"onto itself", []string{e.db}, exitUsage, "that is the token file itself"},
 		{"json to stdout", []string{"-", "--json"}, exitUsage, "--json needs stdout"},
-		{"no such directory", []string{filepath.Join(t.TempDir(), "nope", "b.db")}, exitFailed, "no such file or directory"},
+		{"no such directory", []string{filepath.Join(missing, "b.db")}, exitFailed, "directory " + missing + " does not exist"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := e.run("", append([]string{"backup"}, tt.args...)...)
 			assert.Equal(t, tt.wantCode, got.code)
-			assert.Empty(t, got.stdout)
+			if slices.Contains(tt.args, "--json") {
+				assert.Equal(t, tt.wantCode, decodeError(t, got.stdout).ExitCode)
+			} else {
+				assert.Empty(t, got.stdout)
+			}
 			assert.Contains(t, got.stderr, tt.wantStderr)
 		})
 	}

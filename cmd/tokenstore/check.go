@@ -61,5 +61,5 @@ func (a *app) checkFile(ctx context.Context, asJSON bool) (err error) {
 	if err != nil || len(problems) == 0 {
 		return err
 	}
-	return fmt.Errorf("%s: %s found; check never repairs: restore a backup", a.dbPath, count(len(problems), "problem"))
+	return &shownError{fmt.Errorf("%s: %s found; check never repairs: restore a backup", a.dbPath, count(len(problems), "problem"))}
 }

@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -38,6 +42,12 @@ func (a *app) compact(ctx context.Context, asJSON bool) error {
 		return err
 	}
 	before, after, err := tokenstore.Compact(a.dbPath, a.options(false))
+	if errors.Is(err, fs.ErrPermission) && writable(a.dbPath) {
+		// The file opened for writing: what failed is the new copy, which
+		// compact writes beside it.
+		dir := filepath.Dir(a.dbPath)
+		return &explained{fmt.Sprintf("cannot compact %s: permission denied: compact writes its new copy in %s, and this user may not create files there", a.dbPath, dir), err}
+	}
 	if err != nil {
 		return a.openError(err, false)
 	}
@@ -50,4 +60,14 @@ func (a *app) compact(ctx context.Context, asJSON bool) error {
 	}
 	_, err = fmt.Fprintf(a.stdout, "compacted %s: %s → %s (%s freed)\n", a.dbPath, formatBytes(before), formatBytes(after), formatBytes(before-after))
 	return err
+}
+
+// writable reports whether this user may open path for writing.
+func writable(path string) bool {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return false
+	}
+	_ = f.Close()
+	return true
 }

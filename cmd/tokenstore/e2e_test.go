@@ -15,16 +15,8 @@ import (
 // TestEndToEnd builds the binary and runs issue → validate → revoke →
 // validate on a temporary file, as an operator would.
 func TestEndToEnd(t *testing.T) {
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go tool on PATH")
-	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "github.com/tokenstore/tokenstore")
-	build := exec.CommandContext(t.Context(), goTool, "build", "-o", bin, ".")
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
-	db := filepath.Join(dir, "tokens.db")
+	bin := binary(t)
+	db := filepath.Join(t.TempDir(), "tokens.db")
 
 	run := func(stdin string, args ...string) (code int, stdout, stderr string) {
 		t.Helper()

@@ -60,8 +60,8 @@ func (f *issueFlags) options(cmd *cobra.Command) ([]tokenstore.IssueOption, erro
 	if !changed("subject") {
 		return nil, usagef("--subject is required")
 	}
-	if err := tokenstore.ValidateSubject(f.subject); err != nil {
-		return nil, &usageError{fmt.Errorf("--subject: %w", err)}
+	if err := checkSubject(f.subject); err != nil {
+		return nil, err
 	}
 	var p tokenstore.Policy
 	switch {
@@ -70,8 +70,20 @@ func (f *issueFlags) options(cmd *cobra.Command) ([]tokenstore.IssueOption, erro
 	case changed("max") && !changed("idle"):
 		return nil, usagef("--max caps a sliding lifetime: give --idle too")
 	case changed("ttl"):
+		if err := checkLifetime("--ttl", f.ttl); err != nil {
+			return nil, err
+		}
 		p = tokenstore.Absolute(f.ttl)
 	case changed("idle"):
+		if err := checkLifetime("--idle", f.idle); err != nil {
+			return nil, err
+		}
+		if changed("max") && f.max <= f.idle {
+			// Sliding(idle, max) with max <= idle always dies max after
+			// issue, however it is used: an absolute lifetime in disguise.
+			return nil, usagef("--max %s is not longer than --idle %s, so the token would die %s after issue however it is used; give a --max longer than --idle, or --ttl %s for a fixed lifetime",
+				formatDuration(f.max), formatDuration(f.idle), formatDuration(f.max), formatDuration(f.max))
+		}
 		p = tokenstore.Sliding(f.idle, f.max)
 	}
 	meta, err := parseMeta(f.meta)
@@ -83,6 +95,15 @@ func (f *issueFlags) options(cmd *cobra.Command) ([]tokenstore.IssueOption, erro
 		return nil, &usageError{err}
 	}
 	return opts, nil
+}
+
+// checkLifetime refuses a lifetime under the store's resolution of one
+// millisecond, which would let no token live.
+func checkLifetime(flag string, d time.Duration) error {
+	if d < time.Millisecond {
+		return usagef("%s %s: a token must live at least 1ms; give a lifetime such as %s 30d or %s 12h", flag, formatDuration(d), flag, flag)
+	}
+	return nil
 }
 
 // parseMeta reads repeated key=value flags.

@@ -110,7 +110,7 @@ func TestIssue_UsageErrors(t *testing.T) {
 		{"ttl and idle", []string{"--subject", "a", "--ttl", "1h", "--idle", "1h"}, "--ttl (absolute) excludes --idle and --max"},
 		{"ttl and max", []string{"--subject", "a", "--ttl", "1h", "--max", "1h"}, "excludes"},
 		{"max alone", []string{"--subject", "a", "--max", "30d"}, "give --idle too"},
-		{"zero ttl", []string{"--subject", "a", "--ttl", "0"}, "lifetime must be at least 1ms"},
+		{"zero ttl", []string{"--subject", "a", "--ttl", "0"}, "--ttl 0s: a token must live at least 1ms; give a lifetime such as --ttl 30d"},
 		{"negative ttl", []string{"--subject", "a", "--ttl", "-1h"}, "must not be negative"},
 		{"bad duration", []string{"--subject", "a", "--idle", "1w"}, `invalid duration "1w"`},
 		{"meta without =", []string{"--subject", "a", "--meta", "scope"}, "want key=value"},

@@ -33,8 +33,8 @@ that scans the whole file).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cmd.Flags().Changed("subject") {
-				if err := tokenstore.ValidateSubject(subject); err != nil {
-					return &usageError{fmt.Errorf("--subject: %w", err)}
+				if err := checkSubject(subject); err != nil {
+					return err
 				}
 			}
 			return a.list(cmd.Context(), cmd.Flags().Changed("subject"), subject, all, asJSON)
@@ -118,16 +118,16 @@ func (l *listWriter) write(info tokenstore.Info) error {
 	if l.rows == 0 {
 		fmt.Fprintln(l.tw, "ID\tSUBJECT\tCREATED\tLAST USED\tEXPIRES\tPOLICY\tMETADATA")
 	}
-	lastUsed := "never"
-	if info.LastUsedAt.After(info.CreatedAt) {
-		lastUsed = formatTime(info.LastUsedAt)
+	used := "never"
+	if t, ok := lastUsed(info); ok {
+		used = formatTime(t)
 	}
 	expires := formatTime(info.ExpiresAt)
 	if !l.now.Before(info.ExpiresAt) {
 		expires += " (expired)"
 	}
 	fmt.Fprintf(l.tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", info.ID, quoteIfNeeded(info.Subject),
-		formatTime(info.CreatedAt), lastUsed, expires, formatPolicy(info.Policy), formatMetadata(info.Metadata))
+		formatTime(info.CreatedAt), used, expires, formatPolicy(info.Policy), formatMetadata(info.Metadata))
 	l.rows++
 	if l.rows%listChunk == 0 {
 		return l.tw.Flush()

@@ -12,8 +12,8 @@ import (
 
 func newRevokeCmd(a *app) *cobra.Command {
 	var (
-		id, subject string
-		asJSON      bool
+		id, subject       string
+		asJSON, missingOK bool
 	)
 	cmd := &cobra.Command{
 		Use:   "revoke TOKEN|- | --id UUID | --subject S",
@@ -21,10 +21,13 @@ func newRevokeCmd(a *app) *cobra.Command {
 		Long: `Revoke one token (given as an argument, or on stdin with "-" or no
 argument), the token with a given ID (no token needed: take the ID from
 list), or every token of a subject ("log out everywhere"). Revocation is
-durable and immediate. Prints how many tokens were revoked; a token or ID
-that is not there is an error, a subject without tokens is not.`,
+durable and immediate. Prints how many tokens were revoked. A token or ID
+that is not there is an error (exit 1) unless --missing-ok is given, which
+makes "ensure it is revoked" scripts idempotent; a subject without tokens is
+not an error. A malformed token is always an error.`,
 		Example: `  printf '%s\n' "$T" | tokenstore revoke -
   tokenstore revoke --id 0199a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d
+  tokenstore revoke --missing-ok --id 0199a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d
   tokenstore revoke --subject alice`,
 		Args: maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -47,16 +50,20 @@ that is not there is an error, a subject without tokens is not.`,
 					return usagef("--id %q is not a UUID", id)
 				}
 				return a.revoke(asJSON, func(db *tokenstore.DB) (int, error) {
-					if err := db.RevokeID(ctx, u); errors.Is(err, tokenstore.ErrNotFound) {
-						return 0, &explained{"no token with ID " + u.String() + " (never issued, already revoked, or expired and swept)", err}
-					} else if err != nil {
+					err := db.RevokeID(ctx, u)
+					switch {
+					case errors.Is(err, tokenstore.ErrNotFound) && missingOK:
+						return 0, nil
+					case errors.Is(err, tokenstore.ErrNotFound):
+						return 0, &explained{"no token with ID " + u.String() + " (never issued, already revoked, or expired and swept; --missing-ok accepts that)", err}
+					case err != nil:
 						return 0, err
 					}
 					return 1, nil
 				})
 			case changed("subject"):
-				if err := tokenstore.ValidateSubject(subject); err != nil {
-					return &usageError{fmt.Errorf("--subject: %w", err)}
+				if err := checkSubject(subject); err != nil {
+					return err
 				}
 				return a.revoke(asJSON, func(db *tokenstore.DB) (int, error) {
 					return db.RevokeSubject(ctx, subject)
@@ -70,7 +77,13 @@ that is not there is an error, a subject without tokens is not.`,
 				return usagef("that is a token ID, not a token: use revoke --id")
 			}
 			return a.revoke(asJSON, func(db *tokenstore.DB) (int, error) {
-				if err := db.Revoke(ctx, token); err != nil {
+				err := db.Revoke(ctx, token)
+				switch {
+				case errors.Is(err, tokenstore.ErrNotFound) && missingOK:
+					return 0, nil
+				case errors.Is(err, tokenstore.ErrNotFound):
+					return 0, &explained{"invalid token: not found (never issued, already revoked, or expired and swept; --missing-ok accepts that)", err}
+				case err != nil:
 					return 0, a.tokenError(err, token)
 				}
 				return 1, nil
@@ -79,6 +92,7 @@ that is not there is an error, a subject without tokens is not.`,
 	}
 	cmd.Flags().StringVar(&id, "id", "", "revoke the token with this ID")
 	cmd.Flags().StringVar(&subject, "subject", "", "revoke every token of this subject")
+	cmd.Flags().BoolVar(&missingOK, "missing-ok", false, "a token or ID that is not there (already revoked, swept, never issued) revokes 0 tokens and exits 0")
 	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"revoked": N}`)
 	return cmd
 }

@@ -47,7 +47,7 @@ func TestRevoke(t *testing.T) {
 		{"id and subject", "", func(_, _ string, id uuid.UUID) []string { return []string{"--id", id.String(), "--subject", "alice"} },
 			exitUsage, "", "give one of TOKEN, --id or --subject", 0},
 		{"bad subject", "", func(_, _ string, _ uuid.UUID) []string { return []string{"--subject", ""} },
-			exitUsage, "", "--subject: tokenstore: invalid subject: empty", 0},
+			exitUsage, "", "tokenstore: invalid subject: empty (--subject takes 1 to 255 bytes", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

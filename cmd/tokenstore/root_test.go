@@ -21,7 +21,11 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) {
+		if binDir != "" {
+			_ = os.RemoveAll(binDir)
+		}
+	}))
 }
 
 // t0 is the clock of every in-process test unless it moves it.
@@ -105,6 +109,16 @@ func assertNoToken(t *testing.T, s string, tokens ...string) {
 	assert.NotRegexp(t, `tks_[0-9A-Za-z]{49}`, s, "something shaped like a token was printed")
 }
 
+// decodeError decodes the error object a failing command prints on stdout
+// under --json.
+func decodeError(t *testing.T, stdout string) errorBody {
+	t.Helper()
+	var v errorJSON
+	require.NoError(t, json.Unmarshal([]byte(stdout), &v), "stdout: %q", stdout)
+	require.NotEmpty(t, v.Error.Message)
+	return v.Error
+}
+
 // decodeLines decodes JSON lines into a slice of T.
 func decodeLines[T any](t *testing.T, s string) []T {
 	t.Helper()
@@ -137,7 +151,7 @@ func TestRun_Root(t *testing.T) {
 		{"version flag", []string{"--version"}, exitOK, "tokenstore version", ""},
 		{"bad timeout", []string{"--timeout", "0s", "list"}, exitUsage, "", "--timeout must be positive"},
 		{"unparsable timeout", []string{"--timeout", "soon", "list"}, exitUsage, "", `invalid duration "soon"`},
-		{"bad prefix", []string{"--prefix", "Tks", "list"}, exitUsage, "", "--prefix"},
+		{"bad prefix", []string{"--prefix", "Tks", "list"}, exitUsage, "", "tokenstore: prefix \"Tks\" must be lowercase letters and digits"},
 		{"missing file", []string{"list"}, exitFailed, "", "does not exist (name the token file with --db)"},
 	}
 	for _, tt := range tests {
@@ -243,7 +257,7 @@ func TestErrorText(t *testing.T) {
 	}{
 		{errors.New("plain"), "tokenstore: plain"},
 		{errors.New("tokenstore: once"), "tokenstore: once"},
-		{fmt.Errorf("tokenstore: open x: %w", tokenstore.ErrLocked), "tokenstore: open x: file is locked by another process"},
+		{fmt.Errorf("%w (waited 1s)", tokenstore.ErrLocked), "tokenstore: file is locked by another process (waited 1s)"},
 	}
 	for _, tt := range tests {
 		assert.Equal(t, tt.want, errorText(context.Background(), tt.give))

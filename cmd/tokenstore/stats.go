@@ -40,7 +40,7 @@ type statsJSON struct {
 		Total    int            `json:"total"`
 		Live     int            `json:"live"`
 		Expired  int            `json:"expired"`
-		Policies map[string]int `json:"policies"` // by Policy.String
+		Policies map[string]int `json:"policies"` // by policy, as the text writes it
 	} `json:"tokens"`
 	Bolt struct {
 		PageSize  int          `json:"page_size"`
@@ -50,12 +50,26 @@ type statsJSON struct {
 	} `json:"bbolt"`
 }
 
+// bucketJSON describes a bucket. A bucket small enough is stored inline,
+// inside its parent's page, by bbolt: it has no pages of its own, and the
+// bytes it takes in the parent's page are not counted (bytes_in_use null).
 type bucketJSON struct {
-	Name  string `json:"name"`
-	Keys  int    `json:"keys"`
-	Depth int    `json:"depth"`
-	Pages int    `json:"pages"`
-	InUse int    `json:"bytes_in_use"`
+	Name   string `json:"name"`
+	Keys   int    `json:"keys"`
+	Depth  int    `json:"depth"`
+	Inline bool   `json:"inline"`
+	Pages  int    `json:"pages"`
+	InUse  *int   `json:"bytes_in_use"`
+}
+
+func newBucketJSON(b tokenstore.BucketInfo) bucketJSON {
+	j := bucketJSON{Name: b.Name, Keys: b.Keys, Depth: b.Depth, Pages: b.Pages}
+	// Every bucket with its own root has at least one page: no pages
+	// means bbolt inlined it.
+	if j.Inline = b.Pages == 0; !j.Inline {
+		j.InUse = &b.InUse
+	}
+	return j
 }
 
 func (a *app) stats(ctx context.Context, asJSON bool) (err error) {
@@ -72,10 +86,9 @@ func (a *app) stats(ctx context.Context, asJSON bool) (err error) {
 	s.File, s.Size = fi.Path, fi.Size
 	s.Bolt.PageSize, s.Bolt.Pages, s.Bolt.FreePages = fi.PageSize, fi.Pages, fi.FreePages
 	for _, b := range fi.Buckets {
-		s.Bolt.Buckets = append(s.Bolt.Buckets, bucketJSON(b))
+		s.Bolt.Buckets = append(s.Bolt.Buckets, newBucketJSON(b))
 	}
 	s.Tokens.Policies = map[string]int{}
-	policies := map[string]tokenstore.Policy{}
 	now := a.now()
 	err = db.ForEach(ctx, func(info tokenstore.Info) error {
 		s.Tokens.Total++
@@ -84,9 +97,7 @@ func (a *app) stats(ctx context.Context, asJSON bool) (err error) {
 		} else {
 			s.Tokens.Expired++
 		}
-		key := info.Policy.String()
-		s.Tokens.Policies[key]++
-		policies[key] = info.Policy
+		s.Tokens.Policies[formatPolicy(info.Policy)]++
 		return nil
 	})
 	if err != nil {
@@ -114,7 +125,7 @@ func (a *app) stats(ctx context.Context, asJSON bool) (err error) {
 		return cmp.Compare(x, y)
 	})
 	for _, k := range keys {
-		fmt.Fprintf(tw, "  %s\t%d\n", formatPolicy(policies[k]), s.Tokens.Policies[k])
+		fmt.Fprintf(tw, "  %s\t%d\n", k, s.Tokens.Policies[k])
 	}
 	free := int64(fi.FreePages) * int64(fi.PageSize)
 	fmt.Fprintf(tw, "bbolt pages\t%d of %d bytes, %d free (%s", fi.Pages, fi.PageSize, fi.FreePages, formatBytes(free))
@@ -129,8 +140,20 @@ func (a *app) stats(ctx context.Context, asJSON bool) (err error) {
 	fmt.Fprintln(a.stdout)
 	tw = tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "bucket\tkeys\tdepth\tpages\tbytes in use\n")
-	for _, b := range fi.Buckets {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", b.Name, b.Keys, b.Depth, b.Pages, b.InUse)
+	inline := false
+	for _, b := range s.Bolt.Buckets {
+		if b.Inline {
+			inline = true
+			fmt.Fprintf(tw, "%s\t%d\t%d\tinline\t-\n", b.Name, b.Keys, b.Depth)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", b.Name, b.Keys, b.Depth, b.Pages, *b.InUse)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if inline {
+		_, err = fmt.Fprintln(a.stdout, "inline: small enough for bbolt to keep inside its parent's page, so it has no pages of its own")
+	}
+	return err
 }

@@ -106,7 +106,11 @@ func (a *app) inspectID(ctx context.Context, id uuid.UUID, asJSON bool) (err err
 		if perr := a.printInfo(info, asJSON); perr != nil {
 			return perr
 		}
-		return &explained{"token " + id.String() + " has expired (not swept yet)", err}
+		err = &explained{"token " + id.String() + " has expired (not swept yet)", err}
+		if asJSON { // the details on stdout say "expired": true
+			return &shownError{err}
+		}
+		return err
 	case errors.Is(err, tokenstore.ErrNotFound):
 		return &explained{"no token with ID " + id.String() + " (never issued, revoked, or expired and swept)", err}
 	case err != nil:

@@ -38,8 +38,8 @@ func TestValidateInspect(t *testing.T) {
 				{"dash reads stdin", token + "\n", []string{"-"}, 0, exitOK, []string{"subject    alice"}, ""},
 				{"no argument reads stdin", "  " + token + "  \r\n", nil, 0, exitOK, []string{"subject    alice"}, ""},
 				{"only the first line", token + "\nsomething else\n", nil, 0, exitOK, []string{"subject    alice"}, ""},
-				{"empty stdin", "", nil, 0, exitFailed, nil, "no token on stdin"},
-				{"blank stdin", "\n\n", []string{"-"}, 0, exitFailed, nil, "no token on stdin"},
+				{"empty stdin", "", nil, 0, exitUsage, nil, "no token given"},
+				{"blank stdin", "\n\n", []string{"-"}, 0, exitUsage, nil, "no token given"},
 				{"malformed", "", []string{"tks_short"}, 0, exitFailed, nil, "invalid token: malformed: length 9, want 53\n"},
 				{"checksum", "", []string{token[:len(token)-1] + flip(token[len(token)-1])}, 0, exitFailed, nil, "invalid token: malformed: checksum mismatch (mistyped or truncated?)\n"},
 				{"other prefix", "", []string{"ghp_" + token[4:]}, 0, exitFailed, nil, `this file's tokens start with "tks_" (set --prefix to the application's prefix)`},
@@ -153,9 +153,9 @@ func TestValidate_JSON(t *testing.T) {
 		ID:         info.ID.String(),
 		Subject:    "alice",
 		CreatedAt:  t0,
-		LastUsedAt: t0.Add(time.Minute),
+		LastUsedAt: new(t0.Add(time.Minute)),
 		ExpiresAt:  t0.Add(time.Minute + 14*day),
-		Policy:     tokenstore.Sliding(14*day, 30*day).String(),
+		Policy:     "sliding(idle=14d, max=30d)",
 		Metadata:   map[string]string{"k": "v"},
 	}, v)
 	assertNoToken(t, got.stdout, token)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -8,8 +9,12 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// version is set at build time with -ldflags "-X main.version=v1.2.3";
-// when empty, the module version from the build info is used.
+// release is the version of this source tree: the newest entry of
+// CHANGELOG.md (a test holds the two together).
+const release = "v0.1.0"
+
+// version overrides release at build time, for a packager's own tag:
+// -ldflags "-X main.version=v1.2.3".
 var version string
 
 // buildInfo says which build this is.
@@ -22,11 +27,8 @@ type buildInfo struct {
 }
 
 func readBuildInfo() buildInfo {
-	b := buildInfo{Version: version, Go: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
+	b := buildInfo{Version: cmp.Or(version, release), Go: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
 	if bi, ok := debug.ReadBuildInfo(); ok {
-		if b.Version == "" {
-			b.Version = bi.Main.Version
-		}
 		for _, s := range bi.Settings {
 			switch s.Key {
 			case "vcs.revision":
@@ -35,9 +37,6 @@ func readBuildInfo() buildInfo {
 				b.Modified = s.Value == "true"
 			}
 		}
-	}
-	if b.Version == "" {
-		b.Version = "(devel)"
 	}
 	return b
 }
@@ -70,7 +69,7 @@ func newVersionCmd(a *app) *cobra.Command {
 			if asJSON {
 				return writeJSON(a.stdout, readBuildInfo())
 			}
-			_, err := fmt.Fprintln(a.stdout, "github.com/tokenstore/tokenstore", versionString())
+			_, err := fmt.Fprintln(a.stdout, "tokenstore", versionString())
 			return err
 		},
 	}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package tokenstore_test
+package reliability_test
 
 import (
 	"bufio"
@@ -26,6 +26,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/tokenstoretest"
 )
 
 // Child processes. A test that needs another process (to SIGKILL it, to
@@ -44,8 +45,8 @@ func TestCrashChild(t *testing.T) {
 	if role == "" {
 		return
 	}
-	w := &relLineWriter{f: os.NewFile(3, "parent")}
-	children := map[string]func(*relLineWriter) error{
+	w := &lineWriter{f: os.NewFile(3, "parent")}
+	children := map[string]func(*lineWriter) error{
 		"crash":    crashChild,
 		"sliding":  slidingChild,
 		"diskfull": diskFullChild,
@@ -63,21 +64,21 @@ func TestCrashChild(t *testing.T) {
 	w.printf("done")
 }
 
-// relLineWriter writes whole lines to the parent.
-type relLineWriter struct {
+// lineWriter writes whole lines to the parent.
+type lineWriter struct {
 	mu sync.Mutex
 	f  *os.File
 }
 
-func (w *relLineWriter) printf(format string, args ...any) {
+func (w *lineWriter) printf(format string, args ...any) {
 	b := fmt.Appendf(nil, format+"\n", args...)
 	w.mu.Lock()
 	_, _ = w.f.Write(b) // the parent is gone: nothing to tell
 	w.mu.Unlock()
 }
 
-// relChild is a running child process and the lines it wrote.
-type relChild struct {
+// childProc is a running child process and the lines it wrote.
+type childProc struct {
 	t      testing.TB
 	cmd    *exec.Cmd
 	r      *os.File
@@ -86,22 +87,22 @@ type relChild struct {
 	lines  []string
 }
 
-// startRelChild runs the test binary as role with env ("K=V") added.
-func startRelChild(t testing.TB, role string, sys *syscall.SysProcAttr, env ...string) *relChild {
+// startChild runs the test binary as role with env ("K=V") added.
+func startChild(t testing.TB, role string, sys *syscall.SysProcAttr, env ...string) *childProc {
 	t.Helper()
-	c, err := tryStartRelChild(t, role, sys, env...)
+	c, err := tryStartChild(t, role, sys, env...)
 	require.NoError(t, err)
 	return c
 }
 
-// tryStartRelChild is startRelChild returning the error of a child that
+// tryStartChild is startChild returning the error of a child that
 // could not start (a mount namespace refused, say).
-func tryStartRelChild(t testing.TB, role string, sys *syscall.SysProcAttr, env ...string) (*relChild, error) {
+func tryStartChild(t testing.TB, role string, sys *syscall.SysProcAttr, env ...string) (*childProc, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	c := &relChild{t: t, r: r}
+	c := &childProc{t: t, r: r}
 	c.cmd = exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1", "-test.timeout=5m")
 	c.cmd.Env = append(append(os.Environ(), childEnv+"="+role), env...)
 	c.cmd.ExtraFiles = []*os.File{w}
@@ -123,7 +124,7 @@ func tryStartRelChild(t testing.TB, role string, sys *syscall.SysProcAttr, env .
 }
 
 // next returns the child's next line, or false at EOF.
-func (c *relChild) next() (string, bool) {
+func (c *childProc) next() (string, bool) {
 	if !c.sc.Scan() {
 		return "", false
 	}
@@ -133,7 +134,7 @@ func (c *relChild) next() (string, bool) {
 }
 
 // wait reads the child's remaining lines and waits for it to exit.
-func (c *relChild) wait() error {
+func (c *childProc) wait() error {
 	for {
 		if _, ok := c.next(); !ok {
 			break
@@ -144,25 +145,25 @@ func (c *relChild) wait() error {
 }
 
 // kill SIGKILLs the child and collects its last lines.
-func (c *relChild) kill() {
+func (c *childProc) kill() {
 	_ = c.cmd.Process.Kill()
 	_ = c.wait()
 }
 
 // run waits for a child that ends by itself and fails the test unless it
 // ended well (its last line "done").
-func (c *relChild) run() []string {
+func (c *childProc) run() []string {
 	c.t.Helper()
 	err := c.wait()
 	if err != nil || len(c.lines) == 0 || c.lines[len(c.lines)-1] != "done" {
-		c.t.Fatalf("child: %v\nlines:\n%s\noutput:\n%s", err, strings.Join(relLastN(c.lines, 20), "\n"), c.output.String())
+		c.t.Fatalf("child: %v\nlines:\n%s\noutput:\n%s", err, strings.Join(lastN(c.lines, 20), "\n"), c.output.String())
 	}
 	return c.lines
 }
 
-func relLastN(s []string, n int) []string { return s[max(0, len(s)-n):] }
+func lastN(s []string, n int) []string { return s[max(0, len(s)-n):] }
 
-func relGetenvInt(key string) int64 {
+func getenvInt(key string) int64 {
 	n, _ := strconv.ParseInt(os.Getenv(key), 10, 64)
 	return n
 }
@@ -189,7 +190,7 @@ var crashSubjects = func() (s []string) {
 
 // crashChild is the child of TestCrash_Durability. It never returns: the
 // parent kills it.
-func crashChild(w *relLineWriter) error {
+func crashChild(w *lineWriter) error {
 	ctx := context.Background()
 	db, err := tokenstore.Open(os.Getenv("TOKENSTORE_TEST_PATH"), &tokenstore.Options{
 		TouchInterval: 20 * time.Millisecond,
@@ -576,7 +577,7 @@ func (m *crashModel) pool(path string, rng *rand.Rand, n int) error {
 }
 
 func TestCrash_Durability(t *testing.T) {
-	rng := rand.New(rand.NewPCG(relSeed(t), 1))
+	rng := rand.New(rand.NewPCG(testSeed(t), 1))
 	dir := t.TempDir()
 	path, poolPath := filepath.Join(dir, "tokens.db"), filepath.Join(dir, "pool")
 	m := newCrashModel()
@@ -584,7 +585,7 @@ func TestCrash_Durability(t *testing.T) {
 	start := time.Now()
 	for round := range *crashRounds {
 		require.NoError(t, m.pool(poolPath, rng, 2000))
-		c := startRelChild(t, "crash", nil, "TOKENSTORE_TEST_PATH="+path, "TOKENSTORE_TEST_POOL="+poolPath)
+		c := startChild(t, "crash", nil, "TOKENSTORE_TEST_PATH="+path, "TOKENSTORE_TEST_POOL="+poolPath)
 		killAt := 20 + rng.IntN(800)
 		acks := 0
 		for acks < killAt {
@@ -598,7 +599,7 @@ func TestCrash_Durability(t *testing.T) {
 		}
 		c.kill()
 		if acks < killAt {
-			t.Fatalf("round %d: child ended after %d acknowledgements:\n%s\n%s", round, acks, strings.Join(relLastN(c.lines, 5), "\n"), c.output.String())
+			t.Fatalf("round %d: child ended after %d acknowledgements:\n%s\n%s", round, acks, strings.Join(lastN(c.lines, 5), "\n"), c.output.String())
 		}
 		kills = append(kills, acks)
 		m.apply(c.lines)
@@ -618,7 +619,7 @@ func TestCrash_Durability(t *testing.T) {
 		require.NoError(t, db.Close())
 		assert.Less(t, took, time.Second, "round %d: reopen", round)
 		if t.Failed() {
-			t.Fatalf("round %d failed; child lines in %s", round, relDumpLines(t, c.lines))
+			t.Fatalf("round %d failed; child lines in %s", round, dumpLines(t, c.lines))
 		}
 	}
 	assert.Empty(t, m.errors, "errors the child saw")
@@ -632,9 +633,9 @@ func TestCrash_Durability(t *testing.T) {
 		m.lost, m.undone, m.checkProblems, m.revokedValidated, m.maxReopen.Round(time.Microsecond), st.Size()>>10, m.alive)
 }
 
-// relDumpLines saves a failed round's lines for inspection (they hold test
+// dumpLines saves a failed round's lines for inspection (they hold test
 // tokens of a temporary file, nothing else).
-func relDumpLines(t *testing.T, lines []string) string {
+func dumpLines(t *testing.T, lines []string) string {
 	f, err := os.CreateTemp("", "tokenstore-crash-*.log")
 	if err != nil {
 		return "(not saved: " + err.Error() + ")"
@@ -655,9 +656,9 @@ func relDumpLines(t *testing.T, lines []string) string {
 
 const slidingTouch = 20 * time.Millisecond
 
-func slidingChild(w *relLineWriter) error {
+func slidingChild(w *lineWriter) error {
 	ctx := context.Background()
-	clock := newRelClock(relEpoch)
+	clock := tokenstoretest.NewClockAt(epoch)
 	var clockMu sync.Mutex
 	db, err := tokenstore.Open(os.Getenv("TOKENSTORE_TEST_PATH"), &tokenstore.Options{
 		Now:           clock.Now,
@@ -675,7 +676,7 @@ func slidingChild(w *relLineWriter) error {
 		}
 		w.printf("I %d %s", i, toks[i])
 	}
-	p := float64(relGetenvInt("TOKENSTORE_TEST_STEP")) / 100 // chance that a Validate moves the clock 1 ms
+	p := float64(getenvInt("TOKENSTORE_TEST_STEP")) / 100 // chance that a Validate moves the clock 1 ms
 	w.printf("ready")
 	for g := range 8 {
 		go func() {
@@ -686,8 +687,8 @@ func slidingChild(w *relLineWriter) error {
 					// Tell the parent first: then no Validate can see a
 					// time the parent has not heard of.
 					clockMu.Lock()
-					w.printf("C %d", clock.Ms()+1)
-					clock.AddMs(1)
+					w.printf("C %d", clock.Now().UnixMilli()+1)
+					clock.Advance(time.Millisecond)
 					clockMu.Unlock()
 				}
 				w.printf("B %d", i)
@@ -704,7 +705,7 @@ func slidingChild(w *relLineWriter) error {
 }
 
 func TestCrash_SlidingLoss(t *testing.T) {
-	rng := rand.New(rand.NewPCG(relSeed(t), 2))
+	rng := rand.New(rand.NewPCG(testSeed(t), 2))
 	dir := t.TempDir()
 	var (
 		validates, violations, tokens int
@@ -714,7 +715,7 @@ func TestCrash_SlidingLoss(t *testing.T) {
 	for round := range *crashRounds {
 		path := filepath.Join(dir, fmt.Sprintf("sliding-%d.db", round))
 		step := 5 + rng.IntN(50)
-		c := startRelChild(t, "sliding", nil, "TOKENSTORE_TEST_PATH="+path, fmt.Sprintf("TOKENSTORE_TEST_STEP=%d", step))
+		c := startChild(t, "sliding", nil, "TOKENSTORE_TEST_PATH="+path, fmt.Sprintf("TOKENSTORE_TEST_STEP=%d", step))
 		killAt := 100 + rng.IntN(1500)
 		acks := 0
 		for acks < killAt {
@@ -730,7 +731,7 @@ func TestCrash_SlidingLoss(t *testing.T) {
 			}
 		}
 		c.kill()
-		require.GreaterOrEqual(t, acks, killAt, "child ended early:\n%s\n%s", strings.Join(relLastN(c.lines, 5), "\n"), c.output.String())
+		require.GreaterOrEqual(t, acks, killAt, "child ended early:\n%s\n%s", strings.Join(lastN(c.lines, 5), "\n"), c.output.String())
 
 		// For each token: the last acknowledged use, and the latest use
 		// any Validate may have made (the latest clock for one cut short).
@@ -738,14 +739,14 @@ func TestCrash_SlidingLoss(t *testing.T) {
 			toks    = map[int]string{}
 			acked   = map[int]int64{}
 			pending = map[int]bool{}
-			maxC    = relEpoch.UnixMilli()
+			maxC    = epoch.UnixMilli()
 		)
 		for _, l := range c.lines {
 			f := strings.Fields(l)
 			switch f[0] {
 			case "I":
 				i, _ := strconv.Atoi(f[1])
-				toks[i], acked[i] = f[2], relEpoch.UnixMilli()
+				toks[i], acked[i] = f[2], epoch.UnixMilli()
 			case "C":
 				v, _ := strconv.ParseInt(f[1], 10, 64)
 				maxC = max(maxC, v)
@@ -760,8 +761,8 @@ func TestCrash_SlidingLoss(t *testing.T) {
 			}
 		}
 		require.Len(t, toks, 64)
-		db := relOpen(t, path, &tokenstore.Options{Now: newRelClock(relEpoch).Now, SweepInterval: -1})
-		relCheck(t, db)
+		db := mustOpen(t, path, &tokenstore.Options{Now: tokenstoretest.NewClockAt(epoch).Now, SweepInterval: -1})
+		mustCheck(t, db)
 		for i, tok := range toks {
 			info, err := db.Lookup(context.Background(), tok)
 			require.NoError(t, err)
@@ -785,7 +786,7 @@ func TestCrash_SlidingLoss(t *testing.T) {
 		}
 		require.NoError(t, db.Close())
 		if t.Failed() {
-			t.Fatalf("round %d failed; child lines in %s", round, relDumpLines(t, c.lines))
+			t.Fatalf("round %d failed; child lines in %s", round, dumpLines(t, c.lines))
 		}
 	}
 	t.Logf("sliding after SIGKILL: %d rounds, %d tokens, %d acknowledged Validates; TouchInterval %s; lost sliding max %d ms, mean %.1f ms; "+

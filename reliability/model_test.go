@@ -1,4 +1,4 @@
-package tokenstore_test
+package reliability_test
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/tokenstoretest"
 )
 
 // Test 4: a model-based test. rapid drives a real store and an in-memory
@@ -54,7 +55,7 @@ type modelMachine struct {
 	path  string
 	opts  tokenstore.Options
 	db    *tokenstore.DB
-	clock *relClock
+	clock *tokenstoretest.Clock
 	toks  map[string]*modelTok
 	order []string // issue order: List's order
 	dead  []string // revoked, rotated away or swept: must stay ErrNotFound
@@ -74,7 +75,7 @@ var (
 	}
 )
 
-func (m *modelMachine) now() int64 { return m.clock.Ms() }
+func (m *modelMachine) now() int64 { return m.clock.Now().UnixMilli() }
 
 func (m *modelMachine) open() {
 	db, err := tokenstore.Open(m.path, &m.opts)
@@ -300,10 +301,10 @@ func (m *modelMachine) actions() map[string]func(*rapid.T) {
 			}
 		},
 		"AdvanceClock": func(t *rapid.T) {
-			m.clock.Add(rapid.SampledFrom(modelSteps).Draw(t, "step"))
+			m.clock.Advance(rapid.SampledFrom(modelSteps).Draw(t, "step"))
 		},
 		"ClockBack": func(t *rapid.T) {
-			m.clock.Add(-rapid.SampledFrom(modelSteps[:6]).Draw(t, "back"))
+			m.clock.Set(m.clock.Now().Add(-rapid.SampledFrom(modelSteps[:6]).Draw(t, "back")))
 		},
 		"Reopen": func(t *rapid.T) {
 			if err := m.db.Close(); err != nil {
@@ -353,7 +354,7 @@ func TestModel_StateMachine(t *testing.T) {
 	var runs, steps atomic.Int64
 	start := time.Now()
 	rapid.Check(t, func(rt *rapid.T) {
-		clock := newRelClock(relEpoch)
+		clock := tokenstoretest.NewClockAt(epoch)
 		m := &modelMachine{
 			t:     rt,
 			path:  filepath.Join(dir, fmt.Sprintf("model-%d.db", runs.Add(1))),

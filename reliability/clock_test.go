@@ -1,4 +1,4 @@
-package tokenstore_test
+package reliability_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/tokenstoretest"
 )
 
 // Test 8: clock steps. The injected clock walks forward in small steps,
@@ -56,11 +57,11 @@ func TestClock_Steps(t *testing.T) {
 
 func clockSteps(t *testing.T, touch time.Duration) {
 	ctx := context.Background()
-	rng := rand.New(rand.NewPCG(relSeed(t), 8))
-	clock := newRelClock(relEpoch)
+	rng := rand.New(rand.NewPCG(testSeed(t), 8))
+	clock := tokenstoretest.NewClockAt(epoch)
 	path := filepath.Join(t.TempDir(), "clock.db")
 	opts := &tokenstore.Options{Now: clock.Now, TouchInterval: touch, SweepInterval: -1}
-	db := relOpen(t, path, opts)
+	db := mustOpen(t, path, opts)
 	var (
 		toks                                 []*clockTok
 		trueNow                              int64 // the test's monotonic time: forward steps only
@@ -72,8 +73,8 @@ func clockSteps(t *testing.T, touch time.Duration) {
 		p := clockPolicies[rng.IntN(len(clockPolicies))]
 		tok, info, err := db.Issue(ctx, "user", tokenstore.WithPolicy(p))
 		require.NoError(t, err)
-		require.Equal(t, clock.Ms(), info.CreatedAt.UnixMilli())
-		toks = append(toks, &clockTok{token: tok, policy: p, created: clock.Ms(), used: clock.Ms(), trueIssued: trueNow})
+		require.Equal(t, clock.Now().UnixMilli(), info.CreatedAt.UnixMilli())
+		toks = append(toks, &clockTok{token: tok, policy: p, created: clock.Now().UnixMilli(), used: clock.Now().UnixMilli(), trueIssued: trueNow})
 	}
 	for range 5 {
 		issue()
@@ -81,24 +82,24 @@ func clockSteps(t *testing.T, touch time.Duration) {
 	for step := range 600 {
 		switch x := rng.IntN(100); {
 		case x < 8: // back an hour
-			clock.Add(-time.Hour)
+			clock.Set(clock.Now().Add(-time.Hour))
 			back++
 			for _, c := range toks {
 				c.backWhileAlive += time.Hour.Milliseconds()
 			}
 		case x < 12: // forward a day
-			clock.Add(24 * time.Hour)
+			clock.Advance(24 * time.Hour)
 			trueNow += (24 * time.Hour).Milliseconds()
 			forward++
 		case x < 40:
 			d := time.Duration(1+rng.IntN(20*60)) * time.Second
-			clock.Add(d)
+			clock.Advance(d)
 			trueNow += d.Milliseconds()
 		case x < 46:
 			issue()
 		case x < 49:
 			require.NoError(t, db.Close())
-			db = relOpen(t, path, opts)
+			db = mustOpen(t, path, opts)
 			reopens++
 			// What reached the disk never went backwards either.
 			for _, c := range toks {
@@ -112,7 +113,7 @@ func clockSteps(t *testing.T, touch time.Duration) {
 			require.NoError(t, err)
 			live := toks[:0]
 			for _, c := range toks {
-				if clock.Ms() < c.deadline() {
+				if clock.Now().UnixMilli() < c.deadline() {
 					live = append(live, c)
 				}
 			}
@@ -125,7 +126,7 @@ func clockSteps(t *testing.T, touch time.Duration) {
 				continue
 			}
 			c := toks[rng.IntN(len(toks))]
-			now := clock.Ms()
+			now := clock.Now().UnixMilli()
 			info, err := db.Validate(ctx, c.token)
 			validates++
 			if now >= c.deadline() {
@@ -158,7 +159,7 @@ func clockSteps(t *testing.T, touch time.Duration) {
 			}
 		}
 	}
-	relCheck(t, db)
+	mustCheck(t, db)
 	t.Logf("clock steps (TouchInterval %s): 600 steps, %d back 1h, %d forward 1d, %d reopens, %d sweeps (%d swept); "+
 		"%d Validates (%d refused as expired): last-used went backwards 0 times, validity matched the policy by the clock every time; "+
 		"%d tokens refused as expired validated again after the clock went back; absolute tokens outlived their TTL in monotonic time by at most %s (never more than the clock went back)",

@@ -1,4 +1,4 @@
-package tokenstore_test
+package reliability_test
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/tokenstoretest"
 )
 
 // Test 10: leaks and races. 64 goroutines run a mix of every operation on
@@ -32,10 +33,10 @@ var stressOps = flag.Int("stress.ops", 150, "operations per goroutine of TestRel
 func TestReliability_Race(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	ctx := context.Background()
-	rng := rand.New(rand.NewPCG(relSeed(t), 10))
+	rng := rand.New(rand.NewPCG(testSeed(t), 10))
 	seed := rng.Uint64()
 	path := filepath.Join(t.TempDir(), "tokens.db")
-	clock := newRelClock(relEpoch)
+	clock := tokenstoretest.NewClockAt(epoch)
 	db, err := tokenstore.Open(path, &tokenstore.Options{
 		Now:                 clock.Now,
 		SweepInterval:       5 * time.Millisecond,
@@ -85,7 +86,7 @@ func TestReliability_Race(t *testing.T) {
 				ops.Add(1)
 				subject := fmt.Sprintf("user-%d", rng.IntN(32))
 				if rng.IntN(16) == 0 {
-					clock.AddMs(int64(rng.IntN(20)))
+					clock.Advance(time.Duration(rng.IntN(20)) * time.Millisecond)
 				}
 				switch x := rng.IntN(100); {
 				case x < 20:
@@ -192,8 +193,8 @@ func TestReliability_Race(t *testing.T) {
 	st := db.Stats()
 	require.NoError(t, db.Close())
 
-	db = relOpen(t, path, &tokenstore.Options{Now: clock.Now, SweepInterval: -1})
-	relCheck(t, db)
+	db = mustOpen(t, path, &tokenstore.Options{Now: clock.Now, SweepInterval: -1})
+	mustCheck(t, db)
 	n := 0
 	require.NoError(t, db.ForEach(ctx, func(tokenstore.Info) error { n++; return nil }))
 	assert.Equal(t, db.Stats().Tokens, int64(n), "the stored count")

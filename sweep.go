@@ -9,38 +9,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// loop is the store's one background goroutine, owned by Open and Close:
-// it sweeps expired tokens every sweepEvery and writes pending uses every
-// flushEvery (either may be ≤ 0: off). Close cancels ctx, so a long sweep
-// stops between chunks, then closes stop and waits for done.
-func (db *DB) loop(ctx context.Context, sweepEvery, flushEvery time.Duration) {
-	defer close(db.done)
-	var sweepC, flushC <-chan time.Time
-	if sweepEvery > 0 {
-		t := time.NewTicker(sweepEvery)
-		defer t.Stop()
-		sweepC = t.C
-	}
-	if flushEvery > 0 {
-		t := time.NewTicker(flushEvery)
-		defer t.Stop()
-		flushC = t.C
-	}
-	for {
-		select {
-		case <-db.stop:
-			return
-		case <-sweepC:
-			// Sweep logs its own result; it has no caller to return to.
-			_, _ = db.sweep(ctx)
-		case <-flushC:
-			if err := db.flush(ctx); err != nil && ctx.Err() == nil {
-				db.log.Error("tokenstore: writing last-used times", "err", err)
-			}
-		}
-	}
-}
-
 // Sweep deletes every token whose deadline has passed, in transactions
 // sized to last about 10 ms each so that other writers never wait long, and
 // returns how many it deleted. It stops between transactions when ctx is done,
@@ -179,47 +147,6 @@ func (db *DB) anyDue(now int64) bool {
 		return nil
 	})
 	return due
-}
-
-// flush writes every use held only in memory, sorted by key and in chunks
-// of flushChunk: bbolt's cost for many unsorted inserts in one transaction
-// grows faster than their number (one 100k-touch transaction made Close
-// take 9 s; sorted 10k chunks took 0.8 s).
-func (db *DB) flush(ctx context.Context) error {
-	db.flushMu.Lock()
-	defer db.flushMu.Unlock()
-	pending := db.cache.dirty()
-	slices.SortFunc(pending, func(a, b touch) int { return compareBytes(a.h[:], b.h[:]) })
-	for len(pending) > 0 {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		chunk := pending[:min(len(pending), flushChunk)]
-		pending = pending[len(chunk):]
-		written := 0
-		err := db.commit.update(func(tx *bolt.Tx) error {
-			written = 0
-			for _, t := range chunk {
-				ok, err := writeTouch(tx, t.h, t.used)
-				if err != nil && !errors.Is(err, ErrNotFound) {
-					return err
-				}
-				if ok {
-					written++
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return boltErr(err)
-		}
-		for _, t := range chunk {
-			db.cache.persisted(t.h, t.used)
-		}
-		db.ctr.touchWrites.Add(1)
-		db.ctr.touchesPersisted.Add(uint64(written))
-	}
-	return nil
 }
 
 // txTarget is how long one sweep transaction should hold bbolt's single

@@ -1,6 +1,6 @@
 //go:build linux
 
-package tokenstore_test
+package reliability_test
 
 import (
 	"bytes"
@@ -25,6 +25,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/tokenstoretest"
 )
 
 // Test 6: hostile files.
@@ -45,7 +46,7 @@ const hostilePage = 4096
 // hostileBase is the file the mutations start from, and what is in it.
 type hostileBase struct {
 	bytes   []byte
-	clock   *relClock
+	clock   *tokenstoretest.Clock
 	live    []string // tokens that validate in the intact file
 	refused []string // revoked, rotated away, expired or never issued: must never validate
 	records []hostileRecord
@@ -62,7 +63,7 @@ type hostileRecord struct {
 func newHostileBase(t *testing.T, dir string) *hostileBase {
 	ctx := context.Background()
 	path := filepath.Join(dir, "base.db")
-	h := &hostileBase{clock: newRelClock(relEpoch)}
+	h := &hostileBase{clock: tokenstoretest.NewClockAt(epoch)}
 	// TouchInterval -1: each Validate writes its use at once, so nothing is
 	// left for Close to write and the revocation below is the file's last
 	// transaction.
@@ -96,7 +97,7 @@ func newHostileBase(t *testing.T, dir string) *hostileBase {
 		require.NoError(t, err)
 		h.refused = append(h.refused, s)
 	}
-	h.clock.Add(time.Minute)
+	h.clock.Advance(time.Minute)
 	for i := 0; i < len(toks); i += 8 {
 		_, err := db.Validate(ctx, toks[i].token)
 		require.NoError(t, err)
@@ -326,7 +327,7 @@ func (s *hostileStats) try(name string, fn func()) (ok bool) {
 func TestHostile_Files(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	rng := rand.New(rand.NewPCG(relSeed(t), 6))
+	rng := rand.New(rand.NewPCG(testSeed(t), 6))
 	base := newHostileBase(t, dir)
 	// A fault reading bbolt's mmap (a page past the end of a truncated
 	// file) would kill the process; make it a panic, so it is counted.

@@ -1,4 +1,4 @@
-package tokenstore_test
+package reliability_test
 
 import (
 	"bytes"
@@ -17,23 +17,24 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/tokenstoretest"
 )
 
 // Test 9: secrets stay secret.
 
-// relLogBuffer is a bytes.Buffer for a logger that goroutines share.
-type relLogBuffer struct {
+// logBuffer is a bytes.Buffer for a logger that goroutines share.
+type logBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *relLogBuffer) Write(p []byte) (int, error) {
+func (s *logBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *relLogBuffer) Bytes() []byte {
+func (s *logBuffer) Bytes() []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.b.Bytes())
@@ -75,9 +76,9 @@ func (ix leakIndex) leaks(tok string) bool {
 func TestSecret_NotInFileLogsOrErrors(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "tokens.db")
-	var logs relLogBuffer
-	clock := newRelClock(relEpoch)
-	db := relOpen(t, path, &tokenstore.Options{
+	var logs logBuffer
+	clock := tokenstoretest.NewClockAt(epoch)
+	db := mustOpen(t, path, &tokenstore.Options{
 		Now:           clock.Now,
 		Logger:        slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		SweepInterval: -1, // Sweep below logs what it deletes
@@ -135,7 +136,7 @@ func TestSecret_NotInFileLogsOrErrors(t *testing.T) {
 			record(err)
 		}
 	}
-	clock.Add(2 * time.Second) // a third have expired
+	clock.Advance(2 * time.Second) // a third have expired
 	for i := 0; i < n; i += 30 {
 		_, err := db.Validate(ctx, toks[i])
 		record(err)

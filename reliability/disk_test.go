@@ -1,6 +1,6 @@
 //go:build linux
 
-package tokenstore_test
+package reliability_test
 
 import (
 	"context"
@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/tokenstoretest"
 )
 
 // Test 3: disk full.
@@ -33,7 +34,7 @@ import (
 
 const diskMeta = 1000 // bytes of metadata per token the child issues
 
-func diskFullChild(w *relLineWriter) error {
+func diskFullChild(w *lineWriter) error {
 	ctx := context.Background()
 	path := os.Getenv("TOKENSTORE_TEST_PATH")
 	st, err := os.Stat(path)
@@ -50,7 +51,7 @@ func diskFullChild(w *relLineWriter) error {
 		return err
 	}
 	pre := strings.Fields(string(b))
-	clock := newRelClock(relEpoch.Add(time.Minute)) // fixed: nothing expires, Validate writes nothing
+	clock := tokenstoretest.NewClockAt(epoch.Add(time.Minute)) // fixed: nothing expires, Validate writes nothing
 	db, err := tokenstore.Open(path, &tokenstore.Options{Now: clock.Now, SweepInterval: -1})
 	if err != nil {
 		return err
@@ -63,7 +64,7 @@ func diskFullChild(w *relLineWriter) error {
 			if tok != "" || info.ID != uuid.Nil {
 				w.printf("leak Issue failed but returned a token or an ID")
 			}
-			w.printf("F %s", relErrString(err))
+			w.printf("F %s", errString(err))
 			return err
 		}
 		w.printf("I %s", tok)
@@ -128,7 +129,7 @@ func TestReliability_DiskFull(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "tokens.db")
-	clock := newRelClock(relEpoch)
+	clock := tokenstoretest.NewClockAt(epoch)
 	db, err := tokenstore.Open(path, &tokenstore.Options{Now: clock.Now, SweepInterval: -1})
 	require.NoError(t, err)
 	reqs := make([]tokenstore.IssueRequest, 300)
@@ -145,7 +146,7 @@ func TestReliability_DiskFull(t *testing.T) {
 	pool := filepath.Join(dir, "pool")
 	require.NoError(t, os.WriteFile(pool, []byte(strings.Join(pre, "\n")), 0o600))
 
-	lines := startRelChild(t, "diskfull", nil, "TOKENSTORE_TEST_PATH="+path, "TOKENSTORE_TEST_POOL="+pool).run()
+	lines := startChild(t, "diskfull", nil, "TOKENSTORE_TEST_PATH="+path, "TOKENSTORE_TEST_POOL="+pool).run()
 	var (
 		issued               []string
 		failures             []string
@@ -198,8 +199,8 @@ func TestReliability_DiskFull(t *testing.T) {
 	assert.LessOrEqual(t, sizeAfter, limit)
 
 	// Without the limit: nothing lost, everything works.
-	db = relOpen(t, path, &tokenstore.Options{Now: clock.Now, SweepInterval: -1})
-	relCheck(t, db)
+	db = mustOpen(t, path, &tokenstore.Options{Now: clock.Now, SweepInterval: -1})
+	mustCheck(t, db)
 	for i, tok := range append(pre, issued...) {
 		_, err := db.Lookup(ctx, tok)
 		if i == 0 && revoked {
@@ -219,7 +220,7 @@ func TestReliability_DiskFull(t *testing.T) {
 	}
 	_, err = db.RevokeSubject(ctx, "full-0")
 	require.NoError(t, err)
-	relCheck(t, db)
+	mustCheck(t, db)
 	require.NoError(t, db.Close())
 	st, err := os.Stat(path)
 	require.NoError(t, err)
@@ -233,7 +234,7 @@ func TestReliability_DiskFull(t *testing.T) {
 
 const lockTries = 20
 
-func lockChild(w *relLineWriter) error {
+func lockChild(w *lineWriter) error {
 	path := os.Getenv("TOKENSTORE_TEST_PATH")
 	var wg sync.WaitGroup
 	for i := range lockTries + 1 {
@@ -244,14 +245,14 @@ func lockChild(w *relLineWriter) error {
 			if err == nil {
 				_ = db.Close()
 			}
-			w.printf("T %d %t %d %s", i, errors.Is(err, tokenstore.ErrLocked), took.Microseconds(), relErrString(err))
+			w.printf("T %d %t %d %s", i, errors.Is(err, tokenstore.ErrLocked), took.Microseconds(), errString(err))
 		})
 	}
 	wg.Wait()
 	return nil
 }
 
-func relErrString(err error) string {
+func errString(err error) string {
 	if err == nil {
 		return "<nil>"
 	}
@@ -260,8 +261,8 @@ func relErrString(err error) string {
 
 func TestLock_SecondProcess(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokens.db")
-	db := relOpen(t, path, nil)
-	lines := startRelChild(t, "lock", nil, "TOKENSTORE_TEST_PATH="+path).run()
+	db := mustOpen(t, path, nil)
+	lines := startChild(t, "lock", nil, "TOKENSTORE_TEST_PATH="+path).run()
 	locked, roLocked := 0, false
 	var slowest time.Duration
 	fastest := time.Hour
@@ -288,7 +289,7 @@ func TestLock_SecondProcess(t *testing.T) {
 	assert.Equal(t, lockTries, locked)
 	assert.True(t, roLocked, "a ReadOnly open while a writer holds the file")
 	require.NoError(t, db.Close())
-	db2 := relOpen(t, path, &tokenstore.Options{LockTimeout: 200 * time.Millisecond})
+	db2 := mustOpen(t, path, &tokenstore.Options{LockTimeout: 200 * time.Millisecond})
 	require.NoError(t, db2.Close())
 	t.Logf("locks: %d/%d opens from a second process got ErrLocked with LockTimeout 200ms, after %s–%s; a ReadOnly open too; "+
 		"after Close the file opens at once", locked, lockTries, fastest.Round(time.Millisecond), slowest.Round(time.Millisecond))
@@ -314,7 +315,7 @@ func (p *permCheck) file(name, path, token string) {
 	ctx := context.Background()
 	_, err := tokenstore.Open(path, &tokenstore.Options{LockTimeout: 100 * time.Millisecond})
 	p.check(name+": Open refuses", err != nil, "Open succeeded")
-	p.check(name+": Open says why", err != nil && strings.Contains(err.Error(), "ReadOnly"), "error %q does not point to Options.ReadOnly", relErrString(err))
+	p.check(name+": Open says why", err != nil && strings.Contains(err.Error(), "ReadOnly"), "error %q does not point to Options.ReadOnly", errString(err))
 	db, err := tokenstore.Open(path, &tokenstore.Options{ReadOnly: true})
 	p.check(name+": opens with ReadOnly", err == nil, "%v", err)
 	if err != nil {
@@ -343,7 +344,7 @@ func (p *permCheck) newFile(dir string) {
 // permChild runs the checks that root's powers would defeat: as root it
 // mounts a directory read-only in a mount namespace of its own and opens
 // the file in it; then it becomes nobody and opens a file of mode 0400.
-func permChild(w *relLineWriter) error {
+func permChild(w *lineWriter) error {
 	ro, r400, newDir, token := os.Getenv("TOKENSTORE_TEST_RO"), os.Getenv("TOKENSTORE_TEST_R400"), os.Getenv("TOKENSTORE_TEST_NEW"), os.Getenv("TOKENSTORE_TEST_TOKEN")
 	var p permCheck
 	if err := roMount(filepath.Dir(ro)); err != nil {
@@ -412,9 +413,9 @@ func TestLock_Permissions(t *testing.T) {
 		require.NoError(t, os.Chown(r400, 65534, 65534))
 		require.NoError(t, os.Chown(newDir, 65534, 65534))
 		env := []string{"TOKENSTORE_TEST_RO=" + ro, "TOKENSTORE_TEST_R400=" + r400, "TOKENSTORE_TEST_NEW=" + newDir, "TOKENSTORE_TEST_TOKEN=" + token}
-		c, err := tryStartRelChild(t, "perm", &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}, env...)
+		c, err := tryStartChild(t, "perm", &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}, env...)
 		if err != nil { // a container without CAP_SYS_ADMIN
-			c = startRelChild(t, "perm", nil, append(env, "TOKENSTORE_TEST_NONS=1")...)
+			c = startChild(t, "perm", nil, append(env, "TOKENSTORE_TEST_NONS=1")...)
 		}
 		for _, l := range c.run() {
 			if skip, ok := strings.CutPrefix(l, "SKIP "); ok {

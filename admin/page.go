@@ -1,0 +1,329 @@
+package admin
+
+import (
+	"bytes"
+	"errors"
+	"html/template"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/tokenstore/tokenstore"
+)
+
+// The page: server-rendered, no script, every form a plain HTML form.
+// GETs never change anything; each change is a POST from a confirmation
+// page, carrying the CSRF token, answered with a redirect (303) so that a
+// reload does not repeat it.
+
+// pageData is what every template gets. Nothing in it ever holds a token.
+type pageData struct {
+	Title   string
+	Prefix  string
+	CSRF    string
+	Login   bool   // the default authorizer: show the log-out button
+	Actor   string // who is logged in
+	Error   string
+	Notice  string
+	Subject string      // the subject searched for
+	Tokens  []tokenView // its tokens
+	Token   *tokenView  // the token found by ID or by token
+	Confirm *confirm
+}
+
+type tokenView struct {
+	ID, Subject, Created, LastUsed, Expires, Policy string
+	Expired                                         bool
+	Metadata                                        []metaEntry
+}
+
+type metaEntry struct{ Key, Value string }
+
+type confirm struct {
+	Action  string // the form's path under the prefix
+	ID      string // revoke one token
+	Subject string // revoke every token of a subject (or the token's subject)
+	Count   int    // tokens the subject holds now
+}
+
+var templateFuncs = template.FuncMap{"plural": plural}
+
+const timeLayout = "2006-01-02 15:04:05 UTC"
+
+func (h *Handler) view(info tokenstore.Info, now time.Time) tokenView {
+	v := tokenView{
+		ID:       info.ID.String(),
+		Subject:  info.Subject,
+		Created:  info.CreatedAt.UTC().Format(timeLayout),
+		LastUsed: "never",
+		Expires:  info.ExpiresAt.UTC().Format(timeLayout),
+		Expired:  !now.Before(info.ExpiresAt),
+		Policy:   info.Policy.String(),
+	}
+	if info.LastUsedAt.After(info.CreatedAt) {
+		v.LastUsed = info.LastUsedAt.UTC().Format(timeLayout)
+	}
+	for _, k := range slices.Sorted(maps.Keys(info.Metadata)) {
+		v.Metadata = append(v.Metadata, metaEntry{k, info.Metadata[k]})
+	}
+	return v
+}
+
+// servePage routes the page's paths. Login and logout come first; every
+// other path gets the authorization decision, and each POST the CSRF
+// check before it.
+func (h *Handler) servePage(w http.ResponseWriter, r *http.Request, path string) {
+	post := r.Method == http.MethodPost
+	if !post && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		h.methodNotAllowed(w, r, http.MethodGet, http.MethodPost)
+		return
+	}
+	if post {
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		if err := h.csrf.verify(r); err != nil {
+			h.renderPage(w, r, http.StatusForbidden, "error", pageData{Title: "Refused", Error: err.Error()})
+			return
+		}
+	}
+	switch path {
+	case "/login":
+		h.pageLogin(w, r, post)
+		return
+	case "/logout":
+		if !post {
+			h.methodNotAllowed(w, r, http.MethodPost)
+			return
+		}
+		http.SetCookie(w, h.cookie(sessionCookie, "", -1))
+		http.Redirect(w, r, h.prefix+"/login", http.StatusSeeOther)
+		return
+	}
+	actor, err := h.authorize(r)
+	if err != nil {
+		switch {
+		case errors.Is(err, ErrUnauthenticated) && h.login != nil:
+			h.renderPage(w, r, http.StatusUnauthorized, "login", pageData{Title: "Log in"})
+		default:
+			h.authError(w, r, err)
+		}
+		return
+	}
+	r = r.WithContext(withActor(r.Context(), actor))
+	d := pageData{Actor: actor}
+	switch {
+	case path == "/" && !post:
+		h.pageHome(w, r, d)
+	case path == "/token" && post: // find by token, from a form: never in a URL
+		h.pageFindToken(w, r, d)
+	case path == "/token/revoke":
+		h.pageRevokeToken(w, r, d, post)
+	case path == "/subject/revoke":
+		h.pageRevokeSubject(w, r, d, post)
+	case path == "/":
+		h.methodNotAllowed(w, r, http.MethodGet)
+	case path == "/token":
+		h.methodNotAllowed(w, r, http.MethodPost)
+	default:
+		h.refuse(w, r, http.StatusNotFound, "unknown_route", "no such page")
+	}
+}
+
+func (h *Handler) pageLogin(w http.ResponseWriter, r *http.Request, post bool) {
+	if h.login == nil {
+		h.refuse(w, r, http.StatusNotFound, "unknown_route", "this application authorizes administrators itself: there is no login form")
+		return
+	}
+	if !post {
+		h.renderPage(w, r, http.StatusOK, "login", pageData{Title: "Log in"})
+		return
+	}
+	token := r.PostFormValue("token")
+	if _, err := h.login.check(r, token); err != nil {
+		d := pageData{Title: "Log in", Error: "That is not an admin token of this application (or it has expired or been revoked)."}
+		status := http.StatusUnauthorized
+		switch {
+		case errors.Is(err, ErrForbidden):
+			d.Error, status = "That token is valid but lacks the scope "+strconv.Quote(h.login.Scope)+".", http.StatusForbidden
+		case !errors.Is(err, ErrUnauthenticated):
+			h.authError(w, r, err)
+			return
+		}
+		h.renderPage(w, r, status, "login", d)
+		return
+	}
+	http.SetCookie(w, h.cookie(sessionCookie, token, 0))
+	http.Redirect(w, r, h.prefix+"/", http.StatusSeeOther)
+}
+
+// cookie makes one of the handler's cookies: HttpOnly, SameSite=Strict,
+// scoped to the prefix. maxAge < 0 deletes it.
+func (h *Handler) cookie(name, value string, maxAge int) *http.Cookie {
+	return &http.Cookie{
+		Name: name, Value: value, Path: h.prefix + "/", MaxAge: maxAge,
+		HttpOnly: true, Secure: h.secure, SameSite: http.SameSiteStrictMode,
+	}
+}
+
+func (h *Handler) pageHome(w http.ResponseWriter, r *http.Request, d pageData) {
+	q := r.URL.Query()
+	now := h.now()
+	if n := q.Get("revoked"); n != "" {
+		if k, err := strconv.Atoi(n); err == nil && k >= 0 {
+			d.Notice = "Revoked " + plural(k, "token") + "."
+		}
+	}
+	switch {
+	case q.Has("id"):
+		id, err := parseID(q.Get("id"))
+		if err != nil {
+			d.Error = err.Error()
+			break
+		}
+		info, err := h.store.Get(r.Context(), id)
+		if err != nil && !errors.Is(err, tokenstore.ErrExpired) {
+			if !errors.Is(err, tokenstore.ErrNotFound) {
+				h.storeError(w, r, err)
+				return
+			}
+			d.Error = "No token with ID " + id.String() + " (never issued, revoked, or expired and deleted)."
+			break
+		}
+		v := h.view(info, now)
+		d.Token = &v
+	case q.Has("subject"):
+		d.Subject = q.Get("subject")
+		if err := tokenstore.ValidateSubject(d.Subject); err != nil {
+			d.Error = err.Error()
+			break
+		}
+		infos, err := h.store.List(r.Context(), d.Subject)
+		if err != nil {
+			h.storeError(w, r, err)
+			return
+		}
+		for _, info := range infos {
+			d.Tokens = append(d.Tokens, h.view(info, now))
+		}
+		if len(infos) == 0 {
+			d.Error = "Subject " + strconv.Quote(d.Subject) + " holds no live tokens."
+		}
+	}
+	d.Title = "Tokens"
+	h.renderPage(w, r, http.StatusOK, "home", d)
+}
+
+// pageFindToken shows the token an operator pasted (a leaked one): its
+// details and ID, never the token.
+func (h *Handler) pageFindToken(w http.ResponseWriter, r *http.Request, d pageData) {
+	d.Title = "Tokens"
+	info, err := h.store.Lookup(r.Context(), r.PostFormValue("token"))
+	switch {
+	case errors.Is(err, tokenstore.ErrMalformed):
+		d.Error = "That is not a token of this application (wrong length, prefix or checksum)."
+	case errors.Is(err, tokenstore.ErrNotFound):
+		d.Error = "No such token: never issued, revoked, or expired and deleted."
+	case errors.Is(err, tokenstore.ErrExpired):
+		d.Error = "That token has expired."
+	case err != nil:
+		h.storeError(w, r, err)
+		return
+	default:
+		v := h.view(info, h.now())
+		d.Token = &v
+	}
+	h.renderPage(w, r, http.StatusOK, "home", d)
+}
+
+func (h *Handler) pageRevokeToken(w http.ResponseWriter, r *http.Request, d pageData, post bool) {
+	src := r.URL.Query()
+	if post {
+		src = r.PostForm
+	}
+	id, err := parseID(src.Get("id"))
+	if err != nil {
+		h.refuse(w, r, http.StatusBadRequest, "invalid_id", err.Error())
+		return
+	}
+	info, err := h.store.Get(r.Context(), id)
+	if err != nil && !errors.Is(err, tokenstore.ErrExpired) {
+		h.storeError(w, r, err)
+		return
+	}
+	if !post {
+		v := h.view(info, h.now())
+		d.Title, d.Token = "Revoke token?", &v
+		d.Confirm = &confirm{Action: "/token/revoke", ID: v.ID}
+		h.renderPage(w, r, http.StatusOK, "confirm", d)
+		return
+	}
+	if err := h.store.RevokeID(r.Context(), id); err != nil {
+		h.storeError(w, r, err)
+		return
+	}
+	h.log.Info("admin: revoked a token", "actor", actorOf(r), "id", id, "subject", info.Subject)
+	h.redirectHome(w, r, info.Subject, 1)
+}
+
+func (h *Handler) pageRevokeSubject(w http.ResponseWriter, r *http.Request, d pageData, post bool) {
+	src := r.URL.Query()
+	if post {
+		src = r.PostForm
+	}
+	subject := src.Get("subject")
+	if err := tokenstore.ValidateSubject(subject); err != nil {
+		h.refuse(w, r, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	if !post {
+		infos, err := h.store.List(r.Context(), subject)
+		if err != nil {
+			h.storeError(w, r, err)
+			return
+		}
+		d.Title, d.Subject = "Revoke every token of "+strconv.Quote(subject)+"?", subject
+		d.Confirm = &confirm{Action: "/subject/revoke", Subject: subject, Count: len(infos)}
+		h.renderPage(w, r, http.StatusOK, "confirm", d)
+		return
+	}
+	n, err := h.store.RevokeSubject(r.Context(), subject)
+	if err != nil {
+		h.storeError(w, r, err)
+		return
+	}
+	h.log.Info("admin: revoked a subject's tokens", "actor", actorOf(r), "subject", subject, "revoked", n)
+	h.redirectHome(w, r, subject, n)
+}
+
+// redirectHome answers a change with 303 to the subject's listing, so
+// that reloading the result repeats nothing.
+func (h *Handler) redirectHome(w http.ResponseWriter, r *http.Request, subject string, revoked int) {
+	q := url.Values{"subject": {subject}, "revoked": {strconv.Itoa(revoked)}}
+	http.Redirect(w, r, h.prefix+"/?"+q.Encode(), http.StatusSeeOther)
+}
+
+// renderPage renders the template name with d, into a buffer first so
+// that a template failure is a clean 500.
+func (h *Handler) renderPage(w http.ResponseWriter, r *http.Request, status int, name string, d pageData) {
+	d.Prefix = h.prefix
+	d.CSRF = h.csrf.token(w, r)
+	d.Login = h.login != nil && d.Actor != ""
+	var buf bytes.Buffer
+	if err := h.pages.ExecuteTemplate(&buf, name, d); err != nil {
+		h.log.Error("admin: rendering the page failed", "page", name, "err", err)
+		http.Error(w, "the page could not be rendered; the cause is in the server's log", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return strconv.Itoa(n) + " " + word + "s"
+}

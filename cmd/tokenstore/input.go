@@ -1,0 +1,68 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/tokenstore/tokenstore"
+	"golang.org/x/term"
+)
+
+// maxTokenInput bounds what is read from stdin for one token.
+const maxTokenInput = 4096
+
+// readToken returns the token an argument names: args[0], or one line of
+// stdin when args is empty or "-", so the token stays out of shell
+// history and ps. On a terminal it is read without echo.
+func (a *app) readToken(args []string) (string, error) {
+	if len(args) == 1 && args[0] != "-" {
+		return args[0], nil
+	}
+	var line string
+	if f, ok := a.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(a.stderr, "token (not echoed): ")
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(a.stderr)
+		if err != nil {
+			return "", fmt.Errorf("reading the token from the terminal: %w", err)
+		}
+		line = string(b)
+	} else {
+		r := bufio.NewReader(io.LimitReader(a.stdin, maxTokenInput))
+		var err error
+		line, err = r.ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("reading the token from stdin: %w", err)
+		}
+	}
+	tok := strings.TrimSpace(line)
+	if tok == "" {
+		// Nothing to act on: the command was called wrongly (exit 2), as
+		// with a missing argument.
+		return "", usagef("no token given: pass it as an argument, or on the first line of stdin (with - or no argument)")
+	}
+	return tok, nil
+}
+
+// tokenError explains why a token was refused, never repeating it.
+func (a *app) tokenError(err error, token string) error {
+	var msg string
+	switch {
+	case errors.Is(err, tokenstore.ErrMalformed):
+		msg = "invalid token: malformed" + strings.TrimPrefix(err.Error(), tokenstore.ErrMalformed.Error())
+		if !strings.HasPrefix(token, a.prefix+"_") {
+			msg += fmt.Sprintf("; this file's tokens start with %q (set --prefix to the application's prefix)", a.prefix+"_")
+		}
+	case errors.Is(err, tokenstore.ErrNotFound):
+		msg = "invalid token: not found (never issued, revoked, or expired and swept)"
+	case errors.Is(err, tokenstore.ErrExpired):
+		msg = "invalid token: expired"
+	default:
+		return err
+	}
+	return &explained{msg, err}
+}

@@ -1,0 +1,219 @@
+package tokenstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// DB is a token store on one bbolt file. It is safe for simultaneous use by
+// multiple goroutines. Make one with [Open]; release it with [DB.Close].
+type DB struct {
+	bolt   *bolt.DB
+	path   string
+	format Format
+	policy Policy
+	now    func() time.Time
+	touch  time.Duration
+	limit  int
+	log    *slog.Logger
+	ro     bool
+
+	cache     *cache
+	commit    committer
+	sweepMu   sync.Mutex // one sweep at a time
+	sweepSize chunkSizer // tokens per sweep transaction; under sweepMu
+	flushMu   sync.Mutex // one flush at a time
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+	cancel    context.CancelFunc // cancels the background loop's work
+	stop      chan struct{}      // closed by Close to end the loop
+	done      chan struct{}      // closed by the loop when it has ended
+
+	ctr       counters
+	lastCount atomic.Int64
+}
+
+type counters struct {
+	issued, validated, lookups, revoked, swept  atomic.Uint64
+	malformed, notFound, expired                atomic.Uint64
+	touchWrites, touchesPersisted, hits, misses atomic.Uint64
+}
+
+// Open opens the token file at path, creating it (mode 0600) when it does
+// not exist, and starts the background sweeper and writer. opts may be nil.
+//
+// Open returns [ErrLocked] when another process holds the file past
+// Options.LockTimeout, and [ErrCorrupt] when the file is not a tokenstore
+// file (another bbolt application's, garbage, a newer schema); such a file
+// is not modified.
+func Open(path string, opts *Options) (db *DB, err error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	format, err := NewFormat(o.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	if o.Policy.IsZero() {
+		o.Policy = defaultPolicy
+	}
+	if err := o.Policy.Validate(); err != nil {
+		return nil, wrap("Options.Policy", err)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.SweepInterval == 0 {
+		o.SweepInterval = defaultSweepInterval
+	}
+	if o.TouchInterval == 0 {
+		o.TouchInterval = defaultTouchInterval
+	}
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = defaultLockTimeout
+	}
+	if o.CacheSize == 0 {
+		o.CacheSize = defaultCacheSize
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+
+	if o.ReadOnly {
+		st, err := os.Stat(path)
+		if err != nil {
+			return nil, wrap("open "+path+" read-only", err)
+		}
+		if st.Size() == 0 { // bbolt would try to initialise it, and fail on the read-only descriptor
+			return nil, wrap("open "+path+" read-only", fmt.Errorf("%w: the file is empty (open it once without ReadOnly)", ErrCorrupt))
+		}
+	}
+	bdb, err := openBolt(path, &o)
+	if err != nil {
+		return nil, err
+	}
+	db = &DB{
+		bolt:   bdb,
+		path:   path,
+		format: format,
+		policy: o.Policy,
+		now:    o.Now,
+		touch:  o.TouchInterval,
+		limit:  o.MaxTokensPerSubject,
+		log:    o.Logger,
+		ro:     o.ReadOnly,
+		cache:  newCache(o.CacheSize),
+		commit: committer{db: bdb},
+	}
+	if err := db.checkSchema(); err != nil {
+		_ = bdb.Close()
+		return nil, wrap("open "+path, err)
+	}
+	db.Stats() // primes lastCount
+
+	flushEvery := o.TouchInterval / 2
+	if !o.ReadOnly && (o.SweepInterval > 0 || flushEvery > 0) {
+		var ctx context.Context
+		ctx, db.cancel = context.WithCancel(context.Background())
+		db.stop, db.done = make(chan struct{}), make(chan struct{})
+		go db.loop(ctx, o.SweepInterval, flushEvery)
+	}
+	return db, nil
+}
+
+// Path returns the file's path.
+func (db *DB) Path() string { return db.path }
+
+// Close writes the uses not yet persisted, stops the background goroutine
+// and waits for it, and closes the file. It waits for transactions in
+// progress. Later calls, and every other method, return [ErrClosed];
+// Close itself returns nil when called again.
+func (db *DB) Close() error {
+	first := false
+	db.closeOnce.Do(func() {
+		first = true
+		db.closed.Store(true)
+		if db.stop != nil {
+			db.cancel()
+			close(db.stop)
+			<-db.done
+		}
+		var err error
+		if !db.ro {
+			err = errors.Join(db.flush(context.Background()), db.syncFreelist())
+		}
+		if db.commit.wedged.Load() { // bbolt's Close would wait for ever
+			db.closeErr = errors.Join(err, wrap("close", fmt.Errorf("%w; the file stays open until the process exits", errWedged)))
+			return
+		}
+		db.closeErr = errors.Join(err, db.bolt.Close())
+	})
+	if !first {
+		return nil
+	}
+	return db.closeErr
+}
+
+// syncFreelist writes bbolt's freelist, which the store does not write
+// during operation (see openBolt), so that the next Open reads it instead
+// of walking the file. The flag is set inside the transaction, whose
+// commit reads it, so that no other writer sees it change mid-commit.
+func (db *DB) syncFreelist() error {
+	return db.commit.update(func(*bolt.Tx) error {
+		db.bolt.NoFreelistSync = false
+		return nil
+	})
+}
+
+// begin is the common entry check of every method.
+func (db *DB) begin(ctx context.Context, write bool) error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	if write && db.ro {
+		return ErrReadOnly
+	}
+	return ctx.Err()
+}
+
+func (db *DB) nowMs() int64 { return db.now().UnixMilli() }
+
+// Stats returns the store's counters. It reads the token count from the
+// file; after Close it reports the last count it read.
+func (db *DB) Stats() Stats {
+	if !db.closed.Load() {
+		_ = view(db.bolt, func(tx *bolt.Tx) error {
+			if m := tx.Bucket(bucketMeta); m != nil {
+				db.lastCount.Store(int64(beUint64(m.Get(metaCount))))
+			}
+			return nil
+		})
+	}
+	c := &db.ctr
+	return Stats{
+		Tokens:            db.lastCount.Load(),
+		Issued:            c.issued.Load(),
+		Validated:         c.validated.Load(),
+		Lookups:           c.lookups.Load(),
+		Revoked:           c.revoked.Load(),
+		Swept:             c.swept.Load(),
+		RejectedMalformed: c.malformed.Load(),
+		RejectedNotFound:  c.notFound.Load(),
+		RejectedExpired:   c.expired.Load(),
+		TouchWrites:       c.touchWrites.Load(),
+		TouchesPersisted:  c.touchesPersisted.Load(),
+		CacheHits:         c.hits.Load(),
+		CacheMisses:       c.misses.Load(),
+	}
+}

@@ -1,0 +1,242 @@
+package tokenstore
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// openBolt opens the bbolt file, turning its errors (and the panics some
+// damaged files cause in it) into tokenstore's.
+//
+// A file cut short (a copy that failed, a full disk) keeps valid meta pages
+// that point past its end, and bbolt reads the missing pages with no
+// check: its read-write Open loads the freelist page at once, which kills
+// the process (SIGSEGV or SIGBUS through the memory map, not a panic that
+// recover could catch); so does a read-only Open that preloads the
+// freelist. So an existing file is first opened read-only without
+// preloading, which reads nothing but the two meta pages, and its size
+// checked against them; only then is it opened for real.
+func openBolt(path string, o *Options) (bdb *bolt.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			// bbolt panicked inside Open: its file descriptor, and the
+			// lock, are lost until the process ends.
+			bdb, err = nil, wrap("open "+path, fmt.Errorf("%w: bbolt: %v", ErrCorrupt, r))
+		}
+	}()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // see view
+	if fi, statErr := os.Stat(path); statErr == nil && fi.Size() > 0 {
+		probe, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, ReadOnly: true})
+		if err != nil {
+			return nil, boltOpenErr(path, o, err)
+		}
+		err = probeFile(probe)
+		if cerr := probe.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, wrap("open "+path, err)
+		}
+	}
+	bo := &bolt.Options{
+		Timeout:  o.LockTimeout,
+		ReadOnly: o.ReadOnly,
+		// The hashmap freelist allocates in O(1) where the array one scans;
+		// it matters once sweeps have freed many pages.
+		FreelistType: bolt.FreelistMapType,
+		// Written on every commit, the freelist costs what the file's free
+		// pages do: the 1M-token benchmark file has 30,000 of them, and
+		// each Issue wrote 240 KB of freelist (and sorted it: the hashmap
+		// freelist keeps no order) and took 20 ms, against 2.1 ms for a
+		// bare one-key Update; without it, about 3 ms. etcd runs bbolt the
+		// same way. The price is a walk of the whole file to rebuild the
+		// freelist when it is missing: Close writes it (syncFreelist), so
+		// that is only after a crash (about 0.5 s at 1M tokens), or on a
+		// rolled-back write transaction, which is why group members refuse
+		// rather than fail (commit.go).
+		NoFreelistSync: !o.ReadOnly,
+		// A reader preloads the freelist too, so that FileInfo can count
+		// free pages.
+		PreLoadFreelist: o.ReadOnly,
+	}
+	bdb, err = bolt.Open(path, 0o600, bo)
+	if err != nil {
+		return nil, boltOpenErr(path, o, err)
+	}
+	if err := checkFileSize(bdb); err != nil {
+		_ = bdb.Close()
+		return nil, wrap("open "+path, err)
+	}
+	return bdb, nil
+}
+
+// boltOpenErr turns an error of bolt.Open into tokenstore's.
+func boltOpenErr(path string, o *Options, err error) error {
+	op := "open " + path
+	if pe, ok := errors.AsType[*fs.PathError](err); ok && pe.Path == path {
+		op = "" // it says "open <path>: ..." itself
+	}
+	switch {
+	case strings.Contains(err.Error(), "file size too small"): // bbolt has no sentinel for a file under two pages
+		return wrap(op, fmt.Errorf("%w: %v", ErrCorrupt, err))
+	case errors.Is(err, berrors.ErrTimeout):
+		return wrap(op, fmt.Errorf("%w (waited %s; is the application that uses it running?)", ErrLocked, o.LockTimeout))
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
+		return wrap(op, fmt.Errorf("%w: %v", ErrCorrupt, err))
+	case (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)) && !o.ReadOnly:
+		if _, serr := os.Stat(path); errors.Is(serr, fs.ErrNotExist) {
+			return wrap(op, fmt.Errorf("%w (the file does not exist, and this user may not create it in %s)", err, filepath.Dir(path)))
+		}
+		return wrap(op, fmt.Errorf("%w (to only read it, open it with Options.ReadOnly)", err))
+	}
+	return wrap(op, err)
+}
+
+// checkFileSize refuses a file shorter than its meta page says (see
+// openBolt). It reads no page but the meta.
+func checkFileSize(bdb *bolt.DB) error {
+	fi, err := os.Stat(bdb.Path())
+	if err != nil {
+		return err
+	}
+	tx, err := bdb.Begin(false)
+	if err != nil {
+		return err
+	}
+	want := tx.Size()
+	_ = tx.Rollback()
+	if fi.Size() < want {
+		return fmt.Errorf("%w: the file is %d bytes, its header says %d (truncated?)", ErrCorrupt, fi.Size(), want)
+	}
+	return nil
+}
+
+// checkSchema refuses files that are not tokenstore's and sets up new ones.
+func (db *DB) checkSchema() (err error) {
+	fresh := false
+	err = view(db.bolt, func(tx *bolt.Tx) error {
+		m := tx.Bucket(bucketMeta)
+		if m == nil {
+			empty := true
+			_ = tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
+			if !empty {
+				return fmt.Errorf("%w: a bbolt file of another application (no tokenstore meta bucket)", ErrCorrupt)
+			}
+			fresh = true
+			return nil
+		}
+		if string(m.Get(metaApp)) != string(appName) {
+			return fmt.Errorf("%w: meta bucket does not name tokenstore", ErrCorrupt)
+		}
+		v := m.Get(metaSchema)
+		if len(v) != 4 {
+			return fmt.Errorf("%w: no schema version", ErrCorrupt)
+		}
+		if s := beUint32(v); s > schemaVersion {
+			return fmt.Errorf("%w: schema version %d is newer than this build's %d; upgrade tokenstore", ErrCorrupt, s, schemaVersion)
+		}
+		for _, name := range allBuckets {
+			if tx.Bucket(name) == nil {
+				return fmt.Errorf("%w: bucket %q is missing", ErrCorrupt, name)
+			}
+		}
+		return nil
+	})
+	if err != nil || !fresh {
+		return err
+	}
+	if db.ro {
+		return fmt.Errorf("%w: the file was never initialised (open it once without ReadOnly)", ErrCorrupt)
+	}
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		m := tx.Bucket(bucketMeta)
+		return errors.Join(
+			m.Put(metaApp, appName),
+			m.Put(metaSchema, beAppend32(nil, schemaVersion)),
+			m.Put(metaCount, beAppend64(nil, 0)),
+		)
+	})
+}
+
+// freelistSynced reports whether the newest valid meta page of the file
+// points at a stored freelist. When it does not (the writer ran with
+// NoFreelistSync and did not close cleanly), bbolt rebuilds the freelist
+// by walking every page in a goroutine of its own, where a damaged page is
+// a fault that ends the process: such a file must pass checkPages first.
+func freelistSynced(f *os.File, pageSize uint64) bool {
+	var bestTxid uint64
+	synced, found := false, false
+	for id := range uint64(2) {
+		page := make([]byte, pageHeader+metaSummed+8)
+		if _, err := f.ReadAt(page, int64(id*pageSize)); err != nil {
+			continue
+		}
+		b := page[pageHeader:]
+		h := fnv.New64a()
+		_, _ = h.Write(b[:metaSummed])
+		if binary.NativeEndian.Uint32(b) != boltMagic || h.Sum64() != binary.NativeEndian.Uint64(b[metaSummed:]) {
+			continue
+		}
+		// magic 4, version 4, page size 4, flags 4, root 16, then freelist 8, hwm 8, txid 8.
+		freelist, txid := binary.NativeEndian.Uint64(b[32:]), binary.NativeEndian.Uint64(b[48:])
+		if !found || txid > bestTxid {
+			bestTxid, synced, found = txid, freelist != ^uint64(0), true
+		}
+	}
+	return synced
+}
+
+// probeFile checks a file, opened read-only with nothing loaded but its
+// meta pages, for what would make bbolt's own Open fault or go back in
+// time: a file shorter than its pages, a damaged meta page, or damaged
+// pages when the freelist must be rebuilt from them (which costs a walk of
+// the file, as bbolt's rebuild does anyway).
+func probeFile(probe *bolt.DB) error {
+	if err := checkFileSize(probe); err != nil {
+		return err
+	}
+	f, err := os.Open(probe.Path())
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	pageSize := uint64(probe.Info().PageSize)
+	// Fail closed: with a meta page damaged, bbolt opens the file one
+	// transaction back, and that one may have been a revocation.
+	if p := checkMeta(f, pageSize); p != "" {
+		return fmt.Errorf("%w: bbolt %s: the file may have lost its last transaction; restore a backup", ErrCorrupt, p)
+	}
+	if freelistSynced(f, pageSize) {
+		return nil
+	}
+	return pagesSound(probe)
+}
+
+// pagesSound is run by the committer before it rolls a write transaction
+// back: with NoFreelistSync, bbolt's rollback rebuilds the freelist by
+// walking the file in its own goroutine, where a damaged page would end
+// the process. It walks the committed pages itself first.
+func pagesSound(bdb *bolt.DB) error {
+	return view(bdb, func(tx *bolt.Tx) error {
+		if p := checkPages(bdb.Path(), tx); len(p) > 0 {
+			return fmt.Errorf("%w: %s", ErrCorrupt, p[0])
+		}
+		return nil
+	})
+}

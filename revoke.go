@@ -1,0 +1,150 @@
+package tokenstore
+
+import (
+	"context"
+	"errors"
+
+	"github.com/google/uuid"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Revoke deletes token at once and durably. It returns [ErrNotFound] for
+// a token the store does not hold (never issued, or already revoked).
+func (db *DB) Revoke(ctx context.Context, token string) error {
+	if err := db.begin(ctx, true); err != nil {
+		return wrap("revoke", err)
+	}
+	h, err := db.format.Parse(token)
+	if err != nil {
+		return err
+	}
+	// An unknown token (revoked twice, say) is answered by a read, without
+	// queueing for a write transaction.
+	if _, err := db.read(h); err != nil {
+		return wrap("revoke", err)
+	}
+	return db.revoke("revoke", func(*bolt.Tx) (Hash, error) { return h, nil })
+}
+
+// RevokeID deletes the token with the given ID. It returns [ErrNotFound]
+// when there is none.
+func (db *DB) RevokeID(ctx context.Context, id uuid.UUID) error {
+	op := "revoke " + id.String()
+	if err := db.begin(ctx, true); err != nil {
+		return wrap(op, err)
+	}
+	return db.revoke(op, func(tx *bolt.Tx) (Hash, error) {
+		v := tx.Bucket(bucketIDs).Get(id[:])
+		if len(v) != len(Hash{}) {
+			return Hash{}, ErrNotFound
+		}
+		return Hash(v), nil
+	})
+}
+
+// revoke deletes the one token that find names, in a group-committed
+// transaction.
+func (db *DB) revoke(op string, find func(*bolt.Tx) (Hash, error)) error {
+	del := deletes{cache: db.cache}
+	err := db.commit.run(func(tx *bolt.Tx) error {
+		h, err := find(tx)
+		if err != nil {
+			return refuse(err)
+		}
+		rec, err := getRecord(tx, h)
+		if err != nil {
+			return refuse(err)
+		}
+		return del.delete(tx, h, &rec)
+	})
+	del.end()
+	if err != nil {
+		return wrap(op, boltErr(err))
+	}
+	db.ctr.revoked.Add(1)
+	return nil
+}
+
+// RevokeSubject deletes every token of subject ("log out everywhere") in
+// one transaction and returns how many there were, expired ones included.
+func (db *DB) RevokeSubject(ctx context.Context, subject string) (int, error) {
+	if err := db.begin(ctx, true); err != nil {
+		return 0, wrap("revoke subject", err)
+	}
+	if err := ValidateSubject(subject); err != nil {
+		return 0, err
+	}
+	var hashes []Hash
+	del := deletes{cache: db.cache}
+	err := db.commit.run(func(tx *bolt.Tx) error {
+		hashes = hashes[:0]
+		prefix := subjectPrefix(subject)
+		c := tx.Bucket(bucketSubjects).Cursor()
+		for k, v := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
+			hashes = append(hashes, Hash(v))
+		}
+		recs := make([]record, len(hashes)) // all read before any is deleted: a bad one is a refusal
+		for i, h := range hashes {
+			rec, err := getRecord(tx, h)
+			if err != nil {
+				return refuse(err)
+			}
+			recs[i] = rec
+		}
+		for i, h := range hashes {
+			if err := del.delete(tx, h, &recs[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	del.end()
+	if err != nil {
+		return 0, wrap("revoke subject", boltErr(err))
+	}
+	db.ctr.revoked.Add(uint64(len(hashes)))
+	return len(hashes), nil
+}
+
+// Rotate issues a new token with the subject, policy and metadata of token
+// and revokes token, in one durable transaction: afterwards exactly one of
+// the two works. The new token's lifetime starts now. Rotate an expired
+// token and get [ErrExpired].
+func (db *DB) Rotate(ctx context.Context, token string) (string, Info, error) {
+	if err := db.begin(ctx, true); err != nil {
+		return "", Info{}, wrap("rotate", err)
+	}
+	old, err := db.format.Parse(token)
+	if err != nil {
+		return "", Info{}, err
+	}
+	var (
+		newToken string
+		h        Hash
+		rec      record
+	)
+	del := deletes{cache: db.cache}
+	err = db.commit.run(func(tx *bolt.Tx) error {
+		prev, err := getRecord(tx, old)
+		if err != nil {
+			return refuse(err)
+		}
+		now := db.nowMs()
+		if now >= prev.policy.Deadline(prev.created, db.cache.lastUse(old, &prev)) {
+			return refuse(ErrExpired)
+		}
+		if newToken == "" { // a retried group keeps the token it generated
+			if newToken, h, rec, err = db.newRecord(prev.subject, prev.policy, prev.meta); err != nil {
+				return refuse(err)
+			}
+		}
+		return errors.Join(del.delete(tx, old, &prev), putRecord(tx, h, &rec))
+	})
+	del.end()
+	if err != nil {
+		return "", Info{}, wrap("rotate", boltErr(err))
+	}
+	db.ctr.issued.Add(1)
+	db.ctr.revoked.Add(1)
+	return newToken, rec.info(rec.lastUsed), nil
+}
