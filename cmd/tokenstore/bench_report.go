@@ -233,7 +233,7 @@ func (r *benchReport) verdict() []string {
 		}
 	}
 	if len(waits) > 0 {
-		out = append(out, fmt.Sprintf("Issue and revoke wait for an fsync'd write (p50: %s): that is this disk's cost, shared by every store that keeps tokens on disk.", strings.Join(waits, ", ")))
+		out = append(out, fmt.Sprintf("Issue and revoke each wait for an fsync'd write transaction, shared by the calls made meanwhile (p50: %s).", strings.Join(waits, ", ")))
 	}
 	return out
 }
