@@ -172,10 +172,10 @@ func measure(ctx context.Context, cfg benchConfig, stderr io.Writer) (rep *bench
 	} else {
 		clock.run(1) // the real clock
 	}
-	var pools [][]benchToken
+	table := newTokenTable(cfg.tokens)
 	err = withStore(path, tokenstore.Options{Policy: cfg.policy.policy(), Now: clock.now, SweepInterval: -1}, func(db *tokenstore.DB) error {
 		var took time.Duration
-		pools, took, err = preload(ctx, db, cfg.tokens, cfg.concurrency, clock, spread, cfg.seed, prog)
+		took, err = preload(ctx, db, cfg.tokens, table, clock, spread, cfg.seed, prog)
 		rep.Preload = preloadReport{Tokens: cfg.tokens, Seconds: took.Seconds(), PerSecond: float64(cfg.tokens) / took.Seconds()}
 		return err
 	})
@@ -190,13 +190,13 @@ func measure(ctx context.Context, cfg benchConfig, stderr io.Writer) (rep *bench
 		specs = append(specs, runSpec{name: runEveryCheck, key: "write-every-check", touch: -1})
 	}
 	for _, spec := range specs {
-		res, err := runStore(ctx, path, pools, cfg, spec, clock, prog)
+		res, err := runStore(ctx, path, table, cfg, spec, clock, prog)
 		if err != nil {
 			return nil, err
 		}
 		rep.addRun(&cfg, spec, &res)
 	}
-	floor, secs, err := runFloor(ctx, path, pools, cfg, prog)
+	floor, secs, err := runFloor(ctx, path, table, cfg, prog)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"math/rand/v2"
+	"strconv"
 	"testing"
 	"time"
 
@@ -123,27 +124,54 @@ func TestBenchClock(t *testing.T) {
 	assert.LessOrEqual(t, got.Sub(t0), 600*realElapsed)
 }
 
-// Under --traffic zipf, a pool's first-ranked tokens get most picks.
-func TestWorker_PickZipf(t *testing.T) {
-	w := &worker{pool: make([]benchToken, 10_000), traffic: trafficZipf}
-	r := newTestRand()
-	var top int
-	const n = 100_000
-	for range n {
-		if w.pick(r) < 100 {
-			top++
-		}
+// Under --traffic zipf, the first-ranked tokens get most validations;
+// otherwise picks are uniform. Revokes are always uniform.
+func TestWorker_Pick(t *testing.T) {
+	table := newTokenTable(10_000)
+	for i := range 10_000 {
+		table.add(strconv.Itoa(i), time.Time{})
 	}
-	assert.Greater(t, top, n/2, "1%% of the tokens get over half of the picks")
+	slots := table.load()
+	top := func(w *worker, op int) int {
+		r := newTestRand()
+		n := 0
+		for range 100_000 {
+			sl := w.pick(r, op)
+			if i, _ := strconv.Atoi(sl.tok); i < 100 {
+				n++
+			}
+		}
+		return n
+	}
+	assert.Greater(t, top(&worker{table: table, traffic: trafficZipf}, opValidate), 50_000, "1% of the tokens get over half of the validations")
+	assert.InDelta(t, 1_000, top(&worker{table: table, traffic: trafficZipf}, opRevoke), 300, "revokes are uniform")
+	assert.InDelta(t, 1_000, top(&worker{table: table, traffic: trafficReturning}, opValidate), 300, "uniform picks")
 
-	w = &worker{pool: make([]benchToken, 10_000), traffic: trafficReturning}
-	top = 0
-	for range n {
-		if w.pick(r) < 100 {
-			top++
+	for _, sl := range slots[:9_990] {
+		sl.dead.Store(true)
+	}
+	w := &worker{table: table, traffic: trafficReturning}
+	r := newTestRand()
+	found := 0
+	for range 1_000 {
+		if sl := w.pick(r, opValidate); sl != nil {
+			require.False(t, sl.dead.Load(), "a dead slot is never picked")
+			found++
 		}
 	}
-	assert.InDelta(t, n/100, top, n/200, "uniform picks")
+	assert.Less(t, found, 1_000, "with 0.1% live, some picks find none (and the worker issues instead)")
+}
+
+// use says whether a use is a returning one and keeps the latest use.
+func TestTokenSlot_Use(t *testing.T) {
+	t0 := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	var sl tokenSlot
+	sl.lastUse.Store(t0.UnixNano())
+	assert.False(t, sl.use(t0.Add(59*time.Second), time.Minute))
+	assert.False(t, sl.use(t0.Add(time.Minute), time.Minute), "a second after the previous use")
+	assert.True(t, sl.use(t0.Add(3*time.Minute), time.Minute))
+	assert.False(t, sl.use(t0.Add(time.Minute), time.Minute), "an older time (another goroutine's) never moves it back...")
+	assert.Equal(t, t0.Add(3*time.Minute).UnixNano(), sl.lastUse.Load(), "...and is not stored")
 }
 
 func newTestRand() *rand.Rand { return rand.New(rand.NewPCG(1, 2)) }

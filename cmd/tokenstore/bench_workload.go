@@ -50,32 +50,89 @@ func (c *benchClock) run(speed float64) {
 	c.st.Store(&clockState{sim: c.now(), real: time.Now(), speed: speed})
 }
 
-// benchToken is a token of a worker's pool and when the bench last used it,
-// by the store's clock.
-type benchToken struct {
-	tok     string
-	lastUse time.Time
+// tokenTable holds the tokens the runs use, shared by every goroutine, as
+// an application's tokens are shared by its request handlers: a goroutine
+// that runs for a whole scheduler slice still spreads its checks over all
+// the tokens, not over a small pool of its own it would come back to at
+// once. Readers load the slice without a lock; appends (Issue) take mu and
+// publish a longer slice. Revoked and expired tokens stay as dead slots.
+type tokenTable struct {
+	mu    sync.Mutex
+	slots atomic.Pointer[[]*tokenSlot]
 }
 
-// preload issues n tokens in batches and deals them out to workers pools,
-// one per goroutine of the runs, so that the goroutines share no tokens.
-// With spread > 0 the clock is stopped and the batches are issued at times
+// tokenSlot is a token and when the bench last used it, by the store's
+// clock (Unix nanoseconds).
+type tokenSlot struct {
+	tok     string
+	lastUse atomic.Int64
+	dead    atomic.Bool // revoked, or found expired
+}
+
+func newTokenTable(n int) *tokenTable {
+	t := &tokenTable{}
+	s := make([]*tokenSlot, 0, n)
+	t.slots.Store(&s)
+	return t
+}
+
+func (t *tokenTable) load() []*tokenSlot { return *t.slots.Load() }
+
+func (t *tokenTable) add(tok string, used time.Time) {
+	sl := &tokenSlot{tok: tok}
+	sl.lastUse.Store(used.UnixNano())
+	t.mu.Lock()
+	s := append(t.load(), sl) // readers of the shorter slice never see the new element
+	t.slots.Store(&s)
+	t.mu.Unlock()
+}
+
+// use records a use at now and says whether it was a returning one: one
+// that comes after or more since the token's latest use.
+func (sl *tokenSlot) use(now time.Time, after time.Duration) (returning bool) {
+	n := now.UnixNano()
+	for {
+		old := sl.lastUse.Load()
+		returning = n-old >= int64(after)
+		if n <= old || sl.lastUse.CompareAndSwap(old, n) {
+			return returning
+		}
+	}
+}
+
+// live returns the live tokens.
+func (t *tokenTable) live() []string {
+	var out []string
+	for _, sl := range t.load() {
+		if !sl.dead.Load() {
+			out = append(out, sl.tok)
+		}
+	}
+	return out
+}
+
+// preload issues n tokens in batches into table, in random order. With
+// spread > 0 the clock is stopped and the batches are issued at times
 // spread evenly over the spread before its time, where it is left: the
 // tokens' last uses (their creation) cover the idle window. Otherwise the
 // clock is left running.
-func preload(ctx context.Context, db *tokenstore.DB, n, workers int, clock *benchClock, spread time.Duration, seed uint64, prog progress) ([][]benchToken, time.Duration, error) {
+func preload(ctx context.Context, db *tokenstore.DB, n int, table *tokenTable, clock *benchClock, spread time.Duration, seed uint64, prog progress) (time.Duration, error) {
 	chunk := 10_000
 	if spread > 0 {
 		chunk = 5_000 // 20 creation times per 100,000 tokens
 	}
 	end := clock.now()
-	pools := make([][]benchToken, workers)
 	prog.start(fmt.Sprintf("preloading %s tokens", thousands(float64(n))), int64(n))
 	start := time.Now()
 	reqs := make([]tokenstore.IssueRequest, 0, chunk)
+	type issued struct {
+		tok string
+		at  time.Time
+	}
+	all := make([]issued, 0, n)
 	for done := 0; done < n; {
 		if err := ctx.Err(); err != nil {
-			return nil, 0, err
+			return 0, err
 		}
 		reqs = reqs[:0]
 		for i := done; i < n && len(reqs) < chunk; i++ {
@@ -87,29 +144,29 @@ func preload(ctx context.Context, db *tokenstore.DB, n, workers int, clock *benc
 			at = end.Add(-spread + time.Duration(frac*float64(spread)))
 			clock.set(at)
 		}
-		issued, err := db.IssueBatch(ctx, reqs)
+		res, err := db.IssueBatch(ctx, reqs)
 		if err != nil {
-			return nil, 0, err
+			return 0, err
 		}
-		for i, is := range issued {
-			w := (done + i) % workers
-			pools[w] = append(pools[w], benchToken{tok: is.Token, lastUse: at})
+		for _, is := range res {
+			all = append(all, issued{is.Token, at})
 		}
-		done += len(issued)
+		done += len(res)
 		prog.set(int64(done))
 	}
 	if spread > 0 {
 		clock.set(end)
 	}
 	took := time.Since(start)
-	// Pools are dealt in creation order: shuffled, a token's popularity
-	// (under --traffic zipf) has nothing to do with its age.
+	// Shuffled, a token's place in the table (its popularity under
+	// --traffic zipf) has nothing to do with its age.
 	r := rand.New(rand.NewPCG(seed, 0))
-	for _, p := range pools {
-		r.Shuffle(len(p), func(i, j int) { p[i], p[j] = p[j], p[i] })
+	r.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+	for _, is := range all {
+		table.add(is.tok, is.at)
 	}
 	prog.done(fmt.Sprintf("preloaded %s tokens in %s", thousands(float64(n)), took.Round(time.Millisecond)))
-	return pools, took, nil
+	return took, nil
 }
 
 // runSpec is one run of the workload: a name and the store's options.
@@ -130,9 +187,9 @@ type runResult struct {
 }
 
 // runStore opens the file with spec's options on clock, runs the mix from
-// len(pools) goroutines for cfg.duration and closes the store, measuring
-// what Close writes apart. The goroutines keep their pools between runs.
-func runStore(ctx context.Context, path string, pools [][]benchToken, cfg benchConfig, spec runSpec, clock *benchClock, prog progress) (res runResult, err error) {
+// cfg.concurrency goroutines for cfg.duration and closes the store,
+// measuring what Close writes apart.
+func runStore(ctx context.Context, path string, table *tokenTable, cfg benchConfig, spec runSpec, clock *benchClock, prog progress) (res runResult, err error) {
 	db, err := tokenstore.Open(path, &tokenstore.Options{Policy: cfg.policy.policy(), TouchInterval: spec.touch, Now: clock.now})
 	if err != nil {
 		return res, err
@@ -143,9 +200,9 @@ func runStore(ctx context.Context, path string, pools [][]benchToken, cfg benchC
 		}
 	}()
 	threshold := cfg.returningAfter()
-	ws := make([]*worker, len(pools))
-	for i := range pools {
-		ws[i] = &worker{pool: pools[i], traffic: cfg.traffic, returningAfter: threshold, mix: &cfg.mix, clock: clock}
+	ws := make([]*worker, cfg.concurrency)
+	for i := range ws {
+		ws[i] = &worker{table: table, traffic: cfg.traffic, returningAfter: threshold, mix: &cfg.mix, clock: clock}
 	}
 	res.stats[0], res.written[0] = db.Stats(), written()
 	prog.start(fmt.Sprintf("running %s, %s", spec.name, cfg.mix.String()), cfg.duration.Milliseconds())
@@ -162,8 +219,7 @@ func runStore(ctx context.Context, path string, pools [][]benchToken, cfg benchC
 	if cerr != nil {
 		return res, cerr
 	}
-	for i, w := range ws {
-		pools[i] = w.pool
+	for _, w := range ws {
 		for op := range numOps {
 			res.hists[op].merge(&w.hist[op])
 			res.rejected[op] += w.rejected[op]
@@ -226,9 +282,9 @@ wait:
 	return elapsed, ctx.Err()
 }
 
-// worker is one goroutine's share of a run.
+// worker is one goroutine of a run.
 type worker struct {
-	pool           []benchToken // tokens only this goroutine validates and revokes
+	table          *tokenTable
 	traffic        trafficModel
 	returningAfter time.Duration
 	mix            *benchMix
@@ -243,57 +299,67 @@ type worker struct {
 	zipfN int
 }
 
-// zipfS is the exponent of --traffic zipf: with it, the first 1% of a pool
-// of 10,000 tokens get about two thirds of its validations.
+// zipfS is the exponent of --traffic zipf: with it, the first 1% of
+// 10,000 tokens get about two thirds of the validations.
 const zipfS = 1.1
 
-func (w *worker) pick(r *rand.Rand) int {
-	if w.traffic != trafficZipf {
-		return r.IntN(len(w.pool))
+// pick returns a live token of the table for op, nil when it finds none.
+func (w *worker) pick(r *rand.Rand, op int) *tokenSlot {
+	slots := w.table.load()
+	if len(slots) == 0 {
+		return nil
 	}
-	if w.zipf == nil || w.zipfN != len(w.pool) {
-		w.zipf, w.zipfN = rand.NewZipf(r, zipfS, 1, uint64(len(w.pool)-1)), len(w.pool)
+	for range 16 { // dead slots are few unless the mix revokes most tokens
+		var i int
+		if op == opValidate && w.traffic == trafficZipf {
+			if w.zipf == nil || w.zipfN != len(slots) {
+				w.zipf, w.zipfN = rand.NewZipf(r, zipfS, 1, uint64(len(slots)-1)), len(slots)
+			}
+			i = int(w.zipf.Uint64())
+		} else {
+			i = r.IntN(len(slots))
+		}
+		if sl := slots[i]; !sl.dead.Load() {
+			return sl
+		}
 	}
-	return int(w.zipf.Uint64())
+	return nil
 }
 
 func (w *worker) run(ctx context.Context, db *tokenstore.DB, seed uint64, stop *atomic.Bool) error {
 	r := rand.New(rand.NewPCG(seed, uint64(time.Now().UnixNano())))
 	for !stop.Load() {
 		op := w.mix.pick(r)
-		if len(w.pool) == 0 {
-			op = opIssue
+		var sl *tokenSlot
+		if op != opIssue {
+			if sl = w.pick(r, op); sl == nil {
+				op = opIssue // no live token left to validate or revoke
+			}
 		}
 		var err error
 		now := w.clock.now()
 		t := time.Now()
 		switch op {
 		case opValidate:
-			i := w.pick(r)
-			if _, err = db.Validate(ctx, w.pool[i].tok); errors.Is(err, tokenstore.ErrExpired) || errors.Is(err, tokenstore.ErrNotFound) {
-				w.drop(i)
+			if _, err = db.Validate(ctx, sl.tok); errors.Is(err, tokenstore.ErrExpired) || errors.Is(err, tokenstore.ErrNotFound) {
+				sl.dead.Store(true) // expired, or revoked by another goroutine
 				w.rejected[op]++
 				continue
 			}
-			if err == nil {
-				if now.Sub(w.pool[i].lastUse) >= w.returningAfter {
-					w.returning++
-				}
-				if now.After(w.pool[i].lastUse) {
-					w.pool[i].lastUse = now
-				}
+			if err == nil && sl.use(now, w.returningAfter) {
+				w.returning++
 			}
 		case opIssue:
 			w.next++
 			var tok string
 			if tok, _, err = db.Issue(ctx, "bench-new-"+strconv.Itoa(w.next)); err == nil {
-				w.pool = append(w.pool, benchToken{tok: tok, lastUse: now})
+				w.table.add(tok, now)
 			}
 		case opRevoke:
-			i := r.IntN(len(w.pool))
-			tok := w.pool[i].tok
-			w.drop(i)
-			if err = db.Revoke(ctx, tok); errors.Is(err, tokenstore.ErrNotFound) {
+			if !sl.dead.CompareAndSwap(false, true) {
+				continue // another goroutine got there first
+			}
+			if err = db.Revoke(ctx, sl.tok); errors.Is(err, tokenstore.ErrNotFound) {
 				w.rejected[op]++
 				continue
 			}
@@ -310,12 +376,6 @@ func (w *worker) run(ctx context.Context, db *tokenstore.DB, seed uint64, stop *
 	return nil
 }
 
-func (w *worker) drop(i int) {
-	last := len(w.pool) - 1
-	w.pool[i] = w.pool[last]
-	w.pool = w.pool[:last]
-}
-
 // floorBucket is the bucket tokenstore keeps its records in, keyed by the
 // token's SHA-256: the floor reads it as Validate's cache miss does.
 var floorBucket = []byte("tokens")
@@ -323,17 +383,15 @@ var floorBucket = []byte("tokens")
 // runFloor measures the bare bbolt read floor of the file: View+Get of a
 // random key among the tokens' hashes, with no tokenstore code, from as
 // many goroutines and for as long as the runs.
-func runFloor(ctx context.Context, path string, pools [][]benchToken, cfg benchConfig, prog progress) (hist, float64, error) {
+func runFloor(ctx context.Context, path string, table *tokenTable, cfg benchConfig, prog progress) (hist, float64, error) {
 	format, err := tokenstore.NewFormat("")
 	if err != nil {
 		return hist{}, 0, err
 	}
 	var keys [][]byte
-	for _, p := range pools {
-		for _, t := range p {
-			if h, err := format.Parse(t.tok); err == nil {
-				keys = append(keys, h[:])
-			}
+	for _, tok := range table.live() {
+		if h, err := format.Parse(tok); err == nil {
+			keys = append(keys, h[:])
 		}
 	}
 	if len(keys) == 0 {
