@@ -20,7 +20,7 @@ type benchConfig struct {
 	mix         benchMix
 	policy      policyFlag
 	traffic     trafficModel
-	speed       float64       // the store's clock over real time, for simulated traffic
+	speed       float64       // the store's clock over real time, for simulated traffic; 0: clockSpeed decides
 	touch       time.Duration // Options.TouchInterval of the tokenstore run; 0: the library's default
 	db          string        // an existing token file to copy and run on; "" for a fresh one
 	json        bool
@@ -41,10 +41,30 @@ func defaultBenchConfig() benchConfig {
 		concurrency: 64,
 		mix:         benchMix{opValidate: 90, opIssue: 5, opRevoke: 5},
 		traffic:     trafficReturning,
-		speed:       600,
 		baseline:    true,
 		seed:        1,
 	}
+}
+
+// maxSpeed is the default --speed: a second of the run is an hour of the
+// store's time, so a token checked again a second later (100,000 tokens
+// at 100,000 checks/s) comes back after an hour, far past TouchInterval.
+const maxSpeed = 3600
+
+// clockSpeed is how many times faster than real time the store's clock
+// runs in a run of simulated traffic: --speed, or maxSpeed unless a run
+// would then span more than a tenth of the policy's window (a short idle
+// time, say sliding(idle=1h)), where it is slower so that tokens do not
+// expire by the thousand during the run.
+func (c *benchConfig) clockSpeed() float64 {
+	if !c.traffic.simulated() {
+		return 1
+	}
+	if c.speed > 0 {
+		return c.speed
+	}
+	window := c.policy.policy().TTL()
+	return max(1, min(maxSpeed, float64(window)/(10*float64(c.duration))))
 }
 
 // returningAfter is the idle spell after which a validation is a
@@ -91,9 +111,10 @@ what each figure means and a verdict.
 --traffic says which tokens are checked:
   returning  (default) each token's last use lies somewhere in the policy's
              idle window, and the store's clock (Options.Now) runs --speed
-             times faster than real time, so most checks are a user's first
-             after an idle spell longer than TouchInterval: the traffic of a
-             real site, where the store may have to write the use
+             times faster than real time (3600: a second is an hour), so
+             most checks are a user's first after an idle spell longer than
+             TouchInterval: the traffic of a real site, where the store may
+             have to write the use
   zipf       the same, with a few popular tokens getting most checks
   hot        every token issued just before the run, on the real clock,
              checked in a tight loop: the cached path, the best case
@@ -120,7 +141,7 @@ With no flags it takes about 12 seconds: 100,000 tokens, 3 s per run.`,
 	f.Var((*positiveInt)(&cfg.concurrency), "concurrency", "goroutines calling the store")
 	f.Var(&cfg.mix, "mix", "operations in proportion: validate=N,issue=N,revoke=N")
 	f.Var(&cfg.traffic, "traffic", "which tokens are checked: returning, zipf or hot")
-	f.Var((*positiveFloat)(&cfg.speed), "speed", "how many times faster than real time the store's clock runs (returning and zipf traffic)")
+	f.Var((*positiveFloat)(&cfg.speed), "speed", "how many times faster than real time the store's clock runs under returning and zipf traffic (default 3600, less for a short policy)")
 	f.Var(&cfg.policy, "policy", `expiry policy of the tokens: sliding, absolute, or e.g. "sliding(idle=14d, max=30d)", "absolute(24h)"`)
 	f.Var((*durationValue)(&cfg.touch), "touch-interval", "Options.TouchInterval of the tokenstore run (default: the library's, 1m)")
 	f.StringVar(&cfg.db, "db", "", "run on a copy of this existing token `file` instead of a fresh one")
@@ -183,7 +204,7 @@ func measure(ctx context.Context, cfg benchConfig, stderr io.Writer) (rep *bench
 		return nil, err
 	}
 	if cfg.traffic.simulated() {
-		clock.run(cfg.speed)
+		clock.run(cfg.clockSpeed())
 	}
 	specs := []runSpec{{name: runTokenstore, key: "tokenstore", touch: cfg.touch}}
 	if cfg.baseline {

@@ -114,12 +114,9 @@ func (r *runReport) op(name string) *opReport {
 func newBenchReport(cfg *benchConfig) *benchReport {
 	r := &benchReport{
 		Machine: thisMachine(), Tokens: cfg.tokens, Policy: cfg.policy.describe(),
-		Traffic: string(cfg.traffic), ClockSpeed: 1, ReturningAfter: formatDuration(cfg.returningAfter()),
+		Traffic: string(cfg.traffic), ClockSpeed: cfg.clockSpeed(), ReturningAfter: formatDuration(cfg.returningAfter()),
 		Concurrency: cfg.concurrency, DurationSec: cfg.duration.Seconds(), CopyOf: cfg.db,
 		Mix: map[string]int{},
-	}
-	if cfg.traffic.simulated() {
-		r.ClockSpeed = cfg.speed
 	}
 	for op, name := range opNames {
 		r.Mix[name] = cfg.mix[op]
@@ -301,6 +298,15 @@ func writeBenchText(w io.Writer, r *benchReport, benchstat bool) error {
 			p("%s (tokenstore with TouchInterval < 0)", run.Name)
 		}
 		writeOpTable(bw, run.Ops)
+		for _, o := range run.Ops {
+			if o.Rejected > 0 {
+				why := "expired, or revoked by another goroutine meanwhile"
+				if o.Op == "revoke" {
+					why = "already gone"
+				}
+				p("  rejected: %s of %s calls found the token %s", thousands(float64(o.Rejected)), o.Op, why)
+			}
+		}
 		if v := run.op("validate"); v != nil {
 			p("  returning uses: %.1f%% of validations (token last used %s or more before)", run.ReturningPct, r.ReturningAfter)
 			p("  cache hits: %.1f%% of validations", run.CacheHitPct)

@@ -77,7 +77,7 @@ func TestRun_Bench_JSON(t *testing.T) {
 		assert.Positive(t, o.Count)
 		assert.Positive(t, o.PerSecond)
 		assert.True(t, o.P50 <= o.P90 && o.P90 <= o.P99 && o.P99 <= o.P999 && o.P999 <= o.Max, "%+v", o)
-		assert.InDelta(t, run.Seconds*600, run.SimulatedSeconds, 1e-6)
+		assert.InDelta(t, run.Seconds*3600, run.SimulatedSeconds, 1e-6)
 	}
 	assert.Zero(t, rep.Runs[0].UseWrites, "absolute tokens: no check waits for a write")
 	assert.Positive(t, rep.Runs[1].UseWrites, "every check writes")
@@ -118,6 +118,19 @@ func TestRun_Bench_Traffic(t *testing.T) {
 
 	zipf := benchJSON(t, "--tokens", "5000", "--duration", "200ms", "--concurrency", "2", "--traffic", "zipf", "--baseline=false")
 	assert.Less(t, zipf.Runs[0].ReturningPct, ret.Runs[0].ReturningPct, "popular tokens come back within TouchInterval")
+}
+
+// The store's clock runs an hour per second unless that would expire a
+// short policy's tokens by the thousand during a run.
+func TestBenchConfig_ClockSpeed(t *testing.T) {
+	cfg := defaultBenchConfig()
+	assert.EqualValues(t, 3600, cfg.clockSpeed())
+	require.NoError(t, cfg.policy.Set("sliding(idle=1h)"))
+	assert.EqualValues(t, 120, cfg.clockSpeed(), "3 s runs span 6 minutes, a tenth of the idle hour")
+	cfg.speed = 42
+	assert.EqualValues(t, 42, cfg.clockSpeed(), "--speed decides")
+	cfg.traffic = trafficHot
+	assert.EqualValues(t, 1, cfg.clockSpeed(), "hot traffic runs on the real clock")
 }
 
 func TestRun_Bench_NoBaseline(t *testing.T) {
