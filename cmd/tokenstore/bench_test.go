@@ -202,6 +202,14 @@ func TestWriteTable_NoTrailingSpaces(t *testing.T) {
 	assert.Equal(t, "  op        ops/s    p50\n  validate  1,234  3.4µs\n  read\n", b.String())
 }
 
+func TestRatio(t *testing.T) {
+	assert.Equal(t, "0.003×", ratio(0.00312))
+	assert.Equal(t, "0.52×", ratio(0.523))
+	assert.Equal(t, "6.6×", ratio(6.61))
+	assert.Equal(t, "31×", ratio(31.2))
+	assert.Equal(t, "9,346×", ratio(9346.2))
+}
+
 func TestWrap(t *testing.T) {
 	assert.Equal(t, []string{"aaa bbb", "ccc"}, wrap("aaa bbb ccc", 7))
 	assert.Equal(t, []string{"aaaaaaaaaa", "b"}, wrap("aaaaaaaaaa b", 4), "a long word stays whole")
