@@ -236,6 +236,9 @@ func (r *benchReport) verdict() []string {
 		if run.UseWrites*2 >= n {
 			out = append(out, fmt.Sprintf("%.0f%% of its checks were returning uses, and %s started a write transaction (%s): on this traffic it writes like a store that writes on every check.",
 				run.ReturningPct, pct(run.UseWrites, n), thousands(float64(run.UseWrites))))
+		} else if run.UseWrites == 0 {
+			out = append(out, fmt.Sprintf("%.0f%% of its checks were returning uses, and none waited for a write: Close wrote the uses, %s in %s.",
+				run.ReturningPct, thousands(float64(run.CloseUsesPersisted)), count(int(run.CloseUseWrites), "transaction")))
 		} else {
 			out = append(out, fmt.Sprintf("%.0f%% of its checks were returning uses; %s of them started a write transaction (%s), and Close wrote the other uses in %s.",
 				run.ReturningPct, pct(run.UseWrites, n), thousands(float64(run.UseWrites)), count(int(run.CloseUseWrites), "transaction")))
