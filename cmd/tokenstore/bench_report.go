@@ -6,7 +6,9 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 )
 
 // The runs, named for what they are.
@@ -406,40 +408,40 @@ func wrap(s string, width int) []string {
 	return lines
 }
 
-// writeOpTable writes ops as a table, indented by two spaces, the first
-// column left-aligned and the numbers right-aligned, with no trailing
-// spaces.
+// writeOpTable writes ops as a table indented by two spaces, operation
+// names left-aligned and figures right-aligned, with no trailing spaces
+// and no blank rows.
 func writeOpTable(w io.Writer, ops []opReport) {
 	rows := [][]string{{"op", "ops/s", "p50", "p90", "p99", "p99.9", "max"}}
 	for _, o := range ops {
 		rows = append(rows, []string{o.Op, thousands(o.PerSecond), fmtNs(o.P50), fmtNs(o.P90), fmtNs(o.P99), fmtNs(o.P999), fmtNs(o.Max)})
 	}
-	writeTable(w, "  ", rows)
+	writeTable(w, rows)
 }
 
-func writeTable(w io.Writer, indent string, rows [][]string) {
-	var widths []int
+// writeTable writes rows through text/tabwriter, right-aligned, so that
+// each cell gets two spaces on its left (the first column's are the
+// indent); the first column is padded here so that it reads left-aligned.
+// An empty cell is written "-": right-aligned, it would end its line in
+// spaces.
+func writeTable(w io.Writer, rows [][]string) {
+	width := 0
 	for _, row := range rows {
-		for i, c := range row {
-			if i >= len(widths) {
-				widths = append(widths, 0)
-			}
-			widths[i] = max(widths[i], len([]rune(c)))
-		}
+		width = max(width, utf8.RuneCountInString(row[0]))
 	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	for _, row := range rows {
-		var b strings.Builder
-		b.WriteString(indent)
+		cells := make([]string, len(row))
 		for i, c := range row {
-			pad := strings.Repeat(" ", widths[i]-len([]rune(c)))
-			if i == 0 {
-				b.WriteString(c + pad)
-				continue
+			if c == "" {
+				c = "-"
 			}
-			b.WriteString("  " + pad + c)
+			cells[i] = c
 		}
-		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
+		cells[0] = fmt.Sprintf("%-*s", width, cells[0])
+		fmt.Fprintf(tw, "%s\t\n", strings.Join(cells, "\t"))
 	}
+	_ = tw.Flush() // the caller's bufio.Writer reports write errors
 }
 
 // benchstatLines are the results as "go test -bench" lines, which

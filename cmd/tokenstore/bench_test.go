@@ -198,8 +198,8 @@ func TestRun_Bench_MissingDB(t *testing.T) {
 
 func TestWriteTable_NoTrailingSpaces(t *testing.T) {
 	var b bytes.Buffer
-	writeTable(&b, "  ", [][]string{{"op", "ops/s", "p50"}, {"validate", "1,234", "3.4µs"}, {"read", "", ""}})
-	assert.Equal(t, "  op        ops/s    p50\n  validate  1,234  3.4µs\n  read\n", b.String())
+	writeTable(&b, [][]string{{"op", "ops/s", "p50"}, {"validate", "1,234", "3.4µs"}, {"read", "812,345", ""}})
+	assert.Equal(t, "  op          ops/s    p50\n  validate    1,234  3.4µs\n  read      812,345      -\n", b.String())
 }
 
 func TestRatio(t *testing.T) {
