@@ -195,8 +195,7 @@ func measure(ctx context.Context, cfg benchConfig, stderr io.Writer) (rep *bench
 	}
 	table := newTokenTable(cfg.tokens)
 	err = withStore(path, tokenstore.Options{Policy: cfg.policy.policy(), Now: clock.now, SweepInterval: -1}, func(db *tokenstore.DB) error {
-		var took time.Duration
-		took, err = preload(ctx, db, cfg.tokens, table, clock, spread, cfg.seed, prog)
+		took, err := preload(ctx, db, cfg.tokens, table, clock, spread, cfg.seed, prog)
 		rep.Preload = preloadReport{Tokens: cfg.tokens, Seconds: took.Seconds(), PerSecond: float64(cfg.tokens) / took.Seconds()}
 		return err
 	})
@@ -206,6 +205,8 @@ func measure(ctx context.Context, cfg benchConfig, stderr io.Writer) (rep *bench
 	if cfg.traffic.simulated() {
 		clock.run(cfg.clockSpeed())
 	}
+	// Each run opens the file afresh, as an application does after a
+	// restart: its cache starts empty.
 	specs := []runSpec{{name: runTokenstore, key: "tokenstore", touch: cfg.touch}}
 	if cfg.baseline {
 		specs = append(specs, runSpec{name: runEveryCheck, key: "write-every-check", touch: -1})
