@@ -231,6 +231,31 @@ func testBenchLeavesNothing(t *testing.T, bin string) {
 		})
 	}
 
+	// With --json, the signal's error is the JSON object every command
+	// prints when it fails.
+	t.Run("hangup with --json", func(t *testing.T) {
+		tmp := t.TempDir()
+		cmd := exec.CommandContext(t.Context(), bin, "bench", "--json", "--tokens", "2000", "--duration", "1m")
+		cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+		stderr, err := cmd.StderrPipe()
+		require.NoError(t, err)
+		var stdout bytes.Buffer
+		cmd.Stdout = &stdout
+		require.NoError(t, cmd.Start())
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() && !strings.HasPrefix(sc.Text(), "running") {
+		}
+		require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
+		for sc.Scan() {
+		}
+		err = cmd.Wait()
+		exit, ok := errors.AsType[*exec.ExitError](err)
+		require.True(t, ok, "exit: %v", err)
+		assert.Equal(t, 1, exit.ExitCode())
+		assert.JSONEq(t, `{"error": {"code": "interrupted", "message": "tokenstore: interrupted by SIGHUP", "exit_code": 1}}`, stdout.String())
+		assertEmptyDir(t, tmp)
+	})
+
 	// bench ... | head -5: the reader goes away while the bench writes its
 	// progress (stderr into the pipe) or its report (stdout).
 	pipes := []struct{ name, redirect string }{
