@@ -87,7 +87,7 @@ func testBenchReport(t *testing.T, bin string) {
 		assert.NotContains(t, out, "uses written: 1m0s")
 		// What each figure means, and how it compares.
 		assert.Contains(t, out, "\nHow to read this\n")
-		for _, term := range []string{"ops/s ", "p50 ... max ", "returning use ", "floor "} {
+		for _, term := range []string{"ops/s ", "p50 ... max ", "returning use ", "cache hits ", "floor "} {
 			assert.Contains(t, out, "\n  "+term, "the legend explains %q", term)
 		}
 		assert.Regexp(t, `returning uses: [0-9.]+% of validations \(token last used 1m or more before\)`, out)

@@ -361,6 +361,8 @@ func writeBenchText(w io.Writer, r *benchReport, benchstat bool) error {
 	p("  p50 ... max    how long one call took: half took less than p50, 1 in 100 more than p99")
 	p("  returning use  a check of a token idle %s or more (TouchInterval): a user back", r.ReturningAfter)
 	p("                 after a pause; the store may have to write the use before answering")
+	p("  cache hits     checks answered from the store's memory without a read of the file;")
+	p("                 each run starts with an empty cache, as after a restart")
 	p("  floor          the fastest one lookup in this file can be here: bbolt with no")
 	p("                 hashing, decoding or expiry; 1× is as fast, a cache can beat it")
 	p("")
