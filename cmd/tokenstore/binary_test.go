@@ -62,6 +62,7 @@ type cli struct {
 	t       *testing.T
 	dir     string // the working directory: every user may enter it
 	asOther bool
+	env     []string // "NAME=value" added to the environment, which has no TOKENSTORE_ variable otherwise
 }
 
 func newCLI(t *testing.T) *cli {
@@ -94,7 +95,7 @@ func (c *cli) other() *cli {
 		_, err := exec.LookPath("setpriv")
 		require.NoError(c.t, err, "the permission tests run as root need setpriv (apt-get install util-linux)")
 	}
-	return &cli{t: c.t, dir: c.dir, asOther: true}
+	return &cli{t: c.t, dir: c.dir, asOther: true, env: c.env}
 }
 
 // run runs the binary with args in c.dir, stdin as its standard input.
@@ -106,6 +107,12 @@ func (c *cli) run(stdin string, args ...string) result {
 	}
 	cmd := exec.CommandContext(c.t.Context(), name, argv...)
 	cmd.Dir = c.dir
+	cmd.Env = c.env
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "TOKENSTORE_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	cmd.Stdin = strings.NewReader(stdin)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e

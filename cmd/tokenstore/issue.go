@@ -31,10 +31,13 @@ token is shown only here: the file keeps its hash.
 
 --ttl gives an absolute lifetime; --idle a sliding one (each use extends it)
 capped by --max. With neither, the token gets the library's default policy,
-sliding(idle=14d, max=30d). The file is created when it does not exist.`,
+sliding(idle=14d, max=30d). The file is created when it does not exist.
+With --url the running application issues it, and with neither flag it
+gets the application's default policy.`,
 		Example: `  T=$(tokenstore issue --subject alice --ttl 30d --meta scope=read)
   tokenstore issue --subject ci-bot --idle 1d --max 90d --json`,
-		Args: noArgs,
+		Args:        noArgs,
+		Annotations: remoteOK,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts, err := f.options(cmd)
 			if err != nil {
@@ -135,13 +138,16 @@ type issuedJSON struct {
 }
 
 func (a *app) issue(ctx context.Context, subject string, opts []tokenstore.IssueOption, asJSON bool) (err error) {
-	_, statErr := os.Stat(a.dbPath)
-	created := errors.Is(statErr, os.ErrNotExist)
-	db, err := a.open(openCreate)
+	created := false
+	if !a.remote() {
+		_, statErr := os.Stat(a.dbPath)
+		created = errors.Is(statErr, os.ErrNotExist)
+	}
+	db, err := a.openStore(openCreate)
 	if err != nil {
 		return err
 	}
-	defer closeDB(db, &err)
+	defer closeStore(db, &err)
 	if created {
 		fmt.Fprintf(a.stderr, "created %s\n", a.dbPath)
 	}

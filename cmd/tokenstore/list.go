@@ -23,6 +23,7 @@ func newListCmd(a *app) *cobra.Command {
 		Short: "List tokens: ID, subject, created, last used, expires, policy, metadata (read-only)",
 		Long: `List live tokens, oldest first, as a table or (--json) as JSON lines.
 Never the tokens themselves: use an ID with inspect --id or revoke --id.
+With --url, a subject's live tokens from the running application.
 
 Without --subject every token in the file is listed, streamed from one read
 transaction, so a file of a million tokens needs no million-row memory.
@@ -30,8 +31,15 @@ transaction, so a file of a million tokens needs no million-row memory.
 that scans the whole file).`,
 		Example: `  tokenstore list --subject alice
   tokenstore list --json | jq -r 'select(.metadata.scope == "admin") | .id'`,
-		Args: noArgs,
+		Args:        noArgs,
+		Annotations: remoteOK,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if a.remote() && !cmd.Flags().Changed("subject") {
+				return usagef("with --url, list needs --subject: the admin API lists one subject's tokens (expiring --within D lists across subjects)")
+			}
+			if a.remote() && all {
+				return usagef("with --url, list shows live tokens only: --all needs the file (--db)")
+			}
 			if cmd.Flags().Changed("subject") {
 				if err := checkSubject(subject); err != nil {
 					return err
@@ -50,16 +58,16 @@ that scans the whole file).`,
 const listChunk = 1000
 
 func (a *app) list(ctx context.Context, bySubject bool, subject string, all, asJSON bool) (err error) {
-	db, err := a.open(openRead)
+	st, err := a.openStore(openRead)
 	if err != nil {
 		return err
 	}
-	defer closeDB(db, &err)
+	defer closeStore(st, &err)
 	now := a.now()
 	out := newListWriter(a.stdout, now, asJSON)
 	if bySubject && !all {
 		// The subjects index: only this subject's records are read.
-		infos, err := db.List(ctx, subject)
+		infos, err := st.List(ctx, subject)
 		if err != nil {
 			return err
 		}
@@ -69,6 +77,7 @@ func (a *app) list(ctx context.Context, bySubject bool, subject string, all, asJ
 			}
 		}
 	} else {
+		db := st.(fileStore) // the RunE refuses these with --url
 		err := db.ForEach(ctx, func(info tokenstore.Info) error {
 			if bySubject && info.Subject != subject || !all && !now.Before(info.ExpiresAt) {
 				return nil

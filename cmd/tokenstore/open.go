@@ -70,7 +70,7 @@ func (a *app) openError(err error, readOnly bool) error {
 		var b strings.Builder
 		fmt.Fprintf(&b, "%s is held by another process, probably the application that uses it (waited %s).\n", a.dbPath, formatDuration(a.timeout))
 		b.WriteString("bbolt lets one process at a time open a file for writing, and it keeps the file locked until it closes it.\n")
-		b.WriteString("Stop the application and run this again, or use the application's own admin path")
+		b.WriteString("Stop the application and run this again, or, if it mounts the admin handler, run list, inspect, revoke, issue, stats or expiring through it with --url URL")
 		if readOnly {
 			b.WriteString(";\nread-only commands (inspect, list, stats, check, backup) run beside each other, not beside a writer")
 		}

@@ -24,12 +24,18 @@ list), or every token of a subject ("log out everywhere"). Revocation is
 durable and immediate. Prints how many tokens were revoked. A token or ID
 that is not there is an error (exit 1) unless --missing-ok is given, which
 makes "ensure it is revoked" scripts idempotent; a subject without tokens is
-not an error. A malformed token is always an error.`,
+not an error. A malformed token is always an error.
+
+With --url (or $TOKENSTORE_URL) the running application revokes it through
+its admin API: its middleware refuses the token on the next request, with
+no restart.`,
 		Example: `  printf '%s\n' "$T" | tokenstore revoke -
   tokenstore revoke --id 0199a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d
   tokenstore revoke --missing-ok --id 0199a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d
-  tokenstore revoke --subject alice`,
-		Args: maxArgs(1),
+  tokenstore revoke --subject alice
+  tokenstore --url http://127.0.0.1:8080/admin --credential-file ~/.tokenstore-admin revoke --id 0199a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d`,
+		Args:        maxArgs(1),
+		Annotations: remoteOK,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			changed := cmd.Flags().Changed
 			given := len(args)
@@ -49,7 +55,7 @@ not an error. A malformed token is always an error.`,
 				if err != nil {
 					return usagef("--id %q is not a UUID", id)
 				}
-				return a.revoke(asJSON, func(db *tokenstore.DB) (int, error) {
+				return a.revoke(asJSON, func(db store) (int, error) {
 					err := db.RevokeID(ctx, u)
 					switch {
 					case errors.Is(err, tokenstore.ErrNotFound) && missingOK:
@@ -65,7 +71,7 @@ not an error. A malformed token is always an error.`,
 				if err := checkSubject(subject); err != nil {
 					return err
 				}
-				return a.revoke(asJSON, func(db *tokenstore.DB) (int, error) {
+				return a.revoke(asJSON, func(db store) (int, error) {
 					return db.RevokeSubject(ctx, subject)
 				})
 			}
@@ -76,7 +82,7 @@ not an error. A malformed token is always an error.`,
 			if _, err := uuid.Parse(token); err == nil {
 				return usagef("that is a token ID, not a token: use revoke --id")
 			}
-			return a.revoke(asJSON, func(db *tokenstore.DB) (int, error) {
+			return a.revoke(asJSON, func(db store) (int, error) {
 				err := db.Revoke(ctx, token)
 				switch {
 				case errors.Is(err, tokenstore.ErrNotFound) && missingOK:
@@ -97,12 +103,12 @@ not an error. A malformed token is always an error.`,
 	return cmd
 }
 
-func (a *app) revoke(asJSON bool, do func(*tokenstore.DB) (int, error)) (err error) {
-	db, err := a.open(openWrite)
+func (a *app) revoke(asJSON bool, do func(store) (int, error)) (err error) {
+	db, err := a.openStore(openWrite)
 	if err != nil {
 		return err
 	}
-	defer closeDB(db, &err)
+	defer closeStore(db, &err)
 	n, err := do(db)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/admin"
 )
 
 // Exit codes.
@@ -28,10 +30,13 @@ type app struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 
-	now     func() time.Time // the store's clock; tests fix it
-	dbPath  string           // --db
-	timeout time.Duration    // --timeout: Options.LockTimeout
-	prefix  string           // --prefix: Options.Prefix
+	now        func() time.Time // the store's clock; tests fix it
+	dbPath     string           // --db
+	timeout    time.Duration    // --timeout: Options.LockTimeout, or each request's with --url
+	timeoutSet bool             // --timeout was given
+	prefix     string           // --prefix: Options.Prefix
+	url        string           // --url, or $TOKENSTORE_URL without --db: the application's admin API
+	credFile   string           // --credential-file: the admin token for --url
 }
 
 // run runs the command line args and returns the process's exit code.
@@ -109,6 +114,12 @@ var errorCodes = []struct {
 	{fs.ErrExist, "exists"},
 	{fs.ErrNotExist, "not_exist"},
 	{fs.ErrPermission, "permission"},
+	{admin.ErrUnauthenticated, "unauthorized"},
+	{admin.ErrForbidden, "forbidden"},
+	{errUnreachable, "unreachable"},
+	{errBadAnswer, "bad_answer"},
+	{errServer, "server_error"},
+	{errFileOnly, "file_only"},
 }
 
 // errorCode names err's cause: one of errorCodes, "interrupted", "usage"
@@ -181,20 +192,85 @@ type shownError struct{ err error }
 func (e *shownError) Error() string { return e.err.Error() }
 func (e *shownError) Unwrap() error { return e.err }
 
+// remoteOK is the annotation of the commands that run against a running
+// application (--url) as well as on a file.
+var remoteOK = map[string]string{"remote": "yes"}
+
+// fileOnlyWhy says why a command cannot run with --url, and what to do.
+var fileOnlyWhy = map[string]string{
+	"validate": "it counts a use, as the application's middleware does, and the admin API only looks tokens up: use inspect, which shows the same details without counting a use",
+	"rotate":   "the admin API has no rotation: issue a new token (issue --subject S), hand it over, then revoke the old one (revoke --id ID)",
+	"sweep":    "the application's own sweeper deletes expired tokens (Options.SweepInterval, every minute by default)",
+	"check":    "it reads every page of the file, which the running application holds: stop the application and run check --db FILE",
+	"backup":   "the admin API does not serve the file: stop the application and run backup --db FILE, or call DB.Backup from inside the application",
+	"compact":  "it rewrites the file, which the running application holds: stop the application and run compact --db FILE",
+	"bench":    "it measures a token file on this machine and never talks to an application",
+}
+
+// chooseStore decides between the file and the application, before the
+// command runs: --db and --url exclude each other, $TOKENSTORE_URL counts
+// unless --db is given, and a command that needs the file refuses --url.
+func (a *app) chooseStore(cmd *cobra.Command) error {
+	changed := cmd.Flags().Changed
+	a.timeoutSet = changed("timeout")
+	switch {
+	case changed("db") && changed("url"):
+		return usagef("give --db (a token file) or --url (a running application), not both")
+	case changed("url") && a.url == "":
+		return usagef("--url is empty: give the URL where the application mounts the admin handler, such as http://127.0.0.1:8080/admin")
+	case !changed("db") && !changed("url"):
+		a.url = os.Getenv(envURL)
+	}
+	if !a.remote() {
+		if changed("credential-file") {
+			return usagef("--credential-file is the admin credential for --url (or $%s); a token file needs none", envURL)
+		}
+		return nil
+	}
+	for c := cmd; c != nil; c = c.Parent() {
+		// help, version and shell completion (cobra's hidden __complete)
+		// touch no store.
+		if n := c.Name(); c.Annotations["remote"] != "" || n == "help" || n == "completion" || n == "version" || strings.HasPrefix(n, "__") {
+			return nil
+		}
+	}
+	if !cmd.HasParent() {
+		return nil // the root: it prints usage
+	}
+	why, ok := fileOnlyWhy[cmd.Name()]
+	if !ok {
+		why = "it works on the token file itself: stop the application and run it with --db FILE"
+	}
+	from := "--url"
+	if !changed("url") {
+		from += " ($" + envURL + " is set; --db FILE runs on a file)"
+	}
+	return &usageError{&explained{fmt.Sprintf("%s is not available with %s: %s", cmd.Name(), from, why), errFileOnly}}
+}
+
 func newRootCmd(a *app) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "tokenstore COMMAND",
-		Short: "Administer a tokenstore token file",
+		Short: "Administer a tokenstore token file, or a running application through its admin API",
 		Long: `tokenstore administers the token file of an application that uses the
 tokenstore Go package: issue a token for a script, see who holds tokens,
 revoke a leaked one, sweep expired ones, check the file after a crash, back
 it up and compact it.
 
 bbolt lets one process at a time open the file for writing, and a writer
-keeps it locked until it closes it. While the application runs, commands
-fail after --timeout; stop the application first, or use its own admin
-path. Read-only commands (inspect, list, stats, check, backup) can run
-beside each other, not beside a writer.
+keeps it locked until it closes it. While the application runs, commands on
+its file fail after --timeout. Read-only commands (inspect, list, stats,
+check, backup) can run beside each other, not beside a writer.
+
+A running application that mounts the admin handler (package
+github.com/tokenstore/tokenstore/admin) is operated through it instead:
+--url http://127.0.0.1:8080/admin (or $TOKENSTORE_URL, unless --db is given)
+runs list --subject, inspect, revoke, issue, stats and expiring against its
+admin API, with the same output and exit codes. The admin credential, a
+token with the scope "tokenstore:admin", is read from --credential-file or
+$TOKENSTORE_ADMIN_TOKEN, never from the command line, where ps shows it.
+--timeout then bounds each request (default 30s). Commands that need the
+file (validate, rotate, sweep, check, backup, compact) say so and exit 2.
 
 Results go to stdout, diagnostics to stderr. Exit status: 0 ok, 1 failed,
 2 usage error. With --json a command prints its result as JSON on stdout,
@@ -217,14 +293,14 @@ there too (the message is the one on stderr). Durations take Go syntax
 			fmt.Fprint(a.stderr, cmd.UsageString())
 			return usagef("no command given")
 		},
-		PersistentPreRunE: func(*cobra.Command, []string) error {
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			if a.timeout <= 0 {
 				return usagef("--timeout must be positive")
 			}
 			if _, err := tokenstore.NewFormat(a.prefix); err != nil {
 				return &usageError{err} // the library's text names the prefix and what it accepts
 			}
-			return nil
+			return a.chooseStore(cmd)
 		},
 	}
 	root.SuggestionsMinimumDistance = 2
@@ -236,8 +312,10 @@ there too (the message is the one on stderr). Durations take Go syntax
 	a.timeout = time.Second
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.dbPath, "db", "tokens.db", "the token `file`")
-	pf.Var((*durationValue)(&a.timeout), "timeout", "how long to wait for another process to release the file")
+	pf.Var((*durationValue)(&a.timeout), "timeout", "how long to wait for another process to release the file (with --url: for each answer, default 30s)")
 	pf.StringVar(&a.prefix, "prefix", tokenstore.DefaultPrefix, "the application's token prefix (its Options.Prefix)")
+	pf.StringVar(&a.url, "url", "", "run against the running application whose admin handler is mounted at this `URL` (default $"+envURL+")")
+	pf.StringVar(&a.credFile, "credential-file", "", "with --url: a `file` holding the admin token (default: $"+envAdminToken+")")
 
 	root.AddCommand(
 		newIssueCmd(a),
@@ -246,6 +324,7 @@ there too (the message is the one on stderr). Durations take Go syntax
 		newRevokeCmd(a),
 		newRotateCmd(a),
 		newListCmd(a),
+		newExpiringCmd(a),
 		newSweepCmd(a),
 		newStatsCmd(a),
 		newCheckCmd(a),

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/admin"
 )
 
 func newStatsCmd(a *app) *cobra.Command {
@@ -21,9 +22,14 @@ func newStatsCmd(a *app) *cobra.Command {
 		Long: `Count the file's tokens: live, expired but not swept yet, and per policy;
 and show its size, its bbolt pages (free ones are reused by later writes;
 compact returns them to the filesystem) and each bucket's keys and pages.
-It reads every record once, from a read-only open.`,
-		Example: `  tokenstore stats --json | jq .tokens`,
-		Args:    noArgs,
+It reads every record once, from a read-only open.
+
+With --url, the running application's figures: the same, without bbolt's
+on a store that is no file (Redis), and with its counters since it opened
+the store (issued, validated, rejected, ...).`,
+		Example:     `  tokenstore stats --json | jq .tokens`,
+		Args:        noArgs,
+		Annotations: remoteOK,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.stats(cmd.Context(), asJSON)
 		},
@@ -32,22 +38,32 @@ It reads every record once, from a read-only open.`,
 	return cmd
 }
 
-// statsJSON is stats' --json output.
+// statsJSON is stats' --json output. With --url it says what the
+// application's admin API gives: url and counters are added, live and
+// expired are absent for a store that cannot walk its tokens, and file,
+// size and bbolt for a store that is no file (Redis).
 type statsJSON struct {
-	File   string `json:"file"`
-	Size   int64  `json:"size"`
+	URL    string `json:"url,omitempty"` // --url
+	File   string `json:"file,omitempty"`
+	Size   int64  `json:"size,omitempty"`
 	Tokens struct {
 		Total    int            `json:"total"`
-		Live     int            `json:"live"`
-		Expired  int            `json:"expired"`
+		Live     *int           `json:"live,omitempty"`
+		Expired  *int           `json:"expired,omitempty"`
 		Policies map[string]int `json:"policies"` // by policy, as the text writes it
 	} `json:"tokens"`
-	Bolt struct {
-		PageSize  int          `json:"page_size"`
-		Pages     int          `json:"pages"`
-		FreePages int          `json:"free_pages"`
-		Buckets   []bucketJSON `json:"buckets"`
-	} `json:"bbolt"`
+	Bolt *boltJSON `json:"bbolt,omitempty"`
+	// Counters are the application's tokenstore.Stats since it opened the
+	// store (--url only: a command's own store has counted nothing).
+	Counters *admin.Counters `json:"counters,omitempty"`
+}
+
+// boltJSON describes the bbolt file's pages and buckets.
+type boltJSON struct {
+	PageSize  int          `json:"page_size"`
+	Pages     int          `json:"pages"`
+	FreePages int          `json:"free_pages"`
+	Buckets   []bucketJSON `json:"buckets"`
 }
 
 // bucketJSON describes a bucket. A bucket small enough is stored inline,
@@ -73,33 +89,12 @@ func newBucketJSON(b tokenstore.BucketInfo) bucketJSON {
 }
 
 func (a *app) stats(ctx context.Context, asJSON bool) (err error) {
-	db, err := a.open(openRead)
+	st, err := a.openStore(openRead)
 	if err != nil {
 		return err
 	}
-	defer closeDB(db, &err)
-	fi, err := db.FileInfo(ctx)
-	if err != nil {
-		return err
-	}
-	var s statsJSON
-	s.File, s.Size = fi.Path, fi.Size
-	s.Bolt.PageSize, s.Bolt.Pages, s.Bolt.FreePages = fi.PageSize, fi.Pages, fi.FreePages
-	for _, b := range fi.Buckets {
-		s.Bolt.Buckets = append(s.Bolt.Buckets, newBucketJSON(b))
-	}
-	s.Tokens.Policies = map[string]int{}
-	now := a.now()
-	err = db.ForEach(ctx, func(info tokenstore.Info) error {
-		s.Tokens.Total++
-		if now.Before(info.ExpiresAt) {
-			s.Tokens.Live++
-		} else {
-			s.Tokens.Expired++
-		}
-		s.Tokens.Policies[formatPolicy(info.Policy)]++
-		return nil
-	})
+	defer closeStore(st, &err)
+	s, err := st.Stats(ctx)
 	if err != nil {
 		return err
 	}
@@ -108,13 +103,24 @@ func (a *app) stats(ctx context.Context, asJSON bool) (err error) {
 	}
 
 	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "file\t%s\n", s.File)
-	fmt.Fprintf(tw, "size\t%s (%d bytes)\n", formatBytes(s.Size), s.Size)
+	if s.URL != "" {
+		fmt.Fprintf(tw, "url\t%s\n", s.URL)
+	}
+	if s.File != "" {
+		fmt.Fprintf(tw, "file\t%s\n", s.File)
+		fmt.Fprintf(tw, "size\t%s (%d bytes)\n", formatBytes(s.Size), s.Size)
+	}
 	fmt.Fprintf(tw, "tokens\t%d\n", s.Tokens.Total)
-	fmt.Fprintf(tw, "  live\t%d\n", s.Tokens.Live)
-	if s.Tokens.Expired > 0 {
-		fmt.Fprintf(tw, "  expired\t%d (not swept yet: tokenstore sweep deletes them)\n", s.Tokens.Expired)
-	} else {
+	if s.Tokens.Live != nil {
+		fmt.Fprintf(tw, "  live\t%d\n", *s.Tokens.Live)
+	}
+	switch {
+	case s.Tokens.Expired == nil:
+	case *s.Tokens.Expired > 0 && s.URL != "":
+		fmt.Fprintf(tw, "  expired\t%d (not swept yet: the application's sweeper deletes them)\n", *s.Tokens.Expired)
+	case *s.Tokens.Expired > 0:
+		fmt.Fprintf(tw, "  expired\t%d (not swept yet: tokenstore sweep deletes them)\n", *s.Tokens.Expired)
+	default:
 		fmt.Fprintf(tw, "  expired\t0\n")
 	}
 	// Most used policy first, then by name.
@@ -127,14 +133,37 @@ func (a *app) stats(ctx context.Context, asJSON bool) (err error) {
 	for _, k := range keys {
 		fmt.Fprintf(tw, "  %s\t%d\n", k, s.Tokens.Policies[k])
 	}
-	free := int64(fi.FreePages) * int64(fi.PageSize)
-	fmt.Fprintf(tw, "bbolt pages\t%d of %d bytes, %d free (%s", fi.Pages, fi.PageSize, fi.FreePages, formatBytes(free))
-	if fi.FreePages > 0 {
-		fmt.Fprintf(tw, ": reused by later writes; tokenstore compact returns them")
+	if b := s.Bolt; b != nil {
+		free := int64(b.FreePages) * int64(b.PageSize)
+		fmt.Fprintf(tw, "bbolt pages\t%d of %d bytes, %d free (%s", b.Pages, b.PageSize, b.FreePages, formatBytes(free))
+		if b.FreePages > 0 {
+			fmt.Fprintf(tw, ": reused by later writes; tokenstore compact returns them")
+		}
+		fmt.Fprintf(tw, ")\n")
 	}
-	fmt.Fprintf(tw, ")\n")
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if c := s.Counters; c != nil {
+		fmt.Fprintln(a.stdout)
+		tw = tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "since the application opened the store\t\n")
+		for _, row := range []struct {
+			name string
+			n    uint64
+		}{
+			{"issued", c.Issued}, {"validated", c.Validated}, {"looked up", c.Lookups}, {"revoked", c.Revoked}, {"swept", c.Swept},
+			{"rejected: malformed", c.RejectedMalformed}, {"rejected: not found", c.RejectedNotFound}, {"rejected: expired", c.RejectedExpired},
+			{"last uses written", c.TouchesPersisted}, {"cache hits", c.CacheHits}, {"cache misses", c.CacheMisses},
+		} {
+			fmt.Fprintf(tw, "  %s\t%d\n", row.name, row.n)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if s.Bolt == nil {
+		return nil
 	}
 
 	fmt.Fprintln(a.stdout)

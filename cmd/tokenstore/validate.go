@@ -46,12 +46,13 @@ func newInspectCmd(a *app) *cobra.Command {
 		Long: `Show a token's details as validate does, without counting a use, from a
 read-only open of the file. Exit 1 with the reason when the token is not
 valid. With --id, look the token up by its non-secret ID instead: no token
-needed.
+needed. With --url, the running application looks it up.
 
 With "-" or no argument the token is read from stdin.`,
 		Example: `  printf '%s\n' "$T" | tokenstore inspect
   tokenstore inspect --id 0199a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d --json`,
-		Args: maxArgs(1),
+		Args:        maxArgs(1),
+		Annotations: remoteOK,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cmd.Flags().Changed("id") {
 				if len(args) > 0 {
@@ -77,16 +78,20 @@ With "-" or no argument the token is read from stdin.`,
 
 // checkToken validates (use) or looks up token and prints its Info.
 func (a *app) checkToken(ctx context.Context, token string, use, asJSON bool) (err error) {
-	mode, lookup := openRead, (*tokenstore.DB).Lookup
+	mode := openRead
 	if use {
-		mode, lookup = openWrite, (*tokenstore.DB).Validate
+		mode = openWrite
 	}
-	db, err := a.open(mode)
+	st, err := a.openStore(mode)
 	if err != nil {
 		return err
 	}
-	defer closeDB(db, &err)
-	info, err := lookup(db, ctx, token)
+	defer closeStore(st, &err)
+	lookup := st.Lookup
+	if use {
+		lookup = st.(fileStore).Validate // validate refuses --url
+	}
+	info, err := lookup(ctx, token)
 	if err != nil {
 		return a.tokenError(err, token)
 	}
@@ -94,11 +99,11 @@ func (a *app) checkToken(ctx context.Context, token string, use, asJSON bool) (e
 }
 
 func (a *app) inspectID(ctx context.Context, id uuid.UUID, asJSON bool) (err error) {
-	db, err := a.open(openRead)
+	db, err := a.openStore(openRead)
 	if err != nil {
 		return err
 	}
-	defer closeDB(db, &err)
+	defer closeStore(db, &err)
 	info, err := db.Get(ctx, id)
 	switch {
 	case errors.Is(err, tokenstore.ErrExpired):
