@@ -85,7 +85,9 @@ func TestRepo_ReadmeServesAUserFirst(t *testing.T) {
 	assert.Equal(t, 2, strings.Count(block[1], "\n"), "exactly two commands: %q", block[1])
 
 	// Internals moved out.
-	assert.Less(t, len(lines), 300, "README.md is for users; internals go to docs/")
+	// The user guide with its Redis, scopes, gRPC and admin sections; the
+	// old README, internals included, was 675 lines.
+	assert.Less(t, len(lines), 450, "README.md is for users; internals go to docs/")
 	for _, internal := range []string{"### What each test does and shows", "-crash.rounds", "### bbolt knobs tried", "ns/op"} {
 		assert.NotContains(t, readme, internal)
 	}
