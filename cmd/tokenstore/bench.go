@@ -218,11 +218,11 @@ func measure(ctx context.Context, cfg benchConfig, stderr io.Writer) (rep *bench
 		}
 		rep.addRun(&cfg, spec, &res)
 	}
-	floor, secs, err := runFloor(ctx, path, table, cfg, prog)
+	floor, misses, secs, err := runFloor(ctx, path, table, cfg, prog)
 	if err != nil {
 		return nil, err
 	}
-	rep.Floor = newOpReport("read", &floor, 0, secs)
+	rep.Floor = newOpReport("read", &floor, misses, secs)
 	if st, err := os.Stat(path); err == nil {
 		rep.FileBytes = st.Size()
 	}

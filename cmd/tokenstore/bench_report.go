@@ -354,6 +354,9 @@ func writeBenchText(w io.Writer, r *benchReport, benchstat bool) error {
 	p("")
 	p("the bbolt read floor (bbolt alone: View+Get of a random token's key in the same file)")
 	writeOpTable(bw, []opReport{r.Floor})
+	if r.Floor.Rejected > 0 {
+		p("  %s reads found no record (tokens swept meanwhile)", thousands(float64(r.Floor.Rejected)))
+	}
 
 	p("")
 	p("How to read this")

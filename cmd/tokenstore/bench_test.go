@@ -84,6 +84,7 @@ func TestRun_Bench_JSON(t *testing.T) {
 	assert.Positive(t, rep.Runs[1].BytesPerUse, "a validate-only mix: the run's bytes are the uses'")
 	assert.Equal(t, "read", rep.Floor.Op)
 	assert.Positive(t, rep.Floor.Count)
+	assert.Zero(t, rep.Floor.Rejected, "every read of the floor finds its record")
 	assert.Positive(t, rep.ValidateVsFloor)
 	assert.Positive(t, rep.ValidateVsEveryCheck)
 	assert.NotEmpty(t, rep.Verdict)

@@ -381,12 +381,14 @@ func (w *worker) run(ctx context.Context, db *tokenstore.DB, seed uint64, stop *
 var floorBucket = []byte("tokens")
 
 // runFloor measures the bare bbolt read floor of the file: View+Get of a
-// random key among the tokens' hashes, with no tokenstore code, from as
-// many goroutines and for as long as the runs.
-func runFloor(ctx context.Context, path string, table *tokenTable, cfg benchConfig, prog progress) (hist, float64, error) {
+// random key among the live tokens' hashes, with no tokenstore code, from
+// as many goroutines and for as long as the runs. misses counts the Gets
+// that found nothing (a token swept meanwhile); more than a tenth of them
+// is an error, since the floor would then be that of reading nothing.
+func runFloor(ctx context.Context, path string, table *tokenTable, cfg benchConfig, prog progress) (h hist, misses uint64, seconds float64, err error) {
 	format, err := tokenstore.NewFormat("")
 	if err != nil {
-		return hist{}, 0, err
+		return hist{}, 0, 0, err
 	}
 	var keys [][]byte
 	for _, tok := range table.live() {
@@ -395,11 +397,11 @@ func runFloor(ctx context.Context, path string, table *tokenTable, cfg benchConf
 		}
 	}
 	if len(keys) == 0 {
-		return hist{}, 0, errors.New("the floor: no token left to read (every one was revoked or expired)")
+		return hist{}, 0, 0, errors.New("the floor: no token left to read (every one was revoked or expired)")
 	}
 	bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
-		return hist{}, 0, fmt.Errorf("the floor: %w", err)
+		return hist{}, 0, 0, fmt.Errorf("the floor: %w", err)
 	}
 	defer bdb.Close()
 	if err := bdb.View(func(tx *bolt.Tx) error {
@@ -408,9 +410,10 @@ func runFloor(ctx context.Context, path string, table *tokenTable, cfg benchConf
 		}
 		return nil
 	}); err != nil {
-		return hist{}, 0, err
+		return hist{}, 0, 0, err
 	}
 	hs := make([]hist, cfg.concurrency)
+	missed := make([]uint64, cfg.concurrency)
 	prog.start("running the bbolt read floor", cfg.duration.Milliseconds())
 	elapsed, err := runFor(ctx, cfg.duration, prog, cfg.concurrency, func(i int, stop *atomic.Bool) error {
 		r := rand.New(rand.NewPCG(uint64(i)+cfg.seed, uint64(time.Now().UnixNano())))
@@ -418,7 +421,9 @@ func runFloor(ctx context.Context, path string, table *tokenTable, cfg benchConf
 			k := keys[r.IntN(len(keys))]
 			t := time.Now()
 			err := bdb.View(func(tx *bolt.Tx) error {
-				_ = tx.Bucket(floorBucket).Get(k) // a token swept meanwhile is a read all the same
+				if tx.Bucket(floorBucket).Get(k) == nil {
+					missed[i]++
+				}
 				return nil
 			})
 			if err != nil {
@@ -429,12 +434,17 @@ func runFloor(ctx context.Context, path string, table *tokenTable, cfg benchConf
 		return nil
 	})
 	if err != nil {
-		return hist{}, 0, err
+		return hist{}, 0, 0, err
 	}
-	var h hist
 	for i := range hs {
 		h.merge(&hs[i])
+		misses += missed[i]
 	}
 	prog.done(fmt.Sprintf("ran the bbolt read floor for %s", elapsed.Round(time.Millisecond)))
-	return h, elapsed.Seconds(), nil
+	if misses*10 > h.n {
+		// A floor of misses would flatter nothing and mean nothing.
+		return h, misses, 0, fmt.Errorf("the floor: %s of %s reads found no record under the token's hash in the %q bucket: has the file's layout changed?",
+			thousands(float64(misses)), thousands(float64(h.n)), floorBucket)
+	}
+	return h, misses, elapsed.Seconds(), nil
 }
