@@ -11,24 +11,96 @@ import (
 )
 
 // Backup writes a consistent copy of the file to w while the store stays
-// in use (one read transaction), and returns the bytes written.
+// in use, and returns the bytes written.
+//
+// w may be as slow as it likes (a pipe, a network stream): unless the
+// store is ReadOnly, the copy is first taken, in one read transaction, into a temporary file beside the
+// store (created 0600 and removed before Backup returns), then written to
+// w with no transaction open. A write that must grow the file waits for
+// every open read transaction, so this way no call waits on w; they wait
+// at most as long as copying the file on local disk takes. It needs free
+// space for one more copy of the file beside it (or, when that directory
+// cannot be written, in [os.TempDir]). Backup stops, returning
+// ctx's error, when ctx is done while it writes to w.
 func (db *DB) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	if err := db.begin(ctx, false); err != nil {
 		return 0, wrap("backup", err)
 	}
-	var n int64
-	err := view(db.bolt, func(tx *bolt.Tx) error {
-		var err error
-		n, err = tx.WriteTo(w)
+	if db.ro {
+		// No write of this process can wait on the transaction; a writer
+		// of another process cannot open the file while it is open here.
+		var n int64
+		err := view(db.bolt, func(tx *bolt.Tx) error {
+			var err error
+			n, err = tx.WriteTo(ctxWriter{ctx, w})
+			return err
+		})
+		return n, wrap("backup", boltErr(err))
+	}
+	spool, err := os.CreateTemp(filepath.Dir(db.path), "."+filepath.Base(db.path)+".backup-*")
+	if err != nil { // a directory the process may not write in: the system's
+		spool, err = os.CreateTemp("", "tokenstore-backup-*")
+	}
+	if err != nil {
+		return 0, wrap("backup", err)
+	}
+	// On Unix the open file outlives its name: removed now, nothing is
+	// left behind should the process die during the backup.
+	removed := os.Remove(spool.Name()) == nil
+	defer func() {
+		_ = spool.Close()
+		if !removed {
+			_ = os.Remove(spool.Name())
+		}
+	}()
+	err = view(db.bolt, func(tx *bolt.Tx) error {
+		_, err := tx.WriteTo(spool)
 		return err
 	})
-	return n, wrap("backup", boltErr(err))
+	if err != nil {
+		return 0, wrap("backup", boltErr(err))
+	}
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		return 0, wrap("backup", err)
+	}
+	n, err := io.Copy(w, ctxReader{ctx, spool})
+	return n, wrap("backup", err)
+}
+
+// ctxWriter writes to w until ctx is done.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
+}
+
+// ctxReader reads from r until ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // BackupFile writes a consistent copy to path through a temporary file in
 // the same directory, fsync'd and then renamed, so path never holds half a
 // backup.
+//
+// When path is a symbolic link, the file it points at is replaced and the
+// link kept.
 func (db *DB) BackupFile(ctx context.Context, path string) (int64, error) {
+	path = realPath(path)
 	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return 0, wrap("backup", err)
@@ -51,13 +123,22 @@ func (db *DB) BackupFile(ctx context.Context, path string) (int64, error) {
 // does not shrink when tokens are deleted) and atomically replaces it.
 // The file must not be open elsewhere: Compact takes its lock, waiting up
 // to opts.LockTimeout. It returns the sizes before and after.
+//
+// Compact acts on the file as the operator keeps it: when path is a
+// symbolic link, the file it points at is rewritten and the link kept;
+// the new file has the old one's mode and owner (Compact fails, leaving
+// the file as it was, when it may not give it that owner).
 func Compact(path string, opts *Options) (before, after int64, err error) {
 	var o Options
 	if opts != nil {
 		o = *opts
 	}
 	o.SweepInterval, o.TouchInterval = -1, -1
-	db, err := Open(path, &o)
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return 0, 0, wrap("compact", err)
+	}
+	db, err := Open(real, &o)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -66,11 +147,11 @@ func Compact(path string, opts *Options) (before, after int64, err error) {
 			_ = db.Close()
 		}
 	}()
-	st, err := os.Stat(path)
+	st, err := os.Stat(real)
 	if err != nil {
 		return 0, 0, wrap("compact", err)
 	}
-	tmpPath := path + ".compact-" + uuid.NewString()
+	tmpPath := real + ".compact-" + uuid.NewString()
 	dst, err := bolt.Open(tmpPath, 0o600, &bolt.Options{NoSync: true})
 	if err != nil {
 		return 0, 0, wrap("compact", err)
@@ -86,12 +167,17 @@ func Compact(path string, opts *Options) (before, after int64, err error) {
 	if cerr := dst.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		err = os.Chmod(tmpPath, st.Mode().Perm())
+	}
+	if err == nil {
+		err = keepOwner(tmpPath, st)
+	}
 	if err != nil {
-		_ = dst.Close()
 		return 0, 0, wrap("compact", err)
 	}
 	// Replace while still holding the old file's lock, so no writer slips in between.
-	if err := os.Rename(tmpPath, path); err != nil {
+	if err := os.Rename(tmpPath, real); err != nil {
 		return 0, 0, wrap("compact", err)
 	}
 	cerr := db.Close()
@@ -99,9 +185,18 @@ func Compact(path string, opts *Options) (before, after int64, err error) {
 	if cerr != nil {
 		return 0, 0, wrap("compact", cerr)
 	}
-	nst, err := os.Stat(path)
+	nst, err := os.Stat(real)
 	if err != nil {
 		return 0, 0, wrap("compact", err)
 	}
 	return st.Size(), nst.Size(), nil
+}
+
+// realPath is path with its symbolic links resolved, or path itself when
+// it does not exist yet.
+func realPath(path string) string {
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		return real
+	}
+	return path
 }

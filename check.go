@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime/debug"
 
+	"github.com/google/uuid"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -47,6 +48,10 @@ func (db *DB) Check(ctx context.Context) (problems []string, err error) {
 		}
 		tokens, ids, subjects, expiry := tx.Bucket(bucketTokens), tx.Bucket(bucketIDs), tx.Bucket(bucketSubjects), tx.Bucket(bucketExpiry)
 		n := 0
+		// Damaged records are named by ID, which only the indexes know:
+		// reported once the ids index has been walked.
+		var bad damage
+		badAt := map[Hash]*damagedRecord{}
 		c := tokens.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if err := ctx.Err(); err != nil {
@@ -59,7 +64,8 @@ func (db *DB) Check(ctx context.Context) (problems []string, err error) {
 			}
 			rec, err := decodeRecord(v)
 			if err != nil {
-				add("tokens: record %x…: %v", k[:6], err)
+				bad.add(Hash(k), uuid.UUID{}, err)
+				badAt[Hash(k)] = bad[len(bad)-1]
 				continue
 			}
 			id := rec.id
@@ -85,6 +91,12 @@ func (db *DB) Check(ctx context.Context) (problems []string, err error) {
 					add("%s: entry %x points at no record", name, k)
 					continue
 				}
+				if len(v) == len(Hash{}) && badAt[Hash(v)] != nil {
+					if name == "ids" && len(k) == 16 {
+						badAt[Hash(v)].id = uuid.UUID(k)
+					}
+					continue
+				}
 				if rec, err := decodeRecord(rv); err == nil && !agrees(k, &rec) {
 					add("%s: entry %x disagrees with token %s", name, k, rec.id)
 				}
@@ -93,6 +105,9 @@ func (db *DB) Check(ctx context.Context) (problems []string, err error) {
 		index("ids", ids, func(k []byte, r *record) bool { return string(k) == string(r.id[:]) })
 		index("subjects", subjects, func(k []byte, r *record) bool { return string(k) == string(subjectKey(r.subject, r.id)) })
 		index("expiry", expiry, func(k []byte, r *record) bool { return string(k) == string(expiryKey(r.deadline(), r.id)) })
+		for _, r := range bad {
+			add("%v", r)
+		}
 		return nil
 	}
 	if db.ro {

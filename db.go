@@ -31,6 +31,7 @@ type DB struct {
 	sweepMu   sync.Mutex // one sweep at a time
 	sweepSize chunkSizer // tokens per sweep transaction; under sweepMu
 	flushMu   sync.Mutex // one flush at a time
+	damaged   damagedSet // records a sweep found damaged, stepped over after
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -90,6 +91,9 @@ func Open(path string, opts *Options) (db *DB, err error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 
+	if err := checkPathKind(path); err != nil {
+		return nil, wrap("open "+path, err)
+	}
 	if o.ReadOnly {
 		st, err := os.Stat(path)
 		if err != nil {
@@ -116,7 +120,11 @@ func Open(path string, opts *Options) (db *DB, err error) {
 		cache:  newCache(o.CacheSize),
 		commit: committer{db: bdb},
 	}
-	if err := db.checkSchema(); err != nil {
+	err = db.checkSchema()
+	if err == nil {
+		err = db.settlePrefix(o.Prefix)
+	}
+	if err != nil {
 		_ = bdb.Close()
 		return nil, wrap("open "+path, err)
 	}

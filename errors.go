@@ -51,6 +51,11 @@ var (
 	// or a negative cap.
 	ErrInvalidPolicy = errors.New("tokenstore: invalid expiry policy")
 
+	// ErrPrefixMismatch is returned by [Open] when the file records a
+	// token prefix other than Options.Prefix: the store would refuse
+	// every token in the file as malformed, and mix two formats in it.
+	ErrPrefixMismatch = errors.New("tokenstore: token prefix mismatch")
+
 	// ErrReadOnly is returned by methods that write when the store was opened
 	// with Options.ReadOnly.
 	ErrReadOnly = errors.New("tokenstore: store is read-only")

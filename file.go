@@ -81,6 +81,24 @@ func openBolt(path string, o *Options) (bdb *bolt.DB, err error) {
 	return bdb, nil
 }
 
+// checkPathKind refuses a path that names an existing directory or
+// another thing that is not a regular file (a FIFO would block Open, a
+// device would be written over), naming the cause rather than calling
+// the file damaged. A symbolic link is followed: the store opens the file
+// it points at.
+func checkPathKind(path string) error {
+	st, err := os.Stat(path)
+	switch {
+	case err != nil:
+		return nil // missing (bbolt creates it), or an error bolt.Open reports
+	case st.IsDir():
+		return fmt.Errorf("%w (name the token file, not its directory)", syscall.EISDIR)
+	case !st.Mode().IsRegular():
+		return fmt.Errorf("%w: not a regular file (%s)", fs.ErrInvalid, st.Mode().Type())
+	}
+	return nil
+}
+
 // boltOpenErr turns an error of bolt.Open into tokenstore's.
 func boltOpenErr(path string, o *Options, err error) error {
 	op := "open " + path

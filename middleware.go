@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -99,14 +100,16 @@ func WithSchemes(schemes ...string) MiddlewareOption {
 	return func(c *middlewareConfig) { c.schemes = schemes }
 }
 
-// WithErrorHandler replaces how refusals and failures are written. fn is
-// called with the status (400, 401, 500 or 503), the RFC 6750 error code
-// ("" when the request had no credentials, "invalid_request",
-// "invalid_token", or "server_error" and "temporarily_unavailable" for 500
-// and 503), a description safe to show to clients, and the cause, for
-// [errors.Is]: [ErrNoCredentials], [ErrInvalidRequest] or the
-// [Validator]'s error. For 400 and 401 the WWW-Authenticate header is
-// already set; fn writes the status and the body. The default writes
+// WithErrorHandler replaces how refusals and failures are written, by the
+// middleware and by [RequireScopes] after it. fn is called with the status
+// (400, 401, 403, 500 or 503), the RFC 6750 error code ("" when the
+// request had no credentials, "invalid_request", "invalid_token",
+// "insufficient_scope", or "server_error" and "temporarily_unavailable"
+// for 500 and 503), a description safe to show to clients, and the cause,
+// for [errors.Is]: [ErrNoCredentials], [ErrInvalidRequest],
+// [ErrInsufficientScope] or the [Validator]'s error. For 400, 401 and 403
+// the WWW-Authenticate header is already set; fn writes the status and the
+// body. The default writes
 // {"error":code,"error_description":description} as JSON, with the code
 // "unauthorized" when it is "", and the headers Content-Type:
 // application/json, Cache-Control: no-store and X-Content-Type-Options:
@@ -138,15 +141,25 @@ func WithLogger(l *slog.Logger) MiddlewareOption {
 type infoKey struct{}
 
 // FromContext returns the Info of the token that authenticated the request
-// whose context is ctx. It is false outside [Middleware], and for an
-// anonymous request let through by [WithOptional]. The Info's Metadata map
-// is shared by every caller of the request: do not modify it.
+// whose context is ctx. It is false outside [Middleware] (or a context from
+// [NewContext]), and for an anonymous request let through by
+// [WithOptional]. The Info's Metadata map is shared by every caller of the
+// request: do not modify it.
 func FromContext(ctx context.Context) (Info, bool) {
 	c, ok := ctx.Value(infoKey{}).(*authContext)
 	if !ok {
 		return Info{}, false
 	}
-	return c.info, true
+	return c.info, c.ok
+}
+
+// NewContext returns a copy of ctx that carries info, for [FromContext]
+// and [RequireScopes] to find: what [Middleware] does for HTTP, for
+// middleware of other protocols (the grpcauth package) and for tests of
+// handlers. Like [FromContext] it follows net/http's and grpc/metadata's
+// pattern of an unexported key with exported accessors.
+func NewContext(ctx context.Context, info Info) context.Context {
+	return &authContext{Context: ctx, info: info, ok: true}
 }
 
 // authContext is a request's context with its token's Info: one allocation
@@ -155,6 +168,8 @@ func FromContext(ctx context.Context) (Info, bool) {
 type authContext struct {
 	context.Context
 	info Info
+	ok   bool           // false: an anonymous request let through by WithOptional
+	auth *authenticator // the Middleware that saw the request; nil from NewContext
 }
 
 // Value returns c itself for infoKey{}.
@@ -186,7 +201,8 @@ func (c *authContext) Value(key any) any {
 // parameter when [WithCookie] or [WithQueryParam] ask for it. Refusals are
 // written as small JSON bodies with Content-Type application/json and
 // Cache-Control: no-store, unless [WithErrorHandler] writes them. The token
-// never appears in a response or a log line.
+// never appears in a response or a log line. [RequireScopes] after it
+// refuses tokens that lack a scope with a 403 (RFC 6750 §3.1).
 //
 // Middleware panics when v is nil or the options are invalid. The handler
 // it returns is safe for concurrent use.
@@ -297,7 +313,9 @@ func (a *authenticator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	token, ref := a.credentials(r)
 	if ref != nil {
 		if ref.err == ErrNoCredentials && a.cfg.optional {
-			a.next.ServeHTTP(w, r)
+			// Marked, so that RequireScopes after it refuses the request
+			// as this middleware would.
+			a.next.ServeHTTP(w, r.WithContext(&authContext{Context: r.Context(), auth: a}))
 			return
 		}
 		a.refuse(w, r, ref.status, ref.code, ref.description, ref.err, "")
@@ -311,7 +329,7 @@ func (a *authenticator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if a.cfg.expiryHeader != "" && !info.ExpiresAt.IsZero() {
 		w.Header()[a.cfg.expiryHeader] = []string{a.expiry(info.ExpiresAt)}
 	}
-	a.next.ServeHTTP(w, r.WithContext(&authContext{r.Context(), info}))
+	a.next.ServeHTTP(w, r.WithContext(&authContext{Context: r.Context(), info: info, ok: true, auth: a}))
 }
 
 // credentials finds the token in r. It returns a refusal when there is none
@@ -404,17 +422,109 @@ func (a *authenticator) fail(w http.ResponseWriter, r *http.Request, err error, 
 
 // refuse sets the challenge and writes a 400 or 401.
 func (a *authenticator) refuse(w http.ResponseWriter, r *http.Request, status int, code, description string, err error, token string) {
-	challenge := a.challenge
-	if code != "" {
-		sep := ", "
-		if a.cfg.realm == "" {
-			sep = " "
-		}
-		challenge += sep + `error="` + code + `", error_description="` + description + `"`
-	}
-	w.Header().Set("WWW-Authenticate", challenge)
+	w.Header().Set("WWW-Authenticate", a.challengeWith(code, description, ""))
 	a.log(r, slog.LevelDebug, "tokenstore: request refused", err, token, status)
 	a.cfg.onError(w, r, status, code, description, err)
+}
+
+// challengeWith returns the WWW-Authenticate challenge with the error
+// attributes of RFC 6750 §3, when code is not "", and the scope attribute,
+// when scope is not "". description and scope need no escaping: they are
+// the package's constants and RFC 6749 scope-tokens, which exclude '"'
+// and '\'.
+func (a *authenticator) challengeWith(code, description, scope string) string {
+	if code == "" {
+		return a.challenge
+	}
+	sep := ", "
+	if a.cfg.realm == "" {
+		sep = " "
+	}
+	c := a.challenge + sep + `error="` + code + `", error_description="` + description + `"`
+	if scope != "" {
+		c += `, scope="` + scope + `"`
+	}
+	return c
+}
+
+// descriptionInsufficientScope is the error_description of a 403.
+const descriptionInsufficientScope = "the token lacks a required scope"
+
+// RequireScopes returns a net/http middleware, to be placed after
+// [Middleware], that lets a request through only when its token has every
+// one of scopes (see [Info.HasScopes]), per RFC 6750 §3.1:
+//
+//   - the token has them: the next handler runs;
+//   - it lacks one: 403 with WWW-Authenticate: Bearer realm="api",
+//     error="insufficient_scope", error_description="…", scope="<scopes>",
+//     written as the Middleware writes its refusals (its realm, scheme and
+//     [WithErrorHandler], the cause wrapping [ErrInsufficientScope] and
+//     naming the scopes missing, logged at Debug);
+//   - no authenticated token reached it (an anonymous request let through
+//     by [WithOptional]): 401 as the Middleware gives it, never a 403.
+//
+// A request that reaches it without passing a Middleware (or carrying a
+// context from [NewContext]) is a mistake in the handler chain: it is
+// refused with a 401 as a Middleware with default options would, and
+// logged at Error through [slog.Default].
+//
+// RequireScopes panics when a scope is not an RFC 6749 scope-token
+// ([ValidateScopes]) or next is nil. With no scopes it only requires an
+// authenticated token. The check does not allocate.
+func RequireScopes(scopes ...string) func(http.Handler) http.Handler {
+	if err := ValidateScopes(scopes...); err != nil {
+		panic("tokenstore: RequireScopes: " + strings.TrimPrefix(err.Error(), "tokenstore: "))
+	}
+	required := slices.Clone(scopes)
+	return func(next http.Handler) http.Handler {
+		if next == nil {
+			panic("tokenstore: RequireScopes: nil next handler")
+		}
+		fallback := Middleware(validatorFunc(nil))(next).(*authenticator)
+		return &scopeGuard{next: next, scopes: required, scope: strings.Join(required, " "), fallback: fallback}
+	}
+}
+
+// validatorFunc is a Validator that RequireScopes's fallback never calls.
+type validatorFunc func(ctx context.Context, token string) (Info, error)
+
+func (f validatorFunc) Validate(ctx context.Context, token string) (Info, error) {
+	return f(ctx, token)
+}
+
+// scopeGuard is the handler RequireScopes wraps around next.
+type scopeGuard struct {
+	next     http.Handler
+	scopes   []string
+	scope    string         // scopes, space-separated, for the challenge
+	fallback *authenticator // writes refusals when no Middleware came before
+}
+
+// ServeHTTP calls the next handler or refuses r.
+func (g *scopeGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c, _ := r.Context().Value(infoKey{}).(*authContext)
+	if c != nil && c.ok && c.info.HasScopes(g.scopes...) {
+		g.next.ServeHTTP(w, r)
+		return
+	}
+	a := g.fallback
+	switch {
+	case c == nil:
+		if l := slog.Default(); l.Enabled(r.Context(), slog.LevelError) {
+			l.LogAttrs(r.Context(), slog.LevelError, "tokenstore: RequireScopes reached without Middleware before it",
+				slog.String("method", r.Method), slog.String("path", r.URL.Path))
+		}
+	case c.auth != nil:
+		a = c.auth
+	}
+	if c == nil || !c.ok {
+		a.refuse(w, r, refuseNone.status, refuseNone.code, refuseNone.description, refuseNone.err, "")
+		return
+	}
+	err := fmt.Errorf("%w: lacks %s", ErrInsufficientScope, strings.Join(c.info.missingScopes(g.scopes), " "))
+	w.Header().Set("WWW-Authenticate", a.challengeWith("insufficient_scope", descriptionInsufficientScope, g.scope))
+	a.log(r, slog.LevelDebug, "tokenstore: request refused", err, "", http.StatusForbidden)
+	a.cfg.onError(w, r, http.StatusForbidden, "insufficient_scope", descriptionInsufficientScope, err)
 }
 
 // log reports err about r, with token (if any) cut out of its text.

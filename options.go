@@ -15,8 +15,14 @@ type Options struct {
 
 	// Prefix starts every token ("tks_..."), so that people and secret
 	// scanners can tell what a string is. 1 to 16 lowercase letters or
-	// digits, starting with a letter. Default "tks". Tokens of one prefix
-	// are refused by a store of another as ErrMalformed.
+	// digits, starting with a letter. Tokens of one prefix are refused by
+	// a store of another as ErrMalformed.
+	//
+	// The file records the prefix it was created with (a file written
+	// before prefixes were recorded adopts the prefix of its first
+	// writable Open). Empty means the file's, and "tks" for a new file;
+	// any other prefix than the file's makes Open fail with
+	// ErrPrefixMismatch.
 	Prefix string
 
 	// Now is the clock. Default time.Now. Tests inject their own.

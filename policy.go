@@ -81,19 +81,43 @@ func (p Policy) String() string {
 	return "default"
 }
 
-// Validate reports, as [ErrInvalidPolicy], a policy that would let no token
-// live: a lifetime under one millisecond (the store's resolution) or a
-// negative cap.
+// Validate reports, as [ErrInvalidPolicy], a policy that a store could not
+// keep exactly as it says. Stores keep durations in whole milliseconds, and
+// every store refuses, with a message that says why:
+//   - a lifetime or idle timeout under 1ms, or a negative cap: no token
+//     could live by it;
+//   - a duration that is not a whole number of milliseconds: 1500µs would
+//     be kept as 1ms, and a cap of 500µs as no cap at all (a units slip,
+//     such as time.Duration(30) meant as 30 days, gives such values);
+//   - a sliding policy whose idle timeout is longer than its cap: no use
+//     could ever extend the token, and [Absolute] with the cap says so.
+//
+// Every other policy is stored as it is, and every Info of a token issued
+// under it reports it unchanged.
 func (p Policy) Validate() error {
 	switch {
 	case p.kind == kindDefault:
 		return nil
 	case p.kind != kindAbsolute && p.kind != kindSliding:
 		return fmt.Errorf("%w: unknown kind %d", ErrInvalidPolicy, p.kind)
+	}
+	what := "lifetime"
+	if p.kind == kindSliding {
+		what = "idle timeout"
+	}
+	switch {
 	case p.ttl < time.Millisecond:
-		return fmt.Errorf("%w: %s: lifetime must be at least 1ms", ErrInvalidPolicy, p)
+		return fmt.Errorf("%w: %s: %s must be at least 1ms, the store's resolution", ErrInvalidPolicy, p, what)
+	case p.ttl%time.Millisecond != 0:
+		return fmt.Errorf("%w: %s: %s %s is not a whole number of milliseconds, the store's resolution", ErrInvalidPolicy, p, what, p.ttl)
 	case p.max < 0:
 		return fmt.Errorf("%w: %s: negative max lifetime", ErrInvalidPolicy, p)
+	case p.max > 0 && p.max < time.Millisecond:
+		return fmt.Errorf("%w: %s: max lifetime must be 0 (no cap) or at least 1ms, the store's resolution", ErrInvalidPolicy, p)
+	case p.max%time.Millisecond != 0:
+		return fmt.Errorf("%w: %s: max lifetime %s is not a whole number of milliseconds, the store's resolution", ErrInvalidPolicy, p, p.max)
+	case p.max > 0 && p.ttl > p.max:
+		return fmt.Errorf("%w: %s: idle timeout %s is longer than the max lifetime %s, so no use could extend a token: use Absolute(%s)", ErrInvalidPolicy, p, p.ttl, p.max, p.max)
 	}
 	return nil
 }

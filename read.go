@@ -2,15 +2,11 @@ package tokenstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/google/uuid"
 	bolt "go.etcd.io/bbolt"
 )
-
-// errCallerPanic stops a ForEach whose callback panicked.
-var errCallerPanic = errors.New("tokenstore: callback panicked")
 
 // Get returns the token with the given ID. For a token past its deadline
 // that the sweeper has not deleted yet it returns the Info and
@@ -44,6 +40,9 @@ func (db *DB) Get(ctx context.Context, id uuid.UUID) (Info, error) {
 
 // List returns subject's live tokens, oldest first. An unknown subject has
 // none: List returns an empty slice and no error.
+//
+// A damaged record costs only itself: List returns every other live token
+// with an error wrapping [ErrCorrupt] that names the damaged ones by ID.
 func (db *DB) List(ctx context.Context, subject string) ([]Info, error) {
 	if err := db.begin(ctx, false); err != nil {
 		return nil, wrap("list", err)
@@ -53,16 +52,19 @@ func (db *DB) List(ctx context.Context, subject string) ([]Info, error) {
 	}
 	now := db.nowMs()
 	out := []Info{}
+	var bad damage
 	err := view(db.bolt, func(tx *bolt.Tx) error {
+		out, bad = out[:0], bad[:0]
 		prefix := subjectPrefix(subject)
 		tokens := tx.Bucket(bucketTokens)
 		c := tx.Bucket(bucketSubjects).Cursor()
 		for k, v := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
-			rec, err := decodeRecord(tokens.Get(v))
+			h, rec, err := readIndexed(tokens, v)
 			if err != nil {
-				return err
+				bad.add(h, idAfter(k, len(prefix)), err)
+				continue
 			}
-			used := db.cache.lastUse(Hash(v), &rec)
+			used := db.cache.lastUse(h, &rec)
 			if now < rec.policy.Deadline(rec.created, used) {
 				out = append(out, rec.info(used))
 			}
@@ -72,46 +74,106 @@ func (db *DB) List(ctx context.Context, subject string) ([]Info, error) {
 	if err != nil {
 		return nil, wrap("list", boltErr(err))
 	}
-	return out, nil
+	return out, wrap("list", bad.err())
 }
 
+// forEachBatch is how many index entries ForEach reads in one read
+// transaction. A write that must grow the file waits for every open read
+// transaction (bbolt re-maps the file), so ForEach never holds one while
+// its callback runs.
+const forEachBatch = 256
+
 // ForEach calls fn with every token in the file, live or expired, in ID
-// (creation) order, inside one read transaction; fn's error stops it and
-// is returned. It is how a tool lists a million tokens without holding them.
+// (creation) order; fn's error stops it and is returned. It is how a tool
+// lists a million tokens without holding them.
+//
+// fn may call any method of db, Revoke and Close included. ForEach reads
+// the file in batches of 256 records, each in a read transaction of its
+// own that ends before fn is called: no other call waits on fn, however
+// long it takes, and a write waits on ForEach at most as long as reading
+// 256 records takes. So ForEach is not a snapshot: every token that
+// exists from its start to its end is seen exactly once, a token issued
+// or revoked meanwhile may or may not be. Once db is closed, ForEach
+// returns [ErrClosed] before its next batch.
+//
+// A damaged record costs only itself: ForEach goes on with the others and
+// then returns an error wrapping [ErrCorrupt] that names the damaged ones
+// by ID (unless fn stopped it first).
 func (db *DB) ForEach(ctx context.Context, fn func(Info) error) error {
 	if err := db.begin(ctx, false); err != nil {
 		return wrap("for each", err)
 	}
-	// view turns panics into ErrCorrupt; fn's own are the caller's, and
-	// go back to it as panics.
-	var fnPanic any
-	call := func(info Info) (err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				fnPanic, err = r, errCallerPanic
+	var (
+		after []byte // the last ID read
+		batch []Info
+		bad   damage
+	)
+	for more := true; more; {
+		if err := db.begin(ctx, false); err != nil {
+			return wrap("for each", err)
+		}
+		var got damage
+		err := view(db.bolt, func(tx *bolt.Tx) error {
+			batch, got = batch[:0], got[:0]
+			tokens := tx.Bucket(bucketTokens)
+			c := tx.Bucket(bucketIDs).Cursor()
+			k, v := c.First()
+			if after != nil {
+				if k, v = c.Seek(after); string(k) == string(after) {
+					k, v = c.Next()
+				}
 			}
-		}()
-		return fn(info)
-	}
-	err := boltErr(view(db.bolt, func(tx *bolt.Tx) error {
-		tokens := tx.Bucket(bucketTokens)
-		c := tx.Bucket(bucketIDs).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
+			for n := 0; k != nil && n < forEachBatch; k, v = c.Next() {
+				n++
+				after = append(after[:0], k...)
+				h, rec, err := readIndexed(tokens, v)
+				if err != nil {
+					got.add(h, idAfter(k, 0), err)
+					continue
+				}
+				batch = append(batch, rec.info(db.cache.lastUse(h, &rec)))
+			}
+			more = k != nil
+			return nil
+		})
+		if err != nil {
+			return wrap("for each", boltErr(err))
+		}
+		bad = append(bad, got...)
+		for _, info := range batch {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			rec, err := decodeRecord(tokens.Get(v))
-			if err != nil {
-				return fmt.Errorf("id %x: %w", k, err)
-			}
-			if err := call(rec.info(db.cache.lastUse(Hash(v), &rec))); err != nil {
+			if err := fn(info); err != nil {
 				return err
 			}
 		}
-		return nil
-	}))
-	if fnPanic != nil {
-		panic(fnPanic)
 	}
-	return err
+	return wrap("for each", bad.err())
+}
+
+// readIndexed reads the record that an index entry's value v names. A
+// value that is not a hash, or names no record, is index damage, reported
+// as the record's.
+func readIndexed(tokens *bolt.Bucket, v []byte) (Hash, record, error) {
+	var h Hash
+	if len(v) != len(h) {
+		return h, record{}, fmt.Errorf("%w: index entry of %d bytes", ErrCorrupt, len(v))
+	}
+	h = Hash(v)
+	rv := tokens.Get(v)
+	if rv == nil {
+		return h, record{}, fmt.Errorf("%w: an index entry points at no record", ErrCorrupt)
+	}
+	rec, err := decodeRecord(rv)
+	return h, rec, err
+}
+
+// idAfter is the ID that ends an index key at offset from (ids: 0;
+// subjects: after the subject and its 0), or the zero UUID.
+func idAfter(k []byte, from int) uuid.UUID {
+	if len(k) != from+16 {
+		return uuid.UUID{}
+	}
+	return uuid.UUID(k[from:])
 }

@@ -9,7 +9,9 @@ import (
 )
 
 // Revoke deletes token at once and durably. It returns [ErrNotFound] for
-// a token the store does not hold (never issued, or already revoked).
+// a token the store does not hold (never issued, or already revoked). A
+// token whose record is damaged is deleted too, with every index entry
+// that leads to it.
 func (db *DB) Revoke(ctx context.Context, token string) error {
 	if err := db.begin(ctx, true); err != nil {
 		return wrap("revoke", err)
@@ -20,14 +22,17 @@ func (db *DB) Revoke(ctx context.Context, token string) error {
 	}
 	// An unknown token (revoked twice, say) is answered by a read, without
 	// queueing for a write transaction.
-	if _, err := db.read(h); err != nil {
+	if _, err := db.read(h); err != nil && !errors.Is(err, ErrCorrupt) {
 		return wrap("revoke", err)
 	}
 	return db.revoke("revoke", func(*bolt.Tx) (Hash, error) { return h, nil })
 }
 
 // RevokeID deletes the token with the given ID. It returns [ErrNotFound]
-// when there is none.
+// when there is none. It is how an operator removes a record that
+// [DB.Check] names as damaged: RevokeID deletes it, and every index entry
+// that leads to it, without reading it (at the cost of a walk of the
+// indexes).
 func (db *DB) RevokeID(ctx context.Context, id uuid.UUID) error {
 	op := "revoke " + id.String()
 	if err := db.begin(ctx, true); err != nil {
@@ -52,6 +57,11 @@ func (db *DB) revoke(op string, find func(*bolt.Tx) (Hash, error)) error {
 			return refuse(err)
 		}
 		rec, err := getRecord(tx, h)
+		if errors.Is(err, ErrCorrupt) {
+			// Revoking is how an operator removes a record that Check
+			// names as damaged: it must not need the record's contents.
+			return del.deleteDamaged(tx, h)
+		}
 		if err != nil {
 			return refuse(err)
 		}
@@ -67,6 +77,11 @@ func (db *DB) revoke(op string, find func(*bolt.Tx) (Hash, error)) error {
 
 // RevokeSubject deletes every token of subject ("log out everywhere") in
 // one transaction and returns how many there were, expired ones included.
+//
+// A damaged record costs only itself: RevokeSubject deletes every other
+// token of subject and returns their number with an error wrapping
+// [ErrCorrupt] that names the damaged ones by ID (which Validate refuses
+// with ErrCorrupt as well).
 func (db *DB) RevokeSubject(ctx context.Context, subject string) (int, error) {
 	if err := db.begin(ctx, true); err != nil {
 		return 0, wrap("revoke subject", err)
@@ -74,24 +89,26 @@ func (db *DB) RevokeSubject(ctx context.Context, subject string) (int, error) {
 	if err := ValidateSubject(subject); err != nil {
 		return 0, err
 	}
-	var hashes []Hash
+	var (
+		hashes []Hash
+		bad    damage
+	)
 	del := deletes{cache: db.cache}
 	err := db.commit.run(func(tx *bolt.Tx) error {
-		hashes = hashes[:0]
+		hashes, bad = hashes[:0], bad[:0]
 		prefix := subjectPrefix(subject)
+		tokens := tx.Bucket(bucketTokens)
+		var recs []record
 		c := tx.Bucket(bucketSubjects).Cursor()
 		for k, v := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
-			hashes = append(hashes, Hash(v))
-		}
-		recs := make([]record, len(hashes)) // all read before any is deleted: a bad one is a refusal
-		for i, h := range hashes {
-			rec, err := getRecord(tx, h)
+			h, rec, err := readIndexed(tokens, v)
 			if err != nil {
-				return refuse(err)
+				bad.add(h, idAfter(k, len(prefix)), err)
+				continue
 			}
-			recs[i] = rec
+			hashes, recs = append(hashes, h), append(recs, rec)
 		}
-		for i, h := range hashes {
+		for i, h := range hashes { // after the walk: deleting moves the cursor's keys
 			if err := del.delete(tx, h, &recs[i]); err != nil {
 				return err
 			}
@@ -103,7 +120,7 @@ func (db *DB) RevokeSubject(ctx context.Context, subject string) (int, error) {
 		return 0, wrap("revoke subject", boltErr(err))
 	}
 	db.ctr.revoked.Add(uint64(len(hashes)))
-	return len(hashes), nil
+	return len(hashes), wrap("revoke subject", bad.err())
 }
 
 // Rotate issues a new token with the subject, policy and metadata of token

@@ -91,10 +91,13 @@ const MaxMetadataSize = 4096
 const MaxSubjectLen = 255
 
 // IssueParams is what [IssueOption]s set. Backends read it with
-// [NewIssueParams]; applications use [WithPolicy] and [WithMetadata].
+// [NewIssueParams]; applications use [WithPolicy], [WithMetadata] and
+// [WithScopes].
 type IssueParams struct {
 	Policy   Policy            // zero: the store's default
 	Metadata map[string]string // copied; nil when none
+
+	err error // an option's own refusal, returned by NewIssueParams
 }
 
 // IssueOption adjusts one Issue call.
@@ -125,6 +128,9 @@ func NewIssueParams(opts ...IssueOption) (IssueParams, error) {
 			o(&p)
 		}
 	}
+	if p.err != nil {
+		return p, p.err
+	}
 	if err := p.Policy.Validate(); err != nil {
 		return p, err
 	}
@@ -154,10 +160,16 @@ func ValidateSubject(s string) error {
 }
 
 // ValidateMetadata returns [ErrMetadataTooLarge] when m encodes to more than
-// [MaxMetadataSize] bytes.
+// [MaxMetadataSize] bytes, and [ErrInvalidScope] when m[ScopeKey] is
+// neither "" nor RFC 6749 scope-tokens separated by single spaces.
 func ValidateMetadata(m map[string]string) error {
 	if n := metadataSize(m); n > MaxMetadataSize {
 		return fmt.Errorf("%w: %d bytes encoded, at most %d", ErrMetadataTooLarge, n, MaxMetadataSize)
+	}
+	if v, ok := m[ScopeKey]; ok {
+		if err := validateScopeValue(v); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/google/uuid"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -30,20 +31,23 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 	start := time.Now()
 	now := db.nowMs()
 	total := 0
+	var found damage // damaged records met for the first time
 	for {
 		if err := ctx.Err(); err != nil {
 			return total, wrap("sweep", err)
 		}
 		if total == 0 && !db.anyDue(now) {
-			return 0, nil // nothing has expired: no write transaction at all
+			break // nothing has expired: no write transaction at all
 		}
 		t := time.Now()
 		size := db.sweepSize.get()
-		n, more, written, err := db.sweepChunk(now, size)
+		n, more, written, bad, err := db.sweepChunk(now, size)
 		took := time.Since(t)
 		db.sweepSize.next(took)
 		db.log.Debug("tokenstore: sweep transaction", "deleted", n, "size", size, "took", took, "written", written)
 		total += n
+		db.forget(bad)
+		found = append(found, db.damaged.addNew(bad)...)
 		if err != nil {
 			err = wrap("sweep", boltErr(err))
 			db.log.Error("tokenstore: sweep failed", "deleted", total, "err", err)
@@ -56,14 +60,22 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 	if total > 0 {
 		db.log.Info("tokenstore: swept expired tokens", "deleted", total, "took", time.Since(start))
 	}
+	if err := found.err(); err != nil {
+		// Reported once: later sweeps step over these records.
+		err = wrap("sweep", err)
+		db.log.Error("tokenstore: sweep skipped damaged records; run check", "deleted", total, "damaged", len(found), "err", err)
+		return total, err
+	}
 	return total, nil
 }
 
 // sweepChunk deletes up to size tokens whose persisted deadline is at or
 // before now. A token whose use in memory keeps it alive is not deleted:
 // that use is written instead, which moves it out of the range.
-// written is the bytes of pages the transaction wrote.
-func (db *DB) sweepChunk(now int64, size int) (deleted int, more bool, written int64, err error) {
+// written is the bytes of pages the transaction wrote. A record that
+// does not decode is left as it is and returned in bad; records known to
+// be damaged (db.damaged) are stepped over unread.
+func (db *DB) sweepChunk(now int64, size int) (deleted int, more bool, written int64, bad damage, err error) {
 	var kept []touch
 	gone := 0
 	del := deletes{cache: db.cache}
@@ -72,13 +84,16 @@ func (db *DB) sweepChunk(now int64, size int) (deleted int, more bool, written i
 			st := tx.Stats()
 			written = st.GetPageAlloc()
 		})
-		kept, gone = kept[:0], 0
+		kept, gone, bad = kept[:0], 0, bad[:0]
 		expiry := tx.Bucket(bucketExpiry)
 		var due [][]byte
 		c := expiry.Cursor()
 		for k, v := c.First(); k != nil && len(due) < 2*size; k, v = c.Next() {
 			if len(k) != 24 || expiryKeyDeadline(k) > now {
 				break
+			}
+			if db.damaged.has(v) {
+				continue
 			}
 			due = append(due, slices.Clone(k), slices.Clone(v))
 		}
@@ -99,8 +114,9 @@ func (db *DB) sweepChunk(now int64, size int) (deleted int, more bool, written i
 				}
 				continue
 			}
-			if err != nil {
-				return err
+			if err != nil { // a damaged record costs only itself
+				bad.add(h, uuid.UUID(k[8:24]), err)
+				continue
 			}
 			if used := db.cache.lastUse(h, &rec); now < rec.policy.Deadline(rec.created, used) {
 				// Alive by a use not yet written (or a stale index entry):
@@ -125,13 +141,13 @@ func (db *DB) sweepChunk(now int64, size int) (deleted int, more bool, written i
 	})
 	del.end()
 	if err != nil {
-		return 0, false, 0, err
+		return 0, false, 0, bad, err
 	}
 	for _, t := range kept {
 		db.cache.persisted(t.h, t.used)
 	}
 	db.ctr.swept.Add(uint64(gone))
-	return gone, more, written, nil
+	return gone, more, written, bad, nil
 }
 
 // anyDue reports whether a token's persisted deadline is at or before now,
@@ -141,7 +157,11 @@ func (db *DB) anyDue(now int64) bool {
 	due := true // on an error, let the sweep's transaction report it
 	_ = view(db.bolt, func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketExpiry); b != nil {
-			k, _ := b.Cursor().First()
+			c := b.Cursor()
+			k, v := c.First()
+			for k != nil && db.damaged.has(v) { // stepped over: see sweepChunk
+				k, v = c.Next()
+			}
 			due = k != nil && (len(k) != 24 || expiryKeyDeadline(k) <= now)
 		}
 		return nil

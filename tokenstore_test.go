@@ -32,8 +32,8 @@ func TestMain(m *testing.M) {
 }
 
 func TestConformance(t *testing.T) {
-	tokenstoretest.Run(t, func(t *testing.T, o tokenstore.Options) tokenstore.Store {
-		return mustOpen(t, &o)
+	tokenstoretest.Run(t, func(t *testing.T, c tokenstoretest.Config) tokenstore.Store {
+		return mustOpen(t, c.FileOptions())
 	})
 }
 

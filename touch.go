@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 
+	"github.com/google/uuid"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -69,10 +70,15 @@ func (db *DB) flush(ctx context.Context) error {
 		chunk := pending[:min(len(pending), flushChunk)]
 		pending = pending[len(chunk):]
 		written := 0
+		var bad damage
 		err := db.commit.update(func(tx *bolt.Tx) error {
-			written = 0
+			written, bad = 0, bad[:0]
 			for _, t := range chunk {
 				ok, err := writeTouch(tx, t.h, t.used)
+				if errors.Is(err, ErrCorrupt) { // a damaged record costs only itself
+					bad.add(t.h, uuid.UUID{}, err)
+					continue
+				}
 				if err != nil && !errors.Is(err, ErrNotFound) {
 					return err
 				}
@@ -82,11 +88,15 @@ func (db *DB) flush(ctx context.Context) error {
 			}
 			return nil
 		})
+		db.forget(bad)
 		if err != nil {
 			return boltErr(err)
 		}
 		for _, t := range chunk {
 			db.cache.persisted(t.h, t.used)
+		}
+		if fresh := db.damaged.addNew(bad); len(fresh) > 0 {
+			db.log.Error("tokenstore: writing last-used times skipped damaged records; run check", "damaged", len(fresh), "err", fresh.err())
 		}
 		db.ctr.touchWrites.Add(1)
 		db.ctr.touchesPersisted.Add(uint64(written))

@@ -113,6 +113,7 @@ var backends = []struct {
 		})
 		s, err := redisstore.New(c, &redisstore.Options{
 			KeyPrefix: fmt.Sprintf("admintest%d:", prefixes.Add(1)), Now: now, SweepInterval: -1,
+			TouchInterval: -1, // every use written, so that a test sees it, as the file store shows uses from memory
 		})
 		require.NoError(t, err)
 		t.Cleanup(func() {

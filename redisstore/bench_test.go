@@ -66,19 +66,51 @@ func BenchmarkIssue(b *testing.B) {
 	}
 }
 
-// BenchmarkValidate validates sliding tokens from all CPUs at once.
+// BenchmarkValidate validates sliding tokens from all CPUs at once, each
+// call with a background context or with a deadline, as a request's
+// context has (the Store then runs the call where it can stop waiting at
+// the deadline). On Redis, touch=interval is the default TouchInterval
+// (the uses are fresh: a read-only script each) and touch=every writes
+// every use (TouchInterval < 0, what every Validate cost before).
 func BenchmarkValidate(b *testing.B) {
-	ctx := context.Background()
-	for _, be := range backends {
-		b.Run("backend="+be.name+"/policy=sliding", func(b *testing.B) {
-			s := be.open(b, tokenstore.Sliding(time.Hour, 24*time.Hour))
+	type variant struct {
+		name  string
+		open  func(b *testing.B) tokenstore.Store
+		ctxed bool
+	}
+	pol := tokenstore.Sliding(time.Hour, 24*time.Hour)
+	var variants []variant
+	for _, ctxed := range []bool{false, true} {
+		ctxName := "/ctx=background"
+		if ctxed {
+			ctxName = "/ctx=deadline"
+		}
+		variants = append(variants,
+			variant{"backend=bolt" + ctxName, func(b *testing.B) tokenstore.Store { return backends[0].open(b, pol) }, ctxed},
+			variant{"backend=redis/touch=interval" + ctxName, func(b *testing.B) tokenstore.Store {
+				return newStore(b, &redisstore.Options{Policy: pol, SweepInterval: -1})
+			}, ctxed},
+			variant{"backend=redis/touch=every" + ctxName, func(b *testing.B) tokenstore.Store {
+				return newStore(b, &redisstore.Options{Policy: pol, SweepInterval: -1, TouchInterval: -1})
+			}, ctxed},
+		)
+	}
+	for _, v := range variants {
+		b.Run(v.name, func(b *testing.B) {
+			s := v.open(b)
 			tokens := issueN(b, s, 1024)
 			b.ReportAllocs()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				i := 0
 				for pb.Next() {
-					if _, err := s.Validate(ctx, tokens[i%len(tokens)]); err != nil {
+					ctx, cancel := context.Background(), context.CancelFunc(func() {})
+					if v.ctxed {
+						ctx, cancel = context.WithTimeout(ctx, time.Second)
+					}
+					_, err := s.Validate(ctx, tokens[i%len(tokens)])
+					cancel()
+					if err != nil {
 						b.Error(err)
 						return
 					}

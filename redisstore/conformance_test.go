@@ -14,16 +14,15 @@ import (
 // fresh KeyPrefix of the test server.
 func TestConformance(t *testing.T) {
 	needRedis(t)
-	tokenstoretest.Run(t, func(t *testing.T, o tokenstore.Options) tokenstore.Store {
-		// TouchInterval has no meaning here: every Validate writes to Redis.
+	tokenstoretest.Run(t, func(t *testing.T, c tokenstoretest.Config) tokenstore.Store {
 		s, err := redisstore.New(newClient(t), &redisstore.Options{
 			KeyPrefix:           uniquePrefix(),
-			Policy:              o.Policy,
-			Prefix:              o.Prefix,
-			Now:                 o.Now,
-			MaxTokensPerSubject: o.MaxTokensPerSubject,
-			SweepInterval:       o.SweepInterval,
-			Logger:              o.Logger,
+			Now:                 c.Now,
+			Policy:              c.Policy,
+			Prefix:              c.Prefix,
+			MaxTokensPerSubject: c.MaxTokensPerSubject,
+			TouchInterval:       c.TouchInterval,
+			SweepInterval:       c.SweepInterval,
 		})
 		require.NoError(t, err)
 		t.Cleanup(func() { require.NoError(t, s.Close()) })

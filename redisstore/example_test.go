@@ -18,7 +18,13 @@ import (
 // run: it needs a Redis on localhost:6379.)
 func ExampleNew() {
 	ctx := context.Background()
-	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379"})
+	rdb := redis.NewClient(&redis.Options{
+		Addr: "localhost:6379",
+		// The store returns by each call's deadline whatever this says;
+		// with it, the client also drops a stalled connection then,
+		// rather than at its ReadTimeout.
+		ContextTimeoutEnabled: true,
+	})
 	defer rdb.Close() // after the stores: they use it but do not own it
 
 	opts := &redisstore.Options{Policy: tokenstore.Sliding(time.Hour, 30*24*time.Hour)}

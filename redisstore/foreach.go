@@ -3,24 +3,35 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"fmt"
 
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokenstore/tokenstore"
 )
 
-// forEachScript returns the records of ranks ARGV[2] to ARGV[3] of the
-// expiry index, skipping entries whose record Redis has already expired.
-// KEYS: expiry index. ARGV: prefix, start, stop. Read-only.
-var forEachScript = redis.NewScript(`
+// forEachBody returns the records of ranks ARGV[2] to ARGV[3] of the
+// expiry index, skipping entries whose record Redis has already expired
+// or evicted, and records that an eviction left without their ID key or
+// subject index entry (they do not validate either). KEYS: expiry index.
+// ARGV: prefix, start, stop. Read-only.
+const forEachBody = `
+local p = ARGV[1]
 local m = redis.call('ZRANGE', KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
 local out = {}
 for _, mem in ipairs(m) do
-  local f = redis.call('HGETALL', ARGV[1] .. 't:' .. string.sub(mem, 1, 64))
-  if #f > 0 then out[#out + 1] = f end
+  local hex = string.sub(mem, 1, 64)
+  local f = redis.call('HGETALL', p .. 't:' .. hex)
+  if #f > 0 and alive(p, hex, fields(f)) then out[#out + 1] = f end
 end
 return {#m, out}
-`)
+`
+
+var (
+	forEachScript = redis.NewScript("#!lua flags=no-writes\n" + prelude + forEachBody)
+	forEachCompat = redis.NewScript(prelude + forEachBody)
+)
 
 // forEachChunk is how many index entries one forEachScript reads.
 const forEachChunk = 1000
@@ -31,16 +42,19 @@ const forEachChunk = 1000
 // index 1,000 entries per round trip, so it is not a snapshot: a token
 // issued, slid or revoked while it runs may be seen twice or not at all.
 // fn's error stops it and is returned as it is; ctx is checked between
-// round trips.
+// round trips. A damaged record costs only itself: ForEach goes on with
+// the others, then returns an error wrapping [tokenstore.ErrCorrupt] that
+// names it.
 func (s *Store) ForEach(ctx context.Context, fn func(tokenstore.Info) error) error {
 	if err := s.begin(ctx); err != nil {
 		return wrap("foreach", err)
 	}
+	var bad []error // a damaged record costs only itself: reported at the end
 	for start := 0; ; start += forEachChunk {
 		if err := ctx.Err(); err != nil {
 			return wrap("foreach", err)
 		}
-		res, err := forEachScript.Run(ctx, s.rdb, []string{s.expiryKey()}, s.prefix, start, start+forEachChunk-1).Slice()
+		res, err := s.read(ctx, forEachScript, forEachCompat, []string{s.expiryKey()}, s.prefix, start, start+forEachChunk-1).Slice()
 		if err != nil {
 			return wrap("foreach", err)
 		}
@@ -55,14 +69,18 @@ func (s *Store) ForEach(ctx context.Context, fn func(tokenstore.Info) error) err
 		for _, f := range recs {
 			rec, err := decodeRecord(f)
 			if err != nil {
-				return wrap("foreach", err)
+				if rec.id != (uuid.UUID{}) {
+					err = fmt.Errorf("token %s: %w", rec.id, err)
+				}
+				bad = append(bad, err)
+				continue
 			}
 			if err := fn(rec.info(rec.lastUsed)); err != nil {
 				return err
 			}
 		}
 		if seen < forEachChunk {
-			return nil
+			return wrap("foreach", errors.Join(bad...))
 		}
 	}
 }

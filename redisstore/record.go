@@ -62,8 +62,10 @@ func decodePolicy(kind string, ttl, maxLife int64) (tokenstore.Policy, error) {
 	default:
 		return p, corrupt("unknown policy kind %q", kind)
 	}
-	if err := p.Validate(); err != nil {
-		return p, corrupt("%v", err)
+	// Not p.Validate: it also refuses what a store may no longer issue
+	// (idle longer than the cap) but records written before still hold.
+	if ttl < 1 || maxLife < 0 {
+		return p, corrupt("policy %s", p)
 	}
 	return p, nil
 }

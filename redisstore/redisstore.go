@@ -4,15 +4,23 @@
 //
 // # Basics
 //
-// Make a go-redis client, then a [Store] on it with [New]; use it as a
-// [*tokenstore.DB] is used. Tokens look alike, are hashed alike and
-// expire by the same policies, on the same arithmetic.
+// Make a go-redis client (any [redis.UniversalClient]: a single server, a
+// Sentinel-managed primary, a Cluster), then a [Store] on it with [New];
+// use it as a [*tokenstore.DB] is used. Tokens look alike, are hashed
+// alike and expire by the same policies, on the same arithmetic.
 //
-//	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379"})
+//	rdb := redis.NewClient(&redis.Options{
+//		Addr:                  "localhost:6379",
+//		ContextTimeoutEnabled: true, // a call cut short frees its connection at once
+//	})
 //	store, err := redisstore.New(rdb, &redisstore.Options{Policy: tokenstore.Sliding(time.Hour, 30*24*time.Hour)})
 //	...
 //	token, info, err := store.Issue(ctx, "user-42")
 //	info, err = store.Validate(ctx, token) // on any instance
+//
+// Every call returns by its context's deadline, however the client is
+// configured; with ContextTimeoutEnabled the client also abandons the
+// stalled read then, instead of at its ReadTimeout (3 s by default).
 //
 // # Keys
 //
@@ -26,28 +34,39 @@
 //
 // The token itself is never stored. The record and the ID key expire in
 // Redis (PEXPIREAT) Options.KeepExpired after the token's deadline, moved
-// on by every slide; until then the token reports [tokenstore.ErrExpired],
-// as the file store does until its sweeper runs. [Store.Sweep] (every
-// Options.SweepInterval, on each instance) deletes expired tokens with
-// their index entries; List, and Issue under a limit, also drop the index
-// entries of records that Redis has expired.
+// on by every written slide; until then the token reports
+// [tokenstore.ErrExpired], as the file store does until its sweeper runs.
+// [Store.Sweep] (every Options.SweepInterval, on each instance) deletes
+// expired tokens with their index entries; List, and Issue under a limit,
+// also drop the index entries of records that Redis has expired.
+//
+// A token is valid only while its record, its ID key and its subject
+// index entry are all in place: every way to revoke it reaches it. So an
+// eviction, under any maxmemory-policy, can lose tokens (their users log
+// in again) but never leave one valid that RevokeID, RevokeSubject or the
+// per-subject limit cannot reach.
 //
 // # Guarantees
 //
 // Every call that changes a token is one Lua script: atomic, one round
-// trip. Validate of a sliding token checks, slides within its cap and
-// re-files the token in one script; the per-subject limit is checked in
-// the script that adds the token, so concurrent Issues on any number of
-// instances cannot pass it together; Rotate and RevokeSubject are atomic
-// (RevokeSubject in chunks of 1,000 tokens). Times come from one clock:
-// Options.Now when set, else Redis's TIME, never the instances' own
-// clocks. (Token IDs are UUIDv7s from the issuing instance's clock; only
-// their uniqueness matters.)
+// trip. The per-subject limit is checked in the script that adds the
+// token, so concurrent Issues on any number of instances cannot pass it
+// together; Rotate and RevokeSubject are atomic (RevokeSubject in chunks
+// of 1,000 tokens). Times come from one clock: Options.Now when set, else
+// Redis's TIME, never the instances' own clocks. (Token IDs are UUIDv7s
+// from the issuing instance's clock; only their uniqueness matters.)
+//
+// A use is written once per Options.TouchInterval (1 minute by default),
+// as on the file store: a Validate whose token's stored use is fresher
+// runs a read-only script (EVALSHA_RO, Redis 7.0+), which writes nothing
+// to the AOF or the replicas; the one after it checks, slides within the
+// cap and re-files the token in one script. A sliding token, used and then
+// left idle, may so expire up to TouchInterval early, never late.
 //
 // Durability is Redis's: a token is as durable as Redis's persistence
-// settings make its writes (see README.redis.md). Every Validate writes the
-// token's last use to Redis, so an instance's crash loses nothing and there
-// is no TouchInterval; under appendfsync always that write is an fsync.
+// settings make its writes, and Redis replicates asynchronously, so a
+// failover can lose the last writes the old primary acknowledged (see
+// docs/redis.md for what each fault costs).
 //
 // # Caveats
 //
@@ -56,13 +75,14 @@
 // may or may not have been made (an Issue whose token the caller never
 // gets simply expires). Errors other than the sentinels mean Redis could
 // not answer: refuse the request, but do not tell the client its token is
-// bad.
+// bad. A Redis out of memory fails Issue and Rotate with [ErrOutOfMemory],
+// a replica fails them with [tokenstore.ErrReadOnly]; Validate keeps
+// answering from its read on both.
 //
-// Requires Redis 6.2 or later. In Redis Cluster (or a Ring) every key must
-// live in one slot, since the scripts touch several: KeyPrefix must hold a
-// hash tag such as "{tokenstore}:", which puts the whole store on one
-// shard. Use maxmemory-policy noeviction: an evicted record is a token
-// lost (it fails closed: ErrNotFound).
+// Requires Redis 6.2 or later (7.0 for the read-only path; 6.2 reads with
+// EVALSHA). In Redis Cluster (or a Ring) a store's keys must live in one
+// slot, since its scripts touch several: KeyPrefix must hold a hash tag
+// such as "{tokenstore}:", which puts the whole store on one shard.
 package redisstore
 
 import (
@@ -82,6 +102,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/internal/backend"
 )
 
 // Options configure [New]. A nil *Options means every default; a field's
@@ -111,6 +132,18 @@ type Options struct {
 	// fails with ErrTokenLimit and stores nothing. Zero: unlimited.
 	MaxTokensPerSubject int
 
+	// TouchInterval bounds how far a token's stored last use may lag its
+	// last Validate. A Validate whose token's stored use is fresher runs a
+	// read-only script (EVALSHA_RO) and writes nothing; one whose stored
+	// use is TouchInterval behind writes the use, sliding the token, before
+	// it returns. So a use costs a write once per TouchInterval, not once
+	// per request, and a sliding token, used then left idle, expires up to
+	// TouchInterval before its last use + idle timeout, never after. For
+	// each token the interval is at most half its idle timeout, so that a
+	// token in use never expires. Zero: 1 minute. Negative: every Validate
+	// writes.
+	TouchInterval time.Duration
+
 	// KeepExpired is how long Redis keeps a token past its deadline before
 	// expiring its keys itself; until then, or until a sweep deletes it,
 	// the token reports ErrExpired (not ErrNotFound), Get shows it and
@@ -124,6 +157,14 @@ type Options struct {
 	// indexes keep an entry per expired token.
 	SweepInterval time.Duration
 
+	// ReplicaReads accepts a cluster client that sends read-only commands
+	// to replicas (ClusterOptions.ReadOnly, RouteByLatency or
+	// RouteRandomly), which New otherwise refuses: Validate and Lookup then
+	// read from replicas, and a revoked token keeps validating there for as
+	// long as replication lags (usually milliseconds; unbounded while a
+	// replica is cut off).
+	ReplicaReads bool
+
 	// Logger receives the background sweeper's reports. Nil: discarded.
 	// Tokens are never logged.
 	Logger *slog.Logger
@@ -133,6 +174,7 @@ const (
 	defaultKeyPrefix     = "tokenstore:"
 	defaultKeepExpired   = time.Hour
 	defaultSweepInterval = time.Minute
+	defaultTouchInterval = time.Minute
 
 	// chunk bounds the tokens one sweep or RevokeSubject script deletes,
 	// so that Redis, which runs one script at a time, never stalls long.
@@ -155,27 +197,35 @@ type Store struct {
 	keep   string // KeepExpired in ms, as a script argument
 	log    *slog.Logger
 
-	closed    atomic.Bool
-	closeOnce sync.Once
-	cancel    context.CancelFunc // cancels the sweeper's work
-	stop      chan struct{}      // closed by Close to end the sweeper
-	done      chan struct{}      // closed by the sweeper when it has ended
+	touch int64 // TouchInterval in ms; < 0: every use is written
+
+	closed atomic.Bool
+	loop   *backend.Loop // the background sweeper; nil when off
+	calls  inflight      // calls left running on Redis by their context
+	noRO   atomic.Bool   // Redis lacks EVALSHA_RO: read with EVALSHA
+
+	refusedUntil atomic.Int64 // Unix ns: until then Validate writes no use (see writeFailed)
 
 	ctr       counters
 	lastCount atomic.Int64
+	damaged   sync.Map // ids of damaged records a sweep has reported
 }
 
 type counters struct {
 	issued, validated, lookups, revoked, swept atomic.Uint64
 	malformed, notFound, expired               atomic.Uint64
-	touches                                    atomic.Uint64
+	touches, dropped                           atomic.Uint64
 }
 
 var _ tokenstore.Store = (*Store)(nil)
 
 // New returns a Store on client, which it uses but does not own: close the
-// client after [Store.Close]. opts may be nil. New does no I/O; the first
-// call reaches Redis. It starts the background sweeper unless
+// client after [Store.Close]. Any go-redis UniversalClient works:
+// *redis.Client (also from NewFailoverClient, for Sentinel),
+// *redis.ClusterClient and *redis.Ring, the latter two with a hash tag in
+// KeyPrefix and, for a cluster, without replica reads unless
+// Options.ReplicaReads accepts them. opts may be nil. New does no I/O;
+// the first call reaches Redis. It starts the background sweeper unless
 // Options.SweepInterval is negative.
 func New(client redis.UniversalClient, opts *Options) (*Store, error) {
 	if client == nil {
@@ -198,8 +248,15 @@ func New(client redis.UniversalClient, opts *Options) (*Store, error) {
 	if o.KeyPrefix == "" {
 		o.KeyPrefix = defaultKeyPrefix
 	}
-	switch client.(type) {
-	case *redis.ClusterClient, *redis.Ring:
+	switch c := client.(type) {
+	case *redis.ClusterClient:
+		if co := c.Options(); (co.ReadOnly || co.RouteByLatency || co.RouteRandomly) && !o.ReplicaReads {
+			return nil, errors.New("redisstore: the cluster client sends read-only commands to replicas (ClusterOptions.ReadOnly, RouteByLatency or RouteRandomly): a token revoked on the primary would validate on a replica until replication catches up; use a client without them, or set Options.ReplicaReads to accept that")
+		}
+		if !hasHashTag(o.KeyPrefix) {
+			return nil, fmt.Errorf("redisstore: KeyPrefix %q has no hash tag: on a cluster or ring every key must be in one slot (use e.g. %q)", o.KeyPrefix, "{tokenstore}:")
+		}
+	case *redis.Ring:
 		if !hasHashTag(o.KeyPrefix) {
 			return nil, fmt.Errorf("redisstore: KeyPrefix %q has no hash tag: on a cluster or ring every key must be in one slot (use e.g. %q)", o.KeyPrefix, "{tokenstore}:")
 		}
@@ -213,6 +270,9 @@ func New(client redis.UniversalClient, opts *Options) (*Store, error) {
 	if o.SweepInterval == 0 {
 		o.SweepInterval = defaultSweepInterval
 	}
+	if o.TouchInterval == 0 {
+		o.TouchInterval = defaultTouchInterval
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -225,13 +285,12 @@ func New(client redis.UniversalClient, opts *Options) (*Store, error) {
 		limit:  max(o.MaxTokensPerSubject, 0),
 		keep:   strconv.FormatInt(o.KeepExpired.Milliseconds(), 10),
 		log:    o.Logger,
+		touch:  o.TouchInterval.Milliseconds(),
 	}
-	if o.SweepInterval > 0 {
-		var ctx context.Context
-		ctx, s.cancel = context.WithCancel(context.Background())
-		s.stop, s.done = make(chan struct{}), make(chan struct{})
-		go s.loop(ctx, o.SweepInterval)
+	if o.TouchInterval < 0 {
+		s.touch = -1
 	}
+	s.loop = backend.Start(backend.Task{Every: o.SweepInterval, Run: s.backgroundSweep})
 	return s, nil
 }
 
@@ -246,42 +305,16 @@ func hasHashTag(key string) bool {
 	return end > 0
 }
 
-// Close stops the background sweeper and waits for it. Afterwards every
+// Close stops the background sweeper and waits for it, and for calls whose
+// context ended while Redis had not answered (they end when it answers or
+// the client's ReadTimeout passes). Afterwards every
 // other method returns [tokenstore.ErrClosed]; Close itself returns nil,
 // however often it is called. It does not close the client.
 func (s *Store) Close() error {
-	s.closeOnce.Do(func() {
-		s.closed.Store(true)
-		if s.stop != nil {
-			s.cancel()
-			close(s.stop)
-			<-s.done
-		}
-	})
+	s.closed.Store(true)
+	s.loop.Stop()
+	s.calls.close()
 	return nil
-}
-
-// opError adds the operation to an error: "redisstore: validate: token has
-// expired", wrapping tokenstore.ErrExpired.
-type opError struct {
-	op  string
-	err error
-}
-
-func (e *opError) Error() string {
-	return "redisstore: " + e.op + ": " + strings.TrimPrefix(e.err.Error(), "tokenstore: ")
-}
-
-func (e *opError) Unwrap() error { return e.err }
-
-func wrap(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, redis.ErrClosed) {
-		err = fmt.Errorf("%w (%v)", tokenstore.ErrClosed, err)
-	}
-	return &opError{op, err}
 }
 
 // begin is the common entry check of every method.
@@ -335,7 +368,7 @@ func (s *Store) Issue(ctx context.Context, subject string, opts ...tokenstore.Is
 	for k, v := range p.Metadata {
 		args = append(args, metaField+k, v)
 	}
-	res, err := issueScript.Run(ctx, s.rdb, []string{s.recordKey(h), s.subjectKey(subject)}, args...).Slice()
+	res, err := s.run(ctx, issueScript, []string{s.recordKey(h), s.subjectKey(subject)}, args...).Slice()
 	if err != nil {
 		return "", tokenstore.Info{}, wrap("issue", err)
 	}
@@ -352,25 +385,38 @@ func (s *Store) Issue(ctx context.Context, subject string, opts ...tokenstore.Is
 	return token, rec.info(now), nil
 }
 
-// Validate checks token and counts it as a use: a sliding token's deadline
-// moves to now + idle (within its cap), in Redis, before Validate returns,
-// so every instance sees it. It returns [tokenstore.ErrMalformed] (decided
-// without a round trip), [tokenstore.ErrNotFound] (unknown, revoked or
-// gone) or [tokenstore.ErrExpired]; the returned Info carries the new
-// ExpiresAt.
+// Validate checks token and counts it as a use. A use is written to Redis
+// once per Options.TouchInterval: when the token's stored last use is
+// that far behind, Validate writes it (sliding a sliding token's deadline
+// to now + idle, within its cap) before it returns, so every instance sees
+// it; otherwise it only reads, with a read-only script, and the Info it
+// returns is the stored one (LastUsedAt and ExpiresAt up to TouchInterval
+// behind). It returns [tokenstore.ErrMalformed] (decided without a round
+// trip), [tokenstore.ErrNotFound] (unknown, revoked, gone, or with an
+// index entry evicted) or [tokenstore.ErrExpired].
+//
+// A Validate whose read succeeds answers from it even when the use cannot
+// be written (Redis out of memory, a read-only replica, a deadline reached
+// between the two): the use is dropped and counted by
+// [Store.TouchesDropped], and the token expires up to TouchInterval
+// earlier than it would have. After Redis refuses one (OOM, READONLY,
+// NOREPLICAS), Validate stops trying for a second, logging one warning,
+// so that a full Redis is not asked for a doomed write per request. A full
+// Redis costs writes, not authentication.
 func (s *Store) Validate(ctx context.Context, token string) (tokenstore.Info, error) {
 	return s.check(ctx, token, true)
 }
 
-// Lookup answers as [Store.Validate] does without counting a use.
+// Lookup answers as [Store.Validate] does without counting a use: it never
+// writes.
 func (s *Store) Lookup(ctx context.Context, token string) (tokenstore.Info, error) {
 	return s.check(ctx, token, false)
 }
 
 func (s *Store) check(ctx context.Context, token string, use bool) (tokenstore.Info, error) {
-	op, useArg := "lookup", "0"
+	op := "lookup"
 	if use {
-		op, useArg = "validate", "1"
+		op = "validate"
 	}
 	if err := s.begin(ctx); err != nil {
 		return tokenstore.Info{}, wrap(op, err)
@@ -380,37 +426,150 @@ func (s *Store) check(ctx context.Context, token string, use bool) (tokenstore.I
 		s.ctr.malformed.Add(1)
 		return tokenstore.Info{}, err
 	}
-	res, err := checkScript.Run(ctx, s.rdb, []string{s.recordKey(h)}, s.nowArg(), useArg, s.prefix, s.keep).Slice()
+	var info tokenstore.Info
+	if use {
+		info, err = s.use(ctx, h)
+	} else {
+		var rec record
+		rec, _, err = s.readToken(ctx, h)
+		info = rec.info(rec.lastUsed)
+	}
+	switch {
+	case errors.Is(err, tokenstore.ErrNotFound):
+		s.ctr.notFound.Add(1)
+	case errors.Is(err, tokenstore.ErrExpired):
+		s.ctr.expired.Add(1)
+	case err != nil:
+	case use:
+		s.ctr.validated.Add(1)
+	default:
+		s.ctr.lookups.Add(1)
+	}
 	if err != nil {
 		return tokenstore.Info{}, wrap(op, err)
+	}
+	return info, nil
+}
+
+// use answers Validate: it reads the token, and writes the use when it is
+// due (or always, when TouchInterval < 0) and Redis takes writes. When the
+// write fails, the read answers.
+func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, error) {
+	if s.touch < 0 {
+		if s.writesRefused() {
+			s.ctr.dropped.Add(1)
+		} else {
+			// Check and write in one round trip.
+			info, err := s.touchUse(ctx, h)
+			if err == nil || errors.Is(err, tokenstore.ErrNotFound) || errors.Is(err, tokenstore.ErrExpired) || ctx.Err() != nil {
+				return info, err
+			}
+			s.writeFailed(err)
+		}
+		rec, _, err := s.readToken(ctx, h)
+		return rec.info(rec.lastUsed), err
+	}
+	rec, now, err := s.readToken(ctx, h)
+	if err != nil || now-rec.lastUsed < s.touchFor(rec.policy) {
+		return rec.info(rec.lastUsed), err
+	}
+	if s.writesRefused() {
+		s.ctr.dropped.Add(1)
+		return rec.info(rec.lastUsed), nil
+	}
+	info, err := s.touchUse(ctx, h)
+	if err == nil || errors.Is(err, tokenstore.ErrNotFound) || errors.Is(err, tokenstore.ErrExpired) {
+		// Written, or revoked or expired since the read: the later
+		// answer holds.
+		return info, err
+	}
+	s.writeFailed(err)
+	return rec.info(rec.lastUsed), nil
+}
+
+// refusedFor is how long Validate stops trying to write uses after Redis
+// refused one (out of memory, a replica, a primary short of the replicas
+// min-replicas-to-write asks for): the writes would fail too, and
+// each would cost a round trip.
+const refusedFor = time.Second
+
+// writesRefused reports whether Redis refused a write less than refusedFor
+// ago.
+func (s *Store) writesRefused() bool {
+	return time.Now().UnixNano() < s.refusedUntil.Load()
+}
+
+// writeFailed counts a use Validate could not write, and, when Redis
+// refused it, stops use writes for refusedFor, logging once.
+func (s *Store) writeFailed(err error) {
+	s.ctr.dropped.Add(1)
+	if !redis.HasErrorPrefix(err, "OOM") && !redis.HasErrorPrefix(err, "READONLY") && !redis.HasErrorPrefix(err, "NOREPLICAS") {
+		s.log.Debug("redisstore: writing a use failed; the token's deadline stays where it was", "err", err)
+		return
+	}
+	now := time.Now()
+	if prev := s.refusedUntil.Swap(now.Add(refusedFor).UnixNano()); prev < now.UnixNano() {
+		s.log.Warn("redisstore: Redis refuses writes; Validate answers from reads and drops uses", "for", refusedFor, "err", err)
+	}
+}
+
+// touchFor is how far behind a token's stored use may be before a use is
+// written: TouchInterval, but at most half a sliding token's idle timeout,
+// so that a token in use never expires for want of a write.
+func (s *Store) touchFor(p tokenstore.Policy) int64 {
+	if p.IsSliding() {
+		return min(s.touch, p.TTL().Milliseconds()/2)
+	}
+	return s.touch
+}
+
+// readToken reads h's record without writing, and Redis's now (or the
+// injected clock's).
+func (s *Store) readToken(ctx context.Context, h tokenstore.Hash) (record, int64, error) {
+	res, err := s.read(ctx, readScript, readCompat, []string{s.recordKey(h)}, s.nowArg(), s.prefix).Slice()
+	if err != nil {
+		return record{}, 0, err
+	}
+	status, now, err := head(res)
+	switch {
+	case err != nil:
+		return record{}, 0, err
+	case status == 0:
+		return record{}, 0, tokenstore.ErrNotFound
+	case status == -1:
+		return record{}, 0, tokenstore.ErrExpired
+	case len(res) != 3:
+		return record{}, 0, errReply
+	}
+	rec, err := decodeRecord(res[2])
+	return rec, now, err
+}
+
+// touchUse checks h's token and writes now as its last use.
+func (s *Store) touchUse(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, error) {
+	res, err := s.run(ctx, touchScript, []string{s.recordKey(h)}, s.nowArg(), s.prefix, s.keep).Slice()
+	if err != nil {
+		return tokenstore.Info{}, err
 	}
 	status, _, err := head(res)
 	switch {
 	case err != nil:
-		return tokenstore.Info{}, wrap(op, err)
+		return tokenstore.Info{}, err
 	case status == 0:
-		s.ctr.notFound.Add(1)
-		return tokenstore.Info{}, wrap(op, tokenstore.ErrNotFound)
+		return tokenstore.Info{}, tokenstore.ErrNotFound
 	case status == -1:
-		s.ctr.expired.Add(1)
-		return tokenstore.Info{}, wrap(op, tokenstore.ErrExpired)
-	}
-	if len(res) != 5 {
-		return tokenstore.Info{}, wrap(op, errReply)
+		return tokenstore.Info{}, tokenstore.ErrExpired
+	case len(res) != 5:
+		return tokenstore.Info{}, errReply
 	}
 	used, err1 := toInt(res[2])
 	wrote, err2 := toInt(res[3])
 	rec, err3 := decodeRecord(res[4])
 	if err := errors.Join(err1, err2, err3); err != nil {
-		return tokenstore.Info{}, wrap(op, err)
+		return tokenstore.Info{}, err
 	}
 	if wrote == 1 {
 		s.ctr.touches.Add(1)
-	}
-	if use {
-		s.ctr.validated.Add(1)
-	} else {
-		s.ctr.lookups.Add(1)
 	}
 	return rec.info(used), nil
 }
@@ -423,7 +582,7 @@ func (s *Store) Get(ctx context.Context, id uuid.UUID) (tokenstore.Info, error) 
 	if err := s.begin(ctx); err != nil {
 		return tokenstore.Info{}, wrap(op, err)
 	}
-	res, err := getScript.Run(ctx, s.rdb, []string{s.idKey(id)}, s.nowArg(), s.prefix).Slice()
+	res, err := s.read(ctx, getScript, getCompat, []string{s.idKey(id)}, s.nowArg(), s.prefix).Slice()
 	if err != nil {
 		return tokenstore.Info{}, wrap(op, err)
 	}
@@ -457,7 +616,7 @@ func (s *Store) List(ctx context.Context, subject string) ([]tokenstore.Info, er
 	if err := tokenstore.ValidateSubject(subject); err != nil {
 		return nil, err
 	}
-	res, err := listScript.Run(ctx, s.rdb, []string{s.subjectKey(subject)}, s.nowArg(), s.prefix).Slice()
+	res, err := s.run(ctx, listScript, []string{s.subjectKey(subject)}, s.nowArg(), s.prefix).Slice()
 	if err != nil {
 		return nil, wrap("list", err)
 	}
@@ -470,10 +629,15 @@ func (s *Store) List(ctx context.Context, subject string) ([]tokenstore.Info, er
 		return nil, wrap("list", errReply)
 	}
 	out := make([]tokenstore.Info, 0, len(recs))
+	var bad []error // a damaged record costs only itself
 	for _, f := range recs {
 		rec, err := decodeRecord(f)
 		if err != nil {
-			return nil, wrap("list", err)
+			if rec.id != (uuid.UUID{}) {
+				err = fmt.Errorf("token %s: %w", rec.id, err)
+			}
+			bad = append(bad, err)
+			continue
 		}
 		if info := rec.info(rec.lastUsed); now < info.ExpiresAt.UnixMilli() {
 			out = append(out, info)
@@ -485,7 +649,7 @@ func (s *Store) List(ctx context.Context, subject string) ([]tokenstore.Info, er
 		}
 		return strings.Compare(string(a.ID[:]), string(b.ID[:]))
 	})
-	return out, nil
+	return out, wrap("list", errors.Join(bad...))
 }
 
 // Revoke deletes token at once: when it returns, no instance accepts the
@@ -499,7 +663,7 @@ func (s *Store) Revoke(ctx context.Context, token string) error {
 	if err != nil {
 		return err
 	}
-	n, err := revokeScript.Run(ctx, s.rdb, []string{s.recordKey(h)}, s.prefix).Int64()
+	n, err := s.run(ctx, revokeScript, []string{s.recordKey(h)}, s.prefix).Int64()
 	if err != nil {
 		return wrap("revoke", err)
 	}
@@ -517,7 +681,7 @@ func (s *Store) RevokeID(ctx context.Context, id uuid.UUID) error {
 	if err := s.begin(ctx); err != nil {
 		return wrap(op, err)
 	}
-	n, err := revokeIDScript.Run(ctx, s.rdb, []string{s.idKey(id)}, s.prefix).Int64()
+	n, err := s.run(ctx, revokeIDScript, []string{s.idKey(id)}, s.prefix).Int64()
 	if err != nil {
 		return wrap(op, err)
 	}
@@ -541,7 +705,7 @@ func (s *Store) RevokeSubject(ctx context.Context, subject string) (int, error) 
 	}
 	total := 0
 	for {
-		res, err := revokeSubjectScript.Run(ctx, s.rdb, []string{s.subjectKey(subject)}, s.prefix, subject, chunk).Slice()
+		res, err := s.run(ctx, revokeSubjectScript, []string{s.subjectKey(subject)}, s.prefix, subject, chunk).Slice()
 		if err != nil {
 			return total, wrap("revoke subject", err)
 		}
@@ -577,7 +741,7 @@ func (s *Store) Rotate(ctx context.Context, token string) (string, tokenstore.In
 		return "", tokenstore.Info{}, wrap("rotate: new id", err)
 	}
 	newToken, h := s.format.Generate()
-	res, err := rotateScript.Run(ctx, s.rdb, []string{s.recordKey(old), s.recordKey(h)}, s.nowArg(), s.prefix, s.keep, id.String()).Slice()
+	res, err := s.run(ctx, rotateScript, []string{s.recordKey(old), s.recordKey(h)}, s.nowArg(), s.prefix, s.keep, id.String()).Slice()
 	if err != nil {
 		return "", tokenstore.Info{}, wrap("rotate", err)
 	}
@@ -605,9 +769,9 @@ func (s *Store) Rotate(ctx context.Context, token string) (string, tokenstore.In
 // Stats returns the store's counters, which count this Store's calls only,
 // and the number of tokens in Redis (live, or expired and not swept yet),
 // read with one round trip of at most a second; when that fails, and after
-// Close, it reports the last count it read. CacheHits, CacheMisses and
-// TouchWrites stay zero: there is no cache, and TouchesPersisted counts
-// the Validate calls that wrote a later last use.
+// Close, it reports the last count it read. TouchWrites and
+// TouchesPersisted both count the Validate calls that wrote a use (one
+// write each); CacheHits and CacheMisses stay zero: there is no cache.
 func (s *Store) Stats() tokenstore.Stats {
 	if !s.closed.Load() {
 		s.lastCount.Store(s.count())
@@ -623,15 +787,25 @@ func (s *Store) Stats() tokenstore.Stats {
 		RejectedMalformed: c.malformed.Load(),
 		RejectedNotFound:  c.notFound.Load(),
 		RejectedExpired:   c.expired.Load(),
+		TouchWrites:       c.touches.Load(),
 		TouchesPersisted:  c.touches.Load(),
 	}
 }
+
+// TouchesDropped counts the uses this Store's Validate calls could not
+// write (Redis out of memory, a read-only replica, a deadline reached
+// between the read and the write) and answered from the read anyway. Each
+// costs the token at most TouchInterval of sliding; a count that grows
+// means Redis refuses writes.
+func (s *Store) TouchesDropped() uint64 { return s.ctr.dropped.Load() }
 
 // count reads the size of the expiry index, or returns the last count.
 func (s *Store) count() int64 {
 	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
 	defer cancel()
-	n, err := s.rdb.ZCard(ctx, s.expiryKey()).Result()
+	n, err := s.do(ctx, func(ctx context.Context) *redis.Cmd {
+		return s.rdb.Do(ctx, "ZCARD", s.expiryKey())
+	}).Int64()
 	if err != nil {
 		return s.lastCount.Load()
 	}

@@ -243,7 +243,7 @@ func TestDeadlineMatchesPolicy(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			clk := newClock()
 			prefix := uniquePrefix()
-			s := newStore(t, &redisstore.Options{Now: clk.Now, KeyPrefix: prefix, KeepExpired: keep})
+			s := newStore(t, &redisstore.Options{Now: clk.Now, KeyPrefix: prefix, KeepExpired: keep, TouchInterval: -1})
 			raw := newClient(t)
 			token, info, err := s.Issue(ctx, "user", tokenstore.WithPolicy(tt.give))
 			require.NoError(t, err)

@@ -42,6 +42,15 @@ local function fields(f)
   return r
 end
 
+-- alive reports whether a record's ID key and subject index entry are in
+-- place. Eviction can remove either without its record; a token is valid
+-- only while every way to revoke it (RevokeID, RevokeSubject) reaches it,
+-- so a record without them counts as gone: eviction fails closed.
+local function alive(p, hex, r)
+  if redis.call('GET', p .. 'i:' .. r.id) ~= hex then return false end
+  return redis.call('ZSCORE', p .. 's:' .. r.sub, hex) ~= false
+end
+
 -- drop deletes a record and its index entries.
 local function drop(p, hex, id, sub)
   redis.call('DEL', p .. 't:' .. hex, p .. 'i:' .. id)
@@ -68,32 +77,58 @@ local function create(p, hex, id, sub, now, pol, ttl, mx, grace, meta)
 end
 `
 
-// checkScript answers Validate (ARGV[2] == "1") and Lookup.
-// KEYS: record. ARGV: now, use, prefix, grace ms.
-// Returns {0} (not found), {-1, now} (expired) or
-// {1, now, last use, wrote (0/1), record fields}.
-var checkScript = redis.NewScript(prelude + `
+// readBody reads a token for Validate and Lookup without writing.
+// KEYS: record. ARGV: now, prefix.
+// Returns {0} (not found), {-1, now} (expired) or {1, now, record fields}.
+const readBody = `
 local f = redis.call('HGETALL', KEYS[1])
 if #f == 0 then return {0} end
 local r = fields(f)
+if not alive(ARGV[2], string.sub(KEYS[1], -64), r) then return {0} end
+local now = nowms(ARGV[1])
+if now >= deadline(r.pol, r.c, r.u, r.ttl, r.max) then return {-1, int(now)} end
+return {1, int(now), f}
+`
+
+// readScript is readBody flagged no-writes, for EVALSHA_RO: it runs on a
+// replica, and on a primary out of memory. readCompat is the same script
+// without the flags, for Redis before 7.0, which has neither.
+var (
+	readScript = redis.NewScript("#!lua flags=no-writes\n" + prelude + readBody)
+	readCompat = redis.NewScript(prelude + readBody)
+)
+
+// touchScript answers Validate and writes the use: the token's last use
+// becomes now, which slides a sliding token. KEYS: record. ARGV: now,
+// prefix, grace ms. Returns {0} (not found), {-1, now} (expired) or
+// {1, now, last use, wrote (0/1), record fields}.
+var touchScript = redis.NewScript(prelude + `
+local f = redis.call('HGETALL', KEYS[1])
+if #f == 0 then return {0} end
+local r = fields(f)
+local p, hex = ARGV[2], string.sub(KEYS[1], -64)
+if not alive(p, hex, r) then return {0} end
 local now = nowms(ARGV[1])
 local u = tonumber(r.u)
 local d = deadline(r.pol, r.c, u, r.ttl, r.max)
 if now >= d then return {-1, int(now)} end
 local wrote = 0
-if ARGV[2] == '1' and now > u then
+if now > u then
   u = now
   wrote = 1
+  -- The first write: under maxmemory with noeviction it fails with OOM
+  -- and the script stops here, having changed nothing.
   redis.call('HSET', KEYS[1], 'u', int(now))
   local nd = deadline(r.pol, r.c, u, r.ttl, r.max)
   if nd ~= d then
-    local p, hex = ARGV[3], string.sub(KEYS[1], -64)
-    local at = int(nd + tonumber(ARGV[4]))
+    local at = int(nd + tonumber(ARGV[3]))
     redis.call('PEXPIREAT', KEYS[1], at)
     redis.call('PEXPIREAT', p .. 'i:' .. r.id, at)
     redis.call('ZADD', p .. 's:' .. r.sub, 'XX', int(nd), hex)
-    redis.call('ZADD', p .. 'e', 'XX', int(nd), hex .. r.sub)
   end
+  -- Not XX: this also re-files a token whose expiry index entry an
+  -- eviction removed, so that Sweep, ForEach and Stats see it again.
+  redis.call('ZADD', p .. 'e', int(nd), hex .. r.sub)
 end
 return {1, int(now), int(u), wrote, f}
 `)
@@ -110,10 +145,14 @@ if limit > 0 then
   local live = 0
   local m = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
   for i = 1, #m, 2 do
-    if redis.call('EXISTS', p .. 't:' .. m[i]) == 0 then
-      redis.call('ZREM', KEYS[2], m[i]) -- Redis expired the record: prune
-    elseif tonumber(m[i + 1]) > now then
-      live = live + 1
+    local f = redis.call('HGETALL', p .. 't:' .. m[i])
+    if #f == 0 then
+      redis.call('ZREM', KEYS[2], m[i]) -- Redis expired or evicted the record: prune
+    else
+      local r = fields(f)
+      if alive(p, m[i], r) and now < deadline(r.pol, r.c, r.u, r.ttl, r.max) then
+        live = live + 1
+      end
     end
   end
   if live >= limit then return {-2, live} end
@@ -126,18 +165,25 @@ if err then return err end
 return {1, int(now)}
 `)
 
-// getScript reads the record of an ID. KEYS: ID key. ARGV: now, prefix.
+// getBody reads the record of an ID. KEYS: ID key. ARGV: now, prefix.
 // Returns {0} or {1, now, record fields}.
-var getScript = redis.NewScript(prelude + `
+const getBody = `
 local hex = redis.call('GET', KEYS[1])
 if not hex then return {0} end
 local f = redis.call('HGETALL', ARGV[2] .. 't:' .. hex)
 if #f == 0 then return {0} end
+if not alive(ARGV[2], hex, fields(f)) then return {0} end
 return {1, int(nowms(ARGV[1])), f}
-`)
+`
 
-// listScript returns a subject's records, pruning index entries whose
-// record Redis has expired. KEYS: subject index. ARGV: now, prefix.
+var (
+	getScript = redis.NewScript("#!lua flags=no-writes\n" + prelude + getBody)
+	getCompat = redis.NewScript(prelude + getBody)
+)
+
+// listScript returns a subject's valid records, pruning index entries
+// whose record Redis has expired or evicted, and leaving out records whose
+// ID key was evicted. KEYS: subject index. ARGV: now, prefix.
 // Returns {now, {record fields}...}; the caller drops expired ones.
 var listScript = redis.NewScript(prelude + `
 local p = ARGV[2]
@@ -148,7 +194,7 @@ for _, hex in ipairs(m) do
   local f = redis.call('HGETALL', p .. 't:' .. hex)
   if #f == 0 then
     redis.call('ZREM', KEYS[1], hex)
-  else
+  elseif alive(p, hex, fields(f)) then
     out[#out + 1] = f
   end
 end
@@ -208,6 +254,7 @@ local p = ARGV[2]
 local f = redis.call('HGETALL', KEYS[1])
 if #f == 0 then return {0} end
 local r = fields(f)
+if not alive(p, string.sub(KEYS[1], -64), r) then return {0} end
 local now = nowms(ARGV[1])
 if now >= deadline(r.pol, r.c, r.u, r.ttl, r.max) then return {-1, int(now)} end
 local meta = {}
@@ -224,14 +271,16 @@ drop(p, string.sub(KEYS[1], -64), r.id, r.sub)
 return {1, int(now), f}
 `)
 
-// sweepScript deletes up to ARGV[3] tokens whose deadline has passed.
-// KEYS: expiry index. ARGV: now, prefix, chunk.
-// Returns {deleted, index entries looked at, now}.
+// sweepScript deletes up to ARGV[3] tokens whose deadline has passed,
+// after the first ARGV[4] due entries (damaged records met earlier in the
+// pass, which stay at the front of the due range).
+// KEYS: expiry index. ARGV: now, prefix, chunk, skip.
+// Returns {deleted, index entries looked at, now, ids of damaged records}.
 var sweepScript = redis.NewScript(prelude + `
 local p = ARGV[2]
 local now = nowms(ARGV[1])
-local m = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', int(now), 'LIMIT', 0, tonumber(ARGV[3]))
-local n = 0
+local m = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', int(now), 'LIMIT', tonumber(ARGV[4]), tonumber(ARGV[3]))
+local n, bad = 0, {}
 for _, mem in ipairs(m) do
   local hex, sub = string.sub(mem, 1, 64), string.sub(mem, 65)
   local r = redis.call('HMGET', p .. 't:' .. hex, 'id', 'pol', 'c', 'u', 'ttl', 'max')
@@ -240,9 +289,12 @@ for _, mem in ipairs(m) do
     redis.call('ZREM', KEYS[1], mem)
     redis.call('ZREM', p .. 's:' .. sub, hex)
     n = n + 1
+  elseif (r[2] ~= 'a' and r[2] ~= 's') or not (tonumber(r[3]) and tonumber(r[4]) and tonumber(r[5]) and tonumber(r[6])) then
+    -- A damaged record costs only itself: left as it is, and reported.
+    bad[#bad + 1] = r[1]
   else
     local d = deadline(r[2], r[3], r[4], r[5], r[6])
-    if now < d then
+    if now < d and alive(p, hex, {id = r[1], sub = sub}) then
       -- Alive after all (an index entry behind its record): refile it.
       redis.call('ZADD', KEYS[1], int(d), mem)
       redis.call('ZADD', p .. 's:' .. sub, 'XX', int(d), hex)
@@ -252,5 +304,5 @@ for _, mem in ipairs(m) do
     end
   end
 end
-return {n, #m, int(now)}
+return {n, #m, int(now), bad}
 `)

@@ -1,27 +1,24 @@
 package redisstore_test
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
-	"strconv"
-	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/tokenstore/tokenstore/internal/redistest"
 )
 
 // The package's tests and benchmarks share one redis-server, started by
 // TestMain on a free loopback port without persistence, and killed when
-// they end; each test keeps to its own KeyPrefix. REDISSTORE_TEST_ADDR
-// names a running scratch server to use instead.
+// they end; each test keeps to its own KeyPrefix. Tests that pause, fill,
+// replicate or cluster a Redis start their own (ownRedis, ownSentinel).
+// REDISSTORE_TEST_ADDR names a running scratch server to use instead of
+// the shared one.
 var (
 	redisAddr string // "127.0.0.1:port", or "" when redis-server is absent
 	redisSkip string // why tests skip
@@ -42,122 +39,59 @@ func (w withRedis) Run() int {
 		redisAddr = addr
 		return w.m.Run()
 	}
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		redisSkip = "redis-server is not installed (Debian: apt-get install redis-server); skipping the Redis tests"
+	srv, err := redistest.Start()
+	switch {
+	case errors.Is(err, exec.ErrNotFound):
+		redisSkip = "redis-server is not installed (Debian: apt-get install redis-server)"
 		return w.m.Run()
-	}
-	srv, err := startRedis(bin)
-	if err != nil {
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "redisstore tests:", err)
 		return 1
 	}
-	defer srv.stop()
-	redisAddr = srv.addr
+	defer srv.Stop()
+	redisAddr = srv.Addr
 	return w.m.Run()
 }
 
-// needRedis skips t when there is no redis-server and returns its address.
+// needRedis returns the shared server's address, or skips t when there is
+// none; under CI (.ci/run sets CI=true and installs redis-server) it
+// fails t instead.
 func needRedis(t testing.TB) string {
 	t.Helper()
 	if redisAddr == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal(redisSkip)
+		}
 		t.Skip(redisSkip)
 	}
 	return redisAddr
 }
 
-type redisServer struct {
-	addr   string
-	cmd    *exec.Cmd
-	dir    string
-	logged chan struct{} // closed when the server's output has been read to its end
-	mu     sync.Mutex
-	log    bytes.Buffer
-}
-
-// startRedis starts redis-server on a free port, trying three ports in
-// case another process takes the one it picked, and returns once the
-// server says it accepts connections.
-func startRedis(bin string) (*redisServer, error) {
-	var errs []error
-	for range 3 {
-		srv, err := tryRedis(bin)
-		if err == nil {
-			return srv, nil
-		}
-		errs = append(errs, err)
-	}
-	return nil, errors.Join(errs...)
-}
-
-func tryRedis(bin string) (*redisServer, error) {
-	port, err := freePort()
+// ownRedis starts a redis-server for t alone, with extra arguments (e.g.
+// "--maxmemory", "2mb"), for tests that pause, fill or reconfigure it; it
+// is killed when t ends.
+func ownRedis(t testing.TB, args ...string) *redistest.Server {
+	t.Helper()
+	needRedis(t)
+	srv, err := redistest.Start(args...)
 	if err != nil {
-		return nil, err
+		t.Fatal(err)
 	}
-	dir, err := os.MkdirTemp("", "redisstore-test-")
+	t.Cleanup(srv.Stop)
+	return srv
+}
+
+// ownSentinel starts a Sentinel for t alone, with the given configuration
+// (sentinel monitor ... lines), killed when t ends.
+func ownSentinel(t testing.TB, conf string) *redistest.Server {
+	t.Helper()
+	needRedis(t)
+	srv, err := redistest.StartSentinel(conf)
 	if err != nil {
-		return nil, err
+		t.Fatal(err)
 	}
-	s := &redisServer{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, logged: make(chan struct{})}
-	s.cmd = exec.Command(bin,
-		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir,
-		"--daemonize", "no", "--loglevel", "notice", "--logfile", "")
-	s.cmd.SysProcAttr = sysProcAttr() // dies with the test binary
-	out, err := s.cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	s.cmd.Stderr = s.cmd.Stdout
-	if err := s.cmd.Start(); err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	ready := make(chan struct{})
-	go s.read(out, ready)
-	select {
-	case <-ready:
-		return s, nil
-	case <-s.logged: // exited before it was ready
-		_ = s.cmd.Wait()
-		_ = os.RemoveAll(dir)
-		return nil, fmt.Errorf("redis-server on port %d exited:\n%s", port, s.output())
-	case <-time.After(10 * time.Second):
-		s.stop()
-		return nil, fmt.Errorf("redis-server on port %d not ready after 10s:\n%s", port, s.output())
-	}
-}
-
-// read keeps the server's output, signals ready at its first "Ready to
-// accept connections", and closes s.logged at the end of the output.
-func (s *redisServer) read(out io.Reader, ready chan struct{}) {
-	defer close(s.logged)
-	sc := bufio.NewScanner(out)
-	signalled := false
-	for sc.Scan() {
-		s.mu.Lock()
-		s.log.WriteString(sc.Text() + "\n")
-		s.mu.Unlock()
-		if !signalled && strings.Contains(sc.Text(), "Ready to accept connections") {
-			signalled = true
-			close(ready)
-		}
-	}
-	_, _ = io.Copy(io.Discard, out)
-}
-
-func (s *redisServer) output() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.log.String()
-}
-
-func (s *redisServer) stop() {
-	_ = s.cmd.Process.Kill()
-	<-s.logged
-	_ = s.cmd.Wait()
-	_ = os.RemoveAll(s.dir)
+	t.Cleanup(srv.Stop)
+	return srv
 }
 
 func freePort() (int, error) {

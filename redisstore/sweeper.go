@@ -2,30 +2,24 @@ package redisstore
 
 import (
 	"context"
+	"fmt"
 	"strconv"
-	"time"
+	"strings"
 )
 
-// loop is the Store's one background goroutine, owned by New and Close: it
-// sweeps every interval. Close cancels ctx, so a long sweep stops between
-// chunks, then closes stop and waits for done.
-func (s *Store) loop(ctx context.Context, every time.Duration) {
-	defer close(s.done)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			n, err := s.sweep(ctx)
-			switch {
-			case err != nil && ctx.Err() == nil:
-				s.log.Error("redisstore: sweep failed", "deleted", n, "err", err)
-			case n > 0:
-				s.log.Info("redisstore: swept expired tokens", "deleted", n)
-			}
-		}
+// maxNamed bounds the damaged records one sweep's error names.
+const maxNamed = 100
+
+// backgroundSweep is the background sweeper's round, every
+// Options.SweepInterval; Close cancels ctx, so a long sweep stops between
+// chunks.
+func (s *Store) backgroundSweep(ctx context.Context) {
+	n, err := s.sweep(ctx)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		s.log.Error("redisstore: sweep failed", "deleted", n, "err", err)
+	case n > 0:
+		s.log.Info("redisstore: swept expired tokens", "deleted", n)
 	}
 }
 
@@ -51,16 +45,19 @@ func (s *Store) sweep(ctx context.Context) (int, error) {
 	// expiring. With Redis's clock, the first script reads it and says.
 	now := s.nowArg()
 	total := 0
+	skip := 0        // damaged records met in this pass: the script steps over them
+	var bad []string // IDs of those met for the first time (reported once), up to maxNamed
+	nbad := 0
 	for {
 		if err := ctx.Err(); err != nil {
 			return total, wrap("sweep", err)
 		}
-		res, err := sweepScript.Run(ctx, s.rdb, []string{s.expiryKey()}, now, s.prefix, chunk).Slice()
+		res, err := s.run(ctx, sweepScript, []string{s.expiryKey()}, now, s.prefix, chunk, skip).Slice()
 		if err != nil {
 			return total, wrap("sweep", err)
 		}
 		n, seen, err := head(res)
-		if err == nil && len(res) == 3 && now == "" {
+		if err == nil && len(res) >= 3 && now == "" {
 			var t int64
 			t, err = toInt(res[2])
 			now = strconv.FormatInt(t, 10)
@@ -68,10 +65,28 @@ func (s *Store) sweep(ctx context.Context) (int, error) {
 		if err != nil {
 			return total, wrap("sweep", err)
 		}
+		if len(res) == 4 {
+			ids, _ := res[3].([]any)
+			skip += len(ids)
+			for _, id := range ids {
+				if _, known := s.damaged.LoadOrStore(id, true); !known {
+					if nbad++; len(bad) < maxNamed {
+						bad = append(bad, fmt.Sprint(id))
+					}
+				}
+			}
+		}
 		total += int(n)
 		s.ctr.swept.Add(uint64(n))
 		if seen < chunk {
-			return total, nil
+			if nbad == 0 {
+				return total, nil
+			}
+			more := ""
+			if nbad > len(bad) {
+				more = fmt.Sprintf(" and %d more", nbad-len(bad))
+			}
+			return total, wrap("sweep", corrupt("%d damaged records, left as they are: tokens %s%s", nbad, strings.Join(bad, ", "), more))
 		}
 	}
 }

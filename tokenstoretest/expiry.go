@@ -14,7 +14,7 @@ import (
 // deadline it works, at the deadline it is ErrExpired.
 
 func testAbsoluteBoundary(t *testing.T, open Opener) {
-	e := newEnv(t, open, func(o *tokenstore.Options) { o.Policy = tokenstore.Absolute(hour) })
+	e := newEnv(t, open, func(o *Config) { o.Policy = tokenstore.Absolute(hour) })
 	start := e.clock.Now()
 	token, info := e.issue("user")
 	deadline := start.Add(hour)
@@ -44,7 +44,7 @@ func testAbsoluteBoundary(t *testing.T, open Opener) {
 }
 
 func testSlidingBoundary(t *testing.T, open Opener) {
-	e := newEnv(t, open, func(o *tokenstore.Options) { o.Policy = tokenstore.Sliding(hour, 0) })
+	e := newEnv(t, open, func(o *Config) { o.Policy = tokenstore.Sliding(hour, 0) })
 	start := e.clock.Now()
 	token, info := e.issue("user")
 	timeEq(t, start.Add(hour), info.ExpiresAt, "ExpiresAt at issue")
@@ -78,7 +78,7 @@ func testSlidingBoundary(t *testing.T, open Opener) {
 }
 
 func testLookupDoesNotSlide(t *testing.T, open Opener) {
-	e := newEnv(t, open, func(o *tokenstore.Options) { o.Policy = tokenstore.Sliding(hour, 0) })
+	e := newEnv(t, open, func(o *Config) { o.Policy = tokenstore.Sliding(hour, 0) })
 	start := e.clock.Now()
 	token, info := e.issue("user")
 
@@ -108,7 +108,7 @@ func testLookupDoesNotSlide(t *testing.T, open Opener) {
 
 func testSlidingCap(t *testing.T, open Opener) {
 	// Idle one hour, never past 90 minutes after issue.
-	e := newEnv(t, open, func(o *tokenstore.Options) { o.Policy = tokenstore.Sliding(hour, 90*time.Minute) })
+	e := newEnv(t, open, func(o *Config) { o.Policy = tokenstore.Sliding(hour, 90*time.Minute) })
 	start := e.clock.Now()
 	capAt := start.Add(90 * time.Minute)
 	token, info := e.issue("user")

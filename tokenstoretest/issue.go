@@ -14,7 +14,7 @@ import (
 )
 
 func testIssueRoundtrip(t *testing.T, open Opener) {
-	e := newEnv(t, open, func(o *tokenstore.Options) { o.Policy = tokenstore.Absolute(2 * hour) })
+	e := newEnv(t, open, func(o *Config) { o.Policy = tokenstore.Absolute(2 * hour) })
 	now := e.clock.Now()
 	token, info := e.issue("user-42")
 
@@ -69,7 +69,7 @@ func testDefaultPolicy(t *testing.T, open Opener) {
 }
 
 func testWithPolicy(t *testing.T, open Opener) {
-	e := newEnv(t, open, func(o *tokenstore.Options) { o.Policy = tokenstore.Absolute(hour) })
+	e := newEnv(t, open, func(o *Config) { o.Policy = tokenstore.Absolute(hour) })
 	now := e.clock.Now()
 	def, defInfo := e.issue("user")
 	own, ownInfo := e.issue("user", tokenstore.WithPolicy(tokenstore.Sliding(3*hour, 0)))
@@ -155,7 +155,7 @@ func testInvalidSubject(t *testing.T, open Opener) {
 func testTokenFormat(t *testing.T, open Opener) {
 	for _, prefix := range []string{"", "myapp", "a1"} {
 		t.Run("prefix="+prefix, func(t *testing.T) {
-			e := newEnv(t, open, func(o *tokenstore.Options) { o.Prefix = prefix })
+			e := newEnv(t, open, func(o *Config) { o.Prefix = prefix })
 			want := prefix
 			if want == "" {
 				want = tokenstore.DefaultPrefix
@@ -260,7 +260,7 @@ func flipCase(token string, i int) string {
 }
 
 func testUnknownToken(t *testing.T, open Opener) {
-	e := newEnv(t, open, func(o *tokenstore.Options) { o.Prefix = "zz" })
+	e := newEnv(t, open, func(o *Config) { o.Prefix = "zz" })
 	token, _ := e.issue("user")
 
 	f, err := tokenstore.NewFormat("zz")
@@ -268,7 +268,7 @@ func testUnknownToken(t *testing.T, open Opener) {
 	never, _ := f.Generate()
 	e.secrets.add(never)
 
-	other := newEnv(t, open, func(o *tokenstore.Options) { o.Prefix = "zz" })
+	other := newEnv(t, open, func(o *Config) { o.Prefix = "zz" })
 	elsewhere, _ := other.issue("user")
 	e.secrets.add(elsewhere)
 
@@ -295,7 +295,7 @@ func testUnknownToken(t *testing.T, open Opener) {
 }
 
 func testMetadataRoundtrip(t *testing.T, open Opener) {
-	e := newEnv(t, open, func(o *tokenstore.Options) { o.Policy = tokenstore.Sliding(hour, 0) })
+	e := newEnv(t, open, func(o *Config) { o.Policy = tokenstore.Sliding(hour, 0) })
 	meta := map[string]string{
 		"scope":  "read write",
 		"device": "Ana's phone 📱",

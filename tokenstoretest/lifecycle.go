@@ -16,7 +16,7 @@ import (
 )
 
 func testSweep(t *testing.T, open Opener) {
-	e := newEnv(t, open, func(o *tokenstore.Options) { o.Policy = tokenstore.Absolute(hour) })
+	e := newEnv(t, open, func(o *Config) { o.Policy = tokenstore.Absolute(hour) })
 	n, err := e.s.Sweep(e.ctx)
 	require.NoError(t, err)
 	assert.Zero(t, n, "an empty store")
@@ -98,7 +98,7 @@ func testSweep(t *testing.T, open Opener) {
 func testSweepKeepsSlid(t *testing.T, open Opener) {
 	// A long TouchInterval: the use below may live only in memory, and the
 	// sweep must still see it.
-	e := newEnv(t, open, func(o *tokenstore.Options) {
+	e := newEnv(t, open, func(o *Config) {
 		o.Policy = tokenstore.Sliding(hour, 0)
 		o.TouchInterval = 24 * hour
 	})
@@ -116,11 +116,20 @@ func testSweepKeepsSlid(t *testing.T, open Opener) {
 	n, err := e.s.Sweep(e.ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 10, n)
+	var slid time.Time
 	for i, token := range tokens[:10] {
-		_, err := e.s.Validate(e.ctx, token) // a second use: alive to +2h
+		// A second use, a minute after the first: it may be written or
+		// not (the stored use may lag by TouchInterval), but the deadline
+		// Validate reports is the one the sweep keeps.
+		got, err := e.s.Validate(e.ctx, token)
 		require.NoError(t, err, "used token %d survives", i)
+		if i == 0 {
+			slid = got.ExpiresAt
+		}
+		timeEq(t, slid, got.ExpiresAt, "the ten tokens were used alike")
 	}
-	e.clock.Advance(hour - time.Millisecond)
+	require.True(t, slid.After(e.clock.Now().Add(58*time.Minute)), "slid by its uses: %v", slid)
+	e.clock.Advance(slid.Sub(e.clock.Now()) - time.Millisecond)
 	n, err = e.s.Sweep(e.ctx)
 	require.NoError(t, err)
 	assert.Zero(t, n, "1ms before the slid deadline")
@@ -131,7 +140,7 @@ func testSweepKeepsSlid(t *testing.T, open Opener) {
 }
 
 func testStats(t *testing.T, open Opener) {
-	e := newEnv(t, open, func(o *tokenstore.Options) { o.Policy = tokenstore.Absolute(hour) })
+	e := newEnv(t, open, func(o *Config) { o.Policy = tokenstore.Absolute(hour) })
 	s0 := e.s.Stats()
 	assert.Zero(t, s0.Tokens, "an empty store")
 
@@ -326,7 +335,7 @@ func testClose(t *testing.T, open Opener) {
 // moves. Run it with -race.
 func testConcurrent(t *testing.T, open Opener) {
 	const workers, rounds, subjects = 16, 25, 4
-	e := newEnv(t, open, func(o *tokenstore.Options) { o.Policy = tokenstore.Sliding(hour, 2*hour) })
+	e := newEnv(t, open, func(o *Config) { o.Policy = tokenstore.Sliding(hour, 2*hour) })
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	check := func(op string, err error, allowed ...error) {

@@ -14,7 +14,7 @@ import (
 )
 
 func testLimit(t *testing.T, open Opener) {
-	e := newEnv(t, open, func(o *tokenstore.Options) { o.MaxTokensPerSubject = 3 })
+	e := newEnv(t, open, func(o *Config) { o.MaxTokensPerSubject = 3 })
 	var tokens []string
 	for range 3 {
 		token, _ := e.issue("user")
@@ -58,7 +58,7 @@ func testLimit(t *testing.T, open Opener) {
 }
 
 func testLimitExpired(t *testing.T, open Opener) {
-	e := newEnv(t, open, func(o *tokenstore.Options) {
+	e := newEnv(t, open, func(o *Config) {
 		o.MaxTokensPerSubject = 2
 		o.Policy = tokenstore.Absolute(hour)
 	})
@@ -78,7 +78,7 @@ func testLimitExpired(t *testing.T, open Opener) {
 	e.errIs(err, tokenstore.ErrTokenLimit)
 
 	// A sliding token kept alive by use does count.
-	e2 := newEnv(t, open, func(o *tokenstore.Options) {
+	e2 := newEnv(t, open, func(o *Config) {
 		o.MaxTokensPerSubject = 1
 		o.Policy = tokenstore.Sliding(hour, 0)
 		o.TouchInterval = 24 * hour // the use may stay in memory
@@ -96,7 +96,7 @@ func testLimitExpired(t *testing.T, open Opener) {
 
 func testLimitConcurrent(t *testing.T, open Opener) {
 	const limit, workers, each = 5, 16, 4
-	e := newEnv(t, open, func(o *tokenstore.Options) { o.MaxTokensPerSubject = limit })
+	e := newEnv(t, open, func(o *Config) { o.MaxTokensPerSubject = limit })
 	var ok, refused, other atomic.Int64
 	var wg sync.WaitGroup
 	start := make(chan struct{})

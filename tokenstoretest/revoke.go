@@ -113,7 +113,7 @@ func testRevokeSubject(t *testing.T, open Opener) {
 }
 
 func testRotate(t *testing.T, open Opener) {
-	e := newEnv(t, open, func(o *tokenstore.Options) { o.Policy = tokenstore.Absolute(hour) })
+	e := newEnv(t, open, func(o *Config) { o.Policy = tokenstore.Absolute(hour) })
 	policy := tokenstore.Sliding(2*hour, 10*hour)
 	meta := map[string]string{"scope": "read", "device": "laptop"}
 	old, oldInfo := e.issue("user", tokenstore.WithPolicy(policy), tokenstore.WithMetadata(meta))
@@ -168,7 +168,7 @@ func testRotate(t *testing.T, open Opener) {
 }
 
 func testRotateExpired(t *testing.T, open Opener) {
-	e := newEnv(t, open, func(o *tokenstore.Options) { o.Policy = tokenstore.Absolute(hour) })
+	e := newEnv(t, open, func(o *Config) { o.Policy = tokenstore.Absolute(hour) })
 	token, _ := e.issue("user")
 	e.clock.Advance(hour)
 	next, _, err := e.s.Rotate(e.ctx, token)
@@ -192,7 +192,7 @@ func testRotateExpired(t *testing.T, open Opener) {
 }
 
 func testList(t *testing.T, open Opener) {
-	e := newEnv(t, open, func(o *tokenstore.Options) { o.Policy = tokenstore.Sliding(hour, 0) })
+	e := newEnv(t, open, func(o *Config) { o.Policy = tokenstore.Sliding(hour, 0) })
 	list, err := e.s.List(e.ctx, "nobody")
 	require.NoError(t, err, "an unknown subject is not an error")
 	assert.Empty(t, list)
@@ -245,7 +245,7 @@ func testList(t *testing.T, open Opener) {
 }
 
 func testGet(t *testing.T, open Opener) {
-	e := newEnv(t, open, func(o *tokenstore.Options) { o.Policy = tokenstore.Absolute(hour) })
+	e := newEnv(t, open, func(o *Config) { o.Policy = tokenstore.Absolute(hour) })
 	_, info := e.issue("user", tokenstore.WithMetadata(map[string]string{"k": "v"}))
 
 	got, err := e.s.Get(e.ctx, info.ID)

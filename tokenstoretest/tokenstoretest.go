@@ -3,15 +3,17 @@
 // (the bbolt file, Redis, yours) runs the same suite.
 //
 //	func TestConformance(t *testing.T) {
-//		tokenstoretest.Run(t, func(t *testing.T, o tokenstore.Options) tokenstore.Store {
-//			s, err := mybackend.Open(..., o)
+//		tokenstoretest.Run(t, func(t *testing.T, c tokenstoretest.Config) tokenstore.Store {
+//			s, err := mybackend.Open(..., &mybackend.Options{
+//				Now: c.Now, Policy: c.Policy, ... // every field of c
+//			})
 //			require.NoError(t, err)
 //			t.Cleanup(func() { s.Close() })
 //			return s
 //		})
 //	}
 //
-// The suite drives time through Options.Now with a [Clock] that starts at
+// The suite drives time through Config.Now with a [Clock] that starts at
 // the current time and only moves forward, so a backend that hands
 // deadlines to a server (Redis PEXPIREAT) sees plausible instants; every
 // lifetime the suite uses is an hour or more, so no server expires a
@@ -73,21 +75,65 @@ func (c *Clock) Advance(d time.Duration) time.Time {
 // when the system clock is stepped back (an NTP correction) use it.
 func (c *Clock) Set(t time.Time) { c.ns.Store(t.UnixNano()) }
 
-// Opener opens an empty store for one test. It receives the Options the
-// test needs (always Now, and SweepInterval -1 so that only explicit Sweep
-// calls delete anything; sometimes Policy, Prefix, MaxTokensPerSubject or
-// TouchInterval) and must:
+// Config is how a test wants its store configured: the settings every
+// backend shares. An [Opener] must map every field onto its backend's
+// options: the suite has tests that fail when Now, Policy, Prefix,
+// MaxTokensPerSubject or TouchInterval did not take effect. A zero field
+// means the backend's default, as it does in tokenstore.Options.
+type Config struct {
+	// Now is the test's clock: every decision about time must use it.
+	// Always set.
+	Now func() time.Time
+
+	// Policy applies to tokens issued without WithPolicy.
+	// Zero: tokenstore.DefaultPolicy().
+	Policy tokenstore.Policy
+
+	// Prefix starts every token. "": "tks".
+	Prefix string
+
+	// MaxTokensPerSubject caps a subject's live tokens. Zero: unlimited.
+	MaxTokensPerSubject int
+
+	// TouchInterval bounds how far a token's stored last use may lag its
+	// last Validate: a Validate writes the use when the stored one is
+	// TouchInterval or more behind, and a sliding token, used and then
+	// left idle, expires no earlier than TouchInterval before (and never
+	// after) its last use plus its idle timeout. Zero: the backend's
+	// default. Negative: every Validate writes.
+	TouchInterval time.Duration
+
+	// SweepInterval is the background sweeper's period. The suite always
+	// sets it negative (no background sweeper), so that only its own
+	// Sweep calls delete anything.
+	SweepInterval time.Duration
+}
+
+// FileOptions maps c onto the file backend's [tokenstore.Options].
+func (c Config) FileOptions() *tokenstore.Options {
+	return &tokenstore.Options{
+		Now:                 c.Now,
+		Policy:              c.Policy,
+		Prefix:              c.Prefix,
+		MaxTokensPerSubject: c.MaxTokensPerSubject,
+		TouchInterval:       c.TouchInterval,
+		SweepInterval:       c.SweepInterval,
+	}
+}
+
+// Opener opens an empty store for one test, configured by c (see
+// [Config]), and must:
 //   - return a store that holds no tokens and shares nothing with any
 //     store returned before (a new file, a fresh Redis key prefix);
-//   - honour o.Now for every decision about time;
+//   - map every field of c onto the store's options;
 //   - register t.Cleanup to close the store (the suite may close it first:
 //     a second Close must return nil);
 //   - fail t (t.Fatal) rather than return nil.
-type Opener func(t *testing.T, o tokenstore.Options) tokenstore.Store
+type Opener func(t *testing.T, c Config) tokenstore.Store
 
 // Run runs every behavioural test of the [tokenstore.Store] contract
 // against the stores that open returns, each as a subtest of t.
-func Run(t *testing.T, open func(t *testing.T, o tokenstore.Options) tokenstore.Store) {
+func Run(t *testing.T, open Opener) {
 	t.Helper()
 	tests := []struct {
 		name string
@@ -97,6 +143,8 @@ func Run(t *testing.T, open func(t *testing.T, o tokenstore.Options) tokenstore.
 		{"Issue/DefaultPolicy", testDefaultPolicy},
 		{"Issue/WithPolicy", testWithPolicy},
 		{"Issue/InvalidPolicy", testInvalidPolicy},
+		{"Policy/Refused", testPolicyRefused},
+		{"Policy/Reported", testPolicyReported},
 		{"Issue/InvalidSubject", testInvalidSubject},
 		{"Token/Format", testTokenFormat},
 		{"Token/Malformed", testMalformed},
@@ -104,6 +152,9 @@ func Run(t *testing.T, open func(t *testing.T, o tokenstore.Options) tokenstore.
 		{"Metadata/Roundtrip", testMetadataRoundtrip},
 		{"Metadata/IsCopied", testMetadataIsCopied},
 		{"Metadata/TooLarge", testMetadataTooLarge},
+		{"Scopes/Roundtrip", testScopesRoundtrip},
+		{"Scopes/Rotate", testScopesRotate},
+		{"Scopes/Invalid", testScopesInvalid},
 		{"Expiry/AbsoluteBoundary", testAbsoluteBoundary},
 		{"Expiry/SlidingBoundary", testSlidingBoundary},
 		{"Expiry/LookupDoesNotSlide", testLookupDoesNotSlide},
@@ -122,6 +173,8 @@ func Run(t *testing.T, open func(t *testing.T, o tokenstore.Options) tokenstore.
 		{"Sweep", testSweep},
 		{"Sweep/KeepsSlidTokens", testSweepKeepsSlid},
 		{"Stats", testStats},
+		{"Touch/Interval", testTouchInterval},
+		{"Touch/EveryUse", testTouchEveryUse},
 		{"Context/Cancelled", testContextCancelled},
 		{"Close", testClose},
 		{"Concurrent", testConcurrent},
@@ -137,20 +190,20 @@ type env struct {
 	t       *testing.T
 	ctx     context.Context
 	clock   *Clock
-	opts    tokenstore.Options
+	cfg     Config
 	s       tokenstore.Store
 	secrets atomicStrings
 }
 
 // newEnv opens a store with the suite's defaults, adjusted by mod.
-func newEnv(t *testing.T, open Opener, mod func(*tokenstore.Options)) *env {
+func newEnv(t *testing.T, open Opener, mod func(*Config)) *env {
 	t.Helper()
 	e := &env{t: t, ctx: t.Context(), clock: NewClock()}
-	e.opts = tokenstore.Options{Now: e.clock.Now, SweepInterval: -1}
+	e.cfg = Config{Now: e.clock.Now, SweepInterval: -1}
 	if mod != nil {
-		mod(&e.opts)
+		mod(&e.cfg)
 	}
-	e.s = open(t, e.opts)
+	e.s = open(t, e.cfg)
 	require.NotNil(t, e.s, "open returned a nil Store")
 	return e
 }

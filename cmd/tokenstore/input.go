@@ -54,8 +54,8 @@ func (a *app) tokenError(err error, token string) error {
 	switch {
 	case errors.Is(err, tokenstore.ErrMalformed):
 		msg = "invalid token: malformed" + strings.TrimPrefix(err.Error(), tokenstore.ErrMalformed.Error())
-		if !a.remote() && !strings.HasPrefix(token, a.prefix+"_") {
-			msg += fmt.Sprintf("; this file's tokens start with %q (set --prefix to the application's prefix)", a.prefix+"_")
+		if !a.remote() && a.prefix != "" && !strings.HasPrefix(token, a.prefix+"_") {
+			msg += fmt.Sprintf("; this file's tokens start with %q", a.prefix+"_")
 		}
 	case errors.Is(err, tokenstore.ErrNotFound):
 		msg = "invalid token: not found (never issued, revoked, or expired and swept)"

@@ -17,13 +17,14 @@ type issueFlags struct {
 	subject        string
 	ttl, idle, max time.Duration
 	meta           []string
+	scopes         []string
 	json           bool
 }
 
 func newIssueCmd(a *app) *cobra.Command {
 	var f issueFlags
 	cmd := &cobra.Command{
-		Use:   "issue --subject S [--ttl D | --idle D [--max D]] [--meta k=v]...",
+		Use:   "issue --subject S [--ttl D | --idle D [--max D]] [--scope S]... [--meta k=v]...",
 		Short: "Issue a token: the token on stdout, its ID and expiry on stderr",
 		Long: `Issue a token to a subject. Only the token goes to stdout, so that
 T=$(tokenstore issue ...) captures it; its ID and expiry go to stderr. The
@@ -33,8 +34,11 @@ token is shown only here: the file keeps its hash.
 capped by --max. With neither, the token gets the library's default policy,
 sliding(idle=14d, max=30d). The file is created when it does not exist.
 With --url the running application issues it, and with neither flag it
-gets the application's default policy.`,
-		Example: `  T=$(tokenstore issue --subject alice --ttl 30d --meta scope=read)
+gets the application's default policy.
+
+--scope grants a scope (RFC 6749 §3.3: printable ASCII, no space, '"' or
+'\'), once per scope; they are stored under the metadata key "scope".`,
+		Example: `  T=$(tokenstore issue --subject alice --ttl 30d --scope orders:read --scope orders:write)
   tokenstore issue --subject ci-bot --idle 1d --max 90d --json`,
 		Args:        noArgs,
 		Annotations: remoteOK,
@@ -51,6 +55,7 @@ gets the application's default policy.`,
 	fl.Var((*durationValue)(&f.ttl), "ttl", "absolute lifetime: the token dies this long after it is issued")
 	fl.Var((*durationValue)(&f.idle), "idle", "sliding lifetime: the token dies this long after its last use")
 	fl.Var((*durationValue)(&f.max), "max", "cap on a sliding lifetime, counted from issue (needs --idle)")
+	fl.StringArrayVar(&f.scopes, "scope", nil, "grant the token this `scope` (repeatable)")
 	fl.StringArrayVar(&f.meta, "meta", nil, "metadata `key=value` stored with the token (repeatable)")
 	fl.BoolVar(&f.json, "json", false, "print the token and its details as one JSON object on stdout")
 	return cmd
@@ -94,10 +99,27 @@ func (f *issueFlags) options(cmd *cobra.Command) ([]tokenstore.IssueOption, erro
 		return nil, err
 	}
 	opts := []tokenstore.IssueOption{tokenstore.WithPolicy(p), tokenstore.WithMetadata(meta)}
+	if changed("scope") {
+		if _, ok := meta[tokenstore.ScopeKey]; ok {
+			return nil, usagef("--scope and --meta %s=... both set the scopes: use --scope", tokenstore.ScopeKey)
+		}
+		if err := checkScopes(f.scopes); err != nil {
+			return nil, err
+		}
+		opts = append(opts, tokenstore.WithScopes(f.scopes...)) // after WithMetadata: added to its map
+	}
 	if _, err := tokenstore.NewIssueParams(opts...); err != nil {
 		return nil, &usageError{err}
 	}
 	return opts, nil
+}
+
+// checkScopes refuses a --scope the library would refuse, saying why.
+func checkScopes(scopes []string) error {
+	if err := tokenstore.ValidateScopes(scopes...); err != nil {
+		return &usageError{&explained{"--scope: " + strings.TrimPrefix(err.Error(), "tokenstore: "), err}}
+	}
+	return nil
 }
 
 // checkLifetime refuses a lifetime under the store's resolution of one

@@ -33,6 +33,8 @@ func TestIssue(t *testing.T) {
 			"sliding(idle=1h30m)"},
 		{"metadata", []string{"--subject", "ci bot", "--meta", "scope=read,write", "--meta", "note=a=b", "--meta", "empty="},
 			tokenstore.Sliding(14*day, 30*day), map[string]string{"scope": "read,write", "note": "a=b", "empty": ""}, `to "ci bot"`},
+		{"scopes", []string{"--subject", "alice", "--scope", "write", "--scope", "orders:read", "--scope", "write", "--meta", "device=laptop"},
+			tokenstore.Sliding(14*day, 30*day), map[string]string{"scope": "orders:read write", "device": "laptop"}, `to "alice"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -117,6 +119,10 @@ func TestIssue_UsageErrors(t *testing.T) {
 		{"meta empty key", []string{"--subject", "a", "--meta", "=v"}, "empty key"},
 		{"meta twice", []string{"--subject", "a", "--meta", "k=1", "--meta", "k=2"}, `key "k" given twice`},
 		{"meta too large", []string{"--subject", "a", "--meta", "k=" + strings.Repeat("v", 5000)}, "metadata too large"},
+		{"scope with a space", []string{"--subject", "a", "--scope", "read write"}, `tokenstore: --scope: invalid scope: "read write" holds a space`},
+		{"empty scope", []string{"--subject", "a", "--scope", ""}, "tokenstore: --scope: invalid scope: empty"},
+		{"scope and meta scope", []string{"--subject", "a", "--scope", "read", "--meta", "scope=write"}, "--scope and --meta scope=... both set the scopes"},
+		{"meta scope not RFC 6749", []string{"--subject", "a", "--meta", "scope=read  write"}, "invalid scope: metadata \"scope\" must separate scopes by single spaces"},
 		{"argument", []string{"--subject", "a", "extra"}, "issue takes no arguments"},
 	}
 	for _, tt := range tests {

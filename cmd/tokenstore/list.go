@@ -25,12 +25,13 @@ func newListCmd(a *app) *cobra.Command {
 Never the tokens themselves: use an ID with inspect --id or revoke --id.
 With --url, a subject's live tokens from the running application.
 
-Without --subject every token in the file is listed, streamed from one read
-transaction, so a file of a million tokens needs no million-row memory.
+Without --subject every token in the file is listed, streamed 256 at a
+time, so a file of a million tokens needs no million-row memory and the
+application's writes never wait on a slow reader of the output.
 --all adds tokens that have expired but not been swept yet (with --subject
 that scans the whole file).`,
 		Example: `  tokenstore list --subject alice
-  tokenstore list --json | jq -r 'select(.metadata.scope == "admin") | .id'`,
+  tokenstore list --json | jq -r 'select(.scopes | index("admin")) | .id'`,
 		Args:        noArgs,
 		Annotations: remoteOK,
 		RunE: func(cmd *cobra.Command, _ []string) error {

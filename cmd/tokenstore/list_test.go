@@ -73,13 +73,20 @@ func TestList(t *testing.T) {
 func TestList_Row(t *testing.T) {
 	e := newEnv(t)
 	_, info := e.issue("ci bot", tokenstore.WithPolicy(tokenstore.Sliding(day, 30*day)),
-		tokenstore.WithMetadata(map[string]string{"device": "my laptop", "scope": "read"}))
+		tokenstore.WithMetadata(map[string]string{"device": "my laptop"}), tokenstore.WithScopes("write", "read"))
 	e.now = t0.Add(time.Hour)
 	got := e.run("", "list")
 	require.Equal(t, exitOK, got.code, got.stderr)
 	fields := regexpSplit(strings.Split(got.stdout, "\n")[1])
 	assert.Equal(t, []string{info.ID.String(), `"ci bot"`, "2030-01-02T03:04:05Z", "never", "2030-01-03T03:04:05Z",
-		"sliding(idle=1d, max=30d)", `device="my laptop", scope=read`}, fields)
+		"sliding(idle=1d, max=30d)", `device="my laptop", scope="read write"`}, fields)
+
+	got = e.run("", "list", "--json", "--subject", "ci bot")
+	require.Equal(t, exitOK, got.code, got.stderr)
+	rows := decodeLines[infoJSON](t, got.stdout)
+	require.Len(t, rows, 1)
+	assert.Equal(t, []string{"read", "write"}, rows[0].Scopes)
+	assert.Equal(t, map[string]string{"device": "my laptop", "scope": "read write"}, rows[0].Metadata, "metadata as stored")
 }
 
 // regexpSplit splits a table row on runs of two or more spaces.

@@ -45,6 +45,7 @@ func (a *app) open(mode openMode) (*tokenstore.DB, error) {
 	if err != nil {
 		return nil, a.openError(err, mode == openRead)
 	}
+	a.prefix = db.Prefix() // the file's: what tokenError's hint names
 	return db, nil
 }
 

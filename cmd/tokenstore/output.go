@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,7 +26,8 @@ type infoJSON struct {
 	ExpiresAt  time.Time         `json:"expires_at"`
 	Expired    bool              `json:"expired"`
 	Policy     string            `json:"policy"`
-	Metadata   map[string]string `json:"metadata,omitempty"`
+	Scopes     []string          `json:"scopes,omitempty"`   // also in metadata, under "scope"
+	Metadata   map[string]string `json:"metadata,omitempty"` // as stored
 }
 
 func newInfoJSON(info tokenstore.Info, now time.Time) infoJSON {
@@ -36,6 +38,7 @@ func newInfoJSON(info tokenstore.Info, now time.Time) infoJSON {
 		ExpiresAt: info.ExpiresAt.UTC(),
 		Expired:   !now.Before(info.ExpiresAt),
 		Policy:    formatPolicy(info.Policy),
+		Scopes:    info.Scopes(),
 		Metadata:  info.Metadata,
 	}
 	if t, ok := lastUsed(info); ok {
@@ -71,8 +74,11 @@ func printInfo(w io.Writer, info tokenstore.Info, now time.Time) error {
 	fmt.Fprintf(tw, "last used\t%s\n", used)
 	fmt.Fprintf(tw, "expires\t%s (%s)\n", formatTime(info.ExpiresAt), formatAgo(now, info.ExpiresAt))
 	fmt.Fprintf(tw, "policy\t%s\n", formatPolicy(info.Policy))
-	if len(info.Metadata) > 0 {
-		fmt.Fprintf(tw, "metadata\t%s\n", formatMetadata(info.Metadata))
+	if s := info.Scopes(); s != nil {
+		fmt.Fprintf(tw, "scopes\t%s\n", strings.Join(s, " "))
+	}
+	if m := metadataWithoutScopes(info.Metadata); len(m) > 0 {
+		fmt.Fprintf(tw, "metadata\t%s\n", formatMetadata(m))
 	}
 	return tw.Flush()
 }
@@ -112,6 +118,17 @@ func formatPolicy(p tokenstore.Policy) string {
 		return "sliding(idle=" + formatDuration(p.TTL()) + ")"
 	}
 	return "sliding(idle=" + formatDuration(p.TTL()) + ", max=" + formatDuration(p.MaxLifetime()) + ")"
+}
+
+// metadataWithoutScopes is m without the key that holds the scopes, which
+// the text output shows on their own.
+func metadataWithoutScopes(m map[string]string) map[string]string {
+	if _, ok := m[tokenstore.ScopeKey]; !ok {
+		return m
+	}
+	m = maps.Clone(m)
+	delete(m, tokenstore.ScopeKey)
+	return m
 }
 
 // formatMetadata writes m as "k=v, k=v", sorted, quoting what would blur.

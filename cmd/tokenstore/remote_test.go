@@ -112,7 +112,10 @@ func openRedis(t *testing.T) tokenstore.Store {
 		DisableIdentity:          true,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	})
-	s, err := redisstore.New(c, &redisstore.Options{KeyPrefix: fmt.Sprintf("clitest%d:", redisPrefixes.Add(1)), SweepInterval: -1})
+	s, err := redisstore.New(c, &redisstore.Options{
+		KeyPrefix: fmt.Sprintf("clitest%d:", redisPrefixes.Add(1)), SweepInterval: -1,
+		TouchInterval: -1, // every use written, so that list shows it, as the file store shows uses from memory
+	})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		require.NoError(t, s.Close())

@@ -313,7 +313,7 @@ there too (the message is the one on stderr). Durations take Go syntax
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.dbPath, "db", "tokens.db", "the token `file`")
 	pf.Var((*durationValue)(&a.timeout), "timeout", "how long to wait for another process to release the file (with --url: for each answer, default 30s)")
-	pf.StringVar(&a.prefix, "prefix", tokenstore.DefaultPrefix, "the application's token prefix (its Options.Prefix)")
+	pf.StringVar(&a.prefix, "prefix", "", "the application's token prefix (its Options.Prefix; default: the one the file records, "+tokenstore.DefaultPrefix+" for a new file)")
 	pf.StringVar(&a.url, "url", "", "run against the running application whose admin handler is mounted at this `URL` (default $"+envURL+")")
 	pf.StringVar(&a.credFile, "credential-file", "", "with --url: a `file` holding the admin token (default: $"+envAdminToken+")")
 

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
@@ -11,27 +13,39 @@ import (
 )
 
 func newValidateCmd(a *app) *cobra.Command {
-	var asJSON bool
+	var (
+		asJSON bool
+		scopes []string
+	)
 	cmd := &cobra.Command{
-		Use:   "validate [TOKEN|-]",
+		Use:   "validate [TOKEN|-] [--scope S]...",
 		Short: "Check a token as the application would, counting it as a use",
 		Long: `Check a token as the application's Validate does: exit 0 and print its
 details when it is valid; exit 1 with the reason (malformed, not found,
 expired) otherwise. It counts as a use: a sliding token's expiry moves.
 
+With --scope, a valid token must also have every scope given (exact,
+case-sensitive), as an application's RequireScopes checks: otherwise exit 1
+with "insufficient scope" and the scopes missing.
+
 With "-" or no argument the token is read from stdin (without echo on a
 terminal), which keeps it out of shell history and ps.`,
-		Example: `  printf '%s\n' "$T" | tokenstore validate -`,
-		Args:    maxArgs(1),
+		Example: `  printf '%s\n' "$T" | tokenstore validate -
+  printf '%s\n' "$T" | tokenstore validate --scope orders:write`,
+		Args: maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkScopes(scopes); err != nil {
+				return err
+			}
 			token, err := a.readToken(args)
 			if err != nil {
 				return err
 			}
-			return a.checkToken(cmd.Context(), token, true, asJSON)
+			return a.checkToken(cmd.Context(), token, true, asJSON, scopes)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the token's details as JSON")
+	cmd.Flags().StringArrayVar(&scopes, "scope", nil, "require this `scope` of the token (repeatable)")
 	return cmd
 }
 
@@ -68,7 +82,7 @@ With "-" or no argument the token is read from stdin.`,
 			if err != nil {
 				return err
 			}
-			return a.checkToken(cmd.Context(), token, false, asJSON)
+			return a.checkToken(cmd.Context(), token, false, asJSON, nil)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the token's details as JSON")
@@ -76,8 +90,9 @@ With "-" or no argument the token is read from stdin.`,
 	return cmd
 }
 
-// checkToken validates (use) or looks up token and prints its Info.
-func (a *app) checkToken(ctx context.Context, token string, use, asJSON bool) (err error) {
+// checkToken validates (use) or looks up token, checks that it has the
+// scopes, and prints its Info.
+func (a *app) checkToken(ctx context.Context, token string, use, asJSON bool, scopes []string) (err error) {
 	mode := openRead
 	if use {
 		mode = openWrite
@@ -94,6 +109,19 @@ func (a *app) checkToken(ctx context.Context, token string, use, asJSON bool) (e
 	info, err := lookup(ctx, token)
 	if err != nil {
 		return a.tokenError(err, token)
+	}
+	if !info.HasScopes(scopes...) {
+		var missing []string
+		for _, s := range scopes {
+			if !info.HasScopes(s) {
+				missing = append(missing, s)
+			}
+		}
+		has := "none"
+		if s := info.Scopes(); s != nil {
+			has = strings.Join(s, " ")
+		}
+		return &explained{fmt.Sprintf("insufficient scope: the token lacks %s (it has: %s)", strings.Join(missing, " "), has), tokenstore.ErrInsufficientScope}
 	}
 	return a.printInfo(info, asJSON)
 }

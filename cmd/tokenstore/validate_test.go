@@ -34,7 +34,7 @@ func TestValidateInspect(t *testing.T) {
 				wantStdout []string
 				wantStderr string
 			}{
-				{"argument", "", []string{token}, time.Hour, exitOK, []string{"id         " + info.ID.String(), "subject    alice", "expires    2030-02-01T03:04:05Z (in 29d23h)", "policy     absolute(30d)", "metadata   scope=read"}, ""},
+				{"argument", "", []string{token}, time.Hour, exitOK, []string{"id         " + info.ID.String(), "subject    alice", "expires    2030-02-01T03:04:05Z (in 29d23h)", "policy     absolute(30d)", "scopes     read\n"}, ""},
 				{"dash reads stdin", token + "\n", []string{"-"}, 0, exitOK, []string{"subject    alice"}, ""},
 				{"no argument reads stdin", "  " + token + "  \r\n", nil, 0, exitOK, []string{"subject    alice"}, ""},
 				{"only the first line", token + "\nsomething else\n", nil, 0, exitOK, []string{"subject    alice"}, ""},
@@ -42,7 +42,7 @@ func TestValidateInspect(t *testing.T) {
 				{"blank stdin", "\n\n", []string{"-"}, 0, exitUsage, nil, "no token given"},
 				{"malformed", "", []string{"tks_short"}, 0, exitFailed, nil, "invalid token: malformed: length 9, want 53\n"},
 				{"checksum", "", []string{token[:len(token)-1] + flip(token[len(token)-1])}, 0, exitFailed, nil, "invalid token: malformed: checksum mismatch (mistyped or truncated?)\n"},
-				{"other prefix", "", []string{"ghp_" + token[4:]}, 0, exitFailed, nil, `this file's tokens start with "tks_" (set --prefix to the application's prefix)`},
+				{"other prefix", "", []string{"ghp_" + token[4:]}, 0, exitFailed, nil, "this file's tokens start with \"tks_\"\n"},
 				{"huge stdin", strings.Repeat("x", 1<<20), nil, 0, exitFailed, nil, "invalid token: malformed: length 4096"},
 				{"revoked", revoked, nil, 0, exitFailed, nil, "invalid token: not found (never issued, revoked, or expired and swept)\n"},
 				{"expired", token, nil, 30 * day, exitFailed, nil, "tokenstore: invalid token: expired\n"},
@@ -167,4 +167,50 @@ func TestValidate_MissingFile(t *testing.T) {
 	assert.Equal(t, exitFailed, got.code)
 	assert.Contains(t, got.stderr, "does not exist")
 	assert.False(t, e.exists())
+}
+
+func TestValidate_Scope(t *testing.T) {
+	e := newEnv(t)
+	token, _ := e.issue("alice", tokenstore.WithScopes("orders:read", "read"))
+	plain, _ := e.issue("bob")
+
+	tests := []struct {
+		name       string
+		stdin      string
+		args       []string
+		wantCode   int
+		wantStderr string
+	}{
+		{"has it", token, []string{"--scope", "read"}, exitOK, ""},
+		{"has both", token, []string{"--scope", "read", "--scope", "orders:read"}, exitOK, ""},
+		{"lacks one", token, []string{"--scope", "read", "--scope", "write"}, exitFailed,
+			"insufficient scope: the token lacks write (it has: orders:read read)\n"},
+		{"no scopes at all", plain, []string{"--scope", "read"}, exitFailed,
+			"insufficient scope: the token lacks read (it has: none)\n"},
+		{"case-sensitive", token, []string{"--scope", "READ"}, exitFailed, "insufficient scope: the token lacks READ"},
+		{"invalid token first", "tks_short", []string{"--scope", "read"}, exitFailed, "invalid token: malformed"},
+		{"not a scope", token, []string{"--scope", "a b"}, exitUsage, `tokenstore: --scope: invalid scope: "a b" holds a space`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := e.run(tt.stdin, append([]string{"validate"}, tt.args...)...)
+			assert.Equal(t, tt.wantCode, got.code, got.stderr)
+			if tt.wantCode == exitOK {
+				assert.Contains(t, got.stdout, "scopes     orders:read read\n")
+			} else {
+				assert.Empty(t, got.stdout)
+			}
+			assert.Contains(t, got.stderr, tt.wantStderr)
+			assertNoToken(t, got.stdout+got.stderr, token, plain)
+		})
+	}
+
+	got := e.run(token, "validate", "--json", "--scope", "read")
+	require.Equal(t, exitOK, got.code, got.stderr)
+	rows := decodeLines[infoJSON](t, got.stdout)
+	require.Len(t, rows, 1)
+	assert.Equal(t, []string{"orders:read", "read"}, rows[0].Scopes)
+	got = e.run(token, "inspect", "--json")
+	require.Equal(t, exitOK, got.code, got.stderr)
+	assert.Contains(t, got.stdout, `"scopes":["orders:read","read"]`)
 }

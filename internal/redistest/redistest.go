@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,16 +31,29 @@ type Server struct {
 
 // Start starts redis-server, trying three ports in case another process
 // takes the one it picked, and returns once the server accepts
-// connections. It returns exec.ErrNotFound (wrapped) when redis-server is
-// not installed.
-func Start() (*Server, error) {
+// connections. args are added to its command line (e.g. "--maxmemory",
+// "2mb"). It returns exec.ErrNotFound (wrapped) when redis-server is not
+// installed.
+func Start(args ...string) (*Server, error) {
+	return start("", args...)
+}
+
+// StartSentinel starts a Redis Sentinel with the given configuration
+// ("sentinel monitor ..." lines), as Start starts a server. It runs as
+// redis-server --sentinel: Debian's redis-server package has no
+// redis-sentinel binary.
+func StartSentinel(conf string) (*Server, error) {
+	return start(conf)
+}
+
+func start(sentinelConf string, args ...string) (*Server, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, err
 	}
 	var errs []error
 	for range 3 {
-		srv, err := try(bin)
+		srv, err := try(bin, sentinelConf, args...)
 		if err == nil {
 			return srv, nil
 		}
@@ -48,7 +62,7 @@ func Start() (*Server, error) {
 	return nil, errors.Join(errs...)
 }
 
-func try(bin string) (*Server, error) {
+func try(bin, sentinelConf string, args ...string) (*Server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -58,10 +72,21 @@ func try(bin string) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, logged: make(chan struct{})}
-	s.cmd = exec.Command(bin,
+	s.cmd = exec.Command(bin)
+	if sentinelConf != "" {
+		// A Sentinel rewrites its configuration file: it must be its own.
+		conf := filepath.Join(dir, "sentinel.conf")
+		if err := os.WriteFile(conf, []byte(sentinelConf), 0o600); err != nil {
+			_ = os.RemoveAll(dir)
+			return nil, err
+		}
+		s.cmd.Args = append(s.cmd.Args, conf, "--sentinel")
+	}
+	s.cmd.Args = append(s.cmd.Args,
 		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", dir,
 		"--daemonize", "no", "--loglevel", "notice", "--logfile", "")
+	s.cmd.Args = append(s.cmd.Args, args...)
 	s.cmd.SysProcAttr = sysProcAttr()
 	out, err := s.cmd.StdoutPipe()
 	if err != nil {
@@ -88,7 +113,8 @@ func try(bin string) (*Server, error) {
 }
 
 // read keeps the server's output, signals ready at its first "Ready to
-// accept connections", and closes s.logged at the end of the output.
+// accept connections" (a Sentinel's "Sentinel ID is"), and closes s.logged
+// at the end of the output.
 func (s *Server) read(out io.Reader, ready chan struct{}) {
 	defer close(s.logged)
 	sc := bufio.NewScanner(out)
@@ -97,7 +123,7 @@ func (s *Server) read(out io.Reader, ready chan struct{}) {
 		s.mu.Lock()
 		s.log.WriteString(sc.Text() + "\n")
 		s.mu.Unlock()
-		if !signalled && strings.Contains(sc.Text(), "Ready to accept connections") {
+		if !signalled && (strings.Contains(sc.Text(), "Ready to accept connections") || strings.Contains(sc.Text(), "Sentinel ID is")) {
 			signalled = true
 			close(ready)
 		}
@@ -111,7 +137,8 @@ func (s *Server) output() string {
 	return s.log.String()
 }
 
-// Stop kills the server, waits for it and removes its directory.
+// Stop kills the server (SIGKILL: a crash, not a shutdown), waits for it
+// and removes its directory. It may be called more than once.
 func (s *Server) Stop() {
 	_ = s.cmd.Process.Kill()
 	<-s.logged

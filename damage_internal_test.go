@@ -1,0 +1,88 @@
+package tokenstore
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+)
+
+// errorCount counts log records at Error level.
+type errorCount struct{ n atomic.Int64 }
+
+func (c *errorCount) Enabled(context.Context, slog.Level) bool { return true }
+func (c *errorCount) Handle(_ context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError {
+		c.n.Add(1)
+	}
+	return nil
+}
+func (c *errorCount) WithAttrs([]slog.Attr) slog.Handler { return c }
+func (c *errorCount) WithGroup(string) slog.Handler      { return c }
+
+// damageOpen flips a bit of h's record in an open store, as a disk would.
+func damageOpen(t *testing.T, db *DB, h Hash) {
+	t.Helper()
+	require.NoError(t, db.bolt.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketTokens)
+		rec := bytes.Clone(b.Get(h[:]))
+		rec[len(rec)/2] ^= 0x10
+		return b.Put(h[:], rec)
+	}))
+}
+
+// TestFlush_DamagedRecordCostsOnlyItself: a use held in memory for a
+// token whose record is damaged meanwhile does not stop the other uses
+// being written, is reported once, and the token is no longer validated
+// from memory.
+func TestFlush_DamagedRecordCostsOnlyItself(t *testing.T) {
+	ctx := t.Context()
+	var now atomic.Int64
+	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	logs := &errorCount{}
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{
+		Now:           func() time.Time { return time.UnixMilli(now.Load()) },
+		SweepInterval: -1, TouchInterval: 24 * time.Hour, Policy: Sliding(time.Hour, 0),
+		Logger: slog.New(logs),
+	})
+	require.NoError(t, err)
+	defer db.Close()
+	var tokens []string
+	for range 3 {
+		token, _, err := db.Issue(ctx, "user")
+		require.NoError(t, err)
+		tokens = append(tokens, token)
+	}
+	now.Add(time.Minute.Milliseconds())
+	for _, token := range tokens {
+		_, err := db.Validate(ctx, token) // a use held in memory
+		require.NoError(t, err)
+	}
+	h, err := db.format.Parse(tokens[1])
+	require.NoError(t, err)
+	damageOpen(t, db, h)
+
+	require.NoError(t, db.flush(ctx), "the other uses are written")
+	require.EqualValues(t, 1, logs.n.Load(), "reported")
+	require.Empty(t, db.cache.dirty(), "nothing left to write")
+	require.NoError(t, db.flush(ctx))
+	require.EqualValues(t, 1, logs.n.Load(), "once")
+	for i, token := range tokens {
+		hh, _ := db.format.Parse(token)
+		rec, err := db.read(hh)
+		if i == 1 {
+			require.ErrorIs(t, err, ErrCorrupt)
+			_, err = db.Validate(ctx, token)
+			require.ErrorIs(t, err, ErrCorrupt, "not validated from memory")
+			continue
+		}
+		require.NoError(t, err)
+		require.Equal(t, now.Load(), rec.lastUsed, "token %d: its use was written", i)
+	}
+}

@@ -1,0 +1,139 @@
+//go:build unix
+
+package tokenstore_test
+
+// Issue 12, kind 4: maintenance treats the file as the operator's file
+// (paths, links, modes and owners are Unix's here).
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/tokenstore/tokenstore"
+)
+
+// TestOpen_NamesTheRealCause: a path that is not a token file is refused
+// with the cause and its sentinel, never as a damaged file (the reported
+// case: a directory was "ErrCorrupt: invalid database").
+func TestOpen_NamesTheRealCause(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	cases := []struct {
+		name     string
+		path     string
+		readOnly bool
+		want     error
+		text     string
+	}{
+		{"directory", dir, false, syscall.EISDIR, "is a directory"},
+		{"directory read-only", dir, true, syscall.EISDIR, "is a directory"},
+		{"fifo", fifo, false, fs.ErrInvalid, "not a regular file"},
+		{"fifo read-only", fifo, true, fs.ErrInvalid, "not a regular file"},
+		{"missing read-only", filepath.Join(dir, "missing.db"), true, fs.ErrNotExist, "no such file"},
+		{"under a file", filepath.Join(fifo, "tokens.db"), false, syscall.ENOTDIR, "not a directory"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			within(t, "Open", func() {
+				_, err := tokenstore.Open(tc.path, &tokenstore.Options{ReadOnly: tc.readOnly, LockTimeout: 100 * time.Millisecond})
+				require.ErrorIs(t, err, tc.want)
+				require.NotErrorIs(t, err, tokenstore.ErrCorrupt)
+				require.Contains(t, err.Error(), tc.text)
+				require.Contains(t, err.Error(), tc.path, "names the path")
+			})
+		})
+	}
+	_, _, err := tokenstore.Compact(dir, nil)
+	require.ErrorIs(t, err, syscall.EISDIR, "Compact")
+	_, _, err = tokenstore.Compact(filepath.Join(dir, "missing.db"), nil)
+	require.ErrorIs(t, err, fs.ErrNotExist, "Compact")
+}
+
+// fileWithFreePages makes a store at path with 200 tokens issued and 150
+// revoked, so that Compact has pages to drop, and returns the live tokens.
+func fileWithFreePages(t *testing.T, path string) []string {
+	t.Helper()
+	db, err := tokenstore.Open(path, &tokenstore.Options{SweepInterval: -1})
+	require.NoError(t, err)
+	issued := issueMany(t, db, 200, "user", tokenstore.Policy{})
+	for _, is := range issued[:150] {
+		require.NoError(t, db.RevokeID(t.Context(), is.Info.ID))
+	}
+	require.NoError(t, db.Close())
+	var live []string
+	for _, is := range issued[150:] {
+		live = append(live, is.Token)
+	}
+	return live
+}
+
+// TestCompact_KeepsTheOperatorsFile: the reported case (compact through a
+// symbolic link replaced the link with a new file, so the application's
+// file and the link became two stores) and its neighbours: the mode and
+// owner of the file are kept.
+func TestCompact_KeepsTheOperatorsFile(t *testing.T) {
+	ctx := t.Context()
+	real := filepath.Join(t.TempDir(), "tokens.db")
+	link := filepath.Join(t.TempDir(), "link.db")
+	require.NoError(t, os.Symlink(real, link))
+	live := fileWithFreePages(t, real)
+	require.NoError(t, os.Chmod(real, 0o640))
+	uid, gid := os.Getuid(), os.Getgid()
+	if uid == 0 { // root can give the file to someone else: Compact must keep it theirs
+		uid, gid = 65534, 65534
+		require.NoError(t, os.Chown(real, uid, gid))
+	}
+
+	before, after, err := tokenstore.Compact(link, nil)
+	require.NoError(t, err)
+	require.Less(t, after, before, "compacted")
+	lst, err := os.Lstat(link)
+	require.NoError(t, err)
+	require.Equal(t, fs.ModeSymlink, lst.Mode().Type(), "the link is still a link")
+	target, err := os.Readlink(link)
+	require.NoError(t, err)
+	require.Equal(t, real, target)
+	st, err := os.Stat(real)
+	require.NoError(t, err)
+	require.Equal(t, after, st.Size(), "the real file was rewritten")
+	require.Equal(t, fs.FileMode(0o640), st.Mode().Perm(), "mode kept")
+	sys := st.Sys().(*syscall.Stat_t)
+	require.Equal(t, []int{uid, gid}, []int{int(sys.Uid), int(sys.Gid)}, "owner kept")
+	entries, err := os.ReadDir(filepath.Dir(real))
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "no temporary file left")
+
+	// One store, whichever name it is opened by.
+	db := mustOpenAt(t, link, &tokenstore.Options{SweepInterval: -1})
+	require.NoError(t, db.Revoke(ctx, live[0]))
+	require.NoError(t, db.Close())
+	db = mustOpenAt(t, real, &tokenstore.Options{SweepInterval: -1})
+	_, err = db.Validate(ctx, live[0])
+	require.ErrorIs(t, err, tokenstore.ErrNotFound, "a revocation through the link is seen by the application")
+	_, err = db.Validate(ctx, live[1])
+	require.NoError(t, err)
+}
+
+// TestBackupFile_ThroughSymlink: a backup written to a path that is a
+// link replaces the file it points at and keeps the link.
+func TestBackupFile_ThroughSymlink(t *testing.T) {
+	db := mustOpen(t, &tokenstore.Options{SweepInterval: -1})
+	_, _, err := db.Issue(t.Context(), "user")
+	require.NoError(t, err)
+	real := filepath.Join(t.TempDir(), "backup.db")
+	require.NoError(t, os.WriteFile(real, []byte("old backup"), 0o600))
+	link := filepath.Join(t.TempDir(), "latest.db")
+	require.NoError(t, os.Symlink(real, link))
+	n, err := db.BackupFile(t.Context(), link)
+	require.NoError(t, err)
+	lst, err := os.Lstat(link)
+	require.NoError(t, err)
+	require.Equal(t, fs.ModeSymlink, lst.Mode().Type(), "the link is still a link")
+	require.Equal(t, n, fileSize(t, real), "the backup is in the file the link points at")
+}

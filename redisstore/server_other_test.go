@@ -1,8 +1,0 @@
-//go:build !linux
-
-package redisstore_test
-
-import "syscall"
-
-// sysProcAttr: only Linux can tie the server's life to the test binary's.
-func sysProcAttr() *syscall.SysProcAttr { return nil }
