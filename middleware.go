@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -158,6 +159,10 @@ func FromContext(ctx context.Context) (Info, bool) {
 // middleware of other protocols (the grpcauth package) and for tests of
 // handlers. Like [FromContext] it follows net/http's and grpc/metadata's
 // pattern of an unexported key with exported accessors.
+//
+// Inside a [Middleware] (a handler that replaces the Info, to narrow its
+// scopes say), the new context keeps that Middleware's realm, scheme,
+// logger and error handler for [RequireScopes]'s refusals.
 func NewContext(ctx context.Context, info Info) context.Context {
 	return &authContext{Context: ctx, info: info, ok: true}
 }
@@ -170,6 +175,19 @@ type authContext struct {
 	info Info
 	ok   bool           // false: an anonymous request let through by WithOptional
 	auth *authenticator // the Middleware that saw the request; nil from NewContext
+}
+
+// middleware returns the Middleware that saw the request: c's, or, for a
+// context from NewContext, that of the nearest context it wraps that has
+// one. nil when none did.
+func (c *authContext) middleware() *authenticator {
+	for c != nil && c.auth == nil {
+		c, _ = c.Context.Value(infoKey{}).(*authContext)
+	}
+	if c == nil {
+		return nil
+	}
+	return c.auth
 }
 
 // Value returns c itself for infoKey{}.
@@ -414,6 +432,11 @@ func (a *authenticator) fail(w http.ResponseWriter, r *http.Request, err error, 
 	case r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		a.log(r, slog.LevelDebug, "tokenstore: request ended before its token was checked", err, token, http.StatusServiceUnavailable)
 		a.cfg.onError(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "the service is temporarily unavailable", err)
+	case isTimeout(err):
+		// The store did not answer in time (a paused or overloaded Redis):
+		// a retry may succeed, so 503, as for a closed store.
+		a.log(r, slog.LevelWarn, "tokenstore: the store did not answer in time", err, token, http.StatusServiceUnavailable)
+		a.cfg.onError(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "the service is temporarily unavailable", err)
 	default:
 		a.log(r, slog.LevelError, "tokenstore: cannot check token", err, token, http.StatusInternalServerError)
 		a.cfg.onError(w, r, http.StatusInternalServerError, "server_error", "internal server error", err)
@@ -507,15 +530,15 @@ func (g *scopeGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.next.ServeHTTP(w, r)
 		return
 	}
-	a := g.fallback
-	switch {
-	case c == nil:
+	a := c.middleware()
+	if a == nil {
+		a = g.fallback
+	}
+	if c == nil {
 		if l := slog.Default(); l.Enabled(r.Context(), slog.LevelError) {
 			l.LogAttrs(r.Context(), slog.LevelError, "tokenstore: RequireScopes reached without Middleware before it",
 				slog.String("method", r.Method), slog.String("path", r.URL.Path))
 		}
-	case c.auth != nil:
-		a = c.auth
 	}
 	if c == nil || !c.ok {
 		a.refuse(w, r, refuseNone.status, refuseNone.code, refuseNone.description, refuseNone.err, "")
@@ -620,4 +643,14 @@ func isHTTPToken(s string) bool {
 		}
 	}
 	return true
+}
+
+// isTimeout reports whether err is a store's deadline passing: its own
+// context deadline, or a network timeout (net.Error's Timeout).
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
 }

@@ -207,6 +207,43 @@ func TestRequireScopes_WithoutMiddleware(t *testing.T) {
 	}
 }
 
+// TestRequireScopes_NewContextAfterMiddleware: a handler between
+// Middleware and RequireScopes that replaces the Info with NewContext (one
+// that narrows a token's scopes, say) keeps the Middleware's realm, error
+// handler and logger for RequireScopes's refusals.
+func TestRequireScopes_NewContextAfterMiddleware(t *testing.T) {
+	e := newMWEnv(t, tokenstore.Policy{})
+	token, _ := e.issue(t, "alice", tokenstore.WithScopes("read", "write"))
+	var handled []int
+	var mu sync.Mutex
+	onError := func(w http.ResponseWriter, _ *http.Request, status int, code, _ string, _ error) {
+		mu.Lock()
+		handled = append(handled, status)
+		mu.Unlock()
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte("custom " + code))
+	}
+	narrow := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			info, _ := tokenstore.FromContext(r.Context())
+			info.Metadata = map[string]string{tokenstore.ScopeKey: "read"} // write dropped
+			next.ServeHTTP(w, r.WithContext(tokenstore.NewContext(r.Context(), info)))
+		})
+	}
+	srv := httptest.NewServer(tokenstore.Middleware(e.db, tokenstore.WithRealm("test"), tokenstore.WithLogger(e.logger), tokenstore.WithErrorHandler(onError))(
+		narrow(tokenstore.RequireScopes("write")(mwWhoAmI))))
+	t.Cleanup(srv.Close)
+
+	r := e.get(t, srv, "/", mwBearer(token))
+	assert.Equal(t, 403, r.status)
+	assert.Equal(t, `Bearer realm="test", error="insufficient_scope", error_description="the token lacks a required scope", scope="write"`, r.header.Get("WWW-Authenticate"))
+	assert.Equal(t, "custom insufficient_scope", r.body, "the Middleware's error handler writes it")
+	assert.Contains(t, e.logs.String(), `"status":403`, "the Middleware's logger reports it")
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []int{403}, handled)
+}
+
 func TestNewContext(t *testing.T) {
 	info := tokenstore.Info{Subject: "alice"}
 	parent := context.WithValue(context.Background(), mwOuterKey{}, "o")

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -330,6 +332,29 @@ func TestMiddleware_StoreFailing(t *testing.T) {
 	assert.Contains(t, logs, `"level":"ERROR"`)
 	assert.Contains(t, logs, "disk on fire while reading [token]")
 	assert.Contains(t, logs, `"path":"/"`)
+}
+
+// TestMiddleware_StoreTimeout: a store that does not answer in time (its
+// own deadline, or a network timeout) while the client is still there is
+// 503, which clients retry, not 500.
+func TestMiddleware_StoreTimeout(t *testing.T) {
+	for name, give := range map[string]error{
+		"its own deadline":  fmt.Errorf("redisstore: validate: %w", context.DeadlineExceeded),
+		"a network timeout": &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newMWEnv(t, tokenstore.Policy{})
+			token, _ := e.issue(t, "alice")
+			srv := e.serve(t, mwValidatorFunc(func(context.Context, string) (tokenstore.Info, error) {
+				return tokenstore.Info{}, give
+			}))
+			r := e.get(t, srv, "/", mwBearer(token))
+			assert.Equal(t, 503, r.status)
+			assert.Equal(t, map[string]string{"error": "temporarily_unavailable", "error_description": "the service is temporarily unavailable"}, r.json(t))
+			assert.Contains(t, e.logs.String(), `"level":"WARN"`)
+			assert.NotContains(t, e.logs.String(), `"level":"ERROR"`)
+		})
+	}
 }
 
 func TestMiddleware_RequestCanceled(t *testing.T) {

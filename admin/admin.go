@@ -36,7 +36,7 @@
 // before it reaches the store, and the default refuses: without
 // Options.Authorize, only a token of this same store carrying the scope
 // [DefaultScope] is accepted ([TokenAuthorizer]), sent as a Bearer token or,
-// on the page, through a login form that keeps it in an HttpOnly,
+// on the page only, through a login form that keeps it in an HttpOnly,
 // SameSite=Strict cookie.
 //
 // State-changing requests from browsers are refused when they come from
@@ -115,7 +115,8 @@ type Handler struct {
 	store     tokenstore.Store
 	walk      Walker // nil when the store cannot walk its tokens
 	prefix    string
-	authorize Authorizer
+	authorize Authorizer       // the page's routes
+	apiAuth   Authorizer       // the API, RFC 7662 and RFC 7009 routes
 	login     *TokenAuthorizer // the default authorizer, for the login form; nil with Options.Authorize
 	log       *slog.Logger
 	now       func() time.Time
@@ -138,8 +139,9 @@ type Walker interface {
 var assets embed.FS
 
 // New returns the admin handler on store. opts may be nil. It fails on a
-// nil store, a Prefix that does not start with "/", or a CSRFKey shorter
-// than 32 bytes.
+// nil store, a Prefix that is not a clean path ("/admin", "/ops/tokens":
+// starting with "/", no empty, "." or ".." segment, no space, brace, "%",
+// "?" or "#"), or a CSRFKey shorter than 32 bytes.
 func New(store tokenstore.Store, opts *Options) (*Handler, error) {
 	if store == nil {
 		return nil, errors.New("admin: nil store")
@@ -157,16 +159,22 @@ func New(store tokenstore.Store, opts *Options) (*Handler, error) {
 		secure:    !o.InsecureCookies,
 		cop:       http.NewCrossOriginProtection(),
 	}
-	if h.prefix != "" && !strings.HasPrefix(h.prefix, "/") {
-		return nil, fmt.Errorf("admin: Prefix %q does not start with /", o.Prefix)
+	if err := checkPrefix(h.prefix); err != nil {
+		return nil, fmt.Errorf("admin: Prefix %q: %w", o.Prefix, err)
 	}
 	if h.now == nil {
 		h.now = time.Now
 	}
 	h.walk, _ = store.(Walker)
+	h.apiAuth = h.authorize
 	if h.authorize == nil {
 		h.login = &TokenAuthorizer{Store: store, Scope: DefaultScope, Cookie: sessionCookie}
 		h.authorize = h.login.Authorize
+		// The login cookie is for the page, whose forms carry a CSRF
+		// token. The machine routes carry none, and RFC 7009's takes a
+		// plain form's POST: there the cookie would be a credential a
+		// cross-site form could borrow. They take the header only.
+		h.apiAuth = (&TokenAuthorizer{Store: store, Scope: DefaultScope}).Authorize
 	}
 	key := o.CSRFKey
 	if key == nil {
@@ -192,6 +200,30 @@ func New(store tokenstore.Store, opts *Options) (*Handler, error) {
 		return nil, err
 	}
 	return h, nil
+}
+
+// checkPrefix refuses a prefix that is not a clean path of plain
+// segments: the routes are ServeMux patterns built on it (a space or a
+// brace would make them another pattern, or panic), and requests are
+// matched against it literally after the mux has cleaned their paths.
+func checkPrefix(prefix string) error {
+	if prefix == "" {
+		return nil
+	}
+	if !strings.HasPrefix(prefix, "/") {
+		return errors.New("does not start with /")
+	}
+	for seg := range strings.SplitSeq(prefix[1:], "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return errors.New(`want a clean path such as "/admin": no empty, "." or ".." segment`)
+		}
+		for _, c := range seg {
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.ContainsRune("-._~!$&'()*+,;=:@", c)) {
+				return fmt.Errorf("%q is not allowed: use letters, digits and -._~!$&'()*+,;=:@ between slashes", c)
+			}
+		}
+	}
+	return nil
 }
 
 // contentSecurityPolicy allows the page its own stylesheet and forms, and
@@ -235,7 +267,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.servePage(w, r, path)
 		return
 	}
-	actor, err := h.authorize(r)
+	actor, err := h.apiAuth(r)
 	if err != nil {
 		h.authError(w, r, err)
 		return
@@ -245,7 +277,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // isAPI tells the machine routes (JSON errors) from the page's.
 func isAPI(path string) bool {
-	return strings.HasPrefix(path, "/api/") || path == "/introspect" || path == "/revoke"
+	return strings.HasPrefix(path, "/api/") || isOAuth(path)
+}
+
+// isOAuth tells the RFC 7662 and RFC 7009 routes.
+func isOAuth(path string) bool {
+	return path == "/introspect" || path == "/revoke"
 }
 
 type actorKey struct{}
@@ -258,6 +295,39 @@ func withActor(ctx context.Context, actor string) context.Context {
 func actorOf(r *http.Request) string {
 	s, _ := r.Context().Value(actorKey{}).(string)
 	return s
+}
+
+// errTokenAsSubject refuses a token given where a subject belongs (pasted
+// into the wrong field): it is never echoed, looked up or stored as a
+// subject, where pages, listings and logs would show it.
+var errTokenAsSubject = fmt.Errorf("%w: the value given is a token, not a subject; look a token up by the token itself (the page's token form, POST /api/tokens/inspect), which keeps it out of URLs", tokenstore.ErrInvalidSubject)
+
+// checkSubject is tokenstore.ValidateSubject, refusing tokens too.
+func checkSubject(s string) error {
+	if err := tokenstore.ValidateSubject(s); err != nil {
+		return err
+	}
+	if isToken(s) {
+		return errTokenAsSubject
+	}
+	return nil
+}
+
+// isToken reports whether s is a well-formed token of any tokenstore
+// store: a valid prefix, an underscore and a body whose checksum matches
+// (the handler does not know its store's prefix). A subject that merely
+// looks alike fails the checksum but for one chance in 2^32.
+func isToken(s string) bool {
+	prefix, _, ok := strings.Cut(s, "_")
+	if !ok || prefix == "" {
+		return false
+	}
+	f, err := tokenstore.NewFormat(prefix)
+	if err != nil {
+		return false
+	}
+	_, err = f.Parse(s)
+	return err == nil
 }
 
 // parseID reads a token ID from a path or form value.

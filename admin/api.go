@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -8,8 +9,12 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
+	"os"
+	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -143,9 +148,13 @@ const maxBody = 64 << 10
 
 type methods map[string]http.HandlerFunc
 
-// handle registers pattern with one handler per method; other methods get
+// handle registers pattern with one handler per method, HEAD wherever
+// GET is (RFC 9110 §9.3.2; net/http drops the body); other methods get
 // 405 with an Allow header.
 func (h *Handler) handle(pattern string, m methods) {
+	if get := m[http.MethodGet]; get != nil {
+		m[http.MethodHead] = get
+	}
 	allow := slices.Sorted(func(yield func(string) bool) {
 		for k := range m {
 			if !yield(k) {
@@ -180,7 +189,7 @@ func (h *Handler) routes() {
 
 func (h *Handler) apiList(w http.ResponseWriter, r *http.Request) {
 	subject := r.PathValue("subject")
-	if err := tokenstore.ValidateSubject(subject); err != nil {
+	if err := checkSubject(subject); err != nil {
 		h.storeError(w, r, err)
 		return
 	}
@@ -194,7 +203,7 @@ func (h *Handler) apiList(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) apiRevokeSubject(w http.ResponseWriter, r *http.Request) {
 	subject := r.PathValue("subject")
-	if err := tokenstore.ValidateSubject(subject); err != nil {
+	if err := checkSubject(subject); err != nil {
 		h.storeError(w, r, err)
 		return
 	}
@@ -242,11 +251,21 @@ func (h *Handler) apiIssue(w http.ResponseWriter, r *http.Request) {
 	if !h.readJSON(w, r, &req) {
 		return
 	}
+	if isToken(req.Subject) {
+		h.storeError(w, r, errTokenAsSubject)
+		return
+	}
 	opts := []tokenstore.IssueOption{tokenstore.WithMetadata(req.Metadata)}
 	if req.Policy != "" {
 		p, err := tokenstore.ParsePolicy(req.Policy)
 		if err != nil {
-			h.refuse(w, r, http.StatusBadRequest, "invalid_request", "policy: "+err.Error())
+			msg := "policy: " + err.Error()
+			if strings.Contains(msg, strconv.Quote(req.Policy)) {
+				// ParsePolicy quotes what it cannot parse: not echoed,
+				// it may be a token pasted in the wrong field.
+				msg = `policy: not a policy; want one such as "absolute(24h)", "sliding(idle=1h)" or "sliding(idle=1h, max=720h)"`
+			}
+			h.refuse(w, r, http.StatusBadRequest, "invalid_request", msg)
 			return
 		}
 		opts = append(opts, tokenstore.WithPolicy(p))
@@ -391,26 +410,34 @@ func (h *Handler) render(infos []tokenstore.Info) []TokenInfo {
 }
 
 // readJSON decodes r's body into v, refusing other media types, unknown
-// fields (a misspelt "polcy" must not issue a default token) and trailing
-// data.
+// fields (a misspelt "polcy" must not issue a default token), keys twice
+// or in another case (see checkKeys) and trailing data.
 func (h *Handler) readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
 		h.refuse(w, r, http.StatusUnsupportedMediaType, "unsupported_media_type", "send the body as Content-Type: application/json")
 		return false
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil && dec.Decode(new(json.RawMessage)) != io.EOF {
-		err = errors.New("data after the JSON object")
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err == nil {
+		err = checkKeys(body, jsonFields(v))
+	}
+	if err == nil {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(v)
+		if err == nil && dec.Decode(new(json.RawMessage)) != io.EOF {
+			err = errors.New("data after the JSON object")
+		}
 	}
 	if err != nil {
 		// Not the decoder's text: it can quote the body, which may hold a token.
 		msg := "the body is not the JSON object this route takes"
 		if _, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
 			msg += ": a field has the wrong type"
-		} else if strings.HasPrefix(err.Error(), "json: unknown field") {
-			msg += ": it has an unknown field"
+		} else if strings.HasPrefix(err.Error(), "json: unknown field") || errors.Is(err, errUnknownKey) {
+			msg += ": it has an unknown field (names are case-sensitive)"
+		} else if errors.Is(err, errKeyTwice) {
+			msg += ": it has a key twice"
 		} else if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			msg = fmt.Sprintf("the body is larger than %d bytes", maxBody)
 		}
@@ -418,6 +445,79 @@ func (h *Handler) readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 		return false
 	}
 	return true
+}
+
+var (
+	errKeyTwice   = errors.New("a key twice")
+	errUnknownKey = errors.New("an unknown key")
+)
+
+// checkKeys refuses a JSON body with a key twice in one object, at any
+// depth, or a top-level key that is not exactly one of fields.
+// encoding/json takes the last of two equal keys and matches keys
+// case-insensitively: {"policy":"absolute(1h)","policy":""} would issue a
+// token with the default policy, and a proxy or log that reads the first
+// key would see another request than the store did. Syntax errors are
+// left to the decoder.
+func checkKeys(body []byte, fields []string) error {
+	type object struct {
+		keys    map[string]bool
+		wantKey bool
+	}
+	var stack []*object // nil entries are arrays
+	valueDone := func() {
+		if n := len(stack); n > 0 && stack[n-1] != nil {
+			stack[n-1].wantKey = true
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	for {
+		t, err := dec.Token()
+		if err != nil {
+			return nil // io.EOF, or a syntax error the decoder reports
+		}
+		if n := len(stack); n > 0 && stack[n-1] != nil && stack[n-1].wantKey {
+			if t == json.Delim('}') {
+				stack = stack[:n-1]
+				valueDone()
+				continue
+			}
+			key, _ := t.(string)
+			if stack[n-1].keys[key] {
+				return errKeyTwice
+			}
+			if n == 1 && !slices.Contains(fields, key) {
+				return errUnknownKey
+			}
+			stack[n-1].keys[key] = true
+			stack[n-1].wantKey = false
+			continue
+		}
+		switch t {
+		case json.Delim('{'):
+			stack = append(stack, &object{keys: map[string]bool{}, wantKey: true})
+			continue
+		case json.Delim('['):
+			stack = append(stack, nil)
+			continue
+		case json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+		valueDone()
+	}
+}
+
+// jsonFields are the JSON names of the fields of the struct v points to.
+func jsonFields(v any) []string {
+	t := reflect.TypeOf(v).Elem()
+	var names []string
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			names = append(names, name)
+		}
+	}
+	return names
 }
 
 func (h *Handler) writeJSON(w http.ResponseWriter, status int, v any) {
@@ -429,8 +529,8 @@ func (h *Handler) writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // storeError answers a store's error: the sentinels as the client's
-// fault, a closed store or a cancelled request as 503, anything else as
-// 500 whose cause is logged, not sent.
+// fault, a closed store, one that timed out or a cancelled request as
+// 503, anything else as 500 whose cause is logged, not sent.
 func (h *Handler) storeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, code, desc := http.StatusInternalServerError, "server_error", "the store failed; the cause is in the server's log"
 	switch {
@@ -448,8 +548,8 @@ func (h *Handler) storeError(w http.ResponseWriter, r *http.Request, err error) 
 		status, code, desc = http.StatusConflict, "token_limit", err.Error()
 	case errors.Is(err, tokenstore.ErrReadOnly):
 		status, code, desc = http.StatusConflict, "read_only", "the store is open read-only"
-	case errors.Is(err, tokenstore.ErrClosed), r.Context().Err() != nil:
-		status, code, desc = http.StatusServiceUnavailable, "temporarily_unavailable", "the store is closed or the request was cancelled"
+	case errors.Is(err, tokenstore.ErrClosed), r.Context().Err() != nil, timedOut(err):
+		status, code, desc = http.StatusServiceUnavailable, "temporarily_unavailable", "the store is closed, did not answer in time, or the request was cancelled"
 		h.log.Warn("admin: store unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
 	default:
 		h.log.Error("admin: store failed", "method", r.Method, "path", r.URL.Path, "err", err)
@@ -457,19 +557,46 @@ func (h *Handler) storeError(w http.ResponseWriter, r *http.Request, err error) 
 	h.refuse(w, r, status, code, desc)
 }
 
-// authError answers an Authorizer's refusal or failure.
+// timedOut reports whether err is a store that did not answer in time (a
+// network deadline, e.g. Redis's read timeout, or a context deadline of
+// the store's own): temporarily unavailable, worth a retry, unlike a
+// failure (RFC 7009 §2.2.1 has the client retry a 503).
+func timedOut(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	ne, ok := errors.AsType[net.Error](err)
+	return ok && ne.Timeout()
+}
+
+// authError answers an Authorizer's refusal or failure. The challenge is
+// RFC 6750 §3.1's: no error code without credentials, invalid_token for a
+// token refused, insufficient_scope for one without the admin scope. The
+// RFC 7662 and RFC 7009 routes use those codes in the body too (RFC 7662
+// §2.3); the JSON API keeps its own, which admin.Client maps.
 func (h *Handler) authError(w http.ResponseWriter, r *http.Request, err error) {
+	oauth := isOAuth(strings.TrimPrefix(r.URL.Path, h.prefix))
 	switch {
 	case errors.Is(err, ErrUnauthenticated):
-		w.Header().Set("WWW-Authenticate", `Bearer realm="tokenstore admin"`)
-		h.refuse(w, r, http.StatusUnauthorized, "unauthorized", "admin credentials required")
+		c, code := `Bearer realm="tokenstore admin"`, "unauthorized"
+		if _, ok := errors.AsType[invalidToken](err); ok {
+			c += `, error="invalid_token"`
+			if oauth {
+				code = "invalid_token"
+			}
+		}
+		w.Header().Set("WWW-Authenticate", c)
+		h.refuse(w, r, http.StatusUnauthorized, code, "admin credentials required")
 	case errors.Is(err, ErrForbidden):
-		c := `Bearer realm="tokenstore admin", error="insufficient_scope"`
+		c, code := `Bearer realm="tokenstore admin", error="insufficient_scope"`, "forbidden"
 		if h.login != nil {
 			c += fmt.Sprintf(", scope=%q", h.login.Scope)
 		}
+		if oauth {
+			code = "insufficient_scope"
+		}
 		w.Header().Set("WWW-Authenticate", c)
-		h.refuse(w, r, http.StatusForbidden, "forbidden", "these credentials do not allow administration")
+		h.refuse(w, r, http.StatusForbidden, code, "these credentials do not allow administration")
 		h.log.Warn("admin: refused", "method", r.Method, "path", r.URL.Path, "err", err)
 	default:
 		h.storeError(w, r, err)

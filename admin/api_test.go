@@ -115,7 +115,7 @@ func TestAPI_ListGetInspect(t *testing.T) {
 		assert.Equal(t, "not_found", res.errorCode(t))
 		res = e.do(req{method: "PUT", path: "/admin/api/tokens/" + i1.ID.String(), token: e.admin})
 		assert.Equal(t, http.StatusMethodNotAllowed, res.status)
-		assert.Equal(t, "DELETE, GET", res.header.Get("Allow"))
+		assert.Equal(t, "DELETE, GET, HEAD", res.header.Get("Allow"))
 
 		// By token, in the body; no use is counted.
 		res = e.do(req{method: "POST", path: "/admin/api/tokens/inspect", token: e.admin, ctype: jsonType, body: `{"token":"` + t1 + `"}`})
@@ -279,20 +279,25 @@ func TestAPI_Unauthorized(t *testing.T) {
 			header http.Header
 			status int
 			code   string
+			oauth  string // the code on /introspect and /revoke (RFC 7662 §2.3, RFC 6750 §3.1)
 		}{
-			{name: "none", status: 401, code: "unauthorized"},
-			{name: "garbage", token: "nonsense", status: 401, code: "unauthorized"},
-			{name: "revoked admin token", token: revokedAdmin, status: 401, code: "unauthorized"},
-			{name: "Basic scheme", header: http.Header{"Authorization": {"Basic cm9vdDpyb290"}}, status: 401, code: "unauthorized"},
-			{name: "two headers", header: http.Header{"Authorization": {"Bearer " + e.admin, "Bearer " + e.admin}}, status: 401, code: "unauthorized"},
-			{name: "a user's token without the admin scope", token: user, status: 403, code: "forbidden"},
+			{name: "none", status: 401, code: "unauthorized", oauth: "unauthorized"},
+			{name: "garbage", token: "nonsense", status: 401, code: "unauthorized", oauth: "invalid_token"},
+			{name: "revoked admin token", token: revokedAdmin, status: 401, code: "unauthorized", oauth: "invalid_token"},
+			{name: "Basic scheme", header: http.Header{"Authorization": {"Basic cm9vdDpyb290"}}, status: 401, code: "unauthorized", oauth: "unauthorized"},
+			{name: "two headers", header: http.Header{"Authorization": {"Bearer " + e.admin, "Bearer " + e.admin}}, status: 401, code: "unauthorized", oauth: "unauthorized"},
+			{name: "a user's token without the admin scope", token: user, status: 403, code: "forbidden", oauth: "insufficient_scope"},
 		}
 		for _, c := range creds {
 			for _, r := range routes {
 				r.token, r.header = c.token, c.header
 				res := e.do(r)
 				assert.Equal(t, c.status, res.status, "%s: %s %s: %s", c.name, r.method, r.path, res.body)
-				assert.Equal(t, c.code, res.errorCode(t), "%s: %s %s", c.name, r.method, r.path)
+				code := c.code
+				if r.path == "/admin/introspect" || r.path == "/admin/revoke" {
+					code = c.oauth
+				}
+				assert.Equal(t, code, res.errorCode(t), "%s: %s %s", c.name, r.method, r.path)
 				assert.Contains(t, res.header.Get("WWW-Authenticate"), `Bearer realm="tokenstore admin"`)
 				if c.status == 403 {
 					assert.Contains(t, res.header.Get("WWW-Authenticate"), `error="insufficient_scope", scope="tokenstore:admin"`)

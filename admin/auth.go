@@ -25,6 +25,15 @@ var (
 // each change, or an error: [ErrUnauthenticated] (401), [ErrForbidden]
 // (403), anything else a failure (503 for tokenstore.ErrClosed, else
 // 500; logged, never sent). It must not read r's body.
+//
+// The same Authorizer decides the page's requests and the machine
+// routes' (JSON API, /introspect, /revoke). Only the page's forms carry a
+// CSRF token; an Authorizer that accepts a cookie on the machine routes
+// leaves them to net/http.CrossOriginProtection alone, which refuses
+// cross-origin requests from every current browser but not from one that
+// sends neither Sec-Fetch-Site nor Origin (RFC 7009's /revoke takes a
+// plain form). Prefer the Authorization header there when r's path is
+// under the prefix's /api/, /introspect or /revoke.
 type Authorizer func(r *http.Request) (actor string, err error)
 
 // TokenAuthorizer accepts requests that carry a token of Store whose
@@ -52,18 +61,26 @@ func (a *TokenAuthorizer) check(r *http.Request, token string) (string, error) {
 	info, err := a.Store.Validate(r.Context(), token)
 	switch {
 	case errors.Is(err, tokenstore.ErrMalformed), errors.Is(err, tokenstore.ErrNotFound):
-		return "", fmt.Errorf("%w: the admin token is not one of this store's, or was revoked", ErrUnauthenticated)
+		return "", invalidToken("the admin token is not one of this store's, or was revoked")
 	case errors.Is(err, tokenstore.ErrExpired):
-		return "", fmt.Errorf("%w: the admin token has expired", ErrUnauthenticated)
+		return "", invalidToken("the admin token has expired")
 	case err != nil:
 		return "", err
 	}
 	actor := fmt.Sprintf("%s (token %s)", info.Subject, info.ID)
-	if !hasScope(info, a.Scope) {
+	if !info.HasScopes(a.Scope) {
 		return actor, fmt.Errorf("%w: token %s lacks the scope %q", ErrForbidden, info.ID, a.Scope)
 	}
 	return actor, nil
 }
+
+// invalidToken refuses a credential that was presented but is not valid:
+// RFC 6750 §3.1's invalid_token, as opposed to no credential at all. It
+// is an ErrUnauthenticated.
+type invalidToken string
+
+func (e invalidToken) Error() string { return ErrUnauthenticated.Error() + ": " + string(e) }
+func (e invalidToken) Unwrap() error { return ErrUnauthenticated }
 
 // token reads the credentials: a Bearer header, else the cookie.
 func (a *TokenAuthorizer) token(r *http.Request) (string, error) {
@@ -84,16 +101,4 @@ func (a *TokenAuthorizer) token(r *http.Request) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%w: the request carries no admin token", ErrUnauthenticated)
-}
-
-// hasScope reports whether info's "scope" metadata, a space-separated
-// list (RFC 6749 §3.3), holds scope. It is the one place that reads the
-// key, to become info.HasScopes when the root package has it.
-func hasScope(info tokenstore.Info, scope string) bool {
-	for s := range strings.FieldsSeq(info.Metadata["scope"]) {
-		if s == scope {
-			return true
-		}
-	}
-	return false
 }

@@ -23,6 +23,10 @@ import (
 // ErrTokenLimit, ...), so that a tool written for a file works against a
 // running application. It is what the tokenstore command's --url mode is
 // built on. A Client is safe for concurrent use.
+//
+// A subject that is a token (pasted in the wrong place) is refused with
+// tokenstore.ErrInvalidSubject before anything is sent: subjects travel
+// in URL paths, which access logs keep.
 type Client struct {
 	// BaseURL is where the handler is mounted, e.g.
 	// "https://app.example/admin" (a trailing slash is ignored).
@@ -71,10 +75,18 @@ func (e *APIError) Unwrap() error {
 	return nil
 }
 
+// errLocalTokenAsSubject is errTokenAsSubject, said before sending: the
+// subject would go in the URL, which access logs and proxies keep.
+// Refused before anything is sent: the error is the handler's own, unwrapped.
+var errLocalTokenAsSubject = errTokenAsSubject
+
 // List returns subject's live tokens, oldest first.
 func (c *Client) List(ctx context.Context, subject string) ([]tokenstore.Info, error) {
+	if isToken(subject) {
+		return nil, errLocalTokenAsSubject
+	}
 	var l TokenList
-	if err := c.do(ctx, "GET", "/api/subjects/"+url.PathEscape(subject)+"/tokens", nil, &l); err != nil {
+	if err := c.do(ctx, "GET", "/api/subjects/"+pathSegment(subject)+"/tokens", nil, &l); err != nil {
 		return nil, err
 	}
 	return infos(l.Tokens)
@@ -117,13 +129,19 @@ func (c *Client) RevokeID(ctx context.Context, id uuid.UUID) error {
 
 // RevokeSubject revokes every token of subject and says how many.
 func (c *Client) RevokeSubject(ctx context.Context, subject string) (int, error) {
+	if isToken(subject) {
+		return 0, errLocalTokenAsSubject
+	}
 	var r Revoked
-	err := c.do(ctx, "DELETE", "/api/subjects/"+url.PathEscape(subject)+"/tokens", nil, &r)
+	err := c.do(ctx, "DELETE", "/api/subjects/"+pathSegment(subject)+"/tokens", nil, &r)
 	return r.Revoked, err
 }
 
 // Issue issues a token for subject with the policy and metadata of opts.
 func (c *Client) Issue(ctx context.Context, subject string, opts ...tokenstore.IssueOption) (string, tokenstore.Info, error) {
+	if isToken(subject) {
+		return "", tokenstore.Info{}, errLocalTokenAsSubject
+	}
 	p, err := tokenstore.NewIssueParams(opts...)
 	if err != nil {
 		return "", tokenstore.Info{}, err
@@ -155,6 +173,16 @@ func (c *Client) Expiring(ctx context.Context, d time.Duration) ([]tokenstore.In
 		return nil, err
 	}
 	return infos(l.Tokens)
+}
+
+// pathSegment escapes subject as one path segment. url.PathEscape leaves
+// "." and "..", which a server's mux cleans away (/api/subjects/../tokens
+// is /api/tokens): their dots are escaped too.
+func pathSegment(subject string) string {
+	if subject == "." || subject == ".." {
+		return strings.ReplaceAll(subject, ".", "%2E")
+	}
+	return url.PathEscape(subject)
 }
 
 // maxResponse bounds a response body: a subject's tokens at the most

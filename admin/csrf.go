@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"strconv"
 )
 
 // The page's CSRF defence, beside net/http.CrossOriginProtection: a
@@ -80,4 +81,16 @@ func sessionOf(r *http.Request) string {
 		return ck.Value
 	}
 	return ""
+}
+
+// notice signs the "Revoked N tokens." a change redirects to, for that
+// subject, count and session: a link anyone can craft must not tell an
+// operator that a leaked token is gone when it is not.
+func (c csrf) notice(subject string, revoked int, session string) string {
+	s := sha256.Sum256([]byte(session))
+	m := hmac.New(sha256.New, c.key)
+	m.Write([]byte("tokenstore admin notice\x00"))
+	m.Write([]byte(strconv.Itoa(revoked) + "\x00" + subject + "\x00"))
+	m.Write(s[:])
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"errors"
+	"fmt"
 	"mime"
 	"net/http"
 	"net/url"
@@ -34,7 +35,11 @@ func (h *Handler) readTokenForm(w http.ResponseWriter, r *http.Request) (string,
 	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	if err := r.ParseForm(); err != nil {
 		// Not err's text: it may quote the body.
-		h.refuse(w, r, http.StatusBadRequest, "invalid_request", "the body is not a valid form")
+		msg := "the body is not a valid form"
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			msg = fmt.Sprintf("the body is larger than %d bytes", maxBody)
+		}
+		h.refuse(w, r, http.StatusBadRequest, "invalid_request", msg)
 		return "", false
 	}
 	if q, _ := url.ParseQuery(r.URL.RawQuery); q.Has("token") {

@@ -2,14 +2,18 @@ package admin
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"errors"
+	"fmt"
 	"html/template"
 	"maps"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/tokenstore/tokenstore"
 )
@@ -49,7 +53,31 @@ type confirm struct {
 	Count   int    // tokens the subject holds now
 }
 
-var templateFuncs = template.FuncMap{"plural": plural}
+var templateFuncs = template.FuncMap{"plural": plural, "visible": visible}
+
+// visible shows s with its invisible and direction-changing characters
+// (Unicode categories Cf and Cc: U+202E RIGHT-TO-LEFT OVERRIDE, U+2066
+// isolates, U+200B ZERO WIDTH SPACE, ...) written as \uXXXX. Subjects
+// and metadata are chosen by whoever issues tokens (often a user
+// choosing a name); raw, such a character shows the operator another
+// name than the stored one, or reverses the sentence around it on a
+// confirmation page. The templates also isolate each such text in <bdi>,
+// for right-to-left scripts. Form values keep the exact text.
+func visible(s string) string {
+	hidden := func(r rune) bool { return unicode.Is(unicode.Cf, r) || unicode.IsControl(r) }
+	if !strings.ContainsFunc(s, hidden) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if hidden(r) {
+			fmt.Fprintf(&b, `\u%04x`, r)
+		} else {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
 
 const timeLayout = "2006-01-02 15:04:05 UTC"
 
@@ -171,7 +199,9 @@ func (h *Handler) pageHome(w http.ResponseWriter, r *http.Request, d pageData) {
 	q := r.URL.Query()
 	now := h.now()
 	if n := q.Get("revoked"); n != "" {
-		if k, err := strconv.Atoi(n); err == nil && k >= 0 {
+		k, err := strconv.Atoi(n)
+		sig := h.csrf.notice(q.Get("subject"), k, sessionOf(r))
+		if err == nil && k >= 0 && hmac.Equal([]byte(q.Get("sig")), []byte(sig)) {
 			d.Notice = "Revoked " + plural(k, "token") + "."
 		}
 	}
@@ -195,7 +225,10 @@ func (h *Handler) pageHome(w http.ResponseWriter, r *http.Request, d pageData) {
 		d.Token = &v
 	case q.Has("subject"):
 		d.Subject = q.Get("subject")
-		if err := tokenstore.ValidateSubject(d.Subject); err != nil {
+		if err := checkSubject(d.Subject); err != nil {
+			if errors.Is(err, errTokenAsSubject) {
+				d.Subject = ""
+			}
 			d.Error = err.Error()
 			break
 		}
@@ -273,7 +306,7 @@ func (h *Handler) pageRevokeSubject(w http.ResponseWriter, r *http.Request, d pa
 		src = r.PostForm
 	}
 	subject := src.Get("subject")
-	if err := tokenstore.ValidateSubject(subject); err != nil {
+	if err := checkSubject(subject); err != nil {
 		h.refuse(w, r, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
@@ -298,9 +331,10 @@ func (h *Handler) pageRevokeSubject(w http.ResponseWriter, r *http.Request, d pa
 }
 
 // redirectHome answers a change with 303 to the subject's listing, so
-// that reloading the result repeats nothing.
+// that reloading the result repeats nothing; the count is signed (see
+// csrf.notice).
 func (h *Handler) redirectHome(w http.ResponseWriter, r *http.Request, subject string, revoked int) {
-	q := url.Values{"subject": {subject}, "revoked": {strconv.Itoa(revoked)}}
+	q := url.Values{"subject": {subject}, "revoked": {strconv.Itoa(revoked)}, "sig": {h.csrf.notice(subject, revoked, sessionOf(r))}}
 	http.Redirect(w, r, h.prefix+"/?"+q.Encode(), http.StatusSeeOther)
 }
 

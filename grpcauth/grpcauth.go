@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 
@@ -145,8 +146,9 @@ func WithLogger(l *slog.Logger) Option {
 //     codes.PermissionDenied with [MessagePermissionDenied] and the scopes
 //     required;
 //   - v fails: codes.Unavailable when the store is closed
-//     ([tokenstore.ErrClosed]), the context's code when the call ended
-//     first, codes.Internal otherwise;
+//     ([tokenstore.ErrClosed]) or did not answer in time (its own deadline,
+//     a network timeout), the context's code when the call ended first,
+//     codes.Internal otherwise;
 //   - otherwise the handler runs, and [tokenstore.FromContext] gives it the
 //     token's Info; v.Validate has counted the use, so a sliding token has
 //     slid.
@@ -321,7 +323,9 @@ func (a *authenticator) credentials(ctx context.Context) (string, error) {
 	default:
 		return "", errTwoValues
 	}
-	scheme, rest, _ := strings.Cut(vs[0], " ")
+	// Whitespace around the value is not part of it (RFC 9110 §5.5), as
+	// net/http trims it from the header before the HTTP middleware reads it.
+	scheme, rest, _ := strings.Cut(strings.Trim(vs[0], " \t"), " ")
 	if !a.accepts(scheme) {
 		if scheme == "" && rest == "" {
 			return "", tokenstore.ErrNoCredentials
@@ -357,6 +361,9 @@ func (a *authenticator) fail(ctx context.Context, method string, err error, toke
 	case ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		code := status.FromContextError(ctx.Err()).Code()
 		return a.refuse(ctx, method, slog.LevelDebug, code, "the call ended before its token was checked", err, token)
+	case storeTimedOut(err):
+		// A paused or overloaded store: clients retry Unavailable.
+		return a.refuse(ctx, method, slog.LevelWarn, codes.Unavailable, MessageUnavailable, err, token)
 	default:
 		return a.refuse(ctx, method, slog.LevelError, codes.Internal, MessageInternal, err, token)
 	}
@@ -396,3 +403,12 @@ func (e *refusal) Error() string {
 func (e *refusal) GRPCStatus() *status.Status { return e.status }
 
 func (e *refusal) Unwrap() error { return e.err }
+
+// storeTimedOut reports whether err is the store's own deadline passing
+// (the call's context is still alive): its context deadline, or a network
+// timeout.
+func storeTimedOut(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		errors.As(err, &t) && t.Timeout()
+}

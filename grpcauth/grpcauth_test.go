@@ -348,7 +348,9 @@ func TestUnary_Authentication(t *testing.T) {
 		e.remember(unknown)
 		e.clock.Advance(2 * time.Hour)
 
-		for _, give := range [][]string{{bearer(valid)}, {"Token " + valid}, {"bearer   " + valid}} {
+		// Spaces around the value are not part of it, as in an HTTP header
+		// (RFC 9110 §5.5), where net/http trims them before the middleware.
+		for _, give := range [][]string{{bearer(valid)}, {"Token " + valid}, {"bearer   " + valid}, {bearer(valid) + " "}, {"  " + bearer(valid)}} {
 			resp, err := e.unary(give...)
 			require.NoError(t, err, "%q", give[0][:8])
 			assert.Equal(t, "alice", resp.GetUsername())
@@ -484,6 +486,45 @@ func TestPublicMethods(t *testing.T) {
 	})
 }
 
+// TestPublicMethods_NameTricks calls, through a raw connection, method
+// names crafted to look public (or to dodge a method's own scopes) while
+// reaching a protected handler: none reaches it, with or without a token.
+// It holds because grpc-go dispatches on the same ":path" the interceptors
+// see, and refuses a path without its leading '/' (which would otherwise
+// miss the method's entry and fall back to the default scopes).
+func TestPublicMethods_NameTricks(t *testing.T) {
+	e := newEnv(t, backends[0],
+		grpcauth.WithPublicMethods(grpcauth.HealthService, emptyMethod),
+		grpcauth.WithMethodScopes(map[string][]string{unaryMethod: {"admin"}}))
+	token := e.issue("alice")
+	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, conn.Close()) })
+	for _, method := range []string{
+		"grpc.testing.TestService/UnaryCall",
+		"//grpc.testing.TestService/UnaryCall",
+		"/grpc.testing.TestService/UnaryCall/",
+		"/grpc.health.v1.Health/../grpc.testing.TestService/UnaryCall",
+		"/grpc.health.v1.Health//grpc.testing.TestService/UnaryCall",
+		"/grpc.testing.TestService/EmptyCall/../UnaryCall",
+		"/grpc.testing.TestService/UnaryCall?/grpc.health.v1.Health/",
+		"/grpc.testing.TestService/UnaryCall%00",
+		"/Grpc.testing.TestService/UnaryCall",
+	} {
+		for _, ctx := range []context.Context{withAuth(), withAuth(bearer(token))} {
+			var resp testgrpc.SimpleResponse
+			err := conn.Invoke(ctx, method, &testgrpc.SimpleRequest{}, &resp)
+			require.Error(t, err, "%q reached a handler as %q", method, resp.GetUsername())
+			assert.Contains(t, []codes.Code{codes.Unimplemented, codes.Unauthenticated, codes.PermissionDenied}, status.Code(err), "%q: %v", method, err)
+		}
+	}
+	// The real names, for contrast: the public one runs, the scoped one
+	// refuses a token without its scope.
+	require.NoError(t, conn.Invoke(withAuth(), emptyMethod, &testgrpc.Empty{}, &testgrpc.Empty{}))
+	err = conn.Invoke(withAuth(bearer(token)), unaryMethod, &testgrpc.SimpleRequest{}, &testgrpc.SimpleResponse{})
+	assertStatus(t, err, codes.PermissionDenied, grpcauth.MessagePermissionDenied+": requires admin")
+}
+
 // TestRevoked_HTTPAndGRPC serves one store over HTTP and gRPC, as an
 // application that speaks both does: a token works on both until it is
 // revoked, then neither accepts it, on a connection already open.
@@ -592,6 +633,26 @@ func TestValidatorFails(t *testing.T) {
 	_, err = canceled(ended, nil, &grpc.UnaryServerInfo{FullMethod: unaryMethod}, nil)
 	assert.Equal(t, codes.Canceled, status.Code(err))
 	assert.ErrorIs(t, err, context.Canceled)
+}
+
+// TestValidatorTimesOut: a store that does not answer in time while the
+// call is still alive is Unavailable, which gRPC clients retry.
+func TestValidatorTimesOut(t *testing.T) {
+	for name, give := range map[string]error{
+		"its own deadline":  fmt.Errorf("redisstore: validate: %w", context.DeadlineExceeded),
+		"a network timeout": &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var logs logBuffer
+			intercept := grpcauth.UnaryServerInterceptor(validatorFunc(func(context.Context, string) (tokenstore.Info, error) {
+				return tokenstore.Info{}, give
+			}), grpcauth.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+			ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", bearer("secret_0123456789")))
+			_, err := intercept(ctx, nil, &grpc.UnaryServerInfo{FullMethod: unaryMethod}, nil)
+			assertStatus(t, err, codes.Unavailable, grpcauth.MessageUnavailable)
+			assert.Contains(t, logs.String(), `"level":"WARN"`)
+		})
+	}
 }
 
 type validatorFunc func(context.Context, string) (tokenstore.Info, error)

@@ -259,6 +259,14 @@ func (s *remoteStore) err(err error) error {
 	if errors.Is(err, tokenstore.ErrExpired) { // Get's expired token: its Info comes with it
 		return err
 	}
+	// Input the client refused before sending anything: the reason is the
+	// library's own, and the application was never asked.
+	for _, refused := range []error{tokenstore.ErrInvalidSubject, tokenstore.ErrInvalidPolicy,
+		tokenstore.ErrMetadataTooLarge, tokenstore.ErrInvalidScope, tokenstore.ErrMalformed} {
+		if errors.Is(err, refused) {
+			return err
+		}
+	}
 	// A 2xx answer that is not the API's JSON: --url names another server.
 	return &explained{fmt.Sprintf("%s did not answer as the tokenstore admin API (%v): is --url where the application mounts the admin handler, such as http://127.0.0.1:8080/admin?", s.url, errors.Unwrap(err)), errors.Join(errBadAnswer, err)}
 }

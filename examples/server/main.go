@@ -21,6 +21,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/pbkdf2"
 	"crypto/rand"
@@ -212,27 +213,44 @@ func (u user) check(password string) bool {
 	if u.Password == "" {
 		u = dummy
 	}
-	f := strings.Split(u.Password, "$")
-	if len(f) != 3 || f[0] != "pbkdf2-sha256" {
-		return false
-	}
-	salt, err1 := hex.DecodeString(f[1])
-	want, err2 := hex.DecodeString(f[2])
-	if err1 != nil || err2 != nil {
+	salt, want, err := parseHash(u.Password)
+	if err != nil {
 		return false
 	}
 	got, err := pbkdf2.Key(sha256.New, password, salt, pbkdfIterations, len(want))
 	return err == nil && subtle.ConstantTimeCompare(got, want) == 1
 }
 
+// parseHash reads a hash-password output. Its error never repeats h, which
+// may be a password written where its hash belongs.
+func parseHash(h string) (salt, key []byte, err error) {
+	f := strings.Split(h, "$")
+	if len(f) != 3 || f[0] != "pbkdf2-sha256" {
+		return nil, nil, errors.New(`password: not "pbkdf2-sha256$<salt>$<key>" (run "server hash-password" and paste its output)`)
+	}
+	salt, err1 := hex.DecodeString(f[1])
+	key, err2 := hex.DecodeString(f[2])
+	if err1 != nil || err2 != nil || len(salt) == 0 || len(key) == 0 {
+		return nil, nil, errors.New("password: the salt or key of the hash is not hexadecimal")
+	}
+	return salt, key, nil
+}
+
+// maxPassword bounds hash-password's input.
+const maxPassword = 1024
+
 func hashPassword(stdin io.Reader, stdout io.Writer) error {
-	b, err := io.ReadAll(io.LimitReader(stdin, 1024))
+	b, err := io.ReadAll(io.LimitReader(stdin, maxPassword+3)) // room for "\r\n"
 	if err != nil {
 		return err
 	}
 	pw := strings.TrimRight(string(b), "\r\n")
-	if pw == "" {
+	switch {
+	case pw == "":
 		return errors.New("hash-password: give the password on stdin")
+	case len(pw) > maxPassword:
+		// Hashing a prefix would make a password that never logs in.
+		return fmt.Errorf("hash-password: the password is longer than %d bytes", maxPassword)
 	}
 	salt := make([]byte, 16)
 	rand.Read(salt)
@@ -249,14 +267,24 @@ func loadUsers(path string) (map[string]user, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A user who cannot log in fails here, at start, rather than as an
+	// invalid_grant on every login with nothing in the log.
 	var list []user
-	if err := json.Unmarshal(b, &list); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&list); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	users := make(map[string]user, len(list))
 	for _, u := range list {
 		if err := tokenstore.ValidateSubject(u.Username); err != nil {
 			return nil, fmt.Errorf("%s: user %q: %w", path, u.Username, err)
+		}
+		if _, _, err := parseHash(u.Password); err != nil {
+			return nil, fmt.Errorf("%s: user %q: %w", path, u.Username, err)
+		}
+		if _, dup := users[u.Username]; dup {
+			return nil, fmt.Errorf("%s: user %q is listed twice", path, u.Username)
 		}
 		users[u.Username] = u
 	}
