@@ -2,9 +2,13 @@ package tokenstore
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
+	"syscall"
 
 	"github.com/google/uuid"
 	bolt "go.etcd.io/bbolt"
@@ -33,6 +37,11 @@ func (db *DB) Backup(ctx context.Context, w io.Writer) (int64, error) {
 		err := view(db.bolt, func(tx *bolt.Tx) error {
 			var err error
 			n, err = tx.WriteTo(ctxWriter{ctx, w})
+			if err != nil && ctx.Err() != nil {
+				// bbolt's WriteTo flattens its writer's error into text
+				// ("meta 1 copy: context canceled"): keep ctx's for errors.Is.
+				err = ctx.Err()
+			}
 			return err
 		})
 		return n, wrap("backup", boltErr(err))
@@ -98,9 +107,14 @@ func (c ctxReader) Read(p []byte) (int, error) {
 // backup.
 //
 // When path is a symbolic link, the file it points at is replaced and the
-// link kept.
+// link kept. A path that is the store's own file (by any name) is refused
+// with [fs.ErrInvalid], as is one that names a FIFO, a device or a socket;
+// a directory with [syscall.EISDIR]. Nothing is written then.
 func (db *DB) BackupFile(ctx context.Context, path string) (int64, error) {
 	path = realPath(path)
+	if err := db.checkBackupPath(path); err != nil {
+		return 0, wrap("backup "+path, err)
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return 0, wrap("backup", err)
@@ -116,7 +130,50 @@ func (db *DB) BackupFile(ctx context.Context, path string) (int64, error) {
 	if err == nil {
 		err = os.Rename(tmp.Name(), path)
 	}
+	if err == nil {
+		// The rename is durable only once the directory is: without this
+		// a power cut may leave the old backup, or none, under path.
+		err = syncDir(filepath.Dir(path))
+	}
 	return n, wrap("backup", err)
+}
+
+// syncDir fsyncs the directory dir, so that a rename into it survives a
+// crash. Windows cannot sync a directory (its renames are metadata the
+// filesystem journals): there it does nothing.
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// checkBackupPath refuses a backup path that exists and is not a file a
+// backup may replace. Renaming the copy over the store's own file would
+// leave the store writing to the unlinked old one, losing every later
+// write at the next Open; over a FIFO it would leave its reader waiting.
+func (db *DB) checkBackupPath(path string) error {
+	st, err := os.Stat(path)
+	switch {
+	case err != nil:
+		return nil // missing: the backup creates it
+	case st.IsDir():
+		return fmt.Errorf("%w (name the backup file, not its directory)", syscall.EISDIR)
+	case !st.Mode().IsRegular():
+		return fmt.Errorf("%w: not a regular file (%s); to stream a backup, use Backup with a writer", fs.ErrInvalid, st.Mode().Type())
+	}
+	if own, err := os.Stat(db.path); err == nil && os.SameFile(st, own) {
+		return fmt.Errorf("%w: it is the store's own file %s: name another file", fs.ErrInvalid, db.path)
+	}
+	return nil
 }
 
 // Compact rewrites the file at path without its free pages (a bbolt file

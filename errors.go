@@ -2,7 +2,8 @@ package tokenstore
 
 import (
 	"errors"
-	"strings"
+
+	"github.com/tokenstore/tokenstore/internal/backend"
 )
 
 // Sentinel errors. Every error a [DB] method returns wraps at most one of
@@ -61,28 +62,9 @@ var (
 	ErrReadOnly = errors.New("tokenstore: store is read-only")
 )
 
-// opError adds the operation to an error without repeating the package
-// prefix: "tokenstore: validate: token has expired". An empty op adds only
-// the prefix, for an error that names its operation itself (an
-// *fs.PathError: "open x: permission denied").
-type opError struct {
-	op  string
-	err error
-}
-
-func (e *opError) Error() string {
-	msg := strings.TrimPrefix(e.err.Error(), "tokenstore: ")
-	if e.op == "" {
-		return "tokenstore: " + msg
-	}
-	return "tokenstore: " + e.op + ": " + msg
-}
-
-func (e *opError) Unwrap() error { return e.err }
-
+// wrap adds the operation to an error without repeating a package prefix:
+// "tokenstore: validate: token has expired". An empty op adds only the
+// prefix (see backend.OpError), as redisstore's errors do.
 func wrap(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	return &opError{op, err}
+	return backend.Wrap("tokenstore", op, err)
 }

@@ -517,3 +517,31 @@ func TestOpen_Prefix(t *testing.T) {
 	_, err = tokenstore.Open(p, &tokenstore.Options{Prefix: "myapp"})
 	require.ErrorIs(t, err, tokenstore.ErrPrefixMismatch)
 }
+
+// cancelOnWrite cancels its context at the first write, and fails it.
+type cancelOnWrite struct{ cancel context.CancelFunc }
+
+func (c cancelOnWrite) Write([]byte) (int, error) {
+	c.cancel()
+	return 0, context.Canceled
+}
+
+// TestBackup_CanceledIsCanceled: a Backup stopped by its context returns
+// an error that errors.Is context.Canceled on either path. On a ReadOnly
+// store bbolt's WriteTo turned it into text ("meta 1 copy: context
+// canceled"), so the CLI printed that rather than "interrupted".
+func TestBackup_CanceledIsCanceled(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens.db")
+	db := mustOpenAt(t, path, &tokenstore.Options{SweepInterval: -1})
+	_, _, err := db.Issue(t.Context(), "user")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	_, err = db.Backup(ctx, cancelOnWrite{cancel})
+	require.ErrorIs(t, err, context.Canceled, "read-write store")
+	require.NoError(t, db.Close())
+
+	ro := mustOpenAt(t, path, &tokenstore.Options{ReadOnly: true})
+	ctx, cancel = context.WithCancel(t.Context())
+	_, err = ro.Backup(ctx, cancelOnWrite{cancel})
+	require.ErrorIs(t, err, context.Canceled, "read-only store")
+}

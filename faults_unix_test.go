@@ -137,3 +137,56 @@ func TestBackupFile_ThroughSymlink(t *testing.T) {
 	require.Equal(t, fs.ModeSymlink, lst.Mode().Type(), "the link is still a link")
 	require.Equal(t, n, fileSize(t, real), "the backup is in the file the link points at")
 }
+
+// TestBackupFile_RefusesWhatIsNotABackup: BackupFile to the store's own
+// file (by its path, a link to it or a hard link) returned nil after
+// renaming the copy over the live file: the open store went on writing to
+// the unlinked old file, and everything after the backup (revocations
+// too) was lost at the next Open. A directory was "file exists", and a
+// FIFO was replaced by a regular file (its reader waited for ever). Each
+// is refused with its cause, and nothing is touched.
+func TestBackupFile_RefusesWhatIsNotABackup(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tokens.db")
+	db := mustOpenAt(t, path, &tokenstore.Options{SweepInterval: -1})
+	token, _, err := db.Issue(t.Context(), "user")
+	require.NoError(t, err)
+	require.NoError(t, os.Symlink(path, filepath.Join(dir, "link.db")))
+	require.NoError(t, os.Link(path, filepath.Join(dir, "hard.db")))
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "adir"), 0o755))
+	require.NoError(t, syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o600))
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+
+	for _, tc := range []struct {
+		name, why string
+		is        error
+	}{
+		{"tokens.db", "is the store's own file", fs.ErrInvalid},
+		{"link.db", "is the store's own file", fs.ErrInvalid},
+		{"hard.db", "is the store's own file", fs.ErrInvalid},
+		{"adir", "is a directory", syscall.EISDIR},
+		{"adir/", "is a directory", syscall.EISDIR},
+		{"fifo", "not a regular file", fs.ErrInvalid},
+	} {
+		_, err := db.BackupFile(t.Context(), filepath.Join(dir, tc.name))
+		require.ErrorIs(t, err, tc.is, tc.name)
+		require.ErrorContains(t, err, tc.why, tc.name)
+	}
+	now, err := os.Stat(path)
+	require.NoError(t, err)
+	require.True(t, os.SameFile(st, now), "the store's file was replaced")
+	lst, err := os.Lstat(filepath.Join(dir, "fifo"))
+	require.NoError(t, err)
+	require.Equal(t, fs.ModeNamedPipe, lst.Mode().Type(), "the FIFO is still a FIFO")
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, entries, 5, "no temporary file left beside them")
+
+	// What is written after the refused backups survives a reopen.
+	require.NoError(t, db.Revoke(t.Context(), token))
+	require.NoError(t, db.Close())
+	db2 := mustOpenAt(t, path, &tokenstore.Options{SweepInterval: -1})
+	_, err = db2.Lookup(t.Context(), token)
+	require.ErrorIs(t, err, tokenstore.ErrNotFound, "the revocation was lost")
+}

@@ -57,6 +57,10 @@ type TokenList struct {
 	Subject string      `json:"subject,omitempty"` // list
 	Within  string      `json:"within,omitempty"`  // expiring: the duration asked, in Go syntax
 	Tokens  []TokenInfo `json:"tokens"`            // never null
+	// Damaged is set when the store met damaged records: Tokens holds
+	// every readable one, and this names the others by ID (never a token),
+	// as the store's ErrCorrupt does.
+	Damaged string `json:"damaged,omitempty"`
 }
 
 // IssueRequest is the body of POST /api/tokens.
@@ -87,6 +91,9 @@ type StatsResponse struct {
 		Live     *int64         `json:"live,omitempty"`
 		Expired  *int64         `json:"expired,omitempty"`
 		Policies map[string]int `json:"policies,omitempty"` // by Policy.String
+		// Damaged names the damaged records the walk stepped over; the
+		// counts above are of the readable ones.
+		Damaged string `json:"damaged,omitempty"`
 	} `json:"tokens"`
 	// Counters are the store's tokenstore.Stats since it was opened.
 	Counters Counters `json:"counters"`
@@ -194,11 +201,12 @@ func (h *Handler) apiList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	infos, err := h.store.List(r.Context(), subject)
+	damaged, err := damagedOnly(err)
 	if err != nil {
 		h.storeError(w, r, err)
 		return
 	}
-	h.writeJSON(w, http.StatusOK, TokenList{Subject: subject, Tokens: h.render(infos)})
+	h.writeJSON(w, http.StatusOK, TokenList{Subject: subject, Tokens: h.render(infos), Damaged: damaged})
 }
 
 func (h *Handler) apiRevokeSubject(w http.ResponseWriter, r *http.Request) {
@@ -351,6 +359,7 @@ func (h *Handler) apiStats(w http.ResponseWriter, r *http.Request) {
 			s.Tokens.Policies[info.Policy.String()]++
 			return nil
 		})
+		s.Tokens.Damaged, err = damagedOnly(err)
 		if err != nil {
 			h.storeError(w, r, err)
 			return
@@ -392,12 +401,24 @@ func (h *Handler) apiExpiring(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	})
+	damaged, err := damagedOnly(err)
 	if err != nil {
 		h.storeError(w, r, err)
 		return
 	}
 	slices.SortStableFunc(infos, func(a, b tokenstore.Info) int { return a.ExpiresAt.Compare(b.ExpiresAt) })
-	h.writeJSON(w, http.StatusOK, TokenList{Within: within.String(), Tokens: h.render(infos)})
+	h.writeJSON(w, http.StatusOK, TokenList{Within: within.String(), Tokens: h.render(infos), Damaged: damaged})
+}
+
+// damagedOnly splits a pass's error: ErrCorrupt from records the store
+// stepped over (it did its work on every other one, and its message names
+// them by ID) is reported beside the results, as its text; any other error
+// fails the request.
+func damagedOnly(err error) (string, error) {
+	if errors.Is(err, tokenstore.ErrCorrupt) {
+		return err.Error(), nil
+	}
+	return "", err
 }
 
 func (h *Handler) render(infos []tokenstore.Info) []TokenInfo {

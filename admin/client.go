@@ -89,7 +89,7 @@ func (c *Client) List(ctx context.Context, subject string) ([]tokenstore.Info, e
 	if err := c.do(ctx, "GET", "/api/subjects/"+pathSegment(subject)+"/tokens", nil, &l); err != nil {
 		return nil, err
 	}
-	return infos(l.Tokens)
+	return l.infos()
 }
 
 // Get returns the token with the given ID; for an expired one not deleted
@@ -172,7 +172,17 @@ func (c *Client) Expiring(ctx context.Context, d time.Duration) ([]tokenstore.In
 	if err := c.do(ctx, "GET", "/api/expiring?within="+url.QueryEscape(d.String()), nil, &l); err != nil {
 		return nil, err
 	}
-	return infos(l.Tokens)
+	return l.infos()
+}
+
+// infos returns the list's tokens and, when the store met damaged records,
+// an error wrapping tokenstore.ErrCorrupt beside them, as a *DB's List does.
+func (l *TokenList) infos() ([]tokenstore.Info, error) {
+	out, err := infos(l.Tokens)
+	if err == nil && l.Damaged != "" {
+		err = fmt.Errorf("%w (the application says: %s)", tokenstore.ErrCorrupt, strings.TrimPrefix(l.Damaged, "tokenstore: "))
+	}
+	return out, err
 }
 
 // pathSegment escapes subject as one path segment. url.PathEscape leaves

@@ -233,14 +233,18 @@ func (h *Handler) pageHome(w http.ResponseWriter, r *http.Request, d pageData) {
 			break
 		}
 		infos, err := h.store.List(r.Context(), d.Subject)
+		damaged, err := damagedOnly(err)
 		if err != nil {
 			h.storeError(w, r, err)
 			return
 		}
+		if damaged != "" {
+			d.Error = "Some records are damaged and not shown (" + damaged + "); tokenstore check names them, revoke by ID removes them."
+		}
 		for _, info := range infos {
 			d.Tokens = append(d.Tokens, h.view(info, now))
 		}
-		if len(infos) == 0 {
+		if len(infos) == 0 && d.Error == "" {
 			d.Error = "Subject " + strconv.Quote(d.Subject) + " holds no live tokens."
 		}
 	}
@@ -312,7 +316,7 @@ func (h *Handler) pageRevokeSubject(w http.ResponseWriter, r *http.Request, d pa
 	}
 	if !post {
 		infos, err := h.store.List(r.Context(), subject)
-		if err != nil {
+		if _, err = damagedOnly(err); err != nil { // the count is of the readable ones; RevokeSubject takes all
 			h.storeError(w, r, err)
 			return
 		}

@@ -120,8 +120,9 @@ func unknownCommand(err error) bool {
 
 // wrap names the operation and the package in err, once, and turns
 // Redis's refusals into sentinels: a closed client into
-// tokenstore.ErrClosed, a full Redis into ErrOutOfMemory, a replica into
-// tokenstore.ErrReadOnly, each with Redis's own words after it.
+// tokenstore.ErrClosed, a full Redis into ErrOutOfMemory, a replica, or a
+// primary short of its min-replicas-to-write, into tokenstore.ErrReadOnly,
+// each with Redis's own words after it.
 func wrap(op string, err error) error {
 	if err == nil {
 		return nil
@@ -133,6 +134,8 @@ func wrap(op string, err error) error {
 		err = fmt.Errorf("%w (used memory is at maxmemory and the maxmemory-policy cannot evict; nothing was written): %v", ErrOutOfMemory, err)
 	case redis.HasErrorPrefix(err, "READONLY"):
 		err = fmt.Errorf("%w: connected to a read-only replica, not the primary (after a failover, or a client pointed at a replica): %v", tokenstore.ErrReadOnly, err)
+	case redis.HasErrorPrefix(err, "NOREPLICAS"):
+		err = fmt.Errorf("%w: the primary refuses writes while fewer replicas than its min-replicas-to-write are connected and in sync (nothing was written): %v", tokenstore.ErrReadOnly, err)
 	}
 	return backend.Wrap("redisstore", op, err)
 }

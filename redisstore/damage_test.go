@@ -129,3 +129,86 @@ func TestRecord_OlderPolicyStillReads(t *testing.T) {
 	require.Equal(t, tokenstore.Sliding(3*time.Hour, 2*time.Hour), got.Policy)
 	require.True(t, info.CreatedAt.Add(2*time.Hour).Equal(got.ExpiresAt), "dies at its cap")
 }
+
+// TestDamagedRecord_EveryField (issue 12, kind 3) damages each field of a
+// record in turn, deleted or not a number: every call that meets it
+// reports ErrCorrupt naming the token where it can (never a raw Lua error,
+// never a valid token), and it costs only itself: the subject's other
+// tokens are listed and walked, the subject can still log in under its
+// limit, Sweep deletes the rest, and Revoke deletes it.
+func TestDamagedRecord_EveryField(t *testing.T) {
+	for _, dmg := range []struct{ field, val string }{
+		{"id", ""}, {"sub", ""}, {"c", ""}, {"u", ""}, {"pol", ""}, {"ttl", ""}, {"max", ""},
+		{"c", "x"}, {"u", "x"}, {"pol", "x"}, {"ttl", "x"}, {"max", "x"}, {"ttl", "0"}, {"max", "-1"},
+	} {
+		name := dmg.field + " deleted"
+		if dmg.val != "" {
+			name = dmg.field + "=" + dmg.val
+		}
+		t.Run(name, func(t *testing.T) {
+			ctx := t.Context()
+			prefix := uniquePrefix()
+			c := newClock()
+			rdb := newClient(t)
+			s := newStore(t, &redisstore.Options{KeyPrefix: prefix, Now: c.Now, MaxTokensPerSubject: 3, TouchInterval: -1})
+			var tokens []string
+			var infos []tokenstore.Info
+			for range 3 {
+				token, info, err := s.Issue(ctx, "user", tokenstore.WithPolicy(tokenstore.Sliding(time.Hour, 0)))
+				require.NoError(t, err)
+				tokens, infos = append(tokens, token), append(infos, info)
+			}
+			f, err := tokenstore.NewFormat("")
+			require.NoError(t, err)
+			h, err := f.Parse(tokens[1])
+			require.NoError(t, err)
+			key := prefix + "t:" + hex.EncodeToString(h[:])
+			if dmg.val == "" {
+				require.NoError(t, rdb.HDel(ctx, key, dmg.field).Err())
+			} else {
+				require.NoError(t, rdb.HSet(ctx, key, dmg.field, dmg.val).Err())
+			}
+			corrupt := func(err error, what string) {
+				t.Helper()
+				require.ErrorIs(t, err, tokenstore.ErrCorrupt, what)
+				require.NotContains(t, err.Error(), "user_script", what+": a Lua error is not an answer")
+				if dmg.field != "id" {
+					require.Contains(t, err.Error(), infos[1].ID.String(), what+" names the token")
+				}
+			}
+			_, err = s.Validate(ctx, tokens[1])
+			corrupt(err, "Validate")
+			_, err = s.Lookup(ctx, tokens[1])
+			corrupt(err, "Lookup")
+			_, _, err = s.Rotate(ctx, tokens[1])
+			corrupt(err, "Rotate")
+			if dmg.field != "id" {
+				_, err = s.Get(ctx, infos[1].ID)
+				corrupt(err, "Get")
+			}
+
+			_, err = s.Validate(ctx, tokens[0])
+			require.NoError(t, err, "another token of the subject")
+			list, err := s.List(ctx, "user")
+			corrupt(err, "List")
+			require.Len(t, list, 2, "List: every other token")
+			n := 0
+			err = s.ForEach(ctx, func(tokenstore.Info) error { n++; return nil })
+			corrupt(err, "ForEach")
+			require.Equal(t, 2, n, "ForEach: every other token")
+			_, _, err = s.Issue(ctx, "user")
+			require.NoError(t, err, "a damaged record is not a live token: the subject is under its limit")
+			_, _, err = s.Issue(ctx, "user")
+			require.ErrorIs(t, err, tokenstore.ErrTokenLimit, "and the limit still counts the others")
+
+			c.Advance(2 * time.Hour)
+			swept, err := s.Sweep(ctx)
+			require.ErrorIs(t, err, tokenstore.ErrCorrupt, "Sweep reports it")
+			require.Equal(t, 2, swept, "Sweep deletes every other expired token (the third has the default policy)")
+			require.NoError(t, s.Revoke(ctx, tokens[1]), "Revoke deletes a damaged record")
+			require.Zero(t, rdb.Exists(ctx, key).Val())
+			_, err = s.Lookup(ctx, tokens[1])
+			require.ErrorIs(t, err, tokenstore.ErrNotFound)
+		})
+	}
+}

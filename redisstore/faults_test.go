@@ -6,6 +6,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,6 +132,24 @@ func TestReadOnlyReplica(t *testing.T) {
 	require.ErrorIs(t, err, tokenstore.ErrReadOnly)
 	_, err = p.Lookup(ctx, token)
 	require.NoError(t, err, "nothing lost")
+
+	// List (the admin page) reads: it works on a replica even when the
+	// subject's index holds an entry whose record Redis has expired, and
+	// leaves pruning it to the primary.
+	gone, _, err := p.Issue(ctx, "user")
+	require.NoError(t, err)
+	raw := rawClient(t, primary.Addr)
+	require.NoError(t, raw.Del(ctx, recordKey(prefix, gone)).Err()) // as Redis expires a record
+	waitReplicated(t, primary.Addr, replica.Addr)
+	list, err := r.List(ctx, "user")
+	require.NoError(t, err, "List on a replica")
+	require.Len(t, list, 1)
+	assert.Equal(t, info.ID, list[0].ID)
+	require.EqualValues(t, 2, raw.ZCard(ctx, prefix+"s:user").Val())
+	list, err = p.List(ctx, "user")
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	assert.EqualValues(t, 1, raw.ZCard(ctx, prefix+"s:user").Val(), "List on the primary prunes the entry")
 }
 
 // TestDeadlines is issue 13's case 4: Redis stalls (CLIENT PAUSE) and
@@ -356,8 +376,191 @@ func TestNoReplicas(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, uint64(1), s.TouchesDropped())
 	_, _, err = s.Issue(ctx, "user")
-	require.ErrorContains(t, err, "redisstore: issue: NOREPLICAS")
+	require.ErrorIs(t, err, tokenstore.ErrReadOnly, "a sentinel for the refusal")
+	require.ErrorContains(t, err, "min-replicas-to-write")
+	require.ErrorContains(t, err, "NOREPLICAS", "Redis's own words are kept")
+	assert.Equal(t, 1, strings.Count(err.Error(), "redisstore:"), "the package is named once")
 	assert.NotErrorIs(t, err, tokenstore.ErrNotFound)
+	_, err = s.RevokeSubject(ctx, "user")
+	require.ErrorIs(t, err, tokenstore.ErrReadOnly)
 	_, err = s.Lookup(ctx, token)
 	require.NoError(t, err, "nothing lost")
+}
+
+// TestOneWritePerTouchInterval: many requests that find a token's use due
+// at once, on several instances, write it once. Writes are paused while
+// they all read, so every one of them finds the use due; the clock moves
+// on by a millisecond at each reading, as Redis's does between requests.
+func TestOneWritePerTouchInterval(t *testing.T) {
+	srv := ownRedis(t)
+	raw := rawClient(t, srv.Addr)
+	ctx := context.Background()
+	var ms atomic.Int64
+	ms.Store(time.Now().UnixMilli())
+	ticking := func() time.Time { return time.UnixMilli(ms.Add(1)) }
+	prefix := uniquePrefix()
+	var stores []*redisstore.Store
+	for range 4 {
+		stores = append(stores, storeOn(t, srv.Addr, &redisstore.Options{Now: ticking, KeyPrefix: prefix, Policy: tokenstore.Sliding(time.Hour, 0)}))
+	}
+	token, _, err := stores[0].Issue(ctx, "user")
+	require.NoError(t, err)
+	for _, s := range stores {
+		_, err := s.Validate(ctx, token) // loads the scripts
+		require.NoError(t, err)
+	}
+	ms.Add(time.Minute.Milliseconds()) // the use is due
+	const n = 16
+	ro := commandCalls(t, raw, "evalsha_ro")
+	require.NoError(t, raw.Do(ctx, "CLIENT", "PAUSE", 10000, "WRITE").Err())
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, err := stores[i%len(stores)].Validate(ctx, token)
+			assert.NoError(t, err)
+		})
+	}
+	require.Eventually(t, func() bool { return commandCalls(t, raw, "evalsha_ro") == ro+n },
+		5*time.Second, time.Millisecond, "every Validate has read the token while writes are paused")
+	require.NoError(t, raw.Do(ctx, "CLIENT", "UNPAUSE").Err())
+	wg.Wait()
+	var wrote uint64
+	for _, s := range stores {
+		wrote += s.Stats().TouchesPersisted
+	}
+	assert.Equal(t, uint64(1), wrote, "%d requests found the use due at once: one writes it", n)
+}
+
+// TestFullRedis_IssueUnderLimit: on a full Redis (noeviction), an Issue
+// under MaxTokensPerSubject whose subject index holds entries of records
+// Redis has expired fails with ErrOutOfMemory like any other, and writes
+// nothing: pruning those entries first made the script's later writes
+// exempt from the refusal (Redis refuses a script's writes for memory only
+// until its first write).
+func TestFullRedis_IssueUnderLimit(t *testing.T) {
+	srv := ownRedis(t, "--maxmemory-policy", "noeviction")
+	raw := rawClient(t, srv.Addr)
+	ctx := context.Background()
+	prefix := uniquePrefix()
+	s := storeOn(t, srv.Addr, &redisstore.Options{KeyPrefix: prefix, MaxTokensPerSubject: 5})
+	gone, _, err := s.Issue(ctx, "victim")
+	require.NoError(t, err)
+	require.NoError(t, raw.Del(ctx, recordKey(prefix, gone)).Err()) // as Redis expires a record KeepExpired after its deadline
+	require.EqualValues(t, 1, raw.ZCard(ctx, prefix+"s:victim").Val())
+
+	base := infoInt(t, raw, "memory", "used_memory")
+	require.NoError(t, raw.ConfigSet(ctx, "maxmemory", strconv.FormatInt(base+256<<10, 10)).Err())
+	var full error
+	for i := 0; full == nil; i++ {
+		require.Less(t, i, 100000, "Redis never filled up")
+		_, _, full = s.Issue(ctx, fmt.Sprintf("user-%d", i))
+	}
+	require.ErrorIs(t, full, redisstore.ErrOutOfMemory)
+	require.NoError(t, raw.ConfigSet(ctx, "maxmemory", strconv.FormatInt(base, 10)).Err())
+	keys := raw.DBSize(ctx).Val()
+
+	_, _, err = s.Issue(ctx, "victim")
+	require.ErrorIs(t, err, redisstore.ErrOutOfMemory)
+	assert.Equal(t, keys, raw.DBSize(ctx).Val(), "nothing written")
+}
+
+// TestWritesHeld: a Redis that holds writes (CLIENT PAUSE WRITE, as
+// FAILOVER does) costs a Validate whose use is due at most a bound, even
+// with a context without a deadline (an HTTP request's), on a client
+// configured with nothing but its address; and the write, when Redis
+// runs it late, records the use as of the request, not of the end of the
+// pause, so the token does not slide past its real use.
+func TestWritesHeld(t *testing.T) {
+	srv := ownRedis(t)
+	raw := rawClient(t, srv.Addr)
+	ctx := context.Background()
+	bare := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { _ = bare.Close() })
+	prefix := uniquePrefix()
+	s, err := redisstore.New(bare, &redisstore.Options{KeyPrefix: prefix, SweepInterval: -1, TouchInterval: time.Millisecond, Policy: tokenstore.Sliding(time.Hour, 0)})
+	require.NoError(t, err)
+	token, info, err := s.Issue(ctx, "user")
+	require.NoError(t, err)
+	_, err = s.Lookup(ctx, token) // loads the read script
+	require.NoError(t, err)
+	redisNow := func() time.Time { return raw.Time(ctx).Val() }
+	for !redisNow().After(info.LastUsedAt.Add(2 * time.Millisecond)) {
+		// Redis's clock moves past TouchInterval: the use is due.
+	}
+
+	pause := 2 * time.Second
+	require.NoError(t, raw.Do(ctx, "CLIENT", "PAUSE", pause.Milliseconds(), "WRITE").Err())
+	paused := time.Now()
+	got, err := s.Validate(ctx, token)
+	took := time.Since(paused)
+	require.NoError(t, err, "the read answers")
+	asked := redisNow() // reads pass the pause
+	assert.Less(t, took, time.Second, "Validate waited %v for a write held %v", took, pause)
+	assert.Equal(t, info.ExpiresAt, got.ExpiresAt, "the use was not written: the stored deadline stands")
+	assert.Equal(t, uint64(1), s.TouchesDropped())
+
+	require.NoError(t, raw.Do(ctx, "CLIENT", "UNPAUSE").Err())
+	require.NoError(t, s.Close()) // waits for the held write
+	u, err := raw.HGet(ctx, recordKey(prefix, token), "u").Int64()
+	require.NoError(t, err)
+	assert.LessOrEqual(t, u, asked.UnixMilli(), "the late write records the use as of the request")
+
+	// TouchInterval < 0 writes every use in one round trip: held, it is
+	// given up after the same bound and the token is read instead.
+	every, err := redisstore.New(bare, &redisstore.Options{KeyPrefix: prefix, SweepInterval: -1, TouchInterval: -1})
+	require.NoError(t, err)
+	require.NoError(t, raw.Do(ctx, "CLIENT", "PAUSE", pause.Milliseconds(), "WRITE").Err())
+	start := time.Now()
+	_, err = every.Validate(ctx, token)
+	took = time.Since(start)
+	require.NoError(t, err, "the read answers")
+	assert.Less(t, took, time.Second, "TouchInterval < 0: Validate waited %v for a write held %v", took, pause)
+	assert.Equal(t, uint64(1), every.TouchesDropped())
+	require.NoError(t, raw.Do(ctx, "CLIENT", "UNPAUSE").Err())
+	require.NoError(t, every.Close())
+}
+
+// TestRestart: Redis killed (kill -9) and restarted from its AOF
+// (appendfsync always) under a running store. While it is down every call
+// fails with an error that is not a verdict on the token; afterwards the
+// store reloads its scripts (Redis forgot them), the token issued before
+// validates, and the one revoked before stays revoked.
+func TestRestart(t *testing.T) {
+	port, err := freePort()
+	require.NoError(t, err)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	args := []string{"--port", strconv.Itoa(port), "--dir", t.TempDir(), "--appendonly", "yes", "--appendfsync", "always"}
+	srv := ownRedis(t, args...)
+	ctx := context.Background()
+	// One dial per call: Validate while Redis is down fails at once.
+	c := redis.NewClient(&redis.Options{Addr: addr, DisableIdentity: true, MaxRetries: -1, DialerRetries: 1})
+	t.Cleanup(func() { _ = c.Close() })
+	s, err := redisstore.New(c, &redisstore.Options{KeyPrefix: uniquePrefix(), SweepInterval: -1, Policy: tokenstore.Sliding(time.Hour, 0), TouchInterval: time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	kept, info, err := s.Issue(ctx, "user")
+	require.NoError(t, err)
+	revoked, _, err := s.Issue(ctx, "user")
+	require.NoError(t, err)
+	_, err = s.Validate(ctx, kept)
+	require.NoError(t, err)
+	require.NoError(t, s.Revoke(ctx, revoked))
+
+	srv.Stop()
+	_, err = s.Validate(ctx, kept)
+	require.Error(t, err, "Redis down")
+	assert.NotErrorIs(t, err, tokenstore.ErrNotFound, "an outage is not a verdict on the token")
+	assert.Contains(t, err.Error(), "redisstore: validate: ")
+
+	ownRedis(t, args...) // the same port and AOF
+	got, err := s.Validate(ctx, kept)
+	require.NoError(t, err, "issued before the restart")
+	assert.Equal(t, info.ID, got.ID)
+	_, err = s.Validate(ctx, revoked)
+	require.ErrorIs(t, err, tokenstore.ErrNotFound, "revoked before the restart")
+	list, err := s.List(ctx, "user")
+	require.NoError(t, err)
+	assert.Len(t, list, 1)
+	_, _, err = s.Rotate(ctx, kept)
+	require.NoError(t, err)
 }

@@ -14,7 +14,8 @@ import (
 // forEachBody returns the records of ranks ARGV[2] to ARGV[3] of the
 // expiry index, skipping entries whose record Redis has already expired
 // or evicted, and records that an eviction left without their ID key or
-// subject index entry (they do not validate either). KEYS: expiry index.
+// subject index entry (they do not validate either). Damaged records are
+// returned, for the caller to report. KEYS: expiry index.
 // ARGV: prefix, start, stop. Read-only.
 const forEachBody = `
 local p = ARGV[1]
@@ -23,7 +24,10 @@ local out = {}
 for _, mem in ipairs(m) do
   local hex = string.sub(mem, 1, 64)
   local f = redis.call('HGETALL', p .. 't:' .. hex)
-  if #f > 0 and alive(p, hex, fields(f)) then out[#out + 1] = f end
+  if #f > 0 then
+    local r = fields(f)
+    if not sane(r) or alive(p, hex, r) then out[#out + 1] = f end
+  end
 end
 return {#m, out}
 `

@@ -111,6 +111,9 @@ func decodeRecord(v any) (record, error) {
 	}
 	r.id = id
 	r.subject = fields["sub"]
+	if r.subject == "" {
+		errs = append(errs, errors.New("field sub: missing"))
+	}
 	r.created, r.lastUsed = num("c"), num("u")
 	ttl, maxLife := num("ttl"), num("max")
 	if err := errors.Join(errs...); err != nil {
@@ -118,6 +121,20 @@ func decodeRecord(v any) (record, error) {
 	}
 	r.policy, err = decodePolicy(fields["pol"], ttl, maxLife)
 	return r, err
+}
+
+// damaged is the error for a record that a script found damaged (see
+// sane in scripts.go): ErrCorrupt, naming the token's ID when the record
+// holds a readable one. It is never a valid token.
+func damaged(fields any) error {
+	rec, err := decodeRecord(fields)
+	if err == nil { // decodeRecord refuses all that sane does; in case it does not
+		err = corrupt("a field the store computes with is missing or not a number")
+	}
+	if rec.id != (uuid.UUID{}) {
+		return fmt.Errorf("token %s: %w", rec.id, err)
+	}
+	return err
 }
 
 // head reads the first two integers of a script's reply; the second is 0

@@ -37,8 +37,9 @@
 // on by every written slide; until then the token reports
 // [tokenstore.ErrExpired], as the file store does until its sweeper runs.
 // [Store.Sweep] (every Options.SweepInterval, on each instance) deletes
-// expired tokens with their index entries; List, and Issue under a limit,
-// also drop the index entries of records that Redis has expired.
+// expired tokens with their index entries; List (when Redis takes
+// writes), and Issue under a limit, also drop the index entries of records
+// that Redis has expired.
 //
 // A token is valid only while its record, its ID key and its subject
 // index entry are all in place: every way to revoke it reaches it. So an
@@ -80,9 +81,11 @@
 // answering from its read on both.
 //
 // Requires Redis 6.2 or later (7.0 for the read-only path; 6.2 reads with
-// EVALSHA). In Redis Cluster (or a Ring) a store's keys must live in one
-// slot, since its scripts touch several: KeyPrefix must hold a hash tag
-// such as "{tokenstore}:", which puts the whole store on one shard.
+// EVALSHA). In Redis Cluster a store's keys must live in one slot, since
+// its scripts touch several: KeyPrefix must hold a hash tag such as
+// "{tokenstore}:", which puts the whole store on one shard. A go-redis
+// Ring is refused: it moves a shard's keys to another while the shard is
+// down, so a revocation made then is lost when it comes back.
 package redisstore
 
 import (
@@ -220,11 +223,15 @@ type counters struct {
 var _ tokenstore.Store = (*Store)(nil)
 
 // New returns a Store on client, which it uses but does not own: close the
-// client after [Store.Close]. Any go-redis UniversalClient works:
-// *redis.Client (also from NewFailoverClient, for Sentinel),
-// *redis.ClusterClient and *redis.Ring, the latter two with a hash tag in
-// KeyPrefix and, for a cluster, without replica reads unless
-// Options.ReplicaReads accepts them. opts may be nil. New does no I/O;
+// client after [Store.Close]. It takes *redis.Client (also from
+// NewFailoverClient, for Sentinel) and *redis.ClusterClient, the latter
+// with a hash tag in KeyPrefix and without replica reads unless
+// Options.ReplicaReads accepts them. It refuses *redis.Ring: a Ring sends
+// a shard's keys to another shard while its heartbeat finds the shard down,
+// so a RevokeSubject made then finds nothing (0, no error) and the tokens
+// it was meant to revoke validate again when the shard comes back. A store
+// lives on one shard anyway (one hash tag): give it a *redis.Client of
+// that shard, or use Sentinel or Cluster for failover. opts may be nil. New does no I/O;
 // the first call reaches Redis. It starts the background sweeper unless
 // Options.SweepInterval is negative.
 func New(client redis.UniversalClient, opts *Options) (*Store, error) {
@@ -254,12 +261,10 @@ func New(client redis.UniversalClient, opts *Options) (*Store, error) {
 			return nil, errors.New("redisstore: the cluster client sends read-only commands to replicas (ClusterOptions.ReadOnly, RouteByLatency or RouteRandomly): a token revoked on the primary would validate on a replica until replication catches up; use a client without them, or set Options.ReplicaReads to accept that")
 		}
 		if !hasHashTag(o.KeyPrefix) {
-			return nil, fmt.Errorf("redisstore: KeyPrefix %q has no hash tag: on a cluster or ring every key must be in one slot (use e.g. %q)", o.KeyPrefix, "{tokenstore}:")
+			return nil, fmt.Errorf("redisstore: KeyPrefix %q has no hash tag: on a cluster every key must be in one slot (use e.g. %q)", o.KeyPrefix, "{tokenstore}:")
 		}
 	case *redis.Ring:
-		if !hasHashTag(o.KeyPrefix) {
-			return nil, fmt.Errorf("redisstore: KeyPrefix %q has no hash tag: on a cluster or ring every key must be in one slot (use e.g. %q)", o.KeyPrefix, "{tokenstore}:")
-		}
+		return nil, errors.New("redisstore: a go-redis Ring is not supported: while its heartbeat finds a shard down it sends that shard's keys to another, so a revocation made then is lost when the shard comes back and the revoked tokens validate again; a store lives on one shard anyway: use a redis.Client of that shard, or Sentinel or Cluster for failover")
 	}
 	switch {
 	case o.KeepExpired == 0:
@@ -307,7 +312,9 @@ func hasHashTag(key string) bool {
 
 // Close stops the background sweeper and waits for it, and for calls whose
 // context ended while Redis had not answered (they end when it answers or
-// the client's ReadTimeout passes). Afterwards every
+// the client's ReadTimeout passes; with ContextTimeoutEnabled, at their
+// context's deadline). On a client without either (ReadTimeout -1 or -2)
+// and a Redis that never answers, Close waits as long. Afterwards every
 // other method returns [tokenstore.ErrClosed]; Close itself returns nil,
 // however often it is called. It does not close the client.
 func (s *Store) Close() error {
@@ -393,14 +400,17 @@ func (s *Store) Issue(ctx context.Context, subject string, opts ...tokenstore.Is
 // returns is the stored one (LastUsedAt and ExpiresAt up to TouchInterval
 // behind). It returns [tokenstore.ErrMalformed] (decided without a round
 // trip), [tokenstore.ErrNotFound] (unknown, revoked, gone, or with an
-// index entry evicted) or [tokenstore.ErrExpired].
+// index entry evicted), [tokenstore.ErrExpired] or, for a damaged record
+// (never valid), [tokenstore.ErrCorrupt] naming its ID.
 //
 // A Validate whose read succeeds answers from it even when the use cannot
 // be written (Redis out of memory, a read-only replica, a deadline reached
-// between the two): the use is dropped and counted by
+// between the two, a write Redis holds for more than 250 ms, as during a
+// FAILOVER, whatever ctx allows): the use is dropped and counted by
 // [Store.TouchesDropped], and the token expires up to TouchInterval
-// earlier than it would have. After Redis refuses one (OOM, READONLY,
-// NOREPLICAS), Validate stops trying for a second, logging one warning,
+// earlier than it would have. After Redis refuses or holds one (OOM,
+// READONLY, NOREPLICAS, 250 ms), Validate stops trying for a second,
+// logging one warning,
 // so that a full Redis is not asked for a doomed write per request. A full
 // Redis costs writes, not authentication.
 func (s *Store) Validate(ctx context.Context, token string) (tokenstore.Info, error) {
@@ -459,12 +469,17 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 		if s.writesRefused() {
 			s.ctr.dropped.Add(1)
 		} else {
-			// Check and write in one round trip.
-			info, err := s.touchUse(ctx, h)
-			if err == nil || errors.Is(err, tokenstore.ErrNotFound) || errors.Is(err, tokenstore.ErrExpired) || ctx.Err() != nil {
+			// Check and write in one round trip, bounded as a use write is
+			// (see useWriteTimeout). A write Redis holds and runs late
+			// takes its time as the use: only a read first would know
+			// better, and that is what TouchInterval >= 0 does.
+			wctx, cancel := context.WithTimeout(ctx, useWriteTimeout)
+			info, err := s.touchUse(wctx, h, 0, s.nowArg())
+			cancel()
+			if err == nil || verdict(err) || ctx.Err() != nil {
 				return info, err
 			}
-			s.writeFailed(err)
+			s.writeFailed(err, wctx.Err() != nil)
 		}
 		rec, _, err := s.readToken(ctx, h)
 		return rec.info(rec.lastUsed), err
@@ -477,20 +492,38 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 		s.ctr.dropped.Add(1)
 		return rec.info(rec.lastUsed), nil
 	}
-	info, err := s.touchUse(ctx, h)
-	if err == nil || errors.Is(err, tokenstore.ErrNotFound) || errors.Is(err, tokenstore.ErrExpired) {
-		// Written, or revoked or expired since the read: the later
-		// answer holds.
+	// The use is written as of the read (now), not of whenever Redis
+	// runs the write: a write that Redis holds (CLIENT PAUSE WRITE, a
+	// FAILOVER) and runs late must not slide the token past its real use.
+	wctx, cancel := context.WithTimeout(ctx, useWriteTimeout)
+	defer cancel()
+	info, err := s.touchUse(wctx, h, s.touchFor(rec.policy), strconv.FormatInt(now, 10))
+	if err == nil || verdict(err) {
+		// Written, or revoked, expired or damaged since the read: the
+		// later answer holds.
 		return info, err
 	}
-	s.writeFailed(err)
+	s.writeFailed(err, wctx.Err() != nil && ctx.Err() == nil)
 	return rec.info(rec.lastUsed), nil
+}
+
+// useWriteTimeout bounds the write of a use, whatever the caller's
+// context allows (an HTTP request's has no deadline): Validate already has
+// its answer from the read, and a Redis that holds writes (CLIENT PAUSE
+// WRITE during a FAILOVER, a primary stalled on its disk) must cost the
+// request at most this, not the length of the stall.
+const useWriteTimeout = 250 * time.Millisecond
+
+// verdict reports whether err is an answer about the token (not found,
+// expired, damaged) rather than a failure to reach Redis.
+func verdict(err error) bool {
+	return errors.Is(err, tokenstore.ErrNotFound) || errors.Is(err, tokenstore.ErrExpired) || errors.Is(err, tokenstore.ErrCorrupt)
 }
 
 // refusedFor is how long Validate stops trying to write uses after Redis
 // refused one (out of memory, a replica, a primary short of the replicas
-// min-replicas-to-write asks for): the writes would fail too, and
-// each would cost a round trip.
+// min-replicas-to-write asks for) or held one past useWriteTimeout: the
+// writes would fail too, and each would cost a round trip (or the wait).
 const refusedFor = time.Second
 
 // writesRefused reports whether Redis refused a write less than refusedFor
@@ -500,10 +533,13 @@ func (s *Store) writesRefused() bool {
 }
 
 // writeFailed counts a use Validate could not write, and, when Redis
-// refused it, stops use writes for refusedFor, logging once.
-func (s *Store) writeFailed(err error) {
+// refused it or held it past useWriteTimeout (stalled), stops use writes
+// for refusedFor, logging once.
+func (s *Store) writeFailed(err error, stalled bool) {
 	s.ctr.dropped.Add(1)
-	if !redis.HasErrorPrefix(err, "OOM") && !redis.HasErrorPrefix(err, "READONLY") && !redis.HasErrorPrefix(err, "NOREPLICAS") {
+	if stalled {
+		err = fmt.Errorf("no answer to a write within %v: %w", useWriteTimeout, err)
+	} else if !redis.HasErrorPrefix(err, "OOM") && !redis.HasErrorPrefix(err, "READONLY") && !redis.HasErrorPrefix(err, "NOREPLICAS") {
 		s.log.Debug("redisstore: writing a use failed; the token's deadline stays where it was", "err", err)
 		return
 	}
@@ -540,14 +576,22 @@ func (s *Store) readToken(ctx context.Context, h tokenstore.Hash) (record, int64
 		return record{}, 0, tokenstore.ErrExpired
 	case len(res) != 3:
 		return record{}, 0, errReply
+	case status == -3:
+		return record{}, 0, damaged(res[2])
 	}
 	rec, err := decodeRecord(res[2])
 	return rec, now, err
 }
 
 // touchUse checks h's token and writes now as its last use.
-func (s *Store) touchUse(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, error) {
-	res, err := s.run(ctx, touchScript, []string{s.recordKey(h)}, s.nowArg(), s.prefix, s.keep).Slice()
+// at is the use's time, as the scripts' now argument ("" for Redis's TIME
+// when the script runs).
+//
+// minAge is how old the stored use must be for this one to be written: a
+// Validate that found the use due may find, in the script, that another
+// wrote it since.
+func (s *Store) touchUse(ctx context.Context, h tokenstore.Hash, minAge int64, at string) (tokenstore.Info, error) {
+	res, err := s.run(ctx, touchScript, []string{s.recordKey(h)}, at, s.prefix, s.keep, minAge).Slice()
 	if err != nil {
 		return tokenstore.Info{}, err
 	}
@@ -559,6 +603,8 @@ func (s *Store) touchUse(ctx context.Context, h tokenstore.Hash) (tokenstore.Inf
 		return tokenstore.Info{}, tokenstore.ErrNotFound
 	case status == -1:
 		return tokenstore.Info{}, tokenstore.ErrExpired
+	case status == -3 && len(res) == 3:
+		return tokenstore.Info{}, damaged(res[2])
 	case len(res) != 5:
 		return tokenstore.Info{}, errReply
 	}
@@ -594,6 +640,8 @@ func (s *Store) Get(ctx context.Context, id uuid.UUID) (tokenstore.Info, error) 
 		return tokenstore.Info{}, wrap(op, tokenstore.ErrNotFound)
 	case len(res) != 3:
 		return tokenstore.Info{}, wrap(op, errReply)
+	case status == -3:
+		return tokenstore.Info{}, wrap(op, damaged(res[2]))
 	}
 	rec, err := decodeRecord(res[2])
 	if err != nil {
@@ -616,17 +664,31 @@ func (s *Store) List(ctx context.Context, subject string) ([]tokenstore.Info, er
 	if err := tokenstore.ValidateSubject(subject); err != nil {
 		return nil, err
 	}
-	res, err := s.run(ctx, listScript, []string{s.subjectKey(subject)}, s.nowArg(), s.prefix).Slice()
+	key := s.subjectKey(subject)
+	res, err := s.read(ctx, listScript, listCompat, []string{key}, s.nowArg(), s.prefix).Slice()
 	if err != nil {
 		return nil, wrap("list", err)
 	}
-	if len(res) != 2 {
+	if len(res) != 3 {
 		return nil, wrap("list", errReply)
 	}
 	now, err := toInt(res[0])
-	recs, ok := res[1].([]any)
-	if err != nil || !ok {
+	recs, ok1 := res[1].([]any)
+	stale, ok2 := res[2].([]any)
+	if err != nil || !ok1 || !ok2 {
 		return nil, wrap("list", errReply)
+	}
+	if len(stale) > 0 {
+		// Best effort: a replica, or a Redis holding writes, keeps them
+		// for the next List, Issue under a limit, or Sweep.
+		// Bounded as a use write is (see useWriteTimeout).
+		pctx, cancel := context.WithTimeout(ctx, useWriteTimeout)
+		args := append([]any{s.prefix}, stale...)
+		err := s.run(pctx, pruneScript, []string{key}, args...).Err()
+		cancel()
+		if err != nil {
+			s.log.Debug("redisstore: list: pruning index entries of expired records failed", "err", err)
+		}
 	}
 	out := make([]tokenstore.Info, 0, len(recs))
 	var bad []error // a damaged record costs only itself
@@ -755,6 +817,8 @@ func (s *Store) Rotate(ctx context.Context, token string) (string, tokenstore.In
 		return "", tokenstore.Info{}, wrap("rotate", tokenstore.ErrExpired)
 	case len(res) != 3:
 		return "", tokenstore.Info{}, wrap("rotate", errReply)
+	case status == -3:
+		return "", tokenstore.Info{}, wrap("rotate", damaged(res[2]))
 	}
 	rec, err := decodeRecord(res[2])
 	if err != nil {

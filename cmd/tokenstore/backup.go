@@ -22,7 +22,8 @@ func newBackupCmd(a *app) *cobra.Command {
 		Long: `Write a consistent copy of the file (one bbolt read transaction) to OUT,
 through a temporary file in OUT's directory that is fsync'd and then put in
 place, so OUT never holds half a backup. When OUT is a directory the copy
-goes into it under the token file's name. An existing file is never
+goes into it under the token file's name. When OUT is a symbolic link, the
+file it points at is replaced and the link kept. An existing file is never
 replaced unless --force is given. With "-" the copy goes to stdout and the
 summary to stderr. The copy holds token hashes, never tokens; it is
 created with mode 0600.
@@ -89,6 +90,17 @@ func (a *app) backup(ctx context.Context, out string, force, asJSON bool) (err e
 // file's name inside out when out is a directory. It refuses an existing
 // file without force, and the token file itself.
 func (a *app) backupPath(out string, force bool) (string, error) {
+	if lst, err := os.Lstat(out); err == nil && lst.Mode().Type() == fs.ModeSymlink {
+		// The operator's link (a "latest" link, a link into a mounted
+		// volume) stays; the file it points at is what gets replaced, as
+		// DB.BackupFile and compact do.
+		real, err := filepath.EvalSymlinks(out)
+		if err != nil {
+			target, _ := os.Readlink(out)
+			return "", &explained{fmt.Sprintf("cannot back up to %s: it is a symbolic link to %s, which does not exist (name the file itself, or remove the link)", out, target), err}
+		}
+		out = real
+	}
 	st, err := os.Stat(out)
 	switch {
 	case err == nil && st.IsDir():
@@ -112,6 +124,11 @@ func (a *app) backupPath(out string, force bool) (string, error) {
 	}
 	if st.IsDir() {
 		return "", &explained{fmt.Sprintf("cannot back up to %s: it is a directory", out), fs.ErrExist}
+	}
+	if !st.Mode().IsRegular() {
+		// A FIFO's reader would wait for ever; a device (as root:
+		// /dev/null) would be replaced by a regular file.
+		return "", &explained{fmt.Sprintf("cannot back up to %s: not a regular file (%s); to stream the backup, give - and redirect stdout", out, st.Mode().Type()), fs.ErrInvalid}
 	}
 	if !force {
 		return "", existsError(out)

@@ -45,8 +45,12 @@ func (a *app) compact(ctx context.Context, asJSON bool) error {
 	if errors.Is(err, fs.ErrPermission) && writable(a.dbPath) {
 		// The file opened for writing: what failed is the new copy, which
 		// compact writes beside it.
-		dir := filepath.Dir(a.dbPath)
-		return &explained{fmt.Sprintf("cannot compact %s: permission denied: compact writes its new copy in %s, and this user may not create files there", a.dbPath, dir), err}
+		dir, beside := filepath.Dir(a.dbPath), ","
+		if real, rerr := filepath.EvalSymlinks(a.dbPath); rerr == nil && real != filepath.Clean(a.dbPath) {
+			// Compact rewrites the file the link points at, beside it.
+			dir, beside = filepath.Dir(real), ", beside the file the link points at,"
+		}
+		return &explained{fmt.Sprintf("cannot compact %s: permission denied: compact writes its new copy in %s%s and this user may not create files there", a.dbPath, dir, beside), err}
 	}
 	if err != nil {
 		return a.openError(err, false)

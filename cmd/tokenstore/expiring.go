@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/tokenstore/tokenstore"
 )
 
 func newExpiringCmd(a *app) *cobra.Command {
@@ -46,10 +49,12 @@ func (a *app) expiring(ctx context.Context, within time.Duration, asJSON bool) (
 		return err
 	}
 	defer closeStore(st, &err)
-	infos, err := st.Expiring(ctx, within)
-	if err != nil {
-		return err
+	infos, walkErr := st.Expiring(ctx, within)
+	if walkErr != nil && !errors.Is(walkErr, tokenstore.ErrCorrupt) {
+		return walkErr
 	}
+	// Damaged records cost only themselves: the others are printed, then
+	// the error that names them.
 	out := newListWriter(a.stdout, a.now(), asJSON)
 	for _, info := range infos {
 		if err := out.write(info); err != nil {
@@ -58,6 +63,9 @@ func (a *app) expiring(ctx context.Context, within time.Duration, asJSON bool) (
 	}
 	if err := out.flush(); err != nil {
 		return err
+	}
+	if walkErr != nil {
+		return walkErr
 	}
 	if out.rows == 0 && !asJSON {
 		fmt.Fprintf(a.stderr, "no live tokens expire within %s\n", formatDuration(within))

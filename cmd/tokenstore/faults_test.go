@@ -62,7 +62,7 @@ func TestCLI_PrefixFromTheFile(t *testing.T) {
 	assert.Contains(t, got.stderr, `this file's tokens start with "myapp_"`)
 	got = e.run("", "--prefix", "tks", "list", "--subject", "alice")
 	assert.Equal(t, exitFailed, got.code)
-	assert.Contains(t, got.stderr, `token prefix mismatch: the file's tokens start with "myapp_"`)
+	assert.Contains(t, got.stderr, `records the token prefix "myapp": --prefix tks does not match it`)
 }
 
 // TestCLI_PolicyAsStored: the CLI refuses what the library refuses, with

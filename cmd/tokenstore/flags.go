@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"regexp"
 
+	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 	"github.com/tokenstore/tokenstore"
 )
@@ -40,4 +42,31 @@ func checkSubject(s string) error {
 		return &usageError{&explained{fmt.Sprintf("%v (--subject takes 1 to %d bytes of UTF-8 without control characters, such as a user ID)", err, tokenstore.MaxSubjectLen), err}}
 	}
 	return nil
+}
+
+// tokenShaped matches what may be a token, or most of one: a prefix and
+// its underscore followed by a long run of base62 (a token's body is 49
+// characters), or such a run alone (a token pasted without its prefix).
+// A mistyped or truncated token is as secret as a whole one.
+var tokenShaped = regexp.MustCompile(`(?:[a-z][a-z0-9]*_)?[0-9A-Za-z]{32,}`)
+
+// redactTokens replaces whatever may be a token in s, so that an error
+// repeating the operator's input (an unknown command, a flag's value)
+// never prints one: stderr is kept by terminals, CI logs and collectors.
+func redactTokens(s string) string {
+	return tokenShaped.ReplaceAllString(s, "[token hidden]")
+}
+
+// parseID parses an --id value. A token pasted where its ID belongs is
+// refused without repeating it.
+func parseID(s string) (uuid.UUID, error) {
+	u, err := uuid.Parse(s)
+	if err == nil {
+		return u, nil
+	}
+	const want = "--id takes a token ID, a UUID as list shows it (such as 0199a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d)"
+	if tokenShaped.MatchString(s) {
+		return uuid.Nil, usagef("%s, and that looks like a token, not its ID: give the token itself as the argument, or on stdin with -", want)
+	}
+	return uuid.Nil, usagef("%s; %q is not one", want, s)
 }

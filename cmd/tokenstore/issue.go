@@ -86,6 +86,11 @@ func (f *issueFlags) options(cmd *cobra.Command) ([]tokenstore.IssueOption, erro
 		if err := checkLifetime("--idle", f.idle); err != nil {
 			return nil, err
 		}
+		if changed("max") && f.max == 0 {
+			// The library reads a zero cap as "no cap": refuse it rather
+			// than guess which the operator meant.
+			return nil, usagef("--max 0s: a cap must be positive (such as --max 30d); leave --max out for a sliding lifetime without a cap")
+		}
 		if changed("max") && f.max <= f.idle {
 			// Sliding(idle, max) with max <= idle always dies max after
 			// issue, however it is used: an absolute lifetime in disguise.

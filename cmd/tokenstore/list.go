@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -66,12 +67,14 @@ func (a *app) list(ctx context.Context, bySubject bool, subject string, all, asJ
 	defer closeStore(st, &err)
 	now := a.now()
 	out := newListWriter(a.stdout, now, asJSON)
+	var walkErr error
 	if bySubject && !all {
 		// The subjects index: only this subject's records are read.
 		infos, err := st.List(ctx, subject)
-		if err != nil {
+		if err != nil && !errors.Is(err, tokenstore.ErrCorrupt) {
 			return err
 		}
+		walkErr = err // damaged records: the others are in infos
 		for _, info := range infos {
 			if err := out.write(info); err != nil {
 				return err
@@ -79,18 +82,20 @@ func (a *app) list(ctx context.Context, bySubject bool, subject string, all, asJ
 		}
 	} else {
 		db := st.(fileStore) // the RunE refuses these with --url
-		err := db.ForEach(ctx, func(info tokenstore.Info) error {
+		walkErr = db.ForEach(ctx, func(info tokenstore.Info) error {
 			if bySubject && info.Subject != subject || !all && !now.Before(info.ExpiresAt) {
 				return nil
 			}
 			return out.write(info)
 		})
-		if err != nil {
-			return err
-		}
 	}
+	// What was written is printed even when the walk failed: a damaged
+	// record costs only itself, and is named by the error after the rows.
 	if err := out.flush(); err != nil {
 		return err
+	}
+	if walkErr != nil {
+		return walkErr
 	}
 	if out.rows == 0 && !asJSON {
 		what := "no live tokens"

@@ -57,7 +57,8 @@ func (a *app) mustExist(mode openMode) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return &explained{fmt.Sprintf("%s does not exist (name the token file with --db)", a.dbPath), err}
-	case err == nil && st.Size() == 0 && mode == openRead:
+	case err == nil && st.Mode().IsRegular() && st.Size() == 0 && mode == openRead:
+		// (Not a FIFO or a device, whose size is 0 too: Open names those.)
 		// bbolt would try to initialise it through a read-only descriptor.
 		return fmt.Errorf("%s is empty: not a tokenstore file yet", a.dbPath)
 	}
@@ -79,6 +80,10 @@ func (a *app) openError(err error, readOnly bool) error {
 		return &explained{b.String(), err}
 	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):
 		return &explained{a.permissionText(err, readOnly), err}
+	case errors.Is(err, tokenstore.ErrPrefixMismatch):
+		// The library speaks to a program (Options.Prefix); the operator
+		// gave --prefix.
+		return &explained{fmt.Sprintf("%s records the token prefix %q: --prefix %s does not match it (leave --prefix out to use the file's)", a.dbPath, recordedPrefix(err), a.prefix), err}
 	case errors.Is(err, tokenstore.ErrCorrupt):
 		// Keep only what follows the sentinel's text: the reason.
 		_, why, _ := strings.Cut(err.Error(), strings.TrimPrefix(tokenstore.ErrCorrupt.Error(), "tokenstore: "))
@@ -113,4 +118,15 @@ func closeDB(db *tokenstore.DB, err *error) {
 	if cerr := db.Close(); cerr != nil && *err == nil {
 		*err = cerr
 	}
+}
+
+// recordedPrefix is the prefix a mismatch error says the file records:
+// "the file's tokens start with "myapp_"" gives myapp.
+func recordedPrefix(err error) string {
+	_, rest, ok := strings.Cut(err.Error(), "the file's tokens start with \"")
+	if !ok {
+		return "?"
+	}
+	p, _, _ := strings.Cut(rest, "\"")
+	return strings.TrimSuffix(p, "_")
 }

@@ -51,7 +51,11 @@ func (a *app) remote() bool { return a.url != "" }
 func checkURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || u.Scheme != "http" && u.Scheme != "https" {
-		return nil, usagef("--url %q is not an http:// or https:// URL of the application's admin handler, such as http://127.0.0.1:8080/admin", raw)
+		shown := raw
+		if i := strings.LastIndex(raw, "@"); i >= 0 {
+			shown = "…" + raw[i:] // what comes before may be a user and password
+		}
+		return nil, usagef("--url %q is not an http:// or https:// URL of the application's admin handler, such as http://127.0.0.1:8080/admin", shown)
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
 		return nil, usagef("--url %s: give where the admin handler is mounted, without a query or fragment", u.Redacted())
@@ -92,7 +96,7 @@ func (a *app) credential() (token, from string, err error) {
 	if token = strings.TrimSpace(os.Getenv(envAdminToken)); token != "" {
 		return token, "$" + envAdminToken, nil
 	}
-	return "", "", usagef("--url needs an admin credential: name a file holding an admin token with --credential-file, or set %s (never on the command line, where ps shows it); issue one with: tokenstore issue --subject ops-you --meta scope=%s", envAdminToken, admin.DefaultScope)
+	return "", "", usagef("--url needs an admin credential: name a file holding an admin token with --credential-file, or set %s (never on the command line, where ps shows it); issue one with: tokenstore issue --subject ops-you --scope %s", envAdminToken, admin.DefaultScope)
 }
 
 // openRemote returns the store of the application at --url.
@@ -163,7 +167,26 @@ func (s *remoteStore) Lookup(ctx context.Context, token string) (tokenstore.Info
 }
 
 func (s *remoteStore) Revoke(ctx context.Context, token string) error {
-	return s.tokenErr(s.c.Revoke(ctx, token), token)
+	err := s.c.Revoke(ctx, token)
+	return unanswered(err, s.tokenErr(err, token), hintRevoked)
+}
+
+// The hints for a change the application was asked for and did not answer
+// within --timeout: it may have made it all the same.
+const (
+	hintRevoked        = "the request was sent, so the application may have revoked it: run the same revoke with --missing-ok to be sure"
+	hintRevokedSubject = "the request was sent, so the application may have revoked them: run the same revoke again to be sure"
+	hintIssued         = "the request was sent, so the application may have issued it: list --subject shows the subject's tokens (revoke one you did not receive with revoke --id)"
+)
+
+// unanswered adds hint to shown, the operator's error for a call that
+// changes the store, when raw says no answer came in time: "no answer" is
+// not "not done".
+func unanswered(raw, shown error, hint string) error {
+	if ue, ok := errors.AsType[*url.Error](raw); ok && ue.Timeout() {
+		return &explained{shown.Error() + "; " + hint, shown}
+	}
+	return shown
 }
 
 // tokenErr is err, or for a token the application calls malformed, the
@@ -180,17 +203,18 @@ func (s *remoteStore) tokenErr(err error, token string) error {
 }
 
 func (s *remoteStore) RevokeID(ctx context.Context, id uuid.UUID) error {
-	return s.err(s.c.RevokeID(ctx, id))
+	err := s.c.RevokeID(ctx, id)
+	return unanswered(err, s.err(err), hintRevoked)
 }
 
 func (s *remoteStore) RevokeSubject(ctx context.Context, subject string) (int, error) {
 	n, err := s.c.RevokeSubject(ctx, subject)
-	return n, s.err(err)
+	return n, unanswered(err, s.err(err), hintRevokedSubject)
 }
 
 func (s *remoteStore) Issue(ctx context.Context, subject string, opts ...tokenstore.IssueOption) (string, tokenstore.Info, error) {
 	token, info, err := s.c.Issue(ctx, subject, opts...)
-	return token, info, s.err(err)
+	return token, info, unanswered(err, s.err(err), hintIssued)
 }
 
 func (s *remoteStore) Expiring(ctx context.Context, d time.Duration) ([]tokenstore.Info, error) {

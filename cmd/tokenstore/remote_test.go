@@ -488,12 +488,19 @@ func TestRemote_Environment(t *testing.T) {
 	assert.Equal(t, "tokenstore: no answer from the application at "+mute+" within 200ms (is it overloaded? a longer --timeout waits more)\n", got.stderr)
 	assert.Equal(t, "unreachable", decodeError(t, got.stdout).Code)
 
-	// Plain HTTP beyond loopback: a warning (the request itself fails here:
-	// 192.0.2.1 is TEST-NET-1, routed nowhere).
-	got = c.run("", "--url", "http://192.0.2.1:9/admin", "--credential-file", app.cred, "--timeout", "200ms", "stats")
+	// Plain HTTP beyond loopback: a warning. The request itself must not
+	// leave the machine (tests send traffic to loopback only): it goes to
+	// an HTTP proxy on a loopback port where nothing listens, and fails.
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	proxy := "http://" + closed.Addr().String()
+	require.NoError(t, closed.Close())
+	viaProxy := &cli{t: t, dir: c.dir, env: []string{"HTTP_PROXY=" + proxy, "NO_PROXY=", "no_proxy="}}
+	got = viaProxy.run("", "--url", "http://192.0.2.1:9/admin", "--credential-file", app.cred, "--timeout", "200ms", "stats")
 	assert.Equal(t, exitFailed, got.code)
 	assert.Contains(t, got.stderr, "tokenstore: warning: sending the admin credential to 192.0.2.1:9 over plain HTTP, readable on the network: use https://\n")
 	assert.Contains(t, got.stderr, "http://192.0.2.1:9/admin")
+	assert.Contains(t, got.stderr, "proxyconnect tcp: dial tcp "+closed.Addr().String(), "the request went to the loopback proxy, nowhere else")
 
 	require.NoError(t, os.Chmod(app.cred, 0o644))
 	got = c.run("", app.args("stats")...)

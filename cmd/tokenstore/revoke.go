@@ -51,9 +51,9 @@ no restart.`,
 			ctx := cmd.Context()
 			switch {
 			case changed("id"):
-				u, err := uuid.Parse(id)
+				u, err := parseID(id)
 				if err != nil {
-					return usagef("--id %q is not a UUID", id)
+					return err
 				}
 				return a.revoke(asJSON, func(db store) (int, error) {
 					err := db.RevokeID(ctx, u)
@@ -72,7 +72,12 @@ no restart.`,
 					return err
 				}
 				return a.revoke(asJSON, func(db store) (int, error) {
-					return db.RevokeSubject(ctx, subject)
+					n, err := db.RevokeSubject(ctx, subject)
+					if errors.Is(err, tokenstore.ErrCorrupt) {
+						// Every other token of the subject is revoked.
+						return n, fmt.Errorf("%w (%s revoked; revoke --id ID removes a damaged one)", err, count(n, "other token"))
+					}
+					return n, err
 				})
 			}
 			token, err := a.readToken(args)

@@ -41,7 +41,7 @@ func TestRevoke(t *testing.T) {
 		{"id given as token", "", func(_, _ string, id uuid.UUID) []string { return []string{id.String()} },
 			exitUsage, "", "that is a token ID, not a token: use revoke --id", 0},
 		{"not a UUID", "", func(_, _ string, _ uuid.UUID) []string { return []string{"--id", "x"} },
-			exitUsage, "", `--id "x" is not a UUID`, 0},
+			exitUsage, "", `"x" is not one`, 0},
 		{"token and id", "", func(a1, _ string, id uuid.UUID) []string { return []string{a1, "--id", id.String()} },
 			exitUsage, "", "give one of TOKEN, --id or --subject", 0},
 		{"id and subject", "", func(_, _ string, id uuid.UUID) []string { return []string{"--id", id.String(), "--subject", "alice"} },

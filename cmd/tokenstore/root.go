@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -69,12 +70,14 @@ func (a *app) run(ctx context.Context, args []string) int {
 
 // errorText renders a failure for the operator. The library's errors
 // start with "tokenstore: " and are printed as they are; the command's own
-// get that prefix in front.
+// get that prefix in front. Whatever may be a token is hidden: an error
+// may repeat the operator's input, and a token typed in the wrong place
+// must not reach the logs that keep stderr.
 func errorText(ctx context.Context, err error) string {
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return "tokenstore: interrupted"
 	}
-	msg := err.Error()
+	msg := redactTokens(err.Error())
 	if !strings.HasPrefix(msg, "tokenstore: ") {
 		msg = "tokenstore: " + msg
 	}
@@ -111,6 +114,12 @@ var errorCodes = []struct {
 	{tokenstore.ErrInvalidPolicy, "invalid_policy"},
 	{tokenstore.ErrMetadataTooLarge, "metadata_too_large"},
 	{tokenstore.ErrTokenLimit, "token_limit"},
+	{tokenstore.ErrPrefixMismatch, "prefix_mismatch"},
+	{tokenstore.ErrInsufficientScope, "insufficient_scope"},
+	{tokenstore.ErrInvalidScope, "invalid_scope"},
+	{tokenstore.ErrClosed, "closed"},
+	{syscall.EISDIR, "is_directory"},
+	{fs.ErrInvalid, "not_regular_file"}, // Open: a FIFO, a device, a socket
 	{fs.ErrExist, "exists"},
 	{fs.ErrNotExist, "not_exist"},
 	{fs.ErrPermission, "permission"},
@@ -316,6 +325,12 @@ there too (the message is the one on stderr). Durations take Go syntax
 	pf.StringVar(&a.prefix, "prefix", "", "the application's token prefix (its Options.Prefix; default: the one the file records, "+tokenstore.DefaultPrefix+" for a new file)")
 	pf.StringVar(&a.url, "url", "", "run against the running application whose admin handler is mounted at this `URL` (default $"+envURL+")")
 	pf.StringVar(&a.credFile, "credential-file", "", "with --url: a `file` holding the admin token (default: $"+envAdminToken+")")
+
+	// Every command has its own --json. The root's, hidden, is parsed only
+	// when no command was found, so that "tokenstore nosuch --json" says
+	// "unknown command" (as a JSON object) rather than "unknown flag".
+	root.Flags().Bool("json", false, "print a failure as a JSON object")
+	_ = root.Flags().MarkHidden("json")
 
 	root.AddCommand(
 		newIssueCmd(a),

@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -56,6 +57,10 @@ type statsJSON struct {
 	// Counters are the application's tokenstore.Stats since it opened the
 	// store (--url only: a command's own store has counted nothing).
 	Counters *admin.Counters `json:"counters,omitempty"`
+	// Damaged is the error naming the records that could not be read, as
+	// stderr has it: the figures count every other record, and the
+	// command exits 1.
+	Damaged string `json:"damaged,omitempty"`
 }
 
 // boltJSON describes the bbolt file's pages and buckets.
@@ -95,12 +100,24 @@ func (a *app) stats(ctx context.Context, asJSON bool) (err error) {
 	}
 	defer closeStore(st, &err)
 	s, err := st.Stats(ctx)
-	if err != nil {
+	var walkErr error // damaged records: the figures count every other one
+	switch {
+	case errors.Is(err, tokenstore.ErrCorrupt) && s.Tokens.Live != nil:
+		walkErr, s.Damaged = err, errorText(ctx, err)
+	case err != nil:
 		return err
 	}
 	if asJSON {
-		return writeJSON(a.stdout, s)
+		if err := writeJSON(a.stdout, s); err != nil || walkErr == nil {
+			return err
+		}
+		return &shownError{walkErr} // the object says "damaged"
 	}
+	defer func() {
+		if err == nil {
+			err = walkErr
+		}
+	}()
 
 	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
 	if s.URL != "" {

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/tokenstore/tokenstore"
 )
 
 func newSweepCmd(a *app) *cobra.Command {
@@ -36,8 +39,12 @@ func (a *app) sweep(ctx context.Context, asJSON bool) (err error) {
 	start := time.Now()
 	n, err := db.Sweep(ctx)
 	took := time.Since(start)
-	if err != nil {
-		return fmt.Errorf("%w (%d expired tokens deleted before it stopped)", err, n)
+	switch {
+	case errors.Is(err, tokenstore.ErrCorrupt):
+		// The sweep stepped over the damaged records only.
+		return fmt.Errorf("%w (%s deleted; tokenstore revoke --id ID removes a damaged one)", err, count(n, "other expired token"))
+	case err != nil:
+		return fmt.Errorf("%w (%s deleted before it stopped)", err, count(n, "expired token"))
 	}
 	if asJSON {
 		return writeJSON(a.stdout, struct {

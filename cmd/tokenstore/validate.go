@@ -72,9 +72,9 @@ With "-" or no argument the token is read from stdin.`,
 				if len(args) > 0 {
 					return usagef("give a token or --id, not both")
 				}
-				u, err := uuid.Parse(id)
+				u, err := parseID(id)
 				if err != nil {
-					return usagef("--id %q is not a UUID", id)
+					return err
 				}
 				return a.inspectID(cmd.Context(), u, asJSON)
 			}

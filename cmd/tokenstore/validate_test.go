@@ -127,7 +127,7 @@ func TestInspect_ID(t *testing.T) {
 		{"live", []string{"--id", info.ID.String()}, 0, exitOK, "subject    alice", ""},
 		{"expired shows and fails", []string{"--id", info.ID.String()}, 2 * time.Hour, exitFailed, "subject    alice", "token " + info.ID.String() + " has expired (not swept yet)"},
 		{"unknown", []string{"--id", uuid.NewString()}, 0, exitFailed, "", "no token with ID"},
-		{"not a UUID", []string{"--id", "alice"}, 0, exitUsage, "", `--id "alice" is not a UUID`},
+		{"not a UUID", []string{"--id", "alice"}, 0, exitUsage, "", `"alice" is not one`},
 		{"token and ID", []string{"--id", info.ID.String(), "tks_x"}, 0, exitUsage, "", "give a token or --id, not both"},
 	}
 	for _, tt := range tests {

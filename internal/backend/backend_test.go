@@ -85,6 +85,9 @@ func TestWrap(t *testing.T) {
 	if got, want := backend.Wrap("redisstore", "issue", inner).Error(), "redisstore: issue: out of memory: tokenstore: token has expired"; got != want {
 		t.Fatalf("got %q, want %q", got, want)
 	}
+	if got, want := backend.Wrap("tokenstore", "", inner).Error(), "tokenstore: out of memory: tokenstore: token has expired"; got != want {
+		t.Fatalf("an empty op: got %q, want %q", got, want)
+	}
 	if backend.Wrap("x", "y", nil) != nil {
 		t.Fatal("Wrap(nil) is not nil")
 	}

@@ -13,8 +13,13 @@ type OpError struct {
 }
 
 // Error returns "Pkg: Op: text of Err" with Err's own package prefix, if
-// any, removed, so that no message repeats a package name.
+// any, removed, so that no message repeats a package name. An empty Op
+// adds only the prefix, for an error that names its operation itself (an
+// *fs.PathError: "open x: permission denied").
 func (e *OpError) Error() string {
+	if e.Op == "" {
+		return e.Pkg + ": " + trimPkg(e.Err.Error())
+	}
 	return e.Pkg + ": " + e.Op + ": " + trimPkg(e.Err.Error())
 }
 
