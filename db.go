@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tokenstore/tokenstore/internal/backend"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -39,9 +40,7 @@ type DB struct {
 	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
-	cancel    context.CancelFunc // cancels the background loop's work
-	stop      chan struct{}      // closed by Close to end the loop
-	done      chan struct{}      // closed by the loop when it has ended
+	loop      *backend.Loop // the background sweeper and use writer; nil when off
 
 	ctr       counters
 	lastCount atomic.Int64
@@ -152,12 +151,8 @@ func Open(path string, opts *Options) (db *DB, err error) {
 		return nil
 	})
 
-	flushEvery := o.TouchInterval / 2
-	if !o.ReadOnly && (o.SweepInterval > 0 || flushEvery > 0) {
-		var ctx context.Context
-		ctx, db.cancel = context.WithCancel(context.Background())
-		db.stop, db.done = make(chan struct{}), make(chan struct{})
-		go db.loop(ctx, o.SweepInterval, flushEvery)
+	if !o.ReadOnly {
+		db.loop = db.startLoop(o.SweepInterval, o.TouchInterval/2)
 	}
 	return db, nil
 }
@@ -174,11 +169,7 @@ func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		first = true
 		db.closed.Store(true)
-		if db.stop != nil {
-			db.cancel()
-			close(db.stop)
-			<-db.done
-		}
+		db.loop.Stop() // cancels a sweep or flush between transactions, and waits
 		var err error
 		if !db.ro {
 			err = errors.Join(db.flush(context.Background()), db.syncFreelist())
