@@ -13,7 +13,9 @@ package tokenstore_test
 // temporary directory, and removed with it; benchmarks that write work on
 // copies of it. Each target sits beside its baseline, in the same run:
 //
+//	Validate/returning/{cold,warm}       vs Validate/returning/bbolt-view-get
 //	Validate/sliding/*, absolute/cached  vs Validate/touch-every-use and Validate/bbolt-view-get
+//	Flush/100k-of-1M                     reports bytes written per use and Validate p99 with and without it
 //	Issue/serial                         vs Issue/bbolt-update-one-key
 //	Issue/parallel-64                    vs Issue/serial
 //	Sweep/10k-of-1M                      vs Sweep/10k-of-10k (and Sweep/none-of-1M)
@@ -24,6 +26,7 @@ package tokenstore_test
 // dir across runs (remove it after changing how the library writes).
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"flag"
@@ -266,6 +269,7 @@ func BenchmarkStore(b *testing.B) {
 		}
 	})
 	b.Run("Validate", func(b *testing.B) { benchValidate(b, get) })
+	b.Run("Flush", func(b *testing.B) { benchFlush(b, get) })
 	b.Run("Issue", func(b *testing.B) { benchIssue(b, get) })
 	b.Run("Sweep", func(b *testing.B) { benchSweep(b, get) })
 	b.Run("Open", func(b *testing.B) { benchOpen(b, get) })
@@ -319,6 +323,7 @@ func benchValidate(b *testing.B, get func(*testing.B) *fixture) {
 	defer fx.drop(b)
 	sliding, absolute := fx.sliding(), fx.absolute()
 	hot := func(s []string) []string { return s[:min(len(s), hotTokens)] }
+	b.Run("returning", func(b *testing.B) { benchReturning(b, fx) })
 	// leaf runs a Validate benchmark on its own copy of the file, with a
 	// clock that starts where the preload's stopped: every token was last
 	// used less than TouchInterval ago, the steady state of a server whose
@@ -513,6 +518,7 @@ func benchIssue(b *testing.B, get func(*testing.B) *fixture) {
 // txRecorder is a slog.Handler that keeps the "took" of the sweep's
 // per-transaction debug records.
 type txRecorder struct {
+	msg              string // "": the sweep's
 	mu               sync.Mutex
 	took             []time.Duration
 	deleted, written int64
@@ -522,7 +528,7 @@ func (r *txRecorder) Enabled(context.Context, slog.Level) bool { return true }
 func (r *txRecorder) WithAttrs([]slog.Attr) slog.Handler       { return r }
 func (r *txRecorder) WithGroup(string) slog.Handler            { return r }
 func (r *txRecorder) Handle(_ context.Context, rec slog.Record) error {
-	if rec.Message != "tokenstore: sweep transaction" {
+	if want := cmp.Or(r.msg, "tokenstore: sweep transaction"); rec.Message != want {
 		return nil
 	}
 	r.mu.Lock()
@@ -729,3 +735,321 @@ func benchFileSize(b *testing.B, get func(*testing.B) *fixture) {
 	b.ReportMetric(float64(st.Size())/float64(fx.n), "bytes/token")
 	b.ReportMetric(float64(after)/float64(fx.n), "bytes/token-compacted")
 }
+
+// roundClock is the clock of the returning-user benchmarks: every op takes
+// the next token of a shuffled list, and each pass over the list happens
+// 2 × TouchInterval (default 1 minute) after the one before, so that every
+// token validated is a returning one: its stored last use lags the clock by
+// more than TouchInterval.
+type roundClock struct {
+	start time.Time
+	step  time.Duration
+	len   int64
+	ops   atomic.Int64
+}
+
+func (c *roundClock) Now() time.Time {
+	return c.start.Add(time.Duration((c.ops.Load())/c.len) * c.step)
+}
+
+// next returns the index of the op's token.
+func (c *roundClock) next() int { return int((c.ops.Add(1) - 1) % c.len) }
+
+func shuffled(s []string, seed uint64) []string {
+	out := slices.Clone(s)
+	mrand.New(mrand.NewPCG(seed, 3)).Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
+}
+
+// benchReturning is the traffic real servers see: a token used again
+// after an idle spell longer than TouchInterval (a person back from lunch,
+// a device that polls every five minutes), default Options.
+//
+//	cold: the store just opened (empty cache), every token of the file
+//	      idle 10 minutes, each validated once in a random order (%hits
+//	      shows the share that came back to a token already seen).
+//	warm: hotTokens tokens already in the cache, each validated in turn,
+//	      every pass 2 minutes after the one before.
+//	bbolt-view-get: the floor, a bare bbolt View+Get of a random key of the
+//	      same file, from as many goroutines.
+func benchReturning(b *testing.B, fx *fixture) {
+	ctx := context.Background()
+	run := func(b *testing.B, db *tokenstore.DB, clk *roundClock, set []string) {
+		st0 := db.Stats()
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := db.Validate(ctx, set[clk.next()]); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		b.StopTimer()
+		st := db.Stats()
+		hits, misses := st.CacheHits-st0.CacheHits, st.CacheMisses-st0.CacheMisses
+		b.ReportMetric(100*float64(hits)/float64(max(hits+misses, 1)), "%hits")
+		b.ReportMetric(float64(st.TouchWrites-st0.TouchWrites)/float64(b.N), "writes/op")
+	}
+
+	all := shuffled(fx.tokens, 1)
+	cold := &roundClock{start: fx.t0.Add(10 * time.Minute), step: 2 * time.Minute, len: int64(len(all))}
+	coldDB := &leafDB{open: func(b *testing.B) *tokenstore.DB {
+		return openBench(b, fx.copyOf(b, "returning-cold"), &tokenstore.Options{SweepInterval: -1, Now: cold.Now})
+	}}
+	b.Run("cold", func(b *testing.B) { run(b, coldDB.get(b), cold, all) })
+	coldDB.close(b)
+
+	benchViewGet(b, fx, "bbolt-view-get")
+
+	hot := shuffled(fx.sliding()[:min(len(fx.sliding()), hotTokens)], 2)
+	warm := &roundClock{start: fx.t0.Add(time.Millisecond), step: 2 * time.Minute, len: int64(len(hot))}
+	warmDB := &leafDB{open: func(b *testing.B) *tokenstore.DB {
+		db := openBench(b, fx.copyOf(b, "returning-warm"), &tokenstore.Options{SweepInterval: -1, Now: warm.Now})
+		for _, t := range hot { // fills the cache; the clock does not move
+			_, err := db.Validate(ctx, t)
+			require.NoError(b, err)
+		}
+		warm.ops.Store(int64(len(hot))) // the next pass is 2 minutes later
+		return db
+	}}
+	b.Run("warm", func(b *testing.B) { run(b, warmDB.get(b), warm, hot) })
+	warmDB.close(b)
+
+	b.Run("interleaved", func(b *testing.B) { benchReturningInterleaved(b, fx) })
+}
+
+// benchReturningInterleaved measures cold, warm and the floor in turns of
+// 2,000 calls each (from GOMAXPROCS goroutines), rotating their order, so
+// that a machine whose load changes from second to second weighs on the
+// three alike; it reports each one's ns/op and the two ratios to the
+// floor. cold, warm and bbolt-view-get above measure the same calls one
+// after the other, with their allocations.
+func benchReturningInterleaved(b *testing.B, fx *fixture) {
+	ctx := context.Background()
+	const turn, turns = 2000, 30
+	all := shuffled(fx.tokens, 5) // cold for 1M calls: %hits says whether it stayed so
+	cold := &roundClock{start: fx.t0.Add(10 * time.Minute), step: 2 * time.Minute, len: int64(len(all))}
+	coldDB := openBench(b, fx.copyOf(b, "returning-interleaved-cold"), &tokenstore.Options{SweepInterval: -1, Now: cold.Now})
+	defer func() { require.NoError(b, coldDB.Close()) }()
+	hot := shuffled(fx.sliding()[:min(len(fx.sliding()), hotTokens)], 6)
+	warm := &roundClock{start: fx.t0.Add(time.Millisecond), step: 2 * time.Minute, len: int64(len(hot))}
+	warmDB := openBench(b, fx.copyOf(b, "returning-interleaved-warm"), &tokenstore.Options{SweepInterval: -1, Now: warm.Now})
+	defer func() { require.NoError(b, warmDB.Close()) }()
+	for _, t := range hot {
+		_, err := warmDB.Validate(ctx, t)
+		require.NoError(b, err)
+	}
+	warm.ops.Store(int64(len(hot)))
+	keys := make([][]byte, len(fx.tokens))
+	for i, t := range fx.tokens {
+		keys[i] = hashOf(b, t)
+	}
+	bdb, err := bolt.Open(fx.pristine, 0o600, &bolt.Options{ReadOnly: true})
+	require.NoError(b, err)
+	defer func() { require.NoError(b, bdb.Close()) }()
+
+	procs := runtime.GOMAXPROCS(0)
+	// timed runs op(i) for i in [0, turn) from procs goroutines.
+	timed := func(op func(i int) error) time.Duration {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		start := time.Now()
+		for range procs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := int(next.Add(1) - 1); i < turn; i = int(next.Add(1) - 1) {
+					if err := op(i); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		return time.Since(start)
+	}
+	kinds := []func(r int) time.Duration{
+		func(int) time.Duration { // cold
+			return timed(func(int) error { _, err := coldDB.Validate(ctx, all[cold.next()]); return err })
+		},
+		func(r int) time.Duration { // floor
+			rng := mrand.New(mrand.NewPCG(uint64(r), 7))
+			var mu sync.Mutex
+			return timed(func(int) error {
+				mu.Lock()
+				k := keys[rng.IntN(len(keys))]
+				mu.Unlock()
+				return bdb.View(func(tx *bolt.Tx) error {
+					if tx.Bucket([]byte("tokens")).Get(k) == nil {
+						return fmt.Errorf("key %x not found", k[:4])
+					}
+					return nil
+				})
+			})
+		},
+		func(int) time.Duration { // warm
+			return timed(func(int) error { _, err := warmDB.Validate(ctx, hot[warm.next()]); return err })
+		},
+	}
+	var took [3]time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		for r := range turns {
+			for j := range kinds {
+				k := (r + j) % len(kinds)
+				took[k] += kinds[k](r)
+			}
+		}
+	}
+	b.StopTimer()
+	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(b.N*turns*turn) }
+	b.ReportMetric(per(took[0]), "cold-ns/op")
+	b.ReportMetric(per(took[1]), "floor-ns/op")
+	b.ReportMetric(per(took[2]), "warm-ns/op")
+	b.ReportMetric(per(took[1])/per(took[0]), "cold-x-floor")
+	b.ReportMetric(per(took[1])/per(took[2]), "warm-x-floor")
+	st := coldDB.Stats()
+	b.ReportMetric(100*float64(st.CacheHits)/float64(max(st.CacheHits+st.CacheMisses, 1)), "cold-%hits")
+}
+
+// benchViewGet is the floor of a Validate that reads the file: a bare
+// bbolt View+Get of a random key of the fixture's tokens bucket, from
+// GOMAXPROCS goroutines, bbolt's default options.
+func benchViewGet(b *testing.B, fx *fixture, name string) {
+	keys := make([][]byte, len(fx.tokens))
+	for i, t := range fx.tokens {
+		keys[i] = hashOf(b, t)
+	}
+	bdb, err := bolt.Open(fx.pristine, 0o600, &bolt.Options{ReadOnly: true})
+	require.NoError(b, err)
+	defer func() { require.NoError(b, bdb.Close()) }()
+	b.Run(name, func(b *testing.B) {
+		var seed atomic.Uint64
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			r := mrand.New(mrand.NewPCG(seed.Add(1), 0))
+			for pb.Next() {
+				k := keys[r.IntN(len(keys))]
+				err := bdb.View(func(tx *bolt.Tx) error {
+					if tx.Bucket([]byte("tokens")).Get(k) == nil {
+						return fmt.Errorf("key %x not found", k[:4])
+					}
+					return nil
+				})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
+
+// procWchar is the bytes this process has passed to write(2) and its
+// kin: what bbolt wrote to the file (pages and meta), nothing else here.
+func procWchar(b *testing.B) int64 {
+	data, err := os.ReadFile("/proc/self/io")
+	require.NoError(b, err)
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "wchar: "); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			require.NoError(b, err)
+			return n
+		}
+	}
+	b.Fatal("no wchar in /proc/self/io")
+	return 0
+}
+
+// flusher is DB.Flush, where this build has it.
+type flusher interface {
+	Flush(context.Context) error
+}
+
+// benchFlush measures the background writer on its real load: 100,000
+// returning users' uses pending among 1M tokens, written by one Flush.
+// It reports the bytes bbolt wrote per use persisted (write(2) bytes,
+// pages and meta pages), and Validate p99 from one goroutine while the
+// flush runs beside the same number of Validates without it.
+func benchFlush(b *testing.B, get func(*testing.B) *fixture) {
+	fx := get(b)
+	defer fx.drop(b)
+	ctx := context.Background()
+	b.Run("100k-of-1M", func(b *testing.B) {
+		clk := newManualClock(fx.t0.Add(time.Millisecond))
+		rec := &txRecorder{msg: "tokenstore: flush transaction"}
+		db := openBench(b, fx.copyOf(b, "flush"), &tokenstore.Options{SweepInterval: -1, Now: clk.Now, Logger: slog.New(rec)})
+		f, ok := any(db).(flusher)
+		if !ok {
+			require.NoError(b, db.Close())
+			b.Skip("this build has no DB.Flush")
+		}
+		sliding := fx.sliding()
+		rng := mrand.New(mrand.NewPCG(4, 5))
+		var idle, during []time.Duration
+		var wrote, persisted int64
+		var flushTx []time.Duration
+		b.ReportAllocs()
+		for b.Loop() {
+			b.StopTimer()
+			clk.Advance(30 * time.Second)
+			perm := rng.Perm(len(sliding))
+			users, others := perm[:min(100_000, len(perm)/2)], perm[len(perm)/2:]
+			for _, i := range users {
+				_, err := db.Validate(ctx, sliding[i])
+				require.NoError(b, err)
+			}
+			otherSet := make([]string, len(others))
+			for j, i := range others {
+				otherSet[j] = sliding[i]
+			}
+			st0, w0 := db.Stats(), procWchar(b)
+			stop, done := make(chan struct{}), make(chan struct{})
+			var lat []time.Duration
+			go func() {
+				defer close(done)
+				lat = validateLatencies(b, db, otherSet, 0, stop)
+			}()
+			rec.mu.Lock()
+			rec.took = rec.took[:0]
+			rec.mu.Unlock()
+			b.StartTimer()
+			err := f.Flush(ctx)
+			b.StopTimer()
+			close(stop)
+			<-done
+			require.NoError(b, err)
+			// Validate writes nothing: what was written meanwhile is the
+			// flush's.
+			st, w1 := db.Stats(), procWchar(b)
+			wrote += w1 - w0
+			persisted += int64(st.TouchesPersisted - st0.TouchesPersisted)
+			rec.mu.Lock()
+			flushTx = append(flushTx, rec.took...)
+			rec.mu.Unlock()
+			// The Validates beside it left uses of their own: write them
+			// first, then measure the same number without a flush.
+			require.NoError(b, f.Flush(ctx))
+			during = append(during, lat...)
+			idle = append(idle, validateLatencies(b, db, otherSet, len(lat), nil)...)
+			require.NoError(b, f.Flush(ctx))
+			b.StartTimer()
+		}
+		b.StopTimer()
+		require.NoError(b, db.Close())
+		p99i, p99d := percentile(idle, 0.99), percentile(during, 0.99)
+		b.ReportMetric(float64(wrote)/float64(max(persisted, 1)), "bytes-written/use")
+		b.ReportMetric(float64(p99i.Nanoseconds()), "p99-idle-ns")
+		b.ReportMetric(float64(p99d.Nanoseconds()), "p99-flush-ns")
+		b.ReportMetric(float64(p99d)/float64(p99i), "p99-ratio")
+		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+		b.ReportMetric(ms(percentile(flushTx, 1)), "max-tx-ms")
+		b.ReportMetric(ms(percentile(flushTx, 0.99)), "p99-tx-ms")
+		b.ReportMetric(float64(len(flushTx))/float64(b.N), "tx/op")
+	})
+}
+func (c *manualClock) Set(t time.Time) { c.ns.Store(t.UnixNano()) }

@@ -11,18 +11,28 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// The file holds five buckets. Tokens are never stored: records are keyed
-// by the SHA-256 of the token, and every index leads back to that hash.
+// The file holds five buckets (schema 2). Tokens are never stored:
+// records are keyed by the SHA-256 of the token, and every index leads
+// back to that hash through the token's id.
 //
-//	meta     "app" → "github.com/tokenstore/tokenstore", "schema" → uint32, "count" → uint64 tokens
-//	tokens   hash(32) → record
-//	ids      id(16) → hash(32)
-//	subjects subject ‖ 0x00 ‖ id(16) → hash(32)   (UUIDv7 ids: a prefix scan is oldest first)
-//	expiry   deadline(8, ms, order-preserving) ‖ id(16) → hash(32)
+//	meta     "app" → "github.com/tokenstore/tokenstore", "schema" → uint32, "count" → uint64 tokens,
+//	         "usedmax" → uint64 ms ≥ every stored last use, "sweeping" while a sweep is half done
+//	tokens   hash(32) → record (written once, at issue: a use never rewrites it)
+//	ids      id(16) → hash prefix(16) ‖ last use(8, ms) ‖ filed deadline(8, ms) ‖ CRC32(4) of id and all that
+//	subjects subject ‖ 0x00 ‖ id(16) → ""   (UUIDv7 ids: a prefix scan is oldest first)
+//	expiry   filed deadline(8, ms, order-preserving) ‖ id(16) → ""
 //
-// The expiry index is ordered by the persisted deadline, so a sweep is a
-// range scan from the start to now: its cost follows the expired tokens,
-// not the file.
+// A use written to the file rewrites only its ids entry: 68 bytes among
+// ids packed in creation order, so 100,000 uses of 1M tokens, written in
+// id order, rewrite a leaf for every ~6 of them (recordFixed and
+// docs/performance.md have the figures). The expiry index is ordered by
+// the filed deadline, which is a lower bound of the real one: a sliding
+// token's deadline moves with each use, and its entry is not moved then
+// but re-filed by the sweeper when the sweep reaches it. So a sweep is
+// still a range scan from the start to now (its cost follows the tokens
+// due, not the file), and a use costs one small write.
+//
+// indexEntries is the one place that names a record's entries.
 var (
 	bucketMeta     = []byte("meta")
 	bucketTokens   = []byte("tokens")
@@ -35,6 +45,9 @@ var (
 	metaApp    = []byte("app")
 	metaSchema = []byte("schema")
 	metaCount  = []byte("count")
+	// metaUsedMax is at least every last use stored in an ids entry
+	// (uint64 ms); written with them. See DB.readForUse.
+	metaUsedMax = []byte("usedmax")
 
 	appName = []byte("github.com/tokenstore/tokenstore")
 )
@@ -60,11 +73,12 @@ func tune(tx *bolt.Tx) {
 }
 
 // schemaVersion is written to new files; a file with a higher one is
-// refused, so an old binary never misreads a newer layout.
-const schemaVersion = 1
+// refused, so an old binary never misreads a newer layout, and a file with
+// a lower one is upgraded by Open (upgrade.go).
+const schemaVersion = 2
 
 // recordVersion is the first byte of every record.
-const recordVersion = 1
+const recordVersion = 2
 
 // record is the decoded form of a tokens bucket value. Times are Unix
 // milliseconds: absolute, so reopening never extends a lifetime.
@@ -72,12 +86,106 @@ type record struct {
 	id       uuid.UUID
 	subject  string
 	created  int64
-	lastUsed int64 // as persisted
+	lastUsed int64 // as persisted, in the ids entry
+	filed    int64 // the expiry entry's deadline, in the ids entry: <= deadline()
 	policy   Policy
 	meta     map[string]string
 }
 
 func (r *record) deadline() int64 { return r.policy.Deadline(r.created, r.lastUsed) }
+
+// Bucket indexes for indexEntries.
+const (
+	inTokens = iota
+	inIDs
+	inSubjects
+	inExpiry
+	entryBuckets
+)
+
+// entryBucket names the bucket of each of a record's entries.
+var entryBucket = [entryBuckets][]byte{bucketTokens, bucketIDs, bucketSubjects, bucketExpiry}
+
+// kv is one bucket entry.
+type kv struct{ k, v []byte }
+
+// indexEntries names every entry the record of h has in the file, by
+// bucket (inTokens...): the one place that says what a token is made of.
+// Put, delete, batch issue, the touch write, the sweep and Check all go
+// through it.
+func (r *record) indexEntries(h Hash) [entryBuckets]kv {
+	return [entryBuckets]kv{
+		inTokens:   {h[:], r.encode(make([]byte, 0, recordFixed+len(r.subject)+8))},
+		inIDs:      {r.id[:], idValue(r.id[:], h, r.lastUsed, r.filed)},
+		inSubjects: {subjectKey(r.subject, r.id), []byte{}},
+		inExpiry:   {expiryKey(r.filed, r.id), []byte{}},
+	}
+}
+
+// idValueLen is the size of an ids bucket value: the first half of the
+// token's hash (enough to find its record: the record's id confirms it),
+// the last use, the filed deadline and a CRC32 of the id and all that, so
+// that a flipped bit in a last use is ErrCorrupt, never a longer life.
+const idValueLen = 16 + 8 + 8 + 4
+
+func idValue(id []byte, h Hash, used, filed int64) []byte {
+	v := make([]byte, 0, idValueLen)
+	v = append(v, h[:16]...)
+	v = binary.BigEndian.AppendUint64(v, uint64(used))
+	v = binary.BigEndian.AppendUint64(v, uint64(filed))
+	return binary.BigEndian.AppendUint32(v, idValueCRC(id, v))
+}
+
+func idValueCRC(id, v []byte) uint32 {
+	return crc32.Update(crc32.ChecksumIEEE(id), crc32.IEEETable, v)
+}
+
+// idEntry is a decoded ids bucket value.
+type idEntry struct {
+	prefix      [16]byte // of the token's hash
+	used, filed int64
+}
+
+// of reports whether the entry is that of the token whose hash is h.
+func (e *idEntry) of(h Hash) bool { return string(e.prefix[:]) == string(h[:16]) }
+
+// decodeIDValue parses the ids bucket value v of id.
+func decodeIDValue(id, v []byte) (idEntry, error) {
+	if len(v) != idValueLen {
+		return idEntry{}, fmt.Errorf("%w: ids entry of %d bytes, want %d", ErrCorrupt, len(v), idValueLen)
+	}
+	if idValueCRC(id, v[:idValueLen-4]) != binary.BigEndian.Uint32(v[idValueLen-4:]) {
+		return idEntry{}, fmt.Errorf("%w: ids entry %x: checksum mismatch", ErrCorrupt, id)
+	}
+	return idEntry{prefix: [16]byte(v[:16]), used: int64(binary.BigEndian.Uint64(v[16:])), filed: int64(binary.BigEndian.Uint64(v[24:]))}, nil
+}
+
+// recordOf finds the record an ids entry of id points at: the tokens key
+// that starts with its prefix (and, should two share those 128 bits, a
+// 2^-128 chance a pair, the one whose record has id). It returns the key
+// and the record's bytes, or nil when there is none. A record whose id
+// bytes are damaged is still found: its checksum tells the damage.
+func recordOf(tokens *bolt.Bucket, id []byte, e *idEntry) (Hash, []byte) {
+	var first []byte
+	var firstV []byte
+	c := tokens.Cursor()
+	for k, v := c.Seek(e.prefix[:]); k != nil && hasPrefix(k, e.prefix[:]); k, v = c.Next() {
+		if len(k) != len(Hash{}) {
+			continue
+		}
+		if first == nil {
+			first, firstV = k, v
+		}
+		// The id is bytes 26:42 of a version-2 record.
+		if len(v) >= recordFixed && string(v[26:42]) == string(id) {
+			return Hash(k), v
+		}
+	}
+	if first == nil {
+		return Hash{}, nil
+	}
+	return Hash(first), firstV
+}
 
 // info renders the record with lastUsed as the latest known use.
 func (r *record) info(lastUsed int64) Info {
@@ -92,24 +200,23 @@ func (r *record) info(lastUsed int64) Info {
 	}
 }
 
-// Record layout, version 1 (integers big-endian):
+// Record layout, version 2 (integers big-endian). Version 1 (schema 1)
+// also held the last use, at 10:18; upgrade.go reads it.
 //
 //	0      version
 //	1      policy kind
 //	2:10   created ms
-//	10:18  last used ms
-//	18:26  ttl or idle ms
-//	26:34  max lifetime ms
-//	34:50  id
-//	50     subject length (1 byte: subjects are at most 255 bytes)
+//	10:18  ttl or idle ms
+//	18:26  max lifetime ms
+//	26:42  id
+//	42     subject length (1 byte: subjects are at most 255 bytes)
 //	...    subject, uvarint pair count, pairs of uvarint-length-prefixed key and value
 //	-4     CRC32 (IEEE) of everything before it: a flipped bit is ErrCorrupt, never a wrong answer
-const recordFixed = 51
+const recordFixed = 43
 
 func (r *record) encode(dst []byte) []byte {
 	dst = append(dst, recordVersion, byte(r.policy.kind))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(r.created))
-	dst = binary.BigEndian.AppendUint64(dst, uint64(r.lastUsed))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(r.policy.ttl.Milliseconds()))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(r.policy.max.Milliseconds()))
 	dst = append(dst, r.id[:]...)
@@ -158,8 +265,9 @@ func corrupt(format string, args ...any) error {
 	return fmt.Errorf("%w: record: "+format, append([]any{ErrCorrupt}, args...)...)
 }
 
-// decodeRecord parses a tokens bucket value. b may be bbolt memory: the
-// result copies what it keeps.
+// decodeRecord parses a tokens bucket value; lastUsed and filed are the
+// ids entry's (getRecord). b may be bbolt memory: the result copies what
+// it keeps.
 func decodeRecord(b []byte) (record, error) {
 	var r record
 	if len(b) < recordFixed+1+4 {
@@ -177,15 +285,20 @@ func decodeRecord(b []byte) (record, error) {
 		return r, corrupt("unknown policy kind %d", kind)
 	}
 	r.created = int64(binary.BigEndian.Uint64(body[2:]))
-	r.lastUsed = int64(binary.BigEndian.Uint64(body[10:]))
 	r.policy = Policy{
 		kind: kind,
-		ttl:  time.Duration(binary.BigEndian.Uint64(body[18:])) * time.Millisecond,
-		max:  time.Duration(binary.BigEndian.Uint64(body[26:])) * time.Millisecond,
+		ttl:  time.Duration(binary.BigEndian.Uint64(body[10:])) * time.Millisecond,
+		max:  time.Duration(binary.BigEndian.Uint64(body[18:])) * time.Millisecond,
 	}
-	copy(r.id[:], body[34:50])
-	n := int(body[50])
-	rest := body[recordFixed:]
+	copy(r.id[:], body[26:42])
+	return decodeRecordTail(r, body[recordFixed-1:])
+}
+
+// decodeRecordTail reads the subject and metadata, from the subject
+// length byte on.
+func decodeRecordTail(r record, body []byte) (record, error) {
+	n := int(body[0])
+	rest := body[1:]
 	if len(rest) < n {
 		return r, corrupt("subject runs past the end")
 	}
@@ -223,10 +336,13 @@ func readString(b []byte) (string, []byte, bool) {
 	return string(b[k : k+int(n)]), b[k+int(n):], true
 }
 
+// expiryKeyLen is the length of an expiry key: deadline, id.
+const expiryKeyLen = 8 + 16
+
 // expiryKey orders by deadline (flipping the sign bit keeps negative
 // instants, from a badly set clock, before positive ones), then by id.
 func expiryKey(deadline int64, id uuid.UUID) []byte {
-	k := make([]byte, 8+16)
+	k := make([]byte, expiryKeyLen)
 	binary.BigEndian.PutUint64(k, uint64(deadline)^(1<<63))
 	copy(k[8:], id[:])
 	return k
@@ -256,6 +372,16 @@ func beUint64(b []byte) uint64 {
 }
 
 func beAppend32(b []byte, v uint32) []byte { return binary.BigEndian.AppendUint32(b, v) }
+
+// raiseUsedMax makes meta's usedmax at least used, in the transaction that
+// stores a use.
+func raiseUsedMax(tx *bolt.Tx, used int64) error {
+	m := tx.Bucket(bucketMeta)
+	if v := m.Get(metaUsedMax); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) >= used {
+		return nil
+	}
+	return m.Put(metaUsedMax, beAppend64(nil, uint64(used)))
+}
 func beAppend64(b []byte, v uint64) []byte { return binary.BigEndian.AppendUint64(b, v) }
 
 func hasPrefix(b, prefix []byte) bool {

@@ -31,6 +31,7 @@ func testRecords() []record {
 func TestRecord_EncodeDecode(t *testing.T) {
 	for _, want := range testRecords() {
 		b := want.encode(nil)
+		want.lastUsed, want.filed = 0, 0 // in the ids entry, not the record
 		assert.Equal(t, byte(recordVersion), b[0], "version byte first")
 		got, err := decodeRecord(b)
 		require.NoError(t, err)
@@ -40,6 +41,34 @@ func TestRecord_EncodeDecode(t *testing.T) {
 		// The result owns its memory: bbolt reuses the bytes it hands out.
 		clear(b)
 		assert.Equal(t, want, got)
+	}
+}
+
+func TestIDValue_EncodeDecode(t *testing.T) {
+	h := Hash{1, 2, 3, 15: 4, 31: 5}
+	id := []byte("0123456789abcdef")
+	for _, c := range []struct{ used, filed int64 }{{1893553445006, 1893553445006 + 3600_000}, {-1, math.MinInt64}, {0, 0}} {
+		v := idValue(id, h, c.used, c.filed)
+		require.Len(t, v, idValueLen)
+		got, err := decodeIDValue(id, v)
+		require.NoError(t, err)
+		assert.Equal(t, idEntry{prefix: [16]byte(h[:16]), used: c.used, filed: c.filed}, got)
+		assert.True(t, got.of(h))
+		assert.False(t, got.of(Hash{1, 2, 3}))
+		for n := range len(v) {
+			_, err := decodeIDValue(id, v[:n])
+			require.ErrorIs(t, err, ErrCorrupt, "cut to %d bytes", n)
+		}
+		// Every flipped bit, of the value or of the id it is filed
+		// under, is ErrCorrupt: a last use never changes silently.
+		for i := range 8 * len(v) {
+			w := slices.Clone(v)
+			w[i/8] ^= 1 << (i % 8)
+			_, err := decodeIDValue(id, w)
+			require.ErrorIs(t, err, ErrCorrupt, "bit %d", i)
+		}
+		_, err = decodeIDValue([]byte("0123456789abcdeF"), v)
+		require.ErrorIs(t, err, ErrCorrupt, "another id's entry")
 	}
 }
 

@@ -8,7 +8,7 @@ import (
 // cache holds decoded records of recently checked tokens and, for each, the
 // latest use seen in memory. It is what lets Validate slide a token without
 // a write: the use is recorded here and reaches the file later (see
-// sweeper.go), or at once when the stored use is older than TouchInterval.
+// touch.go).
 //
 // Coherence: a record changes on disk only by a write that either finds
 // its entry here (touches update entry.rec.lastUsed after commit) or
@@ -21,7 +21,14 @@ import (
 // the entry. A reader that missed reads the file outside the lock, so it
 // may hold a record that a concurrent delete has just removed; shard.gen,
 // bumped by every endDelete, tells it to retry instead of
-// caching a dead record.
+// caching a dead record. [cache.lookup] is the one place that applies this
+// rule; no other file touches a shard's fields.
+//
+// Memory: clean entries are bounded by the cache's size; an entry with a
+// use not yet written is kept regardless until the use is written (the
+// eviction skips it), so unwritten uses hold at most one entry per token
+// the file holds — also while the disk refuses writes for an hour. See
+// Options.CacheSize.
 type cache struct {
 	shards [cacheShards]shard
 	limit  int // clean entries kept per shard; dirty ones are kept regardless
@@ -32,7 +39,8 @@ const cacheShards = 64
 type shard struct {
 	mu       sync.Mutex
 	m        map[Hash]*entry
-	deleting map[Hash]int // deletes in flight, by token: see beginDelete
+	deleting map[Hash]int    // deletes in flight, by token: see beginDelete
+	pending  map[Hash]*entry // the entries of m with a use not yet written
 	gen      uint64
 	limit    int      // the cache's limit, kept here so shard methods need no cache
 	_        [24]byte // keep shards on separate cache lines
@@ -53,6 +61,7 @@ func newCache(size int) *cache {
 	for i := range c.shards {
 		c.shards[i].m = make(map[Hash]*entry)
 		c.shards[i].deleting = make(map[Hash]int)
+		c.shards[i].pending = make(map[Hash]*entry)
 		c.shards[i].limit = c.limit
 	}
 	return c
@@ -68,13 +77,19 @@ func (c *cache) shard(h Hash) *shard {
 // 1M tokens, uniform Validate of 500k of them took 38 µs/op at a 37% hit
 // rate. When the probes find none, the shard grows past its limit (dirty
 // entries are kept regardless), and later inserts shrink it back.
+//
+// The limit counts clean entries only (len(m) - len(pending)): dirty ones
+// are kept whatever the limit, so counting them made every insert into a
+// shard of unwritten uses probe in vain, twice, and evict the clean
+// entries it did find for nothing.
 const evictProbes = 8
 
 // insertLocked adds e, first evicting up to two clean entries when the
-// shard is full (two, so that a shard over its limit shrinks back).
+// shard holds its limit of them (two, so that a shard over its limit
+// shrinks back).
 func (s *shard) insertLocked(h Hash, e *entry) {
 	for range 2 {
-		if len(s.m) < s.limit {
+		if len(s.m)-len(s.pending) < s.limit {
 			break
 		}
 		probes := 0
@@ -118,6 +133,7 @@ func (c *cache) endDelete(h Hash) {
 		delete(s.deleting, h)
 	}
 	delete(s.m, h)
+	delete(s.pending, h)
 	s.gen++
 	s.mu.Unlock()
 }
@@ -145,28 +161,114 @@ func (c *cache) persisted(h Hash, used int64) {
 	s.mu.Lock()
 	if e := s.m[h]; e != nil && used > e.rec.lastUsed {
 		e.rec.lastUsed = used
+		if !e.dirty() {
+			delete(s.pending, h)
+		}
 		s.releaseLocked(h, e)
 	}
 	s.mu.Unlock()
 }
 
+// touch is a use to write: the token's hash and id, and the use.
 type touch struct {
 	h    Hash
+	id   [16]byte
 	used int64
 }
 
-// dirty lists the uses not yet on disk.
+// dirty lists the uses not yet on disk. It walks only the entries that
+// hold one (shard.pending), so that a flush does not hold each shard's
+// lock for a walk of its whole map while Validates wait.
 func (c *cache) dirty() []touch {
 	var out []touch
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		for h, e := range s.m {
-			if e.dirty() {
-				out = append(out, touch{h, e.used})
-			}
+		for h, e := range s.pending {
+			out = append(out, touch{h, e.rec.id, e.used})
 		}
 		s.mu.Unlock()
 	}
 	return out
+}
+
+// pending is h's use not yet on disk, or a zero touch.
+func (c *cache) pending(h Hash) touch {
+	s := c.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.m[h]; e != nil && e.dirty() {
+		return touch{h, e.rec.id, e.used}
+	}
+	return touch{}
+}
+
+// lookupResult is what [cache.lookup] found.
+type lookupResult struct {
+	info    Info  // at the latest use, the one just made included
+	hit     bool  // answered from memory, without reading the file
+	expired bool  // past its deadline: info is zero
+	lag     int64 // ms the stored last use is behind the latest; 0 when nothing is to be written
+}
+
+// lookup answers a Validate (use set: a use at now is recorded) or a
+// Lookup of h. On a miss, or while a delete of h is in flight, it calls
+// read outside the lock (the file decides: once that delete commits,
+// someone may have seen it, a Revoke's ErrNotFound, before the entry here
+// is dropped) and caches the record unless a delete of h is in flight; a
+// delete in the shard that ended meanwhile (gen) makes it read again. An
+// error of read is returned as is.
+func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error)) (r lookupResult, err error) {
+	s := c.shard(h)
+	for {
+		s.mu.Lock()
+		e := s.m[h]
+		deleting := len(s.deleting) > 0 && s.deleting[h] > 0
+		r.hit = e != nil && !deleting
+		cached := e != nil // e is s.m[h]: each map operation counts on 1M tokens
+		if !r.hit {
+			gen := s.gen
+			s.mu.Unlock()
+			rec, err := read()
+			if err != nil {
+				return r, err
+			}
+			s.mu.Lock()
+			if s.gen != gen {
+				s.mu.Unlock()
+				continue
+			}
+			deleting = len(s.deleting) > 0 && s.deleting[h] > 0
+			e = s.m[h]
+			cached = e != nil
+			if e == nil {
+				e = &entry{rec: rec, used: rec.lastUsed}
+				if !deleting { // a record about to go is not cached
+					s.insertLocked(h, e)
+					cached = true
+				}
+			}
+		}
+		if now >= e.rec.policy.Deadline(e.rec.created, e.used) {
+			s.mu.Unlock()
+			r.expired = true
+			return r, nil
+		}
+		if use && now > e.used { // never backwards, whatever the clock does
+			wasDirty := e.dirty()
+			e.used = now
+			if cached && !wasDirty && e.dirty() {
+				s.pending[h] = e
+			}
+		}
+		r.info = e.rec.info(e.used)
+		if !deleting && e.dirty() {
+			r.lag = e.used - e.rec.lastUsed
+		}
+		if cached {
+			s.releaseLocked(h, e)
+		}
+		s.mu.Unlock()
+		return r, nil
+	}
 }

@@ -46,7 +46,15 @@ func (db *DB) Check(ctx context.Context) (problems []string, err error) {
 		if len(problems) > 0 {
 			return nil // the tree itself is damaged: walking it could panic
 		}
-		tokens, ids, subjects, expiry := tx.Bucket(bucketTokens), tx.Bucket(bucketIDs), tx.Bucket(bucketSubjects), tx.Bucket(bucketExpiry)
+		var buckets [entryBuckets]*bolt.Bucket
+		for i, name := range entryBucket {
+			buckets[i] = tx.Bucket(name)
+		}
+		tokens, ids := buckets[inTokens], buckets[inIDs]
+		// A sweep in progress, or cut short, leaves expired tokens half
+		// deleted, in the order sweep.go gives: those are not damage.
+		sweeping := tx.Bucket(bucketMeta).Get(metaSweeping) != nil
+		now := db.nowMs()
 		n := 0
 		// Damaged records are named by ID, which only the indexes know:
 		// reported once the ids index has been walked.
@@ -68,43 +76,68 @@ func (db *DB) Check(ctx context.Context) (problems []string, err error) {
 				badAt[Hash(k)] = bad[len(bad)-1]
 				continue
 			}
-			id := rec.id
-			if got := ids.Get(id[:]); string(got) != string(k) {
-				add("token %s: missing or wrong in the ids index", id)
+			e, err := decodeIDValue(rec.id[:], ids.Get(rec.id[:]))
+			if err != nil || !e.of(Hash(k)) {
+				add("token %s: missing or wrong in the ids index", rec.id)
+				continue
 			}
-			if got := subjects.Get(subjectKey(rec.subject, id)); string(got) != string(k) {
-				add("token %s: missing or wrong in the subjects index", id)
+			rec.lastUsed, rec.filed = e.used, e.filed
+			if rec.filed > rec.deadline() {
+				add("token %s: filed in the expiry index after its deadline", rec.id)
 			}
-			if got := expiry.Get(expiryKey(rec.deadline(), id)); string(got) != string(k) {
-				add("token %s: missing or wrong in the expiry index", id)
+			for b, want := range rec.indexEntries(Hash(k)) {
+				if b == inSubjects && sweeping && now >= rec.deadline() {
+					continue // its subjects entry went first
+				}
+				if b != inTokens && b != inIDs && !hasEntry(buckets[b], want) {
+					add("token %s: missing or wrong in the %s index", rec.id, entryBucket[b])
+				}
 			}
 		}
 		if want := int(beUint64(tx.Bucket(bucketMeta).Get(metaCount))); want != n {
 			add("meta: count says %d tokens, the file holds %d", want, n)
 		}
 		// Every index entry must lead to a record that agrees with it.
-		index := func(name string, b *bolt.Bucket, agrees func(k []byte, rec *record) bool) {
-			c := b.Cursor()
+		index := func(b int, id func(k []byte) []byte, agrees func(k []byte, e idEntry, rec *record) bool) {
+			c := buckets[b].Cursor()
 			for k, v := c.First(); k != nil; k, v = c.Next() {
-				rv := tokens.Get(v)
-				if rv == nil {
-					add("%s: entry %x points at no record", name, k)
-					continue
+				if b != inIDs && len(v) != 0 {
+					add("%s: entry %x has a value", entryBucket[b], k)
 				}
-				if len(v) == len(Hash{}) && badAt[Hash(v)] != nil {
-					if name == "ids" && len(k) == 16 {
-						badAt[Hash(v)].id = uuid.UUID(k)
+				idk := k
+				if b != inIDs {
+					idk = id(k)
+					v = ids.Get(idk)
+				}
+				e, err := decodeIDValue(idk, v)
+				if err != nil {
+					if !sweeping || b != inExpiry {
+						add("%s: entry %x points at no token", entryBucket[b], k)
 					}
 					continue
 				}
-				if rec, err := decodeRecord(rv); err == nil && !agrees(k, &rec) {
-					add("%s: entry %x disagrees with token %s", name, k, rec.id)
+				rh, rv := recordOf(tokens, idk, &e)
+				if rv == nil {
+					if !sweeping {
+						add("%s: entry %x points at no record", entryBucket[b], k)
+					}
+					continue
+				}
+				if badAt[rh] != nil { // reported below, by ID
+					if b == inIDs {
+						badAt[rh].id = uuid.UUID(k)
+					}
+					continue
+				}
+				if rec, err := decodeRecord(rv); err == nil && !agrees(k, e, &rec) {
+					add("%s: entry %x disagrees with token %s", entryBucket[b], k, rec.id)
 				}
 			}
 		}
-		index("ids", ids, func(k []byte, r *record) bool { return string(k) == string(r.id[:]) })
-		index("subjects", subjects, func(k []byte, r *record) bool { return string(k) == string(subjectKey(r.subject, r.id)) })
-		index("expiry", expiry, func(k []byte, r *record) bool { return string(k) == string(expiryKey(r.deadline(), r.id)) })
+		lastID := func(k []byte) []byte { return k[max(len(k)-16, 0):] }
+		index(inIDs, nil, func(k []byte, _ idEntry, r *record) bool { return string(k) == string(r.id[:]) })
+		index(inSubjects, lastID, func(k []byte, _ idEntry, r *record) bool { return string(k) == string(subjectKey(r.subject, r.id)) })
+		index(inExpiry, lastID, func(k []byte, e idEntry, r *record) bool { return string(k) == string(expiryKey(e.filed, r.id)) })
 		for _, r := range bad {
 			add("%v", r)
 		}
@@ -138,6 +171,12 @@ func (db *DB) Check(ctx context.Context) (problems []string, err error) {
 }
 
 var errRollback = errors.New("tokenstore: roll back")
+
+// hasEntry reports whether b holds e's key with e's value.
+func hasEntry(b *bolt.Bucket, e kv) bool {
+	k, v := b.Cursor().Seek(e.k)
+	return k != nil && string(k) == string(e.k) && string(v) == string(e.v)
+}
 
 // bbolt's page layout (its file format, stable since 2014; integers in
 // the machine's byte order): a 16-byte header (id 8, flags 2, count 2,

@@ -31,6 +31,10 @@ type committer struct {
 	// bbolt's Close, would wait for ever.
 	wedged atomic.Bool
 
+	// began counts the write transactions begun, for the tests that
+	// prove a path starts none.
+	began atomic.Uint64
+
 	mu      sync.Mutex
 	queue   []*call
 	leading bool // a leader is committing or about to
@@ -167,6 +171,7 @@ func (c *committer) update(fn func(*bolt.Tx) error) (err error) {
 	if err != nil {
 		return err
 	}
+	c.began.Add(1)
 	tune(tx)
 	defer func() {
 		if r := recover(); r != nil {

@@ -124,17 +124,29 @@ func (d *deletes) deleteDamaged(tx *bolt.Tx, h Hash) error {
 }
 
 // deleteDamaged deletes h's record, which does not decode, and every index
-// entry that leads to it. The record's own fields (subject, deadline)
-// cannot be trusted to find its entries, so the indexes are walked: a
-// repair, not a hot path.
+// entry that leads to it. The record's own fields (subject, deadline, id)
+// cannot be trusted to find its entries, so the indexes are walked: the
+// ids entries that name h's first half (bucket.go), then the subjects and
+// expiry entries that end with those ids. A repair, not a hot path.
 func deleteDamaged(tx *bolt.Tx, h Hash) error {
 	errs := []error{tx.Bucket(bucketTokens).Delete(h[:]), addCount(tx, -1)}
-	for _, name := range [][]byte{bucketIDs, bucketSubjects, bucketExpiry} {
+	ids := tx.Bucket(bucketIDs)
+	gone := map[string]bool{}
+	c := ids.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if len(v) >= 16 && string(v[:16]) == string(h[:16]) {
+			gone[string(k)] = true
+		}
+	}
+	for id := range gone {
+		errs = append(errs, ids.Delete([]byte(id)))
+	}
+	for _, name := range [][]byte{bucketSubjects, bucketExpiry} {
 		b := tx.Bucket(name)
 		var keys [][]byte
 		c := b.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			if string(v) == string(h[:]) {
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if len(k) >= 16 && gone[string(k[len(k)-16:])] {
 				keys = append(keys, bytes.Clone(k))
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tokenstore/tokenstore/internal/backend"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -26,22 +27,27 @@ type DB struct {
 	log    *slog.Logger
 	ro     bool
 
+	fsyncReturning bool // Options.FsyncReturningUses
+
 	cache     *cache
 	commit    committer
 	sweepMu   sync.Mutex // one sweep at a time
 	sweepSize chunkSizer // tokens per sweep transaction; under sweepMu
 	flushMu   sync.Mutex // one flush at a time
+	flushSize chunkSizer // uses per flush transaction; under flushMu
 	damaged   damagedSet // records a sweep found damaged, stepped over after
 
 	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
-	cancel    context.CancelFunc // cancels the background loop's work
-	stop      chan struct{}      // closed by Close to end the loop
-	done      chan struct{}      // closed by the loop when it has ended
+	loop      *backend.Loop // the background sweeper and use writer; nil when off
 
 	ctr       counters
 	lastCount atomic.Int64
+	// usedMax is at least every last use the file holds or this process
+	// has recorded (see readForUse): meta's usedmax at Open, raised by
+	// every Validate.
+	usedMax atomic.Int64
 }
 
 type counters struct {
@@ -108,34 +114,45 @@ func Open(path string, opts *Options) (db *DB, err error) {
 		return nil, err
 	}
 	db = &DB{
-		bolt:   bdb,
-		path:   path,
-		format: format,
-		policy: o.Policy,
-		now:    o.Now,
-		touch:  o.TouchInterval,
-		limit:  o.MaxTokensPerSubject,
-		log:    o.Logger,
-		ro:     o.ReadOnly,
-		cache:  newCache(o.CacheSize),
-		commit: committer{db: bdb},
+		bolt:           bdb,
+		path:           path,
+		format:         format,
+		policy:         o.Policy,
+		now:            o.Now,
+		touch:          o.TouchInterval,
+		fsyncReturning: o.FsyncReturningUses,
+		limit:          o.MaxTokensPerSubject,
+		log:            o.Logger,
+		ro:             o.ReadOnly,
+		cache:          newCache(o.CacheSize),
+		commit:         committer{db: bdb},
+		flushSize:      chunkSizer{first: flushChunkFirst, lo: flushChunkMin, hi: flushChunkMax},
 	}
 	err = db.checkSchema()
+	if err == nil {
+		err = db.upgrade()
+	}
 	if err == nil {
 		err = db.settlePrefix(o.Prefix)
 	}
 	if err != nil {
-		_ = bdb.Close()
+		if !db.commit.wedged.Load() { // else bbolt's Close would wait for ever
+			_ = bdb.Close()
+		}
 		return nil, wrap("open "+path, err)
 	}
 	db.Stats() // primes lastCount
+	_ = view(db.bolt, func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get(metaUsedMax)
+		// Missing: no use was ever written beyond a token's creation
+		// (every write of a use writes it, and so does the upgrade from
+		// schema 1), which readForUse checks on its own.
+		db.usedMax.Store(int64(beUint64(v)))
+		return nil
+	})
 
-	flushEvery := o.TouchInterval / 2
-	if !o.ReadOnly && (o.SweepInterval > 0 || flushEvery > 0) {
-		var ctx context.Context
-		ctx, db.cancel = context.WithCancel(context.Background())
-		db.stop, db.done = make(chan struct{}), make(chan struct{})
-		go db.loop(ctx, o.SweepInterval, flushEvery)
+	if !o.ReadOnly {
+		db.loop = db.startLoop(o.SweepInterval, o.TouchInterval/2)
 	}
 	return db, nil
 }
@@ -152,11 +169,7 @@ func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		first = true
 		db.closed.Store(true)
-		if db.stop != nil {
-			db.cancel()
-			close(db.stop)
-			<-db.done
-		}
+		db.loop.Stop() // cancels a sweep or flush between transactions, and waits
 		var err error
 		if !db.ro {
 			err = errors.Join(db.flush(context.Background()), db.syncFreelist())

@@ -31,14 +31,27 @@
 // one transaction (group commit). Revocation is immediate: once Revoke
 // returns, Validate refuses the token.
 //
-// Sliding expiry without a write per request: Validate reads, and keeps the
-// use in memory. A use reaches the file in the background (every half
-// TouchInterval, in batches) and on [DB.Close]; a Validate writes at once,
-// before returning, only when the token's stored last use is TouchInterval
-// or more behind. So after a crash a sliding token has lost at most
-// TouchInterval of sliding: it may expire up to TouchInterval earlier than
-// it would have, never later (it fails closed). A restart never extends a
-// lifetime: deadlines are absolute Unix milliseconds.
+// Sliding expiry without a write per request: Validate reads, keeps the
+// use in memory and returns; under default Options it never waits for a
+// disk write, however long the token was idle. The background writer
+// writes every use held every TouchInterval/2, in transactions of about
+// 10 ms sorted by key; [DB.Flush] and [DB.Close] write them at once. So a
+// crash loses at most the uses made in the last TouchInterval (1 minute by
+// default) before it, while each pass ends within TouchInterval/2 (a
+// loaded disk stretches the bound by as much; whatever the load, a use is
+// in the file once the second pass after it has ended). A lost use can
+// only make a token expire earlier than it would have, never later: the
+// file keeps an older last use (it fails closed). How much earlier is what
+// the lost use would have moved: for a returning user's first use after
+// days idle, those days; Options.FsyncReturningUses writes such a use
+// before Validate returns, at the cost of an fsync on the request path. A
+// restart never extends a lifetime: deadlines are absolute Unix
+// milliseconds.
+//
+// Memory: a use not yet written keeps its token's entry in memory until it
+// is written, beyond Options.CacheSize: at most one entry (about 240 bytes
+// plus its subject and metadata) per token in the file, also while a full
+// disk refuses writes for hours.
 //
 // Damage: a damaged file is refused by Open or costs the method that
 // meets the damage an [ErrCorrupt] — never a panic, a hang or a revoked
@@ -63,6 +76,10 @@
 // The store trusts the clock: a clock set back by D lets tokens live up to
 // D longer in real time (last uses never move back).
 //
-// A Validate whose write of a last use fails (a full disk) still succeeds;
-// the use stays in memory for the background writer.
+// A full disk does not fail Validate: uses stay in memory (see Memory
+// above) and are written once writes succeed again.
+//
+// A file written by an older version (schema 1) is upgraded by the first
+// Open that is not ReadOnly, in one transaction: a crash during it leaves
+// the old file, upgraded again by the next Open.
 package tokenstore

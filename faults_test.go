@@ -254,10 +254,14 @@ func damageRecords(t *testing.T, path string, ids ...uuid.UUID) {
 	t.Helper()
 	updateBolt(t, path, func(tx *bolt.Tx) error {
 		for _, id := range ids {
-			h := tx.Bucket([]byte("ids")).Get(id[:])
-			require.NotNil(t, h, "id %s", id)
+			v := tx.Bucket([]byte("ids")).Get(id[:])
+			require.NotNil(t, v, "id %s", id)
+			// Schema 2: the ids entry starts with the first half of the
+			// record's key.
 			tokens := tx.Bucket([]byte("tokens"))
-			rec := bytes.Clone(tokens.Get(h))
+			h, r := tokens.Cursor().Seek(v[:16])
+			require.True(t, h != nil && bytes.HasPrefix(h, v[:16]), "id %s: no record", id)
+			rec := bytes.Clone(r)
 			rec[len(rec)/2] ^= 0x10
 			if err := tokens.Put(bytes.Clone(h), rec); err != nil {
 				return err

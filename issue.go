@@ -52,7 +52,9 @@ func (db *DB) newRecord(subject string, p Policy, meta map[string]string) (strin
 	}
 	token, h := db.format.Generate()
 	now := db.nowMs()
-	return token, h, record{id: id, subject: subject, created: now, lastUsed: now, policy: p, meta: meta}, nil
+	rec := record{id: id, subject: subject, created: now, lastUsed: now, policy: p, meta: meta}
+	rec.filed = rec.deadline() // exact now; a lower bound once the token is used
+	return token, h, rec, nil
 }
 
 // checkLimit fails with ErrTokenLimit when adding n tokens would give
@@ -72,13 +74,15 @@ func (db *DB) checkLimit(tx *bolt.Tx, subject string, now int64, n int) error {
 		return nil
 	}
 	// Expired tokens the sweeper has not reached yet do not count.
-	tokens := tx.Bucket(bucketTokens)
-	for k, v := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
-		rec, err := decodeRecord(tokens.Get(v))
+	for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
+		h, rec, err := getByID(tx, k[len(prefix):])
+		if errors.Is(err, ErrNotFound) {
+			continue // being swept
+		}
 		if err != nil {
 			return err
 		}
-		if now < rec.policy.Deadline(rec.created, db.cache.lastUse(Hash(v), &rec)) {
+		if now < rec.policy.Deadline(rec.created, db.cache.lastUse(h, &rec)) {
 			live++
 		}
 	}
@@ -135,16 +139,12 @@ func (db *DB) IssueBatch(ctx context.Context, reqs []IssueRequest) ([]Issued, er
 		perSubject[r.Subject]++
 	}
 	// bbolt inserts far faster in key order: sort each bucket's puts.
-	type kv struct{ k, v []byte }
-	puts := make([][]kv, 4)
+	var puts [entryBuckets][]kv
 	for i := range items {
-		it := &items[i]
-		puts[0] = append(puts[0], kv{it.h[:], it.rec.encode(nil)})
-		puts[1] = append(puts[1], kv{it.rec.id[:], it.h[:]})
-		puts[2] = append(puts[2], kv{subjectKey(it.rec.subject, it.rec.id), it.h[:]})
-		puts[3] = append(puts[3], kv{expiryKey(it.rec.deadline(), it.rec.id), it.h[:]})
+		for b, e := range items[i].rec.indexEntries(items[i].h) {
+			puts[b] = append(puts[b], e)
+		}
 	}
-	names := [][]byte{bucketTokens, bucketIDs, bucketSubjects, bucketExpiry}
 	for _, p := range puts {
 		slices.SortFunc(p, func(a, b kv) int { return compareBytes(a.k, b.k) })
 	}
@@ -157,8 +157,16 @@ func (db *DB) IssueBatch(ctx context.Context, reqs []IssueRequest) ([]Issued, er
 				return nil
 			}
 		}
+		tokens := tx.Bucket(bucketTokens)
+		for i, e := range puts[inTokens] {
+			// As putRecord: a hash the file holds, or twice in the batch.
+			if tokens.Get(e.k) != nil || i > 0 && string(puts[inTokens][i-1].k) == string(e.k) {
+				refused = errHashCollision
+				return nil // nothing written: commit, not roll back
+			}
+		}
 		for i, p := range puts {
-			b := tx.Bucket(names[i])
+			b := tx.Bucket(entryBucket[i])
 			for _, e := range p {
 				if err := b.Put(e.k, e.v); err != nil {
 					return err

@@ -3,36 +3,25 @@ package tokenstore
 import (
 	"context"
 	"time"
+
+	"github.com/tokenstore/tokenstore/internal/backend"
 )
 
-// loop is the store's one background goroutine, owned by Open and Close:
-// it sweeps expired tokens every sweepEvery and writes pending uses every
-// flushEvery (either may be ≤ 0: off). Close cancels ctx, so a long sweep
-// stops between chunks, then closes stop and waits for done.
-func (db *DB) loop(ctx context.Context, sweepEvery, flushEvery time.Duration) {
-	defer close(db.done)
-	var sweepC, flushC <-chan time.Time
-	if sweepEvery > 0 {
-		t := time.NewTicker(sweepEvery)
-		defer t.Stop()
-		sweepC = t.C
-	}
-	if flushEvery > 0 {
-		t := time.NewTicker(flushEvery)
-		defer t.Stop()
-		flushC = t.C
-	}
-	for {
-		select {
-		case <-db.stop:
-			return
-		case <-sweepC:
-			// Sweep logs its own result; it has no caller to return to.
-			_, _ = db.sweep(ctx)
-		case <-flushC:
+// startLoop starts the store's one background goroutine, owned by Open and
+// stopped by Close (internal/backend: the Redis backend runs its sweeper on
+// the same loop): it sweeps expired tokens every sweepEvery and writes
+// pending uses every flushEvery (either may be ≤ 0: off). Stopping it
+// cancels the round in progress, so a long sweep or flush stops between
+// transactions. It returns nil when both are off.
+func (db *DB) startLoop(sweepEvery, flushEvery time.Duration) *backend.Loop {
+	return backend.Start(
+		backend.Task{Every: sweepEvery, Run: func(ctx context.Context) {
+			_, _ = db.sweep(ctx) // sweep logs its own result; it has no caller to return to
+		}},
+		backend.Task{Every: flushEvery, Run: func(ctx context.Context) {
 			if err := db.flush(ctx); err != nil && ctx.Err() == nil {
 				db.log.Error("tokenstore: writing last-used times", "err", err)
 			}
-		}
-	}
+		}},
+	)
 }

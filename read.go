@@ -2,7 +2,7 @@ package tokenstore
 
 import (
 	"context"
-	"fmt"
+	"errors"
 
 	"github.com/google/uuid"
 	bolt "go.etcd.io/bbolt"
@@ -17,14 +17,8 @@ func (db *DB) Get(ctx context.Context, id uuid.UUID) (Info, error) {
 	}
 	var rec record
 	var h Hash
-	err := view(db.bolt, func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketIDs).Get(id[:])
-		if len(v) != len(h) {
-			return ErrNotFound
-		}
-		h = Hash(v)
-		var err error
-		rec, err = getRecord(tx, h)
+	err := view(db.bolt, func(tx *bolt.Tx) (err error) {
+		h, rec, err = getByID(tx, id[:])
 		return err
 	})
 	if err != nil {
@@ -56,10 +50,12 @@ func (db *DB) List(ctx context.Context, subject string) ([]Info, error) {
 	err := view(db.bolt, func(tx *bolt.Tx) error {
 		out, bad = out[:0], bad[:0]
 		prefix := subjectPrefix(subject)
-		tokens := tx.Bucket(bucketTokens)
 		c := tx.Bucket(bucketSubjects).Cursor()
-		for k, v := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
-			h, rec, err := readIndexed(tokens, v)
+		for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
+			h, rec, err := getByID(tx, k[len(prefix):])
+			if errors.Is(err, ErrNotFound) {
+				continue // being swept
+			}
 			if err != nil {
 				bad.add(h, idAfter(k, len(prefix)), err)
 				continue
@@ -115,18 +111,20 @@ func (db *DB) ForEach(ctx context.Context, fn func(Info) error) error {
 		var got damage
 		err := view(db.bolt, func(tx *bolt.Tx) error {
 			batch, got = batch[:0], got[:0]
-			tokens := tx.Bucket(bucketTokens)
 			c := tx.Bucket(bucketIDs).Cursor()
-			k, v := c.First()
+			k, _ := c.First()
 			if after != nil {
-				if k, v = c.Seek(after); string(k) == string(after) {
-					k, v = c.Next()
+				if k, _ = c.Seek(after); string(k) == string(after) {
+					k, _ = c.Next()
 				}
 			}
-			for n := 0; k != nil && n < forEachBatch; k, v = c.Next() {
+			for n := 0; k != nil && n < forEachBatch; k, _ = c.Next() {
 				n++
 				after = append(after[:0], k...)
-				h, rec, err := readIndexed(tokens, v)
+				h, rec, err := getByID(tx, k)
+				if errors.Is(err, ErrNotFound) {
+					continue // being swept
+				}
 				if err != nil {
 					got.add(h, idAfter(k, 0), err)
 					continue
@@ -150,23 +148,6 @@ func (db *DB) ForEach(ctx context.Context, fn func(Info) error) error {
 		}
 	}
 	return wrap("for each", bad.err())
-}
-
-// readIndexed reads the record that an index entry's value v names. A
-// value that is not a hash, or names no record, is index damage, reported
-// as the record's.
-func readIndexed(tokens *bolt.Bucket, v []byte) (Hash, record, error) {
-	var h Hash
-	if len(v) != len(h) {
-		return h, record{}, fmt.Errorf("%w: index entry of %d bytes", ErrCorrupt, len(v))
-	}
-	h = Hash(v)
-	rv := tokens.Get(v)
-	if rv == nil {
-		return h, record{}, fmt.Errorf("%w: an index entry points at no record", ErrCorrupt)
-	}
-	rec, err := decodeRecord(rv)
-	return h, rec, err
 }
 
 // idAfter is the ID that ends an index key at offset from (ids: 0;

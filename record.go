@@ -2,23 +2,25 @@ package tokenstore
 
 import (
 	"errors"
+	"fmt"
 
 	bolt "go.etcd.io/bbolt"
 )
 
+// errHashCollision is a new token whose hash the file already holds:
+// 2^-128 per pair, so a broken random source.
+var errHashCollision = errors.New("tokenstore: token hash collision (is the random source broken?)")
+
 // putRecord writes a new record and its index entries.
 func putRecord(tx *bolt.Tx, h Hash, rec *record) error {
-	tokens := tx.Bucket(bucketTokens)
-	if tokens.Get(h[:]) != nil {
-		return errors.New("tokenstore: token hash collision") // 2^-128: a broken random source
+	if tx.Bucket(bucketTokens).Get(h[:]) != nil {
+		return errHashCollision
 	}
-	return errors.Join(
-		tokens.Put(h[:], rec.encode(make([]byte, 0, 64+len(rec.subject)))),
-		tx.Bucket(bucketIDs).Put(rec.id[:], h[:]),
-		tx.Bucket(bucketSubjects).Put(subjectKey(rec.subject, rec.id), h[:]),
-		tx.Bucket(bucketExpiry).Put(expiryKey(rec.deadline(), rec.id), h[:]),
-		addCount(tx, 1),
-	)
+	var errs []error
+	for b, e := range rec.indexEntries(h) {
+		errs = append(errs, tx.Bucket(entryBucket[b]).Put(e.k, e.v))
+	}
+	return errors.Join(append(errs, addCount(tx, 1))...)
 }
 
 // deletes deletes records for one write call and keeps the cache
@@ -31,7 +33,8 @@ type deletes struct {
 	hashes []Hash
 }
 
-// delete removes h's record and index entries in tx.
+// delete removes h's record and index entries in tx; rec is as getRecord
+// read it in tx.
 func (d *deletes) delete(tx *bolt.Tx, h Hash, rec *record) error {
 	d.cache.beginDelete(h)
 	d.hashes = append(d.hashes, h)
@@ -49,13 +52,11 @@ func (d *deletes) end() {
 
 // deleteRecord removes a record and its index entries.
 func deleteRecord(tx *bolt.Tx, h Hash, rec *record) error {
-	return errors.Join(
-		tx.Bucket(bucketTokens).Delete(h[:]),
-		tx.Bucket(bucketIDs).Delete(rec.id[:]),
-		tx.Bucket(bucketSubjects).Delete(subjectKey(rec.subject, rec.id)),
-		tx.Bucket(bucketExpiry).Delete(expiryKey(rec.deadline(), rec.id)),
-		addCount(tx, -1),
-	)
+	var errs []error
+	for b, e := range rec.indexEntries(h) {
+		errs = append(errs, tx.Bucket(entryBucket[b]).Delete(e.k))
+	}
+	return errors.Join(append(errs, addCount(tx, -1))...)
 }
 
 func addCount(tx *bolt.Tx, delta int64) error {
@@ -64,11 +65,49 @@ func addCount(tx *bolt.Tx, delta int64) error {
 	return m.Put(metaCount, beAppend64(nil, uint64(n)))
 }
 
-// getRecord reads the record of h inside tx.
+// getRecord reads the record of h inside tx, with its last use and filed
+// deadline from its ids entry.
 func getRecord(tx *bolt.Tx, h Hash) (record, error) {
 	v := tx.Bucket(bucketTokens).Get(h[:])
 	if v == nil {
 		return record{}, ErrNotFound
 	}
-	return decodeRecord(v)
+	rec, err := decodeRecord(v)
+	if err != nil {
+		return rec, err
+	}
+	e, err := decodeIDValue(rec.id[:], tx.Bucket(bucketIDs).Get(rec.id[:]))
+	if err != nil {
+		return rec, fmt.Errorf("token %s: %w", rec.id, err)
+	}
+	if !e.of(h) {
+		return rec, fmt.Errorf("%w: the ids entry of token %s names another record", ErrCorrupt, rec.id)
+	}
+	rec.lastUsed, rec.filed = e.used, e.filed
+	return rec, nil
+}
+
+// getByID reads the record of the token with the given id inside tx. It
+// returns ErrNotFound for a token a sweep is deleting.
+func getByID(tx *bolt.Tx, id []byte) (Hash, record, error) {
+	v := tx.Bucket(bucketIDs).Get(id)
+	if v == nil {
+		return Hash{}, record{}, ErrNotFound
+	}
+	e, err := decodeIDValue(id, v)
+	if err != nil {
+		return Hash{}, record{}, err
+	}
+	h, rv := recordOf(tx.Bucket(bucketTokens), id, &e)
+	if rv == nil {
+		if tx.Bucket(bucketMeta).Get(metaSweeping) != nil {
+			return h, record{}, ErrNotFound // swept: its ids entry goes in the next pass (sweep.go)
+		}
+		return h, record{}, fmt.Errorf("%w: the ids entry %x points at no record", ErrCorrupt, id)
+	}
+	rec, err := getRecord(tx, h)
+	if err == nil && string(rec.id[:]) != string(id) {
+		err = fmt.Errorf("%w: the ids entry %x points at token %s", ErrCorrupt, id, rec.id)
+	}
+	return h, rec, err
 }

@@ -25,6 +25,44 @@ func (db *DB) Sweep(ctx context.Context) (int, error) {
 	return db.sweep(ctx)
 }
 
+// A sweep deletes each bucket's entries in that bucket's key order.
+// Deleted token by token, in deadline order, every token rewrote a page of
+// its own in each of the tokens and subjects trees (their keys are random
+// to the deadline): 100,000 expired tokens among 1M took 17 to 19.5 s in
+// transactions of 8 ms. So a sweep first reads what is due (sweepScan),
+// then deletes in four passes, each in the key order of one bucket and in
+// transactions of about txTarget, so that neighbouring entries share the
+// page rewrites: subjects, then records, then ids, then expiry entries
+// (with the re-filing of tokens alive by a later use).
+//
+// The order keeps every reader's path whole: List, RevokeSubject and the
+// per-subject limit go through subjects, gone first; Validate and Lookup go
+// through a record to its ids entry, and records go before ids entries.
+// Between passes Get, RevokeID and ForEach may meet an ids entry whose
+// record is gone: the meta key "sweeping", set by the first transaction and
+// removed by the last, says that such an entry is being swept (NotFound),
+// not damage (ErrCorrupt); Check accepts these half-swept tokens while it
+// is set. A sweep cut short (Close, a crash, ctx) leaves the key and the
+// expiry entries of what it had not finished: the next sweep finds them
+// again and finishes.
+var metaSweeping = []byte("sweeping")
+
+// sweepScanMax bounds the tokens one round of a sweep holds in memory
+// (a variable for the tests).
+var sweepScanMax = 200_000
+
+// sweepItem is one expiry entry due, and what the passes delete or move.
+type sweepItem struct {
+	key     []byte // the expiry entry
+	id      []byte // nil: a dangling expiry entry, only key is deleted
+	h       Hash   // when record is set, or refile
+	subject []byte // subjects key; nil when the record is gone
+	record  bool   // the record is still there
+	refile  int64  // >0: alive until refile; the token is re-filed, not deleted
+	used    int64  // with refile: the latest use, written with it
+	skip    bool   // a record known to be damaged: left as it is
+}
+
 func (db *DB) sweep(ctx context.Context) (int, error) {
 	db.sweepMu.Lock()
 	defer db.sweepMu.Unlock()
@@ -36,15 +74,17 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 		if err := ctx.Err(); err != nil {
 			return total, wrap("sweep", err)
 		}
-		if total == 0 && !db.anyDue(now) {
+		due, marked := db.anyDue(now)
+		if !due && !marked {
 			break // nothing has expired: no write transaction at all
 		}
-		t := time.Now()
-		size := db.sweepSize.get()
-		n, more, written, bad, err := db.sweepChunk(now, size)
-		took := time.Since(t)
-		db.sweepSize.next(took)
-		db.log.Debug("tokenstore: sweep transaction", "deleted", n, "size", size, "took", took, "written", written)
+		items, more, bad, err := db.sweepScan(now)
+		db.forget(bad)
+		found = append(found, db.damaged.addNew(bad)...)
+		var n int
+		if err == nil && (len(items) > 0 || marked) { // damaged records alone open no write transaction
+			n, err = db.sweepApply(ctx, items)
+		}
 		total += n
 		db.forget(bad)
 		found = append(found, db.damaged.addNew(bad)...)
@@ -69,104 +109,273 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 	return total, nil
 }
 
-// sweepChunk deletes up to size tokens whose persisted deadline is at or
-// before now. A token whose use in memory keeps it alive is not deleted:
-// that use is written instead, which moves it out of the range.
-// written is the bytes of pages the transaction wrote. A record that
-// does not decode is left as it is and returned in bad; records known to
-// be damaged (db.damaged) are stepped over unread.
-func (db *DB) sweepChunk(now int64, size int) (deleted int, more bool, written int64, bad damage, err error) {
-	var kept []touch
-	gone := 0
-	del := deletes{cache: db.cache}
-	err = db.commit.update(func(tx *bolt.Tx) error {
-		tx.OnCommit(func() {
-			st := tx.Stats()
-			written = st.GetPageAlloc()
+// sweepScan reads up to sweepScanMax expiry entries filed at or before now,
+// in one read transaction, and says for each what the passes do. An
+// entry's deadline is a lower bound (bucket.go): a token whose uses,
+// stored or in memory, keep it alive is to be re-filed.
+//
+// It reads in read transactions of sweepScanTx entries: a long read
+// transaction would hold up a writer that must grow the file (bbolt
+// remaps it only when no reader is open).
+//
+// A record that does not decode costs only itself: it is left as it is,
+// with its entries, and returned in bad; records known to be damaged
+// (db.damaged) are stepped over unread.
+func (db *DB) sweepScan(now int64) (items []sweepItem, more bool, bad damage, err error) {
+	var after []byte
+	for done := false; !done && err == nil; {
+		done = true
+		err = view(db.bolt, func(tx *bolt.Tx) error {
+			n := 0
+			c := tx.Bucket(bucketExpiry).Cursor()
+			k, _ := c.First()
+			if after != nil {
+				if k, _ = c.Seek(after); k != nil && string(k) == string(after) {
+					k, _ = c.Next()
+				}
+			}
+			for ; k != nil; k, _ = c.Next() {
+				if len(k) == expiryKeyLen && expiryKeyDeadline(k) > now {
+					return nil
+				}
+				if len(items) == sweepScanMax {
+					more = true
+					return nil
+				}
+				if n == sweepScanTx {
+					done = false
+					return nil
+				}
+				n++
+				after = slices.Clone(k)
+				it, err := db.sweepEntry(tx, now, after)
+				var d *damagedRecord
+				if errors.As(err, &d) {
+					bad = append(bad, d)
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if !it.skip {
+					items = append(items, it)
+				}
+			}
+			return nil
 		})
-		kept, gone, bad = kept[:0], 0, bad[:0]
-		expiry := tx.Bucket(bucketExpiry)
-		var due [][]byte
-		c := expiry.Cursor()
-		for k, v := c.First(); k != nil && len(due) < 2*size; k, v = c.Next() {
-			if len(k) != 24 || expiryKeyDeadline(k) > now {
-				break
-			}
-			if db.damaged.has(v) {
-				continue
-			}
-			due = append(due, slices.Clone(k), slices.Clone(v))
-		}
-		more = len(due) == 2*size
-		for i := 0; i < len(due); i += 2 {
-			k, v := due[i], due[i+1]
-			if len(v) != len(Hash{}) {
-				if err := expiry.Delete(k); err != nil {
-					return err
-				}
-				continue
-			}
-			h := Hash(v)
-			rec, err := getRecord(tx, h)
-			if errors.Is(err, ErrNotFound) { // a dangling index entry
-				if err := expiry.Delete(k); err != nil {
-					return err
-				}
-				continue
-			}
-			if err != nil { // a damaged record costs only itself
-				bad.add(h, uuid.UUID(k[8:24]), err)
-				continue
-			}
-			if used := db.cache.lastUse(h, &rec); now < rec.policy.Deadline(rec.created, used) {
-				// Alive by a use not yet written (or a stale index entry):
-				// write the use and file the token under its real deadline.
-				rec.lastUsed = used
-				if err := errors.Join(
-					tx.Bucket(bucketTokens).Put(h[:], rec.encode(nil)),
-					expiry.Delete(k),
-					expiry.Put(expiryKey(rec.deadline(), rec.id), h[:]),
-				); err != nil {
-					return err
-				}
-				kept = append(kept, touch{h, used})
-				continue
-			}
-			if err := del.delete(tx, h, &rec); err != nil {
-				return err
-			}
-			gone++
-		}
-		return nil
-	})
-	del.end()
-	if err != nil {
-		return 0, false, 0, bad, err
 	}
-	for _, t := range kept {
-		db.cache.persisted(t.h, t.used)
-	}
-	db.ctr.swept.Add(uint64(gone))
-	return gone, more, written, bad, nil
+	return items, more, bad, err
 }
 
-// anyDue reports whether a token's persisted deadline is at or before now,
-// reading only the first key of the expiry index. A sweep that finds none
-// writes nothing; a write transaction, even an empty one, costs an fsync.
-func (db *DB) anyDue(now int64) bool {
-	due := true // on an error, let the sweep's transaction report it
+// sweepScanTx is the expiry entries one read transaction of sweepScan
+// reads: about 30 ms of work (a variable for the tests).
+var sweepScanTx = 8192
+
+// sweepEntry says what the passes do with the expiry entry k.
+func (db *DB) sweepEntry(tx *bolt.Tx, now int64, k []byte) (sweepItem, error) {
+	ids, tokens := tx.Bucket(bucketIDs), tx.Bucket(bucketTokens)
+	it := sweepItem{key: k}
+	if len(k) != expiryKeyLen {
+		return it, nil
+	}
+	v := ids.Get(k[8:])
+	if v == nil {
+		return it, nil // dangling
+	}
+	e, err := decodeIDValue(k[8:], v)
+	if err != nil {
+		return it, err
+	}
+	if e.filed != expiryKeyDeadline(k) {
+		return it, nil // not the token's entry: a leftover
+	}
+	it.id = k[8:]
+	h, rv := recordOf(tokens, k[8:], &e)
+	if rv == nil {
+		return it, nil // a sweep cut short deleted the record; the rest goes now
+	}
+	if db.damaged.has(h[:]) {
+		return sweepItem{skip: true}, nil
+	}
+	rec, err := decodeRecord(rv)
+	if err != nil {
+		return it, &damagedRecord{h: h, id: uuid.UUID(k[8:]), err: err}
+	}
+	it.h, rec.lastUsed = h, e.used
+	used := db.cache.lastUse(h, &rec)
+	if d := rec.policy.Deadline(rec.created, used); now < d {
+		it.refile, it.used = d, used
+	} else {
+		it.record, it.subject = true, subjectKey(rec.subject, rec.id)
+	}
+	return it, nil
+}
+
+// sweepApply runs the four passes over items and returns the tokens it
+// deleted.
+func (db *DB) sweepApply(ctx context.Context, items []sweepItem) (deleted int, err error) {
+	var gone []*sweepItem // tokens to delete
+	for i := range items {
+		if it := &items[i]; it.id != nil && it.refile == 0 {
+			gone = append(gone, it)
+		}
+	}
+	// While the passes run, Validate and Lookup of these tokens read the
+	// file, and nothing of them stays cached afterwards.
+	for _, it := range gone {
+		if it.record {
+			db.cache.beginDelete(it.h)
+		}
+	}
+	defer func() {
+		for _, it := range gone {
+			if it.record {
+				db.cache.endDelete(it.h)
+			}
+		}
+	}()
+	mark := func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(metaSweeping, []byte{1}) }
+
+	slices.SortFunc(gone, func(a, b *sweepItem) int { return compareBytes(a.subject, b.subject) })
+	err = db.sweepPass(ctx, gone, func(tx *bolt.Tx, it *sweepItem) error {
+		if it.subject == nil {
+			return nil
+		}
+		return tx.Bucket(bucketSubjects).Delete(it.subject)
+	}, mark, nil)
+	if err != nil {
+		return 0, err
+	}
+	slices.SortFunc(gone, func(a, b *sweepItem) int { return compareBytes(a.h[:], b.h[:]) })
+	err = db.sweepPass(ctx, gone, func(tx *bolt.Tx, it *sweepItem) error {
+		tokens := tx.Bucket(bucketTokens)
+		if tokens.Get(it.h[:]) == nil {
+			return nil // revoked meanwhile, or deleted by a sweep cut short
+		}
+		deleted++
+		return errors.Join(tokens.Delete(it.h[:]), addCount(tx, -1))
+	}, mark, &deleted)
+	if err != nil {
+		return deleted, err
+	}
+	slices.SortFunc(gone, func(a, b *sweepItem) int { return compareBytes(a.id, b.id) })
+	err = db.sweepPass(ctx, gone, func(tx *bolt.Tx, it *sweepItem) error {
+		return tx.Bucket(bucketIDs).Delete(it.id)
+	}, mark, nil)
+	if err != nil {
+		return deleted, err
+	}
+	all := make([]*sweepItem, len(items))
+	for i := range items {
+		all[i] = &items[i]
+	}
+	err = db.sweepPass(ctx, all, func(tx *bolt.Tx, it *sweepItem) error {
+		expiry, ids := tx.Bucket(bucketExpiry), tx.Bucket(bucketIDs)
+		if it.refile == 0 {
+			return expiry.Delete(it.key)
+		}
+		// Alive by a use since it was filed: file it under its real
+		// deadline, and write the use with it, unless it went meanwhile.
+		v := ids.Get(it.id)
+		if v == nil {
+			return expiry.Delete(it.key)
+		}
+		e, err := decodeIDValue(it.id, v)
+		if err != nil {
+			return err
+		}
+		if !e.of(it.h) || e.filed != expiryKeyDeadline(it.key) {
+			return nil // moved meanwhile by someone else
+		}
+		return errors.Join(
+			expiry.Delete(it.key),
+			expiry.Put(expiryKey(it.refile, uuid.UUID(it.id)), []byte{}),
+			ids.Put(it.id, idValue(it.id, it.h, max(e.used, it.used), it.refile)),
+			raiseUsedMax(tx, it.used),
+		)
+	}, mark, nil)
+	if err != nil {
+		return deleted, err
+	}
+	// The last transaction: the sweep is whole again.
+	if err := db.commit.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(metaSweeping) }); err != nil {
+		return deleted, err
+	}
+	for _, it := range all {
+		if it.refile > 0 {
+			db.cache.persisted(it.h, it.used)
+		}
+	}
+	db.ctr.swept.Add(uint64(deleted))
+	return deleted, nil
+}
+
+// sweepPass applies fn to items, in their order, in write transactions
+// sized by sweepSize; each transaction first runs begin. deleted, when
+// not nil, is the count fn keeps, reported per transaction.
+func (db *DB) sweepPass(ctx context.Context, items []*sweepItem, fn func(*bolt.Tx, *sweepItem) error, begin func(*bolt.Tx) error, deleted *int) error {
+	for len(items) > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		size := db.sweepSize.get()
+		chunk := items[:min(len(items), size)]
+		items = items[len(chunk):]
+		var written int64
+		before := 0
+		if deleted != nil {
+			before = *deleted
+		}
+		t := time.Now()
+		err := db.commit.update(func(tx *bolt.Tx) error {
+			tx.OnCommit(func() {
+				st := tx.Stats()
+				written = st.GetPageAlloc()
+			})
+			if deleted != nil {
+				*deleted = before // a rolled-back run counts nothing
+			}
+			if err := begin(tx); err != nil {
+				return err
+			}
+			for _, it := range chunk {
+				if err := fn(tx, it); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		took := time.Since(t)
+		db.sweepSize.next(took)
+		n := 0
+		if deleted != nil {
+			n = *deleted - before
+		}
+		db.log.Debug("tokenstore: sweep transaction", "deleted", n, "size", len(chunk), "took", took, "written", written)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// anyDue reports whether a token's filed deadline is at or before now,
+// reading only the first key of the expiry index, and whether a sweep was
+// cut short (metaSweeping). A sweep that finds neither writes nothing; a
+// write transaction, even an empty one, costs an fsync.
+func (db *DB) anyDue(now int64) (due, marked bool) {
+	due = true // on an error, let the sweep report it
 	_ = view(db.bolt, func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketExpiry); b != nil {
-			c := b.Cursor()
-			k, v := c.First()
-			for k != nil && db.damaged.has(v) { // stepped over: see sweepChunk
-				k, v = c.Next()
-			}
-			due = k != nil && (len(k) != 24 || expiryKeyDeadline(k) <= now)
+			k, _ := b.Cursor().First()
+			due = k != nil && (len(k) != expiryKeyLen || expiryKeyDeadline(k) <= now)
+		}
+		if m := tx.Bucket(bucketMeta); m != nil {
+			marked = m.Get(metaSweeping) != nil
 		}
 		return nil
 	})
-	return due
+	return due, marked
 }
 
 // txTarget is how long one sweep transaction should hold bbolt's single
@@ -189,25 +398,65 @@ const txTarget = 8 * time.Millisecond
 // takes longer in all; it runs in the background, and writers waiting
 // behind it is what users feel. The size is kept between sweeps; it is
 // only used under sweepMu.
-type chunkSizer struct{ n int }
+//
+// The flush uses one too (flushSize): a use written costs far less than a
+// token deleted, so its bounds are higher.
+//
+// A transaction's time is a fixed part (its commit's two fsyncs: 5 to
+// 15 ms on the shared benchmark machine) plus a part that grows with its
+// size. Scaled on the whole time, a flush whose fsyncs alone took over
+// txTarget shrank to its minimum chunk and stayed there: 100,000 uses in
+// 780 transactions, 10 s. So the sizer takes the shortest of the recent
+// transactions as the fixed part and sizes the rest to fill the target,
+// or half of it when the fixed part alone exceeds it: a transaction then
+// holds the writer lock for its fsyncs plus about 4 ms. A fixed part over
+// 2 × txTarget is not believed.
+type chunkSizer struct {
+	n             int
+	first, lo, hi int // zero: the sweep's
+	recent        [16]time.Duration
+	seen          int
+}
 
 const (
 	sweepChunkFirst = 256
 	sweepChunkMin   = 32
-	sweepChunkMax   = 4000
+	sweepChunkMax   = 16384 // a pass deletes neighbours: an item costs a few µs, not a page (sweepApply)
+
+	flushChunkFirst = 2048
+	flushChunkMin   = 128
+	flushChunkMax   = 32768
 )
+
+func (c *chunkSizer) bounds() (first, lo, hi int) {
+	if c.hi == 0 {
+		return sweepChunkFirst, sweepChunkMin, sweepChunkMax
+	}
+	return c.first, c.lo, c.hi
+}
 
 func (c *chunkSizer) get() int {
 	if c.n == 0 {
-		c.n = sweepChunkFirst
+		c.n, _, _ = c.bounds()
 	}
 	return c.n
 }
 
-// next scales the size by how far the last transaction was from the
-// target, by at most a factor of 2 up and 4 down at a time.
+// next sizes the next transaction from the last one's time, by at most a
+// factor of 2 up and 4 down at a time.
 func (c *chunkSizer) next(took time.Duration) {
-	n := float64(c.get()) * float64(txTarget) / float64(max(took, time.Microsecond))
-	n = min(max(n, float64(c.n)/4), float64(c.n)*2)
-	c.n = int(min(max(n, sweepChunkMin), sweepChunkMax))
+	_, lo, hi := c.bounds()
+	size := float64(c.get())
+	c.recent[c.seen%len(c.recent)] = took
+	c.seen++
+	fixed := took
+	for _, d := range c.recent[:min(c.seen, len(c.recent))] {
+		fixed = min(fixed, d)
+	}
+	fixed = min(fixed, 2*txTarget) // slower than that is not fsync: it is the chunk
+	budget := max(txTarget-fixed, txTarget/2)
+	perItem := float64(max(took-fixed, time.Microsecond)) / size
+	n := float64(budget) / perItem
+	n = min(max(n, size/4), size*2)
+	c.n = int(min(max(n, float64(lo)), float64(hi)))
 }

@@ -252,14 +252,55 @@ func TestDB_Validate_BackgroundWriter(t *testing.T) {
 	})
 }
 
-func TestDB_Validate_TouchInterval(t *testing.T) {
+// Under default Options a Validate never writes, however long the token
+// was idle; the use is in the file after the background writer's next
+// pass (Flush here), and a crash before it loses it: the token then
+// expires by its older stored use, never later.
+func TestDB_Validate_ReturningUseWritesNothing(t *testing.T) {
 	clock := tokenstoretest.NewClock()
 	ctx := t.Context()
 	db := mustOpen(t, &tokenstore.Options{
 		Now:           clock.Now,
-		Policy:        tokenstore.Sliding(2*time.Hour, 0),
-		TouchInterval: 10 * time.Minute,
+		Policy:        tokenstore.Sliding(24*time.Hour, 0),
+		TouchInterval: time.Hour, // the background writer's first pass is in 30 minutes of real time
 		SweepInterval: -1,
+	})
+	token, issued, err := db.Issue(ctx, "user")
+	require.NoError(t, err)
+	used := clock.Advance(10 * time.Hour) // idle 10 × TouchInterval
+	info, err := db.Validate(ctx, token)
+	require.NoError(t, err)
+	assert.True(t, used.Equal(info.LastUsedAt))
+	st := db.Stats()
+	assert.Zero(t, st.TouchWrites, "no write transaction")
+	assert.Zero(t, st.TouchesPersisted)
+
+	crashed := mustOpenAt(t, crashImage(t, db.Path()), noWrites(clock))
+	got, err := crashed.Lookup(ctx, token)
+	require.NoError(t, err)
+	assert.True(t, issued.LastUsedAt.Equal(got.LastUsedAt), "a crash now loses the use: %v", got.LastUsedAt)
+	assert.True(t, got.ExpiresAt.Before(info.ExpiresAt), "and the token expires earlier, never later")
+
+	require.NoError(t, db.Flush(ctx))
+	assert.Equal(t, uint64(1), db.Stats().TouchesPersisted)
+	crashed = mustOpenAt(t, crashImage(t, db.Path()), noWrites(clock))
+	got, err = crashed.Lookup(ctx, token)
+	require.NoError(t, err)
+	assert.True(t, used.Equal(got.LastUsedAt), "flushed: durable")
+	assert.True(t, info.ExpiresAt.Equal(got.ExpiresAt))
+}
+
+// FsyncReturningUses restores the write before returning for a token
+// whose stored use is TouchInterval behind.
+func TestDB_Validate_FsyncReturningUses(t *testing.T) {
+	clock := tokenstoretest.NewClock()
+	ctx := t.Context()
+	db := mustOpen(t, &tokenstore.Options{
+		Now:                clock.Now,
+		Policy:             tokenstore.Sliding(2*time.Hour, 0),
+		TouchInterval:      10 * time.Minute,
+		FsyncReturningUses: true,
+		SweepInterval:      -1,
 	})
 	token, _, err := db.Issue(ctx, "user")
 	require.NoError(t, err)
@@ -515,7 +556,7 @@ func TestDB_Lookup_CorruptRecord(t *testing.T) {
 		k, v := b.Cursor().First()
 		require.NotNil(t, k)
 		rec := bytes.Clone(v)
-		copy(id[:], rec[34:50])
+		copy(id[:], rec[26:42]) // bucket.go: record layout, version 2
 		rec[20] ^= 0x01
 		return b.Put(bytes.Clone(k), rec)
 	})

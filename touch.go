@@ -4,79 +4,109 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"time"
 
 	"github.com/google/uuid"
 	bolt "go.etcd.io/bbolt"
 )
 
+// Uses reach the file here. Validate records a use in the cache and
+// returns; the background loop calls flush every TouchInterval/2, which
+// writes every use held only in memory. A use is one ids entry rewritten
+// (bucket.go): the record, the subjects and expiry indexes are not
+// touched, and the uses of a flush are written in id order, so that the
+// ids leaves they share are rewritten once.
+
+// Flush writes every use held only in memory now, in transactions of
+// about 10 ms each, and returns when they are durable. The background
+// writer does the same every TouchInterval/2, and Close does it last; call
+// Flush before a backup that must hold the latest uses. It stops between
+// transactions when ctx is done.
+func (db *DB) Flush(ctx context.Context) error {
+	if err := db.begin(ctx, true); err != nil {
+		return wrap("flush", err)
+	}
+	return wrap("flush", db.flush(ctx))
+}
+
 // persistTouch writes h's latest in-memory use now, sharing a transaction
-// with other writers.
+// with other writers: Options.FsyncReturningUses.
 func (db *DB) persistTouch(h Hash) error {
-	var written int64
+	var t touch
 	err := db.commit.run(func(tx *bolt.Tx) error {
-		written = 0
-		used := db.cache.used(h)
-		ok, err := writeTouch(tx, h, used)
-		if ok {
-			written = used
+		var ok bool
+		t = db.cache.pending(h)
+		if t.used == 0 {
+			return nil
+		}
+		ok, err := writeTouch(tx, t)
+		if !ok {
+			t.used = 0
 		}
 		if errors.Is(err, ErrNotFound) {
 			return nil // revoked meanwhile: nothing to slide
 		}
+		if err == nil && ok {
+			err = raiseUsedMax(tx, t.used)
+		}
 		return err
 	})
-	if err == nil && written > 0 {
-		db.cache.persisted(h, written)
+	if err == nil && t.used > 0 {
+		db.cache.persisted(h, t.used)
 		db.ctr.touchWrites.Add(1)
 		db.ctr.touchesPersisted.Add(1)
 	}
 	return err
 }
 
-// writeTouch stores used as h's last use when it is later than the stored
-// one, moving the token in the expiry index with its deadline.
-func writeTouch(tx *bolt.Tx, h Hash, used int64) (bool, error) {
-	rec, err := getRecord(tx, h)
-	if err != nil || used <= rec.lastUsed {
+// writeTouch stores t.used as the token's last use when it is later than
+// the stored one: one ids entry rewritten, nothing else. The token's
+// expiry entry stays where it was filed, a lower bound of its deadline
+// (see the sweep). It returns ErrNotFound for a token deleted meanwhile.
+func writeTouch(tx *bolt.Tx, t touch) (bool, error) {
+	ids := tx.Bucket(bucketIDs)
+	v := ids.Get(t.id[:])
+	if v == nil {
+		return false, ErrNotFound
+	}
+	e, err := decodeIDValue(t.id[:], v)
+	if err != nil {
 		return false, err
 	}
-	old := rec.deadline()
-	rec.lastUsed = used
-	expiry := tx.Bucket(bucketExpiry)
-	if d := rec.deadline(); d != old {
-		if err := errors.Join(expiry.Delete(expiryKey(old, rec.id)), expiry.Put(expiryKey(d, rec.id), h[:])); err != nil {
-			return false, err
-		}
+	if !e.of(t.h) {
+		return false, ErrNotFound // another token's id: cannot be ours
 	}
-	return true, tx.Bucket(bucketTokens).Put(h[:], rec.encode(make([]byte, 0, 64+len(rec.subject))))
+	if t.used <= e.used {
+		return false, nil
+	}
+	return true, ids.Put(t.id[:], idValue(t.id[:], t.h, t.used, e.filed))
 }
 
-// flushChunk bounds the last-used times written per transaction.
-const flushChunk = 10000
-
-// flush writes every use held only in memory, sorted by key and in chunks
-// of flushChunk: bbolt's cost for many unsorted inserts in one transaction
-// grows faster than their number (one 100k-touch transaction made Close
-// take 9 s; sorted 10k chunks took 0.8 s).
+// flush writes every use held only in memory, sorted by id (the ids
+// bucket's key: a leaf is rewritten once for all the uses it holds) and in
+// transactions sized by flushSize to last about txTarget, so that no
+// Issue or Revoke waits long behind one.
 func (db *DB) flush(ctx context.Context) error {
 	db.flushMu.Lock()
 	defer db.flushMu.Unlock()
 	pending := db.cache.dirty()
-	slices.SortFunc(pending, func(a, b touch) int { return compareBytes(a.h[:], b.h[:]) })
+	slices.SortFunc(pending, func(a, b touch) int { return compareBytes(a.id[:], b.id[:]) })
 	for len(pending) > 0 {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		chunk := pending[:min(len(pending), flushChunk)]
+		chunk := pending[:min(len(pending), db.flushSize.get())]
 		pending = pending[len(chunk):]
 		written := 0
+		t := time.Now()
 		var bad damage
 		err := db.commit.update(func(tx *bolt.Tx) error {
 			written, bad = 0, bad[:0]
+			var most int64
 			for _, t := range chunk {
-				ok, err := writeTouch(tx, t.h, t.used)
-				if errors.Is(err, ErrCorrupt) { // a damaged record costs only itself
-					bad.add(t.h, uuid.UUID{}, err)
+				ok, err := writeTouch(tx, t)
+				if errors.Is(err, ErrCorrupt) { // a damaged ids entry costs only itself
+					bad.add(t.h, uuid.UUID(t.id), err)
 					continue
 				}
 				if err != nil && !errors.Is(err, ErrNotFound) {
@@ -84,10 +114,14 @@ func (db *DB) flush(ctx context.Context) error {
 				}
 				if ok {
 					written++
+					most = max(most, t.used)
 				}
 			}
-			return nil
+			return raiseUsedMax(tx, most)
 		})
+		took := time.Since(t)
+		db.flushSize.next(took)
+		db.log.Debug("tokenstore: flush transaction", "uses", len(chunk), "written", written, "took", took)
 		db.forget(bad)
 		if err != nil {
 			return boltErr(err)

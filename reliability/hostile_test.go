@@ -207,7 +207,7 @@ func (h *hostileBase) otherApp(t *testing.T, dir string, kind int, rng *rand.Ran
 			m := tx.Bucket([]byte("meta"))
 			switch kind {
 			case 2:
-				return m.Put([]byte("schema"), binary.BigEndian.AppendUint32(nil, 2+uint32(rng.IntN(1000))))
+				return m.Put([]byte("schema"), binary.BigEndian.AppendUint32(nil, 3+uint32(rng.IntN(1000)))) // this build reads schema 2
 			case 3:
 				return m.Put([]byte("app"), []byte("tokenstorf"))
 			case 4:

@@ -96,17 +96,26 @@ type Config struct {
 	MaxTokensPerSubject int
 
 	// TouchInterval bounds how far a token's stored last use may lag its
-	// last Validate: a Validate writes the use when the stored one is
-	// TouchInterval or more behind, and a sliding token, used and then
-	// left idle, expires no earlier than TouchInterval before (and never
-	// after) its last use plus its idle timeout. Zero: the backend's
-	// default. Negative: every Validate writes.
+	// last Validate. A store writes a use either on the request path, when
+	// the stored one is TouchInterval or more behind (Redis: the same round
+	// trip), or in the background, never inside Validate (the file store:
+	// it implements [Flusher], which the suite calls where it checks what
+	// was written). Either way a sliding token, used and then left idle,
+	// expires no earlier than TouchInterval before (and never after) its
+	// last use plus its idle timeout. Zero: the backend's default.
+	// Negative: every Validate writes its use before returning.
 	TouchInterval time.Duration
 
 	// SweepInterval is the background sweeper's period. The suite always
 	// sets it negative (no background sweeper), so that only its own
 	// Sweep calls delete anything.
 	SweepInterval time.Duration
+}
+
+// Flusher is a store that writes uses in the background rather than in
+// Validate (*tokenstore.DB): Flush writes every use held in memory now.
+type Flusher interface {
+	Flush(ctx context.Context) error
 }
 
 // FileOptions maps c onto the file backend's [tokenstore.Options].

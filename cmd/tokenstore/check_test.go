@@ -39,13 +39,13 @@ func TestCheck_Damaged(t *testing.T) {
 	bdb, err := bolt.Open(e.db, 0o600, nil)
 	require.NoError(t, err)
 	require.NoError(t, bdb.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte("ids")).Delete(info.ID[:])
+		return tx.Bucket([]byte("subjects")).Delete(append([]byte("alice\x00"), info.ID[:]...))
 	}))
 	require.NoError(t, bdb.Close())
 
 	got := e.run("", "check")
 	assert.Equal(t, exitFailed, got.code)
-	assert.Equal(t, "token "+info.ID.String()+": missing or wrong in the ids index\n", got.stdout)
+	assert.Equal(t, "token "+info.ID.String()+": missing or wrong in the subjects index\n", got.stdout)
 	assert.Equal(t, "tokenstore: "+e.db+": 1 problem found; check never repairs: restore a backup\n", got.stderr)
 
 	got = e.run("", "check", "--json")

@@ -164,9 +164,14 @@ func TestCLI_DamagedRecordCostsOnlyItself(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, bdb.Update(func(tx *bolt.Tx) error {
 		for _, id := range []uuid.UUID{damaged, damagedExpired} {
-			h := tx.Bucket([]byte("ids")).Get(id[:])
+			// Schema 2: the ids entry starts with the first half of the
+			// record's key.
+			v := tx.Bucket([]byte("ids")).Get(id[:])
+			require.NotNil(t, v)
 			tokens := tx.Bucket([]byte("tokens"))
-			rec := bytes.Clone(tokens.Get(h))
+			h, r := tokens.Cursor().Seek(v[:16])
+			require.True(t, h != nil && bytes.HasPrefix(h, v[:16]))
+			rec := bytes.Clone(r)
 			rec[len(rec)/2] ^= 0x10
 			if err := tokens.Put(bytes.Clone(h), rec); err != nil {
 				return err

@@ -1,0 +1,140 @@
+package tokenstore
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// shardHash returns a hash in shard 0, told apart by n.
+func shardHash(n int) Hash {
+	var h Hash
+	h[8], h[9] = byte(n), byte(n>>8)
+	return h
+}
+
+func testRecord(t0 int64) record {
+	return record{id: uuid.Must(uuid.NewV7()), subject: "u", created: t0, lastUsed: t0, policy: Sliding(time.Hour, 0)}
+}
+
+// A delete that ends between a miss's read and its insert may have
+// deleted what the read returned: lookup reads again, and caches only the
+// second read.
+func TestCache_Lookup_RetriesAfterDelete(t *testing.T) {
+	c := newCache(1024)
+	h := shardHash(1)
+	rec := testRecord(1000)
+	reads := 0
+	r, err := c.lookup(h, 2000, true, func() (record, error) {
+		reads++
+		if reads == 1 { // a Revoke of another token in the shard commits meanwhile
+			c.beginDelete(shardHash(2))
+			c.endDelete(shardHash(2))
+		}
+		return rec, nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, 2, reads, "read again after the delete")
+	assert.False(t, r.hit)
+	assert.Equal(t, int64(1000), r.lag, "the use at 2000 is not written yet")
+
+	r, err = c.lookup(h, 2000, true, func() (record, error) { t.Fatal("read on a hit"); return record{}, nil })
+	require.NoError(t, err)
+	assert.True(t, r.hit, "the second read was cached")
+
+	// A delete that ends with the token gone: the retry reads ErrNotFound.
+	h3 := shardHash(3)
+	reads = 0
+	_, err = c.lookup(h3, 2000, false, func() (record, error) {
+		reads++
+		if reads == 1 {
+			c.beginDelete(h3)
+			c.endDelete(h3)
+			return testRecord(1000), nil
+		}
+		return record{}, ErrNotFound
+	})
+	require.ErrorIs(t, err, ErrNotFound)
+	assert.Equal(t, 2, reads)
+}
+
+// While a delete of h is in flight, lookups read the file and cache
+// nothing, even a hit: the entry is not trusted.
+func TestCache_Lookup_NothingCachedDuringDelete(t *testing.T) {
+	c := newCache(1024)
+	h := shardHash(1)
+	rec := testRecord(1000)
+	read := func() (record, error) { return rec, nil }
+	_, err := c.lookup(h, 1500, false, read)
+	require.NoError(t, err)
+
+	c.beginDelete(h)
+	reads := 0
+	for range 3 {
+		r, err := c.lookup(h, 1500, true, func() (record, error) { reads++; return rec, nil })
+		require.NoError(t, err)
+		assert.False(t, r.hit)
+		assert.Zero(t, r.lag, "a use of a token being deleted is not to be written")
+	}
+	assert.Equal(t, 3, reads, "the file decides while the delete is in flight")
+	c.endDelete(h)
+	s := c.shard(h)
+	s.mu.Lock()
+	_, cached := s.m[h]
+	s.mu.Unlock()
+	assert.False(t, cached, "endDelete drops the entry")
+
+	_, err = c.lookup(h, 1500, false, func() (record, error) { return record{}, ErrNotFound })
+	require.ErrorIs(t, err, ErrNotFound)
+}
+
+// A full shard evicts clean entries only: a use not yet written stays in
+// memory until it is, then may go.
+func TestCache_Eviction_KeepsUnwrittenUses(t *testing.T) {
+	c := newCache(cacheShards) // one clean entry per shard
+	dirty := shardHash(1)
+	rec := testRecord(1000)
+	_, err := c.lookup(dirty, 5000, true, func() (record, error) { return rec, nil })
+	require.NoError(t, err)
+	for n := 2; n < 200; n++ {
+		_, err := c.lookup(shardHash(n), 5000, false, func() (record, error) { return testRecord(1000), nil })
+		require.NoError(t, err)
+	}
+	p := c.pending(dirty)
+	assert.Equal(t, int64(5000), p.used, "the unwritten use survived 198 inserts")
+	assert.Equal(t, rec.id, uuid.UUID(p.id))
+	assert.Len(t, c.dirty(), 1)
+	s := c.shard(dirty)
+	s.mu.Lock()
+	size := len(s.m)
+	s.mu.Unlock()
+	assert.LessOrEqual(t, size, 3, "clean entries stay within the limit")
+
+	c.persisted(dirty, 5000)
+	assert.Empty(t, c.dirty())
+	// Eviction picks at random: insert until it goes (each insert evicts
+	// one of at most three entries, so 1,000 leave it a 2^-500 chance).
+	gone := false
+	for n := 200; n < 1200 && !gone; n++ {
+		_, err := c.lookup(shardHash(n), 5000, false, func() (record, error) { return testRecord(1000), nil })
+		require.NoError(t, err)
+		s.mu.Lock()
+		_, kept := s.m[dirty]
+		s.mu.Unlock()
+		gone = !kept
+	}
+	assert.True(t, gone, "written, it is evicted like any clean entry")
+}
+
+// An error of the read is the lookup's, and nothing is cached.
+func TestCache_Lookup_ReadError(t *testing.T) {
+	c := newCache(1024)
+	boom := errors.New("boom")
+	_, err := c.lookup(shardHash(1), 1, true, func() (record, error) { return record{}, boom })
+	require.ErrorIs(t, err, boom)
+	assert.Empty(t, c.dirty())
+}
