@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tokenstore/tokenstore/internal/backend"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -39,9 +40,8 @@ type DB struct {
 	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
-	cancel    context.CancelFunc // cancels the background loop's work
-	stop      chan struct{}      // closed by Close to end the loop
-	done      chan struct{}      // closed by the loop when it has ended
+	sweeper   *backend.Loop // the background sweeper; nil when off
+	writer    *backend.Loop // the background writer of uses; nil when off
 
 	ctr       counters
 	lastCount atomic.Int64
@@ -158,11 +158,8 @@ func Open(path string, opts *Options) (db *DB, err error) {
 		// nanosecond) would turn the writer off, not make it eager.
 		flushEvery = max(flushEvery, time.Millisecond)
 	}
-	if !o.ReadOnly && (o.SweepInterval > 0 || flushEvery > 0) {
-		var ctx context.Context
-		ctx, db.cancel = context.WithCancel(context.Background())
-		db.stop, db.done = make(chan struct{}), make(chan struct{})
-		go db.loop(ctx, o.SweepInterval, flushEvery)
+	if !o.ReadOnly {
+		db.sweeper, db.writer = db.startLoops(o.SweepInterval, flushEvery)
 	}
 	return db, nil
 }
@@ -179,11 +176,9 @@ func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		first = true
 		db.closed.Store(true)
-		if db.stop != nil {
-			db.cancel()
-			close(db.stop)
-			<-db.done
-		}
+		// Each cancels its sweep or flush between transactions, and waits.
+		db.sweeper.Stop()
+		db.writer.Stop()
 		var err error
 		if !db.ro {
 			err = errors.Join(db.flush(context.Background()), db.syncFreelist())

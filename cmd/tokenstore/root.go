@@ -134,8 +134,8 @@ var errorCodes = []struct {
 // errorCode names err's cause: one of errorCodes, "interrupted", "usage"
 // for any other usage error, or "failed".
 func errorCode(ctx context.Context, err error) string {
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-		return "interrupted"
+	if _, stopped := errors.AsType[errStopped](err); stopped || errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return "interrupted" // errStopped: bench stopped by a signal main does not catch (SIGHUP, SIGPIPE)
 	}
 	for _, c := range errorCodes {
 		if errors.Is(err, c.err) {
