@@ -41,63 +41,79 @@ func (db *DB) upgrade() error {
 	}
 	start := time.Now()
 	n := 0
+	var damaged []string
 	err := db.commit.update(func(tx *bolt.Tx) (err error) {
-		n, err = upgradeFrom1(tx)
+		n, damaged, err = upgradeFrom1(tx)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("upgrade from schema 1: %w", boltErr(err))
 	}
 	db.log.Info("tokenstore: upgraded the file from schema 1 to 2", "tokens", n, "took", time.Since(start))
+	if len(damaged) > 0 {
+		// Issue 12: a damaged record costs only itself. It stays as it
+		// was, so that it reads as ErrCorrupt; Check names it, and
+		// RevokeID removes it.
+		db.log.Warn("tokenstore: the upgrade carried damaged records over as they were; tokenstore check names them",
+			"damaged", len(damaged), "entries", damaged[:min(len(damaged), 100)])
+	}
 	return nil
 }
 
 // upgradeFrom1 rewrites a schema-1 file as schema 2 in tx and returns the
-// tokens it holds. Index entries are rewritten before the records they
-// read.
-func upgradeFrom1(tx *bolt.Tx) (int, error) {
+// tokens it holds and the damaged entries it carried over. Index entries
+// are rewritten before the records they read.
+//
+// A damaged record costs only itself (issue 12): it is kept as it was, a
+// version-1 record that schema 2 reads as ErrCorrupt, and its ids entry
+// becomes a schema-2 entry that leads to it (last use and filed deadline
+// 0), so that Get and RevokeID reach it and Check names it. An ids entry
+// that leads nowhere is kept as it was, which schema 2 also reads as
+// damaged. Nothing damaged is ever made to look valid.
+func upgradeFrom1(tx *bolt.Tx) (int, []string, error) {
 	tokens, ids := tx.Bucket(bucketTokens), tx.Bucket(bucketIDs)
 	var usedMax int64
+	var damaged []string
 	err := rewriteValues(ids, func(k, v []byte) ([]byte, error) {
-		if len(v) != len(Hash{}) {
-			return nil, fmt.Errorf("%w: ids entry %x of %d bytes", ErrCorrupt, k, len(v))
+		if len(v) != len(Hash{}) || len(k) != 16 {
+			damaged = append(damaged, fmt.Sprintf("ids entry %x", k))
+			return v, nil
 		}
 		rv := tokens.Get(v)
 		if rv == nil {
-			return nil, fmt.Errorf("%w: ids entry %x points at no record", ErrCorrupt, k)
+			damaged = append(damaged, fmt.Sprintf("ids entry %x (no record)", k))
+			return v, nil
 		}
 		rec, err := decodeRecordV1(rv)
-		if err != nil {
-			return nil, err
-		}
-		if string(rec.id[:]) != string(k) {
-			return nil, fmt.Errorf("%w: ids entry %x points at token %s", ErrCorrupt, k, rec.id)
+		if err != nil || string(rec.id[:]) != string(k) {
+			damaged = append(damaged, fmt.Sprintf("token %x", k))
+			return idValue(k, Hash(v), 0, 0), nil
 		}
 		usedMax = max(usedMax, rec.lastUsed)
 		return idValue(k, Hash(v), rec.lastUsed, rec.deadline()), nil
 	})
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	for _, name := range [][]byte{bucketSubjects, bucketExpiry} {
 		if err := rewriteValues(tx.Bucket(name), func(k, v []byte) ([]byte, error) { return []byte{}, nil }); err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 	}
 	n := 0
 	err = rewriteValues(tokens, func(k, v []byte) ([]byte, error) {
+		n++
 		rec, err := decodeRecordV1(v)
 		if err != nil {
-			return nil, fmt.Errorf("token %x…: %w", k[:min(6, len(k))], err)
+			return v, nil // kept as it was: see above
 		}
-		n++
 		return rec.encode(nil), nil
 	})
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	m := tx.Bucket(bucketMeta)
-	return n, errors.Join(m.Put(metaSchema, beAppend32(nil, schemaVersion)), m.Put(metaCount, beAppend64(nil, uint64(n))), raiseUsedMax(tx, usedMax))
+	return n, damaged, errors.Join(m.Put(metaSchema, beAppend32(nil, schemaVersion)), m.Put(metaCount, beAppend64(nil, uint64(n))), raiseUsedMax(tx, usedMax))
 }
 
 // rewriteValues replaces every value of b by what fn returns for it. It

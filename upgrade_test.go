@@ -283,12 +283,16 @@ func TestOpen_UpgradesSchema1(t *testing.T) {
 	require.Empty(t, problems)
 }
 
-// An upgrade that meets damage is one transaction that does not commit:
-// Open fails with ErrCorrupt and the file keeps its schema-1 content.
-func TestOpen_UpgradeFailsWhole(t *testing.T) {
+// TestOpen_UpgradeDamagedRecordCostsOnlyItself: a damaged record in a
+// schema-1 file (issue 12: "one damaged record costs only itself", the
+// upgrade among the passes it names) is carried over as it was: Open
+// succeeds, every other token reads as before, the damaged one is
+// ErrCorrupt (never valid), Check names it by ID, and RevokeID removes it.
+func TestOpen_UpgradeDamagedRecordCostsOnlyItself(t *testing.T) {
 	path, want := loadSchema1(t)
+	ctx := t.Context()
 	// Damage the record of the last live token: the upgrade has rewritten
-	// the ids entries before it meets it.
+	// the ids entries of the others before it meets it.
 	var last *schema1Token
 	for _, e := range want {
 		if e.State == "live" {
@@ -304,21 +308,34 @@ func TestOpen_UpgradeFailsWhole(t *testing.T) {
 		rec[len(rec)-1] ^= 0x01
 		return b.Put(h[:], rec)
 	})
-	before, err := os.ReadFile(path)
-	require.NoError(t, err)
-	_, err = tokenstore.Open(path, &tokenstore.Options{SweepInterval: -1})
+	logs := &logCount{sub: "carried damaged records over"}
+	db, err := tokenstore.Open(path, &tokenstore.Options{Now: func() time.Time { return schema1Now }, SweepInterval: -1, Logger: slog.New(logs)})
+	require.NoError(t, err, "one damaged record does not stop the upgrade")
+	t.Cleanup(func() { _ = db.Close() })
+	assert.Equal(t, 1, logs.n, "the damage is reported once")
+
+	_, err = db.Lookup(ctx, last.Token)
+	require.ErrorIs(t, err, tokenstore.ErrCorrupt, "the damaged token is never valid")
+	_, err = db.Get(ctx, uuid.MustParse(last.ID))
 	require.ErrorIs(t, err, tokenstore.ErrCorrupt)
-	assert.Contains(t, err.Error(), "upgrade from schema 1")
-	var schema []byte
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	live := 0
+	for _, e := range want {
+		if e.State != "live" || e == last {
+			continue
+		}
+		_, err := db.Lookup(ctx, e.Token)
+		require.NoError(t, err, "token %s", e.ID)
+		live++
+	}
+	require.Positive(t, live)
+
+	problems, err := db.Check(ctx)
 	require.NoError(t, err)
-	require.NoError(t, bdb.View(func(tx *bolt.Tx) error {
-		schema = bytes.Clone(tx.Bucket([]byte("meta")).Get([]byte("schema")))
-		return nil
-	}))
-	require.NoError(t, bdb.Close())
-	assert.Equal(t, []byte{0, 0, 0, 1}, schema, "still schema 1")
-	after, err := os.ReadFile(path)
+	require.NotEmpty(t, problems)
+	assert.Contains(t, strings.Join(problems, "\n"), last.ID, "Check names the damaged token")
+
+	require.NoError(t, db.RevokeID(ctx, uuid.MustParse(last.ID)), "an operator removes what check names")
+	problems, err = db.Check(ctx)
 	require.NoError(t, err)
-	assert.True(t, bytes.Equal(before, after), "not a byte written")
+	assert.Empty(t, problems)
 }
