@@ -156,7 +156,7 @@ With no flags it takes about 12 seconds: 100,000 tokens, 3 s per run.`,
 // prints anything, and on every way out; on a signal of benchSignals it
 // stops early with an error that names it.
 func runBench(ctx context.Context, cfg benchConfig, stdout, stderr io.Writer) (err error) {
-	ctx, stopSignals := onSignals(ctx)
+	ctx, stopSignals := onSignals(ctx, benchSignals...)
 	defer stopSignals()
 	defer func() {
 		var stopped errStopped

@@ -99,12 +99,13 @@ func (e errStopped) Error() string {
 }
 
 // onSignals returns a context that is cancelled, with an errStopped cause,
-// when the process receives one of benchSignals, and a function that stops
-// listening and waits for its goroutine.
-func onSignals(parent context.Context) (context.Context, func()) {
+// when the process receives one of sigs, and a function that stops
+// listening and waits for its goroutine. main listens for SIGINT, SIGTERM
+// and SIGHUP this way for every command; bench adds SIGPIPE.
+func onSignals(parent context.Context, sigs ...os.Signal) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(parent)
 	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, benchSignals...)
+	signal.Notify(ch, sigs...)
 	done := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {

@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"os"
-	"os/signal"
 	"syscall"
 )
 
@@ -14,7 +13,8 @@ func main() {
 	// SIGHUP too (the terminal or ssh session closed): a command stops as
 	// on SIGINT, removing what it was writing (a backup's temporary copy),
 	// where the signal's default action would kill it and leave the copy.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	// The context's cause names the signal, for the error message.
+	ctx, stop := onSignals(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

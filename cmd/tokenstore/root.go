@@ -75,6 +75,9 @@ func (a *app) run(ctx context.Context, args []string) int {
 // must not reach the logs that keep stderr.
 func errorText(ctx context.Context, err error) string {
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		if stopped, ok := errors.AsType[errStopped](context.Cause(ctx)); ok {
+			return "tokenstore: " + stopped.Error() // "interrupted by SIGHUP"
+		}
 		return "tokenstore: interrupted"
 	}
 	msg := redactTokens(err.Error())
