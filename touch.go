@@ -91,6 +91,7 @@ func (db *DB) flush(ctx context.Context) error {
 	defer db.flushMu.Unlock()
 	pending := db.cache.dirty()
 	slices.SortFunc(pending, func(a, b touch) int { return compareBytes(a.id[:], b.id[:]) })
+	var byShard []touch // persistedAll's scratch
 	for len(pending) > 0 {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -126,9 +127,7 @@ func (db *DB) flush(ctx context.Context) error {
 		if err != nil {
 			return boltErr(err)
 		}
-		for _, t := range chunk {
-			db.cache.persisted(t.h, t.used)
-		}
+		db.cache.persistedAll(chunk, &byShard)
 		if fresh := db.damaged.addNew(bad); len(fresh) > 0 {
 			db.log.Error("tokenstore: writing last-used times skipped damaged records; run check", "damaged", len(fresh), "err", fresh.err())
 		}
