@@ -141,11 +141,18 @@ func (r *record) indexEntries(h Hash) [entryBuckets]kv {
 const idValueLen = 16 + 8 + 8 + 4
 
 func idValue(id []byte, h Hash, used, filed int64) []byte {
-	v := make([]byte, 0, idValueLen)
-	v = append(v, h[:16]...)
+	return appendIDValue(make([]byte, 0, idValueLen), id, h, used, filed)
+}
+
+// appendIDValue appends id's ids value to dst and returns the value alone
+// (capped, so that appending to it cannot reach past it).
+func appendIDValue(dst, id []byte, h Hash, used, filed int64) []byte {
+	at := len(dst)
+	v := append(dst, h[:16]...)
 	v = binary.BigEndian.AppendUint64(v, uint64(used))
 	v = binary.BigEndian.AppendUint64(v, uint64(filed))
-	return binary.BigEndian.AppendUint32(v, idValueCRC(id, v))
+	v = binary.BigEndian.AppendUint32(v, idValueCRC(id, v[at:]))
+	return v[at:len(v):len(v)]
 }
 
 func idValueCRC(id, v []byte) uint32 {
