@@ -30,7 +30,7 @@ func (db *DB) loop(ctx context.Context, sweepEvery, flushEvery time.Duration) {
 			// Sweep logs its own result; it has no caller to return to.
 			_, _ = db.sweep(ctx)
 		case <-flushC:
-			if err := db.flush(ctx); err != nil && ctx.Err() == nil {
+			if err := db.flush(ctx, true); err != nil && ctx.Err() == nil {
 				db.log.Error("tokenstore: writing last-used times", "err", err)
 			}
 		}

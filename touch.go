@@ -18,7 +18,10 @@ import (
 // ids leaves they share are rewritten once.
 
 // Flush writes every use held only in memory now, in transactions of
-// about 10 ms each, and returns when they are durable. The background
+// about 10 ms each, and returns when they are durable. It pauses between
+// transactions as long as each took (at most 32 ms), so that Validates
+// running beside it keep most of the CPU: it takes about twice as long
+// as its transactions do (about 2.5 s for 100,000 uses among 1M tokens). The background
 // writer does the same every TouchInterval/2, and Close does it last; call
 // Flush before a backup that must hold the latest uses. It stops between
 // transactions when ctx is done.
@@ -26,7 +29,7 @@ func (db *DB) Flush(ctx context.Context) error {
 	if err := db.begin(ctx, true); err != nil {
 		return wrap("flush", err)
 	}
-	return wrap("flush", db.flush(ctx))
+	return wrap("flush", db.flush(ctx, true))
 }
 
 // persistTouch writes h's latest in-memory use now, sharing a transaction
@@ -107,11 +110,24 @@ func (w *touchWriter) write(tx *bolt.Tx, t touch) (bool, error) {
 	return true, w.ids.Put(t.id[:], nv)
 }
 
+// flushPauseMax bounds a paced flush's pause between transactions: a
+// transaction slowed by a slow disk's fsyncs used no CPU meanwhile.
+const flushPauseMax = 4 * txTarget
+
 // flush writes every use held only in memory, sorted by id (the ids
 // bucket's key: a leaf is rewritten once for all the uses it holds) and in
 // transactions sized by flushSize to last about txTarget, so that no
 // Issue or Revoke waits long behind one.
-func (db *DB) flush(ctx context.Context) error {
+//
+// When paced (the background writer and DB.Flush; not Close), it pauses
+// after each transaction for as long as it took, at most flushPauseMax,
+// so that it takes at most about half a core: on a 2-core machine an
+// unpaced flush of 100,000 uses held one core for its whole second, and
+// the p99 of the Validates beside it was 3.5-3.9 times their p99 without
+// (a goroutine that only spins cost them 1.6-2 times). Paced, the pass
+// takes about twice as long, well within TouchInterval/2, and writers
+// find the lock free between its transactions.
+func (db *DB) flush(ctx context.Context, paced bool) error {
 	db.flushMu.Lock()
 	defer db.flushMu.Unlock()
 	pending := db.cache.dirty()
@@ -159,6 +175,14 @@ func (db *DB) flush(ctx context.Context) error {
 		}
 		db.ctr.touchWrites.Add(1)
 		db.ctr.touchesPersisted.Add(uint64(written))
+		if paced && len(pending) > 0 {
+			pause := time.NewTimer(min(took, flushPauseMax))
+			select {
+			case <-ctx.Done(): // the loop's check returns
+				pause.Stop()
+			case <-pause.C:
+			}
+		}
 	}
 	return nil
 }
