@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"hash/crc32"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 )
 
 func testRecords() []record {
@@ -180,4 +183,39 @@ func TestExpiryKey_Order(t *testing.T) {
 		due = append(due, expiryKeyDeadline(k))
 	}
 	assert.Equal(t, []int64{math.MinInt64, math.MinInt64 + 1, -86_400_000, -256, -1, 0}, slices.Compact(due))
+}
+
+// Rewriting entries of the same size into the ids and expiry buckets, as a
+// flush does, must not split their leaves: at FillPercent 1.0 bbolt packed
+// a leaf to exactly the page size (60 ids entries of 68 bytes and the
+// header), and split it again on its next write.
+func TestTune_RewriteDoesNotSplit(t *testing.T) {
+	splits := func(fill float64) int64 {
+		bdb, err := bolt.Open(filepath.Join(t.TempDir(), "fill.db"), 0o600, nil)
+		require.NoError(t, err)
+		defer bdb.Close()
+		v := make([]byte, idValueLen)
+		key := func(i int) []byte { return binary.BigEndian.AppendUint64(make([]byte, 8, 16), uint64(i)) }
+		require.NoError(t, bdb.Update(func(tx *bolt.Tx) error {
+			b, err := tx.CreateBucket(bucketIDs)
+			require.NoError(t, err)
+			b.FillPercent = fill
+			for i := range 6000 { // appended in key order, as UUIDv7 ids are
+				require.NoError(t, b.Put(key(i), v))
+			}
+			return nil
+		}))
+		tx, err := bdb.Begin(true)
+		require.NoError(t, err)
+		b := tx.Bucket(bucketIDs)
+		b.FillPercent = fill
+		for i := 0; i < 6000; i += 7 { // a use in about every leaf
+			require.NoError(t, b.Put(key(i), v))
+		}
+		require.NoError(t, tx.Commit())
+		st := tx.Stats()
+		return st.GetSplit()
+	}
+	require.Positive(t, splits(1.0), "the fill that split full leaves again (the test can fail)")
+	assert.Zero(t, splits(appendFill(os.Getpagesize())))
 }

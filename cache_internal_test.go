@@ -138,3 +138,30 @@ func TestCache_Lookup_ReadError(t *testing.T) {
 	require.ErrorIs(t, err, boom)
 	assert.Empty(t, c.dirty())
 }
+
+// persistedAll marks each use of a flush transaction written, shard by
+// shard: a use written is clean, a later use made meanwhile stays pending.
+func TestCache_PersistedAll(t *testing.T) {
+	c := newCache(1 << 12)
+	var ts []touch
+	for n := range 500 {
+		var h Hash
+		h[0], h[1] = byte(n), byte(n>>8) // spread over the shards
+		rec := testRecord(1000)
+		_, err := c.lookup(h, 5000, true, func() (record, error) { return rec, nil })
+		require.NoError(t, err)
+		ts = append(ts, touch{h, rec.id, 5000})
+	}
+	require.Len(t, c.dirty(), 500)
+	later := ts[7].h
+	_, err := c.lookup(later, 6000, true, nil) // cached: read is not called
+	require.NoError(t, err)
+	var scratch []touch
+	c.persistedAll(ts[:250], &scratch)
+	c.persistedAll(ts[250:], &scratch)
+	left := c.dirty()
+	require.Len(t, left, 1, "only the use made after the flush read it")
+	assert.Equal(t, later, left[0].h)
+	assert.Equal(t, int64(6000), left[0].used)
+	assert.Equal(t, int64(6000), c.used(later))
+}

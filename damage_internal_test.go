@@ -71,10 +71,10 @@ func TestFlush_DamagedRecordCostsOnlyItself(t *testing.T) {
 	require.NoError(t, err)
 	damageIDEntry(t, db, h)
 
-	require.NoError(t, db.flush(ctx), "the other uses are written")
+	require.NoError(t, db.flush(ctx, false), "the other uses are written")
 	require.EqualValues(t, 1, logs.n.Load(), "reported")
 	require.Empty(t, db.cache.dirty(), "nothing left to write")
-	require.NoError(t, db.flush(ctx))
+	require.NoError(t, db.flush(ctx, false))
 	require.EqualValues(t, 1, logs.n.Load(), "once")
 	for i, token := range tokens {
 		hh, _ := db.format.Parse(token)

@@ -181,7 +181,7 @@ func (db *DB) Close() error {
 		db.writer.Stop()
 		var err error
 		if !db.ro {
-			err = errors.Join(db.flush(context.Background()), db.syncFreelist())
+			err = errors.Join(db.flush(context.Background(), false), db.syncFreelist())
 		}
 		if db.commit.wedged.Load() { // bbolt's Close would wait for ever
 			db.closeErr = errors.Join(err, wrap("close", fmt.Errorf("%w; the file stays open until the process exits", errWedged)))

@@ -35,7 +35,9 @@
 // use in memory and returns; under default Options it never waits for a
 // disk write, however long the token was idle. The background writer
 // writes every use held every TouchInterval/2, in transactions of about
-// 10 ms sorted by key; [DB.Flush] and [DB.Close] write them at once. So a
+// 10 ms sorted by key, pausing after each as long as it took so that it
+// leaves most of the CPU to requests; [DB.Flush] writes them at once the
+// same way, and [DB.Close] without the pauses. So a
 // crash loses at most the uses made in the last TouchInterval (1 minute by
 // default) before it, while each pass ends within TouchInterval/2 (a
 // loaded disk stretches the bound by as much; whatever the load, a use is

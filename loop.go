@@ -22,7 +22,7 @@ func (db *DB) startLoops(sweepEvery, flushEvery time.Duration) (sweeper, writer 
 		_, _ = db.sweep(ctx) // sweep logs its own result; it has no caller to return to
 	}})
 	writer = backend.Start(backend.Task{Every: flushEvery, Run: func(ctx context.Context) {
-		if err := db.flush(ctx); err != nil && ctx.Err() == nil {
+		if err := db.flush(ctx, true); err != nil && ctx.Err() == nil { // paced: see flush
 			db.log.Error("tokenstore: writing last-used times", "err", err)
 		}
 	}})
