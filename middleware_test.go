@@ -24,29 +24,11 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/tokenstoretest"
 )
 
 // The helpers of this file are prefixed mw so that they cannot clash with
 // those of the package's other test files.
-
-// mwClock is the injected clock of the middleware tests.
-type mwClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *mwClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *mwClock) Advance(d time.Duration) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	return c.now
-}
 
 // mwLogs collects log output from many goroutines.
 type mwLogs struct {
@@ -71,7 +53,7 @@ func (l *mwLogs) String() string {
 // checked for them.
 type mwEnv struct {
 	db     *tokenstore.DB
-	clock  *mwClock
+	clock  *tokenstoretest.Clock
 	logs   *mwLogs
 	logger *slog.Logger
 
@@ -88,7 +70,7 @@ func newMWEnv(t *testing.T, policy tokenstore.Policy) *mwEnv {
 	t.Helper()
 	ignore := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) }) // first registered: runs last
-	e := &mwEnv{clock: &mwClock{now: mwEpoch}, logs: &mwLogs{}}
+	e := &mwEnv{clock: tokenstoretest.NewClockAt(mwEpoch), logs: &mwLogs{}}
 	e.logger = slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	db, err := tokenstore.Open(filepath.Join(t.TempDir(), "tokens.db"), &tokenstore.Options{
 		Policy:        policy,
@@ -466,7 +448,7 @@ func TestMiddleware_ExpiryHeaderFormat(t *testing.T) {
 		time.Date(2099, 12, 31, 23, 59, 59, 0, time.UTC),
 		time.Date(2100, 2, 28, 12, 30, 0, 0, time.UTC),
 	} {
-		e.clock.Advance(expiry.Add(-time.Hour).Sub(e.clock.Now()))
+		e.clock.Set(expiry.Add(-time.Hour))
 		token, _ := e.issue(t, "alice", tokenstore.WithPolicy(tokenstore.Absolute(time.Hour)))
 		r := e.get(t, srv, "/", mwBearer(token))
 		require.Equal(t, 200, r.status)

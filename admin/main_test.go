@@ -29,6 +29,7 @@ import (
 	"github.com/tokenstore/tokenstore/admin"
 	"github.com/tokenstore/tokenstore/internal/redistest"
 	"github.com/tokenstore/tokenstore/redisstore"
+	"github.com/tokenstore/tokenstore/tokenstoretest"
 )
 
 // The tests run every endpoint on both backends: a bbolt file, and a
@@ -70,24 +71,11 @@ func skipOutsideCI(t *testing.T, why string) {
 	t.Skip(why)
 }
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// clock is the suite's clock: it starts at the real time, truncated to
+// the millisecond, and moves only when a test moves it.
+type clock = tokenstoretest.Clock
 
-func newClock() *clock { return &clock{t: time.Now().Truncate(time.Millisecond)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *clock { return tokenstoretest.NewClock() }
 
 var prefixes atomic.Int64
 

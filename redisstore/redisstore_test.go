@@ -20,27 +20,15 @@ import (
 
 	"github.com/tokenstore/tokenstore"
 	"github.com/tokenstore/tokenstore/redisstore"
+	"github.com/tokenstore/tokenstore/tokenstoretest"
 )
 
 // clock is an injected clock that only moves when told to.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// clock is the suite's clock: it starts at the real time, truncated to
+// the millisecond, and moves only when a test moves it.
+type clock = tokenstoretest.Clock
 
-func newClock() *clock { return &clock{t: time.Now().Truncate(time.Millisecond)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *clock { return tokenstoretest.NewClock() }
 
 // newClient returns a client of the test server of its own, as a separate
 // application instance would have; it is closed when t ends.
@@ -283,8 +271,7 @@ func TestDeadlineMatchesPolicy(t *testing.T) {
 // a clock two hours behind Redis's makes its deadline already past there.
 func TestStore_RedisExpiresKeys(t *testing.T) {
 	ctx := context.Background()
-	clk := newClock()
-	clk.Advance(-2 * time.Hour)
+	clk := tokenstoretest.NewClockAt(time.Now().Add(-2 * time.Hour).Truncate(time.Millisecond))
 	prefix := uniquePrefix()
 	s := newStore(t, &redisstore.Options{Now: clk.Now, KeyPrefix: prefix, KeepExpired: -1, Policy: tokenstore.Absolute(time.Hour)})
 	raw := newClient(t)
