@@ -207,6 +207,16 @@ func (r *benchReport) verdict() []string {
 		"returning": "returning-user traffic", "zipf": "returning-user traffic with popular tokens", "hot": "a hot loop over fresh tokens",
 	}[r.Traffic]
 	ev := r.run(runEveryCheck)
+	if v := run.op("validate"); v != nil && r.Mix["validate"] > 0 {
+		// The figures below judge the checks that found a live token: say
+		// first when there were none, or when they were the few.
+		if calls := v.Count + v.Rejected; v.Count == 0 {
+			out = append(out, "No check finished with a live token in the run: nothing to judge; give a longer --duration or a slower --speed.")
+		} else if v.Rejected > v.Count {
+			out = append(out, fmt.Sprintf("%s of %s checks were rejected (the token expired, or another goroutine revoked it), so the figures below describe the few that found a live token: give a slower --speed, a longer policy or fewer revokes.",
+				thousands(float64(v.Rejected)), thousands(float64(calls))))
+		}
+	}
 	if v := run.op("validate"); v != nil && v.Count > 0 {
 		// Latency first: it compares whatever else the goroutines do.
 		s := fmt.Sprintf("On %s, half of tokenstore's checks took under %s, %s the bare bbolt read floor's %s",

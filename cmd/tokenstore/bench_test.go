@@ -216,3 +216,24 @@ func TestWrap(t *testing.T) {
 	assert.Equal(t, []string{"aaaaaaaaaa", "b"}, wrap("aaaaaaaaaa b", 4), "a long word stays whole")
 	assert.Empty(t, wrap("", 10))
 }
+
+// When most checks found no live token (they expired under a fast clock,
+// or another goroutine revoked them), the verdict says so first: its
+// figures describe rejections, not the checks the command is for.
+func TestBenchVerdict_MostlyRejected(t *testing.T) {
+	r := benchReport{Traffic: "returning", Mix: map[string]int{"validate": 90, "issue": 5, "revoke": 5},
+		Runs:  []runReport{{Name: runTokenstore, Ops: []opReport{{Op: "validate", Count: 2, Rejected: 11_409, P50: 3740, P99: 3740}}}},
+		Floor: opReport{Op: "read", Count: 1000, P50: 600}}
+	v := r.verdict()
+	require.NotEmpty(t, v)
+	assert.Contains(t, v[0], "11,409 of 11,411")
+	assert.Contains(t, v[0], "rejected")
+
+	r.Runs[0].Ops[0] = opReport{Op: "validate", Count: 1000, Rejected: 10, P50: 900, P99: 5000}
+	assert.NotContains(t, r.verdict()[0], "rejected", "a few rejections are the mix's revokes")
+
+	r.Runs[0].Ops[0] = opReport{Op: "validate"}
+	v = r.verdict()
+	require.NotEmpty(t, v)
+	assert.Contains(t, v[0], "No check finished")
+}
