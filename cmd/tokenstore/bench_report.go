@@ -217,6 +217,13 @@ func (r *benchReport) verdict() []string {
 				thousands(float64(v.Rejected)), thousands(float64(calls))))
 		}
 	}
+	if v := run.op("validate"); r.Traffic != "hot" && len(out) == 0 && v != nil && v.Count > 0 && run.ReturningPct < 50 {
+		// Few tokens checked fast come back within TouchInterval: the run
+		// measured repeat checks, the cached path, whatever --traffic says.
+		traffic = "this traffic"
+		out = append(out, fmt.Sprintf("Only %.0f%% of checks were returning uses: at this rate most checks came back to one of the %s tokens within TouchInterval (%s) of its last check, so this run measured mostly repeat checks, the cached path; more --tokens or a higher --speed make them returning.",
+			run.ReturningPct, thousands(float64(r.Tokens)), r.ReturningAfter))
+	}
 	if v := run.op("validate"); v != nil && v.Count > 0 {
 		// Latency first: it compares whatever else the goroutines do.
 		s := fmt.Sprintf("On %s, half of tokenstore's checks took under %s, %s the bare bbolt read floor's %s",

@@ -237,3 +237,21 @@ func TestBenchVerdict_MostlyRejected(t *testing.T) {
 	require.NotEmpty(t, v)
 	assert.Contains(t, v[0], "No check finished")
 }
+
+// Returning traffic with few tokens checked fast is mostly repeat checks
+// within TouchInterval (--tokens 20000 --mix validate=1: 17% returning,
+// 99% cache hits); the verdict must not call it returning-user traffic.
+func TestBenchVerdict_FewReturningUses(t *testing.T) {
+	r := benchReport{Traffic: "returning", Tokens: 20_000, Mix: map[string]int{"validate": 1},
+		Runs: []runReport{{Name: runTokenstore, ReturningPct: 16.8,
+			Ops: []opReport{{Op: "validate", Count: 2_000_000, PerSecond: 2_000_000, P50: 616, P99: 3740}}}},
+		Floor: opReport{Op: "read", Count: 1000, P50: 1360, PerSecond: 850_000}}
+	v := r.verdict()
+	require.NotEmpty(t, v)
+	assert.NotContains(t, strings.Join(v, " "), "On returning-user traffic")
+	assert.Contains(t, v[0], "Only 17% of checks were returning uses")
+	assert.Contains(t, v[0], "--tokens")
+
+	r.Runs[0].ReturningPct = 99.5
+	assert.Contains(t, r.verdict()[0], "On returning-user traffic")
+}
