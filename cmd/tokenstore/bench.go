@@ -73,6 +73,11 @@ func (c *benchConfig) clockSpeedDefault() float64 {
 	return max(1, min(maxSpeed, float64(window)/(10*float64(c.duration))))
 }
 
+// maxBenchConcurrency is the most --concurrency accepted: far more
+// requests in flight than one process serves, at about 200 MiB of
+// histograms.
+const maxBenchConcurrency = 4096
+
 // minBenchDuration is the shortest --duration accepted: a shorter run
 // (1ns) finishes no call, and its report would have nothing to judge.
 const minBenchDuration = 10 * time.Millisecond
@@ -84,6 +89,9 @@ const minBenchDuration = 10 * time.Millisecond
 // 1e9 for 1 s: 2 of 11,411 checks found a live token, and the verdict
 // judged those two).
 func (c *benchConfig) check() error {
+	if c.concurrency > maxBenchConcurrency {
+		return fmt.Errorf("--concurrency %d is too many: give at most %d (each goroutine keeps its own latency histograms, 48 KiB; 200,000 took 11 GiB)", c.concurrency, maxBenchConcurrency)
+	}
 	if c.duration < minBenchDuration {
 		return fmt.Errorf("--duration %s is too short to measure: give at least %s", formatDuration(c.duration), formatDuration(minBenchDuration))
 	}

@@ -88,10 +88,13 @@ func testBenchRefusesEmptyRuns(t *testing.T, bin string) {
 		{[]string{"--speed", "1e4", "--duration", "1s", "--policy", "sliding(idle=1h, max=2h)"}, "--speed", "window"},
 		{[]string{"--duration", "1ns"}, "--duration", "at least"},
 		{[]string{"--speed", "1e12"}, "--speed", "at most"},
+		// 200,000 goroutines took 11 GiB (a 48 KiB histogram each) and ran
+		// 21 s for --duration 200ms.
+		{[]string{"--concurrency", "200000", "--duration", "200ms"}, "--concurrency", "at most"},
 	} {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			tmp := t.TempDir()
-			args := append([]string{"bench", "--tokens", "200", "--concurrency", "2"}, tt.args...)
+			args := append([]string{"bench", "--tokens", "200", "--concurrency", "2", "--baseline=false"}, tt.args...)
 			code, out, errOut := runBin(t, bin, tmp, args...)
 			assert.Equal(t, 2, code, "a usage error; stderr: %s", errOut)
 			assert.Contains(t, errOut, tt.flag)
