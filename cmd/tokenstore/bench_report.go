@@ -307,11 +307,11 @@ func writeBenchText(w io.Writer, r *benchReport, benchstat bool) error {
 	p("tokenstore bench: how fast tokenstore checks tokens on this machine")
 	p("")
 	p("What ran")
-	where := "a fresh temporary file"
 	if r.CopyOf != "" {
-		where = "a temporary copy of " + r.CopyOf
+		p("  %s tokens added to a temporary copy of %s (besides its own), policy %s (removed)", thousands(float64(r.Tokens)), r.CopyOf, r.Policy)
+	} else {
+		p("  %s tokens, policy %s, in a fresh temporary file (removed)", thousands(float64(r.Tokens)), r.Policy)
 	}
-	p("  %s tokens, policy %s, in %s (removed)", thousands(float64(r.Tokens)), r.Policy, where)
 	switch r.Traffic {
 	case "hot":
 		p("  traffic: hot: every token issued just before the runs, checked at random, on the real clock")

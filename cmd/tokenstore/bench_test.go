@@ -162,6 +162,12 @@ func TestRun_Bench_DB(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, bytes.Equal(before, after), "the file itself is not written")
 	assertDirHolds(t, dir, "tokens.db")
+
+	// The text said "500 tokens, ... in a temporary copy of tokens.db", as
+	// if the copy held 500: the 500 are added to the file's own.
+	code, out, errOut, _ := runCLI(t, "bench", "--db", path, "--tokens", "500", "--duration", "50ms", "--concurrency", "2", "--mix", "validate=1", "--baseline=false")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "500 tokens added to a temporary copy of "+path+" (besides its own)")
 }
 
 func TestRun_Bench_Usage(t *testing.T) {
