@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"time"
@@ -63,8 +64,46 @@ func (c *benchConfig) clockSpeed() float64 {
 	if c.speed > 0 {
 		return c.speed
 	}
+	return c.clockSpeedDefault()
+}
+
+// clockSpeedDefault is the speed clockSpeed picks when --speed is not given.
+func (c *benchConfig) clockSpeedDefault() float64 {
 	window := c.policy.policy().TTL()
 	return max(1, min(maxSpeed, float64(window)/(10*float64(c.duration))))
+}
+
+// maxBenchConcurrency is the most --concurrency accepted: far more
+// requests in flight than one process serves, at about 200 MiB of
+// histograms.
+const maxBenchConcurrency = 4096
+
+// minBenchDuration is the shortest --duration accepted: a shorter run
+// (1ns) finishes no call, and its report would have nothing to judge.
+const minBenchDuration = 10 * time.Millisecond
+
+// check refuses the flag combinations whose report could not say what
+// the command is for: a run too short to finish a call, and a --speed at
+// which the store's clock passes the policy's whole window during one run,
+// so that the tokens expire and the checks measured are rejections (--speed
+// 1e9 for 1 s: 2 of 11,411 checks found a live token, and the verdict
+// judged those two).
+func (c *benchConfig) check() error {
+	if c.concurrency > maxBenchConcurrency {
+		return fmt.Errorf("--concurrency %d is too many: give at most %d (each goroutine keeps its own latency histograms, 48 KiB; 200,000 took 11 GiB)", c.concurrency, maxBenchConcurrency)
+	}
+	if c.duration < minBenchDuration {
+		return fmt.Errorf("--duration %s is too short to measure: give at least %s", formatDuration(c.duration), formatDuration(minBenchDuration))
+	}
+	if c.speed > 0 && c.traffic.simulated() {
+		window := c.policy.policy().TTL()
+		if span := c.speed * float64(c.duration); span > float64(window) {
+			return fmt.Errorf("--speed %g runs the store's clock through %.0f× the policy's %s window in each %s run, so the tokens would expire during it: give --speed %.0f or less (by default the command picks %.0f)",
+				c.speed, span/float64(window), formatDuration(window), formatDuration(c.duration),
+				float64(window)/float64(c.duration), c.clockSpeedDefault())
+		}
+	}
+	return nil
 }
 
 // returningAfter is the idle spell after which a validation is a
@@ -132,6 +171,9 @@ closed pipe.
 With no flags it takes about 12 seconds: 100,000 tokens, 3 s per run.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := cfg.check(); err != nil {
+				return &usageError{err}
+			}
 			return runBench(cmd.Context(), cfg, a.stdout, a.stderr)
 		},
 	}

@@ -69,6 +69,60 @@ func TestBenchBinary(t *testing.T) {
 	t.Run("report", func(t *testing.T) { testBenchReport(t, bin) })
 	t.Run("leaves nothing", func(t *testing.T) { testBenchLeavesNothing(t, bin) })
 	t.Run("copy has no name", func(t *testing.T) { testBenchCopyHasNoName(t, bin) })
+	t.Run("refuses runs that measure nothing", func(t *testing.T) { testBenchRefusesEmptyRuns(t, bin) })
+	t.Run("one error prefix for --db", func(t *testing.T) { testBenchDBErrorPrefix(t, bin) })
+}
+
+// A run that cannot measure checks is refused up front, with a usage
+// error naming the flag, rather than printed with a verdict: --speed 1e9
+// ran the store's clock through 31 years in a 1 s run, every token
+// expired, and the verdict judged the 2 checks (of 11,411) that found one;
+// --duration 1ns finished no call and printed an empty verdict.
+func testBenchRefusesEmptyRuns(t *testing.T, bin string) {
+	for _, tt := range []struct {
+		args []string
+		flag string
+		want string
+	}{
+		{[]string{"--speed", "1e9", "--duration", "1s"}, "--speed", "window"},
+		{[]string{"--speed", "1e4", "--duration", "1s", "--policy", "sliding(idle=1h, max=2h)"}, "--speed", "window"},
+		{[]string{"--duration", "1ns"}, "--duration", "at least"},
+		{[]string{"--speed", "1e12"}, "--speed", "at most"},
+		// 200,000 goroutines took 11 GiB (a 48 KiB histogram each) and ran
+		// 21 s for --duration 200ms.
+		{[]string{"--concurrency", "200000", "--duration", "200ms"}, "--concurrency", "at most"},
+	} {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			tmp := t.TempDir()
+			args := append([]string{"bench", "--tokens", "200", "--concurrency", "2", "--baseline=false"}, tt.args...)
+			code, out, errOut := runBin(t, bin, tmp, args...)
+			assert.Equal(t, 2, code, "a usage error; stderr: %s", errOut)
+			assert.Contains(t, errOut, tt.flag)
+			assert.Contains(t, errOut, tt.want)
+			assert.NotContains(t, errOut, "not a positive", "1e12 is positive: the message must say what is wrong")
+			assert.NotContains(t, out, "Verdict")
+		})
+	}
+	// --speed within the window still runs.
+	code, out, errOut := runBin(t, bin, t.TempDir(), "bench", "--tokens", "200", "--concurrency", "2", "--duration", "100ms", "--speed", "1e6", "--baseline=false")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "Verdict")
+}
+
+// --db on a file that is not a token store says "tokenstore:" once.
+func testBenchDBErrorPrefix(t *testing.T, bin string) {
+	tmp := t.TempDir()
+	junk := filepath.Join(tmp, "junk.db")
+	require.NoError(t, os.WriteFile(junk, bytes.Repeat([]byte("not a bbolt file\n"), 512), 0o600))
+	for _, db := range []string{junk, tmp} {
+		code, _, errOut := runBin(t, bin, tmp, "bench", "--db", db, "--duration", "100ms")
+		assert.Equal(t, 1, code, errOut)
+		assert.Equal(t, 1, strings.Count(errOut, "tokenstore:"), "one prefix: %s", errOut)
+		assert.Contains(t, errOut, "--db")
+	}
+	entries, err := os.ReadDir(tmp)
+	require.NoError(t, err)
+	assert.Len(t, entries, 1, "only junk.db: no copy left behind")
 }
 
 // The default report speaks to someone who has never seen the project.

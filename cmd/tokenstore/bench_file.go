@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/tokenstore/tokenstore"
@@ -39,7 +40,8 @@ func benchFile(ctx context.Context, existing string) (path string, remove func()
 		// A read-only store: bbolt's shared lock keeps writers out while
 		// the copy is taken, and Backup reads one consistent transaction.
 		if src, err = tokenstore.Open(existing, &tokenstore.Options{ReadOnly: true}); err != nil {
-			return "", nil, fmt.Errorf("--db: %w", err)
+			// The library's error has its own "tokenstore: ", and main adds one.
+			return "", nil, &explained{"--db: " + strings.TrimPrefix(err.Error(), "tokenstore: "), err}
 		}
 		defer src.Close()
 		if f, err = os.CreateTemp(filepath.Dir(existing), filepath.Base(existing)+".bench-*"); err != nil {

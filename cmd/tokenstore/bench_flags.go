@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -49,8 +50,11 @@ func (p *positiveFloat) String() string { return strconv.FormatFloat(float64(*p)
 func (p *positiveFloat) Type() string   { return "number" }
 func (p *positiveFloat) Set(s string) error {
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || !(f > 0) || f > 1e9 {
+	if err != nil || !(f > 0) || math.IsInf(f, 0) {
 		return fmt.Errorf("%q is not a positive number", s)
+	}
+	if f > 1e9 {
+		return fmt.Errorf("%q is too fast: at most 1e9 (a second of the run is 31 years of the store's clock)", s)
 	}
 	*p = positiveFloat(f)
 	return nil

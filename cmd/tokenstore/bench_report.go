@@ -207,6 +207,23 @@ func (r *benchReport) verdict() []string {
 		"returning": "returning-user traffic", "zipf": "returning-user traffic with popular tokens", "hot": "a hot loop over fresh tokens",
 	}[r.Traffic]
 	ev := r.run(runEveryCheck)
+	if v := run.op("validate"); v != nil && r.Mix["validate"] > 0 {
+		// The figures below judge the checks that found a live token: say
+		// first when there were none, or when they were the few.
+		if calls := v.Count + v.Rejected; v.Count == 0 {
+			out = append(out, "No check finished with a live token in the run: nothing to judge; give a longer --duration or a slower --speed.")
+		} else if v.Rejected > v.Count {
+			out = append(out, fmt.Sprintf("%s of %s checks were rejected (the token expired, or another goroutine revoked it), so the figures below describe the few that found a live token: give a slower --speed, a longer policy or fewer revokes.",
+				thousands(float64(v.Rejected)), thousands(float64(calls))))
+		}
+	}
+	if v := run.op("validate"); r.Traffic != "hot" && len(out) == 0 && v != nil && v.Count > 0 && run.ReturningPct < 50 {
+		// Few tokens checked fast come back within TouchInterval: the run
+		// measured repeat checks, the cached path, whatever --traffic says.
+		traffic = "this traffic"
+		out = append(out, fmt.Sprintf("Only %.0f%% of checks were returning uses: at this rate most checks came back to one of the %s tokens within TouchInterval (%s) of its last check, so this run measured mostly repeat checks, the cached path; more --tokens or a higher --speed make them returning.",
+			run.ReturningPct, thousands(float64(r.Tokens)), r.ReturningAfter))
+	}
 	if v := run.op("validate"); v != nil && v.Count > 0 {
 		// Latency first: it compares whatever else the goroutines do.
 		s := fmt.Sprintf("On %s, half of tokenstore's checks took under %s, %s the bare bbolt read floor's %s",
@@ -290,11 +307,11 @@ func writeBenchText(w io.Writer, r *benchReport, benchstat bool) error {
 	p("tokenstore bench: how fast tokenstore checks tokens on this machine")
 	p("")
 	p("What ran")
-	where := "a fresh temporary file"
 	if r.CopyOf != "" {
-		where = "a temporary copy of " + r.CopyOf
+		p("  %s tokens added to a temporary copy of %s (besides its own), policy %s (removed)", thousands(float64(r.Tokens)), r.CopyOf, r.Policy)
+	} else {
+		p("  %s tokens, policy %s, in a fresh temporary file (removed)", thousands(float64(r.Tokens)), r.Policy)
 	}
-	p("  %s tokens, policy %s, in %s (removed)", thousands(float64(r.Tokens)), r.Policy, where)
 	switch r.Traffic {
 	case "hot":
 		p("  traffic: hot: every token issued just before the runs, checked at random, on the real clock")

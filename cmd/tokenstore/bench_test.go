@@ -162,6 +162,12 @@ func TestRun_Bench_DB(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, bytes.Equal(before, after), "the file itself is not written")
 	assertDirHolds(t, dir, "tokens.db")
+
+	// The text said "500 tokens, ... in a temporary copy of tokens.db", as
+	// if the copy held 500: the 500 are added to the file's own.
+	code, out, errOut, _ := runCLI(t, "bench", "--db", path, "--tokens", "500", "--duration", "50ms", "--concurrency", "2", "--mix", "validate=1", "--baseline=false")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "500 tokens added to a temporary copy of "+path+" (besides its own)")
 }
 
 func TestRun_Bench_Usage(t *testing.T) {
@@ -215,4 +221,43 @@ func TestWrap(t *testing.T) {
 	assert.Equal(t, []string{"aaa bbb", "ccc"}, wrap("aaa bbb ccc", 7))
 	assert.Equal(t, []string{"aaaaaaaaaa", "b"}, wrap("aaaaaaaaaa b", 4), "a long word stays whole")
 	assert.Empty(t, wrap("", 10))
+}
+
+// When most checks found no live token (they expired under a fast clock,
+// or another goroutine revoked them), the verdict says so first: its
+// figures describe rejections, not the checks the command is for.
+func TestBenchVerdict_MostlyRejected(t *testing.T) {
+	r := benchReport{Traffic: "returning", Mix: map[string]int{"validate": 90, "issue": 5, "revoke": 5},
+		Runs:  []runReport{{Name: runTokenstore, Ops: []opReport{{Op: "validate", Count: 2, Rejected: 11_409, P50: 3740, P99: 3740}}}},
+		Floor: opReport{Op: "read", Count: 1000, P50: 600}}
+	v := r.verdict()
+	require.NotEmpty(t, v)
+	assert.Contains(t, v[0], "11,409 of 11,411")
+	assert.Contains(t, v[0], "rejected")
+
+	r.Runs[0].Ops[0] = opReport{Op: "validate", Count: 1000, Rejected: 10, P50: 900, P99: 5000}
+	assert.NotContains(t, r.verdict()[0], "rejected", "a few rejections are the mix's revokes")
+
+	r.Runs[0].Ops[0] = opReport{Op: "validate"}
+	v = r.verdict()
+	require.NotEmpty(t, v)
+	assert.Contains(t, v[0], "No check finished")
+}
+
+// Returning traffic with few tokens checked fast is mostly repeat checks
+// within TouchInterval (--tokens 20000 --mix validate=1: 17% returning,
+// 99% cache hits); the verdict must not call it returning-user traffic.
+func TestBenchVerdict_FewReturningUses(t *testing.T) {
+	r := benchReport{Traffic: "returning", Tokens: 20_000, Mix: map[string]int{"validate": 1},
+		Runs: []runReport{{Name: runTokenstore, ReturningPct: 16.8,
+			Ops: []opReport{{Op: "validate", Count: 2_000_000, PerSecond: 2_000_000, P50: 616, P99: 3740}}}},
+		Floor: opReport{Op: "read", Count: 1000, P50: 1360, PerSecond: 850_000}}
+	v := r.verdict()
+	require.NotEmpty(t, v)
+	assert.NotContains(t, strings.Join(v, " "), "On returning-user traffic")
+	assert.Contains(t, v[0], "Only 17% of checks were returning uses")
+	assert.Contains(t, v[0], "--tokens")
+
+	r.Runs[0].ReturningPct = 99.5
+	assert.Contains(t, r.verdict()[0], "On returning-user traffic")
 }
