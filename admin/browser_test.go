@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/internal/redistest"
 )
 
 var screenshots = flag.String("admin.screenshots", "", "write the browser test's screenshots to this directory (default: the test's temporary directory)")
@@ -28,7 +29,7 @@ func chromium(t *testing.T) context.Context {
 	t.Helper()
 	bin, err := exec.LookPath("chromium")
 	if err != nil {
-		skipOutsideCI(t, "chromium is not installed (Debian: apt-get install chromium)")
+		redistest.SkipOutsideCI(t, "chromium is not installed (Debian: apt-get install chromium)")
 	}
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(bin),

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tokenstore/tokenstore"
 	"github.com/tokenstore/tokenstore/admin"
+	"github.com/tokenstore/tokenstore/internal/redistest"
 	"github.com/tokenstore/tokenstore/redisstore"
 )
 
@@ -25,12 +26,10 @@ import (
 // damaging a record is one HSET; the file store's passes are tested in the
 // root package.)
 func TestDamagedRecord_CostsOnlyItself(t *testing.T) {
-	if redisAddr == "" {
-		skipOutsideCI(t, redisSkip)
-	}
+	addr := redistest.Addr(t)
 	ctx := context.Background()
 	rdb := redis.NewClient(&redis.Options{
-		Addr: redisAddr, DisableIdentity: true,
+		Addr: addr, DisableIdentity: true,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	})
 	t.Cleanup(func() { require.NoError(t, rdb.Close()) })

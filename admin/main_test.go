@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -33,42 +31,9 @@ import (
 )
 
 // The tests run every endpoint on both backends: a bbolt file, and a
-// redis-server started by TestMain on a loopback port (the Redis half
-// skips, saying why, when redis-server is not installed; CI installs it).
-var (
-	redisAddr string
-	redisSkip string
-)
-
+// redis-server started by TestMain on a loopback port (redistest.Addr).
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(withRedis{m})
-}
-
-type withRedis struct{ m *testing.M }
-
-func (w withRedis) Run() int {
-	srv, err := redistest.Start()
-	switch {
-	case errors.Is(err, os.ErrNotExist) || err != nil && strings.Contains(err.Error(), "executable file not found"):
-		redisSkip = "redis-server is not installed (Debian: apt-get install redis-server)"
-		return w.m.Run()
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "admin tests:", err)
-		return 1
-	}
-	defer srv.Stop()
-	redisAddr = srv.Addr
-	return w.m.Run()
-}
-
-// skipOutsideCI skips t for want of a server or a browser, except under
-// CI (.ci/run sets CI=true and installs them), where it fails t.
-func skipOutsideCI(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatal(why)
-	}
-	t.Skip(why)
+	goleak.VerifyTestMain(redistest.Shared(m))
 }
 
 // clock is the suite's clock: it starts at the real time, truncated to
@@ -91,11 +56,8 @@ var backends = []struct {
 		return db
 	}},
 	{"redis", func(t *testing.T, now func() time.Time) tokenstore.Store {
-		if redisAddr == "" {
-			skipOutsideCI(t, redisSkip)
-		}
 		c := redis.NewClient(&redis.Options{
-			Addr:                     redisAddr,
+			Addr:                     redistest.Addr(t),
 			DisableIdentity:          true,
 			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 		})

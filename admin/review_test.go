@@ -27,6 +27,7 @@ import (
 
 	"github.com/tokenstore/tokenstore"
 	"github.com/tokenstore/tokenstore/admin"
+	"github.com/tokenstore/tokenstore/internal/redistest"
 	"github.com/tokenstore/tokenstore/redisstore"
 )
 
@@ -412,7 +413,7 @@ func TestClient_TokenAsSubject(t *testing.T) {
 func TestHandler_StoreTimesOut(t *testing.T) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		skipOutsideCI(t, "redis-server is not installed (Debian: apt-get install redis-server)")
+		redistest.SkipOutsideCI(t, "redis-server is not installed (Debian: apt-get install redis-server)")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

@@ -3,7 +3,6 @@ package grpcauth_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -42,32 +40,8 @@ import (
 
 // The tests run every case on both backends: a bbolt file and a real
 // redis-server, started once by TestMain on a free loopback port.
-var (
-	redisAddr string
-	redisSkip string
-)
-
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(withRedis{m})
-}
-
-// withRedis runs the tests between starting and stopping the server, so
-// that goleak's check comes after the server's output reader has ended.
-type withRedis struct{ m *testing.M }
-
-func (w withRedis) Run() int {
-	srv, err := redistest.Start()
-	switch {
-	case errors.Is(err, exec.ErrNotFound):
-		redisSkip = "redis-server is not installed (Debian: apt-get install redis-server); skipping the Redis backend"
-		return w.m.Run()
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "grpcauth tests:", err)
-		return 1
-	}
-	defer srv.Stop()
-	redisAddr = srv.Addr
-	return w.m.Run()
+	goleak.VerifyTestMain(redistest.Shared(m))
 }
 
 var prefixes atomic.Int64
@@ -86,14 +60,8 @@ var backends = []backend{
 		return db
 	}},
 	{"redis", func(t testing.TB, now func() time.Time) tokenstore.Store {
-		if redisAddr == "" {
-			if os.Getenv("CI") != "" { // .ci/run installs redis-server: its absence is a failure there
-				t.Fatal(redisSkip)
-			}
-			t.Skip(redisSkip)
-		}
 		c := redis.NewClient(&redis.Options{
-			Addr:                     redisAddr,
+			Addr:                     redistest.Addr(t),
 			DisableIdentity:          true, // CLIENT SETINFO is Redis 7.2+
 			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 		})
