@@ -396,25 +396,7 @@ func benchValidate(b *testing.B, get func(*testing.B) *fixture) {
 			bdb, err = bolt.Open(fx.pristine, 0o600, nil)
 			require.NoError(b, err)
 		}
-		var seed atomic.Uint64
-		b.ReportAllocs()
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			r := mrand.New(mrand.NewPCG(seed.Add(1), 0))
-			for pb.Next() {
-				k := keys[r.IntN(len(keys))]
-				err := bdb.View(func(tx *bolt.Tx) error {
-					if tx.Bucket([]byte("tokens")).Get(k) == nil {
-						return fmt.Errorf("key %x not found", k[:4])
-					}
-					return nil
-				})
-				if err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
+		viewGetLoop(b, bdb, keys)
 	})
 	if bdb != nil {
 		require.NoError(b, bdb.Close())
@@ -926,26 +908,30 @@ func benchViewGet(b *testing.B, fx *fixture, name string) {
 	bdb, err := bolt.Open(fx.pristine, 0o600, &bolt.Options{ReadOnly: true})
 	require.NoError(b, err)
 	defer func() { require.NoError(b, bdb.Close()) }()
-	b.Run(name, func(b *testing.B) {
-		var seed atomic.Uint64
-		b.ReportAllocs()
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			r := mrand.New(mrand.NewPCG(seed.Add(1), 0))
-			for pb.Next() {
-				k := keys[r.IntN(len(keys))]
-				err := bdb.View(func(tx *bolt.Tx) error {
-					if tx.Bucket([]byte("tokens")).Get(k) == nil {
-						return fmt.Errorf("key %x not found", k[:4])
-					}
-					return nil
-				})
-				if err != nil {
-					b.Error(err)
-					return
+	b.Run(name, func(b *testing.B) { viewGetLoop(b, bdb, keys) })
+}
+
+// viewGetLoop is the read floor's loop: a bbolt View+Get of a random one
+// of keys per call, from GOMAXPROCS goroutines.
+func viewGetLoop(b *testing.B, bdb *bolt.DB, keys [][]byte) {
+	var seed atomic.Uint64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		r := mrand.New(mrand.NewPCG(seed.Add(1), 0))
+		for pb.Next() {
+			k := keys[r.IntN(len(keys))]
+			err := bdb.View(func(tx *bolt.Tx) error {
+				if tx.Bucket([]byte("tokens")).Get(k) == nil {
+					return fmt.Errorf("key %x not found", k[:4])
 				}
+				return nil
+			})
+			if err != nil {
+				b.Error(err)
+				return
 			}
-		})
+		}
 	})
 }
 
