@@ -210,6 +210,7 @@ func recordOf(tokens *bolt.Bucket, id []byte, e *idEntry) (Hash, []byte) {
 func (r *record) info(lastUsed int64) Info {
 	return Info{
 		ID:         r.id,
+		FamilyID:   r.id, // TODO(issue 17): the record's family
 		Subject:    r.subject,
 		CreatedAt:  time.UnixMilli(r.created),
 		LastUsedAt: time.UnixMilli(lastUsed),

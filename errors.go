@@ -23,6 +23,13 @@ var (
 	// the sweeper has not deleted yet.
 	ErrExpired = errors.New("tokenstore: token has expired")
 
+	// ErrReused is returned for a token that was rotated away and is
+	// presented again after its grace: one of two parties holds a stolen
+	// copy, and the store cannot tell which, so it has revoked every token
+	// of the family (RFC 9700 §4.14.2, RFC 6819 §5.2.2.3). The holder must
+	// authenticate again. The event is logged at Warn with the family ID.
+	ErrReused = errors.New("tokenstore: token was rotated away and used again; its family is revoked")
+
 	// ErrClosed is returned by every method called after [DB.Close].
 	ErrClosed = errors.New("tokenstore: store is closed")
 
@@ -51,6 +58,10 @@ var (
 	// ErrInvalidPolicy is returned for a policy with a non-positive lifetime
 	// or a negative cap.
 	ErrInvalidPolicy = errors.New("tokenstore: invalid expiry policy")
+
+	// ErrInvalidGrace is returned by Rotate for a grace below zero or
+	// above [MaxGrace].
+	ErrInvalidGrace = errors.New("tokenstore: invalid rotation grace")
 
 	// ErrPrefixMismatch is returned by [Open] when the file records a
 	// token prefix other than Options.Prefix: the store would refuse

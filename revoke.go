@@ -129,8 +129,11 @@ func (db *DB) RevokeSubject(ctx context.Context, subject string) (int, error) {
 // and revokes token, in one durable transaction: afterwards exactly one of
 // the two works. The new token's lifetime starts now. Rotate an expired
 // token and get [ErrExpired].
-func (db *DB) Rotate(ctx context.Context, token string) (string, Info, error) {
+func (db *DB) Rotate(ctx context.Context, token string, opts ...RotateOption) (string, Info, error) {
 	if err := db.begin(ctx, true); err != nil {
+		return "", Info{}, wrap("rotate", err)
+	}
+	if _, err := NewRotateParams(opts...); err != nil {
 		return "", Info{}, wrap("rotate", err)
 	}
 	old, err := db.format.Parse(token)
@@ -166,4 +169,9 @@ func (db *DB) Rotate(ctx context.Context, token string) (string, Info, error) {
 	db.ctr.issued.Add(1)
 	db.ctr.revoked.Add(1)
 	return newToken, rec.info(rec.lastUsed), nil
+}
+
+// RevokeFamily deletes every token of the family familyID.
+func (db *DB) RevokeFamily(ctx context.Context, familyID uuid.UUID) (int, error) {
+	return 0, wrap("revoke family", errors.ErrUnsupported) // TODO(issue 17)
 }

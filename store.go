@@ -37,9 +37,14 @@ type Store interface {
 	RevokeID(ctx context.Context, id uuid.UUID) error
 	// RevokeSubject deletes every token of subject and says how many.
 	RevokeSubject(ctx context.Context, subject string) (int, error)
-	// Rotate issues a new token with the old one's subject, policy and
-	// metadata and revokes the old one, atomically.
-	Rotate(ctx context.Context, token string) (string, Info, error)
+	// Rotate issues the successor of token in token's family, with its
+	// subject, policy and metadata, and retires token, atomically; see
+	// [DB.Rotate] for the grace, the family's cap and reuse detection.
+	// Errors: those of Validate, plus ErrReused.
+	Rotate(ctx context.Context, token string, opts ...RotateOption) (string, Info, error)
+	// RevokeFamily deletes every token of the family and says how many;
+	// a rotated-away token of it presented later is still ErrReused.
+	RevokeFamily(ctx context.Context, familyID uuid.UUID) (int, error)
 	// Sweep deletes expired tokens now and says how many.
 	Sweep(ctx context.Context) (int, error)
 	// Stats returns counters since the store was opened.
@@ -60,6 +65,7 @@ type Info struct {
 	ExpiresAt  time.Time         // the token is valid while now < ExpiresAt
 	Policy     Policy            // the policy it was issued under, never zero
 	Metadata   map[string]string // scopes, device name, ...; nil when none
+	FamilyID   uuid.UUID         // ID of the family's first token: == ID until a Rotate (RFC 9700 §4.14.2)
 }
 
 // Stats are counters of a store since it was opened, plus the number of
@@ -76,6 +82,7 @@ type Stats struct {
 	RejectedMalformed uint64 // Validate or Lookup refused: ErrMalformed
 	RejectedNotFound  uint64 // ... ErrNotFound
 	RejectedExpired   uint64 // ... ErrExpired
+	RejectedReused    uint64 // Validate, Lookup or Rotate refused: ErrReused (each revoked a family)
 
 	TouchWrites      uint64 // write transactions that persisted last-used times
 	TouchesPersisted uint64 // last-used times written by them

@@ -330,9 +330,13 @@ func (s *countingStore) RevokeSubject(ctx context.Context, subject string) (int,
 	s.n.Add(1)
 	return s.Store.RevokeSubject(ctx, subject)
 }
-func (s *countingStore) Rotate(ctx context.Context, token string) (string, tokenstore.Info, error) {
+func (s *countingStore) Rotate(ctx context.Context, token string, opts ...tokenstore.RotateOption) (string, tokenstore.Info, error) {
 	s.n.Add(1)
-	return s.Store.Rotate(ctx, token)
+	return s.Store.Rotate(ctx, token, opts...)
+}
+func (s *countingStore) RevokeFamily(ctx context.Context, familyID uuid.UUID) (int, error) {
+	s.n.Add(1)
+	return s.Store.RevokeFamily(ctx, familyID)
 }
 func (s *countingStore) Sweep(ctx context.Context) (int, error) {
 	s.n.Add(1)

@@ -35,6 +35,7 @@ func (r *record) info(lastUsed int64) tokenstore.Info {
 	created, used := time.UnixMilli(r.created), time.UnixMilli(lastUsed)
 	return tokenstore.Info{
 		ID:         r.id,
+		FamilyID:   r.id, // TODO(issue 17): the record's family
 		Subject:    r.subject,
 		CreatedAt:  created,
 		LastUsedAt: used,

@@ -790,8 +790,11 @@ func (s *Store) RevokeSubject(ctx context.Context, subject string) (int, error) 
 // and revokes token, in one script: afterwards exactly one of the two
 // works, on every instance. The new token's lifetime starts now. Rotate an
 // expired token and get [tokenstore.ErrExpired].
-func (s *Store) Rotate(ctx context.Context, token string) (string, tokenstore.Info, error) {
+func (s *Store) Rotate(ctx context.Context, token string, opts ...tokenstore.RotateOption) (string, tokenstore.Info, error) {
 	if err := s.begin(ctx); err != nil {
+		return "", tokenstore.Info{}, wrap("rotate", err)
+	}
+	if _, err := tokenstore.NewRotateParams(opts...); err != nil {
 		return "", tokenstore.Info{}, wrap("rotate", err)
 	}
 	old, err := s.format.Parse(token)
@@ -828,6 +831,11 @@ func (s *Store) Rotate(ctx context.Context, token string) (string, tokenstore.In
 	s.ctr.issued.Add(1)
 	s.ctr.revoked.Add(1)
 	return newToken, rec.info(now), nil
+}
+
+// RevokeFamily deletes every token of the family familyID.
+func (s *Store) RevokeFamily(ctx context.Context, familyID uuid.UUID) (int, error) {
+	return 0, wrap("revoke family", errors.ErrUnsupported) // TODO(issue 17)
 }
 
 // Stats returns the store's counters, which count this Store's calls only,
