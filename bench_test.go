@@ -9,7 +9,7 @@ package tokenstore_test
 //
 // Everything is a sub-benchmark of BenchmarkStore, so that the fixture (a
 // file of -tokens tokens, 1,000,000 by default, or $TOKENSTORE_BENCH_TOKENS,
-// preloaded by IssueBatch) is built once per run, in that benchmark's
+// issued one Issue at a time by 64 goroutines, as logins arrive) is built once per run, in that benchmark's
 // temporary directory, and removed with it; benchmarks that write work on
 // copies of it. Each target sits beside its baseline, in the same run:
 //
@@ -20,7 +20,9 @@ package tokenstore_test
 //	Issue/parallel-64                    vs Issue/serial
 //	Sweep/10k-of-1M                      vs Sweep/10k-of-10k (and Sweep/none-of-1M)
 //	Sweep/100k-of-1M                     reports its transactions' durations and Validate p99 with and without it
-//	Preload, Open, FileSize              report the fixture's build time, the time to open it, bytes per token
+//	Preload, Open                        report the fixture's build time, the time to open it
+//	FileSize/issued-64-writers           bytes per token of the fixture (tokens issued one by one, 64 writers)
+//	FileSize/import-50k-batches          the same recipe imported by 50,000-token IssueBatch calls
 //
 // Working on the library, TOKENSTORE_BENCH_KEEP=dir keeps the fixture in
 // dir across runs (remove it after changing how the library writes).
@@ -69,21 +71,25 @@ func benchTokens(b *testing.B) int {
 }
 
 const (
-	// preloadChunk is the tokens per IssueBatch call while building the
-	// fixture. Tokens are keyed by a random hash, so each call rewrites
-	// most leaves of the tokens and subjects buckets: at 1M, 20,000 per
-	// call built the file in 25.7 s (573 bytes/token), 50,000 in 22.1 s
-	// (654: larger transactions leave more free pages), 100,000 in 15.5 s
-	// (694). The target is under 30 s on a busy 2-core machine.
+	// preloadChunk is the tokens per IssueBatch call of the bulk import
+	// (FileSize/import-50k-batches, Preload). Tokens are keyed by a random
+	// hash, so each call rewrites most leaves of the tokens and subjects
+	// buckets copy-on-write and leaves the old ones free: at 1M, 20,000
+	// per call built the file in 25.7 s (573 bytes/token), 50,000 in
+	// 22.1 s (654), 100,000 in 15.5 s (694).
 	preloadChunk = 50_000
+	// preloadWriters is how many goroutines call Issue while the fixture
+	// is built: tokens arrive as users' do, one login at a time, group
+	// committed (commit.go) by as many concurrent logins. See buildFixture.
+	preloadWriters = 64
 	// hotTokens is the working set of the cached Validate benchmarks: the
 	// tokens of the clients active within the last TouchInterval.
 	hotTokens = 100_000
 )
 
-// fixture is a token file built once per run by the bulk path. Even tokens
-// are Sliding (the default, 14 days idle, 30 days cap), odd ones
-// Absolute(30 days); about four tokens per subject.
+// fixture is a token file built once per run. Even tokens are Sliding
+// (the default, 14 days idle, 30 days cap), odd ones Absolute(30 days);
+// about four tokens per subject.
 type fixture struct {
 	dir      string
 	pristine string // never written to after it is built
@@ -91,11 +97,35 @@ type fixture struct {
 	tokens   []string
 	t0       time.Time // when every token was issued (and last used)
 	took     time.Duration
+	txs      uint64 // write transactions that built it
 
 	mu     sync.Mutex
 	copies map[string]string
 }
 
+// fixtureRequests is the fixture's recipe: request i's subject (a
+// seeded draw among n/4) and policy (odd i: Absolute(30 days)).
+func fixtureRequests(n int) []tokenstore.IssueRequest {
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	subjects := max(n/4, 1)
+	reqs := make([]tokenstore.IssueRequest, n)
+	for i := range reqs {
+		reqs[i].Subject = fmt.Sprintf("user-%08d", rng.IntN(subjects))
+		if i%2 == 1 {
+			reqs[i].Policy = tokenstore.Absolute(30 * 24 * time.Hour)
+		}
+	}
+	return reqs
+}
+
+// buildFixture builds the fixture the way an application's tokens
+// arrive: one Issue per login, from preloadWriters goroutines, so that the
+// store's group commit decides the transactions (about 64 tokens each, as
+// for 64 concurrent logins; the txs field and the log say how many).
+// Built by 50,000-token IssueBatch calls instead (a bulk import, the
+// recipe before issue 10's second round), a third of the 1M-token file
+// was free pages: each batch rewrote nearly every leaf of the two
+// random-order trees (tokens, subjects). FileSize reports both.
 func buildFixture(b *testing.B, dir string, n int) *fixture {
 	b.Helper()
 	ctx := context.Background()
@@ -106,29 +136,70 @@ func buildFixture(b *testing.B, dir string, n int) *fixture {
 	start := time.Now()
 	db, err := tokenstore.Open(fx.pristine, &tokenstore.Options{SweepInterval: -1, Now: func() time.Time { return fx.t0 }})
 	require.NoError(b, err)
-	rng := mrand.New(mrand.NewPCG(1, 2))
-	subjects := max(n/4, 1)
-	fx.tokens = make([]string, 0, n)
-	reqs := make([]tokenstore.IssueRequest, 0, preloadChunk)
-	for len(fx.tokens) < n {
-		reqs = reqs[:0]
-		for i := len(fx.tokens); i < n && len(reqs) < preloadChunk; i++ {
-			r := tokenstore.IssueRequest{Subject: fmt.Sprintf("user-%08d", rng.IntN(subjects))}
-			if i%2 == 1 {
-				r.Policy = tokenstore.Absolute(30 * 24 * time.Hour)
+	reqs := fixtureRequests(n)
+	fx.tokens = make([]string, n)
+	var next atomic.Int64
+	var failed atomic.Pointer[error]
+	var wg sync.WaitGroup
+	for range preloadWriters {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n && failed.Load() == nil; i = int(next.Add(1) - 1) {
+				var opts []tokenstore.IssueOption
+				if !reqs[i].Policy.IsZero() {
+					opts = append(opts, tokenstore.WithPolicy(reqs[i].Policy))
+				}
+				tok, _, err := db.Issue(ctx, reqs[i].Subject, opts...)
+				if err != nil {
+					failed.Store(&err)
+					return
+				}
+				fx.tokens[i] = tok
 			}
-			reqs = append(reqs, r)
-		}
-		issued, err := db.IssueBatch(ctx, reqs)
-		require.NoError(b, err)
-		for _, is := range issued {
-			fx.tokens = append(fx.tokens, is.Token)
-		}
+		})
+	}
+	wg.Wait()
+	if p := failed.Load(); p != nil {
+		b.Fatal(*p)
 	}
 	require.NoError(b, db.Close())
 	fx.took = time.Since(start)
-	b.Logf("fixture: %d tokens preloaded by IssueBatch in %s (%.0f tokens/s)", n, fx.took.Round(time.Millisecond), float64(n)/fx.took.Seconds())
+	fx.txs = fileTxID(b, fx.pristine)
+	b.Logf("fixture: %d tokens issued by %d goroutines in %s (%.0f tokens/s), %d write transactions (%.1f tokens each)",
+		n, preloadWriters, fx.took.Round(time.Millisecond), float64(n)/fx.took.Seconds(), fx.txs, float64(n)/float64(max(fx.txs, 1)))
 	return fx
+}
+
+// buildImport builds a file of the fixture's recipe by the bulk path:
+// IssueBatch calls of preloadChunk tokens, one transaction each.
+func buildImport(b *testing.B, path string, n int) {
+	b.Helper()
+	ctx := context.Background()
+	t0 := time.Now()
+	start := time.Now()
+	db, err := tokenstore.Open(path, &tokenstore.Options{SweepInterval: -1, Now: func() time.Time { return t0 }})
+	require.NoError(b, err)
+	reqs := fixtureRequests(n)
+	for len(reqs) > 0 {
+		chunk := reqs[:min(len(reqs), preloadChunk)]
+		reqs = reqs[len(chunk):]
+		_, err := db.IssueBatch(ctx, chunk)
+		require.NoError(b, err)
+	}
+	require.NoError(b, db.Close())
+	b.Logf("import: %d tokens by IssueBatch of %d in %s", n, preloadChunk, time.Since(start).Round(time.Millisecond))
+}
+
+// fileTxID is the id of the last transaction committed to the bbolt
+// file at path: the write transactions it has seen.
+func fileTxID(b *testing.B, path string) uint64 {
+	b.Helper()
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	require.NoError(b, err)
+	defer func() { require.NoError(b, bdb.Close()) }()
+	tx, err := bdb.Begin(false)
+	require.NoError(b, err)
+	defer func() { require.NoError(b, tx.Rollback()) }()
+	return uint64(tx.ID())
 }
 
 // keptFixture is for working on the library: it keeps the pristine file
@@ -137,7 +208,9 @@ func buildFixture(b *testing.B, dir string, n int) *fixture {
 // library writes.
 func keptFixture(b *testing.B, keep, dir string, n int) *fixture {
 	b.Helper()
-	base := filepath.Join(keep, fmt.Sprintf("fixture-%d", n))
+	// "issued": built one Issue at a time (buildFixture); a kept file of
+	// the earlier recipe (fixture-N, 50,000-token batches) is not reused.
+	base := filepath.Join(keep, fmt.Sprintf("fixture-issued-%d", n))
 	if data, err := os.ReadFile(base + ".tokens"); err == nil {
 		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
 		ms, err := strconv.ParseInt(lines[0], 10, 64)
@@ -266,6 +339,7 @@ func BenchmarkStore(b *testing.B) {
 		benchPreload(b)
 		if fx.took > 0 {
 			b.ReportMetric(fx.took.Seconds(), "fixture-s")
+			b.ReportMetric(float64(fx.n)/float64(max(fx.txs, 1)), "fixture-tokens/tx")
 		}
 	})
 	b.Run("Validate", func(b *testing.B) { benchValidate(b, get) })
@@ -693,18 +767,47 @@ func benchOpen(b *testing.B, get func(*testing.B) *fixture) {
 	}
 }
 
-// benchFileSize reports bytes per token of the fixture as built (every
-// index included) and after Compact; ns/op is Compact's time.
+// benchFileSize reports bytes per token of a file of the fixture's
+// recipe (every index included) as built, and after Compact (ns/op is
+// Compact's time), for both ways tokens arrive:
+//
+//	issued-64-writers:   the fixture, one Issue per token from 64
+//	                     goroutines (group committed): an application's
+//	                     logins. The issue's target is this one.
+//	import-50k-batches:  IssueBatch of 50,000 tokens per transaction, a
+//	                     bulk import: each batch leaves most leaves of the
+//	                     random-order trees free (copy-on-write), so the
+//	                     file is larger until compacted.
 func benchFileSize(b *testing.B, get func(*testing.B) *fixture) {
-	fx := get(b)
-	st, err := os.Stat(fx.pristine)
+	b.Run("issued-64-writers", func(b *testing.B) {
+		fx := get(b)
+		fileSizeBench(b, fx.pristine, fx.n)
+	})
+	b.Run("import-50k-batches", func(b *testing.B) {
+		n := benchTokens(b)
+		path := filepath.Join(b.TempDir(), "import.db")
+		if keep := os.Getenv("TOKENSTORE_BENCH_KEEP"); keep != "" {
+			kept := filepath.Join(keep, fmt.Sprintf("import-%d.db", n))
+			if _, err := os.Stat(kept); err != nil {
+				buildImport(b, kept, n)
+			}
+			copyFile(b, kept, path)
+		} else {
+			buildImport(b, path, n)
+		}
+		fileSizeBench(b, path, n)
+	})
+}
+
+func fileSizeBench(b *testing.B, path string, n int) {
+	st, err := os.Stat(path)
 	require.NoError(b, err)
 	var after int64
 	p := filepath.Join(b.TempDir(), "compact.db")
 	b.ReportAllocs()
 	for b.Loop() {
 		b.StopTimer()
-		copyFile(b, fx.pristine, p)
+		copyFile(b, path, p)
 		b.StartTimer()
 		before, a, err := tokenstore.Compact(p, nil)
 		require.NoError(b, err)
@@ -714,8 +817,8 @@ func benchFileSize(b *testing.B, get func(*testing.B) *fixture) {
 		require.NoError(b, os.Remove(p))
 		b.StartTimer()
 	}
-	b.ReportMetric(float64(st.Size())/float64(fx.n), "bytes/token")
-	b.ReportMetric(float64(after)/float64(fx.n), "bytes/token-compacted")
+	b.ReportMetric(float64(st.Size())/float64(n), "bytes/token")
+	b.ReportMetric(float64(after)/float64(n), "bytes/token-compacted")
 }
 
 // roundClock is the clock of the returning-user benchmarks: every op takes
