@@ -20,6 +20,7 @@ package tokenstore_test
 //	Issue/parallel-64                    vs Issue/serial
 //	Sweep/10k-of-1M                      vs Sweep/10k-of-10k (and Sweep/none-of-1M)
 //	Sweep/100k-of-1M                     reports its transactions' durations and Validate p99 with and without it
+//	Sweep/100k-of-1M-issue-wait          reports Issue latency during the sweep and without it
 //	Preload, Open                        report the fixture's build time, the time to open it
 //	FileSize/issued-64-writers           bytes per token of the fixture (tokens issued one by one, 64 writers)
 //	FileSize/import-50k-batches          the same recipe imported by 50,000-token IssueBatch calls
@@ -719,7 +720,86 @@ func benchSweep(b *testing.B, get func(*testing.B) *fixture) {
 		b.ReportMetric(float64(p99d.Nanoseconds()), "p99-sweep-ns")
 		b.ReportMetric(float64(p99d)/float64(p99i), "p99-ratio")
 	})
+	b.Run("100k-of-1M-issue-wait", func(b *testing.B) {
+		// How long an Issue waits behind the sweep's transactions: Issues
+		// one after the other from one goroutine during the sweep of
+		// 100,000 tokens among 1M, then as many without it. Each Issue's
+		// time includes its own commit (two fsyncs); the difference is
+		// the wait for the writer lock.
+		clk := newManualClock(fx.t0.Add(time.Millisecond))
+		path := fx.copyOf(b, "sweep-issue-wait")
+		opts := &tokenstore.Options{SweepInterval: -1, Now: clk.Now}
+		var idle, during []time.Duration
+		b.ReportAllocs()
+		for b.Loop() {
+			b.StopTimer()
+			db := openBench(b, path, opts)
+			addExpired(b, db, 100_000)
+			clk.Advance(2 * time.Second)
+			stop, done := make(chan struct{}), make(chan struct{})
+			var lat []time.Duration
+			go func() {
+				defer close(done)
+				lat = issueLatencies(b, db, 0, stop)
+			}()
+			b.StartTimer()
+			n, err := db.Sweep(ctx)
+			b.StopTimer()
+			close(stop)
+			<-done
+			require.NoError(b, err)
+			require.Equal(b, 100_000, n)
+			during = append(during, lat...)
+			idle = append(idle, issueLatencies(b, db, len(lat), nil)...)
+			require.NoError(b, db.Close())
+			b.StartTimer()
+		}
+		b.StopTimer()
+		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+		over := func(d []time.Duration) float64 {
+			n := 0
+			for _, x := range d {
+				if x > 20*time.Millisecond {
+					n++
+				}
+			}
+			return 100 * float64(n) / float64(max(len(d), 1))
+		}
+		b.ReportMetric(float64(len(during))/float64(b.N), "issues/op")
+		b.ReportMetric(ms(percentile(idle, 0.5)), "issue-p50-idle-ms")
+		b.ReportMetric(ms(percentile(during, 0.5)), "issue-p50-sweep-ms")
+		b.ReportMetric(ms(percentile(idle, 0.99)), "issue-p99-idle-ms")
+		b.ReportMetric(ms(percentile(during, 0.99)), "issue-p99-sweep-ms")
+		b.ReportMetric(ms(percentile(idle, 1)), "issue-max-idle-ms")
+		b.ReportMetric(ms(percentile(during, 1)), "issue-max-sweep-ms")
+		b.ReportMetric(over(idle), "%issue>20ms-idle")
+		b.ReportMetric(over(during), "%issue>20ms-sweep")
+	})
 	fx.drop(b)
+}
+
+// issueLatencies issues tokens one at a time, n of them, or until stop is
+// closed when n is 0, and returns each call's time.
+func issueLatencies(b *testing.B, db *tokenstore.DB, n int, stop <-chan struct{}) []time.Duration {
+	ctx := context.Background()
+	var out []time.Duration
+	for i := 0; n == 0 || i < n; i++ {
+		if stop != nil {
+			select {
+			case <-stop:
+				return out
+			default:
+			}
+		}
+		start := time.Now()
+		_, _, err := db.Issue(ctx, fmt.Sprintf("issue-wait-%08d", i))
+		out = append(out, time.Since(start))
+		if err != nil {
+			b.Error(err)
+			return out
+		}
+	}
+	return out
 }
 
 // validateLatencies validates random tokens of set one at a time, n of

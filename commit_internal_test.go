@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -129,4 +130,95 @@ func TestCommitter_Run_Concurrent(t *testing.T) {
 	}
 	assert.False(t, c.leading, "no leader left behind")
 	assert.Empty(t, c.queue)
+}
+
+// queued is the committer's queue length.
+func (c *committer) queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
+}
+
+// waitQueued waits until the committer's queue holds n calls: they have
+// been enqueued behind the transaction in flight.
+func waitQueued(t *testing.T, c *committer, n int) {
+	t.Helper()
+	for c.queued() < n {
+		runtime.Gosched()
+	}
+}
+
+// A solo call (a sweep's transaction) takes its turn in the queue: a run
+// caller that queued while a solo transaction was in flight commits before
+// the solo call queued after it, in a transaction without it; so an Issue
+// waits for at most one sweep transaction, never for the sweep's next
+// ones.
+func TestCommitter_RunSolo_TakesItsTurn(t *testing.T) {
+	bdb := openTestBolt(t)
+	c := &committer{db: bdb}
+	var mu sync.Mutex
+	var order []string
+	var txOf = map[string]int{}
+	put := func(name string) func(*bolt.Tx) error {
+		return func(tx *bolt.Tx) error {
+			mu.Lock()
+			order = append(order, name)
+			txOf[name] = tx.ID()
+			mu.Unlock()
+			return tx.Bucket([]byte("b")).Put([]byte(name), nil)
+		}
+	}
+	release := make(chan struct{})
+	first := make(chan error)
+	go func() {
+		first <- c.runSolo(func(tx *bolt.Tx) error {
+			<-release // holds the writer while the others queue
+			return put("sweep-1")(tx)
+		})
+	}()
+	waitLeading(t, c)
+	var wg sync.WaitGroup
+	wg.Go(func() { assert.NoError(t, c.run(put("issue"))) })
+	waitQueued(t, c, 1)
+	wg.Go(func() { assert.NoError(t, c.runSolo(put("sweep-2"))) })
+	waitQueued(t, c, 2)
+	wg.Go(func() { assert.NoError(t, c.run(put("revoke"))) })
+	waitQueued(t, c, 3)
+	close(release)
+	require.NoError(t, <-first)
+	wg.Wait()
+
+	assert.Equal(t, []string{"sweep-1", "issue", "sweep-2", "revoke"}, order)
+	assert.Len(t, map[int]bool{txOf["sweep-1"]: true, txOf["issue"]: true, txOf["sweep-2"]: true, txOf["revoke"]: true}, 4,
+		"every solo call in a transaction of its own, and the run callers around it in theirs")
+	assert.Equal(t, []string{"issue", "revoke", "sweep-1", "sweep-2"}, keys(t, bdb))
+}
+
+// waitLeading waits until a leader is committing.
+func waitLeading(t *testing.T, c *committer) {
+	t.Helper()
+	for {
+		c.mu.Lock()
+		l := c.leading
+		c.mu.Unlock()
+		if l {
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
+// A solo call's error is its own, and the queue goes on.
+func TestCommitter_RunSolo_Error(t *testing.T) {
+	bdb := openTestBolt(t)
+	c := &committer{db: bdb}
+	errBoom := errors.New("boom")
+	require.ErrorIs(t, c.runSolo(func(tx *bolt.Tx) error {
+		if err := tx.Bucket([]byte("b")).Put([]byte("x"), nil); err != nil {
+			return err
+		}
+		return errBoom
+	}), errBoom)
+	require.NoError(t, c.run(func(tx *bolt.Tx) error { return tx.Bucket([]byte("b")).Put([]byte("y"), nil) }))
+	assert.Equal(t, []string{"y"}, keys(t, bdb), "the failed solo call's write rolled back")
 }

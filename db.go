@@ -31,11 +31,11 @@ type DB struct {
 
 	cache     *cache
 	commit    committer
-	sweepMu   sync.Mutex // one sweep at a time
-	sweepSize chunkSizer // tokens per sweep transaction; under sweepMu
-	flushMu   sync.Mutex // one flush at a time
-	flushSize chunkSizer // uses per flush transaction; under flushMu
-	damaged   damagedSet // records a sweep found damaged, stepped over after
+	sweepMu   sync.Mutex  // one sweep at a time
+	sweepSize sweepSizers // tokens per sweep transaction, by pass; under sweepMu
+	flushMu   sync.Mutex  // one flush at a time
+	flushSize chunkSizer  // uses per flush transaction; under flushMu
+	damaged   damagedSet  // records a sweep found damaged, stepped over after
 
 	closed    atomic.Bool
 	closeOnce sync.Once

@@ -255,7 +255,7 @@ func (db *DB) sweepApply(ctx context.Context, now int64, items []sweepItem) (del
 	mark := func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(metaSweeping, beAppend64(nil, uint64(now))) }
 
 	slices.SortFunc(gone, func(a, b *sweepItem) int { return compareBytes(a.subject, b.subject) })
-	err = db.sweepPass(ctx, gone, func(tx *bolt.Tx, it *sweepItem) error {
+	err = db.sweepPass(ctx, passSubjects, gone, func(tx *bolt.Tx, it *sweepItem) error {
 		if it.subject == nil {
 			return nil
 		}
@@ -265,19 +265,19 @@ func (db *DB) sweepApply(ctx context.Context, now int64, items []sweepItem) (del
 		return 0, err
 	}
 	slices.SortFunc(gone, func(a, b *sweepItem) int { return compareBytes(a.h[:], b.h[:]) })
-	err = db.sweepPass(ctx, gone, func(tx *bolt.Tx, it *sweepItem) error {
+	err = db.sweepPass(ctx, passRecords, gone, func(tx *bolt.Tx, it *sweepItem) error {
 		tokens := tx.Bucket(bucketTokens)
 		if tokens.Get(it.h[:]) == nil {
 			return nil // revoked meanwhile, or deleted by a sweep cut short
 		}
 		deleted++
-		return errors.Join(tokens.Delete(it.h[:]), addCount(tx, -1))
+		return tokens.Delete(it.h[:])
 	}, mark, &deleted)
 	if err != nil {
 		return deleted, err
 	}
 	slices.SortFunc(gone, func(a, b *sweepItem) int { return compareBytes(a.id, b.id) })
-	err = db.sweepPass(ctx, gone, func(tx *bolt.Tx, it *sweepItem) error {
+	err = db.sweepPass(ctx, passIDs, gone, func(tx *bolt.Tx, it *sweepItem) error {
 		return tx.Bucket(bucketIDs).Delete(it.id)
 	}, mark, nil)
 	if err != nil {
@@ -287,7 +287,7 @@ func (db *DB) sweepApply(ctx context.Context, now int64, items []sweepItem) (del
 	for i := range items {
 		all[i] = &items[i]
 	}
-	err = db.sweepPass(ctx, all, func(tx *bolt.Tx, it *sweepItem) error {
+	err = db.sweepPass(ctx, passExpiry, all, func(tx *bolt.Tx, it *sweepItem) error {
 		expiry, ids := tx.Bucket(bucketExpiry), tx.Bucket(bucketIDs)
 		if it.refile == 0 {
 			return expiry.Delete(it.key)
@@ -316,7 +316,7 @@ func (db *DB) sweepApply(ctx context.Context, now int64, items []sweepItem) (del
 		return deleted, err
 	}
 	// The last transaction: the sweep is whole again.
-	if err := db.commit.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(metaSweeping) }); err != nil {
+	if err := db.commit.runSolo(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(metaSweeping) }); err != nil {
 		return deleted, err
 	}
 	for _, it := range all {
@@ -329,26 +329,29 @@ func (db *DB) sweepApply(ctx context.Context, now int64, items []sweepItem) (del
 }
 
 // sweepPass applies fn to items, in their order, in write transactions
-// sized by sweepSize; each transaction first runs begin. deleted, when
-// not nil, is the count fn keeps, reported per transaction.
-func (db *DB) sweepPass(ctx context.Context, items []*sweepItem, fn func(*bolt.Tx, *sweepItem) error, begin func(*bolt.Tx) error, deleted *int) error {
+// sized by the pass's sizer; each transaction first runs begin. deleted,
+// when not nil, counts the records fn deletes: the pass lowers the meta
+// count by them once per transaction (not once per record: a Get and a Put
+// of the meta bucket each), and reports them per transaction.
+func (db *DB) sweepPass(ctx context.Context, pass int, items []*sweepItem, fn func(*bolt.Tx, *sweepItem) error, begin func(*bolt.Tx) error, deleted *int) error {
+	sizer := &db.sweepSize[pass]
 	for len(items) > 0 {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		size := db.sweepSize.get()
-		chunk := items[:min(len(items), size)]
+		chunk := items[:min(len(items), sizer.get())]
 		items = items[len(chunk):]
 		var written int64
+		var io time.Duration
 		before := 0
 		if deleted != nil {
 			before = *deleted
 		}
 		t := time.Now()
-		err := db.commit.update(func(tx *bolt.Tx) error {
+		err := db.commit.runSolo(func(tx *bolt.Tx) error {
 			tx.OnCommit(func() {
 				st := tx.Stats()
-				written = st.GetPageAlloc()
+				written, io = st.GetPageAlloc(), st.GetWriteTime()
 			})
 			if deleted != nil {
 				*deleted = before // a rolled-back run counts nothing
@@ -361,15 +364,18 @@ func (db *DB) sweepPass(ctx context.Context, items []*sweepItem, fn func(*bolt.T
 					return err
 				}
 			}
+			if deleted != nil && *deleted > before {
+				return addCount(tx, -int64(*deleted-before))
+			}
 			return nil
 		})
 		took := time.Since(t)
-		db.sweepSize.next(took)
+		sizer.nextIO(took, io)
 		n := 0
 		if deleted != nil {
 			n = *deleted - before
 		}
-		db.log.Debug("tokenstore: sweep transaction", "deleted", n, "size", len(chunk), "took", took, "written", written)
+		db.log.Debug("tokenstore: sweep transaction", "pass", pass, "deleted", n, "size", len(chunk), "took", took, "io", io, "written", written)
 		if err != nil {
 			return err
 		}
@@ -429,7 +435,9 @@ const txTarget = 8 * time.Millisecond
 // only used under sweepMu.
 //
 // The flush uses one too (flushSize): a use written costs far less than a
-// token deleted, so its bounds are higher.
+// token deleted, so its bounds are higher. The sweep now sizes each of its
+// passes with a sizer of its own, by nextIO (sweepsize.go); next is the
+// flush's.
 //
 // A transaction's time is a fixed part (its commit's two fsyncs: 5 to
 // 15 ms on the shared benchmark machine) plus a part that grows with its
@@ -444,6 +452,7 @@ type chunkSizer struct {
 	n             int
 	first, lo, hi int // zero: the sweep's
 	recent        [16]time.Duration
+	perItem       [16]float64 // nextIO's: ns per item of the recent transactions
 	seen          int
 }
 

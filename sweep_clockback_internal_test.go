@@ -38,7 +38,7 @@ func TestDB_Sweep_CutShortThenClockBack(t *testing.T) {
 	sctx, cancel := context.WithCancel(ctx)
 	db, err = Open(path, &Options{SweepInterval: -1, Now: clock, Logger: slog.New(&cancelAfter{n: 3, cancel: cancel})})
 	require.NoError(t, err)
-	db.sweepSize = chunkSizer{first: 4, lo: 4, hi: 4}
+	db.sweepSize.setAll(chunkSizer{first: 4, lo: 4, hi: 4})
 	_, err = db.Sweep(sctx) // subjects (2 transactions), then half the records
 	cancel()
 	require.ErrorIs(t, err, context.Canceled)

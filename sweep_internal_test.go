@@ -137,7 +137,7 @@ func TestDB_Sweep_CutShortAnywhere(t *testing.T) {
 		sctx, cancel := context.WithCancel(ctx)
 		db, err := Open(path, &Options{SweepInterval: -1, Now: clock, Logger: slog.New(&cancelAfter{n: cut, cancel: cancel})})
 		require.NoError(t, err)
-		db.sweepSize = chunkSizer{first: 4, lo: 4, hi: 4}
+		db.sweepSize.setAll(chunkSizer{first: 4, lo: 4, hi: 4})
 		n1, err := db.Sweep(sctx)
 		cancel()
 		finished := err == nil

@@ -1,0 +1,75 @@
+package tokenstore
+
+import (
+	"slices"
+	"time"
+)
+
+// Sweep passes, each with its own sizer (sweepSizers): a pass's cost per
+// token is its own. Deleting a subjects or ids entry of a token among its
+// neighbours costs a few µs; deleting a record rewrites, for about every
+// second token, a 4 KB leaf of the random-order tokens tree. One sizer for
+// all four passes carried the records pass's size (a few hundred) into the
+// ids and expiry passes, which then took 20 to 80 transactions to grow
+// back to thousands: at ~7 ms of fsyncs each, a third of a sweep of
+// 100,000 tokens among 1M.
+const (
+	passSubjects = iota
+	passRecords
+	passIDs
+	passExpiry
+	sweepPassCount
+)
+
+// sweepSizers sizes each pass's transactions; kept between sweeps, used
+// only under sweepMu.
+type sweepSizers [sweepPassCount]chunkSizer
+
+// setAll gives every pass the sizer c (tests use fixed sizes).
+func (s *sweepSizers) setAll(c chunkSizer) {
+	for i := range s {
+		s[i] = c
+	}
+}
+
+// sweepHold is how long one sweep transaction should hold bbolt's writer
+// lock in all, its commit's writes and fsyncs included: an Issue that
+// arrives meanwhile waits at most about that (issue 10: no Issue waits more
+// than 20 ms behind a sweep). Measured on the 1M-token benchmark
+// (Sweep/100k-of-1M, per transaction, from bbolt's TxStats.WriteTime): the
+// two fsyncs of a commit took 0.2 to 15 ms on this shared disk (median
+// 0.9), each page written about 23 µs more, and the work in memory 5 µs
+// a token.
+const sweepHold = 12 * time.Millisecond
+
+// nextIO sizes the next sweep transaction from the last one's time in all
+// (took) and the part bbolt spent writing pages and fsyncing (io).
+//
+// The sizer before it (next, still the flush's) took the shortest recent
+// transaction as the fixed part and charged everything above it to the
+// tokens: on a shared disk whose fsyncs jumped from 2 to 15 ms from one
+// commit to the next, each slow fsync shrank the next chunk by up to 4×,
+// and the records pass of a 100,000-token sweep ran in ~600 transactions
+// of ~170 tokens, each mostly fsync (2.0 to 6.8 s). nextIO takes the
+// fixed part from the io of the recent transactions (their shortest: the
+// fsyncs with few pages), and the cost of a token as the median of the
+// recent transactions' (took - fixed) / size: one slow fsync moves the
+// median little.
+func (c *chunkSizer) nextIO(took, io time.Duration) {
+	_, lo, hi := c.bounds()
+	size := float64(c.get())
+	i := c.seen % len(c.recent)
+	c.seen++
+	c.recent[i] = io
+	n := min(c.seen, len(c.recent))
+	fixed := slices.Min(c.recent[:n])
+	fixed = min(fixed, 2*txTarget) // slower than that is not fsync: it is the chunk
+	c.perItem[i] = float64(max(took-fixed, time.Microsecond)) / size
+	per := slices.Clone(c.perItem[:n])
+	slices.Sort(per)
+	perItem := per[len(per)/2]
+	budget := max(sweepHold-fixed, txTarget/2)
+	next := float64(budget) / perItem
+	next = min(max(next, size/4), size*2)
+	c.n = int(min(max(next, float64(lo)), float64(hi)))
+}
