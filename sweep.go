@@ -265,14 +265,20 @@ func (db *DB) sweepApply(ctx context.Context, now int64, items []sweepItem) (del
 		return 0, err
 	}
 	slices.SortFunc(gone, func(a, b *sweepItem) int { return compareBytes(a.h[:], b.h[:]) })
+	var cur *bolt.Cursor // of the records pass's transaction (begin opens it)
 	err = db.sweepPass(ctx, passRecords, gone, func(tx *bolt.Tx, it *sweepItem) error {
-		tokens := tx.Bucket(bucketTokens)
-		if tokens.Get(it.h[:]) == nil {
+		// One search for the lookup and the delete, not a Get and a
+		// Delete: on Sweep/100k-of-1M the pass's work under the writer lock
+		// fell from 0.23 to 0.13 s of CPU.
+		if k, _ := cur.Seek(it.h[:]); string(k) != string(it.h[:]) {
 			return nil // revoked meanwhile, or deleted by a sweep cut short
 		}
 		deleted++
-		return tokens.Delete(it.h[:])
-	}, mark, &deleted)
+		return cur.Delete()
+	}, func(tx *bolt.Tx) error {
+		cur = tx.Bucket(bucketTokens).Cursor()
+		return mark(tx)
+	}, &deleted)
 	if err != nil {
 		return deleted, err
 	}
