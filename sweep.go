@@ -86,7 +86,9 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 		if !due && !marked {
 			break // nothing has expired: no write transaction at all
 		}
+		scan := time.Now()
 		items, more, bad, err := db.sweepScan(to, now)
+		db.log.Debug("tokenstore: sweep scan", "due", len(items), "took", time.Since(scan))
 		db.forget(bad)
 		found = append(found, db.damaged.addNew(bad)...)
 		var n int
