@@ -9,9 +9,9 @@ package tokenstore_test
 //
 // Everything is a sub-benchmark of BenchmarkStore, so that the fixture (a
 // file of -tokens tokens, 1,000,000 by default, or $TOKENSTORE_BENCH_TOKENS,
-// issued one Issue at a time by 64 goroutines, as logins arrive) is built once per run, in that benchmark's
-// temporary directory, and removed with it; benchmarks that write work on
-// copies of it. Each target sits beside its baseline, in the same run:
+// issued one Issue at a time by 64 goroutines, as logins arrive) is built
+// once per run, in that benchmark's temporary directory, and removed with
+// it; benchmarks that write work on copies of it. Each target sits beside its baseline, in the same run:
 //
 //	Validate/returning/{cold,warm}       vs Validate/returning/bbolt-view-get
 //	Validate/sliding/*, absolute/cached  vs Validate/touch-every-use and Validate/bbolt-view-get

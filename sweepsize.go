@@ -36,10 +36,10 @@ func (s *sweepSizers) setAll(c chunkSizer) {
 // lock in all, its commit's writes and fsyncs included: an Issue that
 // arrives meanwhile waits at most about that (issue 10: no Issue waits more
 // than 20 ms behind a sweep). Measured on the 1M-token benchmark
-// (Sweep/100k-of-1M, per transaction, from bbolt's TxStats.WriteTime): the
-// two fsyncs of a commit took 0.2 to 15 ms on this shared disk (median
-// 0.9), each page written about 23 µs more, and the work in memory 5 µs
-// a token.
+// (Sweep/100k-of-1M, per transaction, from bbolt's TxStats.WriteTime, and
+// strace): each of a commit's two fsyncs took 0.2 to 14 ms on this shared
+// disk (median 0.9), each page written about 23 µs more, and the work in
+// memory 5 to 8 µs a token.
 const sweepHold = 12 * time.Millisecond
 
 // nextIO sizes the next sweep transaction from the last one's time in all
@@ -50,7 +50,11 @@ const sweepHold = 12 * time.Millisecond
 // tokens: on a shared disk whose fsyncs jumped from 2 to 15 ms from one
 // commit to the next, each slow fsync shrank the next chunk by up to 4×,
 // and the records pass of a 100,000-token sweep ran in ~600 transactions
-// of ~170 tokens, each mostly fsync (2.0 to 6.8 s). nextIO takes the
+// of ~170 tokens, each mostly fsync, on two loaded runs (5.9 and 6.8 s;
+// 198 transactions, 2.0 s, on a calmer one). Alternated with it on the
+// same fixture, nextIO took 170-225 transactions for the whole sweep
+// against 161-326 (docs/performance.md); under heavy load both took
+// 370-600 for the records pass. nextIO takes the
 // fixed part from the io of the recent transactions (their shortest: the
 // fsyncs with few pages), and the cost of a token as the median of the
 // recent transactions' (took - fixed) / size: one slow fsync moves the
