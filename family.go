@@ -151,8 +151,9 @@ func (db *DB) openFamilies() error {
 // RevokeFamily deletes every live token of the family familyID (the ID of
 // its first token: Info.FamilyID) in one durable transaction, and ends
 // the grace of every rotated-away token of it still in one (see
-// [DB.Rotate]). It returns how many tokens it revoked, a token in its
-// grace included; an unknown family is 0 and no error. The family's
+// [DB.Rotate]). It returns how many tokens it deleted (a grace it ends is
+// not counted: no token is deleted for it); an unknown family is 0 and
+// no error. The family's
 // tombstones stay: a rotated-away token of it presented later is
 // [ErrReused] until its own deadline would have passed.
 func (db *DB) RevokeFamily(ctx context.Context, familyID uuid.UUID) (int, error) {
@@ -175,7 +176,7 @@ func (db *DB) RevokeFamily(ctx context.Context, familyID uuid.UUID) (int, error)
 }
 
 // revokeFamily deletes the live tokens of family in tx, closes the grace
-// of its tombstones, and returns how many tokens stopped working. A
+// of its tombstones, and returns how many tokens it deleted. A
 // families entry that leads nowhere (its token revoked or swept in a way
 // that left it) is deleted on the way; a damaged record costs only itself
 // (left for Check to name).
@@ -197,7 +198,6 @@ func (db *DB) revokeFamily(tx *bolt.Tx, del *deletes, family uuid.UUID, now int6
 			keys = append(keys, slices.Clone(k))
 		}
 	}
-	n := 0
 	var stale [][]byte
 	for _, k := range keys {
 		switch len(k) {
@@ -224,11 +224,8 @@ func (db *DB) revokeFamily(tx *bolt.Tx, del *deletes, family uuid.UUID, now int6
 			case errors.Is(err, ErrCorrupt):
 			case err != nil:
 				return 0, err
-			case t.graceEnd != 0:
-				if now < t.death && db.graceOpen(tx, &t, now) == nil {
-					n++ // a token in its grace works until now
-				}
-				t.graceEnd = 0
+			case t.graceEnd > now:
+				t.graceEnd = 0 // closed: not counted, as no token is deleted
 				if err := putTombstoneValue(tx, h, &t); err != nil {
 					return 0, err
 				}
@@ -245,7 +242,7 @@ func (db *DB) revokeFamily(tx *bolt.Tx, del *deletes, family uuid.UUID, now int6
 			return 0, err
 		}
 	}
-	return n + len(victims), nil
+	return len(victims), nil
 }
 
 // firstUses remembers, for MaxGrace after their creation, the successors
