@@ -2,9 +2,11 @@ package tokenstore
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -244,4 +246,69 @@ func TestSuccessorOf(t *testing.T) {
 	assert.NotEqual(t, b, moved, "only the file's key derives it")
 	assert.Len(t, saved, rotationKeyLen)
 	assert.Equal(t, saved, e.raw(bucketMeta, metaRotationKey))
+}
+
+// A sweep cut short after any of its transactions leaves rotated tokens
+// and their families entries as Check accepts; the next sweep finishes,
+// with every families entry and tombstone gone.
+func TestSweep_CutShortWithFamilies(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.db")
+	var now atomic.Int64
+	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	db, err := Open(src, &Options{SweepInterval: -1, Now: clock, Policy: Absolute(time.Hour)})
+	require.NoError(t, err)
+	var successors []string
+	for i := range 12 {
+		tok, _, err := db.Issue(ctx, fmt.Sprintf("user-%d", i%3))
+		require.NoError(t, err)
+		next, _, err := db.Rotate(ctx, tok)
+		require.NoError(t, err)
+		successors = append(successors, next)
+	}
+	require.NoError(t, db.Close())
+	now.Add((2 * time.Hour).Milliseconds())
+
+	for cut := 1; ; cut++ {
+		path := filepath.Join(dir, fmt.Sprintf("cut-%d.db", cut))
+		data, err := os.ReadFile(src)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(path, data, 0o600))
+		sctx, cancel := context.WithCancel(ctx)
+		db, err := Open(path, &Options{SweepInterval: -1, Now: clock, Logger: slog.New(&cancelAfter{n: cut, cancel: cancel})})
+		require.NoError(t, err)
+		db.sweepSize = chunkSizer{first: 4, lo: 4, hi: 4}
+		_, err = db.Sweep(sctx)
+		cancel()
+		finished := err == nil
+		if !finished {
+			require.ErrorIs(t, err, context.Canceled)
+		}
+		problems, err := db.Check(ctx)
+		require.NoError(t, err)
+		require.Empty(t, problems, "cut after %d transactions", cut)
+		for i, tok := range successors {
+			_, err := db.Validate(ctx, tok)
+			if !errors.Is(err, ErrNotFound) {
+				require.ErrorIs(t, err, ErrExpired, "successor %d, cut %d", i, cut)
+			}
+		}
+		_, err = db.Sweep(ctx)
+		require.NoError(t, err)
+		problems, err = db.Check(ctx)
+		require.NoError(t, err)
+		require.Empty(t, problems)
+		require.NoError(t, db.bolt.View(func(tx *bolt.Tx) error {
+			for _, name := range familyBuckets {
+				assert.Zero(t, tx.Bucket(name).Stats().KeyN, "cut %d: %s", cut, name)
+			}
+			return nil
+		}))
+		require.NoError(t, db.Close())
+		if finished {
+			break
+		}
+	}
 }
