@@ -312,3 +312,28 @@ func TestSweep_CutShortWithFamilies(t *testing.T) {
 		}
 	}
 }
+
+// firstUses forgets the marks whose grace is over as it grows, and keeps
+// the others.
+func TestFirstUses_Prunes(t *testing.T) {
+	var f firstUses
+	h := func(i int) Hash {
+		var x Hash
+		x[0], x[1], x[2] = 3, byte(i), byte(i>>8) // one shard
+		return x
+	}
+	for i := range 100 {
+		f.mark(h(i), 1000, 0) // needed until 1000
+	}
+	for i := 100; i < 300; i++ {
+		f.mark(h(i), 5000, 2000) // at 2000, the first 100 are over
+	}
+	s := &f.shards[3]
+	assert.Less(t, len(s.m), 300, "pruned")
+	for i := range 100 {
+		assert.False(t, f.has(h(i)), "mark %d is over", i)
+	}
+	for i := 100; i < 300; i++ {
+		assert.True(t, f.has(h(i)), "mark %d is kept", i)
+	}
+}
