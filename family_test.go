@@ -474,3 +474,43 @@ func TestFamily_ReadOnly(t *testing.T) {
 	require.ErrorIs(t, err, tokenstore.ErrReadOnly)
 	assert.True(t, errors.Is(err, tokenstore.ErrReadOnly))
 }
+
+// A new family's chain is found by RevokeFamily through its head's ID
+// (the head needs no families entry) after a reopen, and Check accepts
+// every step.
+func TestFamily_NewFamilyChain(t *testing.T) {
+	ctx := t.Context()
+	clock := tokenstoretest.NewClockAt(famEpoch)
+	path := filepath.Join(t.TempDir(), "tokens.db")
+	db, err := tokenstore.Open(path, famOptions(clock))
+	require.NoError(t, err)
+	a, aInfo, err := db.Issue(ctx, "user")
+	require.NoError(t, err)
+	b, bInfo, err := db.Rotate(ctx, a, tokenstore.WithNewFamily())
+	require.NoError(t, err)
+	require.Equal(t, bInfo.ID, bInfo.FamilyID)
+	requireClean(t, db)
+	n, err := db.RevokeFamily(ctx, aInfo.ID)
+	require.NoError(t, err)
+	assert.Zero(t, n, "A's old family holds no live token")
+	_, err = db.Validate(ctx, b)
+	require.NoError(t, err)
+	clock.Advance(time.Minute)
+	c, cInfo, err := db.Rotate(ctx, b)
+	require.NoError(t, err)
+	require.Equal(t, bInfo.ID, cInfo.FamilyID)
+	requireClean(t, db)
+	require.NoError(t, db.Close())
+
+	db = mustOpenAt(t, path, famOptions(clock))
+	n, err = db.RevokeFamily(ctx, bInfo.ID)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "C")
+	_, err = db.Validate(ctx, c)
+	require.ErrorIs(t, err, tokenstore.ErrNotFound)
+	for _, tok := range []string{a, b} {
+		_, err = db.Validate(ctx, tok)
+		require.ErrorIs(t, err, tokenstore.ErrReused)
+	}
+	requireClean(t, db)
+}
