@@ -134,8 +134,9 @@ func TestFamily_SurvivesReopen(t *testing.T) {
 	}
 }
 
-// A schema-2 file written before families (testdata/schema2.db: the
-// schema-1 fixture upgraded by commit be36651) keeps working: a reader
+// A schema-2 file written before families (testdata/schema2.db: a copy
+// of testdata/schema1.db opened and closed, with Now at schema1Now, by the
+// build of commit be36651, which upgraded it) keeps working: a reader
 // sees every token as its own family, a writer adds the buckets of
 // families without rewriting a record, and rotation works on it.
 func TestFamily_Schema2FileWithoutFamilies(t *testing.T) {
