@@ -168,8 +168,10 @@ type Options struct {
 	// replica is cut off).
 	ReplicaReads bool
 
-	// Logger receives the background sweeper's reports. Nil: discarded.
-	// Tokens are never logged.
+	// Logger receives the background sweeper's reports, and a warning
+	// with the family ID for each rotated-away token used again (its
+	// family is revoked). Nil: discarded. Tokens and their hashes are
+	// never logged.
 	Logger *slog.Logger
 }
 
@@ -209,6 +211,8 @@ type Store struct {
 
 	refusedUntil atomic.Int64 // Unix ns: until then Validate writes no use (see writeFailed)
 
+	rotationKey atomic.Pointer[[]byte] // the HMAC key of grace successors, once read (see successor)
+
 	ctr       counters
 	lastCount atomic.Int64
 	damaged   sync.Map // ids of damaged records a sweep has reported
@@ -216,7 +220,7 @@ type Store struct {
 
 type counters struct {
 	issued, validated, lookups, revoked, swept atomic.Uint64
-	malformed, notFound, expired               atomic.Uint64
+	malformed, notFound, expired, reused       atomic.Uint64
 	touches, dropped                           atomic.Uint64
 }
 
@@ -441,10 +445,19 @@ func (s *Store) check(ctx context.Context, token string, use bool) (tokenstore.I
 		info, err = s.use(ctx, h)
 	} else {
 		var rec record
-		rec, _, err = s.readToken(ctx, h)
+		var now int64
+		rec, now, err = s.readToken(ctx, h)
 		info = rec.info(rec.lastUsed)
+		if err == nil && rec.graceUntil > now {
+			s.firstUse(ctx, h)
+		}
+	}
+	if errors.Is(err, errReuse) {
+		err = s.reuse(ctx, h)
 	}
 	switch {
+	case errors.Is(err, tokenstore.ErrReused):
+		// Counted by reuse or touchUse, with the tokens revoked.
 	case errors.Is(err, tokenstore.ErrNotFound):
 		s.ctr.notFound.Add(1)
 	case errors.Is(err, tokenstore.ErrExpired):
@@ -485,7 +498,11 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 		return rec.info(rec.lastUsed), err
 	}
 	rec, now, err := s.readToken(ctx, h)
-	if err != nil || now-rec.lastUsed < s.touchFor(rec.policy) {
+	// A rotated-away token in its grace is answered, never written; a
+	// successor unused while its predecessor's grace lasts is written
+	// whatever its last use, to end the grace.
+	firstUse := err == nil && rec.graceUntil > now
+	if err != nil || rec.retiredGrace != 0 || now-rec.lastUsed < s.touchFor(rec.policy) && !firstUse {
 		return rec.info(rec.lastUsed), err
 	}
 	if s.writesRefused() {
@@ -497,7 +514,11 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 	// FAILOVER) and runs late must not slide the token past its real use.
 	wctx, cancel := context.WithTimeout(ctx, useWriteTimeout)
 	defer cancel()
-	info, err := s.touchUse(wctx, h, s.touchFor(rec.policy), strconv.FormatInt(now, 10))
+	minAge := s.touchFor(rec.policy)
+	if firstUse {
+		minAge = 0
+	}
+	info, err := s.touchUse(wctx, h, minAge, strconv.FormatInt(now, 10))
 	if err == nil || verdict(err) {
 		// Written, or revoked, expired or damaged since the read: the
 		// later answer holds.
@@ -517,7 +538,8 @@ const useWriteTimeout = 250 * time.Millisecond
 // verdict reports whether err is an answer about the token (not found,
 // expired, damaged) rather than a failure to reach Redis.
 func verdict(err error) bool {
-	return errors.Is(err, tokenstore.ErrNotFound) || errors.Is(err, tokenstore.ErrExpired) || errors.Is(err, tokenstore.ErrCorrupt)
+	return errors.Is(err, tokenstore.ErrNotFound) || errors.Is(err, tokenstore.ErrExpired) ||
+		errors.Is(err, tokenstore.ErrCorrupt) || errors.Is(err, tokenstore.ErrReused)
 }
 
 // refusedFor is how long Validate stops trying to write uses after Redis
@@ -570,6 +592,11 @@ func (s *Store) readToken(ctx context.Context, h tokenstore.Hash) (record, int64
 	switch {
 	case err != nil:
 		return record{}, 0, err
+	case status == -4:
+		return record{}, 0, errReuse
+	case status == 2:
+		rec, err := retiredInGrace(res)
+		return rec, now, err
 	case status == 0:
 		return record{}, 0, tokenstore.ErrNotFound
 	case status == -1:
@@ -599,6 +626,11 @@ func (s *Store) touchUse(ctx context.Context, h tokenstore.Hash, minAge int64, a
 	switch {
 	case err != nil:
 		return tokenstore.Info{}, err
+	case status == -4:
+		return tokenstore.Info{}, s.reused(res)
+	case status == 2:
+		rec, err := retiredInGrace(res)
+		return rec.info(rec.lastUsed), err
 	case status == 0:
 		return tokenstore.Info{}, tokenstore.ErrNotFound
 	case status == -1:
@@ -786,58 +818,6 @@ func (s *Store) RevokeSubject(ctx context.Context, subject string) (int, error) 
 	}
 }
 
-// Rotate issues a new token with the subject, policy and metadata of token
-// and revokes token, in one script: afterwards exactly one of the two
-// works, on every instance. The new token's lifetime starts now. Rotate an
-// expired token and get [tokenstore.ErrExpired].
-func (s *Store) Rotate(ctx context.Context, token string, opts ...tokenstore.RotateOption) (string, tokenstore.Info, error) {
-	if err := s.begin(ctx); err != nil {
-		return "", tokenstore.Info{}, wrap("rotate", err)
-	}
-	if _, err := tokenstore.NewRotateParams(opts...); err != nil {
-		return "", tokenstore.Info{}, wrap("rotate", err)
-	}
-	old, err := s.format.Parse(token)
-	if err != nil {
-		return "", tokenstore.Info{}, err
-	}
-	id, err := uuid.NewV7()
-	if err != nil {
-		return "", tokenstore.Info{}, wrap("rotate: new id", err)
-	}
-	newToken, h := s.format.Generate()
-	res, err := s.run(ctx, rotateScript, []string{s.recordKey(old), s.recordKey(h)}, s.nowArg(), s.prefix, s.keep, id.String()).Slice()
-	if err != nil {
-		return "", tokenstore.Info{}, wrap("rotate", err)
-	}
-	status, now, err := head(res)
-	switch {
-	case err != nil:
-		return "", tokenstore.Info{}, wrap("rotate", err)
-	case status == 0:
-		return "", tokenstore.Info{}, wrap("rotate", tokenstore.ErrNotFound)
-	case status == -1:
-		return "", tokenstore.Info{}, wrap("rotate", tokenstore.ErrExpired)
-	case len(res) != 3:
-		return "", tokenstore.Info{}, wrap("rotate", errReply)
-	case status == -3:
-		return "", tokenstore.Info{}, wrap("rotate", damaged(res[2]))
-	}
-	rec, err := decodeRecord(res[2])
-	if err != nil {
-		return "", tokenstore.Info{}, wrap("rotate", err)
-	}
-	rec.id, rec.created, rec.lastUsed = id, now, now
-	s.ctr.issued.Add(1)
-	s.ctr.revoked.Add(1)
-	return newToken, rec.info(now), nil
-}
-
-// RevokeFamily deletes every token of the family familyID.
-func (s *Store) RevokeFamily(ctx context.Context, familyID uuid.UUID) (int, error) {
-	return 0, wrap("revoke family", errors.ErrUnsupported) // TODO(issue 17)
-}
-
 // Stats returns the store's counters, which count this Store's calls only,
 // and the number of tokens in Redis (live, or expired and not swept yet),
 // read with one round trip of at most a second; when that fails, and after
@@ -859,6 +839,7 @@ func (s *Store) Stats() tokenstore.Stats {
 		RejectedMalformed: c.malformed.Load(),
 		RejectedNotFound:  c.notFound.Load(),
 		RejectedExpired:   c.expired.Load(),
+		RejectedReused:    c.reused.Load(),
 		TouchWrites:       c.touches.Load(),
 		TouchesPersisted:  c.touches.Load(),
 	}
