@@ -212,6 +212,7 @@ func retiredInGrace(res []any) (record, error) {
 				return record{}, errReply
 			}
 			rec.retiredGrace = ge
+			rec.graceUntil = 0 // its own predecessor's grace, ended by this rotation
 			return rec, nil
 		}
 	}

@@ -326,6 +326,35 @@ func testGrace(t *testing.T, open Opener) {
 	require.NoError(t, err, "within MaxGrace")
 }
 
+// testReuseEndsGrace: a reuse revokes the whole family, the token still
+// in its grace included: Z rotated into A, A into B with a grace; Z
+// presented again leaves neither A nor B working.
+func testReuseEndsGrace(t *testing.T, open Opener) {
+	e := newEnv(t, open, func(o *Config) { o.Policy = tokenstore.Sliding(hour, 10*hour) })
+	z, zInfo := e.issue("user")
+	e.clock.Advance(time.Minute)
+	a, _ := e.rotate(z)
+	e.clock.Advance(time.Minute)
+	b, _ := e.rotate(a, tokenstore.WithGrace(5*time.Minute))
+	_, err := e.s.Lookup(e.ctx, a)
+	require.NoError(t, err, "A in its grace")
+
+	e.clock.Advance(time.Second)
+	before := e.s.Stats()
+	_, err = e.s.Validate(e.ctx, z)
+	e.errIs(err, tokenstore.ErrReused, "Z, rotated away, presented again")
+	assert.Equal(t, before.RejectedReused+1, e.s.Stats().RejectedReused)
+	_, err = e.s.Validate(e.ctx, b)
+	e.errIs(err, tokenstore.ErrNotFound, "B is revoked")
+	_, err = e.s.Validate(e.ctx, a)
+	e.errIs(err, tokenstore.ErrReused, "A's grace ended with its family")
+	_, _, err = e.s.Rotate(e.ctx, a, tokenstore.WithGrace(5*time.Minute))
+	e.errIs(err, tokenstore.ErrReused, "and a retry gets no successor")
+	n, err := e.s.RevokeFamily(e.ctx, zInfo.ID)
+	require.NoError(t, err)
+	assert.Zero(t, n, "nothing left in the family")
+}
+
 // testGraceConcurrent: 32 simultaneous Rotates of one token with a grace
 // give all 32 the same successor (none of them uses it); without a grace
 // exactly one succeeds and the 31 others are reuses, which revoke the
