@@ -27,10 +27,14 @@
 // Under Options.KeyPrefix (P, default "tokenstore:"), for a token whose
 // SHA-256 is H (64 hex digits) and whose ID is I:
 //
-//	P t:H          hash: id, sub, c (created ms), u (last use ms), pol (a|s), ttl, max (ms), m:<key> per metadata entry
+//	P t:H          hash: id, sub, c (created ms), u (last use ms), pol (a|s), ttl, max (ms), m:<key> per metadata entry;
+//	               made by Rotate, also f (family ID), b (the family's birth ms), g (grace end, until first used)
 //	P i:I          string: H
 //	P s:<subject>  sorted set: H scored by deadline (ms)
 //	P e            sorted set: H‖subject scored by deadline: what Sweep walks, and Stats.Tokens
+//	P r:H          hash: the tombstone of a rotated-away token: fam, next (successor's H), ge (grace end ms), d (deadline ms)
+//	P f:F          hash: family F's live token (h: H) and rotated-away token in its grace (g: H)
+//	P rotation-key string: the HMAC-SHA256 key of the successors Rotate makes within a grace
 //
 // The token itself is never stored. The record and the ID key expire in
 // Redis (PEXPIREAT) Options.KeepExpired after the token's deadline, moved
@@ -45,7 +49,17 @@
 // index entry are all in place: every way to revoke it reaches it. So an
 // eviction, under any maxmemory-policy, can lose tokens (their users log
 // in again) but never leave one valid that RevokeID, RevokeSubject or the
-// per-subject limit cannot reach.
+// per-subject limit cannot reach. A token made by Rotate also needs its
+// family key naming it, so that RevokeFamily and reuse detection reach it.
+//
+// # Families
+//
+// [Store.Rotate] keeps a tombstone of the token it retires until that
+// token's own deadline (Redis expires it there: it costs no sweep, and is
+// not counted in Stats.Tokens). A rotated-away token presented after its
+// grace is [tokenstore.ErrReused], and the script that finds it so revokes
+// its family, logging a warning with the family ID. See docs/redis.md,
+// "Families", for what an eviction or a failover can cost them.
 //
 // # Guarantees
 //
