@@ -418,8 +418,13 @@ func (s *Store) Issue(ctx context.Context, subject string, opts ...tokenstore.Is
 // returns is the stored one (LastUsedAt and ExpiresAt up to TouchInterval
 // behind). It returns [tokenstore.ErrMalformed] (decided without a round
 // trip), [tokenstore.ErrNotFound] (unknown, revoked, gone, or with an
-// index entry evicted), [tokenstore.ErrExpired] or, for a damaged record
-// (never valid), [tokenstore.ErrCorrupt] naming its ID.
+// index entry evicted), [tokenstore.ErrExpired], [tokenstore.ErrReused]
+// (a token rotated away and presented after its grace: its family is
+// revoked, see [Store.Rotate]) or, for a damaged record (never valid),
+// [tokenstore.ErrCorrupt] naming its ID. A token rotated away within its
+// grace validates with its own Info, ExpiresAt at the grace's end at the
+// latest, and writes nothing; a successor's first use within that grace
+// is written, whatever TouchInterval says, since it ends the grace.
 //
 // A Validate whose read succeeds answers from it even when the use cannot
 // be written (Redis out of memory, a read-only replica, a deadline reached
@@ -435,8 +440,10 @@ func (s *Store) Validate(ctx context.Context, token string) (tokenstore.Info, er
 	return s.check(ctx, token, true)
 }
 
-// Lookup answers as [Store.Validate] does without counting a use: it never
-// writes.
+// Lookup answers as [Store.Validate] does without counting a use. It
+// writes only to end a grace: the first Lookup of a successor whose
+// predecessor is within its grace records that use (a reuse found by
+// Lookup revokes the family, as Validate's does).
 func (s *Store) Lookup(ctx context.Context, token string) (tokenstore.Info, error) {
 	return s.check(ctx, token, false)
 }
