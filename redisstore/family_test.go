@@ -92,6 +92,17 @@ func TestFamily_Keys(t *testing.T) {
 	// record, ID key, subject index, expiry index, family key, tombstone,
 	// rotation key: nothing outside the prefix (its hash tag).
 	assert.Len(t, mine, 7, "%v", mine)
+
+	// What a rotation keeps, for docs/redis.md.
+	recBytes, err := raw.MemoryUsage(ctx, recordKey(prefix, b)).Result()
+	require.NoError(t, err)
+	graceBytes, err := raw.MemoryUsage(ctx, tomb).Result()
+	require.NoError(t, err)
+	_, _, err = s.Rotate(ctx, b)
+	require.NoError(t, err)
+	plainBytes, err := raw.MemoryUsage(ctx, prefix+"r:"+hashHex(b)).Result()
+	require.NoError(t, err)
+	t.Logf("MEMORY USAGE: record %d B, tombstone %d B without a grace, %d B with one (one metadata entry)", recBytes, plainBytes, graceBytes)
 }
 
 func atoi(t *testing.T, s string) int64 {
