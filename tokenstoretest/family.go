@@ -318,6 +318,21 @@ func testGrace(t *testing.T, open Opener) {
 	_, _, err = e.s.Rotate(e.ctx, a, tokenstore.WithGrace(grace))
 	e.errIs(err, tokenstore.ErrReused, "a retry after the grace")
 
+	// A grace that outlasts the old token: its deadline ends it, and then
+	// the old token is unknown, as any token past its deadline and swept.
+	d, dInfo := e.issue("user") // Absolute(hour), the store's default
+	e.clock.Advance(58 * time.Minute)
+	next, nextInfo := e.rotate(d, tokenstore.WithGrace(5*time.Minute))
+	timeEq(t, dInfo.ExpiresAt, nextInfo.ExpiresAt, "the successor: the family's cap")
+	got, err = e.s.Validate(e.ctx, d)
+	require.NoError(t, err)
+	timeEq(t, dInfo.ExpiresAt, got.ExpiresAt, "the old token's ExpiresAt: its deadline, before the grace's end")
+	e.clock.Set(dInfo.ExpiresAt)
+	_, err = e.s.Validate(e.ctx, d)
+	e.errIs(err, tokenstore.ErrNotFound, "at its deadline, within the grace")
+	_, err = e.s.Validate(e.ctx, next)
+	e.errIs(err, tokenstore.ErrExpired, "the successor at the family's cap")
+
 	// MaxGrace itself is accepted.
 	c, _ := e.issue("user")
 	e.rotate(c, tokenstore.WithGrace(tokenstore.MaxGrace))
