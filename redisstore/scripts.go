@@ -103,16 +103,16 @@ end
 
 -- create writes a record (meta: flat list of fields and values: 'm:'
 -- metadata, and a successor's family fields) and its index entries; its
--- keys expire grace ms after its deadline, which born (the family's birth,
+-- keys expire keep ms (Options.KeepExpired) after its deadline, which born (the family's birth,
 -- or nil) caps. Returns an error reply, or nil, the deadline and the keys'
 -- expiry.
-local function create(p, hex, id, sub, now, pol, ttl, mx, grace, meta, born)
+local function create(p, hex, id, sub, now, pol, ttl, mx, keep, meta, born)
   local rk = p .. 't:' .. hex
   if redis.call('EXISTS', rk) == 1 then
     return redis.error_reply('token hash collision')
   end
   local d = deadline(pol, now, now, ttl, mx, born)
-  local at = int(d + grace)
+  local at = int(d + keep)
   redis.call('HSET', rk, 'id', id, 'sub', sub, 'c', int(now), 'u', int(now),
     'pol', pol, 'ttl', ttl, 'max', mx, unpack(meta))
   redis.call('PEXPIREAT', rk, at)
@@ -237,7 +237,7 @@ var (
 // less than ARGV[4] ms old (another Validate, on any instance, wrote it
 // since this one read it: a use is written once per TouchInterval however
 // many requests find it due at once). KEYS: record. ARGV: now, prefix,
-// grace ms, min age ms. Returns {0} (not found), {-1, now} (expired),
+// keep ms (KeepExpired), min age ms. Returns {0} (not found), {-1, now} (expired),
 // {-3, 0, record fields} (damaged) or
 // {1, now, last use, wrote (0/1), record fields}; for a rotated-away
 // token what untracked says (a reuse revokes the family here:
@@ -301,7 +301,7 @@ return 1
 `)
 
 // issueScript creates a record unless the subject holds limit live tokens.
-// KEYS: record, subject index. ARGV: now, prefix, grace ms, limit, id,
+// KEYS: record, subject index. ARGV: now, prefix, keep ms, limit, id,
 // subject, policy kind, ttl ms, max ms, then metadata fields and values.
 // Returns {1, now} or {-2, live tokens}.
 //
@@ -451,7 +451,7 @@ return {n, redis.call('ZCARD', KEYS[1])}
 // rotateScript replaces a live record by its successor, with its subject,
 // policy, metadata and family, and leaves a tombstone of it (see tomb)
 // until its deadline. KEYS: old record, new record. ARGV: now, prefix,
-// keep ms, new id, grace ms, new family (1/0).
+// keep ms (KeepExpired), new id, grace ms (WithGrace), new family (1/0).
 //
 // The family key P f:F (F: the family's ID) names the family's live
 // token (h) and the rotated-away token in its grace (g), for
