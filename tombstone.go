@@ -181,7 +181,7 @@ func (db *DB) sweepTombstones(ctx context.Context, now int64) (found damage, err
 			return found, err
 		}
 		n := 0
-		err = db.commit.update(func(tx *bolt.Tx) error {
+		err = db.commit.runSolo(func(tx *bolt.Tx) error { // in turn with Issues, as the token passes
 			n = 0
 			b, tombs := tx.Bucket(bucketTombDue), tx.Bucket(bucketTombstones)
 			for _, it := range items {
