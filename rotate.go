@@ -2,12 +2,9 @@ package tokenstore
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"time"
 
 	"github.com/google/uuid"
@@ -321,35 +318,10 @@ func newRotationKey() []byte {
 	return k
 }
 
-// successorOf derives the successor of token: HMAC-SHA256 under the
-// file's rotation key, in counter mode, read as base62 digits the way
-// Format.Generate reads random bytes, and formatted by the store's Format,
-// so that it parses like any token. Only token's holder (and the file's)
-// can compute it; that is what makes a repeated Rotate within the grace
-// return the same successor though the store keeps only hashes.
+// successorOf derives the successor of token under the file's rotation
+// key (Format.Derive): only token's holder (and the file's) can compute
+// it, which is what makes a repeated Rotate within the grace return the
+// same successor though the store keeps only hashes.
 func (db *DB) successorOf(token string) (string, Hash) {
-	f := db.format
-	var buf [MaxPrefixLen + 1 + bodyLen]byte
-	n := copy(buf[:], f.prefix)
-	buf[n] = '_'
-	n++
-	mac := hmac.New(sha256.New, db.rotationKey)
-	var sum []byte
-	for filled, ctr := 0, byte(0); filled < randomLen; ctr++ {
-		mac.Reset()
-		mac.Write([]byte("tokenstore successor\x00"))
-		mac.Write([]byte{ctr})
-		mac.Write([]byte(token))
-		sum = mac.Sum(sum[:0])
-		for _, b := range sum {
-			if b < 248 && filled < randomLen { // as in Generate: every digit equally likely
-				buf[n+filled] = base62[b%62]
-				filled++
-			}
-		}
-	}
-	n += randomLen
-	putChecksum(buf[n:n+checksumLen], crc32.ChecksumIEEE(buf[:n]))
-	n += checksumLen
-	return string(buf[:n]), sha256.Sum256(buf[:n])
+	return db.format.Derive(db.rotationKey, token)
 }

@@ -1,6 +1,7 @@
 package tokenstore
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
@@ -73,15 +74,45 @@ func (f Format) Len() int { return len(f.prefix) + 1 + bodyLen }
 
 // Generate returns a new random token and its hash.
 func (f Format) Generate() (string, Hash) {
+	var rnd [64]byte
+	return f.render(func() []byte {
+		_, _ = rand.Read(rnd[:]) // crypto/rand.Read never fails since Go 1.24; it crashes the program instead
+		return rnd[:]
+	})
+}
+
+// Derive returns the token of this format that key derives from token,
+// and its hash: its random part is drawn from HMAC-SHA256(key, token) in
+// counter mode, so the same key and token always give the same token, and
+// only a holder of token (and of key) can compute it. Rotate with a grace
+// uses it (RotateParams.Grace): the store keeps only hashes, yet a client
+// that lost Rotate's answer and rotates again gets the same successor.
+// key must be a secret of at least 32 random bytes that the store keeps.
+func (f Format) Derive(key []byte, token string) (string, Hash) {
+	mac := hmac.New(sha256.New, key)
+	var sum []byte
+	ctr := byte(0)
+	return f.render(func() []byte {
+		mac.Reset()
+		mac.Write([]byte("tokenstore successor\x00"))
+		mac.Write([]byte{ctr})
+		mac.Write([]byte(token))
+		ctr++
+		sum = mac.Sum(sum[:0])
+		return sum
+	})
+}
+
+// render builds a token from the bytes next returns, taking each byte
+// below 248 (4 × 62, so that every digit is equally likely) as a base62
+// digit until randomLen are taken, then the checksum.
+func (f Format) render(next func() []byte) (string, Hash) {
 	var buf [MaxPrefixLen + 1 + bodyLen]byte
 	n := copy(buf[:], f.prefix)
 	buf[n] = '_'
 	n++
-	var rnd [64]byte
 	for filled := 0; filled < randomLen; {
-		_, _ = rand.Read(rnd[:]) // crypto/rand.Read never fails since Go 1.24; it crashes the program instead
-		for _, b := range rnd {
-			// 248 = 4 × 62: rejecting the top 8 byte values keeps every digit equally likely.
+		for _, b := range next() {
 			if b < 248 && filled < randomLen {
 				buf[n+filled] = base62[b%62]
 				filled++

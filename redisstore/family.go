@@ -2,13 +2,10 @@ package redisstore
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"strconv"
 
 	"github.com/google/uuid"
@@ -252,50 +249,6 @@ func (s *Store) successor(ctx context.Context, token string) (string, tokenstore
 	if err != nil {
 		return "", tokenstore.Hash{}, err
 	}
-	next := derive(k, s.format.Prefix(), token)
-	h, err := s.format.Parse(next)
-	if err != nil { // the format's rules are tokenstore's; derive follows them
-		return "", tokenstore.Hash{}, fmt.Errorf("derived successor: %w", err)
-	}
+	next, h := s.format.Derive(k, token)
 	return next, h, nil
-}
-
-// The token format (see tokenstore.Format): prefix "_", randomLen base62
-// characters, then checksumLen base62 characters of the CRC32 (IEEE) of
-// all before them, most significant first.
-const (
-	base62      = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	randomLen   = 43
-	checksumLen = 6
-)
-
-// derive renders HMAC-SHA256(key, token) as a token of prefix: the MAC of
-// token and a counter, byte by byte, each below 248 (4 × 62) taken as a
-// base62 digit, as tokenstore.Format.Generate takes crypto/rand's bytes.
-func derive(key []byte, prefix, token string) string {
-	buf := make([]byte, 0, len(prefix)+1+randomLen+checksumLen)
-	buf = append(buf, prefix...)
-	buf = append(buf, '_')
-	mac := hmac.New(sha256.New, key)
-	var sum []byte
-	for block, filled := byte(0), 0; filled < randomLen; block++ {
-		mac.Reset()
-		mac.Write([]byte("tokenstore rotation successor\x00"))
-		mac.Write([]byte(token))
-		mac.Write([]byte{block})
-		sum = mac.Sum(sum[:0])
-		for _, b := range sum {
-			if b < 248 && filled < randomLen {
-				buf = append(buf, base62[b%62])
-				filled++
-			}
-		}
-	}
-	c := crc32.ChecksumIEEE(buf)
-	var cs [checksumLen]byte
-	for i := checksumLen - 1; i >= 0; i-- {
-		cs[i] = base62[c%62]
-		c /= 62
-	}
-	return string(append(buf, cs[:]...))
 }
