@@ -61,6 +61,8 @@ func (a *app) tokenError(err error, token string) error {
 		msg = "invalid token: not found (never issued, revoked, or expired and swept)"
 	case errors.Is(err, tokenstore.ErrExpired):
 		msg = "invalid token: expired"
+	case errors.Is(err, tokenstore.ErrReused):
+		msg = "invalid token: reused: it was rotated away and presented again after its grace, so one of two holders has a stolen copy; every token of its family is now revoked, and its holder must authenticate again"
 	default:
 		return err
 	}

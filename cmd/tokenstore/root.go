@@ -110,6 +110,8 @@ var errorCodes = []struct {
 	{tokenstore.ErrMalformed, "malformed"},
 	{tokenstore.ErrNotFound, "not_found"},
 	{tokenstore.ErrExpired, "expired"},
+	{tokenstore.ErrReused, "reused"},
+	{tokenstore.ErrInvalidGrace, "invalid_grace"},
 	{tokenstore.ErrLocked, "locked"},
 	{tokenstore.ErrCorrupt, "corrupt"},
 	{tokenstore.ErrReadOnly, "read_only"},
