@@ -11,16 +11,22 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// The file holds five buckets (schema 2). Tokens are never stored:
-// records are keyed by the SHA-256 of the token, and every index leads
-// back to that hash through the token's id.
+// The file holds five buckets (schema 2), and the three of token families
+// (family.go, tombstone.go) that a writable Open adds when missing. Tokens
+// are never stored: records are keyed by the SHA-256 of the token, and
+// every index leads back to that hash through the token's id.
 //
 //	meta     "app" → "github.com/tokenstore/tokenstore", "schema" → uint32, "count" → uint64 tokens,
-//	         "usedmax" → uint64 ms ≥ every stored last use, "sweeping" while a sweep is half done
+//	         "usedmax" → uint64 ms ≥ every stored last use, "sweeping" while a sweep is half done,
+//	         "rotationkey" → 32 random bytes (the HMAC key of successors: rotate.go)
 //	tokens   hash(32) → record (written once, at issue: a use never rewrites it)
 //	ids      id(16) → hash prefix(16) ‖ last use(8, ms) ‖ filed deadline(8, ms) ‖ CRC32(4) of id and all that
 //	subjects subject ‖ 0x00 ‖ id(16) → ""   (UUIDv7 ids: a prefix scan is oldest first)
 //	expiry   filed deadline(8, ms, order-preserving) ‖ id(16) → ""
+//	tombstones  hash(32) of a rotated-away token → tombstone (101 bytes: tombstone.go)
+//	tombdue     deadline(8, ms, order-preserving) ‖ hash(32) → ""
+//	families    family(16) ‖ id(16) → "" for each token created by Rotate in another
+//	            token's family; family(16) ‖ hash(32) → "" for each tombstone
 //
 // A use written to the file rewrites only its ids entry: 68 bytes among
 // ids packed in creation order, so 100,000 uses of 1M tokens, written in
@@ -89,8 +95,15 @@ func tune(tx *bolt.Tx) {
 // a lower one is upgraded by Open (upgrade.go).
 const schemaVersion = 2
 
-// recordVersion is the first byte of every record.
-const recordVersion = 2
+// recordVersion is the first byte of every record Issue writes.
+// recordVersionFamily marks a record that Rotate wrote: the same layout
+// with the family's ID and birth before the checksum (family.go), so that
+// a never-rotated record costs nothing more and schema-2 records read as
+// their own family.
+const (
+	recordVersion       = 2
+	recordVersionFamily = 3
+)
 
 // record is the decoded form of a tokens bucket value. Times are Unix
 // milliseconds: absolute, so reopening never extends a lifetime.
@@ -102,9 +115,14 @@ type record struct {
 	filed    int64 // the expiry entry's deadline, in the ids entry: <= deadline()
 	policy   Policy
 	meta     map[string]string
+	// family and born are set on a record Rotate wrote (version 3): the
+	// family's ID and its first token's creation, which the cap counts
+	// from. Zero on any other record: see familyID and birth (family.go).
+	family uuid.UUID
+	born   int64
 }
 
-func (r *record) deadline() int64 { return r.policy.Deadline(r.created, r.lastUsed) }
+func (r *record) deadline() int64 { return r.deadlineAt(r.lastUsed) }
 
 // Bucket indexes for indexEntries.
 const (
@@ -210,11 +228,11 @@ func recordOf(tokens *bolt.Bucket, id []byte, e *idEntry) (Hash, []byte) {
 func (r *record) info(lastUsed int64) Info {
 	return Info{
 		ID:         r.id,
-		FamilyID:   r.id, // TODO(issue 17): the record's family
+		FamilyID:   r.familyID(),
 		Subject:    r.subject,
 		CreatedAt:  time.UnixMilli(r.created),
 		LastUsedAt: time.UnixMilli(lastUsed),
-		ExpiresAt:  time.UnixMilli(r.policy.Deadline(r.created, lastUsed)),
+		ExpiresAt:  time.UnixMilli(r.deadlineAt(lastUsed)),
 		Policy:     r.policy,
 		Metadata:   r.meta,
 	}
@@ -231,11 +249,16 @@ func (r *record) info(lastUsed int64) Info {
 //	26:42  id
 //	42     subject length (1 byte: subjects are at most 255 bytes)
 //	...    subject, uvarint pair count, pairs of uvarint-length-prefixed key and value
+//	-28    version 3 only: family id(16), family birth ms(8)
 //	-4     CRC32 (IEEE) of everything before it: a flipped bit is ErrCorrupt, never a wrong answer
 const recordFixed = 43
 
 func (r *record) encode(dst []byte) []byte {
-	dst = append(dst, recordVersion, byte(r.policy.kind))
+	version := byte(recordVersion)
+	if r.successor() {
+		version = recordVersionFamily
+	}
+	dst = append(dst, version, byte(r.policy.kind))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(r.created))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(r.policy.ttl.Milliseconds()))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(r.policy.max.Milliseconds()))
@@ -243,6 +266,9 @@ func (r *record) encode(dst []byte) []byte {
 	dst = append(dst, byte(len(r.subject)))
 	dst = append(dst, r.subject...)
 	dst = appendMetadata(dst, r.meta)
+	if version == recordVersionFamily {
+		dst = appendFamily(dst, r)
+	}
 	return binary.BigEndian.AppendUint32(dst, crc32.ChecksumIEEE(dst))
 }
 
@@ -288,8 +314,7 @@ func corrupt(format string, args ...any) error {
 // decodeRecord parses a tokens bucket value; lastUsed and filed are the
 // ids entry's (getRecord). b may be bbolt memory: the result copies what
 // it keeps.
-func decodeRecord(b []byte) (record, error) {
-	var r record
+func decodeRecord(b []byte) (r record, err error) {
 	if len(b) < recordFixed+1+4 {
 		return r, corrupt("%d bytes is too short", len(b))
 	}
@@ -297,8 +322,14 @@ func decodeRecord(b []byte) (record, error) {
 	if crc32.ChecksumIEEE(body) != sum {
 		return r, corrupt("checksum mismatch")
 	}
-	if body[0] != recordVersion {
-		return r, corrupt("version %d, this build reads %d", body[0], recordVersion)
+	switch body[0] {
+	case recordVersion:
+	case recordVersionFamily:
+		if body, err = decodeFamily(&r, body); err != nil {
+			return r, err
+		}
+	default:
+		return r, corrupt("version %d, this build reads %d and %d", body[0], recordVersion, recordVersionFamily)
 	}
 	kind := policyKind(body[1])
 	if kind != kindAbsolute && kind != kindSliding {

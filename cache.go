@@ -259,6 +259,9 @@ type lookupResult struct {
 	hit     bool  // answered from memory, without reading the file
 	expired bool  // past its deadline: info is zero
 	lag     int64 // ms the stored last use is behind the latest; 0 when nothing is to be written
+	// successor: a token Rotate wrote, within MaxGrace of its creation,
+	// whose use ends its predecessor's grace (rotate.go)
+	successor bool
 }
 
 // lookup answers a Validate (use set: a use at now is recorded) or a
@@ -299,7 +302,7 @@ func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error))
 				}
 			}
 		}
-		if now >= e.rec.policy.Deadline(e.rec.created, e.used) {
+		if now >= e.rec.deadlineAt(e.used) {
 			s.mu.Unlock()
 			r.expired = true
 			return r, nil
@@ -312,6 +315,7 @@ func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error))
 			}
 		}
 		r.info = e.rec.info(e.used)
+		r.successor = e.rec.successor() && now < e.rec.created+MaxGrace.Milliseconds()
 		if !deleting && e.dirty() {
 			r.lag = e.used - e.rec.lastUsed
 		}

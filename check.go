@@ -85,6 +85,11 @@ func (db *DB) Check(ctx context.Context) (problems []string, err error) {
 			if rec.filed > rec.deadline() {
 				add("token %s: filed in the expiry index after its deadline", rec.id)
 			}
+			if fk := rec.familyTokenKey(); fk != nil {
+				if fam := tx.Bucket(bucketFamilies); fam == nil || fam.Get(fk) == nil {
+					add("token %s: missing from the %s index", rec.id, bucketFamilies)
+				}
+			}
 			for b, want := range rec.indexEntries(Hash(k)) {
 				if b == inSubjects && sweeping && now >= rec.deadline() {
 					continue // its subjects entry went first
@@ -141,6 +146,7 @@ func (db *DB) Check(ctx context.Context) (problems []string, err error) {
 		for _, r := range bad {
 			add("%v", r)
 		}
+		checkFamilies(tx, sweeping, add)
 		return nil
 	}
 	if db.ro {

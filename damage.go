@@ -141,12 +141,15 @@ func deleteDamaged(tx *bolt.Tx, h Hash) error {
 	for id := range gone {
 		errs = append(errs, ids.Delete([]byte(id)))
 	}
-	for _, name := range [][]byte{bucketSubjects, bucketExpiry} {
+	for _, name := range [][]byte{bucketSubjects, bucketExpiry, bucketFamilies} {
 		b := tx.Bucket(name)
+		if b == nil {
+			continue // families, in a file older than issue 17
+		}
 		var keys [][]byte
 		c := b.Cursor()
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			if len(k) >= 16 && gone[string(k[len(k)-16:])] {
+			if len(k) >= 16 && (!bytes.Equal(name, bucketFamilies) || len(k) == 32) && gone[string(k[len(k)-16:])] {
 				keys = append(keys, bytes.Clone(k))
 			}
 		}

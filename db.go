@@ -37,6 +37,9 @@ type DB struct {
 	flushSize chunkSizer // uses per flush transaction; under flushMu
 	damaged   damagedSet // records a sweep found damaged, stepped over after
 
+	rotationKey []byte    // derives successors (rotate.go); nil in a read-only store of an older file
+	firstUses   firstUses // successors used, for their predecessors' grace (family.go)
+
 	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
@@ -53,7 +56,7 @@ type DB struct {
 
 type counters struct {
 	issued, validated, lookups, revoked, swept  atomic.Uint64
-	malformed, notFound, expired                atomic.Uint64
+	malformed, notFound, expired, reused        atomic.Uint64
 	touchWrites, touchesPersisted, hits, misses atomic.Uint64
 }
 
@@ -135,6 +138,9 @@ func Open(path string, opts *Options) (db *DB, err error) {
 	}
 	if err == nil {
 		err = db.settlePrefix(o.Prefix)
+	}
+	if err == nil {
+		err = db.openFamilies()
 	}
 	if err != nil {
 		if !db.commit.wedged.Load() { // else bbolt's Close would wait for ever
@@ -241,6 +247,7 @@ func (db *DB) Stats() Stats {
 		RejectedMalformed: c.malformed.Load(),
 		RejectedNotFound:  c.notFound.Load(),
 		RejectedExpired:   c.expired.Load(),
+		RejectedReused:    c.reused.Load(),
 		TouchWrites:       c.touchWrites.Load(),
 		TouchesPersisted:  c.touchesPersisted.Load(),
 		CacheHits:         c.hits.Load(),

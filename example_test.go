@@ -119,27 +119,70 @@ func ExampleDB_Rotate() {
 	}
 	defer db.Close()
 	ctx := context.Background()
-	old, _, _ := db.Issue(ctx, "user-42", tokenstore.WithMetadata(map[string]string{"role": "user"}))
+	old, oldInfo, _ := db.Issue(ctx, "user-42", tokenstore.WithMetadata(map[string]string{"role": "user"}))
 
-	// After a privilege change, replace the token: one transaction issues
-	// the new one and revokes the old one.
+	// Replace the token: one transaction issues the new one, in the old
+	// one's family, and retires the old one.
 	token, info, err := db.Rotate(ctx, old)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	fmt.Println("new token:", token != old, info.Subject, info.Metadata["role"])
+	fmt.Println("same family:", info.FamilyID == oldInfo.ID)
 
+	// The old token presented again means one of two parties holds a
+	// stolen copy: the whole family is revoked.
 	_, err = db.Validate(ctx, old)
-	fmt.Println("old token revoked:", errors.Is(err, tokenstore.ErrNotFound))
+	fmt.Println("old token reused:", errors.Is(err, tokenstore.ErrReused))
 	_, err = db.Validate(ctx, token)
-	fmt.Println("new token valid:", err == nil)
-
-	list, _ := db.List(ctx, "user-42")
-	fmt.Println("tokens of user-42:", len(list))
+	fmt.Println("new token revoked:", errors.Is(err, tokenstore.ErrNotFound))
 	// Output:
 	// new token: true user-42 user
-	// old token revoked: true
-	// new token valid: true
-	// tokens of user-42: 1
+	// same family: true
+	// old token reused: true
+	// new token revoked: true
+}
+
+// A client that rotated but lost the response (a timeout, a crash) rotates
+// the same old token again within the grace and gets the same new token;
+// the new token's first use ends the grace.
+func ExampleWithGrace() {
+	dir, err := os.MkdirTemp("", "tokenstore-example")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer os.RemoveAll(dir)
+
+	db, err := tokenstore.Open(filepath.Join(dir, "tokens.db"), nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer db.Close()
+	ctx := context.Background()
+	old, _, _ := db.Issue(ctx, "device-7")
+
+	first, _, err := db.Rotate(ctx, old, tokenstore.WithGrace(time.Minute))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	// The response was lost: the client still holds only the old token.
+	_, err = db.Validate(ctx, old)
+	fmt.Println("old token works in the grace:", err == nil)
+	again, _, err := db.Rotate(ctx, old, tokenstore.WithGrace(time.Minute))
+	fmt.Println("same new token:", err == nil && again == first)
+
+	// The new token's first use ends the grace.
+	_, err = db.Validate(ctx, again)
+	fmt.Println("new token works:", err == nil)
+	_, err = db.Validate(ctx, old)
+	fmt.Println("old token now reused:", errors.Is(err, tokenstore.ErrReused))
+	// Output:
+	// old token works in the grace: true
+	// same new token: true
+	// new token works: true
+	// old token now reused: true
 }

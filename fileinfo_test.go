@@ -43,7 +43,7 @@ func TestDB_FileInfo_FreePagesSurviveReadOnlyReopen(t *testing.T) {
 			assert.Zero(t, b.Keys)
 		}
 	}
-	assert.Equal(t, []string{"expiry", "ids", "meta", "subjects", "tokens"}, names)
+	assert.Equal(t, []string{"expiry", "families", "ids", "meta", "subjects", "tokens", "tombdue", "tombstones"}, names)
 
 	require.NoError(t, ro.Close())
 	_, err = ro.FileInfo(ctx)

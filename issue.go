@@ -82,7 +82,7 @@ func (db *DB) checkLimit(tx *bolt.Tx, subject string, now int64, n int) error {
 		if err != nil {
 			return err
 		}
-		if now < rec.policy.Deadline(rec.created, db.cache.lastUse(h, &rec)) {
+		if now < rec.deadlineAt(db.cache.lastUse(h, &rec)) {
 			live++
 		}
 	}

@@ -61,7 +61,7 @@ func (db *DB) List(ctx context.Context, subject string) ([]Info, error) {
 				continue
 			}
 			used := db.cache.lastUse(h, &rec)
-			if now < rec.policy.Deadline(rec.created, used) {
+			if now < rec.deadlineAt(used) {
 				out = append(out, rec.info(used))
 			}
 		}

@@ -20,7 +20,7 @@ func putRecord(tx *bolt.Tx, h Hash, rec *record) error {
 	for b, e := range rec.indexEntries(h) {
 		errs = append(errs, tx.Bucket(entryBucket[b]).Put(e.k, e.v))
 	}
-	return errors.Join(append(errs, addCount(tx, 1))...)
+	return errors.Join(append(errs, putFamilyEntry(tx, rec), addCount(tx, 1))...)
 }
 
 // deletes deletes records for one write call and keeps the cache
@@ -56,7 +56,7 @@ func deleteRecord(tx *bolt.Tx, h Hash, rec *record) error {
 	for b, e := range rec.indexEntries(h) {
 		errs = append(errs, tx.Bucket(entryBucket[b]).Delete(e.k))
 	}
-	return errors.Join(append(errs, addCount(tx, -1))...)
+	return errors.Join(append(errs, deleteFamilyKey(tx, rec.familyTokenKey()), addCount(tx, -1))...)
 }
 
 func addCount(tx *bolt.Tx, delta int64) error {

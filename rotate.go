@@ -1,8 +1,17 @@
 package tokenstore
 
 import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
 	"fmt"
+	"hash/crc32"
 	"time"
+
+	"github.com/google/uuid"
+	bolt "go.etcd.io/bbolt"
 )
 
 // MaxGrace is the longest grace [WithGrace] accepts. A grace exists for a
@@ -51,4 +60,296 @@ func NewRotateParams(opts ...RotateOption) (RotateParams, error) {
 		return p, fmt.Errorf("%w: %s, want 0 to %s", ErrInvalidGrace, p.Grace, MaxGrace)
 	}
 	return p, nil
+}
+
+// Rotate issues the successor of token and retires token, in one durable
+// transaction, and returns the successor and its Info. The successor has
+// token's subject, policy and metadata (scopes included) and its family:
+// Info.FamilyID is the ID of the family's first token, and the family's
+// cap counts from that token's creation. So the successor's deadline
+// never exceeds the first token's created + cap, where the cap is
+// Policy.MaxLifetime for Sliding and the TTL for Absolute: rotating an
+// Absolute token gives a successor with the first token's ExpiresAt, and
+// rotating a Sliding one restarts the idle window within the cap
+// (min(now + idle, first created + max)). [WithNewFamily] starts a new
+// family instead: FamilyID is the successor's own ID and the cap counts
+// from now. Counts: Issued+1, Revoked+1.
+//
+// token must be live: Rotate returns the errors Validate would
+// ([ErrMalformed], [ErrNotFound], [ErrExpired], [ErrReused]); a token
+// whose family's cap has passed is ErrExpired.
+//
+// Rotate leaves a tombstone of token, kept until token's own deadline as
+// of the rotation, then swept. Presented to Validate, Lookup or Rotate
+// after its grace while the tombstone lives, token is [ErrReused] and
+// every live token of its family is revoked in the same transaction
+// (RFC 9700 §4.14.2): one of two parties holds a stolen copy. After the
+// tombstone's deadline token is ErrNotFound, as it would have expired.
+//
+// With [WithGrace](d), until d after the rotation and while the successor
+// has not been used (the first Validate, Lookup or Rotate of it ends the
+// grace), token still works: Validate and Lookup return its own Info
+// (ExpiresAt at most the grace's end), and Rotate of it returns the same
+// successor, never a second one, for a client that lost the response.
+// That is possible because the successor is derived from token by
+// HMAC-SHA256 with a random key kept in the file: only token's holder can
+// compute it. Rotate in the grace after the successor was revoked or has
+// expired is ErrNotFound or ErrExpired. The successor's use that ends the
+// grace is known in memory at once, and in the file once the use is
+// written (Options.TouchInterval): a crash in between can reopen the
+// grace until its end.
+func (db *DB) Rotate(ctx context.Context, token string, opts ...RotateOption) (string, Info, error) {
+	if err := db.begin(ctx, true); err != nil {
+		return "", Info{}, wrap("rotate", err)
+	}
+	p, err := NewRotateParams(opts...)
+	if err != nil {
+		return "", Info{}, wrap("rotate", err)
+	}
+	old, err := db.format.Parse(token)
+	if err != nil {
+		return "", Info{}, err
+	}
+	newToken, h := db.successorOf(token)
+	newID, err := uuid.NewV7()
+	if err != nil {
+		return "", Info{}, wrap("rotate", err)
+	}
+	var (
+		rec     record
+		outcome int
+		revoked int
+		family  uuid.UUID
+	)
+	const (
+		rotated = iota + 1
+		inGrace
+		reused
+	)
+	del := deletes{cache: db.cache}
+	err = db.commit.run(func(tx *bolt.Tx) error {
+		outcome, revoked = 0, 0
+		now := db.nowMs()
+		prev, err := getRecord(tx, old)
+		if errors.Is(err, ErrNotFound) {
+			t, err := getTombstone(tx, old)
+			switch {
+			case err != nil:
+				return refuse(err)
+			case now >= t.death:
+				return refuse(ErrNotFound) // it would have expired
+			}
+			switch err := db.graceOpen(tx, &t, now); {
+			case err == nil:
+				if t.successor != h {
+					return refuse(fmt.Errorf("%w: the tombstone of token %s names another successor (was the rotation key changed?)", ErrCorrupt, t.id))
+				}
+				if rec, err = getRecord(tx, h); err != nil {
+					return refuse(err)
+				}
+				outcome = inGrace
+				return refuse(errGraceAnswer) // nothing written
+			case errors.Is(err, errGraceClosed):
+				family, outcome = t.family, reused
+				revoked, err = db.revokeFamily(tx, &del, t.family, now)
+				return err
+			default:
+				return refuse(err)
+			}
+		}
+		if err != nil {
+			return refuse(err)
+		}
+		used := db.cache.lastUse(old, &prev)
+		deadline := prev.deadlineAt(used)
+		if now >= deadline {
+			return refuse(ErrExpired)
+		}
+		rec = record{id: newID, subject: prev.subject, created: now, lastUsed: now,
+			policy: prev.policy, meta: prev.meta, family: prev.familyID(), born: prev.birth()}
+		if p.NewFamily {
+			rec.family, rec.born = newID, now
+		}
+		rec.filed = rec.deadline()
+		t := tombstone{id: prev.id, family: prev.familyID(), successor: h, created: prev.created,
+			used: used, graceEnd: now + p.Grace.Milliseconds(), death: deadline}
+		outcome = rotated
+		return errors.Join(del.delete(tx, old, &prev), putRecord(tx, h, &rec), putTombstone(tx, old, &t))
+	})
+	del.end()
+	if outcome == inGrace && errors.Is(err, errGraceAnswer) {
+		return newToken, rec.info(db.cache.lastUse(h, &rec)), nil
+	}
+	if err != nil {
+		return "", Info{}, wrap("rotate", boltErr(err))
+	}
+	if outcome == reused {
+		db.noteReuse(family, revoked)
+		return "", Info{}, wrap("rotate", ErrReused)
+	}
+	db.ctr.issued.Add(1)
+	db.ctr.revoked.Add(1)
+	return newToken, rec.info(rec.lastUsed), nil
+}
+
+var (
+	// errGraceAnswer is Rotate's refusal, inside its transaction, that
+	// wrote nothing because the answer is the existing successor.
+	errGraceAnswer = errors.New("tokenstore: in grace")
+	// errGraceClosed is graceOpen's answer for a grace that has ended.
+	errGraceClosed = errors.New("tokenstore: grace closed")
+)
+
+// graceOpen reports whether the retired token of t still works at now:
+// nil when its grace has not ended, its successor lives and has not been
+// used; errGraceClosed when the grace has ended (by time, by the
+// successor's first use, which a Rotate of it also is, or by a family
+// revocation); ErrNotFound or ErrExpired when the successor was revoked
+// or has expired within the grace.
+func (db *DB) graceOpen(tx *bolt.Tx, t *tombstone, now int64) error {
+	if now >= t.graceEnd {
+		return errGraceClosed
+	}
+	rec, err := getRecord(tx, t.successor)
+	if errors.Is(err, ErrNotFound) {
+		if _, err := getTombstone(tx, t.successor); !errors.Is(err, ErrNotFound) {
+			return errGraceClosed // the successor was rotated: used
+		}
+		return ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	used := db.cache.lastUse(t.successor, &rec)
+	if used > rec.created || db.firstUses.has(t.successor) {
+		return errGraceClosed
+	}
+	if now >= rec.deadlineAt(used) {
+		return ErrExpired
+	}
+	return nil
+}
+
+// rotatedAway answers Validate or Lookup of h, which the store holds no
+// record of: ErrNotFound unless a tombstone of h lives. Within its grace
+// it returns the retired token's own Info; after, it revokes the family
+// and returns ErrReused.
+func (db *DB) rotatedAway(h Hash, now int64) (Info, error) {
+	var (
+		t     tombstone
+		succ  record
+		grace error
+	)
+	err := view(db.bolt, func(tx *bolt.Tx) (err error) {
+		if t, err = getTombstone(tx, h); err != nil {
+			return err
+		}
+		if now >= t.death {
+			return ErrNotFound
+		}
+		if grace = db.graceOpen(tx, &t, now); grace == nil {
+			succ, err = getRecord(tx, t.successor)
+		}
+		return err
+	})
+	switch {
+	case err != nil:
+		return Info{}, boltErr(err)
+	case errors.Is(grace, errGraceClosed):
+		return Info{}, db.reuse(h)
+	case grace != nil:
+		return Info{}, grace
+	}
+	info := succ.info(succ.lastUsed) // subject, policy and metadata are the retired token's
+	info.ID, info.FamilyID = t.id, t.family
+	info.CreatedAt, info.LastUsedAt = time.UnixMilli(t.created), time.UnixMilli(t.used)
+	info.ExpiresAt = time.UnixMilli(min(t.death, t.graceEnd))
+	return info, nil
+}
+
+// reuse revokes the family of h's tombstone, h having been presented
+// after its grace, and returns ErrReused (or why it could not).
+func (db *DB) reuse(h Hash) error {
+	var family uuid.UUID
+	n := 0
+	if db.ro {
+		_ = view(db.bolt, func(tx *bolt.Tx) error {
+			t, err := getTombstone(tx, h)
+			family = t.family
+			return err
+		})
+		db.ctr.reused.Add(1)
+		db.log.Warn("tokenstore: token reused after rotation; family not revoked: the store is read-only", "family", family)
+		return ErrReused
+	}
+	del := deletes{cache: db.cache}
+	err := db.commit.run(func(tx *bolt.Tx) error {
+		n = 0
+		t, err := getTombstone(tx, h)
+		if err != nil {
+			return refuse(err)
+		}
+		now := db.nowMs()
+		if now >= t.death {
+			return refuse(ErrNotFound)
+		}
+		family = t.family
+		n, err = db.revokeFamily(tx, &del, t.family, now)
+		return err
+	})
+	del.end()
+	if err != nil {
+		return boltErr(err)
+	}
+	db.noteReuse(family, n)
+	return ErrReused
+}
+
+// noteReuse counts and logs a reuse that revoked n tokens of family.
+func (db *DB) noteReuse(family uuid.UUID, n int) {
+	db.ctr.reused.Add(1)
+	db.ctr.revoked.Add(uint64(n))
+	db.log.Warn("tokenstore: token reused after rotation; family revoked", "family", family, "revoked", n)
+}
+
+// rotationKeyLen is the size of the successor-derivation key.
+const rotationKeyLen = 32
+
+func newRotationKey() []byte {
+	k := make([]byte, rotationKeyLen)
+	_, _ = rand.Read(k) // never fails since Go 1.24
+	return k
+}
+
+// successorOf derives the successor of token: HMAC-SHA256 under the
+// file's rotation key, in counter mode, read as base62 digits the way
+// Format.Generate reads random bytes, and formatted by the store's Format,
+// so that it parses like any token. Only token's holder (and the file's)
+// can compute it; that is what makes a repeated Rotate within the grace
+// return the same successor though the store keeps only hashes.
+func (db *DB) successorOf(token string) (string, Hash) {
+	f := db.format
+	var buf [MaxPrefixLen + 1 + bodyLen]byte
+	n := copy(buf[:], f.prefix)
+	buf[n] = '_'
+	n++
+	mac := hmac.New(sha256.New, db.rotationKey)
+	var sum []byte
+	for filled, ctr := 0, byte(0); filled < randomLen; ctr++ {
+		mac.Reset()
+		mac.Write([]byte("tokenstore successor\x00"))
+		mac.Write([]byte{ctr})
+		mac.Write([]byte(token))
+		sum = mac.Sum(sum[:0])
+		for _, b := range sum {
+			if b < 248 && filled < randomLen { // as in Generate: every digit equally likely
+				buf[n+filled] = base62[b%62]
+				filled++
+			}
+		}
+	}
+	n += randomLen
+	putChecksum(buf[n:n+checksumLen], crc32.ChecksumIEEE(buf[:n]))
+	n += checksumLen
+	return string(buf[:n]), sha256.Sum256(buf[:n])
 }

@@ -68,6 +68,7 @@ type sweepItem struct {
 	refile  int64  // >0: alive until refile; the token is re-filed, not deleted
 	used    int64  // with refile: the latest use, written with it
 	skip    bool   // a record known to be damaged: left as it is
+	family  []byte // its families entry (family.go), deleted with its subjects entry; nil for none
 }
 
 func (db *DB) sweep(ctx context.Context) (int, error) {
@@ -75,7 +76,12 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 	defer db.sweepMu.Unlock()
 	start := time.Now()
 	now := db.nowMs()
-	to := max(now, db.sweepingSince()) // the scan's end: see metaSweeping
+	to := max(now, db.sweepingSince())                      // the scan's end: see metaSweeping
+	if _, err := db.sweepTombstones(ctx, now); err != nil { // issue 17: tombstone.go
+		err = wrap("sweep", boltErr(err))
+		db.log.Error("tokenstore: sweeping tombstones failed", "err", err)
+		return 0, err
+	}
 	total := 0
 	var found damage // damaged records met for the first time
 	for {
@@ -212,7 +218,7 @@ func (db *DB) sweepEntry(tx *bolt.Tx, now int64, k []byte) (sweepItem, error) {
 	}
 	it.h, rec.lastUsed = h, e.used
 	used := db.cache.lastUse(h, &rec)
-	if d := rec.policy.Deadline(rec.created, used); now < d {
+	if d := rec.deadlineAt(used); now < d {
 		if e.filed > now && tx.Bucket(bucketSubjects).Get(subjectKey(rec.subject, rec.id)) == nil {
 			// Due only by a cut sweep's later clock, which began
 			// deleting it: finish (see metaSweeping).
@@ -225,6 +231,7 @@ func (db *DB) sweepEntry(tx *bolt.Tx, now int64, k []byte) (sweepItem, error) {
 		it.refile, it.used = d, used
 	} else {
 		it.record, it.subject = true, subjectKey(rec.subject, rec.id)
+		it.family = rec.familyTokenKey() // issue 17: family.go
 	}
 	return it, nil
 }
@@ -256,6 +263,9 @@ func (db *DB) sweepApply(ctx context.Context, now int64, items []sweepItem) (del
 
 	slices.SortFunc(gone, func(a, b *sweepItem) int { return compareBytes(a.subject, b.subject) })
 	err = db.sweepPass(ctx, gone, func(tx *bolt.Tx, it *sweepItem) error {
+		if err := deleteFamilyKey(tx, it.family); err != nil {
+			return err
+		}
 		if it.subject == nil {
 			return nil
 		}

@@ -52,15 +52,29 @@ func (db *DB) check(ctx context.Context, token string, use bool) (Info, error) {
 	} else {
 		db.ctr.misses.Add(1)
 	}
+	if errors.Is(err, ErrNotFound) && db.rotationKey != nil {
+		// A rotated-away token: in its grace, or reused (rotate.go).
+		if r.info, err = db.rotatedAway(h, now); err == nil {
+			r.lag = 0
+		}
+	}
 	switch {
 	case err != nil:
 		if errors.Is(err, ErrNotFound) {
 			db.ctr.notFound.Add(1)
 		}
+		if errors.Is(err, ErrExpired) {
+			db.ctr.expired.Add(1)
+		}
 		return Info{}, wrap(op, err)
 	case r.expired:
 		db.ctr.expired.Add(1)
 		return Info{}, wrap(op, ErrExpired)
+	}
+	if r.successor {
+		// Its first use ends its predecessor's grace: known here at
+		// once, without a write (family.go).
+		db.firstUses.mark(h, r.info.CreatedAt.UnixMilli()+MaxGrace.Milliseconds(), now)
 	}
 	info := r.info
 	if use {
@@ -112,7 +126,7 @@ func (db *DB) readForUse(h Hash, now int64) (rec record, err error) {
 		}
 		// The stored last use is at most usedMax, or created when none
 		// was written: a clock set back below either must see it.
-		if now < rec.policy.Deadline(rec.created, rec.created) && now >= rec.created && now >= db.usedMax.Load() {
+		if now < rec.deadlineAt(rec.created) && now >= rec.created && now >= db.usedMax.Load() {
 			rec.lastUsed = rec.created
 			return nil
 		}

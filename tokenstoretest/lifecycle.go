@@ -391,8 +391,11 @@ func testConcurrent(t *testing.T, open Opener) {
 						_, err = e.s.Validate(e.ctx, next)
 						check("Validate rotated", err, tokenstore.ErrNotFound)
 						_, err = e.s.Validate(e.ctx, token)
-						if !errors.Is(err, tokenstore.ErrNotFound) {
-							t.Errorf("Validate of a rotated-away token: %v", err)
+						if !errors.Is(err, tokenstore.ErrReused) {
+							t.Errorf("Validate of a rotated-away token: %v, want ErrReused", err)
+						}
+						if e.leaks(err) {
+							t.Errorf("Validate of a rotated-away token: error leaks a token: %v", err)
 						}
 					}
 				case 2:
