@@ -213,7 +213,7 @@ func recordOf(tokens *bolt.Bucket, id []byte, e *idEntry) (Hash, []byte) {
 		if first == nil {
 			first, firstV = k, v
 		}
-		// The id is bytes 26:42 of a version-2 record.
+		// The id is bytes 26:42 of a version-2 or 3 record.
 		if len(v) >= recordFixed && string(v[26:42]) == string(id) {
 			return Hash(k), v
 		}

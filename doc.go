@@ -16,6 +16,16 @@
 //	...
 //	info, err = db.Validate(ctx, token) // on each request
 //
+// # Refresh tokens: rotation and families
+//
+// [DB.Rotate] replaces a token by a successor in the same family and
+// keeps a tombstone of the old one. The old token presented again after
+// its grace (see [WithGrace]) is [ErrReused]: one of two parties holds a
+// stolen copy, so the store revokes every token of the family (RFC 9700
+// §4.14.2) and the holder must authenticate again. Rotation never extends
+// the family's cap: see [Sliding]. [DB.RevokeFamily] revokes a family by
+// its ID ([Info].FamilyID).
+//
 // # What is stored
 //
 // Never a token: records are keyed by the SHA-256 of the token, so a copy of
@@ -83,5 +93,12 @@
 //
 // A file written by an older version (schema 1) is upgraded by the first
 // Open that is not ReadOnly, in one transaction: a crash during it leaves
-// the old file, upgraded again by the next Open.
+// the old file, upgraded again by the next Open. A file written before
+// token families gains their buckets at its first writable Open, without
+// a record rewritten; a build of that time reads a rotated token's record
+// as damaged (ErrCorrupt), never as another token.
+//
+// A grace ends at the successor's first use, which reaches the file
+// within TouchInterval like any use: a crash before that can reopen the
+// grace until its end (at most [MaxGrace] after the rotation).
 package tokenstore

@@ -16,7 +16,8 @@ var (
 	ErrMalformed = errors.New("tokenstore: malformed token")
 
 	// ErrNotFound is returned for a well-formed token or ID that the store
-	// does not hold: never issued, revoked, rotated away or swept.
+	// does not hold: never issued, revoked or swept, or rotated away and
+	// past the deadline it had then (before that, it is [ErrReused]).
 	ErrNotFound = errors.New("tokenstore: token not found")
 
 	// ErrExpired is returned for a token whose deadline has passed but that

@@ -251,39 +251,47 @@ func (db *DB) revokeFamily(tx *bolt.Tx, del *deletes, family uuid.UUID, now int6
 // successor's path. A Validate's use also reaches the file (touch.go); a
 // Lookup's is known only here, so a crash forgets it and can reopen the
 // grace until its end (docs/families.md). Entries are dropped once their
-// grace could no longer be open.
+// grace could no longer be open. Sharded as the cache is, so that
+// Validates of young successors do not meet on one lock.
 type firstUses struct {
+	shards [16]firstUseShard
+}
+
+type firstUseShard struct {
 	mu     sync.Mutex
 	m      map[Hash]int64 // successor → when its mark is no longer needed (ms)
 	pruned int            // len(m) after the last prune
+	_      [40]byte       // keep shards on separate cache lines
 }
 
-// mark notes a use of the successor h, whose marks matter until until.
+// mark notes a use of the successor h, whose mark matters until until.
 func (f *firstUses) mark(h Hash, until, now int64) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.m == nil {
-		f.m = map[Hash]int64{}
-	}
-	if _, ok := f.m[h]; ok {
+	s := &f.shards[h[0]%16]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.m[h]; ok {
 		return
 	}
-	f.m[h] = until
-	if len(f.m) >= 2*max(f.pruned, 64) {
-		for k, u := range f.m {
+	if s.m == nil {
+		s.m = map[Hash]int64{}
+	}
+	s.m[h] = until
+	if len(s.m) >= 2*max(s.pruned, 64) {
+		for k, u := range s.m {
 			if u <= now {
-				delete(f.m, k)
+				delete(s.m, k)
 			}
 		}
-		f.pruned = len(f.m)
+		s.pruned = len(s.m)
 	}
 }
 
 // has reports whether a use of the successor h was seen.
 func (f *firstUses) has(h Hash) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	_, ok := f.m[h]
+	s := &f.shards[h[0]%16]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.m[h]
 	return ok
 }
 

@@ -80,6 +80,8 @@ func TestFamily_SurvivesReopen(t *testing.T) {
 	assert.Equal(t, xInfo.ID, zInfo.FamilyID)
 	requireClean(t, db)
 	require.NoError(t, db.Close())
+	_, _, err = tokenstore.Compact(path, famOptions(clock))
+	require.NoError(t, err, "Compact copies the buckets of families too")
 
 	db, err = tokenstore.Open(path, famOptions(clock))
 	require.NoError(t, err)
@@ -132,8 +134,9 @@ func TestFamily_SurvivesReopen(t *testing.T) {
 	}
 }
 
-// A schema-2 file written before families (testdata/schema2.db: the
-// schema-1 fixture upgraded by commit be36651) keeps working: a reader
+// A schema-2 file written before families (testdata/schema2.db: a copy
+// of testdata/schema1.db opened and closed, with Now at schema1Now, by the
+// build of commit be36651, which upgraded it) keeps working: a reader
 // sees every token as its own family, a writer adds the buckets of
 // families without rewriting a record, and rotation works on it.
 func TestFamily_Schema2FileWithoutFamilies(t *testing.T) {
@@ -471,4 +474,44 @@ func TestFamily_ReadOnly(t *testing.T) {
 	_, err = ro.RevokeFamily(ctx, aInfo.ID)
 	require.ErrorIs(t, err, tokenstore.ErrReadOnly)
 	assert.True(t, errors.Is(err, tokenstore.ErrReadOnly))
+}
+
+// A new family's chain is found by RevokeFamily through its head's ID
+// (the head needs no families entry) after a reopen, and Check accepts
+// every step.
+func TestFamily_NewFamilyChain(t *testing.T) {
+	ctx := t.Context()
+	clock := tokenstoretest.NewClockAt(famEpoch)
+	path := filepath.Join(t.TempDir(), "tokens.db")
+	db, err := tokenstore.Open(path, famOptions(clock))
+	require.NoError(t, err)
+	a, aInfo, err := db.Issue(ctx, "user")
+	require.NoError(t, err)
+	b, bInfo, err := db.Rotate(ctx, a, tokenstore.WithNewFamily())
+	require.NoError(t, err)
+	require.Equal(t, bInfo.ID, bInfo.FamilyID)
+	requireClean(t, db)
+	n, err := db.RevokeFamily(ctx, aInfo.ID)
+	require.NoError(t, err)
+	assert.Zero(t, n, "A's old family holds no live token")
+	_, err = db.Validate(ctx, b)
+	require.NoError(t, err)
+	clock.Advance(time.Minute)
+	c, cInfo, err := db.Rotate(ctx, b)
+	require.NoError(t, err)
+	require.Equal(t, bInfo.ID, cInfo.FamilyID)
+	requireClean(t, db)
+	require.NoError(t, db.Close())
+
+	db = mustOpenAt(t, path, famOptions(clock))
+	n, err = db.RevokeFamily(ctx, bInfo.ID)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "C")
+	_, err = db.Validate(ctx, c)
+	require.ErrorIs(t, err, tokenstore.ErrNotFound)
+	for _, tok := range []string{a, b} {
+		_, err = db.Validate(ctx, tok)
+		require.ErrorIs(t, err, tokenstore.ErrReused)
+	}
+	requireClean(t, db)
 }

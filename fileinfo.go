@@ -20,7 +20,7 @@ type FileInfo struct {
 
 // BucketInfo describes one bbolt bucket of the file.
 type BucketInfo struct {
-	Name  string // meta, tokens, ids, subjects or expiry
+	Name  string // meta, tokens, ids, subjects, expiry, tombstones, tombdue or families
 	Keys  int    // key/value pairs
 	Depth int    // levels of its B+tree
 	Pages int    // branch, leaf and overflow pages (0 for a bucket small enough to be inlined)

@@ -37,13 +37,23 @@ var defaultPolicy = Sliding(14*day, 30*day)
 func DefaultPolicy() Policy { return defaultPolicy }
 
 // Absolute returns a policy under which a token dies ttl after it was
-// issued, however often it is used.
+// issued, however often it is used. For a token made by [DB.Rotate] that
+// is ttl after its family's first token was issued: rotation never
+// extends an absolute lifetime, and a successor has the first token's
+// ExpiresAt (unless rotated with [WithNewFamily], which starts the count
+// again).
 func Absolute(ttl time.Duration) Policy {
 	return Policy{kind: kindAbsolute, ttl: ttl}
 }
 
 // Sliding returns a policy under which a token dies idle after its last use,
 // and never lives past its creation plus maxLifetime (0: no cap).
+//
+// The cap counts from the creation of the token's family's first token:
+// [DB.Rotate] restarts the idle window (the successor lives until
+// min(now + idle, first token's creation + maxLifetime)) but never
+// extends the cap, however often the holder rotates (OWASP's absolute
+// timeout). Only [WithNewFamily] starts a new cap, from now.
 func Sliding(idle, maxLifetime time.Duration) Policy {
 	return Policy{kind: kindSliding, ttl: idle, max: maxLifetime}
 }
@@ -124,7 +134,8 @@ func (p Policy) Validate() error {
 
 // Deadline returns the instant at which a token created at createdMs and
 // last used at lastUsedMs (Unix milliseconds) stops being valid: it is valid
-// while now < Deadline.
+// while now < Deadline. For a token made by Rotate, createdMs is the
+// creation of its family's first token, which the cap counts from.
 func (p Policy) Deadline(createdMs, lastUsedMs int64) int64 {
 	if p.kind == kindAbsolute {
 		return createdMs + p.ttl.Milliseconds()

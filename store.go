@@ -22,7 +22,8 @@ type Store interface {
 	// token is shown once: the store keeps only its hash.
 	Issue(ctx context.Context, subject string, opts ...IssueOption) (token string, info Info, err error)
 	// Validate checks token and counts it as a use, sliding a sliding
-	// token's deadline. Errors: ErrMalformed, ErrNotFound, ErrExpired.
+	// token's deadline. Errors: ErrMalformed, ErrNotFound, ErrExpired,
+	// ErrReused (a rotated-away token after its grace: see Rotate).
 	Validate(ctx context.Context, token string) (Info, error)
 	// Lookup answers as Validate does without counting a use.
 	Lookup(ctx context.Context, token string) (Info, error)

@@ -76,14 +76,18 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 	defer db.sweepMu.Unlock()
 	start := time.Now()
 	now := db.nowMs()
-	to := max(now, db.sweepingSince())                      // the scan's end: see metaSweeping
-	if _, err := db.sweepTombstones(ctx, now); err != nil { // issue 17: tombstone.go
+	to := max(now, db.sweepingSince()) // the scan's end: see metaSweeping
+	total := 0
+	var found damage // damaged records met for the first time
+
+	// Issue 17: tombstones due (tombstone.go); damaged ones are reported
+	// with the records.
+	found, err := db.sweepTombstones(ctx, now)
+	if err != nil {
 		err = wrap("sweep", boltErr(err))
 		db.log.Error("tokenstore: sweeping tombstones failed", "err", err)
 		return 0, err
 	}
-	total := 0
-	var found damage // damaged records met for the first time
 	for {
 		if err := ctx.Err(); err != nil {
 			return total, wrap("sweep", err)

@@ -126,13 +126,13 @@ const tombSweepTx = 1000
 // reads the tombdue index from its start to now, so it costs in
 // proportion to the tombstones due. With none due it writes nothing. A
 // damaged tombstone costs only itself: it is left with its entries and
-// reported once (db.damaged), and stepped over after.
-func (db *DB) sweepTombstones(ctx context.Context, now int64) (int, error) {
+// reported once (db.damaged: returned the first time, for the sweep to
+// report with its own), and stepped over after.
+func (db *DB) sweepTombstones(ctx context.Context, now int64) (found damage, err error) {
 	total := 0
-	var found damage
 	for {
 		if err := ctx.Err(); err != nil {
-			return total, err
+			return found, err
 		}
 		type due struct {
 			key    []byte
@@ -178,10 +178,7 @@ func (db *DB) sweepTombstones(ctx context.Context, now int64) (int, error) {
 		})
 		found = append(found, db.damaged.addNew(bad)...)
 		if err != nil || len(items) == 0 {
-			if err == nil {
-				err = found.err()
-			}
-			return total, err
+			return found, err
 		}
 		n := 0
 		err = db.commit.update(func(tx *bolt.Tx) error {
@@ -202,12 +199,12 @@ func (db *DB) sweepTombstones(ctx context.Context, now int64) (int, error) {
 			return nil
 		})
 		if err != nil {
-			return total, err
+			return found, err
 		}
 		total += n
-		db.log.Debug("tokenstore: swept tombstones", "deleted", n, "at", time.UnixMilli(now))
+		db.log.Debug("tokenstore: swept tombstones", "deleted", n, "total", total, "at", time.UnixMilli(now))
 		if len(items) < tombSweepTx {
-			return total, found.err()
+			return found, nil
 		}
 	}
 }

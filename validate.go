@@ -11,8 +11,11 @@ import (
 
 // Validate checks token and counts it as a use: a sliding token's deadline
 // moves to now + idle (within its cap). It returns [ErrMalformed],
-// [ErrNotFound] (unknown or revoked) or [ErrExpired]; the returned Info
-// carries the new ExpiresAt.
+// [ErrNotFound] (unknown or revoked), [ErrExpired], or [ErrReused] for a
+// token rotated away and presented after its grace, whose whole family
+// it then revokes (see [DB.Rotate]); the returned Info carries the new
+// ExpiresAt. A rotated-away token within its grace answers with its own
+// Info.
 //
 // Validate never waits for a disk write under default Options: the use is
 // kept in memory and written by the background writer within

@@ -170,3 +170,29 @@ func issueN(b *testing.B, s tokenstore.Store, n int) []string {
 	}
 	return tokens
 }
+
+// BenchmarkRotate rotates one chain of refresh tokens, as a client that
+// refreshes does: each Rotate retires the token it got from the last, so
+// every one also writes a tombstone and moves the family's live token.
+// grace=1m derives the successor (HMAC-SHA256) and copies the old record
+// into its tombstone.
+func BenchmarkRotate(b *testing.B) {
+	ctx := context.Background()
+	for _, be := range backends {
+		for _, grace := range []time.Duration{0, time.Minute} {
+			b.Run("backend="+be.name+"/grace="+grace.String(), func(b *testing.B) {
+				s := be.open(b, tokenstore.Sliding(time.Hour, 0))
+				token, _, err := s.Issue(ctx, "user", tokenstore.WithScopes("read", "write"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					if token, _, err = s.Rotate(ctx, token, tokenstore.WithGrace(grace)); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

@@ -56,6 +56,7 @@ func infoInt(t testing.TB, rdb *redis.Client, section, field string) int64 {
 type issued struct {
 	token, subject string
 	id             uuid.UUID
+	family         uuid.UUID // zero: never rotated
 }
 
 // TestEviction fills a Redis under each evicting maxmemory-policy while a
@@ -64,7 +65,9 @@ type issued struct {
 // use) and case 2 (volatile-lru evicts the ID key before its record) came
 // about, then checks every token: one that validates must be listed, found
 // by ID and revoked by RevokeSubject, and a subject limited to one token
-// never holds two valid ones. An eviction may lose tokens; it may never
+// never holds two valid ones. Every fifth login is rotated once at once
+// (a refresh), and each of those successors that validates must be
+// revoked by RevokeFamily. An eviction may lose tokens; it may never
 // leave one valid that a revocation cannot reach.
 func TestEviction(t *testing.T) {
 	srv := ownRedis(t)
@@ -91,7 +94,7 @@ func TestEviction(t *testing.T) {
 			for i := range 50 {
 				token, info, err := s.Issue(ctx, fmt.Sprintf("warm-%d", i))
 				require.NoError(t, err)
-				warm = append(warm, issued{token, fmt.Sprintf("warm-%d", i), info.ID})
+				warm = append(warm, issued{token: token, subject: fmt.Sprintf("warm-%d", i), id: info.ID})
 			}
 			checkNoFailOpen(t, s, limited, warm)
 			base := infoInt(t, raw, "memory", "used_memory")
@@ -110,7 +113,20 @@ func TestEviction(t *testing.T) {
 					oom++
 					continue
 				}
-				tokens = append(tokens, issued{token, sub, info.ID})
+				tk := issued{token: token, subject: sub, id: info.ID}
+				if i%5 == 0 {
+					// A refresh: the successor needs its family key too.
+					next, ninfo, err := s.Rotate(ctx, token)
+					switch {
+					case err == nil:
+						tk = issued{token: next, subject: sub, id: ninfo.ID, family: ninfo.FamilyID}
+					case errors.Is(err, tokenstore.ErrNotFound):
+						// Evicted already: the old token stays in the list, lost.
+					default:
+						require.ErrorContains(t, err, "OOM", "Rotate under memory pressure")
+					}
+				}
+				tokens = append(tokens, tk)
 				if len(tokens) > hot {
 					_, err := s.Validate(ctx, tokens[i%hot].token)
 					if err != nil {
@@ -225,6 +241,26 @@ func checkNoFailOpen(t *testing.T, s, limited *redisstore.Store, tokens []issued
 	})
 	assert.Zero(t, twice, "subjects with two valid tokens under a limit of one")
 
+	// A rotated token that validates is reached by its family's
+	// revocation.
+	var rotated, familySurvived int
+	for _, tk := range tokens {
+		if tk.family == (uuid.UUID{}) {
+			continue
+		}
+		if _, err := s.Validate(ctx, tk.token); err != nil {
+			continue
+		}
+		rotated++
+		_, err := s.RevokeFamily(ctx, tk.family)
+		require.NoError(t, err)
+		if _, err := s.Validate(ctx, tk.token); err == nil {
+			familySurvived++
+		}
+	}
+	t.Logf("%d rotated tokens valid, revoked by RevokeFamily", rotated)
+	assert.Zero(t, familySurvived, "rotated tokens valid after RevokeFamily")
+
 	// Log out everywhere: nothing of the subject validates afterwards.
 	var survived int
 	parallel(subjects, func(sub string) {
@@ -243,14 +279,15 @@ func checkNoFailOpen(t *testing.T, s, limited *redisstore.Store, tokens []issued
 }
 
 // countPartial counts the tokens whose record is in Redis while their ID
-// key or their subject index entry is not: the state that failed open.
+// key or their subject index entry (or a rotated token's family key) is
+// not: the state that failed open.
 func countPartial(t *testing.T, raw *redis.Client, prefix string, tokens []issued) int {
 	t.Helper()
 	ctx := context.Background()
 	pipe := raw.Pipeline()
 	type probe struct {
-		rec, id *redis.IntCmd
-		idx     *redis.FloatCmd
+		rec, id, fam *redis.IntCmd
+		idx          *redis.FloatCmd
 	}
 	probes := make([]probe, len(tokens))
 	for i, tk := range tokens {
@@ -260,14 +297,22 @@ func countPartial(t *testing.T, raw *redis.Client, prefix string, tokens []issue
 			id:  pipe.Exists(ctx, prefix+"i:"+tk.id.String()),
 			idx: pipe.ZScore(ctx, prefix+"s:"+tk.subject, rk[len(prefix)+2:]),
 		}
-	}
-	_, _ = pipe.Exec(ctx) // redis.Nil for the missing scores
-	n := 0
-	for _, p := range probes {
-		if p.rec.Val() == 1 && (p.id.Val() == 0 || errors.Is(p.idx.Err(), redis.Nil)) {
-			n++
+		if tk.family != (uuid.UUID{}) {
+			probes[i].fam = pipe.Exists(ctx, prefix+"f:"+tk.family.String())
 		}
 	}
+	_, _ = pipe.Exec(ctx) // redis.Nil for the missing scores
+	n, fam := 0, 0
+	for _, p := range probes {
+		famGone := p.fam != nil && p.fam.Val() == 0
+		if p.rec.Val() == 1 && (p.id.Val() == 0 || errors.Is(p.idx.Err(), redis.Nil) || famGone) {
+			n++
+			if famGone {
+				fam++
+			}
+		}
+	}
+	t.Logf("of them, %d rotated tokens whose family key was evicted", fam)
 	return n
 }
 

@@ -28,21 +28,50 @@ type record struct {
 	lastUsed int64
 	policy   tokenstore.Policy
 	meta     map[string]string
+
+	// Of a token made by Rotate (zero on one never rotated): its family,
+	// the family's birth, whose cap no deadline passes, and, while its
+	// predecessor's grace lasts and it is unused, the grace's end.
+	family     uuid.UUID
+	born       int64
+	graceUntil int64
+
+	// Of a rotated-away token within its grace, read from its tombstone:
+	// the grace's end, which caps its deadline.
+	retiredGrace int64
 }
 
 // info renders the record with lastUsed as its last use.
 func (r *record) info(lastUsed int64) tokenstore.Info {
-	created, used := time.UnixMilli(r.created), time.UnixMilli(lastUsed)
+	family := r.family
+	if family == (uuid.UUID{}) {
+		family = r.id
+	}
 	return tokenstore.Info{
 		ID:         r.id,
-		FamilyID:   r.id, // TODO(issue 17): the record's family
+		FamilyID:   family,
 		Subject:    r.subject,
-		CreatedAt:  created,
-		LastUsedAt: used,
-		ExpiresAt:  r.policy.ExpiresAt(created, used),
+		CreatedAt:  time.UnixMilli(r.created),
+		LastUsedAt: time.UnixMilli(lastUsed),
+		ExpiresAt:  time.UnixMilli(r.deadline(lastUsed)),
 		Policy:     r.policy,
 		Metadata:   r.meta,
 	}
+}
+
+// deadline is the scripts' deadline (see prelude): the policy's, capped
+// by the family's birth + the policy's cap for a rotated token.
+func (r *record) deadline(lastUsed int64) int64 {
+	d := r.policy.Deadline(r.created, lastUsed)
+	if r.born != 0 {
+		if c := r.policy.MaxLifetime().Milliseconds(); c > 0 {
+			d = min(d, r.born+c)
+		}
+	}
+	if r.retiredGrace != 0 {
+		d = min(d, r.retiredGrace)
+	}
+	return d
 }
 
 // encodePolicy returns the pol, ttl and max fields of p.
@@ -117,6 +146,17 @@ func decodeRecord(v any) (record, error) {
 	}
 	r.created, r.lastUsed = num("c"), num("u")
 	ttl, maxLife := num("ttl"), num("max")
+	if v, ok := fields["f"]; ok {
+		if r.family, err = uuid.Parse(v); err != nil {
+			errs = append(errs, fmt.Errorf("field f: %w", err))
+		}
+	}
+	if _, ok := fields["b"]; ok {
+		r.born = num("b")
+	}
+	if _, ok := fields["g"]; ok {
+		r.graceUntil = num("g")
+	}
 	if err := errors.Join(errs...); err != nil {
 		return r, corrupt("%v", err)
 	}

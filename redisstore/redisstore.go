@@ -27,10 +27,14 @@
 // Under Options.KeyPrefix (P, default "tokenstore:"), for a token whose
 // SHA-256 is H (64 hex digits) and whose ID is I:
 //
-//	P t:H          hash: id, sub, c (created ms), u (last use ms), pol (a|s), ttl, max (ms), m:<key> per metadata entry
+//	P t:H          hash: id, sub, c (created ms), u (last use ms), pol (a|s), ttl, max (ms), m:<key> per metadata entry;
+//	               made by Rotate, also f (family ID), b (the family's birth ms), g (grace end, until first used)
 //	P i:I          string: H
 //	P s:<subject>  sorted set: H scored by deadline (ms)
 //	P e            sorted set: H‖subject scored by deadline: what Sweep walks, and Stats.Tokens
+//	P r:H          hash: the tombstone of a rotated-away token: fam, next (successor's H), ge (grace end ms), d (deadline ms)
+//	P f:F          hash: family F's live token (h: H) and rotated-away token in its grace (g: H)
+//	P rotation-key string: the HMAC-SHA256 key of the successors Rotate makes within a grace
 //
 // The token itself is never stored. The record and the ID key expire in
 // Redis (PEXPIREAT) Options.KeepExpired after the token's deadline, moved
@@ -45,7 +49,17 @@
 // index entry are all in place: every way to revoke it reaches it. So an
 // eviction, under any maxmemory-policy, can lose tokens (their users log
 // in again) but never leave one valid that RevokeID, RevokeSubject or the
-// per-subject limit cannot reach.
+// per-subject limit cannot reach. A token made by Rotate also needs its
+// family key naming it, so that RevokeFamily and reuse detection reach it.
+//
+// # Families
+//
+// [Store.Rotate] keeps a tombstone of the token it retires until that
+// token's own deadline (Redis expires it there: it costs no sweep, and is
+// not counted in Stats.Tokens). A rotated-away token presented after its
+// grace is [tokenstore.ErrReused], and the script that finds it so revokes
+// its family, logging a warning with the family ID. See docs/redis.md,
+// "Families", for what an eviction or a failover can cost them.
 //
 // # Guarantees
 //
@@ -168,8 +182,10 @@ type Options struct {
 	// replica is cut off).
 	ReplicaReads bool
 
-	// Logger receives the background sweeper's reports. Nil: discarded.
-	// Tokens are never logged.
+	// Logger receives the background sweeper's reports, and a warning
+	// with the family ID for each rotated-away token used again (its
+	// family is revoked). Nil: discarded. Tokens and their hashes are
+	// never logged.
 	Logger *slog.Logger
 }
 
@@ -209,6 +225,8 @@ type Store struct {
 
 	refusedUntil atomic.Int64 // Unix ns: until then Validate writes no use (see writeFailed)
 
+	rotationKey atomic.Pointer[[]byte] // the HMAC key of grace successors, once read (see successor)
+
 	ctr       counters
 	lastCount atomic.Int64
 	damaged   sync.Map // ids of damaged records a sweep has reported
@@ -216,7 +234,7 @@ type Store struct {
 
 type counters struct {
 	issued, validated, lookups, revoked, swept atomic.Uint64
-	malformed, notFound, expired               atomic.Uint64
+	malformed, notFound, expired, reused       atomic.Uint64
 	touches, dropped                           atomic.Uint64
 }
 
@@ -400,8 +418,13 @@ func (s *Store) Issue(ctx context.Context, subject string, opts ...tokenstore.Is
 // returns is the stored one (LastUsedAt and ExpiresAt up to TouchInterval
 // behind). It returns [tokenstore.ErrMalformed] (decided without a round
 // trip), [tokenstore.ErrNotFound] (unknown, revoked, gone, or with an
-// index entry evicted), [tokenstore.ErrExpired] or, for a damaged record
-// (never valid), [tokenstore.ErrCorrupt] naming its ID.
+// index entry evicted), [tokenstore.ErrExpired], [tokenstore.ErrReused]
+// (a token rotated away and presented after its grace: its family is
+// revoked, see [Store.Rotate]) or, for a damaged record (never valid),
+// [tokenstore.ErrCorrupt] naming its ID. A token rotated away within its
+// grace validates with its own Info, ExpiresAt at the grace's end at the
+// latest, and writes nothing; a successor's first use within that grace
+// is written, whatever TouchInterval says, since it ends the grace.
 //
 // A Validate whose read succeeds answers from it even when the use cannot
 // be written (Redis out of memory, a read-only replica, a deadline reached
@@ -417,8 +440,10 @@ func (s *Store) Validate(ctx context.Context, token string) (tokenstore.Info, er
 	return s.check(ctx, token, true)
 }
 
-// Lookup answers as [Store.Validate] does without counting a use: it never
-// writes.
+// Lookup answers as [Store.Validate] does without counting a use. It
+// writes only to end a grace: the first Lookup of a successor whose
+// predecessor is within its grace records that use (a reuse found by
+// Lookup revokes the family, as Validate's does).
 func (s *Store) Lookup(ctx context.Context, token string) (tokenstore.Info, error) {
 	return s.check(ctx, token, false)
 }
@@ -441,10 +466,19 @@ func (s *Store) check(ctx context.Context, token string, use bool) (tokenstore.I
 		info, err = s.use(ctx, h)
 	} else {
 		var rec record
-		rec, _, err = s.readToken(ctx, h)
+		var now int64
+		rec, now, err = s.readToken(ctx, h)
 		info = rec.info(rec.lastUsed)
+		if err == nil && rec.graceUntil > now {
+			s.firstUse(ctx, h)
+		}
+	}
+	if errors.Is(err, errReuse) {
+		err = s.reuse(ctx, h)
 	}
 	switch {
+	case errors.Is(err, tokenstore.ErrReused):
+		// Counted by reuse or touchUse, with the tokens revoked.
 	case errors.Is(err, tokenstore.ErrNotFound):
 		s.ctr.notFound.Add(1)
 	case errors.Is(err, tokenstore.ErrExpired):
@@ -485,7 +519,11 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 		return rec.info(rec.lastUsed), err
 	}
 	rec, now, err := s.readToken(ctx, h)
-	if err != nil || now-rec.lastUsed < s.touchFor(rec.policy) {
+	// A rotated-away token in its grace is answered, never written; a
+	// successor unused while its predecessor's grace lasts is written
+	// whatever its last use, to end the grace.
+	firstUse := err == nil && rec.graceUntil > now
+	if err != nil || rec.retiredGrace != 0 || now-rec.lastUsed < s.touchFor(rec.policy) && !firstUse {
 		return rec.info(rec.lastUsed), err
 	}
 	if s.writesRefused() {
@@ -497,7 +535,11 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 	// FAILOVER) and runs late must not slide the token past its real use.
 	wctx, cancel := context.WithTimeout(ctx, useWriteTimeout)
 	defer cancel()
-	info, err := s.touchUse(wctx, h, s.touchFor(rec.policy), strconv.FormatInt(now, 10))
+	minAge := s.touchFor(rec.policy)
+	if firstUse {
+		minAge = 0
+	}
+	info, err := s.touchUse(wctx, h, minAge, strconv.FormatInt(now, 10))
 	if err == nil || verdict(err) {
 		// Written, or revoked, expired or damaged since the read: the
 		// later answer holds.
@@ -517,7 +559,8 @@ const useWriteTimeout = 250 * time.Millisecond
 // verdict reports whether err is an answer about the token (not found,
 // expired, damaged) rather than a failure to reach Redis.
 func verdict(err error) bool {
-	return errors.Is(err, tokenstore.ErrNotFound) || errors.Is(err, tokenstore.ErrExpired) || errors.Is(err, tokenstore.ErrCorrupt)
+	return errors.Is(err, tokenstore.ErrNotFound) || errors.Is(err, tokenstore.ErrExpired) ||
+		errors.Is(err, tokenstore.ErrCorrupt) || errors.Is(err, tokenstore.ErrReused)
 }
 
 // refusedFor is how long Validate stops trying to write uses after Redis
@@ -570,6 +613,11 @@ func (s *Store) readToken(ctx context.Context, h tokenstore.Hash) (record, int64
 	switch {
 	case err != nil:
 		return record{}, 0, err
+	case status == -4:
+		return record{}, 0, errReuse
+	case status == 2:
+		rec, err := retiredInGrace(res)
+		return rec, now, err
 	case status == 0:
 		return record{}, 0, tokenstore.ErrNotFound
 	case status == -1:
@@ -599,6 +647,11 @@ func (s *Store) touchUse(ctx context.Context, h tokenstore.Hash, minAge int64, a
 	switch {
 	case err != nil:
 		return tokenstore.Info{}, err
+	case status == -4:
+		return tokenstore.Info{}, s.reused(res)
+	case status == 2:
+		rec, err := retiredInGrace(res)
+		return rec.info(rec.lastUsed), err
 	case status == 0:
 		return tokenstore.Info{}, tokenstore.ErrNotFound
 	case status == -1:
@@ -786,58 +839,6 @@ func (s *Store) RevokeSubject(ctx context.Context, subject string) (int, error) 
 	}
 }
 
-// Rotate issues a new token with the subject, policy and metadata of token
-// and revokes token, in one script: afterwards exactly one of the two
-// works, on every instance. The new token's lifetime starts now. Rotate an
-// expired token and get [tokenstore.ErrExpired].
-func (s *Store) Rotate(ctx context.Context, token string, opts ...tokenstore.RotateOption) (string, tokenstore.Info, error) {
-	if err := s.begin(ctx); err != nil {
-		return "", tokenstore.Info{}, wrap("rotate", err)
-	}
-	if _, err := tokenstore.NewRotateParams(opts...); err != nil {
-		return "", tokenstore.Info{}, wrap("rotate", err)
-	}
-	old, err := s.format.Parse(token)
-	if err != nil {
-		return "", tokenstore.Info{}, err
-	}
-	id, err := uuid.NewV7()
-	if err != nil {
-		return "", tokenstore.Info{}, wrap("rotate: new id", err)
-	}
-	newToken, h := s.format.Generate()
-	res, err := s.run(ctx, rotateScript, []string{s.recordKey(old), s.recordKey(h)}, s.nowArg(), s.prefix, s.keep, id.String()).Slice()
-	if err != nil {
-		return "", tokenstore.Info{}, wrap("rotate", err)
-	}
-	status, now, err := head(res)
-	switch {
-	case err != nil:
-		return "", tokenstore.Info{}, wrap("rotate", err)
-	case status == 0:
-		return "", tokenstore.Info{}, wrap("rotate", tokenstore.ErrNotFound)
-	case status == -1:
-		return "", tokenstore.Info{}, wrap("rotate", tokenstore.ErrExpired)
-	case len(res) != 3:
-		return "", tokenstore.Info{}, wrap("rotate", errReply)
-	case status == -3:
-		return "", tokenstore.Info{}, wrap("rotate", damaged(res[2]))
-	}
-	rec, err := decodeRecord(res[2])
-	if err != nil {
-		return "", tokenstore.Info{}, wrap("rotate", err)
-	}
-	rec.id, rec.created, rec.lastUsed = id, now, now
-	s.ctr.issued.Add(1)
-	s.ctr.revoked.Add(1)
-	return newToken, rec.info(now), nil
-}
-
-// RevokeFamily deletes every token of the family familyID.
-func (s *Store) RevokeFamily(ctx context.Context, familyID uuid.UUID) (int, error) {
-	return 0, wrap("revoke family", errors.ErrUnsupported) // TODO(issue 17)
-}
-
 // Stats returns the store's counters, which count this Store's calls only,
 // and the number of tokens in Redis (live, or expired and not swept yet),
 // read with one round trip of at most a second; when that fails, and after
@@ -859,6 +860,7 @@ func (s *Store) Stats() tokenstore.Stats {
 		RejectedMalformed: c.malformed.Load(),
 		RejectedNotFound:  c.notFound.Load(),
 		RejectedExpired:   c.expired.Load(),
+		RejectedReused:    c.reused.Load(),
 		TouchWrites:       c.touches.Load(),
 		TouchesPersisted:  c.touches.Load(),
 	}

@@ -403,32 +403,65 @@ func TestStore_Rotate(t *testing.T) {
 	assert.Equal(t, clk.Now(), info.CreatedAt)
 	assert.Equal(t, clk.Now().Add(time.Hour), info.ExpiresAt)
 
-	_, err = a.Validate(ctx, old)
-	require.ErrorIs(t, err, tokenstore.ErrNotFound)
 	got, err := a.Validate(ctx, tok)
 	require.NoError(t, err)
 	assert.Equal(t, info.ID, got.ID)
 	assert.Equal(t, meta, got.Metadata)
-	_, _, err = a.Rotate(ctx, old)
-	require.ErrorIs(t, err, tokenstore.ErrNotFound)
+	assert.Equal(t, oldInfo.ID, got.FamilyID, "the other instance sees the family")
+	_, err = a.Validate(ctx, old)
+	require.ErrorIs(t, err, tokenstore.ErrReused, "the old token, on the other instance")
+	_, err = b.Lookup(ctx, tok)
+	require.ErrorIs(t, err, tokenstore.ErrNotFound, "the reuse revoked the family on every instance")
 
-	// Two instances rotate one token at once: exactly one wins.
-	var wins atomic.Int64
+	// Two instances rotate one token at once with a grace: they derive the
+	// same successor (one rotation key in Redis), and issue it once.
+	clk.Advance(time.Minute)
+	tok, _, err = a.Issue(ctx, "user", tokenstore.WithPolicy(pol))
+	require.NoError(t, err)
+	var mu sync.Mutex
+	successors := map[string]bool{}
 	var wg sync.WaitGroup
 	for _, s := range []*redisstore.Store{a, b, a, b} {
 		wg.Go(func() {
-			if _, _, err := s.Rotate(ctx, tok); err == nil {
+			next, _, err := s.Rotate(ctx, tok, tokenstore.WithGrace(time.Minute))
+			assert.NoError(t, err)
+			mu.Lock()
+			successors[next] = true
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	assert.Len(t, successors, 1, "one successor on both instances")
+	list, err := b.List(ctx, "user")
+	require.NoError(t, err)
+	assert.Len(t, list, 1)
+
+	// Without a grace: exactly one wins, the others are reuses that revoke
+	// its successor.
+	clk.Advance(time.Minute)
+	for next := range successors {
+		tok = next
+	}
+	var wins, reuses atomic.Int64
+	for _, s := range []*redisstore.Store{a, b, a, b} {
+		wg.Go(func() {
+			_, _, err := s.Rotate(ctx, tok)
+			switch {
+			case err == nil:
 				wins.Add(1)
-			} else {
-				assert.ErrorIs(t, err, tokenstore.ErrNotFound)
+			case errors.Is(err, tokenstore.ErrReused):
+				reuses.Add(1)
+			default:
+				t.Errorf("Rotate: %v", err)
 			}
 		})
 	}
 	wg.Wait()
 	assert.Equal(t, int64(1), wins.Load())
-	list, err := b.List(ctx, "user")
+	assert.Equal(t, int64(3), reuses.Load())
+	list, err = b.List(ctx, "user")
 	require.NoError(t, err)
-	assert.Len(t, list, 1)
+	assert.Empty(t, list)
 }
 
 func TestStore_Metadata(t *testing.T) {

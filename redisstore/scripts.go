@@ -28,13 +28,29 @@ local function nowms(a)
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local function deadline(pol, c, u, ttl, mx)
+-- b is the family's birth (the creation of its first token), absent
+-- (nil or false) on a token never rotated: no deadline passes b + the
+-- family's cap (the absolute lifetime, or the sliding cap).
+local function deadline(pol, c, u, ttl, mx, b)
   c, u, ttl, mx = tonumber(c), tonumber(u), tonumber(ttl), tonumber(mx)
-  if pol == 'a' then return c + ttl end
-  local d = u + ttl
-  if mx > 0 and c + mx < d then d = c + mx end
+  local d
+  if pol == 'a' then
+    d = c + ttl
+  else
+    d = u + ttl
+    if mx > 0 and c + mx < d then d = c + mx end
+  end
+  b = tonumber(b)
+  if b then
+    local cap = mx
+    if pol == 'a' then cap = ttl end
+    if cap > 0 and b + cap < d then d = b + cap end
+  end
   return d
 end
+
+-- rdl is a record's deadline.
+local function rdl(r) return deadline(r.pol, r.c, r.u, r.ttl, r.max, r.b) end
 
 local function fields(f)
   local r = {}
@@ -50,63 +66,161 @@ end
 -- Everything it refuses, decodeRecord refuses too.
 local function sane(r)
   local ttl, mx = tonumber(r.ttl), tonumber(r.max)
-  -- type(): a field HMGET finds missing is false, not nil.
+  -- type(): a field HMGET finds missing is false, not nil. The family
+  -- fields (f, b, g) are optional, and numbers where present.
   return type(r.id) == 'string' and type(r.sub) == 'string' and r.sub ~= '' and
     (r.pol == 'a' or r.pol == 's') and tonumber(r.c) ~= nil and
-    tonumber(r.u) ~= nil and ttl ~= nil and ttl >= 1 and mx ~= nil and mx >= 0
+    tonumber(r.u) ~= nil and ttl ~= nil and ttl >= 1 and mx ~= nil and mx >= 0 and
+    (not r.b or tonumber(r.b) ~= nil) and (not r.g or tonumber(r.g) ~= nil)
 end
 
--- alive reports whether a record's ID key and subject index entry are in
--- place. Eviction can remove either without its record; a token is valid
--- only while every way to revoke it (RevokeID, RevokeSubject) reaches it,
+-- alive reports whether a record's ID key and subject index entry, and a
+-- rotated token's family key, are in place. Eviction can remove any of
+-- them without its record; a token is valid only while every way to
+-- revoke it (RevokeID, RevokeSubject, RevokeFamily and reuse) reaches it,
 -- so a record without them counts as gone: eviction fails closed.
 local function alive(p, hex, r)
   if redis.call('GET', p .. 'i:' .. r.id) ~= hex then return false end
-  return redis.call('ZSCORE', p .. 's:' .. r.sub, hex) ~= false
+  if redis.call('ZSCORE', p .. 's:' .. r.sub, hex) == false then return false end
+  if r.f then return redis.call('HGET', p .. 'f:' .. r.f, 'h') == hex end
+  return true
 end
 
--- drop deletes a record and its index entries; a damaged record may lack
--- its id or sub, and loses what it has.
-local function drop(p, hex, id, sub)
+-- drop deletes a record and its index entries, and its family's key when
+-- it is the family's live token (fam: its f field, absent on a token never
+-- rotated); a damaged record may lack its id or sub, and loses what it has.
+local function drop(p, hex, id, sub, fam)
   redis.call('DEL', p .. 't:' .. hex)
   if id then redis.call('DEL', p .. 'i:' .. id) end
   if sub then
     redis.call('ZREM', p .. 's:' .. sub, hex)
     redis.call('ZREM', p .. 'e', hex .. sub)
   end
+  if fam and redis.call('HGET', p .. 'f:' .. fam, 'h') == hex then
+    redis.call('DEL', p .. 'f:' .. fam)
+  end
 end
 
--- create writes a record (meta: flat list of 'm:'-prefixed fields and
--- values) and its index entries; its keys expire grace ms after its deadline.
-local function create(p, hex, id, sub, now, pol, ttl, mx, grace, meta)
+-- create writes a record (meta: flat list of fields and values: 'm:'
+-- metadata, and a successor's family fields) and its index entries; its
+-- keys expire keep ms (Options.KeepExpired) after its deadline, which born (the family's birth,
+-- or nil) caps. Returns an error reply, or nil, the deadline and the keys'
+-- expiry.
+local function create(p, hex, id, sub, now, pol, ttl, mx, keep, meta, born)
   local rk = p .. 't:' .. hex
   if redis.call('EXISTS', rk) == 1 then
     return redis.error_reply('token hash collision')
   end
-  local d = deadline(pol, now, now, ttl, mx)
-  local at = int(d + grace)
+  local d = deadline(pol, now, now, ttl, mx, born)
+  local at = int(d + keep)
   redis.call('HSET', rk, 'id', id, 'sub', sub, 'c', int(now), 'u', int(now),
     'pol', pol, 'ttl', ttl, 'max', mx, unpack(meta))
   redis.call('PEXPIREAT', rk, at)
   redis.call('SET', p .. 'i:' .. id, hex, 'PXAT', at)
   redis.call('ZADD', p .. 's:' .. sub, int(d), hex)
   redis.call('ZADD', p .. 'e', int(d), hex .. sub)
-  return nil
+  return nil, d, at
+end
+
+-- tomb tells what a token without a record is, from its tombstone (P r:H,
+-- written by Rotate: fam, next (the successor's hash), ge (the grace's
+-- end, 0 for none), d (the old token's deadline), and, with a grace, the
+-- old record's fields):
+--   'gone'      no tombstone, or past its deadline: an unknown token;
+--   'grace', tombstone fields, successor fields: within the grace, the
+--               successor live and never used;
+--   'expired'   within the grace, the successor expired;
+--   'succgone'  within the grace, the successor revoked (not by reuse);
+--   'reuse', tombstone: presented after its grace, or after the
+--               successor's first use (its g field gone, or rotated).
+local function tomb(p, hex, now)
+  local tf = redis.call('HGETALL', p .. 'r:' .. hex)
+  if #tf == 0 then return 'gone' end
+  local t = fields(tf)
+  local d, ge = tonumber(t.d), tonumber(t.ge)
+  -- A damaged tombstone (another program's key) is no token.
+  if not d or not ge or type(t.fam) ~= 'string' or type(t.next) ~= 'string' then return 'gone' end
+  if now >= d then return 'gone' end
+  if now < ge then
+    local bf = redis.call('HGETALL', p .. 't:' .. t.next)
+    if #bf > 0 then
+      local b = fields(bf)
+      if not sane(b) or not alive(p, t.next, b) then return 'succgone' end
+      if b.g then
+        if now >= rdl(b) then return 'expired' end
+        return 'grace', tf, bf
+      end
+      return 'reuse', t
+    end
+    if redis.call('EXISTS', p .. 'r:' .. t.next) == 1 then return 'reuse', t end
+    return 'succgone'
+  end
+  return 'reuse', t
+end
+
+-- revokeFamily deletes the live token of family fam (the head its family
+-- key P f:F names, or its first token, never rotated, by its ID key) and
+-- ends the grace of a rotated-away token of it (g); returns how many
+-- tokens it deleted.
+local function revokeFamily(p, fam)
+  local n = 0
+  local fk = p .. 'f:' .. fam
+  local h = redis.call('HGET', fk, 'h')
+  local g = redis.call('HGET', fk, 'g')
+  if h and redis.call('EXISTS', p .. 't:' .. h) == 1 then
+    local r = redis.call('HMGET', p .. 't:' .. h, 'id', 'sub')
+    drop(p, h, r[1], r[2], nil)
+    n = n + 1
+  end
+  if g and redis.call('EXISTS', p .. 'r:' .. g) == 1 then
+    redis.call('HSET', p .. 'r:' .. g, 'ge', '0')
+  end
+  redis.call('DEL', fk)
+  local hex = redis.call('GET', p .. 'i:' .. fam)
+  if hex and hex ~= h and redis.call('EXISTS', p .. 't:' .. hex) == 1 then
+    local r = redis.call('HMGET', p .. 't:' .. hex, 'id', 'sub', 'f')
+    if r[1] == fam and (not r[3] or r[3] == fam) then
+      drop(p, hex, r[1], r[2], r[3])
+      n = n + 1
+    end
+  end
+  return n
+end
+
+-- untracked answers for a token that has no record, in a script that may
+-- write: a reuse revokes the family here. Returns the reply, or nil when
+-- the token is unknown.
+local function untracked(p, hex, now)
+  local st, a, b = tomb(p, hex, now)
+  if st == 'grace' then return {2, int(now), a, b} end
+  if st == 'expired' then return {-1, int(now)} end
+  if st == 'reuse' then return {-4, revokeFamily(p, a.fam), a.fam} end
+  return {0}
 end
 `
 
 // readBody reads a token for Validate and Lookup without writing.
 // KEYS: record. ARGV: now, prefix.
 // Returns {0} (not found), {-1, now} (expired), {-3, 0, record fields}
-// (damaged) or {1, now, record fields}.
+// (damaged), {1, now, record fields}, and for a rotated-away token
+// {2, now, tombstone fields, successor fields} (within its grace) or {-4}
+// (reused: the caller runs reuseScript, which revokes the family).
 const readBody = `
 local f = redis.call('HGETALL', KEYS[1])
-if #f == 0 then return {0} end
+if #f == 0 then
+  -- Rotated away? Reuse needs a write (reuseScript); the grace does not.
+  local now = nowms(ARGV[1])
+  local st, a, b = tomb(ARGV[2], string.sub(KEYS[1], -64), now)
+  if st == 'grace' then return {2, int(now), a, b} end
+  if st == 'expired' then return {-1, int(now)} end
+  if st == 'reuse' then return {-4} end
+  return {0}
+end
 local r = fields(f)
 if not sane(r) then return {-3, 0, f} end
 if not alive(ARGV[2], string.sub(KEYS[1], -64), r) then return {0} end
 local now = nowms(ARGV[1])
-if now >= deadline(r.pol, r.c, r.u, r.ttl, r.max) then return {-1, int(now)} end
+if now >= rdl(r) then return {-1, int(now)} end
 return {1, int(now), f}
 `
 
@@ -123,19 +237,22 @@ var (
 // less than ARGV[4] ms old (another Validate, on any instance, wrote it
 // since this one read it: a use is written once per TouchInterval however
 // many requests find it due at once). KEYS: record. ARGV: now, prefix,
-// grace ms, min age ms. Returns {0} (not found), {-1, now} (expired),
+// keep ms (KeepExpired), min age ms. Returns {0} (not found), {-1, now} (expired),
 // {-3, 0, record fields} (damaged) or
-// {1, now, last use, wrote (0/1), record fields}.
+// {1, now, last use, wrote (0/1), record fields}; for a rotated-away
+// token what untracked says (a reuse revokes the family here:
+// {-4, revoked, family}). A successor's first use deletes its g field,
+// which ends its predecessor's grace, whatever the min age.
 var touchScript = redis.NewScript(prelude + `
+local p, hex = ARGV[2], string.sub(KEYS[1], -64)
 local f = redis.call('HGETALL', KEYS[1])
-if #f == 0 then return {0} end
+if #f == 0 then return untracked(p, hex, nowms(ARGV[1])) end
 local r = fields(f)
 if not sane(r) then return {-3, 0, f} end
-local p, hex = ARGV[2], string.sub(KEYS[1], -64)
 if not alive(p, hex, r) then return {0} end
 local now = nowms(ARGV[1])
 local u = tonumber(r.u)
-local d = deadline(r.pol, r.c, u, r.ttl, r.max)
+local d = deadline(r.pol, r.c, u, r.ttl, r.max, r.b)
 if now >= d then return {-1, int(now)} end
 local wrote = 0
 if now > u and now - u >= tonumber(ARGV[4]) then
@@ -144,22 +261,47 @@ if now > u and now - u >= tonumber(ARGV[4]) then
   -- The first write: under maxmemory with noeviction it fails with OOM
   -- and the script stops here, having changed nothing.
   redis.call('HSET', KEYS[1], 'u', int(now))
-  local nd = deadline(r.pol, r.c, u, r.ttl, r.max)
+  local nd = deadline(r.pol, r.c, u, r.ttl, r.max, r.b)
   if nd ~= d then
     local at = int(nd + tonumber(ARGV[3]))
     redis.call('PEXPIREAT', KEYS[1], at)
     redis.call('PEXPIREAT', p .. 'i:' .. r.id, at)
+    if r.f then redis.call('PEXPIREAT', p .. 'f:' .. r.f, at) end
     redis.call('ZADD', p .. 's:' .. r.sub, 'XX', int(nd), hex)
   end
   -- Not XX: this also re-files a token whose expiry index entry an
   -- eviction removed, so that Sweep, ForEach and Stats see it again.
   redis.call('ZADD', p .. 'e', int(nd), hex .. r.sub)
 end
+if r.g then
+  -- Deleting needs no memory: a full Redis still ends the grace.
+  redis.call('HDEL', KEYS[1], 'g')
+  wrote = 1
+end
 return {1, int(now), int(u), wrote, f}
 `)
 
+// reuseScript revokes the family of a rotated-away token presented after
+// its grace, having checked again that it is one (readBody found it so
+// without writing). KEYS: record. ARGV: now, prefix. Returns what
+// untracked says: {-4, revoked, family} for a reuse.
+var reuseScript = redis.NewScript(prelude + `
+local p, hex = ARGV[2], string.sub(KEYS[1], -64)
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
+return untracked(p, hex, nowms(ARGV[1]))
+`)
+
+// firstUseScript records a Lookup of a successor whose predecessor is in
+// its grace: the grace ends at the successor's first use of any kind.
+// KEYS: record. Returns 1 when it ended one.
+var firstUseScript = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], 'g') == 0 then return 0 end
+redis.call('HDEL', KEYS[1], 'g')
+return 1
+`)
+
 // issueScript creates a record unless the subject holds limit live tokens.
-// KEYS: record, subject index. ARGV: now, prefix, grace ms, limit, id,
+// KEYS: record, subject index. ARGV: now, prefix, keep ms, limit, id,
 // subject, policy kind, ttl ms, max ms, then metadata fields and values.
 // Returns {1, now} or {-2, live tokens}.
 //
@@ -183,7 +325,7 @@ if limit > 0 then
       local r = fields(f)
       -- A damaged record is not valid, so not counted; it stays for
       -- Sweep and List to report.
-      if sane(r) and alive(p, m[i], r) and now < deadline(r.pol, r.c, r.u, r.ttl, r.max) then
+      if sane(r) and alive(p, m[i], r) and now < rdl(r) then
         live = live + 1
       end
     end
@@ -196,7 +338,7 @@ end
 local meta = {}
 for i = 10, #ARGV do meta[#meta + 1] = ARGV[i] end
 local err = create(p, string.sub(KEYS[1], -64), ARGV[5], ARGV[6], now,
-  ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[3]), meta)
+  ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[3]), meta, nil)
 if err then return err end
 for _, hex in ipairs(stale) do redis.call('ZREM', KEYS[2], hex) end
 return {1, int(now)}
@@ -264,8 +406,8 @@ return 0
 // prefix. Returns 1, or 0 when there is none.
 var revokeScript = redis.NewScript(prelude + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local r = redis.call('HMGET', KEYS[1], 'id', 'sub')
-drop(ARGV[1], string.sub(KEYS[1], -64), r[1], r[2])
+local r = redis.call('HMGET', KEYS[1], 'id', 'sub', 'f')
+drop(ARGV[1], string.sub(KEYS[1], -64), r[1], r[2], r[3])
 return 1
 `)
 
@@ -279,9 +421,9 @@ if redis.call('EXISTS', p .. 't:' .. hex) == 0 then
   redis.call('DEL', KEYS[1])
   return 0
 end
-local r = redis.call('HMGET', p .. 't:' .. hex, 'id', 'sub')
+local r = redis.call('HMGET', p .. 't:' .. hex, 'id', 'sub', 'f')
 redis.call('DEL', KEYS[1]) -- a damaged record may have lost its id
-drop(p, hex, r[1], r[2])
+drop(p, hex, r[1], r[2], r[3])
 return 1
 `)
 
@@ -295,7 +437,8 @@ local n = 0
 for _, hex in ipairs(m) do
   if redis.call('EXISTS', p .. 't:' .. hex) == 1 then
     -- Damaged or not: a damaged record may lack its id.
-    drop(p, hex, redis.call('HGET', p .. 't:' .. hex, 'id'), sub)
+    local r = redis.call('HMGET', p .. 't:' .. hex, 'id', 'f')
+    drop(p, hex, r[1], sub, r[2])
     n = n + 1
   else
     redis.call('ZREM', KEYS[1], hex)
@@ -305,19 +448,42 @@ end
 return {n, redis.call('ZCARD', KEYS[1])}
 `)
 
-// rotateScript replaces a live record by a new one with its subject,
-// policy and metadata. KEYS: old record, new record. ARGV: now, prefix,
-// grace ms, new id. Returns {0}, {-1, now} (expired), {-3, 0, old record
-// fields} (damaged) or {1, now, old record fields}.
+// rotateScript replaces a live record by its successor, with its subject,
+// policy, metadata and family, and leaves a tombstone of it (see tomb)
+// until its deadline. KEYS: old record, new record. ARGV: now, prefix,
+// keep ms (KeepExpired), new id, grace ms (WithGrace), new family (1/0).
+//
+// The family key P f:F (F: the family's ID) names the family's live
+// token (h) and the rotated-away token in its grace (g), for
+// revokeFamily; it expires with its live token's keys. A successor's
+// record holds f (the family), b (its birth, which caps every deadline)
+// and, while its predecessor's grace lasts and it is unused, g.
+//
+// Returns {0}, {-1, now} (expired), {-3, 0, old record fields} (damaged),
+// {1, now, new record fields}, or for a rotated-away token
+// {3, now, successor fields, successor hash} (within the grace: the same
+// successor again) or {-4, revoked, family} (reused: family revoked).
 var rotateScript = redis.NewScript(prelude + `
 local p = ARGV[2]
+local hexA, hexB = string.sub(KEYS[1], -64), string.sub(KEYS[2], -64)
+local now = nowms(ARGV[1])
 local f = redis.call('HGETALL', KEYS[1])
-if #f == 0 then return {0} end
+if #f == 0 then
+  local st, a, b = tomb(p, hexA, now)
+  if st == 'grace' then return {3, int(now), b, fields(a).next} end
+  if st == 'expired' then return {-1, int(now)} end
+  if st == 'reuse' then return {-4, revokeFamily(p, a.fam), a.fam} end
+  return {0}
+end
 local r = fields(f)
 if not sane(r) then return {-3, 0, f} end
-if not alive(p, string.sub(KEYS[1], -64), r) then return {0} end
-local now = nowms(ARGV[1])
-if now >= deadline(r.pol, r.c, r.u, r.ttl, r.max) then return {-1, int(now)} end
+if not alive(p, hexA, r) then return {0} end
+local d = rdl(r)
+if now >= d then return {-1, int(now)} end
+local grace = tonumber(ARGV[5])
+local fam, born = r.f or r.id, r.b or r.c
+local nfam, nborn = fam, born
+if ARGV[6] == '1' then nfam, nborn = ARGV[4], int(now) end
 local meta = {}
 for i = 1, #f, 2 do
   if string.sub(f[i], 1, 2) == 'm:' then
@@ -325,11 +491,62 @@ for i = 1, #f, 2 do
     meta[#meta + 1] = f[i + 1]
   end
 end
-local err = create(p, string.sub(KEYS[2], -64), ARGV[4], r.sub, now,
-  r.pol, r.ttl, r.max, tonumber(ARGV[3]), meta)
+local ge = 0
+meta[#meta + 1] = 'f'
+meta[#meta + 1] = nfam
+meta[#meta + 1] = 'b'
+meta[#meta + 1] = nborn
+if grace > 0 then
+  ge = now + grace
+  meta[#meta + 1] = 'g'
+  meta[#meta + 1] = int(ge)
+end
+local err, _, at = create(p, hexB, ARGV[4], r.sub, now, r.pol, r.ttl, r.max,
+  tonumber(ARGV[3]), meta, nborn)
 if err then return err end
-drop(p, string.sub(KEYS[1], -64), r.id, r.sub)
-return {1, int(now), f}
+local fk = p .. 'f:' .. nfam
+redis.call('HSET', fk, 'h', hexB)
+if grace > 0 and nfam == fam then
+  redis.call('HSET', fk, 'g', hexA)
+else
+  redis.call('HDEL', fk, 'g')
+end
+redis.call('PEXPIREAT', fk, at)
+if nfam ~= fam then
+  -- The old family keeps only the rotated-away token's grace.
+  local ok = p .. 'f:' .. fam
+  if grace > 0 then
+    redis.call('HDEL', ok, 'h')
+    redis.call('HSET', ok, 'g', hexA)
+    redis.call('PEXPIREAT', ok, int(ge))
+  else
+    redis.call('DEL', ok)
+  end
+end
+local tk = p .. 'r:' .. hexA
+local t = {'fam', fam, 'next', hexB, 'ge', int(ge), 'd', int(d)}
+if grace > 0 then
+  -- Within the grace the old token answers with its own Info.
+  for i = 1, #f do t[#t + 1] = f[i] end
+end
+redis.call('DEL', tk)
+redis.call('HSET', tk, unpack(t))
+redis.call('PEXPIREAT', tk, int(d))
+drop(p, hexA, r.id, r.sub, nil)
+return {1, int(now), redis.call('HGETALL', KEYS[2])}
+`)
+
+// revokeFamilyScript deletes the live tokens of a family. KEYS: family
+// key, the family's ID key. ARGV: prefix, family ID. Returns how many.
+var revokeFamilyScript = redis.NewScript(prelude + `
+return revokeFamily(ARGV[1], ARGV[2])
+`)
+
+// rotationKeyScript returns the store's rotation key, creating it when
+// there is none. KEYS: rotation key. ARGV: a new random key.
+var rotationKeyScript = redis.NewScript(`
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
 `)
 
 // sweepScript deletes up to ARGV[3] tokens whose deadline has passed,
@@ -344,24 +561,24 @@ local m = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', int(now), 'LIMIT', tonumb
 local n, bad = 0, {}
 for _, mem in ipairs(m) do
   local hex, sub = string.sub(mem, 1, 64), string.sub(mem, 65)
-  local r = redis.call('HMGET', p .. 't:' .. hex, 'id', 'pol', 'c', 'u', 'ttl', 'max', 'sub')
+  local r = redis.call('HMGET', p .. 't:' .. hex, 'id', 'pol', 'c', 'u', 'ttl', 'max', 'sub', 'b', 'f')
   if redis.call('EXISTS', p .. 't:' .. hex) == 0 then
     -- Redis expired the record already: drop what is left of it.
     redis.call('ZREM', KEYS[1], mem)
     redis.call('ZREM', p .. 's:' .. sub, hex)
     n = n + 1
-  elseif not sane({id = r[1], pol = r[2], c = r[3], u = r[4], ttl = r[5], max = r[6], sub = r[7]}) then
+  elseif not sane({id = r[1], pol = r[2], c = r[3], u = r[4], ttl = r[5], max = r[6], sub = r[7], b = r[8]}) then
     -- A damaged record costs only itself: left as it is, and reported
     -- by its ID, or, without one, by the start of its key's hash.
     bad[#bad + 1] = r[1] or ('(no id) t:' .. string.sub(hex, 1, 16))
   else
-    local d = deadline(r[2], r[3], r[4], r[5], r[6])
-    if now < d and alive(p, hex, {id = r[1], sub = sub}) then
+    local d = deadline(r[2], r[3], r[4], r[5], r[6], r[8])
+    if now < d and alive(p, hex, {id = r[1], sub = sub, f = r[9]}) then
       -- Alive after all (an index entry behind its record): refile it.
       redis.call('ZADD', KEYS[1], int(d), mem)
       redis.call('ZADD', p .. 's:' .. sub, 'XX', int(d), hex)
     else
-      drop(p, hex, r[1], sub)
+      drop(p, hex, r[1], sub, r[9])
       n = n + 1
     end
   end

@@ -318,12 +318,56 @@ func testGrace(t *testing.T, open Opener) {
 	_, _, err = e.s.Rotate(e.ctx, a, tokenstore.WithGrace(grace))
 	e.errIs(err, tokenstore.ErrReused, "a retry after the grace")
 
+	// A grace that outlasts the old token: its deadline ends it, and then
+	// the old token is unknown, as any token past its deadline and swept.
+	d, dInfo := e.issue("user") // Absolute(hour), the store's default
+	e.clock.Advance(58 * time.Minute)
+	next, nextInfo := e.rotate(d, tokenstore.WithGrace(5*time.Minute))
+	timeEq(t, dInfo.ExpiresAt, nextInfo.ExpiresAt, "the successor: the family's cap")
+	got, err = e.s.Validate(e.ctx, d)
+	require.NoError(t, err)
+	timeEq(t, dInfo.ExpiresAt, got.ExpiresAt, "the old token's ExpiresAt: its deadline, before the grace's end")
+	e.clock.Set(dInfo.ExpiresAt)
+	_, err = e.s.Validate(e.ctx, d)
+	e.errIs(err, tokenstore.ErrNotFound, "at its deadline, within the grace")
+	_, err = e.s.Validate(e.ctx, next)
+	e.errIs(err, tokenstore.ErrExpired, "the successor at the family's cap")
+
 	// MaxGrace itself is accepted.
 	c, _ := e.issue("user")
 	e.rotate(c, tokenstore.WithGrace(tokenstore.MaxGrace))
 	e.clock.Advance(tokenstore.MaxGrace - time.Millisecond)
 	_, err = e.s.Validate(e.ctx, c)
 	require.NoError(t, err, "within MaxGrace")
+}
+
+// testReuseEndsGrace: a reuse revokes the whole family, the token still
+// in its grace included: Z rotated into A, A into B with a grace; Z
+// presented again leaves neither A nor B working.
+func testReuseEndsGrace(t *testing.T, open Opener) {
+	e := newEnv(t, open, func(o *Config) { o.Policy = tokenstore.Sliding(hour, 10*hour) })
+	z, zInfo := e.issue("user")
+	e.clock.Advance(time.Minute)
+	a, _ := e.rotate(z)
+	e.clock.Advance(time.Minute)
+	b, _ := e.rotate(a, tokenstore.WithGrace(5*time.Minute))
+	_, err := e.s.Lookup(e.ctx, a)
+	require.NoError(t, err, "A in its grace")
+
+	e.clock.Advance(time.Second)
+	before := e.s.Stats()
+	_, err = e.s.Validate(e.ctx, z)
+	e.errIs(err, tokenstore.ErrReused, "Z, rotated away, presented again")
+	assert.Equal(t, before.RejectedReused+1, e.s.Stats().RejectedReused)
+	_, err = e.s.Validate(e.ctx, b)
+	e.errIs(err, tokenstore.ErrNotFound, "B is revoked")
+	_, err = e.s.Validate(e.ctx, a)
+	e.errIs(err, tokenstore.ErrReused, "A's grace ended with its family")
+	_, _, err = e.s.Rotate(e.ctx, a, tokenstore.WithGrace(5*time.Minute))
+	e.errIs(err, tokenstore.ErrReused, "and a retry gets no successor")
+	n, err := e.s.RevokeFamily(e.ctx, zInfo.ID)
+	require.NoError(t, err)
+	assert.Zero(t, n, "nothing left in the family")
 }
 
 // testGraceConcurrent: 32 simultaneous Rotates of one token with a grace

@@ -178,6 +178,7 @@ func Run(t *testing.T, open Opener) {
 		{"Family/ReuseRevokesFamily", testReuseRevokesFamily},
 		{"Family/ReusePaths", testReusePaths},
 		{"Family/Grace", testGrace},
+		{"Family/ReuseEndsGrace", testReuseEndsGrace},
 		{"Family/GraceConcurrent", testGraceConcurrent},
 		{"Family/GraceEndsAtFirstUse", testGraceEndsAtFirstUse},
 		{"Family/GraceSuccessorGone", testGraceSuccessorGone},

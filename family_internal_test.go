@@ -1,0 +1,339 @@
+package tokenstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+)
+
+type famEnv struct {
+	t    *testing.T
+	db   *DB
+	now  atomic.Int64
+	logs *errorCount
+}
+
+func newFamEnv(t *testing.T) *famEnv {
+	e := &famEnv{t: t, logs: &errorCount{}}
+	e.now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{
+		Now:           func() time.Time { return time.UnixMilli(e.now.Load()) },
+		SweepInterval: -1, TouchInterval: time.Hour, Policy: Sliding(time.Hour, 10*time.Hour),
+		Logger: slog.New(e.logs),
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, db.Close()) })
+	e.db = db
+	return e
+}
+
+func (e *famEnv) advance(d time.Duration) { e.now.Add(d.Milliseconds()) }
+
+func (e *famEnv) issue() (string, Info) {
+	tok, info, err := e.db.Issue(e.t.Context(), "user")
+	require.NoError(e.t, err)
+	return tok, info
+}
+
+func (e *famEnv) rotate(tok string, opts ...RotateOption) (string, Info) {
+	next, info, err := e.db.Rotate(e.t.Context(), tok, opts...)
+	require.NoError(e.t, err)
+	return next, info
+}
+
+func (e *famEnv) hash(tok string) Hash {
+	h, err := e.db.format.Parse(tok)
+	require.NoError(e.t, err)
+	return h
+}
+
+func (e *famEnv) rawHash(bucket []byte, h Hash) []byte { return e.raw(bucket, h[:]) }
+
+func (e *famEnv) raw(bucket []byte, k []byte) []byte {
+	var v []byte
+	require.NoError(e.t, e.db.bolt.View(func(tx *bolt.Tx) error {
+		v = bytes.Clone(tx.Bucket(bucket).Get(k))
+		return nil
+	}))
+	return v
+}
+
+// A never-rotated record is a version-2 record, byte for byte what the
+// build before families wrote: no byte more. A rotated one is version 3,
+// 24 bytes more (family id and birth), and reads back whole.
+func TestRecord_FamilyCost(t *testing.T) {
+	e := newFamEnv(t)
+	a, aInfo := e.issue()
+	rec := record{id: aInfo.ID, subject: "user", created: aInfo.CreatedAt.UnixMilli(), policy: aInfo.Policy}
+	v := e.rawHash(bucketTokens, e.hash(a))
+	assert.Equal(t, byte(recordVersion), v[0])
+	assert.Len(t, v, recordFixed+len("user")+1+4, "version 2: fixed part, subject, metadata count, checksum")
+	assert.Equal(t, rec.encode(nil), v)
+
+	e.advance(time.Minute)
+	b, bInfo := e.rotate(a)
+	v = e.rawHash(bucketTokens, e.hash(b))
+	assert.Equal(t, byte(recordVersionFamily), v[0])
+	assert.Len(t, v, recordFixed+len("user")+1+familySize+4)
+	got, err := decodeRecord(v)
+	require.NoError(t, err)
+	assert.Equal(t, aInfo.ID, got.familyID())
+	assert.Equal(t, aInfo.CreatedAt.UnixMilli(), got.birth())
+	assert.Equal(t, bInfo.ID, got.id)
+	assert.Equal(t, v, got.encode(nil))
+
+	// The tombstone of A: 101 bytes, its checksum over its key too.
+	tv := e.rawHash(bucketTombstones, e.hash(a))
+	require.Len(t, tv, tombstoneLen)
+	ts, err := decodeTombstone(e.hash(a), tv)
+	require.NoError(t, err)
+	assert.Equal(t, aInfo.ID, ts.id)
+	assert.Equal(t, e.hash(b), ts.successor)
+	_, err = decodeTombstone(e.hash(b), tv)
+	require.ErrorIs(t, err, ErrCorrupt, "filed under another hash")
+
+	// A version-3 record whose family bytes are cut short is ErrCorrupt,
+	// never a token of another family.
+	short := append(bytes.Clone(v[:recordFixed+4]), 0, 0, 0, 0)
+	_, err = decodeRecord(short)
+	require.ErrorIs(t, err, ErrCorrupt)
+}
+
+// A sweep with no tombstone due writes nothing, however many the file
+// holds; with some due, it deletes those and their entries only.
+func TestSweep_TombstonesDueOnly(t *testing.T) {
+	e := newFamEnv(t)
+	ctx := t.Context()
+	var early []string
+	for i := range 40 {
+		tok, _ := e.issue()
+		if i%10 == 0 {
+			// Used late, these live longer than the others.
+			e.advance(30 * time.Minute)
+			_, err := e.db.Validate(ctx, tok)
+			require.NoError(t, err)
+			e.now.Add(-30 * time.Minute.Milliseconds())
+		}
+		e.rotate(tok)
+		early = append(early, tok)
+	}
+	began := e.db.commit.began.Load()
+	n, err := e.db.Sweep(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	assert.Equal(t, began, e.db.commit.began.Load(), "nothing due: no write transaction")
+
+	e.advance(time.Hour) // the 36 tombstones never used are due; the 4 used are not
+	_, err = e.db.Sweep(ctx)
+	require.NoError(t, err)
+	var left int
+	require.NoError(t, e.db.bolt.View(func(tx *bolt.Tx) error {
+		left = tx.Bucket(bucketTombstones).Stats().KeyN
+		assert.Equal(t, left, tx.Bucket(bucketTombDue).Stats().KeyN)
+		return nil
+	}))
+	assert.Equal(t, 4, left)
+	for i, tok := range early {
+		_, err := e.db.Lookup(ctx, tok)
+		if i%10 == 0 {
+			require.ErrorIs(t, err, ErrReused, "token %d: its tombstone lives", i)
+		} else {
+			require.ErrorIs(t, err, ErrNotFound, "token %d: swept", i)
+		}
+	}
+	problems, err := e.db.Check(ctx)
+	require.NoError(t, err)
+	require.Empty(t, problems)
+}
+
+// A damaged tombstone costs only itself: Check names it, its token is
+// ErrCorrupt (never valid, never a reuse that revokes on bad data), the
+// others work, and the sweep steps over it, reporting it once.
+func TestTombstone_DamageCostsOnlyItself(t *testing.T) {
+	e := newFamEnv(t)
+	ctx := t.Context()
+	a1, _ := e.issue()
+	a2, _ := e.issue()
+	e.rotate(a1)
+	b2, _ := e.rotate(a2, WithGrace(time.Minute))
+	h1 := e.hash(a1)
+	require.NoError(t, e.db.bolt.Update(func(tx *bolt.Tx) error {
+		v := bytes.Clone(tx.Bucket(bucketTombstones).Get(h1[:]))
+		v[90] ^= 0x04 // in its deadline
+		return tx.Bucket(bucketTombstones).Put(h1[:], v)
+	}))
+	problems, err := e.db.Check(ctx)
+	require.NoError(t, err)
+	require.Len(t, problems, 1, "%q", problems)
+	assert.Contains(t, problems[0], "tombstone")
+	assert.Contains(t, problems[0], "checksum")
+
+	_, err = e.db.Validate(ctx, a1)
+	require.ErrorIs(t, err, ErrCorrupt)
+	_, _, err = e.db.Rotate(ctx, a1)
+	require.ErrorIs(t, err, ErrCorrupt)
+	_, err = e.db.Validate(ctx, a2)
+	require.NoError(t, err, "the other tombstone, in its grace")
+	_, err = e.db.Validate(ctx, b2)
+	require.NoError(t, err)
+
+	e.advance(2 * time.Hour)
+	_, err = e.db.Sweep(ctx)
+	require.ErrorIs(t, err, ErrCorrupt, "reported")
+	_, err = e.db.Sweep(ctx)
+	require.NoError(t, err, "once")
+	_, err = e.db.Lookup(ctx, a2)
+	require.ErrorIs(t, err, ErrNotFound, "the sound tombstone was swept")
+	problems, err = e.db.Check(ctx)
+	require.NoError(t, err)
+	require.Len(t, problems, 1, "%q", problems)
+}
+
+// Check verifies the families index both ways: a rotated token without
+// its entry (RevokeFamily would miss it) and an entry of nothing.
+func TestCheck_FamilyEntries(t *testing.T) {
+	e := newFamEnv(t)
+	ctx := t.Context()
+	a, aInfo := e.issue()
+	_, bInfo := e.rotate(a)
+	nobody := uuid.Must(uuid.NewV7())
+	require.NoError(t, e.db.bolt.Update(func(tx *bolt.Tx) error {
+		fam := tx.Bucket(bucketFamilies)
+		return errors.Join(
+			fam.Delete(append(aInfo.ID[:16:16], bInfo.ID[:]...)),
+			fam.Put(append(aInfo.ID[:16:16], nobody[:]...), []byte{}),
+		)
+	}))
+	problems, err := e.db.Check(ctx)
+	require.NoError(t, err)
+	all := strings.Join(problems, "\n")
+	assert.Contains(t, all, fmt.Sprintf("token %s: missing from the families index", bInfo.ID))
+	assert.Contains(t, all, "points at no token")
+	assert.Len(t, problems, 2, all)
+}
+
+// The successor is HMAC-derived: the same for the same token and key,
+// different for another token or key, and a well-formed token.
+func TestSuccessorOf(t *testing.T) {
+	e := newFamEnv(t)
+	a, _ := e.issue()
+	b, hb := e.db.successorOf(a)
+	b2, _ := e.db.successorOf(a)
+	assert.Equal(t, b, b2)
+	h, err := e.db.format.Parse(b)
+	require.NoError(t, err, "it parses like any token")
+	assert.Equal(t, hb, h)
+	c, _ := e.issue()
+	other, _ := e.db.successorOf(c)
+	assert.NotEqual(t, b, other)
+	saved := e.db.rotationKey
+	e.db.rotationKey = newRotationKey()
+	moved, _ := e.db.successorOf(a)
+	e.db.rotationKey = saved
+	assert.NotEqual(t, b, moved, "only the file's key derives it")
+	assert.Len(t, saved, rotationKeyLen)
+	assert.Equal(t, saved, e.raw(bucketMeta, metaRotationKey))
+}
+
+// A sweep cut short after any of its transactions leaves rotated tokens
+// and their families entries as Check accepts; the next sweep finishes,
+// with every families entry and tombstone gone.
+func TestSweep_CutShortWithFamilies(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.db")
+	var now atomic.Int64
+	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	db, err := Open(src, &Options{SweepInterval: -1, Now: clock, Policy: Absolute(time.Hour)})
+	require.NoError(t, err)
+	var successors []string
+	for i := range 12 {
+		tok, _, err := db.Issue(ctx, fmt.Sprintf("user-%d", i%3))
+		require.NoError(t, err)
+		next, _, err := db.Rotate(ctx, tok)
+		require.NoError(t, err)
+		successors = append(successors, next)
+	}
+	require.NoError(t, db.Close())
+	now.Add((2 * time.Hour).Milliseconds())
+
+	for cut := 1; ; cut++ {
+		path := filepath.Join(dir, fmt.Sprintf("cut-%d.db", cut))
+		data, err := os.ReadFile(src)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(path, data, 0o600))
+		sctx, cancel := context.WithCancel(ctx)
+		db, err := Open(path, &Options{SweepInterval: -1, Now: clock, Logger: slog.New(&cancelAfter{n: cut, cancel: cancel})})
+		require.NoError(t, err)
+		db.sweepSize = chunkSizer{first: 4, lo: 4, hi: 4}
+		_, err = db.Sweep(sctx)
+		cancel()
+		finished := err == nil
+		if !finished {
+			require.ErrorIs(t, err, context.Canceled)
+		}
+		problems, err := db.Check(ctx)
+		require.NoError(t, err)
+		require.Empty(t, problems, "cut after %d transactions", cut)
+		for i, tok := range successors {
+			_, err := db.Validate(ctx, tok)
+			if !errors.Is(err, ErrNotFound) {
+				require.ErrorIs(t, err, ErrExpired, "successor %d, cut %d", i, cut)
+			}
+		}
+		_, err = db.Sweep(ctx)
+		require.NoError(t, err)
+		problems, err = db.Check(ctx)
+		require.NoError(t, err)
+		require.Empty(t, problems)
+		require.NoError(t, db.bolt.View(func(tx *bolt.Tx) error {
+			for _, name := range familyBuckets {
+				assert.Zero(t, tx.Bucket(name).Stats().KeyN, "cut %d: %s", cut, name)
+			}
+			return nil
+		}))
+		require.NoError(t, db.Close())
+		if finished {
+			break
+		}
+	}
+}
+
+// firstUses forgets the marks whose grace is over as it grows, and keeps
+// the others.
+func TestFirstUses_Prunes(t *testing.T) {
+	var f firstUses
+	h := func(i int) Hash {
+		var x Hash
+		x[0], x[1], x[2] = 3, byte(i), byte(i>>8) // one shard
+		return x
+	}
+	for i := range 100 {
+		f.mark(h(i), 1000, 0) // needed until 1000
+	}
+	for i := 100; i < 300; i++ {
+		f.mark(h(i), 5000, 2000) // at 2000, the first 100 are over
+	}
+	s := &f.shards[3]
+	assert.Less(t, len(s.m), 300, "pruned")
+	for i := range 100 {
+		assert.False(t, f.has(h(i)), "mark %d is over", i)
+	}
+	for i := 100; i < 300; i++ {
+		assert.True(t, f.has(h(i)), "mark %d is kept", i)
+	}
+}

@@ -1,0 +1,301 @@
+package redisstore
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"strconv"
+
+	"github.com/google/uuid"
+
+	"github.com/tokenstore/tokenstore"
+)
+
+// Rotate issues the successor of token, with its subject, policy,
+// metadata and family, and retires token, in one script: afterwards
+// exactly one of the two works, on every instance (both, within a grace).
+// The successor's life starts now, but no deadline of the family passes
+// its first token's creation + the policy's cap (the absolute lifetime, or
+// the sliding cap); [tokenstore.WithNewFamily] starts a new family, whose
+// cap counts from now.
+//
+// The retired token leaves a tombstone (its hash, the family, the
+// successor), kept until its own deadline as of the rotation. Presented
+// again after its grace, to Validate, Lookup or Rotate, it is
+// [tokenstore.ErrReused], and the same script revokes every live token of
+// its family (RFC 9700 §4.14.2): one of two parties holds a stolen copy.
+//
+// With [tokenstore.WithGrace](d), token keeps working for d, or until the
+// successor is first used (Validate, Lookup or Rotate), and rotating it
+// again meanwhile returns the same successor, never a second one: the
+// successor is an HMAC-SHA256 of token under a key kept in Redis (the
+// KeyPrefix's "rotation-key", made once with SET NX), which only token's
+// holder can recompute. A successor revoked meanwhile makes that retry
+// [tokenstore.ErrNotFound].
+//
+// Errors: those of Validate, plus ErrReused, [tokenstore.ErrInvalidGrace]
+// and, on a Redis that refuses writes, ErrOutOfMemory or ErrReadOnly.
+func (s *Store) Rotate(ctx context.Context, token string, opts ...tokenstore.RotateOption) (string, tokenstore.Info, error) {
+	if err := s.begin(ctx); err != nil {
+		return "", tokenstore.Info{}, wrap("rotate", err)
+	}
+	p, err := tokenstore.NewRotateParams(opts...)
+	if err != nil {
+		return "", tokenstore.Info{}, wrap("rotate", err)
+	}
+	old, err := s.format.Parse(token)
+	if err != nil {
+		return "", tokenstore.Info{}, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return "", tokenstore.Info{}, wrap("rotate: new id", err)
+	}
+	var newToken string
+	var h tokenstore.Hash
+	if p.Grace > 0 {
+		if newToken, h, err = s.successor(ctx, token); err != nil {
+			return "", tokenstore.Info{}, wrap("rotate", err)
+		}
+	} else {
+		newToken, h = s.format.Generate()
+	}
+	newFamily := 0
+	if p.NewFamily {
+		newFamily = 1
+	}
+	res, err := s.run(ctx, rotateScript, []string{s.recordKey(old), s.recordKey(h)},
+		s.nowArg(), s.prefix, s.keep, id.String(), p.Grace.Milliseconds(), newFamily).Slice()
+	if err != nil {
+		return "", tokenstore.Info{}, wrap("rotate", err)
+	}
+	status, _, err := head(res)
+	switch {
+	case err != nil:
+		return "", tokenstore.Info{}, wrap("rotate", err)
+	case status == -4:
+		return "", tokenstore.Info{}, wrap("rotate", s.reused(res))
+	case status == 0:
+		return "", tokenstore.Info{}, wrap("rotate", tokenstore.ErrNotFound)
+	case status == -1:
+		return "", tokenstore.Info{}, wrap("rotate", tokenstore.ErrExpired)
+	case len(res) < 3:
+		return "", tokenstore.Info{}, wrap("rotate", errReply)
+	case status == -3:
+		return "", tokenstore.Info{}, wrap("rotate", damaged(res[2]))
+	case status == 3:
+		// Within the grace: the successor made then, from this token.
+		next, _ := res[3].(string)
+		if p.Grace == 0 {
+			if newToken, h, err = s.successor(ctx, token); err != nil {
+				return "", tokenstore.Info{}, wrap("rotate", err)
+			}
+		}
+		if next != hex.EncodeToString(h[:]) {
+			return "", tokenstore.Info{}, wrap("rotate", fmt.Errorf("%w: the successor made within the grace cannot be derived again: the rotation key under the KeyPrefix changed since (deleted, or evicted)", tokenstore.ErrNotFound))
+		}
+		rec, err := decodeRecord(res[2])
+		if err != nil {
+			return "", tokenstore.Info{}, wrap("rotate", err)
+		}
+		return newToken, rec.info(rec.lastUsed), nil
+	case status != 1:
+		return "", tokenstore.Info{}, wrap("rotate", errReply)
+	}
+	rec, err := decodeRecord(res[2])
+	if err != nil {
+		return "", tokenstore.Info{}, wrap("rotate", err)
+	}
+	s.ctr.issued.Add(1)
+	s.ctr.revoked.Add(1)
+	return newToken, rec.info(rec.lastUsed), nil
+}
+
+// RevokeFamily deletes every live token of the family familyID (its
+// latest token, and one in its grace) in one script, and returns how many
+// tokens it deleted; an unknown family has none (0, nil). The family's
+// tombstones stay: a rotated-away token of it presented later is still
+// [tokenstore.ErrReused]. A token never rotated is a family of one, whose
+// ID is its own.
+func (s *Store) RevokeFamily(ctx context.Context, familyID uuid.UUID) (int, error) {
+	op := "revoke family " + familyID.String()
+	if err := s.begin(ctx); err != nil {
+		return 0, wrap(op, err)
+	}
+	fam := familyID.String()
+	n, err := s.run(ctx, revokeFamilyScript, []string{s.prefix + "f:" + fam, s.idKey(familyID)}, s.prefix, fam).Int64()
+	if err != nil {
+		return 0, wrap(op, err)
+	}
+	s.ctr.revoked.Add(uint64(n))
+	return int(n), nil
+}
+
+// errReuse is readToken's answer for a rotated-away token presented after
+// its grace: the caller runs reuseScript, which revokes the family.
+var errReuse = errors.New("reused token: the family must be revoked")
+
+// reuse revokes the family of h, a rotated-away token that readToken found
+// reused, and returns ErrReused (or what the token is by then).
+func (s *Store) reuse(ctx context.Context, h tokenstore.Hash) error {
+	res, err := s.run(ctx, reuseScript, []string{s.recordKey(h)}, s.nowArg(), s.prefix).Slice()
+	if err != nil {
+		return err
+	}
+	status, _, err := head(res)
+	switch {
+	case err != nil:
+		return err
+	case status == -4:
+		return s.reused(res)
+	case status == -1:
+		return tokenstore.ErrExpired
+	}
+	// Its tombstone reached its deadline since the read: unknown now.
+	return tokenstore.ErrNotFound
+}
+
+// reused counts and logs the revocation a script reported as
+// {-4, revoked, family}, and returns ErrReused naming the family.
+func (s *Store) reused(res []any) error {
+	if len(res) != 3 {
+		return errReply
+	}
+	n, err1 := toInt(res[1])
+	fam, ok := res[2].(string)
+	if err1 != nil || !ok {
+		return errReply
+	}
+	s.ctr.reused.Add(1)
+	s.ctr.revoked.Add(uint64(n))
+	s.log.Warn("redisstore: token reused after rotation; family revoked", "family", fam, "revoked", n)
+	return fmt.Errorf("%w (family %s, %d tokens revoked now)", tokenstore.ErrReused, fam, n)
+}
+
+// firstUse ends the grace of the predecessor of h, a successor a Lookup
+// found unused. As a use write, it is bounded by useWriteTimeout, and its
+// failure costs only the grace's early end: the predecessor keeps working
+// until the grace's own end.
+func (s *Store) firstUse(ctx context.Context, h tokenstore.Hash) {
+	if s.writesRefused() {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, useWriteTimeout)
+	defer cancel()
+	if err := s.run(wctx, firstUseScript, []string{s.recordKey(h)}).Err(); err != nil {
+		s.log.Debug("redisstore: lookup: recording a successor's first use failed; its predecessor's grace runs to its end", "err", err)
+	}
+}
+
+// retiredInGrace decodes a script's {2, now, tombstone fields, successor
+// fields}: the rotated-away token, which answers as itself, expiring at
+// the grace's end at the latest.
+func retiredInGrace(res []any) (record, error) {
+	if len(res) != 4 {
+		return record{}, errReply
+	}
+	rec, err := decodeRecord(res[2])
+	if err != nil {
+		return record{}, err
+	}
+	f, _ := res[2].([]any)
+	for i := 0; i+1 < len(f); i += 2 {
+		if k, _ := f[i].(string); k == "ge" {
+			v, _ := f[i+1].(string)
+			ge, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || ge <= 0 {
+				return record{}, errReply
+			}
+			rec.retiredGrace = ge
+			rec.graceUntil = 0 // its own predecessor's grace, ended by this rotation
+			return rec, nil
+		}
+	}
+	return record{}, errReply
+}
+
+// rotationKeyLen is the length of the rotation key, in bytes.
+const rotationKeyLen = 32
+
+// secret returns the store's rotation key: read once from Redis, where the
+// first Store to need it creates it (SET NX), so that every instance
+// derives the same successors.
+func (s *Store) secret(ctx context.Context) ([]byte, error) {
+	if k := s.rotationKey.Load(); k != nil {
+		return *k, nil
+	}
+	fresh := make([]byte, rotationKeyLen)
+	_, _ = rand.Read(fresh) // crypto/rand.Read never fails since Go 1.24
+	v, err := s.run(ctx, rotationKeyScript, []string{s.prefix + "rotation-key"}, hex.EncodeToString(fresh)).Text()
+	if err != nil {
+		return nil, err
+	}
+	k, err := hex.DecodeString(v)
+	if err != nil || len(k) != rotationKeyLen {
+		return nil, fmt.Errorf("%w: the rotation key under the KeyPrefix is not %d hex-encoded bytes", tokenstore.ErrCorrupt, rotationKeyLen)
+	}
+	s.rotationKey.Store(&k)
+	return k, nil
+}
+
+// successor returns the successor that a Rotate with a grace gives token,
+// and its hash: a token of the store's format whose random part is drawn
+// from HMAC-SHA256(rotation key, token), so that a retry within the grace
+// finds the same one, and only token's holder can compute it.
+func (s *Store) successor(ctx context.Context, token string) (string, tokenstore.Hash, error) {
+	k, err := s.secret(ctx)
+	if err != nil {
+		return "", tokenstore.Hash{}, err
+	}
+	next := derive(k, s.format.Prefix(), token)
+	h, err := s.format.Parse(next)
+	if err != nil { // the format's rules are tokenstore's; derive follows them
+		return "", tokenstore.Hash{}, fmt.Errorf("derived successor: %w", err)
+	}
+	return next, h, nil
+}
+
+// The token format (see tokenstore.Format): prefix "_", randomLen base62
+// characters, then checksumLen base62 characters of the CRC32 (IEEE) of
+// all before them, most significant first.
+const (
+	base62      = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	randomLen   = 43
+	checksumLen = 6
+)
+
+// derive renders HMAC-SHA256(key, token) as a token of prefix: the MAC of
+// token and a counter, byte by byte, each below 248 (4 × 62) taken as a
+// base62 digit, as tokenstore.Format.Generate takes crypto/rand's bytes.
+func derive(key []byte, prefix, token string) string {
+	buf := make([]byte, 0, len(prefix)+1+randomLen+checksumLen)
+	buf = append(buf, prefix...)
+	buf = append(buf, '_')
+	mac := hmac.New(sha256.New, key)
+	var sum []byte
+	for block, filled := byte(0), 0; filled < randomLen; block++ {
+		mac.Reset()
+		mac.Write([]byte("tokenstore rotation successor\x00"))
+		mac.Write([]byte(token))
+		mac.Write([]byte{block})
+		sum = mac.Sum(sum[:0])
+		for _, b := range sum {
+			if b < 248 && filled < randomLen {
+				buf = append(buf, base62[b%62])
+				filled++
+			}
+		}
+	}
+	c := crc32.ChecksumIEEE(buf)
+	var cs [checksumLen]byte
+	for i := checksumLen - 1; i >= 0; i-- {
+		cs[i] = base62[c%62]
+		c /= 62
+	}
+	return string(append(buf, cs[:]...))
+}
