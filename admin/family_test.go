@@ -14,14 +14,6 @@ import (
 	"github.com/tokenstore/tokenstore/admin"
 )
 
-// eachFamilyBackend runs f on the backends that implement token families:
-// the file store. redisstore's Rotate does not keep families yet; when it
-// does, these tests run on eachBackend.
-func eachFamilyBackend(t *testing.T, f func(t *testing.T, open func(*testing.T, func() time.Time) tokenstore.Store)) {
-	b := backends[0]
-	t.Run(b.name, func(t *testing.T) { f(t, b.open) })
-}
-
 // rotate rotates token on the store, as the application's refresh
 // endpoint does.
 func (e *env) rotate(token string, opts ...tokenstore.RotateOption) (string, tokenstore.Info) {
@@ -35,7 +27,7 @@ func (e *env) rotate(token string, opts ...tokenstore.RotateOption) (string, tok
 // TestFamily_API: the API, introspection and the Client show a rotated
 // token's family, and revoke a family by its ID.
 func TestFamily_API(t *testing.T) {
-	eachFamilyBackend(t, func(t *testing.T, open func(*testing.T, func() time.Time) tokenstore.Store) {
+	eachBackend(t, func(t *testing.T, open func(*testing.T, func() time.Time) tokenstore.Store) {
 		e := newEnv(t, open, nil)
 		ctx := context.Background()
 		first, firstInfo := e.issueInfo("alice")
@@ -97,7 +89,7 @@ func TestFamily_API(t *testing.T) {
 // TestFamily_Page: the page shows a token's family and revokes it through
 // a confirmation, with the CSRF checks every change has.
 func TestFamily_Page(t *testing.T) {
-	eachFamilyBackend(t, func(t *testing.T, open func(*testing.T, func() time.Time) tokenstore.Store) {
+	eachBackend(t, func(t *testing.T, open func(*testing.T, func() time.Time) tokenstore.Store) {
 		e := newEnv(t, open, nil)
 		first, firstInfo := e.issueInfo("alice")
 		next, nextInfo := e.rotate(first)

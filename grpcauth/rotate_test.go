@@ -16,12 +16,8 @@ import (
 // TestRotationReuse: a token rotated with a grace keeps working within it;
 // presented after it, on the store's clock, it is refused as reuse, and
 // its successor is refused too: the store revoked the family.
-//
-// It runs on the file store: redisstore's Rotate does not keep families
-// yet; when it does, this runs on forEachBackend.
 func TestRotationReuse(t *testing.T) {
-	b := backends[0]
-	t.Run(b.name, func(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
 		e := newEnv(t, b)
 		old := e.issue("alice", tokenstore.WithPolicy(tokenstore.Sliding(time.Hour, 24*time.Hour)))
 		next, _, err := e.store.Rotate(context.Background(), old, tokenstore.WithGrace(30*time.Second))

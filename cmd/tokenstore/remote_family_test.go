@@ -12,8 +12,9 @@ import (
 
 // TestRemote_Family: through a running application's admin API, inspect
 // shows a rotated token's family, revoke --family revokes it, and a
-// rotated-away token presented again is "reused", as on the file. It runs
-// on the file store: redisstore's Rotate does not keep families yet.
+// rotated-away token presented again is "reused", as on the file. (On a
+// file, so that the same command can then run on it: admin's tests run
+// families on Redis too.)
 func TestRemote_Family(t *testing.T) {
 	c := newCLI(t)
 	db := openFile(t, c.path("tokens.db"))
