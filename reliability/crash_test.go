@@ -483,6 +483,8 @@ func (m *crashModel) apply(lines []string) {
 		t.createdFrom, t.createdBy, t.rotating = -1, -1, false
 		if t.rotated {
 			t.rotatedAt = 0 // line 0, "ready": before every operation
+		} else {
+			t.rotatedGrace = false
 		}
 	}
 	// The tokens made, and the rotations, in the order they were
@@ -533,7 +535,11 @@ func (m *crashModel) apply(lines []string) {
 	}
 	for _, op := range all {
 		if op.kind == "T" && !op.done() {
-			m.toks[op.arg].rotating = true
+			// It may have made the rotation, with its grace, that another
+			// Rotate answered within the grace.
+			t := m.toks[op.arg]
+			t.rotating = true
+			t.rotatedGrace = t.rotatedGrace || op.grace
 		}
 	}
 	// What may remove a token: an operation on it, on its subject, on its
