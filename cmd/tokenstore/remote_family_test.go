@@ -47,6 +47,11 @@ func TestRemote_Family(t *testing.T) {
 
 	app.srv.Close()
 	require.NoError(t, db.Close())
+	// On the file, inspect opens it read-only: the same answer, but the
+	// family is not revoked (the application's Lookup revoked it).
 	local := c.run(old+"\n", "--db", "tokens.db", "inspect", "--json")
-	assert.Equal(t, local, remote, "the same answer as on the file")
+	assert.Equal(t, remote.code, local.code)
+	assert.Equal(t, "reused", decodeError(t, local.stdout).Code)
+	assert.Contains(t, remote.stderr, "every token of its family is now revoked")
+	assert.Contains(t, local.stderr, "the file was opened read-only, so its family is not revoked yet")
 }

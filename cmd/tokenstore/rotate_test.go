@@ -99,6 +99,27 @@ func TestRotate_GraceAndReuse(t *testing.T) {
 	assert.Equal(t, "reused", decodeError(t, got.stdout).Code)
 }
 
+// TestRotate_InspectReadOnly: inspect opens the file read-only, where a
+// reuse revokes nothing, and says so; validate revokes the family.
+func TestRotate_InspectReadOnly(t *testing.T) {
+	e := newEnv(t)
+	old, _ := e.issue("alice")
+	r := e.rotateJSON(old)
+
+	got := e.run(old, "inspect")
+	assert.Equal(t, exitFailed, got.code)
+	assert.Contains(t, got.stderr, "invalid token: reused")
+	assert.Contains(t, got.stderr, "the file was opened read-only, so its family is not revoked yet")
+	_, err := e.lookup(r.Token)
+	require.NoError(t, err, "inspect revoked nothing")
+
+	got = e.run(old, "validate")
+	assert.Equal(t, exitFailed, got.code)
+	assert.Contains(t, got.stderr, "every token of its family is now revoked")
+	_, err = e.lookup(r.Token)
+	assert.ErrorIs(t, err, tokenstore.ErrNotFound)
+}
+
 // TestRotate_NoGrace: without --grace, the old token presented again right
 // after the rotation is reuse.
 func TestRotate_NoGrace(t *testing.T) {
