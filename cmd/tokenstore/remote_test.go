@@ -233,7 +233,7 @@ func TestRemote_Commands(t *testing.T) {
 			if backend == "file" {
 				require.NotNil(t, s.Bolt)
 				assert.Equal(t, c.path("tokens.db"), s.File)
-				assert.Len(t, s.Bolt.Buckets, 5)
+				assert.Len(t, s.Bolt.Buckets, 8) // the five of tokens, and the three of families
 			} else {
 				assert.Nil(t, s.Bolt, "Redis has no file")
 				assert.Empty(t, s.File)
