@@ -15,9 +15,9 @@ import (
 
 // Validator checks a token and returns its Info. [*DB] satisfies it, and
 // so does every [Store]. The errors it returns should wrap [ErrMalformed],
-// [ErrNotFound], [ErrExpired] or [ErrClosed] as *DB's do; any other error
-// is a server failure. Its errors must not contain the token (the
-// middleware redacts it from what it logs all the same).
+// [ErrNotFound], [ErrExpired], [ErrReused] or [ErrClosed] as *DB's do; any
+// other error is a server failure. Its errors must not contain the token
+// (the middleware redacts it from what it logs all the same).
 type Validator interface {
 	Validate(ctx context.Context, token string) (Info, error)
 }
@@ -209,6 +209,10 @@ func (c *authContext) Value(key any) any {
 //   - a malformed, unknown, revoked or expired token: 401 with
 //     error="invalid_token" and an error_description ("the token has
 //     expired" for an expired one);
+//   - a token rotated away and presented after its grace ([ErrReused]):
+//     401 with error="invalid_token" and an error_description that tells
+//     the client to authenticate again, since the store has revoked the
+//     token's whole family (RFC 9700 §4.14.2);
 //   - a scheme with no token, a token with spaces, or two Authorization
 //     headers: 400 with error="invalid_request";
 //   - v fails: 503 when the store is closed ([ErrClosed]) or the request's
@@ -322,6 +326,11 @@ var (
 
 const descriptionInvalid = "the token is not valid"
 
+// descriptionReused is the error_description of a reused token: its
+// family is revoked, so no token the client holds from it works, and
+// refreshing again cannot help.
+const descriptionReused = "the token was replaced and used again; every token of its session is revoked: authenticate again"
+
 func badRequest(description, reason string) refusal {
 	return refusal{http.StatusBadRequest, "invalid_request", description, fmt.Errorf("%w: %s", ErrInvalidRequest, reason)}
 }
@@ -426,6 +435,8 @@ func (a *authenticator) fail(w http.ResponseWriter, r *http.Request, err error, 
 		a.refuse(w, r, http.StatusUnauthorized, "invalid_token", "the token is malformed", err, token)
 	case errors.Is(err, ErrNotFound):
 		a.refuse(w, r, http.StatusUnauthorized, "invalid_token", descriptionInvalid, err, token)
+	case errors.Is(err, ErrReused):
+		a.refuse(w, r, http.StatusUnauthorized, "invalid_token", descriptionReused, err, token)
 	case errors.Is(err, ErrClosed):
 		a.log(r, slog.LevelWarn, "tokenstore: store is closed", err, token, http.StatusServiceUnavailable)
 		a.cfg.onError(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "the service is temporarily unavailable", err)

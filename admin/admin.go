@@ -19,6 +19,7 @@
 //	DELETE /api/subjects/{subject}/tokens   revoke them all
 //	GET    /api/tokens/{id}                 one token by ID
 //	DELETE /api/tokens/{id}                 revoke it
+//	DELETE /api/families/{id}/tokens        revoke every token of a family
 //	POST   /api/tokens                      issue a token (returned once)
 //	POST   /api/tokens/inspect              a token's details, from the token
 //	POST   /api/tokens/revoke               revoke a token, from the token
@@ -328,6 +329,16 @@ func isToken(s string) bool {
 	}
 	_, err = f.Parse(s)
 	return err == nil
+}
+
+// parseFamilyID reads a family ID (its first token's ID) from a path or
+// form value.
+func parseFamilyID(s string) (uuid.UUID, error) {
+	id, err := uuid.Parse(s)
+	if err != nil || len(s) != 36 {
+		return uuid.UUID{}, errors.New("not a family ID: want a UUID such as 0199a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d")
+	}
+	return id, nil
 }
 
 // parseID reads a token ID from a path or form value.

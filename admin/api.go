@@ -24,10 +24,12 @@ import (
 // TokenInfo is a token's details in the JSON API: tokenstore.Info, never
 // the token. Times are RFC 3339 in UTC; Policy is in
 // tokenstore.ParsePolicy's syntax; LastUsedAt equals CreatedAt until the
-// first use. It is the same object the tokenstore command prints with
-// --json.
+// first use. FamilyID is the ID of the first token of the token's family
+// (the chain of tokens rotated from it): ID itself until a rotation. It is
+// the same object the tokenstore command prints with --json.
 type TokenInfo struct {
 	ID         string            `json:"id"`
+	FamilyID   string            `json:"family_id"`
 	Subject    string            `json:"subject"`
 	CreatedAt  time.Time         `json:"created_at"`
 	LastUsedAt time.Time         `json:"last_used_at"`
@@ -42,6 +44,7 @@ type TokenInfo struct {
 func NewTokenInfo(info tokenstore.Info, now time.Time) TokenInfo {
 	return TokenInfo{
 		ID:         info.ID.String(),
+		FamilyID:   info.FamilyID.String(),
 		Subject:    info.Subject,
 		CreatedAt:  info.CreatedAt.UTC(),
 		LastUsedAt: info.LastUsedAt.UTC(),
@@ -111,6 +114,7 @@ type Counters struct {
 	RejectedMalformed uint64 `json:"rejected_malformed"`
 	RejectedNotFound  uint64 `json:"rejected_not_found"`
 	RejectedExpired   uint64 `json:"rejected_expired"`
+	RejectedReused    uint64 `json:"rejected_reused"`
 	TouchWrites       uint64 `json:"touch_writes"`
 	TouchesPersisted  uint64 `json:"touches_persisted"`
 	CacheHits         uint64 `json:"cache_hits"`
@@ -182,6 +186,7 @@ func (h *Handler) routes() {
 	p := h.prefix
 	h.handle(p+"/api/subjects/{subject}/tokens", methods{http.MethodGet: h.apiList, http.MethodDelete: h.apiRevokeSubject})
 	h.handle(p+"/api/tokens/{id}", methods{http.MethodGet: h.apiGet, http.MethodDelete: h.apiRevokeID})
+	h.handle(p+"/api/families/{id}/tokens", methods{http.MethodDelete: h.apiRevokeFamily})
 	h.handle(p+"/api/tokens", methods{http.MethodPost: h.apiIssue})
 	h.handle(p+"/api/tokens/inspect", methods{http.MethodPost: h.apiInspect})
 	h.handle(p+"/api/tokens/revoke", methods{http.MethodPost: h.apiRevoke})
@@ -254,6 +259,23 @@ func (h *Handler) apiRevokeID(w http.ResponseWriter, r *http.Request) {
 	h.writeJSON(w, http.StatusOK, Revoked{1})
 }
 
+// apiRevokeFamily revokes every token of a family: 200 with how many,
+// 0 for a family without live tokens (unknown, or revoked already).
+func (h *Handler) apiRevokeFamily(w http.ResponseWriter, r *http.Request) {
+	id, err := parseFamilyID(r.PathValue("id"))
+	if err != nil {
+		h.refuse(w, r, http.StatusBadRequest, "invalid_id", err.Error())
+		return
+	}
+	n, err := h.store.RevokeFamily(r.Context(), id)
+	if err != nil {
+		h.storeError(w, r, err)
+		return
+	}
+	h.log.Info("admin: revoked a family", "actor", actorOf(r), "family", id, "revoked", n)
+	h.writeJSON(w, http.StatusOK, Revoked{n})
+}
+
 func (h *Handler) apiIssue(w http.ResponseWriter, r *http.Request) {
 	var req IssueRequest
 	if !h.readJSON(w, r, &req) {
@@ -319,7 +341,13 @@ func (h *Handler) apiRevoke(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, http.StatusBadRequest, "invalid_request", `the body has no "token"`)
 		return
 	}
-	id := h.idOf(r, req.Token)
+	id, err := h.idOf(r, req.Token)
+	if errors.Is(err, tokenstore.ErrReused) {
+		// The Lookup found a rotated-away token presented again: the store
+		// has revoked its family. Say so, not "not found".
+		h.storeError(w, r, err)
+		return
+	}
 	if err := h.store.Revoke(r.Context(), req.Token); err != nil {
 		h.storeError(w, r, err)
 		return
@@ -329,12 +357,13 @@ func (h *Handler) apiRevoke(w http.ResponseWriter, r *http.Request) {
 }
 
 // idOf is token's ID for a log line, or "unknown" (an expired token's
-// Lookup returns no Info).
-func (h *Handler) idOf(r *http.Request, token string) string {
-	if info, err := h.store.Lookup(r.Context(), token); err == nil {
-		return info.ID.String()
+// Lookup returns no Info), with the Lookup's error.
+func (h *Handler) idOf(r *http.Request, token string) (string, error) {
+	info, err := h.store.Lookup(r.Context(), token)
+	if err == nil {
+		return info.ID.String(), nil
 	}
-	return "unknown"
+	return "unknown", err
 }
 
 func (h *Handler) apiStats(w http.ResponseWriter, r *http.Request) {
@@ -342,7 +371,7 @@ func (h *Handler) apiStats(w http.ResponseWriter, r *http.Request) {
 	st := h.store.Stats()
 	s.Counters = Counters{
 		Issued: st.Issued, Validated: st.Validated, Lookups: st.Lookups, Revoked: st.Revoked, Swept: st.Swept,
-		RejectedMalformed: st.RejectedMalformed, RejectedNotFound: st.RejectedNotFound, RejectedExpired: st.RejectedExpired,
+		RejectedMalformed: st.RejectedMalformed, RejectedNotFound: st.RejectedNotFound, RejectedExpired: st.RejectedExpired, RejectedReused: st.RejectedReused,
 		TouchWrites: st.TouchWrites, TouchesPersisted: st.TouchesPersisted, CacheHits: st.CacheHits, CacheMisses: st.CacheMisses,
 	}
 	s.Tokens.Total = st.Tokens
@@ -559,6 +588,8 @@ func (h *Handler) storeError(w http.ResponseWriter, r *http.Request, err error) 
 		status, code, desc = http.StatusNotFound, "not_found", "no such token (never issued, revoked, or expired and deleted)"
 	case errors.Is(err, tokenstore.ErrExpired):
 		status, code, desc = http.StatusGone, "expired", "the token has expired (not deleted yet)"
+	case errors.Is(err, tokenstore.ErrReused):
+		status, code, desc = http.StatusGone, "reused", descReused
 	case errors.Is(err, tokenstore.ErrMalformed):
 		status, code, desc = http.StatusBadRequest, "invalid_token", "not a token of this store (wrong length, prefix or checksum)"
 	case errors.Is(err, tokenstore.ErrInvalidSubject), errors.Is(err, tokenstore.ErrInvalidPolicy),
@@ -577,6 +608,10 @@ func (h *Handler) storeError(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	h.refuse(w, r, status, code, desc)
 }
+
+// descReused is the description of a reused token: what happened, and
+// that the store has already acted on it.
+const descReused = "the token was rotated away and presented again after its grace: every token of its family is now revoked, and its holder must authenticate again"
 
 // timedOut reports whether err is a store that did not answer in time (a
 // network deadline, e.g. Redis's read timeout, or a context deadline of

@@ -66,7 +66,10 @@ func TestPage_Browser(t *testing.T) {
 		ctx := chromium(t)
 		e := newEnv(t, open, nil)
 		leaked, info := e.issueInfo("alice", tokenstore.WithMetadata(map[string]string{"device": "laptop"}))
-		kept := e.issue("alice")
+		// The subject's other token was rotated once: the page shows its
+		// family, the first token's ID.
+		first, firstInfo := e.issueInfo("alice")
+		kept, _ := e.rotate(first)
 		e.clock.Advance(time.Minute)
 		require.Equal(t, http.StatusOK, e.hello(leaked))
 		usedAt := e.clock.Now().UTC().Format("2006-01-02 15:04:05 UTC")
@@ -124,6 +127,7 @@ func TestPage_Browser(t *testing.T) {
 		assert.Contains(t, listing, info.ID.String())
 		assert.Contains(t, listing, "laptop")
 		assert.Contains(t, listing, usedAt, "its last use")
+		assert.Contains(t, listing, firstInfo.ID.String(), "the rotated token's family")
 		assert.Contains(t, confirmText, "cannot be undone")
 		assert.Equal(t, "Revoked 1 token.", notice)
 		assert.Equal(t, http.StatusUnauthorized, e.hello(leaked), "the revoked token is refused by the middleware")

@@ -40,8 +40,9 @@ type Client struct {
 
 // APIError is a refusal or failure the admin API answered with. It unwraps
 // to the sentinel its code stands for, so errors.Is works as on a file:
-// not_found → tokenstore.ErrNotFound, expired → ErrExpired, invalid_token
-// → ErrMalformed, token_limit → ErrTokenLimit, read_only → ErrReadOnly,
+// not_found → tokenstore.ErrNotFound, expired → ErrExpired, reused →
+// ErrReused, invalid_token → ErrMalformed, token_limit → ErrTokenLimit,
+// read_only → ErrReadOnly,
 // unauthorized → ErrUnauthenticated, forbidden → ErrForbidden. Its text is
 // the server's description, which never holds a token.
 type APIError struct {
@@ -61,6 +62,8 @@ func (e *APIError) Unwrap() error {
 		return tokenstore.ErrNotFound
 	case "expired":
 		return tokenstore.ErrExpired
+	case "reused":
+		return tokenstore.ErrReused
 	case "invalid_token":
 		return tokenstore.ErrMalformed
 	case "token_limit":
@@ -134,6 +137,15 @@ func (c *Client) RevokeSubject(ctx context.Context, subject string) (int, error)
 	}
 	var r Revoked
 	err := c.do(ctx, "DELETE", "/api/subjects/"+pathSegment(subject)+"/tokens", nil, &r)
+	return r.Revoked, err
+}
+
+// RevokeFamily revokes every token of the family whose first token has
+// the ID familyID, and says how many; 0 for a family without live
+// tokens, as DB.RevokeFamily does.
+func (c *Client) RevokeFamily(ctx context.Context, familyID uuid.UUID) (int, error) {
+	var r Revoked
+	err := c.do(ctx, "DELETE", "/api/families/"+familyID.String()+"/tokens", nil, &r)
 	return r.Revoked, err
 }
 
@@ -252,10 +264,18 @@ func (ti TokenInfo) Info() (tokenstore.Info, error) {
 	if err != nil {
 		return tokenstore.Info{}, fmt.Errorf("tokenstore admin API: token %s: %w", ti.ID, err)
 	}
+	// An application older than token families sends no family_id: each
+	// of its tokens is then its own family, as the store reads such records.
+	family := id
+	if ti.FamilyID != "" {
+		if family, err = uuid.Parse(ti.FamilyID); err != nil {
+			return tokenstore.Info{}, fmt.Errorf("tokenstore admin API: token %s: family ID %q: %w", ti.ID, ti.FamilyID, err)
+		}
+	}
 	return tokenstore.Info{
 		ID: id, Subject: ti.Subject,
 		CreatedAt: ti.CreatedAt, LastUsedAt: ti.LastUsedAt, ExpiresAt: ti.ExpiresAt,
-		Policy: p, Metadata: ti.Metadata,
+		Policy: p, Metadata: ti.Metadata, FamilyID: family,
 	}, nil
 }
 

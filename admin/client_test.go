@@ -24,6 +24,7 @@ func sameInfo(t *testing.T, want, got tokenstore.Info) {
 	assert.True(t, want.ExpiresAt.Equal(got.ExpiresAt), "expires %v, got %v", want.ExpiresAt, got.ExpiresAt)
 	assert.Equal(t, want.Policy, got.Policy)
 	assert.Equal(t, want.Metadata, got.Metadata)
+	assert.Equal(t, want.FamilyID, got.FamilyID)
 }
 
 // TestClient: the Client answers as the store behind the server does,

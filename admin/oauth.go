@@ -12,7 +12,8 @@ import (
 
 // Introspection is the answer of the RFC 7662 endpoint (§2.2). An
 // inactive token, for whatever reason (malformed, unknown, revoked,
-// expired), gives only {"active": false}, as §2.2 requires.
+// expired, or rotated away and presented again, which revokes its
+// family), gives only {"active": false}, as §2.2 requires.
 type Introspection struct {
 	Active    bool   `json:"active"`
 	Scope     string `json:"scope,omitempty"`      // the token's "scope" metadata
@@ -22,6 +23,11 @@ type Introspection struct {
 	Iat       int64  `json:"iat,omitempty"`        // issue time, Unix seconds
 	Sub       string `json:"sub,omitempty"`        // the token's subject
 	Jti       string `json:"jti,omitempty"`        // the token's ID
+	// FamilyID is the ID of the first token of the token's family (the
+	// chain of tokens rotated from it), a member §2.2 lets a server add:
+	// a resource server can end a session with it (DELETE
+	// /api/families/{id}/tokens).
+	FamilyID string `json:"family_id,omitempty"`
 }
 
 // readTokenForm reads the "token" parameter of an RFC 7662 or RFC 7009
@@ -69,7 +75,8 @@ func (h *Handler) introspect(w http.ResponseWriter, r *http.Request) {
 	}
 	info, err := h.store.Lookup(r.Context(), token)
 	switch {
-	case errors.Is(err, tokenstore.ErrMalformed), errors.Is(err, tokenstore.ErrNotFound), errors.Is(err, tokenstore.ErrExpired):
+	case errors.Is(err, tokenstore.ErrMalformed), errors.Is(err, tokenstore.ErrNotFound), errors.Is(err, tokenstore.ErrExpired),
+		errors.Is(err, tokenstore.ErrReused):
 		h.writeJSON(w, http.StatusOK, Introspection{Active: false})
 		return
 	case err != nil:
@@ -85,6 +92,7 @@ func (h *Handler) introspect(w http.ResponseWriter, r *http.Request) {
 		Iat:       info.CreatedAt.Unix(),
 		Sub:       info.Subject,
 		Jti:       info.ID.String(),
+		FamilyID:  info.FamilyID.String(),
 	})
 }
 
@@ -96,12 +104,16 @@ func (h *Handler) revocation(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	id := h.idOf(r, token)
+	// A rotated-away token presented here after its grace is reuse: the
+	// Lookup has revoked its family (the store logs it), and the answer
+	// is 200 as for any invalid token.
+	id, _ := h.idOf(r, token)
 	err := h.store.Revoke(r.Context(), token)
 	switch {
 	case err == nil:
 		h.log.Info("admin: revoked a token (RFC 7009)", "actor", actorOf(r), "id", id)
-	case errors.Is(err, tokenstore.ErrMalformed), errors.Is(err, tokenstore.ErrNotFound), errors.Is(err, tokenstore.ErrExpired):
+	case errors.Is(err, tokenstore.ErrMalformed), errors.Is(err, tokenstore.ErrNotFound), errors.Is(err, tokenstore.ErrExpired),
+		errors.Is(err, tokenstore.ErrReused):
 	default:
 		h.storeError(w, r, err)
 		return

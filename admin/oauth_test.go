@@ -39,6 +39,7 @@ func TestIntrospect(t *testing.T) {
 		assert.Equal(t, admin.Introspection{
 			Active: true, Scope: "read write", ClientID: "mobile", TokenType: "Bearer",
 			Exp: info.ExpiresAt.Unix(), Iat: info.CreatedAt.Unix(), Sub: "alice", Jti: info.ID.String(),
+			FamilyID: info.FamilyID.String(),
 		}, in)
 		assert.Equal(t, validated+1, e.store.Stats().Validated, "only the admin token's use is counted")
 

@@ -39,9 +39,9 @@ type pageData struct {
 }
 
 type tokenView struct {
-	ID, Subject, Created, LastUsed, Expires, Policy string
-	Expired                                         bool
-	Metadata                                        []metaEntry
+	ID, Family, Subject, Created, LastUsed, Expires, Policy string
+	Expired                                                 bool
+	Metadata                                                []metaEntry
 }
 
 type metaEntry struct{ Key, Value string }
@@ -49,8 +49,9 @@ type metaEntry struct{ Key, Value string }
 type confirm struct {
 	Action  string // the form's path under the prefix
 	ID      string // revoke one token
-	Subject string // revoke every token of a subject (or the token's subject)
-	Count   int    // tokens the subject holds now
+	Family  string // revoke every token of a family
+	Subject string // revoke every token of a subject (or the token's or family's subject)
+	Count   int    // tokens the subject (or the family) holds now
 }
 
 var templateFuncs = template.FuncMap{"plural": plural, "visible": visible}
@@ -84,6 +85,7 @@ const timeLayout = "2006-01-02 15:04:05 UTC"
 func (h *Handler) view(info tokenstore.Info, now time.Time) tokenView {
 	v := tokenView{
 		ID:       info.ID.String(),
+		Family:   info.FamilyID.String(),
 		Subject:  info.Subject,
 		Created:  info.CreatedAt.UTC().Format(timeLayout),
 		LastUsed: "never",
@@ -150,6 +152,8 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request, path string)
 		h.pageRevokeToken(w, r, d, post)
 	case path == "/subject/revoke":
 		h.pageRevokeSubject(w, r, d, post)
+	case path == "/family/revoke":
+		h.pageRevokeFamily(w, r, d, post)
 	case path == "/":
 		h.methodNotAllowed(w, r, http.MethodGet)
 	case path == "/token":
@@ -264,6 +268,8 @@ func (h *Handler) pageFindToken(w http.ResponseWriter, r *http.Request, d pageDa
 		d.Error = "No such token: never issued, revoked, or expired and deleted."
 	case errors.Is(err, tokenstore.ErrExpired):
 		d.Error = "That token has expired."
+	case errors.Is(err, tokenstore.ErrReused):
+		d.Error = "That token was rotated away and has been presented again after its grace: one of its holders has a stolen copy, so every token of its family is now revoked."
 	case err != nil:
 		h.storeError(w, r, err)
 		return
@@ -332,6 +338,59 @@ func (h *Handler) pageRevokeSubject(w http.ResponseWriter, r *http.Request, d pa
 	}
 	h.log.Info("admin: revoked a subject's tokens", "actor", actorOf(r), "subject", subject, "revoked", n)
 	h.redirectHome(w, r, subject, n)
+}
+
+// pageRevokeFamily revokes every token of a family, from the details of
+// one of its tokens: the GET's id names that token, whose subject and
+// family the confirmation shows; the POST carries the family and the
+// subject to return to.
+func (h *Handler) pageRevokeFamily(w http.ResponseWriter, r *http.Request, d pageData, post bool) {
+	if post {
+		family, err := parseFamilyID(r.PostForm.Get("family"))
+		if err != nil {
+			h.refuse(w, r, http.StatusBadRequest, "invalid_id", err.Error())
+			return
+		}
+		subject := r.PostForm.Get("subject")
+		if err := checkSubject(subject); err != nil {
+			h.refuse(w, r, http.StatusBadRequest, "invalid_request", err.Error())
+			return
+		}
+		n, err := h.store.RevokeFamily(r.Context(), family)
+		if err != nil {
+			h.storeError(w, r, err)
+			return
+		}
+		h.log.Info("admin: revoked a family", "actor", actorOf(r), "family", family, "subject", subject, "revoked", n)
+		h.redirectHome(w, r, subject, n)
+		return
+	}
+	id, err := parseID(r.URL.Query().Get("id"))
+	if err != nil {
+		h.refuse(w, r, http.StatusBadRequest, "invalid_id", err.Error())
+		return
+	}
+	info, err := h.store.Get(r.Context(), id)
+	if err != nil && !errors.Is(err, tokenstore.ErrExpired) {
+		h.storeError(w, r, err)
+		return
+	}
+	// A family's tokens share its subject: count them among the subject's.
+	infos, err := h.store.List(r.Context(), info.Subject)
+	if _, err = damagedOnly(err); err != nil {
+		h.storeError(w, r, err)
+		return
+	}
+	n := 0
+	for _, t := range infos {
+		if t.FamilyID == info.FamilyID {
+			n++
+		}
+	}
+	v := h.view(info, h.now())
+	d.Title, d.Token = "Revoke every token of this family?", &v
+	d.Confirm = &confirm{Action: "/family/revoke", Family: v.Family, Subject: info.Subject, Count: n}
+	h.renderPage(w, r, http.StatusOK, "confirm", d)
 }
 
 // redirectHome answers a change with 303 to the subject's listing, so

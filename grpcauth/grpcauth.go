@@ -140,8 +140,10 @@ func WithLogger(l *slog.Logger) Option {
 //     unchecked;
 //   - no token, credentials of another scheme, a malformed request (two
 //     authorization values, a scheme with no token, a token with spaces),
-//     or a malformed, unknown, revoked or expired token: codes.Unauthenticated
-//     with [MessageUnauthenticated];
+//     or a malformed, unknown, revoked or expired token, or one rotated away
+//     and presented after its grace ([tokenstore.ErrReused], whose family
+//     the store has revoked): codes.Unauthenticated with
+//     [MessageUnauthenticated];
 //   - a valid token without a scope the method requires:
 //     codes.PermissionDenied with [MessagePermissionDenied] and the scopes
 //     required;
@@ -157,7 +159,7 @@ func WithLogger(l *slog.Logger) Option {
 // reason twice: in the log (see [WithLogger]), and in the error the
 // interceptor returns, which an interceptor chained before this one can
 // test with [errors.Is] against [tokenstore.ErrNoCredentials],
-// [tokenstore.ErrInvalidRequest], [tokenstore.ErrExpired],
+// [tokenstore.ErrInvalidRequest], [tokenstore.ErrExpired], [tokenstore.ErrReused],
 // [tokenstore.ErrInsufficientScope] and the rest. Neither holds the token.
 //
 // It panics when v is nil or an option is invalid: an empty scheme list, a
@@ -354,7 +356,8 @@ func (a *authenticator) accepts(scheme string) bool {
 // fail answers a call whose token v refused or could not check.
 func (a *authenticator) fail(ctx context.Context, method string, err error, token string) error {
 	switch {
-	case errors.Is(err, tokenstore.ErrExpired), errors.Is(err, tokenstore.ErrMalformed), errors.Is(err, tokenstore.ErrNotFound):
+	case errors.Is(err, tokenstore.ErrExpired), errors.Is(err, tokenstore.ErrMalformed), errors.Is(err, tokenstore.ErrNotFound),
+		errors.Is(err, tokenstore.ErrReused):
 		return a.refuse(ctx, method, slog.LevelDebug, codes.Unauthenticated, MessageUnauthenticated, err, token)
 	case errors.Is(err, tokenstore.ErrClosed):
 		return a.refuse(ctx, method, slog.LevelWarn, codes.Unavailable, MessageUnavailable, err, token)

@@ -25,8 +25,10 @@ import (
 // one store while its sweeper and background writer run and a fake clock
 // moves, so tokens slide, expire and are swept under them. Run under
 // -race; goleak checks that Close leaves no goroutine behind. Each
-// goroutine checks that a token it revoked never validates again; at the
-// end the file is reopened and checked.
+// goroutine checks that a token it revoked or rotated away never validates
+// again (a rotated-away one is ErrReused, and revokes its family, which
+// other goroutines' steps then meet); at the end the file is reopened and
+// checked.
 
 var stressOps = flag.Int("stress.ops", 150, "operations per goroutine of TestReliability_Race, 64 goroutines (long run: 10000)")
 
@@ -51,7 +53,7 @@ func TestReliability_Race(t *testing.T) {
 	var (
 		ops, failures, revokedValid atomic.Int64
 		revokedMu                   sync.Mutex
-		revoked                     []string
+		revoked, rotatedAway        []string
 		wg                          sync.WaitGroup
 	)
 	policies := []tokenstore.Policy{{}, tokenstore.Absolute(time.Second), tokenstore.Absolute(time.Hour), tokenstore.Sliding(500*time.Millisecond, 0)}
@@ -60,10 +62,12 @@ func TestReliability_Race(t *testing.T) {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(seed, uint64(w)))
 			var mine []string         // tokens this goroutine issued and still may hold
-			gone := map[string]bool{} // tokens this goroutine revoked: never valid again
+			gone := map[string]bool{} // tokens this goroutine revoked (false) or rotated away (true): never valid again
 			ids := map[string]uuid.UUID{}
+			families := map[string]uuid.UUID{}
 			fail := func(op string, err error) {
-				if err != nil && !errors.Is(err, tokenstore.ErrNotFound) && !errors.Is(err, tokenstore.ErrExpired) && !errors.Is(err, tokenstore.ErrTokenLimit) {
+				if err != nil && !errors.Is(err, tokenstore.ErrNotFound) && !errors.Is(err, tokenstore.ErrExpired) && !errors.Is(err, tokenstore.ErrTokenLimit) &&
+					!errors.Is(err, tokenstore.ErrReused) {
 					failures.Add(1)
 					t.Errorf("%s: %v", op, err)
 				}
@@ -94,14 +98,14 @@ func TestReliability_Race(t *testing.T) {
 					fail("issue", err)
 					if err == nil {
 						mine = append(mine, tok)
-						ids[tok] = info.ID
+						ids[tok], families[tok] = info.ID, info.FamilyID
 					}
 				case x < 22:
 					out, err := db.IssueBatch(ctx, []tokenstore.IssueRequest{{Subject: subject}, {Subject: subject}})
 					fail("issue batch", err)
 					for _, o := range out {
 						mine = append(mine, o.Token)
-						ids[o.Token] = o.Info.ID
+						ids[o.Token], families[o.Token] = o.Info.ID, o.Info.FamilyID
 					}
 				case x < 50:
 					tok := pick()
@@ -128,7 +132,7 @@ func TestReliability_Race(t *testing.T) {
 						err := db.Revoke(ctx, tok)
 						fail("revoke", err)
 						if err == nil {
-							gone[tok] = true
+							gone[tok] = false
 						}
 						forget(tok)
 					}
@@ -137,14 +141,14 @@ func TestReliability_Race(t *testing.T) {
 						err := db.RevokeID(ctx, ids[tok])
 						fail("revoke id", err)
 						if err == nil {
-							gone[tok] = true
+							gone[tok] = false
 						}
 						forget(tok)
 					}
 				case x < 76:
 					_, err := db.RevokeSubject(ctx, subject)
 					fail("revoke subject", err)
-				case x < 86:
+				case x < 84:
 					if tok := pick(); tok != "" {
 						newTok, info, err := db.Rotate(ctx, tok)
 						fail("rotate", err)
@@ -152,8 +156,13 @@ func TestReliability_Race(t *testing.T) {
 							gone[tok] = true
 							forget(tok)
 							mine = append(mine, newTok)
-							ids[newTok] = info.ID
+							ids[newTok], families[newTok] = info.ID, info.FamilyID
 						}
+					}
+				case x < 86:
+					if tok := pick(); tok != "" {
+						_, err := db.RevokeFamily(ctx, families[tok])
+						fail("revoke family", err)
 					}
 				case x < 88:
 					_, err := db.Sweep(ctx)
@@ -172,18 +181,25 @@ func TestReliability_Race(t *testing.T) {
 				default:
 					_ = db.Stats()
 				}
-				// A token this goroutine revoked never validates again.
+				// A token this goroutine revoked or rotated away never
+				// validates again.
 				for tok := range gone {
-					if _, err := db.Validate(ctx, tok); err == nil {
+					_, err := db.Validate(ctx, tok)
+					if err == nil {
 						revokedValid.Add(1)
-						t.Errorf("a revoked token validates")
+						t.Errorf("a token revoked (or, %t, rotated away) validates", gone[tok])
 					}
+					fail("validate a token revoked or rotated away", err)
 					break // one per step: map order picks which
 				}
 			}
 			revokedMu.Lock()
-			for tok := range gone {
-				revoked = append(revoked, tok)
+			for tok, rotated := range gone {
+				if rotated {
+					rotatedAway = append(rotatedAway, tok)
+				} else {
+					revoked = append(revoked, tok)
+				}
 			}
 			revokedMu.Unlock()
 		})
@@ -201,6 +217,13 @@ func TestReliability_Race(t *testing.T) {
 	for _, tok := range revoked {
 		_, err := db.Lookup(ctx, tok)
 		assert.ErrorIs(t, err, tokenstore.ErrNotFound)
+	}
+	for _, tok := range rotatedAway {
+		// Reused, or not found once its tombstone's deadline has passed.
+		_, err := db.Lookup(ctx, tok)
+		if !errors.Is(err, tokenstore.ErrReused) {
+			assert.ErrorIs(t, err, tokenstore.ErrNotFound)
+		}
 	}
 	require.NoError(t, db.Close())
 	assert.Zero(t, failures.Load())

@@ -76,8 +76,8 @@ func TestCLI_JSONSaysWhatTextSays(t *testing.T) {
 
 	text := c.run("", "--db", "tokens.db", "list")
 	require.Equal(t, exitOK, text.code, text.stderr)
-	assert.Regexp(t, `(?m)^\S+ +alice .* never +\S+ +absolute\(30d\)`, text.stdout)
-	assert.Regexp(t, `(?m)^\S+ +bob .* never +\S+ +sliding\(idle=14d, max=90d\)`, text.stdout)
+	assert.Regexp(t, `(?m)^\S+ +\S+ +alice .* never +\S+ +absolute\(30d\)`, text.stdout)
+	assert.Regexp(t, `(?m)^\S+ +\S+ +bob .* never +\S+ +sliding\(idle=14d, max=90d\)`, text.stdout)
 
 	js := c.run("", "--db", "tokens.db", "list", "--json")
 	require.Equal(t, exitOK, js.code, js.stderr)
@@ -358,10 +358,9 @@ func TestCLI_Rotate(t *testing.T) {
 	require.Regexp(t, tokenLine, got.stdout, "only the new token on stdout")
 	fresh := strings.TrimSpace(got.stdout)
 	assert.NotEqual(t, old, fresh)
-	assert.Regexp(t, `^rotated token [0-9a-f-]{36}: new token [0-9a-f-]{36} to "alice", absolute\(30d\), expires `, got.stderr)
+	assert.Regexp(t, `^rotated token [0-9a-f-]{36}: new token [0-9a-f-]{36} to "alice" in family [0-9a-f-]{36}, absolute\(30d\), expires `, got.stderr)
 	assertNoToken(t, got.stderr, old, fresh)
 
-	assert.Equal(t, exitFailed, c.run(old+"\n", "--db", "tokens.db", "validate").code, "the old token is revoked")
 	got = c.run(fresh+"\n", "--db", "tokens.db", "inspect", "--json")
 	require.Equal(t, exitOK, got.code, got.stderr)
 	var info infoJSON
@@ -377,9 +376,14 @@ func TestCLI_Rotate(t *testing.T) {
 	assert.Equal(t, info.ID, r.Replaces)
 	assert.Regexp(t, tokenLine, r.Token+"\n")
 
-	got = c.run(old+"\n", "--db", "tokens.db", "rotate")
+	// The old token presented again is reuse: the whole family goes.
+	got = c.run(old+"\n", "--db", "tokens.db", "validate")
 	assert.Equal(t, exitFailed, got.code)
-	assert.Contains(t, got.stderr, "invalid token: not found")
+	assert.Contains(t, got.stderr, "invalid token: reused")
+	got = c.run(r.Token+"\n", "--db", "tokens.db", "validate")
+	assert.Equal(t, exitFailed, got.code)
+	assert.Contains(t, got.stderr, "invalid token: not found", "the latest token of the family is revoked")
+
 	got = c.run(info.ID+"\n", "--db", "tokens.db", "rotate")
 	assert.Equal(t, exitUsage, got.code)
 	assert.Contains(t, got.stderr, "that is a token ID, not a token")

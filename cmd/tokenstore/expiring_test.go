@@ -23,9 +23,9 @@ func TestExpiring(t *testing.T) {
 
 	got := e.run("", "expiring", "--within", "2d")
 	require.Equal(t, exitOK, got.code, got.stderr)
-	assert.Equal(t, "ID                                    SUBJECT  CREATED               LAST USED  EXPIRES               POLICY        METADATA\n"+
-		hour.ID.String()+"  bob      2030-01-02T03:04:05Z  never      2030-01-02T04:04:05Z  absolute(1h)  scope=deploy\n"+
-		day.ID.String()+"  alice    2030-01-02T03:04:05Z  never      2030-01-03T03:04:05Z  absolute(1d)  \n", got.stdout)
+	assert.Equal(t, "ID                                    FAMILY                                SUBJECT  CREATED               LAST USED  EXPIRES               POLICY        METADATA\n"+
+		hour.ID.String()+"  "+hour.FamilyID.String()+"  bob      2030-01-02T03:04:05Z  never      2030-01-02T04:04:05Z  absolute(1h)  scope=deploy\n"+
+		day.ID.String()+"  "+day.FamilyID.String()+"  alice    2030-01-02T03:04:05Z  never      2030-01-03T03:04:05Z  absolute(1d)  \n", got.stdout)
 	assert.Empty(t, got.stderr)
 
 	got = e.run("", "expiring", "--within", "60d", "--json")

@@ -70,3 +70,16 @@ func parseID(s string) (uuid.UUID, error) {
 	}
 	return uuid.Nil, usagef("%s; %q is not one", want, s)
 }
+
+// parseFamily parses a --family value, as parseID does an --id value.
+func parseFamily(s string) (uuid.UUID, error) {
+	u, err := uuid.Parse(s)
+	if err == nil {
+		return u, nil
+	}
+	const want = "--family takes a family ID, a UUID as list and inspect show it (such as 0199a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d)"
+	if tokenShaped.MatchString(s) {
+		return uuid.Nil, usagef("%s, and that looks like a token, not a family ID: inspect the token to see its family", want)
+	}
+	return uuid.Nil, usagef("%s; %q is not one", want, s)
+}

@@ -61,6 +61,11 @@ func (a *app) tokenError(err error, token string) error {
 		msg = "invalid token: not found (never issued, revoked, or expired and swept)"
 	case errors.Is(err, tokenstore.ErrExpired):
 		msg = "invalid token: expired"
+	case errors.Is(err, tokenstore.ErrReused) && a.readOnly && !a.remote():
+		// The library revokes nothing on a read-only store.
+		msg = "invalid token: reused: it was rotated away and is presented again after its grace, so one of two holders has a stolen copy; the file was opened read-only, so its family is not revoked yet: the application revokes it when the token reaches it, revoke --family ID does it now (list shows the family)"
+	case errors.Is(err, tokenstore.ErrReused):
+		msg = "invalid token: reused: it was rotated away and presented again after its grace, so one of two holders has a stolen copy; every token of its family is now revoked, and its holder must authenticate again"
 	default:
 		return err
 	}

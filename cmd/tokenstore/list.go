@@ -21,7 +21,7 @@ func newListCmd(a *app) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "list [--subject S] [--all]",
-		Short: "List tokens: ID, subject, created, last used, expires, policy, metadata (read-only)",
+		Short: "List tokens: ID, family, subject, created, last used, expires, policy, metadata (read-only)",
 		Long: `List live tokens, oldest first, as a table or (--json) as JSON lines.
 Never the tokens themselves: use an ID with inspect --id or revoke --id.
 With --url, a subject's live tokens from the running application.
@@ -131,7 +131,7 @@ func (l *listWriter) write(info tokenstore.Info) error {
 		return writeJSON(l.w, newInfoJSON(info, l.now))
 	}
 	if l.rows == 0 {
-		fmt.Fprintln(l.tw, "ID\tSUBJECT\tCREATED\tLAST USED\tEXPIRES\tPOLICY\tMETADATA")
+		fmt.Fprintln(l.tw, "ID\tFAMILY\tSUBJECT\tCREATED\tLAST USED\tEXPIRES\tPOLICY\tMETADATA")
 	}
 	used := "never"
 	if t, ok := lastUsed(info); ok {
@@ -141,7 +141,7 @@ func (l *listWriter) write(info tokenstore.Info) error {
 	if !l.now.Before(info.ExpiresAt) {
 		expires += " (expired)"
 	}
-	fmt.Fprintf(l.tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", info.ID, quoteIfNeeded(info.Subject),
+	fmt.Fprintf(l.tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", info.ID, info.FamilyID, quoteIfNeeded(info.Subject),
 		formatTime(info.CreatedAt), used, expires, formatPolicy(info.Policy), formatMetadata(info.Metadata))
 	l.rows++
 	if l.rows%listChunk == 0 {

@@ -48,7 +48,7 @@ func TestList(t *testing.T) {
 				return
 			}
 			require.Len(t, lines, 1+len(tt.wantIDs), got.stdout)
-			assert.Regexp(t, `^ID +SUBJECT +CREATED +LAST USED +EXPIRES +POLICY +METADATA$`, lines[0])
+			assert.Regexp(t, `^ID +FAMILY +SUBJECT +CREATED +LAST USED +EXPIRES +POLICY +METADATA$`, lines[0])
 			for i, id := range tt.wantIDs {
 				assert.True(t, strings.HasPrefix(lines[i+1], id+"  "), "row %d: %s", i, lines[i+1])
 			}
@@ -78,7 +78,7 @@ func TestList_Row(t *testing.T) {
 	got := e.run("", "list")
 	require.Equal(t, exitOK, got.code, got.stderr)
 	fields := regexpSplit(strings.Split(got.stdout, "\n")[1])
-	assert.Equal(t, []string{info.ID.String(), `"ci bot"`, "2030-01-02T03:04:05Z", "never", "2030-01-03T03:04:05Z",
+	assert.Equal(t, []string{info.ID.String(), info.ID.String(), `"ci bot"`, "2030-01-02T03:04:05Z", "never", "2030-01-03T03:04:05Z",
 		"sliding(idle=1d, max=30d)", `device="my laptop", scope="read write"`}, fields)
 
 	got = e.run("", "list", "--json", "--subject", "ci bot")

@@ -46,6 +46,7 @@ func (a *app) open(mode openMode) (*tokenstore.DB, error) {
 		return nil, a.openError(err, mode == openRead)
 	}
 	a.prefix = db.Prefix() // the file's: what tokenError's hint names
+	a.readOnly = mode == openRead
 	return db, nil
 }
 

@@ -20,6 +20,7 @@ import (
 // ("sliding(idle=14d, max=30d)").
 type infoJSON struct {
 	ID         string            `json:"id"`
+	FamilyID   string            `json:"family_id"` // the ID of the family's first token: id itself until a rotation
 	Subject    string            `json:"subject"`
 	CreatedAt  time.Time         `json:"created_at"`
 	LastUsedAt *time.Time        `json:"last_used_at"`
@@ -33,6 +34,7 @@ type infoJSON struct {
 func newInfoJSON(info tokenstore.Info, now time.Time) infoJSON {
 	j := infoJSON{
 		ID:        info.ID.String(),
+		FamilyID:  info.FamilyID.String(),
 		Subject:   info.Subject,
 		CreatedAt: info.CreatedAt.UTC(),
 		ExpiresAt: info.ExpiresAt.UTC(),
@@ -69,6 +71,7 @@ func printInfo(w io.Writer, info tokenstore.Info, now time.Time) error {
 		used = formatTime(t) + " (" + formatAgo(now, t) + ")"
 	}
 	fmt.Fprintf(tw, "id\t%s\n", info.ID)
+	fmt.Fprintf(tw, "family\t%s\n", formatFamily(info))
 	fmt.Fprintf(tw, "subject\t%s\n", info.Subject)
 	fmt.Fprintf(tw, "created\t%s (%s)\n", formatTime(info.CreatedAt), formatAgo(now, info.CreatedAt))
 	fmt.Fprintf(tw, "last used\t%s\n", used)
@@ -81,6 +84,15 @@ func printInfo(w io.Writer, info tokenstore.Info, now time.Time) error {
 		fmt.Fprintf(tw, "metadata\t%s\n", formatMetadata(m))
 	}
 	return tw.Flush()
+}
+
+// formatFamily is the family's ID, saying when the token is its first:
+// then revoke --family and revoke --id differ only once it is rotated.
+func formatFamily(info tokenstore.Info) string {
+	if info.FamilyID == info.ID {
+		return info.FamilyID.String() + " (its first token)"
+	}
+	return info.FamilyID.String()
 }
 
 // formatTime writes t in UTC, to the second.

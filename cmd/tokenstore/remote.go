@@ -176,6 +176,7 @@ func (s *remoteStore) Revoke(ctx context.Context, token string) error {
 const (
 	hintRevoked        = "the request was sent, so the application may have revoked it: run the same revoke with --missing-ok to be sure"
 	hintRevokedSubject = "the request was sent, so the application may have revoked them: run the same revoke again to be sure"
+	hintRevokedFamily  = "the request was sent, so the application may have revoked them: run the same revoke again to be sure"
 	hintIssued         = "the request was sent, so the application may have issued it: list --subject shows the subject's tokens (revoke one you did not receive with revoke --id)"
 )
 
@@ -210,6 +211,11 @@ func (s *remoteStore) RevokeID(ctx context.Context, id uuid.UUID) error {
 func (s *remoteStore) RevokeSubject(ctx context.Context, subject string) (int, error) {
 	n, err := s.c.RevokeSubject(ctx, subject)
 	return n, unanswered(err, s.err(err), hintRevokedSubject)
+}
+
+func (s *remoteStore) RevokeFamily(ctx context.Context, familyID uuid.UUID) (int, error) {
+	n, err := s.c.RevokeFamily(ctx, familyID)
+	return n, unanswered(err, s.err(err), hintRevokedFamily)
 }
 
 func (s *remoteStore) Issue(ctx context.Context, subject string, opts ...tokenstore.IssueOption) (string, tokenstore.Info, error) {

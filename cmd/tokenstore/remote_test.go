@@ -170,9 +170,9 @@ func TestRemote_Commands(t *testing.T) {
 			// list --subject: the subject's live tokens, oldest first.
 			got = c.run("", app.args("list", "--subject", "alice")...)
 			require.Equal(t, exitOK, got.code, got.stderr)
-			assert.Regexp(t, `^ID +SUBJECT +CREATED +LAST USED +EXPIRES +POLICY +METADATA\n`, got.stdout)
-			assert.Regexp(t, `(?m)^`+info.ID.String()+` +alice +\S+ +\S+ +\S+ +absolute\(30d\) +device=laptop$`, got.stdout, "used once, by the Validate above")
-			assert.Regexp(t, `(?m)^`+issued.ID+` +alice +\S+ +never +\S+ +absolute\(1h\) *$`, got.stdout)
+			assert.Regexp(t, `^ID +FAMILY +SUBJECT +CREATED +LAST USED +EXPIRES +POLICY +METADATA\n`, got.stdout)
+			assert.Regexp(t, `(?m)^`+info.ID.String()+` +`+info.FamilyID.String()+` +alice +\S+ +\S+ +\S+ +absolute\(30d\) +device=laptop$`, got.stdout, "used once, by the Validate above")
+			assert.Regexp(t, `(?m)^`+issued.ID+` +`+issued.ID+` +alice +\S+ +never +\S+ +absolute\(1h\) *$`, got.stdout)
 			got = c.run("", app.args("list", "--subject", "alice", "--json")...)
 			require.Equal(t, exitOK, got.code, got.stderr)
 			rows := decodeLines[infoJSON](t, got.stdout)
@@ -195,7 +195,7 @@ func TestRemote_Commands(t *testing.T) {
 			assertNoToken(t, got.stdout+got.stderr, laptop, app.admin)
 			got = c.run("", app.args("inspect", "--id", issued.ID)...)
 			require.Equal(t, exitOK, got.code, got.stderr)
-			assert.Regexp(t, `(?m)^id +`+issued.ID+`\nsubject +alice\ncreated .*\nlast used +never\nexpires +\S+ \(in (1h|59m\d+s)\)\npolicy +absolute\(1h\)\n$`, got.stdout)
+			assert.Regexp(t, `(?m)^id +`+issued.ID+`\nfamily +`+issued.ID+` \(its first token\)\nsubject +alice\ncreated .*\nlast used +never\nexpires +\S+ \(in (1h|59m\d+s)\)\npolicy +absolute\(1h\)\n$`, got.stdout)
 			after, err := st.Lookup(ctx, soon)
 			require.NoError(t, err)
 			assert.Equal(t, after.CreatedAt, after.LastUsedAt, "inspect counted no use")
@@ -203,7 +203,7 @@ func TestRemote_Commands(t *testing.T) {
 			// expiring: the 1h token, not the 30d ones.
 			got = c.run("", app.args("expiring", "--within", "2h")...)
 			require.Equal(t, exitOK, got.code, got.stderr)
-			assert.Regexp(t, `^ID .*\n`+issued.ID+` +alice .*absolute\(1h\) *\n$`, got.stdout)
+			assert.Regexp(t, `^ID .*\n`+issued.ID+` +`+issued.ID+` +alice .*absolute\(1h\) *\n$`, got.stdout)
 			got = c.run("", app.args("expiring", "--within", "60d", "--json")...)
 			require.Equal(t, exitOK, got.code, got.stderr)
 			var soonest []string
@@ -233,7 +233,7 @@ func TestRemote_Commands(t *testing.T) {
 			if backend == "file" {
 				require.NotNil(t, s.Bolt)
 				assert.Equal(t, c.path("tokens.db"), s.File)
-				assert.Len(t, s.Bolt.Buckets, 5)
+				assert.Len(t, s.Bolt.Buckets, 8) // the five of tokens, and the three of families
 			} else {
 				assert.Nil(t, s.Bolt, "Redis has no file")
 				assert.Empty(t, s.File)

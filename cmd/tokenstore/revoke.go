@@ -12,19 +12,22 @@ import (
 
 func newRevokeCmd(a *app) *cobra.Command {
 	var (
-		id, subject       string
-		asJSON, missingOK bool
+		id, subject, family string
+		asJSON, missingOK   bool
 	)
 	cmd := &cobra.Command{
-		Use:   "revoke TOKEN|- | --id UUID | --subject S",
-		Short: "Revoke a token, the token with an ID, or every token of a subject",
+		Use:   "revoke TOKEN|- | --id UUID | --subject S | --family UUID",
+		Short: "Revoke a token, the token with an ID, every token of a subject, or of a family",
 		Long: `Revoke one token (given as an argument, or on stdin with "-" or no
 argument), the token with a given ID (no token needed: take the ID from
-list), or every token of a subject ("log out everywhere"). Revocation is
-durable and immediate. Prints how many tokens were revoked. A token or ID
-that is not there is an error (exit 1) unless --missing-ok is given, which
-makes "ensure it is revoked" scripts idempotent; a subject without tokens is
-not an error. A malformed token is always an error.
+list), every token of a subject ("log out everywhere"), or every token of
+a family (--family, the family ID that list and inspect show: one login's
+chain of rotated tokens, "log out this session"). Revocation is durable
+and immediate. Prints how many tokens were revoked. A token or ID that is
+not there is an error (exit 1) unless --missing-ok is given, which makes
+"ensure it is revoked" scripts idempotent; a subject or family without
+tokens is not an error (a rotated-away token of a revoked family, presented
+later, is still refused as reused). A malformed token is always an error.
 
 With --url (or $TOKENSTORE_URL) the running application revokes it through
 its admin API: its middleware refuses the token on the next request, with
@@ -33,6 +36,7 @@ no restart.`,
   tokenstore revoke --id 0199a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d
   tokenstore revoke --missing-ok --id 0199a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d
   tokenstore revoke --subject alice
+  tokenstore revoke --family 0199a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d
   tokenstore --url http://127.0.0.1:8080/admin --credential-file ~/.tokenstore-admin revoke --id 0199a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d`,
 		Args:        maxArgs(1),
 		Annotations: remoteOK,
@@ -45,8 +49,11 @@ no restart.`,
 			if changed("subject") {
 				given++
 			}
+			if changed("family") {
+				given++
+			}
 			if given > 1 {
-				return usagef("give one of TOKEN, --id or --subject")
+				return usagef("give one of TOKEN, --id, --subject or --family")
 			}
 			ctx := cmd.Context()
 			switch {
@@ -66,6 +73,14 @@ no restart.`,
 						return 0, err
 					}
 					return 1, nil
+				})
+			case changed("family"):
+				u, err := parseFamily(family)
+				if err != nil {
+					return err
+				}
+				return a.revoke(asJSON, func(db store) (int, error) {
+					return db.RevokeFamily(ctx, u)
 				})
 			case changed("subject"):
 				if err := checkSubject(subject); err != nil {
@@ -103,6 +118,7 @@ no restart.`,
 	}
 	cmd.Flags().StringVar(&id, "id", "", "revoke the token with this ID")
 	cmd.Flags().StringVar(&subject, "subject", "", "revoke every token of this subject")
+	cmd.Flags().StringVar(&family, "family", "", "revoke every token of the family with this `ID` (as list and inspect show it)")
 	cmd.Flags().BoolVar(&missingOK, "missing-ok", false, "a token or ID that is not there (already revoked, swept, never issued) revokes 0 tokens and exits 0")
 	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"revoked": N}`)
 	return cmd

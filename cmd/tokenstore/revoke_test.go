@@ -43,9 +43,9 @@ func TestRevoke(t *testing.T) {
 		{"not a UUID", "", func(_, _ string, _ uuid.UUID) []string { return []string{"--id", "x"} },
 			exitUsage, "", `"x" is not one`, 0},
 		{"token and id", "", func(a1, _ string, id uuid.UUID) []string { return []string{a1, "--id", id.String()} },
-			exitUsage, "", "give one of TOKEN, --id or --subject", 0},
+			exitUsage, "", "give one of TOKEN, --id, --subject or --family", 0},
 		{"id and subject", "", func(_, _ string, id uuid.UUID) []string { return []string{"--id", id.String(), "--subject", "alice"} },
-			exitUsage, "", "give one of TOKEN, --id or --subject", 0},
+			exitUsage, "", "give one of TOKEN, --id, --subject or --family", 0},
 		{"bad subject", "", func(_, _ string, _ uuid.UUID) []string { return []string{"--subject", ""} },
 			exitUsage, "", "tokenstore: invalid subject: empty (--subject takes 1 to 255 bytes", 0},
 	}

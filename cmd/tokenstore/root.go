@@ -38,6 +38,7 @@ type app struct {
 	prefix     string           // --prefix: Options.Prefix
 	url        string           // --url, or $TOKENSTORE_URL without --db: the application's admin API
 	credFile   string           // --credential-file: the admin token for --url
+	readOnly   bool             // the file was opened read-only: a reuse revokes nothing
 }
 
 // run runs the command line args and returns the process's exit code.
@@ -110,6 +111,8 @@ var errorCodes = []struct {
 	{tokenstore.ErrMalformed, "malformed"},
 	{tokenstore.ErrNotFound, "not_found"},
 	{tokenstore.ErrExpired, "expired"},
+	{tokenstore.ErrReused, "reused"},
+	{tokenstore.ErrInvalidGrace, "invalid_grace"},
 	{tokenstore.ErrLocked, "locked"},
 	{tokenstore.ErrCorrupt, "corrupt"},
 	{tokenstore.ErrReadOnly, "read_only"},

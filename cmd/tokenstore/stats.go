@@ -171,6 +171,7 @@ func (a *app) stats(ctx context.Context, asJSON bool) (err error) {
 		}{
 			{"issued", c.Issued}, {"validated", c.Validated}, {"looked up", c.Lookups}, {"revoked", c.Revoked}, {"swept", c.Swept},
 			{"rejected: malformed", c.RejectedMalformed}, {"rejected: not found", c.RejectedNotFound}, {"rejected: expired", c.RejectedExpired},
+			{"rejected: reused (family revoked)", c.RejectedReused},
 			{"last uses written", c.TouchesPersisted}, {"cache hits", c.CacheHits}, {"cache misses", c.CacheMisses},
 		} {
 			fmt.Fprintf(tw, "  %s\t%d\n", row.name, row.n)

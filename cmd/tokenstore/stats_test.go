@@ -53,7 +53,7 @@ func TestStats(t *testing.T) {
 	for _, b := range v.Bolt.Buckets {
 		names = append(names, b.Name)
 	}
-	assert.Equal(t, []string{"expiry", "ids", "meta", "subjects", "tokens"}, names)
+	assert.Equal(t, []string{"expiry", "families", "ids", "meta", "subjects", "tokens", "tombdue", "tombstones"}, names)
 }
 
 func TestStats_EmptyFile(t *testing.T) {

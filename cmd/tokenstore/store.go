@@ -22,6 +22,7 @@ type store interface {
 	Revoke(ctx context.Context, token string) error
 	RevokeID(ctx context.Context, id uuid.UUID) error
 	RevokeSubject(ctx context.Context, subject string) (int, error)
+	RevokeFamily(ctx context.Context, familyID uuid.UUID) (int, error)
 	Issue(ctx context.Context, subject string, opts ...tokenstore.IssueOption) (string, tokenstore.Info, error)
 	// Expiring returns the live tokens whose deadline falls within d from
 	// now, soonest first.

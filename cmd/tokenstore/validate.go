@@ -62,6 +62,11 @@ read-only open of the file. Exit 1 with the reason when the token is not
 valid. With --id, look the token up by its non-secret ID instead: no token
 needed. With --url, the running application looks it up.
 
+A token rotated away and presented after its grace is reuse (exit 1,
+"reused"): on a file, opened read-only, nothing changes; with --url the
+application revokes the token's whole family, as it does when the token
+reaches it. inspect --id never counts as a presentation.
+
 With "-" or no argument the token is read from stdin.`,
 		Example: `  printf '%s\n' "$T" | tokenstore inspect
   tokenstore inspect --id 0199a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d --json`,

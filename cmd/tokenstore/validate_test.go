@@ -151,6 +151,7 @@ func TestValidate_JSON(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(got.stdout), &v))
 	assert.Equal(t, infoJSON{
 		ID:         info.ID.String(),
+		FamilyID:   info.ID.String(),
 		Subject:    "alice",
 		CreatedAt:  t0,
 		LastUsedAt: new(t0.Add(time.Minute)),
