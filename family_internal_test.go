@@ -337,3 +337,43 @@ func TestFirstUses_Prunes(t *testing.T) {
 		assert.True(t, f.has(h(i)), "mark %d is kept", i)
 	}
 }
+
+// Check's problems about tombstones and their entries name the token by
+// its ID, or by at most the first 6 bytes of its hash as a damaged record
+// is named (damage.go), never by its whole hash: a Check report is printed
+// by the CLI and pasted into tickets, and the brief keeps hashes out of
+// every message. Each entry kind that holds a hash is damaged here.
+func TestCheck_FamilyProblemsNameNoHash(t *testing.T) {
+	e := newFamEnv(t)
+	ctx := t.Context()
+	a1, _ := e.issue()
+	a2, _ := e.issue()
+	a3, _ := e.issue()
+	e.rotate(a1)
+	e.rotate(a2)
+	e.rotate(a3)
+	h1, h2, h3 := e.hash(a1), e.hash(a2), e.hash(a3)
+	other := uuid.Must(uuid.NewV7())
+	require.NoError(t, e.db.bolt.Update(func(tx *bolt.Tx) error {
+		tombs := tx.Bucket(bucketTombstones)
+		// a1: its tombstone gone, its tombdue and families entries left.
+		// a2: its tombstone's deadline moved (tombdue disagrees).
+		t2, err := decodeTombstone(h2, tombs.Get(h2[:]))
+		if err != nil {
+			return err
+		}
+		t2.death++
+		// a3: a families entry of another family for its tombstone.
+		return errors.Join(tombs.Delete(h1[:]), putTombstoneValue(tx, h2, &t2),
+			tx.Bucket(bucketFamilies).Put(familyTombKey(other, h3), []byte{}),
+			tx.Bucket(bucketTombDue).Put([]byte("short"), []byte{}))
+	}))
+	problems, err := e.db.Check(ctx)
+	require.NoError(t, err)
+	all := strings.Join(problems, "\n")
+	require.Len(t, problems, 6, all)
+	for _, h := range []Hash{h1, h2, h3} {
+		assert.NotContains(t, all, fmt.Sprintf("%x", h[6:12]), "more than a hash's first 6 bytes")
+		assert.Contains(t, all, fmt.Sprintf("%x…", h[:6]), "the tombstone is still named")
+	}
+}

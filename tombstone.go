@@ -88,6 +88,14 @@ func tombDueKey(deadline int64, h Hash) []byte {
 	return append(k, h[:]...)
 }
 
+// tombDueEntry names a tombdue entry (tombDueKey's 40 bytes) in a Check
+// report: its deadline and its tombstone's first 6 hash bytes, never the
+// whole hash (see errFamilyEntry).
+func tombDueEntry(k []byte) string {
+	deadline := int64(binary.BigEndian.Uint64(k) ^ (1 << 63))
+	return fmt.Sprintf("entry (deadline %s, tombstone %x…)", time.UnixMilli(deadline).UTC().Format(time.RFC3339Nano), k[8:14])
+}
+
 // getTombstone reads h's tombstone in tx: ErrNotFound when there is none
 // (or the bucket is missing, in a read-only store of an older file).
 func getTombstone(tx *bolt.Tx, h Hash) (tombstone, error) {
@@ -249,11 +257,11 @@ func checkFamilies(tx *bolt.Tx, sweeping bool, add func(string, ...any)) {
 		h := Hash(k[8:])
 		v := tombs.Get(h[:])
 		if v == nil {
-			add("%s: entry %x points at no tombstone", bucketTombDue, k)
+			add("%s: %s points at no tombstone", bucketTombDue, tombDueEntry(k))
 			continue
 		}
 		if t, err := decodeTombstone(h, v); err == nil && t.death != int64(binary.BigEndian.Uint64(k)^(1<<63)) {
-			add("%s: entry %x disagrees with tombstone of token %s", bucketTombDue, k, t.id)
+			add("%s: %s disagrees with tombstone of token %s", bucketTombDue, tombDueEntry(k), t.id)
 		}
 	}
 	c = fam.Cursor()
