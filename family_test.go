@@ -515,3 +515,48 @@ func TestFamily_NewFamilyChain(t *testing.T) {
 	}
 	requireClean(t, db)
 }
+
+// Revoke of a token in its grace, which Validate accepts, revokes it:
+// a client that rotated, lost the answer and then logs out (RFC 7009)
+// with the only token it holds must not leave that token working for the
+// rest of the grace and its successor for its whole life, as a Revoke
+// answering ErrNotFound did. The successor goes and so does the old
+// token's tombstone: the old token is then ErrNotFound, as any revoked
+// token, and a retried logout is not taken for a theft. Outside the
+// grace Revoke of a rotated-away token is ErrNotFound and revokes
+// nothing (it does not validate either).
+func TestFamily_RevokeInGrace(t *testing.T) {
+	ctx := t.Context()
+	clock := tokenstoretest.NewClockAt(famEpoch)
+	db := mustOpen(t, famOptions(clock))
+	a, _, err := db.Issue(ctx, "user")
+	require.NoError(t, err)
+	b, _, err := db.Rotate(ctx, a, tokenstore.WithGrace(time.Minute))
+	require.NoError(t, err)
+	_, err = db.Validate(ctx, a)
+	require.NoError(t, err, "in its grace")
+	before := db.Stats()
+
+	require.NoError(t, db.Revoke(ctx, a))
+	assert.Equal(t, before.Revoked+1, db.Stats().Revoked, "the successor")
+	_, err = db.Validate(ctx, a)
+	require.ErrorIs(t, err, tokenstore.ErrNotFound)
+	_, err = db.Validate(ctx, b)
+	require.ErrorIs(t, err, tokenstore.ErrNotFound)
+	_, _, err = db.Rotate(ctx, a, tokenstore.WithGrace(time.Minute))
+	require.ErrorIs(t, err, tokenstore.ErrNotFound)
+	require.ErrorIs(t, db.Revoke(ctx, a), tokenstore.ErrNotFound, "a retried logout")
+	assert.Zero(t, db.Stats().RejectedReused)
+	requireClean(t, db)
+
+	// After the grace: nothing validates, nothing is revoked.
+	c, _, err := db.Issue(ctx, "user")
+	require.NoError(t, err)
+	d, _, err := db.Rotate(ctx, c, tokenstore.WithGrace(time.Minute))
+	require.NoError(t, err)
+	clock.Advance(time.Minute)
+	require.ErrorIs(t, db.Revoke(ctx, c), tokenstore.ErrNotFound)
+	_, err = db.Validate(ctx, d)
+	require.NoError(t, err, "the successor is left to its holder")
+	requireClean(t, db)
+}

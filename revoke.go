@@ -12,6 +12,13 @@ import (
 // a token the store does not hold (never issued, or already revoked). A
 // token whose record is damaged is deleted too, with every index entry
 // that leads to it.
+//
+// A token rotated away and still in its grace (see [DB.Rotate]), which
+// Validate accepts, is revoked too: its successor is deleted with it, and
+// the token is then ErrNotFound everywhere, as any revoked token (the
+// client that lost the rotation's answer and logs out holds only the old
+// token). Rotated away and out of its grace, it is ErrNotFound, and
+// Revoke revokes nothing.
 func (db *DB) Revoke(ctx context.Context, token string) error {
 	if err := db.begin(ctx, true); err != nil {
 		return wrap("revoke", err)
@@ -23,6 +30,9 @@ func (db *DB) Revoke(ctx context.Context, token string) error {
 	// An unknown token (revoked twice, say) is answered by a read, without
 	// queueing for a write transaction.
 	if _, err := db.read(h); err != nil && !errors.Is(err, ErrCorrupt) {
+		if errors.Is(err, ErrNotFound) && db.rotationKey != nil {
+			return wrap("revoke", db.revokeInGrace(h))
+		}
 		return wrap("revoke", err)
 	}
 	return db.revoke("revoke", func(*bolt.Tx) (Hash, error) { return h, nil })

@@ -302,6 +302,35 @@ func (db *DB) reuse(h Hash) error {
 	return ErrReused
 }
 
+// revokeInGrace is Revoke of h, which the store holds no record of:
+// ErrNotFound unless h was rotated away and its grace is open (h
+// validates), in which case it deletes h's successor and h's tombstone,
+// so that h answers as a revoked token does.
+func (db *DB) revokeInGrace(h Hash) error {
+	del := deletes{cache: db.cache}
+	err := db.commit.run(func(tx *bolt.Tx) error {
+		t, err := getTombstone(tx, h)
+		if err != nil {
+			return refuse(err)
+		}
+		now := db.nowMs()
+		if now >= t.death || db.graceOpen(tx, &t, now) != nil {
+			return refuse(ErrNotFound) // h does not validate: nothing to revoke
+		}
+		succ, err := getRecord(tx, t.successor)
+		if err != nil {
+			return refuse(err)
+		}
+		return errors.Join(del.delete(tx, t.successor, &succ), deleteTombstone(tx, h, &t))
+	})
+	del.end()
+	if err != nil {
+		return boltErr(err)
+	}
+	db.ctr.revoked.Add(1)
+	return nil
+}
+
 // noteReuse counts and logs a reuse that revoked n tokens of family.
 func (db *DB) noteReuse(family uuid.UUID, n int) {
 	db.ctr.reused.Add(1)

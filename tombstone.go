@@ -126,6 +126,16 @@ func putTombstoneValue(tx *bolt.Tx, h Hash, t *tombstone) error {
 	return tx.Bucket(bucketTombstones).Put(h[:], t.encode(h))
 }
 
+// deleteTombstone deletes h's tombstone t with its tombdue and families
+// entries.
+func deleteTombstone(tx *bolt.Tx, h Hash, t *tombstone) error {
+	return errors.Join(
+		tx.Bucket(bucketTombstones).Delete(h[:]),
+		tx.Bucket(bucketTombDue).Delete(tombDueKey(t.death, h)),
+		deleteFamilyKey(tx, familyTombKey(t.family, h)),
+	)
+}
+
 // tombSweepTx is the most tombstones one sweep transaction deletes.
 const tombSweepTx = 1000
 

@@ -392,6 +392,10 @@ type crashTok struct {
 	successor    *crashTok
 	// rotating: a Rotate of it was cut short by the kill, this round.
 	rotating bool
+	// tombMaybeGone: rotated, and a Revoke of it that may have come in
+	// its grace (which deletes its tombstone) was not answered
+	// ErrNotFound, in this round or an earlier one.
+	tombMaybeGone bool
 }
 
 type crashOp struct {
@@ -550,7 +554,13 @@ func (m *crashModel) apply(lines []string) {
 	for _, op := range all {
 		switch op.kind {
 		case "R", "T":
-			direct[m.toks[op.arg]] = append(direct[m.toks[op.arg]], op)
+			t := m.toks[op.arg]
+			direct[t] = append(direct[t], op)
+			if op.kind == "R" && t.successor != nil {
+				// Revoke of a token in its grace revokes its successor
+				// (and is ErrNotFound out of it, revoking nothing).
+				direct[t.successor] = append(direct[t.successor], op)
+			}
 		case "D":
 			direct[m.byID[op.arg]] = append(direct[m.byID[op.arg]], op)
 		case "S":
@@ -650,6 +660,14 @@ func (m *crashModel) apply(lines []string) {
 			switch {
 			case s.rotated:
 				note(s.rotatedAt)
+				// Revoke of s in its own grace deleted its tombstone
+				// too: t is then ErrNotFound, as for a successor used
+				// and then revoked.
+				for _, y := range direct[s] {
+					if y.kind == "R" && y.arg == s.token && y.done() && y.res == "ok" && (succGone < 0 || y.end < succGone) {
+						succGone = y.end
+					}
+				}
 			case s.state == crashGone:
 				succGone = 0 // before the round
 			default:
@@ -678,6 +696,12 @@ func (m *crashModel) apply(lines []string) {
 			if s := t.successor; s != nil && !s.rotated && s.state != crashGone {
 				sg, maybe := fate(s, op.end)
 				succMaybeGone = maybe || sg >= 0 && sg < op.end
+			} else if s != nil && s.rotated {
+				// A Revoke of s, rotated, in its grace may have deleted
+				// its tombstone (in this round or one the kill ended).
+				succMaybeGone = s.tombMaybeGone || slices.ContainsFunc(direct[s], func(y *crashOp) bool {
+					return y.kind == "R" && y.arg == s.token && y.start < op.end && !(y.done() && y.res == "nf")
+				})
 			}
 			switch {
 			case op.res == "nf" && (g >= 0 && g < op.end || succMaybeGone):
@@ -706,6 +730,13 @@ func (m *crashModel) apply(lines []string) {
 			m.fail("token %s missing in %s #%d", t.id, op.kind, op.n)
 		case op.res == "ru" && !t.rotated && !t.rotating && !slices.ContainsFunc(direct[t], func(y *crashOp) bool { return y.kind == "T" && y.start < op.end }):
 			m.fail("token %s, never rotated, answered reuse to %s #%d", t.id, op.kind, op.n)
+		}
+	}
+	for _, t := range m.order {
+		if t.rotated && slices.ContainsFunc(direct[t], func(y *crashOp) bool {
+			return y.kind == "R" && y.arg == t.token && !(y.done() && y.res == "nf")
+		}) {
+			t.tombMaybeGone = true
 		}
 	}
 	for _, t := range m.order {

@@ -361,6 +361,16 @@ func (m *modelMachine) actions() map[string]func(*rapid.T) {
 		"Revoke": func(t *rapid.T) {
 			tok, mt := m.pick(t)
 			err := m.db.Revoke(ctx, tok)
+			if tb := m.tombs[tok]; mt == nil && tb != nil && m.now() < tb.death && m.graceOpen(tb) == nil {
+				// In its grace the old token validates, so Revoke
+				// revokes it: its successor and its tombstone go.
+				m.expectErr("revoke in grace", err, nil)
+				m.remove(tb.successor)
+				delete(m.tombs, tok)
+				m.torder = slices.DeleteFunc(m.torder, func(s string) bool { return s == tok })
+				m.dead = append(m.dead, tok)
+				return
+			}
 			if mt == nil {
 				if !errors.Is(err, tokenstore.ErrNotFound) && !errors.Is(err, tokenstore.ErrMalformed) {
 					t.Fatalf("revoke of a token the model does not hold: %v", err)
