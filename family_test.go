@@ -560,3 +560,31 @@ func TestFamily_RevokeInGrace(t *testing.T) {
 	require.NoError(t, err, "the successor is left to its holder")
 	requireClean(t, db)
 }
+
+// The file keeps times in milliseconds: a grace below one is rounded up
+// to one, as is any fraction of one, where it was cut down to none
+// (WithGrace(500*time.Microsecond) made the old token a reuse at once,
+// revoking the family its caller had asked a grace for).
+func TestFamily_SubMillisecondGrace(t *testing.T) {
+	ctx := t.Context()
+	p, err := tokenstore.NewRotateParams(tokenstore.WithGrace(500 * time.Microsecond))
+	require.NoError(t, err)
+	assert.Equal(t, time.Millisecond, p.Grace)
+	p, err = tokenstore.NewRotateParams(tokenstore.WithGrace(tokenstore.MaxGrace - time.Nanosecond))
+	require.NoError(t, err)
+	assert.Equal(t, tokenstore.MaxGrace, p.Grace)
+
+	clock := tokenstoretest.NewClockAt(famEpoch)
+	db := mustOpen(t, famOptions(clock))
+	a, _, err := db.Issue(ctx, "user")
+	require.NoError(t, err)
+	b, _, err := db.Rotate(ctx, a, tokenstore.WithGrace(500*time.Microsecond))
+	require.NoError(t, err)
+	_, err = db.Validate(ctx, a)
+	require.NoError(t, err, "within the grace")
+	clock.Advance(time.Millisecond)
+	_, err = db.Validate(ctx, a)
+	require.ErrorIs(t, err, tokenstore.ErrReused, "after it")
+	_, err = db.Validate(ctx, b)
+	require.ErrorIs(t, err, tokenstore.ErrNotFound)
+}

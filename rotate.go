@@ -35,7 +35,8 @@ type RotateOption func(*RotateParams)
 // WithGrace keeps the old token working for d after the Rotate, or until
 // the successor is first used, whichever comes first. Within it, rotating
 // the old token again returns the same successor (for a client that lost
-// the response), never a second one. d is at most [MaxGrace].
+// the response), never a second one. d is at most [MaxGrace], and is
+// rounded up to a whole millisecond.
 func WithGrace(d time.Duration) RotateOption { return func(p *RotateParams) { p.Grace = d } }
 
 // WithNewFamily makes the successor the first token of a new family: its
@@ -45,7 +46,9 @@ func WithGrace(d time.Duration) RotateOption { return func(p *RotateParams) { p.
 func WithNewFamily() RotateOption { return func(p *RotateParams) { p.NewFamily = true } }
 
 // NewRotateParams applies opts in order and checks the result: a grace
-// below zero or above [MaxGrace] is [ErrInvalidGrace].
+// below zero or above [MaxGrace] is [ErrInvalidGrace]. A grace is rounded
+// up to a whole millisecond, the stores' resolution, so that a grace
+// below one is not silently none.
 func NewRotateParams(opts ...RotateOption) (RotateParams, error) {
 	var p RotateParams
 	for _, o := range opts {
@@ -55,6 +58,9 @@ func NewRotateParams(opts ...RotateOption) (RotateParams, error) {
 	}
 	if p.Grace < 0 || p.Grace > MaxGrace {
 		return p, fmt.Errorf("%w: %s, want 0 to %s", ErrInvalidGrace, p.Grace, MaxGrace)
+	}
+	if r := p.Grace % time.Millisecond; r != 0 { // MaxGrace is whole: no overflow
+		p.Grace += time.Millisecond - r
 	}
 	return p, nil
 }
