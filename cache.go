@@ -307,15 +307,24 @@ func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error))
 			r.expired = true
 			return r, nil
 		}
-		if use && now > e.used { // never backwards, whatever the clock does
+		r.successor = e.rec.successor() && now < e.rec.created+MaxGrace.Milliseconds()
+		used := now
+		if r.successor && e.used == e.rec.created && now <= e.rec.created {
+			// A successor's first use, in its creation's millisecond
+			// (or with the clock earlier): the file knows a use only as
+			// a last use later than the creation, and this use ends its
+			// predecessor's grace (rotate.go), so it is counted 1 ms
+			// later, to be written as any use is.
+			used = e.rec.created + 1
+		}
+		if use && used > e.used { // never backwards, whatever the clock does
 			wasDirty := e.dirty()
-			e.used = now
+			e.used = used
 			if cached && !wasDirty && e.dirty() {
 				s.pending[h] = e
 			}
 		}
 		r.info = e.rec.info(e.used)
-		r.successor = e.rec.successor() && now < e.rec.created+MaxGrace.Milliseconds()
 		if !deleting && e.dirty() {
 			r.lag = e.used - e.rec.lastUsed
 		}

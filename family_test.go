@@ -588,3 +588,37 @@ func TestFamily_SubMillisecondGrace(t *testing.T) {
 	_, err = db.Validate(ctx, b)
 	require.ErrorIs(t, err, tokenstore.ErrNotFound)
 }
+
+// A Validate of the successor in the very millisecond of the rotation
+// ends the old token's grace for good, as a later one does: it reaches
+// the file, so that a Close and an Open do not reopen the grace. The
+// file keeps a use as a last use later than the creation, so that first
+// use is counted 1 ms after the creation (where it was not written at
+// all, and the old token validated again after the restart). The same
+// holds while the clock reads earlier than the rotation.
+func TestFamily_SuccessorUsedInItsFirstMillisecond(t *testing.T) {
+	ctx := t.Context()
+	for _, back := range []time.Duration{0, time.Minute} {
+		clock := tokenstoretest.NewClockAt(famEpoch)
+		path := filepath.Join(t.TempDir(), "tokens.db")
+		db, err := tokenstore.Open(path, famOptions(clock))
+		require.NoError(t, err)
+		a, _, err := db.Issue(ctx, "user")
+		require.NoError(t, err)
+		clock.Advance(time.Second)
+		b, bInfo, err := db.Rotate(ctx, a, tokenstore.WithGrace(5*time.Minute))
+		require.NoError(t, err)
+		clock.Set(clock.Now().Add(-back))
+		got, err := db.Validate(ctx, b)
+		require.NoError(t, err)
+		assert.Equal(t, bInfo.CreatedAt.Add(time.Millisecond), got.LastUsedAt, "back %s", back)
+		require.NoError(t, db.Close())
+
+		db, err = tokenstore.Open(path, famOptions(clock))
+		require.NoError(t, err)
+		clock.Set(bInfo.CreatedAt.Add(time.Second))
+		_, err = db.Validate(ctx, a)
+		require.ErrorIs(t, err, tokenstore.ErrReused, "back %s: the successor's use was kept", back)
+		require.NoError(t, db.Close())
+	}
+}

@@ -100,7 +100,10 @@ func NewRotateParams(opts ...RotateOption) (RotateParams, error) {
 // expired is ErrNotFound or ErrExpired. The successor's use that ends the
 // grace is known in memory at once, and in the file once the use is
 // written (Options.TouchInterval): a crash in between can reopen the
-// grace until its end.
+// grace until its end. A Lookup of the successor is known in memory
+// only: a restart can reopen the grace too. (A Validate of the successor
+// in the rotation's millisecond is counted 1 ms after it, so that the
+// file keeps it.)
 func (db *DB) Rotate(ctx context.Context, token string, opts ...RotateOption) (string, Info, error) {
 	if err := db.begin(ctx, true); err != nil {
 		return "", Info{}, wrap("rotate", err)

@@ -81,7 +81,7 @@ func (db *DB) check(ctx context.Context, token string, use bool) (Info, error) {
 	}
 	info := r.info
 	if use {
-		raiseTo(&db.usedMax, now)
+		raiseTo(&db.usedMax, max(now, info.LastUsedAt.UnixMilli())) // a successor's first use may be 1 ms ahead (cache.go)
 	}
 	// A use is written by the background writer (touch.go), never here,
 	// unless the Options ask for it.

@@ -47,6 +47,10 @@ type modelTok struct {
 	// with used > created it is the successor's first use, which ends its
 	// predecessor's grace.
 	answered bool
+	// successor: made by Rotate. Its first use in its creation's
+	// millisecond (or with the clock earlier) is counted 1 ms after its
+	// creation, so that the file keeps it (cache.go).
+	successor bool
 }
 
 // deadline is the model's own expiry arithmetic, independent of the
@@ -142,7 +146,7 @@ func (m *modelMachine) add(token string, info tokenstore.Info, subject string, p
 func (m *modelMachine) rotated(old, token string, info tokenstore.Info, grace time.Duration, newFamily bool) {
 	prev := m.toks[old]
 	mt := &modelTok{token: token, subject: prev.subject, id: info.ID, family: prev.family, created: m.now(), used: m.now(),
-		born: prev.born, policy: prev.policy, meta: prev.meta}
+		born: prev.born, policy: prev.policy, meta: prev.meta, successor: true}
 	if newFamily {
 		mt.family, mt.born = info.ID, m.now()
 	}
@@ -578,8 +582,11 @@ func (m *modelMachine) checkToken(t *rapid.T, tok string, mt *modelTok, use bool
 		m.expectErr(op, err, tokenstore.ErrExpired)
 	default:
 		m.expectErr(op, err, nil)
-		if use && m.now() > mt.used {
-			mt.used = m.now()
+		if used := m.now(); use {
+			if mt.successor && mt.used == mt.created && used <= mt.created {
+				used = mt.created + 1
+			}
+			mt.used = max(mt.used, used)
 		}
 		mt.answered = true
 		m.expectInfo(op, info, mt)
