@@ -177,9 +177,10 @@ func (s *Store) reused(res []any) error {
 // firstUse ends the grace of the predecessor of h, a successor a Lookup
 // found unused. As a use write, it is bounded by useWriteTimeout, and its
 // failure costs only the grace's early end: the predecessor keeps working
-// until the grace's own end.
+// until the grace's own end. It only deletes, so it is tried on a full
+// Redis too, where use writes are not.
 func (s *Store) firstUse(ctx context.Context, h tokenstore.Hash) {
-	if s.writesRefused() {
+	if s.graceEndRefused() {
 		return
 	}
 	wctx, cancel := context.WithTimeout(ctx, useWriteTimeout)

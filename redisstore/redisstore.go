@@ -224,6 +224,7 @@ type Store struct {
 	noRO   atomic.Bool   // Redis lacks EVALSHA_RO: read with EVALSHA
 
 	refusedUntil atomic.Int64 // Unix ns: until then Validate writes no use (see writeFailed)
+	refusedOOM   atomic.Bool  // that refusal was for memory: deleting still works (see graceEndRefused)
 
 	rotationKey atomic.Pointer[[]byte] // the HMAC key of grace successors, once read (see successor)
 
@@ -528,6 +529,9 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 	}
 	if s.writesRefused() {
 		s.ctr.dropped.Add(1)
+		if firstUse {
+			s.firstUse(ctx, h)
+		}
 		return rec.info(rec.lastUsed), nil
 	}
 	// The use is written as of the read (now), not of whenever Redis
@@ -586,10 +590,21 @@ func (s *Store) writeFailed(err error, stalled bool) {
 		s.log.Debug("redisstore: writing a use failed; the token's deadline stays where it was", "err", err)
 		return
 	}
+	s.refusedOOM.Store(!stalled && redis.HasErrorPrefix(err, "OOM"))
 	now := time.Now()
 	if prev := s.refusedUntil.Swap(now.Add(refusedFor).UnixNano()); prev < now.UnixNano() {
 		s.log.Warn("redisstore: Redis refuses writes; Validate answers from reads and drops uses", "for", refusedFor, "err", err)
 	}
+}
+
+// graceEndRefused reports whether the write that ends a grace (a
+// successor's first use) would be refused too: Redis refused a write less
+// than refusedFor ago for a cause other than memory (a replica,
+// NOREPLICAS, a stall). A full Redis still takes it, as it only deletes a
+// field; skipping it there would leave the old token working, and its
+// reuse undetected, for the rest of the grace.
+func (s *Store) graceEndRefused() bool {
+	return s.writesRefused() && !s.refusedOOM.Load()
 }
 
 // touchFor is how far behind a token's stored use may be before a use is

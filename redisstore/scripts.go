@@ -255,11 +255,19 @@ local u = tonumber(r.u)
 local d = deadline(r.pol, r.c, u, r.ttl, r.max, r.b)
 if now >= d then return {-1, int(now)} end
 local wrote = 0
+if r.g then
+  -- First, as the script's first write: deleting is not refused for
+  -- memory, and once a script has written, Redis lets it finish, so a
+  -- full Redis (noeviction) still ends the grace (and writes the use).
+  redis.call('HDEL', KEYS[1], 'g')
+  wrote = 1
+end
 if now > u and now - u >= tonumber(ARGV[4]) then
   u = now
   wrote = 1
-  -- The first write: under maxmemory with noeviction it fails with OOM
-  -- and the script stops here, having changed nothing.
+  -- The first write, but for a grace's end: under maxmemory with
+  -- noeviction it fails with OOM and the script stops here, having
+  -- changed nothing.
   redis.call('HSET', KEYS[1], 'u', int(now))
   local nd = deadline(r.pol, r.c, u, r.ttl, r.max, r.b)
   if nd ~= d then
@@ -272,11 +280,6 @@ if now > u and now - u >= tonumber(ARGV[4]) then
   -- Not XX: this also re-files a token whose expiry index entry an
   -- eviction removed, so that Sweep, ForEach and Stats see it again.
   redis.call('ZADD', p .. 'e', int(nd), hex .. r.sub)
-end
-if r.g then
-  -- Deleting needs no memory: a full Redis still ends the grace.
-  redis.call('HDEL', KEYS[1], 'g')
-  wrote = 1
 end
 return {1, int(now), int(u), wrote, f}
 `)
