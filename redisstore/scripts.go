@@ -466,11 +466,21 @@ return {n, redis.call('ZCARD', KEYS[1])}
 // {1, now, new record fields}, or for a rotated-away token
 // {3, now, successor fields, successor hash} (within the grace: the same
 // successor again) or {-4, revoked, family} (reused: family revoked).
+//
+// With a grace, KEYS[3] is the rotation key and ARGV[7] the SHA-1 of the
+// one the successor was derived with: a successor is made only with the
+// key Redis holds, so that every instance can derive it again. {-5}: the
+// key is gone or another (deleted, evicted, made again by another
+// instance); the caller reads it again and retries.
 var rotateScript = redis.NewScript(prelude + `
 local p = ARGV[2]
 local hexA, hexB = string.sub(KEYS[1], -64), string.sub(KEYS[2], -64)
 local now = nowms(ARGV[1])
 local f = redis.call('HGETALL', KEYS[1])
+if #f > 0 and ARGV[7] ~= '' then
+  local k = redis.pcall('GET', KEYS[3])
+  if type(k) ~= 'string' or redis.sha1hex(k) ~= ARGV[7] then return {-5} end
+end
 if #f == 0 then
   local st, a, b = tomb(p, hexA, now)
   if st == 'grace' then return {3, int(now), b, fields(a).next} end
