@@ -4,10 +4,12 @@ import (
 	"strings"
 
 	"context"
+	"errors"
 	"fmt"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -175,5 +177,89 @@ func TestFamily_RotationKeyDamaged(t *testing.T) {
 			_, err = s.Validate(ctx, b)
 			require.NoError(t, err)
 		})
+	}
+}
+
+// TestFamily_TwoInstancesRace: two instances of one application (two
+// Stores, each with its own client, on Redis's clock) race the calls of
+// one family. Whatever order Redis runs the scripts in, a family that a
+// reuse or RevokeFamily revoked keeps no working token, and a grace gives
+// one successor.
+func TestFamily_TwoInstancesRace(t *testing.T) {
+	ctx := context.Background()
+	s1, s2 := pair(t, redisstore.Options{Policy: tokenstore.Sliding(time.Hour, 10*time.Hour)})
+	stores := []*redisstore.Store{s1, s2}
+	const rounds = 30
+
+	t.Run("GraceRetries", func(t *testing.T) {
+		for r := range rounds / 3 {
+			a, _, err := s1.Issue(ctx, fmt.Sprintf("grace-%d", r))
+			require.NoError(t, err)
+			issued := s1.Stats().Issued + s2.Stats().Issued
+			got := make([]string, 32)
+			errs := make([]error, 32)
+			var wg sync.WaitGroup
+			for i := range got {
+				wg.Go(func() { got[i], _, errs[i] = stores[i%2].Rotate(ctx, a, tokenstore.WithGrace(time.Minute)) })
+			}
+			wg.Wait()
+			for i := range got {
+				require.NoError(t, errs[i], "Rotate %d on instance %d", i, i%2+1)
+				require.Equal(t, got[0], got[i], "Rotate %d on instance %d: one successor", i, i%2+1)
+			}
+			assert.Equal(t, issued+1, s1.Stats().Issued+s2.Stats().Issued, "one successor issued across both instances")
+			list, err := s2.List(ctx, fmt.Sprintf("grace-%d", r))
+			require.NoError(t, err)
+			assert.Len(t, list, 1)
+		}
+	})
+
+	// Each round: a family A -> B; one instance rotates B (with or
+	// without a grace) while the other presents A again (a reuse) or
+	// revokes the family.
+	for _, attack := range []string{"reuse", "RevokeFamily"} {
+		for _, grace := range []time.Duration{0, time.Minute} {
+			t.Run(fmt.Sprintf("%s/grace=%v", attack, grace), func(t *testing.T) {
+				for r := range rounds {
+					sub := fmt.Sprintf("%s-%v-%d", attack, grace, r)
+					a, aInfo, err := s1.Issue(ctx, sub)
+					require.NoError(t, err)
+					b, _, err := s1.Rotate(ctx, a)
+					require.NoError(t, err)
+					rot, att := stores[r%2], stores[(r+1)%2]
+					var c string
+					var rotErr, attErr error
+					var wg sync.WaitGroup
+					wg.Go(func() { c, _, rotErr = rot.Rotate(ctx, b, tokenstore.WithGrace(grace)) })
+					wg.Go(func() {
+						if attack == "reuse" {
+							_, attErr = att.Validate(ctx, a)
+							if errors.Is(attErr, tokenstore.ErrReused) {
+								attErr = nil
+							}
+						} else {
+							_, attErr = att.RevokeFamily(ctx, aInfo.ID)
+						}
+					})
+					wg.Wait()
+					require.NoError(t, attErr, "round %d", r)
+					if rotErr != nil {
+						require.ErrorIs(t, rotErr, tokenstore.ErrNotFound, "round %d: the family was revoked first", r)
+					}
+					for _, s := range stores {
+						for name, tok := range map[string]string{"A": a, "B": b, "C": c} {
+							if tok == "" {
+								continue
+							}
+							_, err := s.Validate(ctx, tok)
+							assert.Error(t, err, "round %d: %s works after the family's revocation (rotate first: %v)", r, name, rotErr == nil)
+						}
+					}
+					list, err := s2.List(ctx, sub)
+					require.NoError(t, err)
+					assert.Empty(t, list, "round %d: a live token left in a revoked family", r)
+				}
+			})
+		}
 	}
 }
