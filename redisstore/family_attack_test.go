@@ -263,3 +263,88 @@ func TestFamily_TwoInstancesRace(t *testing.T) {
 		}
 	}
 }
+
+// TestFamily_DamagedKeysCostOnlyThemselves: a family key or a tombstone
+// of another type (another program's key under the KeyPrefix) costs only
+// the tokens it stands for, which fail closed, as a damaged record does:
+// before, it was a Lua error (WRONGTYPE) for every List and RevokeSubject
+// of the subject, for RevokeFamily, and for Validate of the family's
+// tokens.
+func TestFamily_DamagedKeysCostOnlyThemselves(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	prefix := uniquePrefix()
+	raw := newClient(t)
+	s := newStore(t, &redisstore.Options{Now: clk.Now, KeyPrefix: prefix, Policy: tokenstore.Sliding(time.Hour, 10*time.Hour), MaxTokensPerSubject: 4})
+	noLua := func(err error, what string) {
+		t.Helper()
+		if err != nil {
+			require.NotContains(t, err.Error(), "user_script", what+": a Lua error is not an answer")
+			require.NotContains(t, err.Error(), "WRONGTYPE", what)
+		}
+	}
+
+	other, otherInfo, err := s.Issue(ctx, "user")
+	require.NoError(t, err)
+	a, aInfo, err := s.Issue(ctx, "user")
+	require.NoError(t, err)
+	b, _, err := s.Rotate(ctx, a, tokenstore.WithGrace(time.Minute))
+	require.NoError(t, err)
+	c, _, err := s.Issue(ctx, "user")
+	require.NoError(t, err)
+	d, _, err := s.Rotate(ctx, c)
+	require.NoError(t, err)
+	e, eInfo, err := s.Issue(ctx, "user")
+	require.NoError(t, err)
+
+	require.NoError(t, raw.Set(ctx, prefix+"f:"+aInfo.ID.String(), "not a family", 0).Err())
+	require.NoError(t, raw.Set(ctx, prefix+"r:"+hashHex(c), "not a tombstone", 0).Err())
+	require.NoError(t, raw.Set(ctx, prefix+"f:"+eInfo.ID.String(), "not a family either", 0).Err())
+
+	_, err = s.Validate(ctx, b)
+	noLua(err, "Validate of a token whose family key is damaged")
+	require.ErrorIs(t, err, tokenstore.ErrNotFound, "it fails closed: RevokeFamily cannot reach it")
+	_, err = s.Validate(ctx, a)
+	noLua(err, "Validate of its predecessor in its grace")
+	require.ErrorIs(t, err, tokenstore.ErrNotFound)
+	_, err = s.Validate(ctx, c)
+	noLua(err, "Validate of a token whose tombstone is damaged")
+	require.ErrorIs(t, err, tokenstore.ErrNotFound, "a damaged tombstone is no token")
+	_, _, err = s.Rotate(ctx, c)
+	noLua(err, "Rotate of it")
+	require.ErrorIs(t, err, tokenstore.ErrNotFound)
+
+	_, err = s.Validate(ctx, other)
+	require.NoError(t, err, "another token of the subject")
+	_, err = s.Validate(ctx, d)
+	require.NoError(t, err, "another family of the subject")
+	list, err := s.List(ctx, "user")
+	noLua(err, "List")
+	require.NoError(t, err)
+	assert.Len(t, list, 3, "List: other, d and e")
+	n, err := s.RevokeFamily(ctx, aInfo.ID)
+	noLua(err, "RevokeFamily")
+	require.NoError(t, err)
+	assert.Zero(t, n, "no live token of that family")
+
+	// A token never rotated whose family key is damaged rotates: the key
+	// is the store's by its name, and named no token.
+	e2, _, err := s.Rotate(ctx, e)
+	noLua(err, "Rotate of a token whose family key is damaged, never rotated")
+	require.NoError(t, err)
+	_, err = s.Validate(ctx, e2)
+	require.NoError(t, err, "its successor works")
+	_, err = s.Validate(ctx, e)
+	require.ErrorIs(t, err, tokenstore.ErrReused, "and it is tombstoned")
+
+	n, err = s.RevokeSubject(ctx, "user")
+	noLua(err, "RevokeSubject")
+	require.NoError(t, err)
+	assert.Positive(t, n)
+	for _, tok := range []string{other, b, d, e2} {
+		_, err := s.Validate(ctx, tok)
+		require.ErrorIs(t, err, tokenstore.ErrNotFound, "logged out everywhere")
+	}
+	_, err = s.Get(ctx, otherInfo.ID)
+	require.ErrorIs(t, err, tokenstore.ErrNotFound)
+}

@@ -74,6 +74,17 @@ local function sane(r)
     (not r.b or tonumber(r.b) ~= nil) and (not r.g or tonumber(r.g) ~= nil)
 end
 
+-- hfield reads a field of a family key (P f:F) or a tombstone: false
+-- when there is none, and when the key is of another type (another
+-- program's key under the prefix), which stands for no token: the
+-- tokens it would name fail closed, and it costs only them, never a
+-- WRONGTYPE error for every script that meets it.
+local function hfield(k, f)
+  local v = redis.pcall('HGET', k, f)
+  if type(v) ~= 'string' then return false end
+  return v
+end
+
 -- alive reports whether a record's ID key and subject index entry, and a
 -- rotated token's family key, are in place. Eviction can remove any of
 -- them without its record; a token is valid only while every way to
@@ -82,7 +93,7 @@ end
 local function alive(p, hex, r)
   if redis.call('GET', p .. 'i:' .. r.id) ~= hex then return false end
   if redis.call('ZSCORE', p .. 's:' .. r.sub, hex) == false then return false end
-  if r.f then return redis.call('HGET', p .. 'f:' .. r.f, 'h') == hex end
+  if r.f then return hfield(p .. 'f:' .. r.f, 'h') == hex end
   return true
 end
 
@@ -96,7 +107,7 @@ local function drop(p, hex, id, sub, fam)
     redis.call('ZREM', p .. 's:' .. sub, hex)
     redis.call('ZREM', p .. 'e', hex .. sub)
   end
-  if fam and redis.call('HGET', p .. 'f:' .. fam, 'h') == hex then
+  if fam and hfield(p .. 'f:' .. fam, 'h') == hex then
     redis.call('DEL', p .. 'f:' .. fam)
   end
 end
@@ -134,8 +145,9 @@ end
 --   'reuse', tombstone: presented after its grace, or after the
 --               successor's first use (its g field gone, or rotated).
 local function tomb(p, hex, now)
-  local tf = redis.call('HGETALL', p .. 'r:' .. hex)
-  if #tf == 0 then return 'gone' end
+  local tf = redis.pcall('HGETALL', p .. 'r:' .. hex)
+  -- Another type (an error reply): no tombstone, as below.
+  if tf.err or #tf == 0 then return 'gone' end
   local t = fields(tf)
   local d, ge = tonumber(t.d), tonumber(t.ge)
   -- A damaged tombstone (another program's key) is no token.
@@ -165,19 +177,19 @@ end
 local function revokeFamily(p, fam)
   local n = 0
   local fk = p .. 'f:' .. fam
-  local h = redis.call('HGET', fk, 'h')
-  local g = redis.call('HGET', fk, 'g')
+  local h = hfield(fk, 'h')
+  local g = hfield(fk, 'g')
   if h and redis.call('EXISTS', p .. 't:' .. h) == 1 then
     local r = redis.call('HMGET', p .. 't:' .. h, 'id', 'sub')
     drop(p, h, r[1], r[2], nil)
     n = n + 1
   end
-  if g and redis.call('EXISTS', p .. 'r:' .. g) == 1 then
+  if g and redis.call('TYPE', p .. 'r:' .. g).ok == 'hash' then
     redis.call('HSET', p .. 'r:' .. g, 'ge', '0')
   end
   redis.call('DEL', fk)
-  local hex = redis.call('GET', p .. 'i:' .. fam)
-  if hex and hex ~= h and redis.call('EXISTS', p .. 't:' .. hex) == 1 then
+  local hex = redis.pcall('GET', p .. 'i:' .. fam)
+  if type(hex) == 'string' and hex ~= h and redis.call('EXISTS', p .. 't:' .. hex) == 1 then
     local r = redis.call('HMGET', p .. 't:' .. hex, 'id', 'sub', 'f')
     if r[1] == fam and (not r[3] or r[3] == fam) then
       drop(p, hex, r[1], r[2], r[3])
@@ -518,6 +530,10 @@ local err, _, at = create(p, hexB, ARGV[4], r.sub, now, r.pol, r.ttl, r.max,
   tonumber(ARGV[3]), meta, nborn)
 if err then return err end
 local fk = p .. 'f:' .. nfam
+-- After create, whose first write is the one a full Redis refuses.
+-- A family key of another type (another program's) named no token
+-- (alive refuses it): the name is the store's, and it is replaced.
+if redis.call('TYPE', fk).ok ~= 'hash' then redis.call('DEL', fk) end
 redis.call('HSET', fk, 'h', hexB)
 if grace > 0 and nfam == fam then
   redis.call('HSET', fk, 'g', hexA)
@@ -528,6 +544,7 @@ redis.call('PEXPIREAT', fk, at)
 if nfam ~= fam then
   -- The old family keeps only the rotated-away token's grace.
   local ok = p .. 'f:' .. fam
+  if redis.call('TYPE', ok).ok ~= 'hash' then redis.call('DEL', ok) end
   if grace > 0 then
     redis.call('HDEL', ok, 'h')
     redis.call('HSET', ok, 'g', hexA)
