@@ -348,3 +348,56 @@ func TestFamily_DamagedKeysCostOnlyThemselves(t *testing.T) {
 	_, err = s.Get(ctx, otherInfo.ID)
 	require.ErrorIs(t, err, tokenstore.ErrNotFound)
 }
+
+// TestFamily_FullRedisRevokeFamily: RevokeFamily only deletes (and ends a
+// grace), which a full Redis allows, as it allows the other revocations:
+// also for a family whose only token left is one in its grace, rotated
+// into a new family.
+func TestFamily_FullRedisRevokeFamily(t *testing.T) {
+	srv := ownRedis(t, "--maxmemory-policy", "noeviction")
+	raw := rawClient(t, srv.Addr)
+	ctx := context.Background()
+	clk := newClock()
+	s := storeOn(t, srv.Addr, &redisstore.Options{Now: clk.Now, Policy: tokenstore.Sliding(time.Hour, 10*time.Hour)})
+	a, aInfo, err := s.Issue(ctx, "victim")
+	require.NoError(t, err)
+	clk.Advance(time.Minute)
+	b, bInfo, err := s.Rotate(ctx, a, tokenstore.WithGrace(5*time.Minute), tokenstore.WithNewFamily())
+	require.NoError(t, err)
+	c, cInfo, err := s.Issue(ctx, "victim")
+	require.NoError(t, err)
+	clk.Advance(time.Minute)
+	d, _, err := s.Rotate(ctx, c, tokenstore.WithGrace(5*time.Minute))
+	require.NoError(t, err)
+
+	base := infoInt(t, raw, "memory", "used_memory")
+	require.NoError(t, raw.ConfigSet(ctx, "maxmemory", strconv.FormatInt(base+256<<10, 10)).Err())
+	var full error
+	for i := 0; full == nil; i++ {
+		require.Less(t, i, 100000, "Redis never filled up")
+		_, _, full = s.Issue(ctx, fmt.Sprintf("user-%d", i))
+	}
+	require.ErrorIs(t, full, redisstore.ErrOutOfMemory)
+	require.NoError(t, raw.ConfigSet(ctx, "maxmemory", strconv.FormatInt(base, 10)).Err())
+
+	_, err = s.Validate(ctx, a)
+	require.NoError(t, err, "in its grace")
+	n, err := s.RevokeFamily(ctx, aInfo.ID)
+	require.NoError(t, err, "RevokeFamily of the old family, whose only token is in its grace, on a full Redis")
+	assert.Zero(t, n)
+	_, err = s.Validate(ctx, a)
+	require.ErrorIs(t, err, tokenstore.ErrReused, "its grace ended")
+	_, err = s.Validate(ctx, b)
+	require.NoError(t, err, "the new family is another")
+
+	n, err = s.RevokeFamily(ctx, cInfo.ID)
+	require.NoError(t, err, "RevokeFamily of a family with a live token and one in its grace")
+	assert.Equal(t, 1, n)
+	for _, tok := range []string{c, d} {
+		_, err = s.Validate(ctx, tok)
+		require.Error(t, err)
+	}
+	n, err = s.RevokeFamily(ctx, bInfo.ID)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+}

@@ -184,10 +184,13 @@ local function revokeFamily(p, fam)
     drop(p, h, r[1], r[2], nil)
     n = n + 1
   end
+  -- The family key goes before the grace ends (HSET): a write first,
+  -- which a full Redis allows, and after it Redis lets the script
+  -- finish, so a revocation is never refused for memory.
+  redis.call('DEL', fk)
   if g and redis.call('TYPE', p .. 'r:' .. g).ok == 'hash' then
     redis.call('HSET', p .. 'r:' .. g, 'ge', '0')
   end
-  redis.call('DEL', fk)
   local hex = redis.pcall('GET', p .. 'i:' .. fam)
   if type(hex) == 'string' and hex ~= h and redis.call('EXISTS', p .. 't:' .. hex) == 1 then
     local r = redis.call('HMGET', p .. 't:' .. hex, 'id', 'sub', 'f')
