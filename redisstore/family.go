@@ -33,12 +33,17 @@ import (
 // successor is first used (Validate, Lookup or Rotate), and rotating it
 // again meanwhile returns the same successor, never a second one: the
 // successor is an HMAC-SHA256 of token under a key kept in Redis (the
-// KeyPrefix's "rotation-key", made once with SET NX), which only token's
-// holder can recompute. A successor revoked meanwhile makes that retry
+// KeyPrefix's "rotation-key", made with SET NX by the first Rotate with a
+// grace, and again if it is deleted or evicted; a successor is only made
+// with the key Redis holds, so every instance can derive it again), which
+// only token's holder can recompute. A successor revoked meanwhile, or
+// made under a rotation key since replaced, makes that retry
 // [tokenstore.ErrNotFound].
 //
-// Errors: those of Validate, plus ErrReused, [tokenstore.ErrInvalidGrace]
-// and, on a Redis that refuses writes, ErrOutOfMemory or ErrReadOnly.
+// Errors: those of Validate, plus ErrReused, [tokenstore.ErrInvalidGrace],
+// [tokenstore.ErrCorrupt] for a grace when the rotation key in Redis is
+// not 32 hex-encoded bytes, and, on a Redis that refuses writes,
+// ErrOutOfMemory or ErrReadOnly.
 func (s *Store) Rotate(ctx context.Context, token string, opts ...tokenstore.RotateOption) (string, tokenstore.Info, error) {
 	if err := s.begin(ctx); err != nil {
 		return "", tokenstore.Info{}, wrap("rotate", err)
