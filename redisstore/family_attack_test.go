@@ -401,3 +401,50 @@ func TestFamily_FullRedisRevokeFamily(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 1, n)
 }
+
+// TestFamily_RevokeInGrace: Revoke of a token rotated away and within its
+// grace, which still validates, revokes it (ending its grace) and its
+// unused successor: a client that lost Rotate's answer and then logs out
+// (RFC 7009) leaves no working token, instead of being told the token it
+// just used does not exist while it keeps working, and a successor no one
+// holds (or a thief who took the lost answer holds) lives on.
+func TestFamily_RevokeInGrace(t *testing.T) {
+	ctx := context.Background()
+	s1, s2 := pair(t, redisstore.Options{Policy: tokenstore.Sliding(time.Hour, 10*time.Hour)})
+	a, _, err := s1.Issue(ctx, "user")
+	require.NoError(t, err)
+	b, bInfo, err := s1.Rotate(ctx, a, tokenstore.WithGrace(5*time.Minute))
+	require.NoError(t, err)
+	_, err = s2.Validate(ctx, a)
+	require.NoError(t, err, "in its grace")
+
+	revoked := s2.Stats().Revoked
+	require.NoError(t, s2.Revoke(ctx, a), "Revoke of a token that validates")
+	assert.Equal(t, revoked+1, s2.Stats().Revoked, "the successor is counted (an ended grace is not, as in RevokeFamily)")
+	for _, s := range []*redisstore.Store{s1, s2} {
+		_, err = s.Validate(ctx, a)
+		require.ErrorIs(t, err, tokenstore.ErrReused, "its grace is over")
+		_, err = s.Validate(ctx, b)
+		require.ErrorIs(t, err, tokenstore.ErrNotFound, "its unused successor is revoked")
+		_, _, err = s.Rotate(ctx, a, tokenstore.WithGrace(5*time.Minute))
+		require.ErrorIs(t, err, tokenstore.ErrReused, "and a retried Rotate gets no successor")
+	}
+	_, err = s1.Get(ctx, bInfo.ID)
+	require.ErrorIs(t, err, tokenstore.ErrNotFound)
+	list, err := s1.List(ctx, "user")
+	require.NoError(t, err)
+	assert.Empty(t, list)
+
+	// After the grace, or once the successor was used, the old token is
+	// no token: Revoke says so and revokes nothing (presenting it to
+	// Validate is what catches a reuse).
+	c, _, err := s1.Issue(ctx, "user")
+	require.NoError(t, err)
+	d, _, err := s1.Rotate(ctx, c, tokenstore.WithGrace(5*time.Minute))
+	require.NoError(t, err)
+	_, err = s1.Validate(ctx, d)
+	require.NoError(t, err)
+	require.ErrorIs(t, s1.Revoke(ctx, c), tokenstore.ErrNotFound)
+	_, err = s1.Validate(ctx, d)
+	require.NoError(t, err, "the used successor is untouched")
+}

@@ -784,7 +784,11 @@ func (s *Store) List(ctx context.Context, subject string) ([]tokenstore.Info, er
 
 // Revoke deletes token at once: when it returns, no instance accepts the
 // token. It returns [tokenstore.ErrNotFound] for a token the store does not
-// hold (never issued, or already revoked).
+// hold (never issued, or already revoked). A token rotated away and within
+// its grace, which still works, is revoked too: its grace ends (presented
+// again, it is [tokenstore.ErrReused]), and its successor, which no one
+// has used, is deleted with it, so that a client that logs out after
+// losing Rotate's answer leaves no live token behind (RFC 7009 §2.1).
 func (s *Store) Revoke(ctx context.Context, token string) error {
 	if err := s.begin(ctx); err != nil {
 		return wrap("revoke", err)
@@ -793,7 +797,7 @@ func (s *Store) Revoke(ctx context.Context, token string) error {
 	if err != nil {
 		return err
 	}
-	n, err := s.run(ctx, revokeScript, []string{s.recordKey(h)}, s.prefix).Int64()
+	n, err := s.run(ctx, revokeScript, []string{s.recordKey(h)}, s.prefix, s.nowArg()).Int64()
 	if err != nil {
 		return wrap("revoke", err)
 	}

@@ -420,10 +420,23 @@ end
 return 0
 `)
 
-// revokeScript deletes a record, damaged or not. KEYS: record. ARGV:
-// prefix. Returns 1, or 0 when there is none.
+// revokeScript deletes a record, damaged or not. A token rotated away
+// and within its grace has none, but still works: its grace ends, and its
+// successor, unused (or the grace would be over) and so held by no one
+// but this token's holder, is deleted with it. KEYS: record. ARGV:
+// prefix, now. Returns 1, or 0 when there is none.
 var revokeScript = redis.NewScript(prelude + `
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local p, hex = ARGV[1], string.sub(KEYS[1], -64)
+  local st, a = tomb(p, hex, nowms(ARGV[2]))
+  if st ~= 'grace' then return 0 end
+  local next = fields(a).next
+  local r = redis.call('HMGET', p .. 't:' .. next, 'id', 'sub', 'f')
+  -- Deleting first: a full Redis lets the script finish.
+  drop(p, next, r[1], r[2], r[3])
+  redis.call('HSET', p .. 'r:' .. hex, 'ge', '0')
+  return 1
+end
 local r = redis.call('HMGET', KEYS[1], 'id', 'sub', 'f')
 drop(ARGV[1], string.sub(KEYS[1], -64), r[1], r[2], r[3])
 return 1
