@@ -3,12 +3,14 @@ package redisstore
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha1"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tokenstore/tokenstore"
 )
@@ -31,12 +33,17 @@ import (
 // successor is first used (Validate, Lookup or Rotate), and rotating it
 // again meanwhile returns the same successor, never a second one: the
 // successor is an HMAC-SHA256 of token under a key kept in Redis (the
-// KeyPrefix's "rotation-key", made once with SET NX), which only token's
-// holder can recompute. A successor revoked meanwhile makes that retry
+// KeyPrefix's "rotation-key", made with SET NX by the first Rotate with a
+// grace, and again if it is deleted or evicted; a successor is only made
+// with the key Redis holds, so every instance can derive it again), which
+// only token's holder can recompute. A successor revoked meanwhile, or
+// made under a rotation key since replaced, makes that retry
 // [tokenstore.ErrNotFound].
 //
-// Errors: those of Validate, plus ErrReused, [tokenstore.ErrInvalidGrace]
-// and, on a Redis that refuses writes, ErrOutOfMemory or ErrReadOnly.
+// Errors: those of Validate, plus ErrReused, [tokenstore.ErrInvalidGrace],
+// [tokenstore.ErrCorrupt] for a grace when the rotation key in Redis is
+// not 32 hex-encoded bytes, and, on a Redis that refuses writes,
+// ErrOutOfMemory or ErrReadOnly.
 func (s *Store) Rotate(ctx context.Context, token string, opts ...tokenstore.RotateOption) (string, tokenstore.Info, error) {
 	if err := s.begin(ctx); err != nil {
 		return "", tokenstore.Info{}, wrap("rotate", err)
@@ -53,28 +60,45 @@ func (s *Store) Rotate(ctx context.Context, token string, opts ...tokenstore.Rot
 	if err != nil {
 		return "", tokenstore.Info{}, wrap("rotate: new id", err)
 	}
-	var newToken string
-	var h tokenstore.Hash
-	if p.Grace > 0 {
-		if newToken, h, err = s.successor(ctx, token); err != nil {
-			return "", tokenstore.Info{}, wrap("rotate", err)
-		}
-	} else {
-		newToken, h = s.format.Generate()
-	}
 	newFamily := 0
 	if p.NewFamily {
 		newFamily = 1
 	}
-	res, err := s.run(ctx, rotateScript, []string{s.recordKey(old), s.recordKey(h)},
-		s.nowArg(), s.prefix, s.keep, id.String(), p.Grace.Milliseconds(), newFamily).Slice()
-	if err != nil {
-		return "", tokenstore.Info{}, wrap("rotate", err)
+	var (
+		newToken string
+		h        tokenstore.Hash
+		res      []any
+		status   int64
+	)
+	// Twice at most: a first answer that the rotation key changed (-5)
+	// drops the one this instance read, and the retry reads it again.
+	for range 2 {
+		var sum string
+		if p.Grace > 0 {
+			var k []byte
+			if newToken, h, k, err = s.successor(ctx, token); err != nil {
+				return "", tokenstore.Info{}, wrap("rotate", err)
+			}
+			sum = keySum(k)
+		} else {
+			newToken, h = s.format.Generate()
+		}
+		res, err = s.run(ctx, rotateScript, []string{s.recordKey(old), s.recordKey(h), s.rotationKeyName()},
+			s.nowArg(), s.prefix, s.keep, id.String(), p.Grace.Milliseconds(), newFamily, sum).Slice()
+		if err != nil {
+			return "", tokenstore.Info{}, wrap("rotate", err)
+		}
+		if status, _, err = head(res); err != nil {
+			return "", tokenstore.Info{}, wrap("rotate", err)
+		}
+		if status != -5 {
+			break
+		}
+		s.rotationKey.Store(nil)
 	}
-	status, _, err := head(res)
 	switch {
-	case err != nil:
-		return "", tokenstore.Info{}, wrap("rotate", err)
+	case status == -5:
+		return "", tokenstore.Info{}, wrap("rotate", fmt.Errorf("%w: the rotation key %s changed twice during this Rotate (something else deletes or writes it); nothing was written", tokenstore.ErrCorrupt, s.rotationKeyName()))
 	case status == -4:
 		return "", tokenstore.Info{}, wrap("rotate", s.reused(res))
 	case status == 0:
@@ -86,15 +110,24 @@ func (s *Store) Rotate(ctx context.Context, token string, opts ...tokenstore.Rot
 	case status == -3:
 		return "", tokenstore.Info{}, wrap("rotate", damaged(res[2]))
 	case status == 3:
-		// Within the grace: the successor made then, from this token.
+		// Within the grace: the successor made then, from this token,
+		// with the rotation key Redis held then. This instance may have
+		// read another before (the key deleted and made again since):
+		// a mismatch reads it again once.
 		next, _ := res[3].(string)
-		if p.Grace == 0 {
-			if newToken, h, err = s.successor(ctx, token); err != nil {
-				return "", tokenstore.Info{}, wrap("rotate", err)
+		for i := 0; ; i++ {
+			if p.Grace == 0 || i > 0 {
+				if newToken, h, _, err = s.successor(ctx, token); err != nil {
+					return "", tokenstore.Info{}, wrap("rotate", err)
+				}
 			}
-		}
-		if next != hex.EncodeToString(h[:]) {
-			return "", tokenstore.Info{}, wrap("rotate", fmt.Errorf("%w: the successor made within the grace cannot be derived again: the rotation key under the KeyPrefix changed since (deleted, or evicted)", tokenstore.ErrNotFound))
+			if next == hex.EncodeToString(h[:]) {
+				break
+			}
+			if i > 0 {
+				return "", tokenstore.Info{}, wrap("rotate", fmt.Errorf("%w: the successor made within the grace cannot be derived again: the rotation key %s changed since (deleted, or evicted)", tokenstore.ErrNotFound, s.rotationKeyName()))
+			}
+			s.rotationKey.Store(nil)
 		}
 		rec, err := decodeRecord(res[2])
 		if err != nil {
@@ -177,9 +210,10 @@ func (s *Store) reused(res []any) error {
 // firstUse ends the grace of the predecessor of h, a successor a Lookup
 // found unused. As a use write, it is bounded by useWriteTimeout, and its
 // failure costs only the grace's early end: the predecessor keeps working
-// until the grace's own end.
+// until the grace's own end. It only deletes, so it is tried on a full
+// Redis too, where use writes are not.
 func (s *Store) firstUse(ctx context.Context, h tokenstore.Hash) {
-	if s.writesRefused() {
+	if s.graceEndRefused() {
 		return
 	}
 	wctx, cancel := context.WithTimeout(ctx, useWriteTimeout)
@@ -219,36 +253,53 @@ func retiredInGrace(res []any) (record, error) {
 // rotationKeyLen is the length of the rotation key, in bytes.
 const rotationKeyLen = 32
 
-// secret returns the store's rotation key: read once from Redis, where the
+// rotationKeyName is the Redis key of the rotation key.
+func (s *Store) rotationKeyName() string { return s.prefix + "rotation-key" }
+
+// keySum is how rotateScript checks the rotation key a successor was
+// derived with against Redis's, without the key in its arguments (which
+// SLOWLOG and MONITOR show): the SHA-1 of its hex form, as Lua's
+// redis.sha1hex computes it.
+func keySum(k []byte) string {
+	sum := sha1.Sum([]byte(hex.EncodeToString(k)))
+	return hex.EncodeToString(sum[:])
+}
+
+// secret returns the store's rotation key: read from Redis, where the
 // first Store to need it creates it (SET NX), so that every instance
-// derives the same successors.
+// derives the same successors. It is kept once read; Rotate drops it when
+// Redis holds another (deleted, evicted, made again by another instance).
 func (s *Store) secret(ctx context.Context) ([]byte, error) {
 	if k := s.rotationKey.Load(); k != nil {
 		return *k, nil
 	}
 	fresh := make([]byte, rotationKeyLen)
 	_, _ = rand.Read(fresh) // crypto/rand.Read never fails since Go 1.24
-	v, err := s.run(ctx, rotationKeyScript, []string{s.prefix + "rotation-key"}, hex.EncodeToString(fresh)).Text()
+	v, err := s.run(ctx, rotationKeyScript, []string{s.rotationKeyName()}, hex.EncodeToString(fresh)).Text()
+	if redis.HasErrorPrefix(err, "WRONGTYPE") {
+		return nil, fmt.Errorf("%w: the rotation key %s is not a string (delete it: the next Rotate with a grace makes a new one, and retries of the rotations in their grace get ErrNotFound)", tokenstore.ErrCorrupt, s.rotationKeyName())
+	}
 	if err != nil {
 		return nil, err
 	}
 	k, err := hex.DecodeString(v)
 	if err != nil || len(k) != rotationKeyLen {
-		return nil, fmt.Errorf("%w: the rotation key under the KeyPrefix is not %d hex-encoded bytes", tokenstore.ErrCorrupt, rotationKeyLen)
+		return nil, fmt.Errorf("%w: the rotation key %s is not %d hex-encoded bytes (delete it: the next Rotate with a grace makes a new one, and retries of the rotations in their grace get ErrNotFound)", tokenstore.ErrCorrupt, s.rotationKeyName(), rotationKeyLen)
 	}
 	s.rotationKey.Store(&k)
 	return k, nil
 }
 
 // successor returns the successor that a Rotate with a grace gives token,
-// and its hash: a token of the store's format whose random part is drawn
-// from HMAC-SHA256(rotation key, token), so that a retry within the grace
-// finds the same one, and only token's holder can compute it.
-func (s *Store) successor(ctx context.Context, token string) (string, tokenstore.Hash, error) {
+// its hash and the rotation key it was derived with: a token of the
+// store's format whose random part is drawn from HMAC-SHA256(rotation
+// key, token), so that a retry within the grace finds the same one, and
+// only token's holder can compute it.
+func (s *Store) successor(ctx context.Context, token string) (string, tokenstore.Hash, []byte, error) {
 	k, err := s.secret(ctx)
 	if err != nil {
-		return "", tokenstore.Hash{}, err
+		return "", tokenstore.Hash{}, nil, err
 	}
 	next, h := s.format.Derive(k, token)
-	return next, h, nil
+	return next, h, k, nil
 }

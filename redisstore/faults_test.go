@@ -186,6 +186,12 @@ func TestDeadlines(t *testing.T) {
 		{"Get", func(ctx context.Context) error { _, err := s.Get(ctx, info.ID); return err }},
 		{"List", func(ctx context.Context) error { _, err := s.List(ctx, "user"); return err }},
 		{"Rotate", func(ctx context.Context) error { _, _, err := s.Rotate(ctx, token); return err }},
+		// The first with a grace also reads the rotation key.
+		{"Rotate with a grace", func(ctx context.Context) error {
+			_, _, err := s.Rotate(ctx, token, tokenstore.WithGrace(time.Minute))
+			return err
+		}},
+		{"RevokeFamily", func(ctx context.Context) error { _, err := s.RevokeFamily(ctx, info.ID); return err }},
 		{"Revoke", func(ctx context.Context) error { return s.Revoke(ctx, token) }},
 		{"RevokeID", func(ctx context.Context) error { return s.RevokeID(ctx, info.ID) }},
 		{"RevokeSubject", func(ctx context.Context) error { _, err := s.RevokeSubject(ctx, "user"); return err }},

@@ -224,6 +224,7 @@ type Store struct {
 	noRO   atomic.Bool   // Redis lacks EVALSHA_RO: read with EVALSHA
 
 	refusedUntil atomic.Int64 // Unix ns: until then Validate writes no use (see writeFailed)
+	refusedOOM   atomic.Bool  // that refusal was for memory: deleting still works (see graceEndRefused)
 
 	rotationKey atomic.Pointer[[]byte] // the HMAC key of grace successors, once read (see successor)
 
@@ -528,6 +529,9 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 	}
 	if s.writesRefused() {
 		s.ctr.dropped.Add(1)
+		if firstUse {
+			s.firstUse(ctx, h)
+		}
 		return rec.info(rec.lastUsed), nil
 	}
 	// The use is written as of the read (now), not of whenever Redis
@@ -586,10 +590,21 @@ func (s *Store) writeFailed(err error, stalled bool) {
 		s.log.Debug("redisstore: writing a use failed; the token's deadline stays where it was", "err", err)
 		return
 	}
+	s.refusedOOM.Store(!stalled && redis.HasErrorPrefix(err, "OOM"))
 	now := time.Now()
 	if prev := s.refusedUntil.Swap(now.Add(refusedFor).UnixNano()); prev < now.UnixNano() {
 		s.log.Warn("redisstore: Redis refuses writes; Validate answers from reads and drops uses", "for", refusedFor, "err", err)
 	}
+}
+
+// graceEndRefused reports whether the write that ends a grace (a
+// successor's first use) would be refused too: Redis refused a write less
+// than refusedFor ago for a cause other than memory (a replica,
+// NOREPLICAS, a stall). A full Redis still takes it, as it only deletes a
+// field; skipping it there would leave the old token working, and its
+// reuse undetected, for the rest of the grace.
+func (s *Store) graceEndRefused() bool {
+	return s.writesRefused() && !s.refusedOOM.Load()
 }
 
 // touchFor is how far behind a token's stored use may be before a use is
@@ -769,7 +784,11 @@ func (s *Store) List(ctx context.Context, subject string) ([]tokenstore.Info, er
 
 // Revoke deletes token at once: when it returns, no instance accepts the
 // token. It returns [tokenstore.ErrNotFound] for a token the store does not
-// hold (never issued, or already revoked).
+// hold (never issued, or already revoked). A token rotated away and within
+// its grace, which still works, is revoked too: its grace ends (presented
+// again, it is [tokenstore.ErrReused]), and its successor, which no one
+// has used, is deleted with it, so that a client that logs out after
+// losing Rotate's answer leaves no live token behind (RFC 7009 §2.1).
 func (s *Store) Revoke(ctx context.Context, token string) error {
 	if err := s.begin(ctx); err != nil {
 		return wrap("revoke", err)
@@ -778,7 +797,7 @@ func (s *Store) Revoke(ctx context.Context, token string) error {
 	if err != nil {
 		return err
 	}
-	n, err := s.run(ctx, revokeScript, []string{s.recordKey(h)}, s.prefix).Int64()
+	n, err := s.run(ctx, revokeScript, []string{s.recordKey(h)}, s.prefix, s.nowArg()).Int64()
 	if err != nil {
 		return wrap("revoke", err)
 	}

@@ -74,6 +74,17 @@ local function sane(r)
     (not r.b or tonumber(r.b) ~= nil) and (not r.g or tonumber(r.g) ~= nil)
 end
 
+-- hfield reads a field of a family key (P f:F) or a tombstone: false
+-- when there is none, and when the key is of another type (another
+-- program's key under the prefix), which stands for no token: the
+-- tokens it would name fail closed, and it costs only them, never a
+-- WRONGTYPE error for every script that meets it.
+local function hfield(k, f)
+  local v = redis.pcall('HGET', k, f)
+  if type(v) ~= 'string' then return false end
+  return v
+end
+
 -- alive reports whether a record's ID key and subject index entry, and a
 -- rotated token's family key, are in place. Eviction can remove any of
 -- them without its record; a token is valid only while every way to
@@ -82,7 +93,7 @@ end
 local function alive(p, hex, r)
   if redis.call('GET', p .. 'i:' .. r.id) ~= hex then return false end
   if redis.call('ZSCORE', p .. 's:' .. r.sub, hex) == false then return false end
-  if r.f then return redis.call('HGET', p .. 'f:' .. r.f, 'h') == hex end
+  if r.f then return hfield(p .. 'f:' .. r.f, 'h') == hex end
   return true
 end
 
@@ -96,7 +107,7 @@ local function drop(p, hex, id, sub, fam)
     redis.call('ZREM', p .. 's:' .. sub, hex)
     redis.call('ZREM', p .. 'e', hex .. sub)
   end
-  if fam and redis.call('HGET', p .. 'f:' .. fam, 'h') == hex then
+  if fam and hfield(p .. 'f:' .. fam, 'h') == hex then
     redis.call('DEL', p .. 'f:' .. fam)
   end
 end
@@ -134,8 +145,9 @@ end
 --   'reuse', tombstone: presented after its grace, or after the
 --               successor's first use (its g field gone, or rotated).
 local function tomb(p, hex, now)
-  local tf = redis.call('HGETALL', p .. 'r:' .. hex)
-  if #tf == 0 then return 'gone' end
+  local tf = redis.pcall('HGETALL', p .. 'r:' .. hex)
+  -- Another type (an error reply): no tombstone, as below.
+  if tf.err or #tf == 0 then return 'gone' end
   local t = fields(tf)
   local d, ge = tonumber(t.d), tonumber(t.ge)
   -- A damaged tombstone (another program's key) is no token.
@@ -165,19 +177,22 @@ end
 local function revokeFamily(p, fam)
   local n = 0
   local fk = p .. 'f:' .. fam
-  local h = redis.call('HGET', fk, 'h')
-  local g = redis.call('HGET', fk, 'g')
+  local h = hfield(fk, 'h')
+  local g = hfield(fk, 'g')
   if h and redis.call('EXISTS', p .. 't:' .. h) == 1 then
     local r = redis.call('HMGET', p .. 't:' .. h, 'id', 'sub')
     drop(p, h, r[1], r[2], nil)
     n = n + 1
   end
-  if g and redis.call('EXISTS', p .. 'r:' .. g) == 1 then
+  -- The family key goes before the grace ends (HSET): a write first,
+  -- which a full Redis allows, and after it Redis lets the script
+  -- finish, so a revocation is never refused for memory.
+  redis.call('DEL', fk)
+  if g and redis.call('TYPE', p .. 'r:' .. g).ok == 'hash' then
     redis.call('HSET', p .. 'r:' .. g, 'ge', '0')
   end
-  redis.call('DEL', fk)
-  local hex = redis.call('GET', p .. 'i:' .. fam)
-  if hex and hex ~= h and redis.call('EXISTS', p .. 't:' .. hex) == 1 then
+  local hex = redis.pcall('GET', p .. 'i:' .. fam)
+  if type(hex) == 'string' and hex ~= h and redis.call('EXISTS', p .. 't:' .. hex) == 1 then
     local r = redis.call('HMGET', p .. 't:' .. hex, 'id', 'sub', 'f')
     if r[1] == fam and (not r[3] or r[3] == fam) then
       drop(p, hex, r[1], r[2], r[3])
@@ -255,11 +270,19 @@ local u = tonumber(r.u)
 local d = deadline(r.pol, r.c, u, r.ttl, r.max, r.b)
 if now >= d then return {-1, int(now)} end
 local wrote = 0
+if r.g then
+  -- First, as the script's first write: deleting is not refused for
+  -- memory, and once a script has written, Redis lets it finish, so a
+  -- full Redis (noeviction) still ends the grace (and writes the use).
+  redis.call('HDEL', KEYS[1], 'g')
+  wrote = 1
+end
 if now > u and now - u >= tonumber(ARGV[4]) then
   u = now
   wrote = 1
-  -- The first write: under maxmemory with noeviction it fails with OOM
-  -- and the script stops here, having changed nothing.
+  -- The first write, but for a grace's end: under maxmemory with
+  -- noeviction it fails with OOM and the script stops here, having
+  -- changed nothing.
   redis.call('HSET', KEYS[1], 'u', int(now))
   local nd = deadline(r.pol, r.c, u, r.ttl, r.max, r.b)
   if nd ~= d then
@@ -272,11 +295,6 @@ if now > u and now - u >= tonumber(ARGV[4]) then
   -- Not XX: this also re-files a token whose expiry index entry an
   -- eviction removed, so that Sweep, ForEach and Stats see it again.
   redis.call('ZADD', p .. 'e', int(nd), hex .. r.sub)
-end
-if r.g then
-  -- Deleting needs no memory: a full Redis still ends the grace.
-  redis.call('HDEL', KEYS[1], 'g')
-  wrote = 1
 end
 return {1, int(now), int(u), wrote, f}
 `)
@@ -402,10 +420,23 @@ end
 return 0
 `)
 
-// revokeScript deletes a record, damaged or not. KEYS: record. ARGV:
-// prefix. Returns 1, or 0 when there is none.
+// revokeScript deletes a record, damaged or not. A token rotated away
+// and within its grace has none, but still works: its grace ends, and its
+// successor, unused (or the grace would be over) and so held by no one
+// but this token's holder, is deleted with it. KEYS: record. ARGV:
+// prefix, now. Returns 1, or 0 when there is none.
 var revokeScript = redis.NewScript(prelude + `
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local p, hex = ARGV[1], string.sub(KEYS[1], -64)
+  local st, a = tomb(p, hex, nowms(ARGV[2]))
+  if st ~= 'grace' then return 0 end
+  local next = fields(a).next
+  local r = redis.call('HMGET', p .. 't:' .. next, 'id', 'sub', 'f')
+  -- Deleting first: a full Redis lets the script finish.
+  drop(p, next, r[1], r[2], r[3])
+  redis.call('HSET', p .. 'r:' .. hex, 'ge', '0')
+  return 1
+end
 local r = redis.call('HMGET', KEYS[1], 'id', 'sub', 'f')
 drop(ARGV[1], string.sub(KEYS[1], -64), r[1], r[2], r[3])
 return 1
@@ -463,11 +494,21 @@ return {n, redis.call('ZCARD', KEYS[1])}
 // {1, now, new record fields}, or for a rotated-away token
 // {3, now, successor fields, successor hash} (within the grace: the same
 // successor again) or {-4, revoked, family} (reused: family revoked).
+//
+// With a grace, KEYS[3] is the rotation key and ARGV[7] the SHA-1 of the
+// one the successor was derived with: a successor is made only with the
+// key Redis holds, so that every instance can derive it again. {-5}: the
+// key is gone or another (deleted, evicted, made again by another
+// instance); the caller reads it again and retries.
 var rotateScript = redis.NewScript(prelude + `
 local p = ARGV[2]
 local hexA, hexB = string.sub(KEYS[1], -64), string.sub(KEYS[2], -64)
 local now = nowms(ARGV[1])
 local f = redis.call('HGETALL', KEYS[1])
+if #f > 0 and ARGV[7] ~= '' then
+  local k = redis.pcall('GET', KEYS[3])
+  if type(k) ~= 'string' or redis.sha1hex(k) ~= ARGV[7] then return {-5} end
+end
 if #f == 0 then
   local st, a, b = tomb(p, hexA, now)
   if st == 'grace' then return {3, int(now), b, fields(a).next} end
@@ -505,6 +546,10 @@ local err, _, at = create(p, hexB, ARGV[4], r.sub, now, r.pol, r.ttl, r.max,
   tonumber(ARGV[3]), meta, nborn)
 if err then return err end
 local fk = p .. 'f:' .. nfam
+-- After create, whose first write is the one a full Redis refuses.
+-- A family key of another type (another program's) named no token
+-- (alive refuses it): the name is the store's, and it is replaced.
+if redis.call('TYPE', fk).ok ~= 'hash' then redis.call('DEL', fk) end
 redis.call('HSET', fk, 'h', hexB)
 if grace > 0 and nfam == fam then
   redis.call('HSET', fk, 'g', hexA)
@@ -515,6 +560,7 @@ redis.call('PEXPIREAT', fk, at)
 if nfam ~= fam then
   -- The old family keeps only the rotated-away token's grace.
   local ok = p .. 'f:' .. fam
+  if redis.call('TYPE', ok).ok ~= 'hash' then redis.call('DEL', ok) end
   if grace > 0 then
     redis.call('HDEL', ok, 'h')
     redis.call('HSET', ok, 'g', hexA)
