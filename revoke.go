@@ -15,10 +15,12 @@ import (
 //
 // A token rotated away and still in its grace (see [DB.Rotate]), which
 // Validate accepts, is revoked too: its successor is deleted with it, and
-// the token is then ErrNotFound everywhere, as any revoked token (the
-// client that lost the rotation's answer and logs out holds only the old
-// token). Rotated away and out of its grace, it is ErrNotFound, and
-// Revoke revokes nothing.
+// so is the token's tombstone, so the token is then ErrNotFound
+// everywhere, as any revoked token, never [ErrReused] (the client that
+// lost the rotation's answer and logs out, or retries its logout, holds
+// only the old token and is not taken for a thief). Rotated away and out
+// of its grace (or its successor used), it is ErrNotFound, and Revoke
+// revokes nothing.
 func (db *DB) Revoke(ctx context.Context, token string) error {
 	if err := db.begin(ctx, true); err != nil {
 		return wrap("revoke", err)

@@ -784,11 +784,17 @@ func (s *Store) List(ctx context.Context, subject string) ([]tokenstore.Info, er
 
 // Revoke deletes token at once: when it returns, no instance accepts the
 // token. It returns [tokenstore.ErrNotFound] for a token the store does not
-// hold (never issued, or already revoked). A token rotated away and within
-// its grace, which still works, is revoked too: its grace ends (presented
-// again, it is [tokenstore.ErrReused]), and its successor, which no one
-// has used, is deleted with it, so that a client that logs out after
-// losing Rotate's answer leaves no live token behind (RFC 7009 §2.1).
+// hold (never issued, or already revoked).
+//
+// A token rotated away and within its grace (see [Store.Rotate]), which
+// Validate accepts, is revoked too, in the same script: its successor,
+// which no one has used, is deleted with it, and so is its tombstone, so
+// that the token is then [tokenstore.ErrNotFound] everywhere, as any
+// revoked token (not [tokenstore.ErrReused]: a client that lost Rotate's
+// answer and logs out, or retries its logout, is not taken for a thief,
+// and leaves no live token behind; RFC 7009 §2.1). Rotated away and out
+// of its grace (or its successor used), it is ErrNotFound, and Revoke
+// revokes nothing. This is the file store's [tokenstore.DB.Revoke].
 func (s *Store) Revoke(ctx context.Context, token string) error {
 	if err := s.begin(ctx); err != nil {
 		return wrap("revoke", err)

@@ -421,20 +421,28 @@ return 0
 `)
 
 // revokeScript deletes a record, damaged or not. A token rotated away
-// and within its grace has none, but still works: its grace ends, and its
+// and within its grace has none, but still works: it is revoked as any
+// token is, so its tombstone goes (it is then no token at all, not a
+// reuse: a retried logout is not taken for a theft), and so does its
 // successor, unused (or the grace would be over) and so held by no one
-// but this token's holder, is deleted with it. KEYS: record. ARGV:
-// prefix, now. Returns 1, or 0 when there is none.
+// but this token's holder. Only deletes, which a full Redis (noeviction)
+// allows. KEYS: record. ARGV: prefix, now. Returns 1, or 0 when there is
+// none.
 var revokeScript = redis.NewScript(prelude + `
 if redis.call('EXISTS', KEYS[1]) == 0 then
   local p, hex = ARGV[1], string.sub(KEYS[1], -64)
   local st, a = tomb(p, hex, nowms(ARGV[2]))
   if st ~= 'grace' then return 0 end
-  local next = fields(a).next
-  local r = redis.call('HMGET', p .. 't:' .. next, 'id', 'sub', 'f')
-  -- Deleting first: a full Redis lets the script finish.
-  drop(p, next, r[1], r[2], r[3])
-  redis.call('HSET', p .. 'r:' .. hex, 'ge', '0')
+  local t = fields(a)
+  local r = redis.call('HMGET', p .. 't:' .. t.next, 'id', 'sub', 'f')
+  drop(p, t.next, r[1], r[2], r[3])
+  redis.call('DEL', p .. 'r:' .. hex)
+  -- The family key names this token as the one in its grace (the
+  -- successor's own family key, dropped above, or, rotated into a new
+  -- family, the old family's): it is no longer, so RevokeFamily does
+  -- not look for it.
+  local fk = p .. 'f:' .. t.fam
+  if hfield(fk, 'g') == hex then redis.call('HDEL', fk, 'g') end
   return 1
 end
 local r = redis.call('HMGET', KEYS[1], 'id', 'sub', 'f')

@@ -527,6 +527,101 @@ func testGraceSuccessorGone(t *testing.T, open Opener) {
 	}
 }
 
+// testRevokeInGrace: Revoke of a token rotated away and still in its grace
+// (which Validate accepts) revokes it as any token: its unused successor
+// and its tombstone are deleted, so it is ErrNotFound everywhere after,
+// never ErrReused (a client that lost Rotate's answer and logs out, or
+// retries its logout, is not taken for a thief). Stats.Revoked counts the
+// successor. After the grace, or once the successor was used, Revoke of
+// the old token is ErrNotFound and leaves the successor alone.
+func testRevokeInGrace(t *testing.T, open Opener) {
+	e := newEnv(t, open, func(o *Config) { o.Policy = tokenstore.Sliding(hour, 10*hour) })
+	const grace = 5 * time.Minute
+	gone := func(token, what string) {
+		t.Helper()
+		_, err := e.s.Validate(e.ctx, token)
+		e.errIs(err, tokenstore.ErrNotFound, "%s: Validate", what)
+		_, err = e.s.Lookup(e.ctx, token)
+		e.errIs(err, tokenstore.ErrNotFound, "%s: Lookup", what)
+	}
+
+	// Z rotated into A, A into B, each with a grace; A's rotation ends Z's.
+	z, _ := e.issue("user")
+	e.clock.Advance(time.Minute)
+	a, aInfo := e.rotate(z, tokenstore.WithGrace(grace))
+	e.clock.Advance(time.Minute)
+	b, bInfo := e.rotate(a, tokenstore.WithGrace(grace))
+	e.clock.Advance(time.Second)
+	_, err := e.s.Validate(e.ctx, a)
+	require.NoError(t, err, "A in its grace")
+
+	before := e.s.Stats()
+	require.NoError(t, e.s.Revoke(e.ctx, a), "Revoke of a token that validates")
+	after := e.s.Stats()
+	assert.Equal(t, before.Revoked+1, after.Revoked, "Stats.Revoked: the successor")
+	assert.Equal(t, before.Issued, after.Issued)
+	gone(a, "A, revoked")
+	gone(b, "B, its unused successor")
+	_, _, err = e.s.Rotate(e.ctx, a, tokenstore.WithGrace(grace))
+	e.errIs(err, tokenstore.ErrNotFound, "a retried Rotate of A gets no successor")
+	_, _, err = e.s.Rotate(e.ctx, a)
+	e.errIs(err, tokenstore.ErrNotFound, "nor one without a grace")
+	e.errIs(e.s.Revoke(e.ctx, a), tokenstore.ErrNotFound, "a retried logout")
+	_, err = e.s.Get(e.ctx, bInfo.ID)
+	e.errIs(err, tokenstore.ErrNotFound, "B's ID")
+	_, err = e.s.Get(e.ctx, aInfo.ID)
+	e.errIs(err, tokenstore.ErrNotFound, "A's ID")
+	// Z is within its grace's time, which A's rotation ended: the family
+	// has no live token left, so Z is ErrNotFound, as when a successor
+	// used is then revoked.
+	gone(z, "Z, rotated into A")
+	list, err := e.s.List(e.ctx, "user")
+	require.NoError(t, err)
+	assert.Empty(t, list, "no token left")
+	n, err := e.s.RevokeFamily(e.ctx, aInfo.FamilyID)
+	require.NoError(t, err)
+	assert.Zero(t, n, "nothing left in the family")
+	after = e.s.Stats()
+	assert.Equal(t, before.RejectedReused, after.RejectedReused, "no reuse")
+	assert.Equal(t, before.Revoked+1, after.Revoked, "nothing else revoked")
+
+	// Rotated into a new family: the same.
+	c, _ := e.issue("new family")
+	e.clock.Advance(time.Minute)
+	d, dInfo := e.rotate(c, tokenstore.WithGrace(grace), tokenstore.WithNewFamily())
+	before = e.s.Stats()
+	require.NoError(t, e.s.Revoke(e.ctx, c), "Revoke of a token in its grace, rotated into a new family")
+	assert.Equal(t, before.Revoked+1, e.s.Stats().Revoked)
+	gone(c, "C, revoked")
+	gone(d, "D, its successor in a new family")
+	e.errIs(e.s.Revoke(e.ctx, c), tokenstore.ErrNotFound, "a retried logout")
+	n, err = e.s.RevokeFamily(e.ctx, dInfo.FamilyID)
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	assert.Equal(t, before.RejectedReused, e.s.Stats().RejectedReused, "no reuse")
+
+	// After the grace, or once the successor was used, the old token is
+	// no token to Revoke: nothing is revoked, the successor lives on.
+	ends := map[string]func(next string){
+		"GraceOver":     func(string) { e.clock.Advance(grace) },
+		"SuccessorUsed": func(next string) { _, err := e.s.Validate(e.ctx, next); require.NoError(t, err) },
+	}
+	for name, end := range ends {
+		old, _ := e.issue(name)
+		e.clock.Advance(time.Minute)
+		next, nextInfo := e.rotate(old, tokenstore.WithGrace(grace))
+		end(next)
+		before = e.s.Stats()
+		e.errIs(e.s.Revoke(e.ctx, old), tokenstore.ErrNotFound, "%s: Revoke of the old token", name)
+		after = e.s.Stats()
+		assert.Equal(t, before.Revoked, after.Revoked, "%s: nothing revoked", name)
+		assert.Equal(t, before.RejectedReused, after.RejectedReused, "%s: Revoke is no presentation", name)
+		got, err := e.s.Validate(e.ctx, next)
+		require.NoError(t, err, "%s: the successor is left to its holder", name)
+		assert.Equal(t, nextInfo.ID, got.ID)
+	}
+}
+
 // testCapSliding: 100 rotations of a sliding token each restart its idle
 // window, but never past the first token's created + max; at that instant
 // the chain is dead.

@@ -182,6 +182,7 @@ func Run(t *testing.T, open Opener) {
 		{"Family/GraceConcurrent", testGraceConcurrent},
 		{"Family/GraceEndsAtFirstUse", testGraceEndsAtFirstUse},
 		{"Family/GraceSuccessorGone", testGraceSuccessorGone},
+		{"Family/RevokeInGrace", testRevokeInGrace},
 		{"Family/CapSliding", testCapSliding},
 		{"Family/CapAbsolute", testCapAbsolute},
 		{"Family/NewFamily", testNewFamily},
