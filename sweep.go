@@ -392,7 +392,9 @@ func (db *DB) sweepPass(ctx context.Context, pass int, items []*sweepItem, fn fu
 			return nil
 		})
 		took := time.Since(t)
-		sizer.nextIO(took, io)
+		if err == nil { // a transaction rolled back wrote nothing: no io to learn from
+			sizer.nextIO(took, io, len(chunk))
+		}
 		n := 0
 		if deleted != nil {
 			n = *deleted - before
@@ -503,8 +505,16 @@ func (c *chunkSizer) get() int {
 }
 
 // next sizes the next transaction from the last one's time, by at most a
-// factor of 2 up and 4 down at a time.
-func (c *chunkSizer) next(took time.Duration) {
+// factor of 2 up and 4 down at a time. items is what the last one took:
+// a transaction of fewer than the size asked for (the last of a flush or
+// a pass, which takes what is left) sizes nothing. Its time, charged to
+// the size asked for, made the items look cheap: a store that flushes a
+// few uses at a time doubled the size at every flush, up to hi, and its
+// next burst of uses ran in transactions of hi.
+func (c *chunkSizer) next(took time.Duration, items int) {
+	if items < c.get() {
+		return
+	}
 	_, lo, hi := c.bounds()
 	size := float64(c.get())
 	c.recent[c.seen%len(c.recent)] = took

@@ -20,22 +20,22 @@ func TestChunkSizer_Next(t *testing.T) {
 	var c chunkSizer
 	assert.Equal(t, sweepChunkFirst, c.get())
 
-	c.next(txTarget / 10) // far under the target: at most doubles
+	c.next(txTarget/10, c.get()) // far under the target: at most doubles
 	assert.Equal(t, 2*sweepChunkFirst, c.get())
-	c.next(txTarget) // on target: stays
+	c.next(txTarget, c.get()) // on target: stays
 	assert.Equal(t, 2*sweepChunkFirst, c.get())
-	c.next(2 * txTarget) // twice too long: about halves (the fixed part, 0.8 ms, stays)
+	c.next(2*txTarget, c.get()) // twice too long: about halves (the fixed part, 0.8 ms, stays)
 	assert.InDelta(t, sweepChunkFirst, c.get(), sweepChunkFirst/10)
 	n := c.get()
-	c.next(100 * txTarget) // far over: at most a quarter
+	c.next(100*txTarget, c.get()) // far over: at most a quarter
 	assert.Equal(t, n/4, c.get())
 
 	for range 20 {
-		c.next(time.Hour)
+		c.next(time.Hour, c.get())
 	}
 	assert.Equal(t, sweepChunkMin, c.get(), "never under the minimum")
 	for range 20 {
-		c.next(0)
+		c.next(0, c.get())
 	}
 	assert.Equal(t, sweepChunkMax, c.get(), "never over the maximum")
 }
@@ -47,7 +47,7 @@ func TestChunkSizer_FixedCostOverTarget(t *testing.T) {
 	fsync := 3 * txTarget / 2 // 12 ms whatever the size
 	perItem := time.Microsecond
 	for range 30 {
-		c.next(fsync + time.Duration(c.get())*perItem)
+		c.next(fsync+time.Duration(c.get())*perItem, c.get())
 	}
 	// Not the minimum: the fsyncs plus up to about txTarget of work.
 	took := fsync + time.Duration(c.get())*perItem

@@ -163,7 +163,9 @@ func (db *DB) flush(ctx context.Context, paced bool) error {
 			return raiseUsedMax(tx, most)
 		})
 		took := time.Since(t)
-		db.flushSize.next(took)
+		if err == nil {
+			db.flushSize.next(took, len(chunk))
+		}
 		db.log.Debug("tokenstore: flush transaction", "uses", len(chunk), "written", written, "took", took)
 		db.forget(bad)
 		if err != nil {
