@@ -81,16 +81,18 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 	var found damage // damaged records met for the first time
 
 	// Issue 17: tombstones due (tombstone.go); damaged ones are reported
-	// with the records.
+	// with the records. Damage is reported once (later sweeps step over
+	// it), so a sweep that stops on an error reports what it found with
+	// that error.
 	found, err := db.sweepTombstones(ctx, now)
 	if err != nil {
-		err = wrap("sweep", boltErr(err))
+		err = wrap("sweep", errors.Join(boltErr(err), found.err()))
 		db.log.Error("tokenstore: sweeping tombstones failed", "err", err)
 		return 0, err
 	}
 	for {
 		if err := ctx.Err(); err != nil {
-			return total, wrap("sweep", err)
+			return total, wrap("sweep", errors.Join(err, found.err()))
 		}
 		due, marked := db.anyDue(to)
 		if !due && !marked {
@@ -109,7 +111,7 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 		db.forget(bad)
 		found = append(found, db.damaged.addNew(bad)...)
 		if err != nil {
-			err = wrap("sweep", boltErr(err))
+			err = wrap("sweep", errors.Join(boltErr(err), found.err()))
 			db.log.Error("tokenstore: sweep failed", "deleted", total, "err", err)
 			return total, err
 		}
