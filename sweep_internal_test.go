@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
+	"go.uber.org/goleak"
 )
 
 func TestChunkSizer_Next(t *testing.T) {
@@ -214,4 +216,72 @@ func TestDB_Sweep_ScanInPiecesAndRounds(t *testing.T) {
 	problems, err := db.Check(ctx)
 	require.NoError(t, err)
 	assert.Empty(t, problems)
+}
+
+// Close while the background sweep waits in the committer's queue behind
+// another writer's transaction: Close waits for that transaction, then
+// for the sweep, which stops between its transactions; no goroutine is
+// left, and the file it leaves is whole (Check) and swept by the next
+// sweep, which deletes what the cut one did not: every expired token
+// once.
+func TestDB_Close_SweepQueued(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	defer goleak.VerifyNone(t, ignore)
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "t.db")
+	var now atomic.Int64
+	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	// The sweeper's ticker is the only real time here: it starts rounds,
+	// and the test waits for the round to queue, not for the time.
+	db, err := Open(path, &Options{SweepInterval: time.Millisecond, Now: clock})
+	require.NoError(t, err)
+	db.sweepSize.setAll(chunkSizer{first: 4, lo: 4, hi: 4})
+	var reqs []IssueRequest
+	for i := range 40 {
+		p := Absolute(time.Hour)
+		if i%4 == 0 {
+			p = Absolute(48 * time.Hour)
+		}
+		reqs = append(reqs, IssueRequest{Subject: fmt.Sprintf("user-%d", i%5), Policy: p})
+	}
+	_, err = db.IssueBatch(ctx, reqs)
+	require.NoError(t, err)
+
+	release := make(chan struct{})
+	writer := make(chan error)
+	go func() {
+		writer <- db.commit.run(func(*bolt.Tx) error { <-release; return nil })
+	}()
+	waitLeading(t, &db.commit)
+	now.Add(2 * time.Hour.Milliseconds()) // 30 due: the sweeper's next round queues behind the writer
+	waitQueued(t, &db.commit, 1)
+	closed := make(chan error)
+	go func() { closed <- db.Close() }()
+	for !db.closed.Load() {
+		runtime.Gosched()
+	}
+	close(release)
+	require.NoError(t, <-writer)
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second): // a deadlock detector, not a wait
+		t.Fatal("Close did not return")
+	}
+
+	db, err = Open(path, &Options{SweepInterval: -1, Now: clock})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	problems, err := db.Check(ctx)
+	require.NoError(t, err)
+	require.Empty(t, problems)
+	before := db.Stats().Tokens
+	n, err := db.Sweep(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, int(before)-10, n, "what the cut sweep left")
+	assert.Equal(t, int64(10), db.Stats().Tokens)
+	problems, err = db.Check(ctx)
+	require.NoError(t, err)
+	require.Empty(t, problems)
 }
