@@ -377,9 +377,6 @@ func (db *DB) sweepPass(ctx context.Context, pass int, items []*sweepItem, fn fu
 				st := tx.Stats()
 				written, io = st.GetPageAlloc(), st.GetWriteTime()
 			})
-			if deleted != nil {
-				*deleted = before // a rolled-back run counts nothing
-			}
 			if err := begin(tx); err != nil {
 				return err
 			}
@@ -394,6 +391,9 @@ func (db *DB) sweepPass(ctx context.Context, pass int, items []*sweepItem, fn fu
 			return nil
 		})
 		took := time.Since(t)
+		if err != nil && deleted != nil {
+			*deleted = before // rolled back, or its commit failed: it deleted nothing
+		}
 		if err == nil { // a transaction rolled back wrote nothing: no io to learn from
 			sizer.nextIO(took, io, len(chunk))
 		}

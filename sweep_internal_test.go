@@ -285,3 +285,28 @@ func TestDB_Close_SweepQueued(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, problems)
 }
+
+// A sweep transaction that fails deleted nothing, and the count the sweep
+// returns with its error says so: runSolo runs fn once, so the count it
+// had reached in the rolled-back transaction stayed.
+func TestDB_SweepPass_FailedTransactionCountsNothing(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: -1})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	db.sweepSize.setAll(chunkSizer{first: 4, lo: 4, hi: 4})
+	errBoom := errors.New("boom")
+	items := make([]*sweepItem, 10)
+	for i := range items {
+		items[i] = &sweepItem{}
+	}
+	deleted, seen := 0, 0
+	err = db.sweepPass(context.Background(), passRecords, items, func(*bolt.Tx, *sweepItem) error {
+		if seen++; seen == 7 { // the second transaction's third item
+			return errBoom
+		}
+		deleted++
+		return nil
+	}, func(*bolt.Tx) error { return nil }, &deleted)
+	require.ErrorIs(t, err, errBoom)
+	assert.Equal(t, 4, deleted, "the first transaction's, not the rolled-back second's")
+}
