@@ -92,7 +92,7 @@ type childProc struct {
 func startChild(t testing.TB, role string, sys *syscall.SysProcAttr, env ...string) *childProc {
 	t.Helper()
 	c, err := tryStartChild(t, role, sys, env...)
-	require.NoError(t, err)
+	require.NoError(t, err, "starting child %q", role)
 	return c
 }
 
@@ -1234,12 +1234,12 @@ func TestCrash_SlidingLoss(t *testing.T) {
 				validates++
 			}
 		}
-		require.Len(t, toks, 64)
+		require.Len(t, toks, 64, "round %d: tokens the child reported issuing", round)
 		db := mustOpen(t, path, &tokenstore.Options{Now: tokenstoretest.NewClockAt(epoch).Now, SweepInterval: -1})
 		mustCheck(t, db)
 		for i, tok := range toks {
 			info, err := db.Lookup(context.Background(), tok)
-			require.NoError(t, err)
+			require.NoError(t, err, "round %d token %d: Lookup after the reopen", round, i)
 			stored := info.LastUsedAt.UnixMilli()
 			upper := acked[i]
 			if pending[i] {
@@ -1251,7 +1251,7 @@ func TestCrash_SlidingLoss(t *testing.T) {
 				t.Errorf("round %d token %d: stored last use %d, last acknowledged %d (%d before the flush before the last, %s before the kill), latest possible %d",
 					round, i, stored, acked[i], required[i], window, upper)
 			}
-			assert.Equal(t, stored+time.Hour.Milliseconds(), info.ExpiresAt.UnixMilli())
+			assert.Equal(t, stored+time.Hour.Milliseconds(), info.ExpiresAt.UnixMilli(), "round %d token %d: deadline = stored last use + idle", round, i)
 			if loss <= 0 {
 				syncWritten++
 			}
