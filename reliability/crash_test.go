@@ -442,6 +442,7 @@ type crashModel struct {
 	revokedValidated, lostWhileAlive int
 	lost, undone, checkProblems      int
 	rotationsLost                    int
+	settledLate                      int // maybeRotated tokens that later answered reuse
 	maxReopen                        time.Duration
 	alive                            int
 
@@ -870,6 +871,9 @@ func (m *crashModel) verify(db *tokenstore.DB) {
 			}
 			// Rotated by a Rotate the kill cut short: with or without a
 			// grace, as far as the model knows.
+			if ct.maybeRotated && !ct.rotating {
+				m.settledLate++
+			}
 			ct.rotated, ct.rotatedGrace, ct.state = true, true, crashGone
 			m.note(ct, "reopened: reused (rotated by a Rotate cut short)")
 		case errors.Is(err, tokenstore.ErrNotFound):
@@ -994,10 +998,11 @@ func TestCrash_Durability(t *testing.T) {
 	require.NoError(t, err)
 	t.Logf("crash durability: %d rounds in %s, SIGKILL after %d–%d acknowledgements; %d acknowledged operations, %d tokens issued, %d revocations, "+
 		"%d rotations (%d answered again in their grace), %d family revocations (%d by reuse); "+
-		"lost %d, revocations undone %d, rotations lost %d, Check problems %d, revoked-but-valid %d; max reopen %s; file %d KiB, %d tokens alive",
+		"lost %d, revocations undone %d, rotations lost %d, Check problems %d, revoked-but-valid %d; "+
+		"%d rotations cut short answered ErrNotFound (successor revoked in the grace), then ErrReused in a later round; max reopen %s; file %d KiB, %d tokens alive",
 		m.rounds, time.Since(start).Round(time.Millisecond), slices.Min(kills), slices.Max(kills), m.acked, m.issued, m.revoked,
 		m.rotations, m.inGrace, m.familyRevocations, m.reuses,
-		m.lost, m.undone, m.rotationsLost, m.checkProblems, m.revokedValidated, m.maxReopen.Round(time.Microsecond), st.Size()>>10, m.alive)
+		m.lost, m.undone, m.rotationsLost, m.checkProblems, m.revokedValidated, m.settledLate, m.maxReopen.Round(time.Microsecond), st.Size()>>10, m.alive)
 }
 
 // dumpLines saves a failed round's lines for inspection (they hold test
