@@ -371,11 +371,20 @@ func (db *DB) sweepPass(ctx context.Context, pass int, items []*sweepItem, fn fu
 		if deleted != nil {
 			before = *deleted
 		}
+		// The sizer learns from the time the transaction held the writer
+		// lock (held: from its start to its commit, which releases the
+		// lock before OnCommit runs), not from the time the call took:
+		// that includes the wait in the committer's queue, where runSolo
+		// puts it behind the writers that came during its last
+		// transaction, and charged their transaction to the sweep's
+		// tokens, shrinking its chunks whenever other writers were busy.
+		var held time.Duration
 		t := time.Now()
 		err := db.commit.runSolo(func(tx *bolt.Tx) error {
+			start := time.Now()
 			tx.OnCommit(func() {
 				st := tx.Stats()
-				written, io = st.GetPageAlloc(), st.GetWriteTime()
+				written, io, held = st.GetPageAlloc(), st.GetWriteTime(), time.Since(start)
 			})
 			if err := begin(tx); err != nil {
 				return err
@@ -395,13 +404,13 @@ func (db *DB) sweepPass(ctx context.Context, pass int, items []*sweepItem, fn fu
 			*deleted = before // rolled back, or its commit failed: it deleted nothing
 		}
 		if err == nil { // a transaction rolled back wrote nothing: no io to learn from
-			sizer.nextIO(took, io, len(chunk))
+			sizer.nextIO(held, io, len(chunk))
 		}
 		n := 0
 		if deleted != nil {
 			n = *deleted - before
 		}
-		db.log.Debug("tokenstore: sweep transaction", "pass", pass, "deleted", n, "size", len(chunk), "took", took, "io", io, "written", written)
+		db.log.Debug("tokenstore: sweep transaction", "pass", pass, "deleted", n, "size", len(chunk), "took", took, "held", held, "io", io, "written", written)
 		if err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 )
 
 // nextIO sizes a sweep transaction to hold the writer about sweepHold in
@@ -106,4 +107,51 @@ func TestDB_Sweep_SmallSweepsKeepTheSizes(t *testing.T) {
 		assert.Equal(t, sweepChunkFirst, db.sweepSize[pass].get(), "pass %d", pass)
 	}
 	assert.Equal(t, flushChunkFirst, db.flushSize.get(), "flush")
+}
+
+// A sweep transaction waits in the committer's queue behind the writers
+// that came during its last one (runSolo). The sizer learns from the time
+// the transaction held the writer lock, not from the wait: charged to the
+// sweep's tokens, a slow writer ahead of it shrank the sweep's next chunks.
+func TestDB_Sweep_SizerIgnoresTheQueue(t *testing.T) {
+	ctx := context.Background()
+	var now atomic.Int64
+	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{
+		SweepInterval: -1, Now: func() time.Time { return time.UnixMilli(now.Load()) }})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	db.sweepSize.setAll(chunkSizer{first: 4, lo: 4, hi: 4})
+	var reqs []IssueRequest
+	for i := range 8 {
+		reqs = append(reqs, IssueRequest{Subject: fmt.Sprintf("user-%d", i), Policy: Absolute(time.Hour)})
+	}
+	_, err = db.IssueBatch(ctx, reqs)
+	require.NoError(t, err)
+	now.Add(2 * time.Hour.Milliseconds())
+
+	const slow = 300 * time.Millisecond
+	release := make(chan struct{})
+	writer := make(chan error)
+	go func() {
+		writer <- db.commit.run(func(*bolt.Tx) error {
+			<-release
+			time.Sleep(slow) // the workload: a writer whose transaction takes 300 ms
+			return nil
+		})
+	}()
+	waitLeading(t, &db.commit)
+	swept := make(chan error)
+	go func() {
+		_, err := db.Sweep(ctx)
+		swept <- err
+	}()
+	waitQueued(t, &db.commit, 1) // the sweep's first transaction waits behind the writer
+	close(release)
+	require.NoError(t, <-writer)
+	require.NoError(t, <-swept)
+
+	c := &db.sweepSize[passSubjects]
+	first := time.Duration(c.perItem[0] * 4) // the first transaction's time above the fixed part
+	assert.Less(t, first, slow, "the sizer charged the wait behind the writer to the sweep's first transaction")
 }
