@@ -994,8 +994,11 @@ func TestCrash_Durability(t *testing.T) {
 	}
 	assert.Zero(t, m.revokedValidated, "revoked tokens that passed Validate or Lookup while the child ran")
 	assert.Zero(t, m.lostWhileAlive, "tokens missing while the child ran")
+	if len(kills) == 0 {
+		t.Fatalf("no round ran: -crash.rounds=%d", *crashRounds)
+	}
 	st, err := os.Stat(path)
-	require.NoError(t, err)
+	require.NoError(t, err, "the store's file after the rounds")
 	t.Logf("crash durability: %d rounds in %s, SIGKILL after %d–%d acknowledgements; %d acknowledged operations, %d tokens issued, %d revocations, "+
 		"%d rotations (%d answered again in their grace), %d family revocations (%d by reuse); "+
 		"lost %d, revocations undone %d, rotations lost %d, Check problems %d, revoked-but-valid %d; "+
