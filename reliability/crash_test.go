@@ -442,7 +442,7 @@ type crashModel struct {
 	revokedValidated, lostWhileAlive int
 	lost, undone, checkProblems      int
 	rotationsLost                    int
-	settledLate                      int // maybeRotated tokens that later answered reuse
+	maybeRotated, settledLate        int // tokens made maybeRotated; of them, answered reuse later
 	maxReopen                        time.Duration
 	alive                            int
 
@@ -883,6 +883,7 @@ func (m *crashModel) verify(db *tokenstore.DB) {
 			}
 			if ct.rotating && ct.rotatedGrace && !ct.maybeRotated {
 				ct.maybeRotated = true
+				m.maybeRotated++
 				m.note(ct, "reopened: not found; perhaps rotated, in a grace whose successor is gone")
 			}
 			ct.state = crashGone
@@ -1002,10 +1003,10 @@ func TestCrash_Durability(t *testing.T) {
 	t.Logf("crash durability: %d rounds in %s, SIGKILL after %d–%d acknowledgements; %d acknowledged operations, %d tokens issued, %d revocations, "+
 		"%d rotations (%d answered again in their grace), %d family revocations (%d by reuse); "+
 		"lost %d, revocations undone %d, rotations lost %d, Check problems %d, revoked-but-valid %d; "+
-		"%d rotations cut short answered ErrNotFound (successor revoked in the grace), then ErrReused in a later round; max reopen %s; file %d KiB, %d tokens alive",
+		"%d rotations with a grace cut short answered ErrNotFound (%d of them ErrReused in a later round); max reopen %s; file %d KiB, %d tokens alive",
 		m.rounds, time.Since(start).Round(time.Millisecond), slices.Min(kills), slices.Max(kills), m.acked, m.issued, m.revoked,
 		m.rotations, m.inGrace, m.familyRevocations, m.reuses,
-		m.lost, m.undone, m.rotationsLost, m.checkProblems, m.revokedValidated, m.settledLate, m.maxReopen.Round(time.Microsecond), st.Size()>>10, m.alive)
+		m.lost, m.undone, m.rotationsLost, m.checkProblems, m.revokedValidated, m.maybeRotated, m.settledLate, m.maxReopen.Round(time.Microsecond), st.Size()>>10, m.alive)
 }
 
 // dumpLines saves a failed round's lines for inspection (they hold test
