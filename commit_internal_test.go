@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 
@@ -221,4 +222,100 @@ func TestCommitter_RunSolo_Error(t *testing.T) {
 	}), errBoom)
 	require.NoError(t, c.run(func(tx *bolt.Tx) error { return tx.Bucket([]byte("b")).Put([]byte("y"), nil) }))
 	assert.Equal(t, []string{"y"}, keys(t, bdb), "the failed solo call's write rolled back")
+}
+
+// Solo calls among group callers, some of each failing and some group
+// callers refusing, from many goroutines: every solo fn runs exactly once,
+// in a transaction no other call shares; every caller gets its own
+// answer; a group member's retry never takes a solo call into its group;
+// the file holds exactly the writes of the calls that succeeded.
+func TestCommitter_RunSolo_AmongGroups(t *testing.T) {
+	bdb := openTestBolt(t)
+	c := &committer{db: bdb}
+	errBad, errNo := errors.New("bad"), errors.New("refused")
+	var mu sync.Mutex
+	soloRuns := map[int]int{}
+	// The calls that ran in each transaction (by *bolt.Tx: a rolled-back
+	// transaction's ID is the next one's too).
+	txCalls := map[*bolt.Tx]map[string]bool{}
+	ran := func(tx *bolt.Tx, name string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if txCalls[tx] == nil {
+			txCalls[tx] = map[string]bool{}
+		}
+		txCalls[tx][name] = true
+	}
+	var wg sync.WaitGroup
+	want := map[string]bool{}
+	for i := range 200 {
+		name := fmt.Sprintf("k%03d", i)
+		solo := i%5 == 0
+		fails := i%7 == 3
+		refuses := !solo && !fails && i%11 == 4
+		if !fails && !refuses {
+			want[name] = true
+		}
+		wg.Go(func() {
+			fn := func(tx *bolt.Tx) error {
+				ran(tx, name)
+				if solo {
+					mu.Lock()
+					soloRuns[i]++
+					mu.Unlock()
+				}
+				if err := tx.Bucket([]byte("b")).Put([]byte(name), nil); err != nil {
+					return err
+				}
+				switch {
+				case fails:
+					return errBad
+				case refuses:
+					return refuse(errNo)
+				}
+				return nil
+			}
+			var err error
+			if solo {
+				err = c.runSolo(fn)
+			} else {
+				err = c.run(func(tx *bolt.Tx) error {
+					if refuses { // a refusal writes nothing
+						ran(tx, name)
+						return refuse(errNo)
+					}
+					return fn(tx)
+				})
+			}
+			switch {
+			case fails:
+				assert.ErrorIs(t, err, errBad, name)
+			case refuses:
+				assert.ErrorIs(t, err, errNo, name)
+			default:
+				assert.NoError(t, err, name)
+			}
+		})
+	}
+	wg.Wait()
+	for i := 0; i < 200; i += 5 {
+		assert.Equal(t, 1, soloRuns[i], "solo call %d ran once", i)
+	}
+	for _, calls := range txCalls {
+		for name := range calls {
+			var i int
+			_, _ = fmt.Sscanf(name, "k%d", &i)
+			if i%5 == 0 {
+				assert.Len(t, calls, 1, "solo call %s shared a transaction with %v", name, calls)
+			}
+		}
+	}
+	var got []string
+	for k := range want {
+		got = append(got, k)
+	}
+	slices.Sort(got)
+	assert.Equal(t, got, keys(t, bdb))
+	assert.False(t, c.leading, "no leader left behind")
+	assert.Empty(t, c.queue)
 }

@@ -377,3 +377,45 @@ func TestCheck_FamilyProblemsNameNoHash(t *testing.T) {
 		assert.Contains(t, all, fmt.Sprintf("%x…", h[:6]), "the tombstone is still named")
 	}
 }
+
+// A damaged tombstone is reported once (later sweeps step over it), so a
+// sweep that meets it and then stops on another error (ctx, a failed
+// write) must report it with that error, or it is never reported at all.
+func TestSweep_DamagedTombstoneReportedWhenCutShort(t *testing.T) {
+	ctx := t.Context()
+	var now atomic.Int64
+	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{
+		Now: func() time.Time { return time.UnixMilli(now.Load()) }, SweepInterval: -1, Policy: Absolute(time.Hour),
+		Logger: slog.New(&cancelAfter{n: 1, cancel: cancel}), // after the first token transaction
+	})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	var rotated []string
+	for range 2 {
+		tok, _, err := db.Issue(ctx, "user")
+		require.NoError(t, err)
+		_, _, err = db.Rotate(ctx, tok)
+		require.NoError(t, err)
+		rotated = append(rotated, tok)
+	}
+	_, _, err = db.Issue(ctx, "user")
+	require.NoError(t, err)
+	h, err := db.format.Parse(rotated[0])
+	require.NoError(t, err)
+	require.NoError(t, db.bolt.Update(func(tx *bolt.Tx) error {
+		v := bytes.Clone(tx.Bucket(bucketTombstones).Get(h[:]))
+		v[20] ^= 0x04 // in its family
+		return tx.Bucket(bucketTombstones).Put(h[:], v)
+	}))
+
+	now.Add(2 * time.Hour.Milliseconds())
+	_, err = db.Sweep(sctx)
+	require.ErrorIs(t, err, context.Canceled)
+	require.ErrorIs(t, err, ErrCorrupt, "the damaged tombstone, met before the sweep was cut short")
+	n, err := db.Sweep(ctx)
+	require.NoError(t, err, "reported once")
+	assert.Equal(t, 3, n, "the sweep finished: the two successors and the third token")
+}

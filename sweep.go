@@ -81,16 +81,18 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 	var found damage // damaged records met for the first time
 
 	// Issue 17: tombstones due (tombstone.go); damaged ones are reported
-	// with the records.
+	// with the records. Damage is reported once (later sweeps step over
+	// it), so a sweep that stops on an error reports what it found with
+	// that error.
 	found, err := db.sweepTombstones(ctx, now)
 	if err != nil {
-		err = wrap("sweep", boltErr(err))
+		err = wrap("sweep", errors.Join(boltErr(err), found.err()))
 		db.log.Error("tokenstore: sweeping tombstones failed", "err", err)
 		return 0, err
 	}
 	for {
 		if err := ctx.Err(); err != nil {
-			return total, wrap("sweep", err)
+			return total, wrap("sweep", errors.Join(err, found.err()))
 		}
 		due, marked := db.anyDue(to)
 		if !due && !marked {
@@ -109,7 +111,7 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 		db.forget(bad)
 		found = append(found, db.damaged.addNew(bad)...)
 		if err != nil {
-			err = wrap("sweep", boltErr(err))
+			err = wrap("sweep", errors.Join(boltErr(err), found.err()))
 			db.log.Error("tokenstore: sweep failed", "deleted", total, "err", err)
 			return total, err
 		}
@@ -369,15 +371,21 @@ func (db *DB) sweepPass(ctx context.Context, pass int, items []*sweepItem, fn fu
 		if deleted != nil {
 			before = *deleted
 		}
+		// The sizer learns from the time the transaction held the writer
+		// lock (held: from its start to its commit, which releases the
+		// lock before OnCommit runs), not from the time the call took:
+		// that includes the wait in the committer's queue, where runSolo
+		// puts it behind the writers that came during its last
+		// transaction, and charged their transaction to the sweep's
+		// tokens, shrinking its chunks whenever other writers were busy.
+		var held time.Duration
 		t := time.Now()
 		err := db.commit.runSolo(func(tx *bolt.Tx) error {
+			start := time.Now()
 			tx.OnCommit(func() {
 				st := tx.Stats()
-				written, io = st.GetPageAlloc(), st.GetWriteTime()
+				written, io, held = st.GetPageAlloc(), st.GetWriteTime(), time.Since(start)
 			})
-			if deleted != nil {
-				*deleted = before // a rolled-back run counts nothing
-			}
 			if err := begin(tx); err != nil {
 				return err
 			}
@@ -392,12 +400,17 @@ func (db *DB) sweepPass(ctx context.Context, pass int, items []*sweepItem, fn fu
 			return nil
 		})
 		took := time.Since(t)
-		sizer.nextIO(took, io)
+		if err != nil && deleted != nil {
+			*deleted = before // rolled back, or its commit failed: it deleted nothing
+		}
+		if err == nil { // a transaction rolled back wrote nothing: no io to learn from
+			sizer.nextIO(held, io, len(chunk))
+		}
 		n := 0
 		if deleted != nil {
 			n = *deleted - before
 		}
-		db.log.Debug("tokenstore: sweep transaction", "pass", pass, "deleted", n, "size", len(chunk), "took", took, "io", io, "written", written)
+		db.log.Debug("tokenstore: sweep transaction", "pass", pass, "deleted", n, "size", len(chunk), "took", took, "held", held, "io", io, "written", written)
 		if err != nil {
 			return err
 		}
@@ -503,8 +516,16 @@ func (c *chunkSizer) get() int {
 }
 
 // next sizes the next transaction from the last one's time, by at most a
-// factor of 2 up and 4 down at a time.
-func (c *chunkSizer) next(took time.Duration) {
+// factor of 2 up and 4 down at a time. items is what the last one took:
+// a transaction of fewer than the size asked for (the last of a flush or
+// a pass, which takes what is left) sizes nothing. Its time, charged to
+// the size asked for, made the items look cheap: a store that flushes a
+// few uses at a time doubled the size at every flush, up to hi, and its
+// next burst of uses ran in transactions of hi.
+func (c *chunkSizer) next(took time.Duration, items int) {
+	if items < c.get() {
+		return
+	}
 	_, lo, hi := c.bounds()
 	size := float64(c.get())
 	c.recent[c.seen%len(c.recent)] = took

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,28 +15,29 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
+	"go.uber.org/goleak"
 )
 
 func TestChunkSizer_Next(t *testing.T) {
 	var c chunkSizer
 	assert.Equal(t, sweepChunkFirst, c.get())
 
-	c.next(txTarget / 10) // far under the target: at most doubles
+	c.next(txTarget/10, c.get()) // far under the target: at most doubles
 	assert.Equal(t, 2*sweepChunkFirst, c.get())
-	c.next(txTarget) // on target: stays
+	c.next(txTarget, c.get()) // on target: stays
 	assert.Equal(t, 2*sweepChunkFirst, c.get())
-	c.next(2 * txTarget) // twice too long: about halves (the fixed part, 0.8 ms, stays)
+	c.next(2*txTarget, c.get()) // twice too long: about halves (the fixed part, 0.8 ms, stays)
 	assert.InDelta(t, sweepChunkFirst, c.get(), sweepChunkFirst/10)
 	n := c.get()
-	c.next(100 * txTarget) // far over: at most a quarter
+	c.next(100*txTarget, c.get()) // far over: at most a quarter
 	assert.Equal(t, n/4, c.get())
 
 	for range 20 {
-		c.next(time.Hour)
+		c.next(time.Hour, c.get())
 	}
 	assert.Equal(t, sweepChunkMin, c.get(), "never under the minimum")
 	for range 20 {
-		c.next(0)
+		c.next(0, c.get())
 	}
 	assert.Equal(t, sweepChunkMax, c.get(), "never over the maximum")
 }
@@ -47,7 +49,7 @@ func TestChunkSizer_FixedCostOverTarget(t *testing.T) {
 	fsync := 3 * txTarget / 2 // 12 ms whatever the size
 	perItem := time.Microsecond
 	for range 30 {
-		c.next(fsync + time.Duration(c.get())*perItem)
+		c.next(fsync+time.Duration(c.get())*perItem, c.get())
 	}
 	// Not the minimum: the fsyncs plus up to about txTarget of work.
 	took := fsync + time.Duration(c.get())*perItem
@@ -214,4 +216,97 @@ func TestDB_Sweep_ScanInPiecesAndRounds(t *testing.T) {
 	problems, err := db.Check(ctx)
 	require.NoError(t, err)
 	assert.Empty(t, problems)
+}
+
+// Close while the background sweep waits in the committer's queue behind
+// another writer's transaction: Close waits for that transaction, then
+// for the sweep, which stops between its transactions; no goroutine is
+// left, and the file it leaves is whole (Check) and swept by the next
+// sweep, which deletes what the cut one did not: every expired token
+// once.
+func TestDB_Close_SweepQueued(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	defer goleak.VerifyNone(t, ignore)
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "t.db")
+	var now atomic.Int64
+	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	// The sweeper's ticker is the only real time here: it starts rounds,
+	// and the test waits for the round to queue, not for the time.
+	db, err := Open(path, &Options{SweepInterval: time.Millisecond, Now: clock})
+	require.NoError(t, err)
+	db.sweepSize.setAll(chunkSizer{first: 4, lo: 4, hi: 4})
+	var reqs []IssueRequest
+	for i := range 40 {
+		p := Absolute(time.Hour)
+		if i%4 == 0 {
+			p = Absolute(48 * time.Hour)
+		}
+		reqs = append(reqs, IssueRequest{Subject: fmt.Sprintf("user-%d", i%5), Policy: p})
+	}
+	_, err = db.IssueBatch(ctx, reqs)
+	require.NoError(t, err)
+
+	release := make(chan struct{})
+	writer := make(chan error)
+	go func() {
+		writer <- db.commit.run(func(*bolt.Tx) error { <-release; return nil })
+	}()
+	waitLeading(t, &db.commit)
+	now.Add(2 * time.Hour.Milliseconds()) // 30 due: the sweeper's next round queues behind the writer
+	waitQueued(t, &db.commit, 1)
+	closed := make(chan error)
+	go func() { closed <- db.Close() }()
+	for !db.closed.Load() {
+		runtime.Gosched()
+	}
+	close(release)
+	require.NoError(t, <-writer)
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second): // a deadlock detector, not a wait
+		t.Fatal("Close did not return")
+	}
+
+	db, err = Open(path, &Options{SweepInterval: -1, Now: clock})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	problems, err := db.Check(ctx)
+	require.NoError(t, err)
+	require.Empty(t, problems)
+	before := db.Stats().Tokens
+	n, err := db.Sweep(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, int(before)-10, n, "what the cut sweep left")
+	assert.Equal(t, int64(10), db.Stats().Tokens)
+	problems, err = db.Check(ctx)
+	require.NoError(t, err)
+	require.Empty(t, problems)
+}
+
+// A sweep transaction that fails deleted nothing, and the count the sweep
+// returns with its error says so: runSolo runs fn once, so the count it
+// had reached in the rolled-back transaction stayed.
+func TestDB_SweepPass_FailedTransactionCountsNothing(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: -1})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	db.sweepSize.setAll(chunkSizer{first: 4, lo: 4, hi: 4})
+	errBoom := errors.New("boom")
+	items := make([]*sweepItem, 10)
+	for i := range items {
+		items[i] = &sweepItem{}
+	}
+	deleted, seen := 0, 0
+	err = db.sweepPass(context.Background(), passRecords, items, func(*bolt.Tx, *sweepItem) error {
+		if seen++; seen == 7 { // the second transaction's third item
+			return errBoom
+		}
+		deleted++
+		return nil
+	}, func(*bolt.Tx) error { return nil }, &deleted)
+	require.ErrorIs(t, err, errBoom)
+	assert.Equal(t, 4, deleted, "the first transaction's, not the rolled-back second's")
 }

@@ -58,8 +58,12 @@ const sweepHold = 12 * time.Millisecond
 // fixed part from the io of the recent transactions (their shortest: the
 // fsyncs with few pages), and the cost of a token as the median of the
 // recent transactions' (took - fixed) / size: one slow fsync moves the
-// median little.
-func (c *chunkSizer) nextIO(took, io time.Duration) {
+// median little. As with next, a transaction of fewer items than the size
+// asked for sizes nothing: a pass's last takes what is left.
+func (c *chunkSizer) nextIO(took, io time.Duration, items int) {
+	if items < c.get() {
+		return
+	}
 	_, lo, hi := c.bounds()
 	size := float64(c.get())
 	i := c.seen % len(c.recent)

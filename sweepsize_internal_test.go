@@ -1,10 +1,16 @@
 package tokenstore
 
 import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 )
 
 // nextIO sizes a sweep transaction to hold the writer about sweepHold in
@@ -24,8 +30,8 @@ func TestChunkSizer_NextIO_SlowFsyncs(t *testing.T) {
 			spike = 14 * time.Millisecond // every fourth commit's fsyncs are slow
 		}
 		io := fsync + spike + time.Duration(c.get())*perItem/2 // pages written
-		c.nextIO(io+time.Duration(c.get())*perItem/2, io)
-		old.next(fsync + spike + time.Duration(old.get())*perItem)
+		c.nextIO(io+time.Duration(c.get())*perItem/2, io, c.get())
+		old.next(fsync+spike+time.Duration(old.get())*perItem, old.get())
 		if i >= 32 {
 			sizes = append(sizes, c.get())
 			oldSizes = append(oldSizes, old.get())
@@ -55,9 +61,97 @@ func TestChunkSizer_NextIO_SlowDisk(t *testing.T) {
 	var c chunkSizer
 	for range 40 {
 		io := fsync
-		c.nextIO(io+time.Duration(c.get())*perItem, io)
+		c.nextIO(io+time.Duration(c.get())*perItem, io, c.get())
 	}
 	took := fsync + time.Duration(c.get())*perItem
 	assert.Greater(t, c.get(), sweepChunkMin)
 	assert.LessOrEqual(t, took, fsync+txTarget, "size %d", c.get())
+}
+
+// A pass's last transaction takes what is left, often far fewer items
+// than the sizer asked for. Sized as if it were whole, its time per item
+// was the planned size's: a store that sweeps a few tokens at a time grew
+// every pass's size by 2× a sweep, to sweepChunkMax, and the first large
+// sweep after then ran its records pass in transactions of 16,384
+// records (the same for the flush and its few uses a round, to 32,768).
+// Only a transaction of the size asked for sizes the next one.
+func TestDB_Sweep_SmallSweepsKeepTheSizes(t *testing.T) {
+	ctx := context.Background()
+	var now atomic.Int64
+	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{
+		SweepInterval: -1, Now: func() time.Time { return time.UnixMilli(now.Load()) }})
+	require.NoError(t, err)
+	defer db.Close()
+	for range 20 {
+		var reqs []IssueRequest
+		for i := range 3 {
+			reqs = append(reqs, IssueRequest{Subject: fmt.Sprintf("user-%d", i), Policy: Absolute(time.Hour)})
+		}
+		issued, err := db.IssueBatch(ctx, reqs)
+		require.NoError(t, err)
+		sl, _, err := db.Issue(ctx, "reader", WithPolicy(Sliding(time.Hour, 0)))
+		require.NoError(t, err)
+		now.Add(time.Minute.Milliseconds())
+		_, err = db.Validate(ctx, sl) // a use for the flush
+		require.NoError(t, err)
+		require.NoError(t, db.Flush(ctx))
+		_, err = db.Validate(ctx, issued[0].Token)
+		require.NoError(t, err)
+		now.Add(2 * time.Hour.Milliseconds())
+		n, err := db.Sweep(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 4, n)
+	}
+	for pass := range db.sweepSize {
+		assert.Equal(t, sweepChunkFirst, db.sweepSize[pass].get(), "pass %d", pass)
+	}
+	assert.Equal(t, flushChunkFirst, db.flushSize.get(), "flush")
+}
+
+// A sweep transaction waits in the committer's queue behind the writers
+// that came during its last one (runSolo). The sizer learns from the time
+// the transaction held the writer lock, not from the wait: charged to the
+// sweep's tokens, a slow writer ahead of it shrank the sweep's next chunks.
+func TestDB_Sweep_SizerIgnoresTheQueue(t *testing.T) {
+	ctx := context.Background()
+	var now atomic.Int64
+	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{
+		SweepInterval: -1, Now: func() time.Time { return time.UnixMilli(now.Load()) }})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	db.sweepSize.setAll(chunkSizer{first: 4, lo: 4, hi: 4})
+	var reqs []IssueRequest
+	for i := range 8 {
+		reqs = append(reqs, IssueRequest{Subject: fmt.Sprintf("user-%d", i), Policy: Absolute(time.Hour)})
+	}
+	_, err = db.IssueBatch(ctx, reqs)
+	require.NoError(t, err)
+	now.Add(2 * time.Hour.Milliseconds())
+
+	const slow = 300 * time.Millisecond
+	release := make(chan struct{})
+	writer := make(chan error)
+	go func() {
+		writer <- db.commit.run(func(*bolt.Tx) error {
+			<-release
+			time.Sleep(slow) // the workload: a writer whose transaction takes 300 ms
+			return nil
+		})
+	}()
+	waitLeading(t, &db.commit)
+	swept := make(chan error)
+	go func() {
+		_, err := db.Sweep(ctx)
+		swept <- err
+	}()
+	waitQueued(t, &db.commit, 1) // the sweep's first transaction waits behind the writer
+	close(release)
+	require.NoError(t, <-writer)
+	require.NoError(t, <-swept)
+
+	c := &db.sweepSize[passSubjects]
+	first := time.Duration(c.perItem[0] * 4) // the first transaction's time above the fixed part
+	assert.Less(t, first, slow, "the sizer charged the wait behind the writer to the sweep's first transaction")
 }

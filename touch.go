@@ -142,7 +142,10 @@ func (db *DB) flush(ctx context.Context, paced bool) error {
 		written := 0
 		t := time.Now()
 		var bad damage
+		var held time.Duration // the sizer's: the writer lock held, without the wait for it (see sweepPass)
 		err := db.commit.update(func(tx *bolt.Tx) error {
+			start := time.Now()
+			tx.OnCommit(func() { held = time.Since(start) })
 			written, bad = 0, bad[:0]
 			var most int64
 			var w touchWriter
@@ -163,8 +166,10 @@ func (db *DB) flush(ctx context.Context, paced bool) error {
 			return raiseUsedMax(tx, most)
 		})
 		took := time.Since(t)
-		db.flushSize.next(took)
-		db.log.Debug("tokenstore: flush transaction", "uses", len(chunk), "written", written, "took", took)
+		if err == nil {
+			db.flushSize.next(held, len(chunk))
+		}
+		db.log.Debug("tokenstore: flush transaction", "uses", len(chunk), "written", written, "took", took, "held", held)
 		db.forget(bad)
 		if err != nil {
 			return boltErr(err)
