@@ -31,8 +31,8 @@ type DB struct {
 
 	cache     *cache
 	commit    committer
-	sweepMu   sync.Mutex  // one sweep at a time
-	sweepSize sweepSizers // tokens per sweep transaction, by pass; under sweepMu
+	sweeping  chan struct{} // holds one token while a sweep runs: one at a time, waited for with a ctx
+	sweepSize sweepSizers   // tokens per sweep transaction, by pass; used only by the sweep holding sweeping
 	flushMu   sync.Mutex  // one flush at a time
 	flushSize chunkSizer  // uses per flush transaction; under flushMu
 	damaged   damagedSet  // records a sweep found damaged, stepped over after
@@ -131,6 +131,7 @@ func Open(path string, opts *Options) (db *DB, err error) {
 		cache:          newCache(o.CacheSize),
 		commit:         committer{db: bdb},
 		flushSize:      chunkSizer{first: flushChunkFirst, lo: flushChunkMin, hi: flushChunkMax},
+		sweeping:       make(chan struct{}, 1),
 	}
 	err = db.checkSchema()
 	if err == nil {

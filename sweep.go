@@ -72,8 +72,14 @@ type sweepItem struct {
 }
 
 func (db *DB) sweep(ctx context.Context) (int, error) {
-	db.sweepMu.Lock()
-	defer db.sweepMu.Unlock()
+	// One sweep at a time; a caller's Sweep waits for the background one
+	// only as long as its ctx lets it.
+	select {
+	case db.sweeping <- struct{}{}:
+		defer func() { <-db.sweeping }()
+	case <-ctx.Done():
+		return 0, wrap("sweep", ctx.Err())
+	}
 	start := time.Now()
 	now := db.nowMs()
 	to := max(now, db.sweepingSince()) // the scan's end: see metaSweeping
@@ -467,7 +473,7 @@ const txTarget = 8 * time.Millisecond
 // Smaller transactions rewrite shared branch pages more often, so a sweep
 // takes longer in all; it runs in the background, and writers waiting
 // behind it is what users feel. The size is kept between sweeps; it is
-// only used under sweepMu.
+// only used by the sweep holding db.sweeping.
 //
 // The flush uses one too (flushSize): a use written costs far less than a
 // token deleted, so its bounds are higher. The sweep now sizes each of its

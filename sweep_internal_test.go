@@ -310,3 +310,22 @@ func TestDB_SweepPass_FailedTransactionCountsNothing(t *testing.T) {
 	require.ErrorIs(t, err, errBoom)
 	assert.Equal(t, 4, deleted, "the first transaction's, not the rolled-back second's")
 }
+
+// A caller's Sweep waits for a sweep already running (the background
+// one) only as long as its ctx lets it: it held an unconditional mutex,
+// so a Sweep with a deadline could outlive its deadline by a whole
+// background sweep.
+func TestSweep_WaitEndsWithCtx(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: -1})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	db.sweeping <- struct{}{} // a sweep is running
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	n, err := db.sweep(ctx)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Zero(t, n)
+	<-db.sweeping // it ends; the next sweep runs
+	_, err = db.Sweep(t.Context())
+	require.NoError(t, err)
+}

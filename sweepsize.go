@@ -22,7 +22,7 @@ const (
 )
 
 // sweepSizers sizes each pass's transactions; kept between sweeps, used
-// only under sweepMu.
+// only by the sweep holding db.sweeping.
 type sweepSizers [sweepPassCount]chunkSizer
 
 // setAll gives every pass the sizer c (tests use fixed sizes).
