@@ -130,3 +130,29 @@ func TestFamily_Page(t *testing.T) {
 		assert.Equal(t, http.StatusBadRequest, res.status)
 	})
 }
+
+// TestFamily_TokenIDGiven: a rotated token's own ID where a family ID is
+// expected is refused with 400 invalid_id naming the token's family, and
+// revokes nothing; it answered 200 {"revoked":0} while the token lived on.
+// The nil UUID names no family either.
+func TestFamily_TokenIDGiven(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open func(*testing.T, func() time.Time) tokenstore.Store) {
+		e := newEnv(t, open, nil)
+		first, firstInfo := e.issueInfo("alice")
+		next, nextInfo := e.rotate(first)
+
+		res := e.do(req{method: "DELETE", path: "/admin/api/families/" + nextInfo.ID.String() + "/tokens", token: e.admin})
+		assert.Equal(t, http.StatusBadRequest, res.status, res.body)
+		assert.Equal(t, "invalid_id", res.errorCode(t))
+		assert.Contains(t, res.body, nextInfo.ID.String()+" is the ID of a token of family "+firstInfo.ID.String()+", not a family ID")
+		assert.Equal(t, http.StatusOK, e.hello(next), "nothing was revoked")
+
+		c := &admin.Client{BaseURL: e.srv.URL + "/admin", Token: e.admin}
+		_, err := c.RevokeFamily(context.Background(), nextInfo.ID)
+		assert.ErrorContains(t, err, "not a family ID")
+
+		res = e.do(req{method: "DELETE", path: "/admin/api/families/" + uuid.Nil.String() + "/tokens", token: e.admin})
+		assert.Equal(t, http.StatusBadRequest, res.status, res.body)
+		assert.Equal(t, "invalid_id", res.errorCode(t))
+	})
+}

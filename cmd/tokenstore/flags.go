@@ -73,11 +73,14 @@ func parseID(s string) (uuid.UUID, error) {
 
 // parseFamily parses a --family value, as parseID does an --id value.
 func parseFamily(s string) (uuid.UUID, error) {
+	const want = "--family takes a family ID, a UUID as list and inspect show it (such as 0199a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d)"
 	u, err := uuid.Parse(s)
+	if err == nil && u == uuid.Nil {
+		return uuid.Nil, usagef("%s; the nil UUID is no family ID", want)
+	}
 	if err == nil {
 		return u, nil
 	}
-	const want = "--family takes a family ID, a UUID as list and inspect show it (such as 0199a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d)"
 	if tokenShaped.MatchString(s) {
 		return uuid.Nil, usagef("%s, and that looks like a token, not a family ID: inspect the token to see its family", want)
 	}
