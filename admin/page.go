@@ -179,6 +179,8 @@ func (h *Handler) pageLogin(w http.ResponseWriter, r *http.Request, post bool) {
 		switch {
 		case errors.Is(err, ErrForbidden):
 			d.Error, status = "That token is valid but lacks the scope "+strconv.Quote(h.login.Scope)+".", http.StatusForbidden
+		case errors.Is(err, errReusedCredential):
+			d.Error = "That admin token was rotated away and has been presented again after its grace: every token of its family is now revoked. Log in with a new one."
 		case !errors.Is(err, ErrUnauthenticated):
 			h.authError(w, r, err)
 			return

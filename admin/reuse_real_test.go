@@ -96,3 +96,41 @@ func TestReused_ProtocolCallers(t *testing.T) {
 		assert.Contains(t, e.logs.String(), "level=WARN")
 	})
 }
+
+// TestReused_AdminCredential: an admin credential rotated away and
+// presented after its grace is a refused credential, as at the
+// middleware: 401 invalid_token with its challenge on the API and the
+// RFC 7662/7009 routes, the login page with a message on the page. It was
+// a 410 "reused" without WWW-Authenticate, which the Client (and the
+// CLI's --url mode) reported as if the token it asked about were reused.
+// The family is revoked all the same.
+func TestReused_AdminCredential(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open func(*testing.T, func() time.Time) tokenstore.Store) {
+		e := newEnv(t, open, nil)
+		next, _ := e.rotate(e.admin)
+		old := e.admin
+		victim := e.issue("alice")
+
+		for _, q := range []req{
+			{method: "GET", path: "/admin/api/subjects/alice/tokens", token: old},
+			{method: "POST", path: "/admin/introspect", token: old, ctype: formType, body: form("token", victim)},
+			{method: "POST", path: "/admin/revoke", token: old, ctype: formType, body: form("token", victim)},
+		} {
+			res := e.do(q)
+			assert.Equal(t, http.StatusUnauthorized, res.status, q.path+": "+res.body)
+			assert.Contains(t, res.header.Get("WWW-Authenticate"), `error="invalid_token"`, q.path)
+		}
+		c := &admin.Client{BaseURL: e.srv.URL + "/admin", Token: old}
+		_, err := c.Lookup(context.Background(), victim)
+		assert.ErrorIs(t, err, admin.ErrUnauthenticated)
+		assert.NotErrorIs(t, err, tokenstore.ErrReused, "the victim token is not what was reused")
+		assert.Equal(t, http.StatusOK, e.hello(victim), "nothing the stale credential asked for was done")
+		assert.Equal(t, http.StatusUnauthorized, e.hello(next), "its own family is revoked")
+
+		s := e.session()
+		s.get("/admin/") // the login form, and its CSRF token
+		res := s.post("/admin/login", form("csrf_token", s.csrf, "token", old), nil)
+		assert.Equal(t, http.StatusUnauthorized, res.status, res.body)
+		assert.Contains(t, res.body, "rotated away")
+	})
+}
