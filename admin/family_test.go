@@ -2,7 +2,10 @@ package admin_test
 
 import (
 	"context"
+	"html"
 	"net/http"
+	"net/url"
+	"regexp"
 	"testing"
 	"time"
 
@@ -155,4 +158,47 @@ func TestFamily_TokenIDGiven(t *testing.T) {
 		assert.Equal(t, http.StatusBadRequest, res.status, res.body)
 		assert.Equal(t, "invalid_id", res.errorCode(t))
 	})
+}
+
+// TestFamily_PageFromTokenInGrace: a leaked token found by the token form
+// within its grace (rotated away, still valid, and able to fetch its
+// successor again) leads to a family confirmation that works: the link
+// named the token by its ID, whose record the rotation had retired, so the
+// confirmation answered 404 and the operator could not revoke the family
+// from there.
+func TestFamily_PageFromTokenInGrace(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open func(*testing.T, func() time.Time) tokenstore.Store) {
+		e := newEnv(t, open, nil)
+		first, firstInfo := e.issueInfo("alice")
+		next, _ := e.rotate(first, tokenstore.WithGrace(time.Minute))
+		kept := e.issue("alice")
+		s := e.session()
+		s.login(e.admin)
+		s.get("/admin/")
+
+		res := s.post("/admin/token", form("csrf_token", s.csrf, "token", first), nil)
+		require.Equal(t, http.StatusOK, res.status, res.body)
+		m := regexp.MustCompile(`id="revoke-family-[^"]*" href="([^"]+)"`).FindStringSubmatch(res.body)
+		require.NotNil(t, m, res.body)
+		res = s.get(html.UnescapeString(m[1]))
+		require.Equal(t, http.StatusOK, res.status, res.body)
+		assert.Contains(t, res.body, "1 live token</strong> of family <code>"+firstInfo.ID.String()+"</code>")
+
+		res = s.post("/admin/family/revoke", form("csrf_token", s.csrf, "family", firstInfo.ID.String(), "subject", "alice"), nil)
+		require.Equal(t, http.StatusSeeOther, res.status, res.body)
+		assert.Equal(t, http.StatusUnauthorized, e.hello(next))
+		assert.Equal(t, http.StatusUnauthorized, e.hello(first))
+		assert.Equal(t, http.StatusOK, e.hello(kept))
+
+		res = s.get("/admin/family/revoke?family=nope&subject=alice")
+		assert.Equal(t, http.StatusBadRequest, res.status)
+		res = s.get("/admin/family/revoke?family=" + firstInfo.ID.String() + "&subject=" + url.QueryEscape(kept))
+		assert.Equal(t, http.StatusBadRequest, res.status, "a token as the subject")
+		assertNoTokenIn(t, res.body, kept)
+	})
+}
+
+func assertNoTokenIn(t *testing.T, s, token string) {
+	t.Helper()
+	assert.NotContains(t, s, token)
 }
