@@ -202,3 +202,25 @@ func assertNoTokenIn(t *testing.T, s, token string) {
 	t.Helper()
 	assert.NotContains(t, s, token)
 }
+
+// TestFamily_PageTokenInGraceSaysSo: the details of a token found within
+// its grace say it was rotated away and offer its family's revocation,
+// not "Revoke this token…", whose confirmation by ID answered 404 (the
+// rotation retired the record; only the token itself or its family can
+// revoke it).
+func TestFamily_PageTokenInGraceSaysSo(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open func(*testing.T, func() time.Time) tokenstore.Store) {
+		e := newEnv(t, open, nil)
+		first, firstInfo := e.issueInfo("alice")
+		e.rotate(first, tokenstore.WithGrace(time.Minute))
+		s := e.session()
+		s.login(e.admin)
+		s.get("/admin/")
+
+		res := s.post("/admin/token", form("csrf_token", s.csrf, "token", first), nil)
+		require.Equal(t, http.StatusOK, res.status, res.body)
+		assert.Contains(t, res.body, "rotated away")
+		assert.NotContains(t, res.body, `id="revoke-`+firstInfo.ID.String()+`"`, "a link to a 404")
+		assert.Contains(t, res.body, `id="revoke-family-`+firstInfo.ID.String()+`"`)
+	})
+}

@@ -43,6 +43,7 @@ type pageData struct {
 type tokenView struct {
 	ID, Family, Subject, Created, LastUsed, Expires, Policy string
 	Expired                                                 bool
+	InGrace                                                 bool // rotated away, valid until Expires
 	Metadata                                                []metaEntry
 }
 
@@ -279,6 +280,12 @@ func (h *Handler) pageFindToken(w http.ResponseWriter, r *http.Request, d pageDa
 		return
 	default:
 		v := h.view(info, h.now())
+		// A token rotated away and within its grace has no record of its
+		// own any more (Get by its ID is not found): only the token itself
+		// or its family can be revoked, not its ID.
+		if _, err := h.store.Get(r.Context(), info.ID); errors.Is(err, tokenstore.ErrNotFound) {
+			v.InGrace = true
+		}
 		d.Token = &v
 	}
 	h.renderPage(w, r, http.StatusOK, "home", d)
