@@ -224,3 +224,27 @@ func TestFamily_PageTokenInGraceSaysSo(t *testing.T) {
 		assert.Contains(t, res.body, `id="revoke-family-`+firstInfo.ID.String()+`"`)
 	})
 }
+
+// TestFamily_PageSubjectMustMatch: the confirmation names a subject, and
+// the POST revokes the family only if that subject holds a live token of
+// it: a crafted link (?family=bob's&subject=alice) showed "0 live tokens
+// of family F (of alice)" and its "Yes" revoked bob's session.
+func TestFamily_PageSubjectMustMatch(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open func(*testing.T, func() time.Time) tokenstore.Store) {
+		e := newEnv(t, open, nil)
+		bob, bobInfo := e.issueInfo("bob")
+		e.issue("alice")
+		s := e.session()
+		s.login(e.admin)
+		s.get("/admin/")
+
+		res := s.post("/admin/family/revoke", form("csrf_token", s.csrf, "family", bobInfo.ID.String(), "subject", "alice"), nil)
+		assert.Equal(t, http.StatusBadRequest, res.status, res.body)
+		assert.Contains(t, res.body, "holds no live token of this family")
+		assert.Equal(t, http.StatusOK, e.hello(bob), "bob's family is untouched")
+
+		res = s.post("/admin/family/revoke", form("csrf_token", s.csrf, "family", bobInfo.ID.String(), "subject", "bob"), nil)
+		assert.Equal(t, http.StatusSeeOther, res.status, res.body)
+		assert.Equal(t, http.StatusUnauthorized, e.hello(bob))
+	})
+}

@@ -367,6 +367,18 @@ func (h *Handler) pageRevokeFamily(w http.ResponseWriter, r *http.Request, d pag
 			h.refuse(w, r, http.StatusBadRequest, "invalid_request", err.Error())
 			return
 		}
+		// The confirmation counted the family among subject's tokens: a
+		// subject that holds none (a crafted link, or revoked meanwhile)
+		// revokes nothing, so that what was confirmed is what is done.
+		infos, err := h.store.List(r.Context(), subject)
+		if _, err = damagedOnly(err); err != nil {
+			h.storeError(w, r, err)
+			return
+		}
+		if !slices.ContainsFunc(infos, func(t tokenstore.Info) bool { return t.FamilyID == family }) {
+			h.refuse(w, r, http.StatusBadRequest, "invalid_request", "this subject holds no live token of this family (revoked already, or the family is another subject's): nothing was revoked")
+			return
+		}
 		n, err := h.store.RevokeFamily(r.Context(), family)
 		if err != nil {
 			h.storeError(w, r, err)
