@@ -335,8 +335,8 @@ func isToken(s string) bool {
 // form value.
 func parseFamilyID(s string) (uuid.UUID, error) {
 	id, err := uuid.Parse(s)
-	if err != nil || len(s) != 36 {
-		return uuid.UUID{}, errors.New("not a family ID: want a UUID such as 0199a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d")
+	if err != nil || len(s) != 36 || id == uuid.Nil {
+		return uuid.UUID{}, errors.New("not a family ID: want a UUID such as 0199a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d (not the nil UUID)")
 	}
 	return id, nil
 }

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/tokenstore/tokenstore"
 )
 
@@ -265,6 +267,13 @@ func (h *Handler) apiRevokeFamily(w http.ResponseWriter, r *http.Request) {
 	id, err := parseFamilyID(r.PathValue("id"))
 	if err != nil {
 		h.refuse(w, r, http.StatusBadRequest, "invalid_id", err.Error())
+		return
+	}
+	// A token's own ID names no family unless the token is its family's
+	// first: RevokeFamily would revoke 0 while the token lives on, which
+	// an operator who took the wrong column reads as "done".
+	if info, err := h.store.Get(r.Context(), id); (err == nil || errors.Is(err, tokenstore.ErrExpired)) && info.FamilyID != id && info.FamilyID != uuid.Nil {
+		h.refuse(w, r, http.StatusBadRequest, "invalid_id", fmt.Sprintf("%s is the ID of a token of family %s, not a family ID: revoke that family, or the token by its ID", id, info.FamilyID))
 		return
 	}
 	n, err := h.store.RevokeFamily(r.Context(), id)

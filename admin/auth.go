@@ -64,6 +64,10 @@ func (a *TokenAuthorizer) check(r *http.Request, token string) (string, error) {
 		return "", invalidToken("the admin token is not one of this store's, or was revoked")
 	case errors.Is(err, tokenstore.ErrExpired):
 		return "", invalidToken("the admin token has expired")
+	case errors.Is(err, tokenstore.ErrReused):
+		// A refused credential like any other (RFC 6750 §3.1), not the
+		// API's 410 "reused", which is about the token a request names.
+		return "", errReusedCredential
 	case err != nil:
 		return "", err
 	}
@@ -81,6 +85,10 @@ type invalidToken string
 
 func (e invalidToken) Error() string { return ErrUnauthenticated.Error() + ": " + string(e) }
 func (e invalidToken) Unwrap() error { return ErrUnauthenticated }
+
+// errReusedCredential refuses an admin token rotated away and presented
+// again after its grace: the store has revoked its family.
+const errReusedCredential = invalidToken("the admin token was rotated away and presented again after its grace: every token of its family is now revoked")
 
 // token reads the credentials: a Bearer header, else the cookie.
 func (a *TokenAuthorizer) token(r *http.Request) (string, error) {

@@ -2,7 +2,10 @@ package admin_test
 
 import (
 	"context"
+	"html"
 	"net/http"
+	"net/url"
+	"regexp"
 	"testing"
 	"time"
 
@@ -128,5 +131,120 @@ func TestFamily_Page(t *testing.T) {
 
 		res = s.post("/admin/family/revoke", form("csrf_token", s.csrf, "family", "nope", "subject", "alice"), nil)
 		assert.Equal(t, http.StatusBadRequest, res.status)
+	})
+}
+
+// TestFamily_TokenIDGiven: a rotated token's own ID where a family ID is
+// expected is refused with 400 invalid_id naming the token's family, and
+// revokes nothing; it answered 200 {"revoked":0} while the token lived on.
+// The nil UUID names no family either.
+func TestFamily_TokenIDGiven(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open func(*testing.T, func() time.Time) tokenstore.Store) {
+		e := newEnv(t, open, nil)
+		first, firstInfo := e.issueInfo("alice")
+		next, nextInfo := e.rotate(first)
+
+		res := e.do(req{method: "DELETE", path: "/admin/api/families/" + nextInfo.ID.String() + "/tokens", token: e.admin})
+		assert.Equal(t, http.StatusBadRequest, res.status, res.body)
+		assert.Equal(t, "invalid_id", res.errorCode(t))
+		assert.Contains(t, res.body, nextInfo.ID.String()+" is the ID of a token of family "+firstInfo.ID.String()+", not a family ID")
+		assert.Equal(t, http.StatusOK, e.hello(next), "nothing was revoked")
+
+		c := &admin.Client{BaseURL: e.srv.URL + "/admin", Token: e.admin}
+		_, err := c.RevokeFamily(context.Background(), nextInfo.ID)
+		assert.ErrorContains(t, err, "not a family ID")
+
+		res = e.do(req{method: "DELETE", path: "/admin/api/families/" + uuid.Nil.String() + "/tokens", token: e.admin})
+		assert.Equal(t, http.StatusBadRequest, res.status, res.body)
+		assert.Equal(t, "invalid_id", res.errorCode(t))
+	})
+}
+
+// TestFamily_PageFromTokenInGrace: a leaked token found by the token form
+// within its grace (rotated away, still valid, and able to fetch its
+// successor again) leads to a family confirmation that works: the link
+// named the token by its ID, whose record the rotation had retired, so the
+// confirmation answered 404 and the operator could not revoke the family
+// from there.
+func TestFamily_PageFromTokenInGrace(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open func(*testing.T, func() time.Time) tokenstore.Store) {
+		e := newEnv(t, open, nil)
+		first, firstInfo := e.issueInfo("alice")
+		next, _ := e.rotate(first, tokenstore.WithGrace(time.Minute))
+		kept := e.issue("alice")
+		s := e.session()
+		s.login(e.admin)
+		s.get("/admin/")
+
+		res := s.post("/admin/token", form("csrf_token", s.csrf, "token", first), nil)
+		require.Equal(t, http.StatusOK, res.status, res.body)
+		m := regexp.MustCompile(`id="revoke-family-[^"]*" href="([^"]+)"`).FindStringSubmatch(res.body)
+		require.NotNil(t, m, res.body)
+		res = s.get(html.UnescapeString(m[1]))
+		require.Equal(t, http.StatusOK, res.status, res.body)
+		assert.Contains(t, res.body, "1 live token</strong> of family <code>"+firstInfo.ID.String()+"</code>")
+
+		res = s.post("/admin/family/revoke", form("csrf_token", s.csrf, "family", firstInfo.ID.String(), "subject", "alice"), nil)
+		require.Equal(t, http.StatusSeeOther, res.status, res.body)
+		assert.Equal(t, http.StatusUnauthorized, e.hello(next))
+		assert.Equal(t, http.StatusUnauthorized, e.hello(first))
+		assert.Equal(t, http.StatusOK, e.hello(kept))
+
+		res = s.get("/admin/family/revoke?family=nope&subject=alice")
+		assert.Equal(t, http.StatusBadRequest, res.status)
+		res = s.get("/admin/family/revoke?family=" + firstInfo.ID.String() + "&subject=" + url.QueryEscape(kept))
+		assert.Equal(t, http.StatusBadRequest, res.status, "a token as the subject")
+		assertNoTokenIn(t, res.body, kept)
+	})
+}
+
+func assertNoTokenIn(t *testing.T, s, token string) {
+	t.Helper()
+	assert.NotContains(t, s, token)
+}
+
+// TestFamily_PageTokenInGraceSaysSo: the details of a token found within
+// its grace say it was rotated away and offer its family's revocation,
+// not "Revoke this token…", whose confirmation by ID answered 404 (the
+// rotation retired the record; only the token itself or its family can
+// revoke it).
+func TestFamily_PageTokenInGraceSaysSo(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open func(*testing.T, func() time.Time) tokenstore.Store) {
+		e := newEnv(t, open, nil)
+		first, firstInfo := e.issueInfo("alice")
+		e.rotate(first, tokenstore.WithGrace(time.Minute))
+		s := e.session()
+		s.login(e.admin)
+		s.get("/admin/")
+
+		res := s.post("/admin/token", form("csrf_token", s.csrf, "token", first), nil)
+		require.Equal(t, http.StatusOK, res.status, res.body)
+		assert.Contains(t, res.body, "rotated away")
+		assert.NotContains(t, res.body, `id="revoke-`+firstInfo.ID.String()+`"`, "a link to a 404")
+		assert.Contains(t, res.body, `id="revoke-family-`+firstInfo.ID.String()+`"`)
+	})
+}
+
+// TestFamily_PageSubjectMustMatch: the confirmation names a subject, and
+// the POST revokes the family only if that subject holds a live token of
+// it: a crafted link (?family=bob's&subject=alice) showed "0 live tokens
+// of family F (of alice)" and its "Yes" revoked bob's session.
+func TestFamily_PageSubjectMustMatch(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open func(*testing.T, func() time.Time) tokenstore.Store) {
+		e := newEnv(t, open, nil)
+		bob, bobInfo := e.issueInfo("bob")
+		e.issue("alice")
+		s := e.session()
+		s.login(e.admin)
+		s.get("/admin/")
+
+		res := s.post("/admin/family/revoke", form("csrf_token", s.csrf, "family", bobInfo.ID.String(), "subject", "alice"), nil)
+		assert.Equal(t, http.StatusBadRequest, res.status, res.body)
+		assert.Contains(t, res.body, "holds no live token of this family")
+		assert.Equal(t, http.StatusOK, e.hello(bob), "bob's family is untouched")
+
+		res = s.post("/admin/family/revoke", form("csrf_token", s.csrf, "family", bobInfo.ID.String(), "subject", "bob"), nil)
+		assert.Equal(t, http.StatusSeeOther, res.status, res.body)
+		assert.Equal(t, http.StatusUnauthorized, e.hello(bob))
 	})
 }

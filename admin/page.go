@@ -15,6 +15,8 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/google/uuid"
+
 	"github.com/tokenstore/tokenstore"
 )
 
@@ -41,6 +43,7 @@ type pageData struct {
 type tokenView struct {
 	ID, Family, Subject, Created, LastUsed, Expires, Policy string
 	Expired                                                 bool
+	InGrace                                                 bool // rotated away, valid until Expires
 	Metadata                                                []metaEntry
 }
 
@@ -179,6 +182,8 @@ func (h *Handler) pageLogin(w http.ResponseWriter, r *http.Request, post bool) {
 		switch {
 		case errors.Is(err, ErrForbidden):
 			d.Error, status = "That token is valid but lacks the scope "+strconv.Quote(h.login.Scope)+".", http.StatusForbidden
+		case errors.Is(err, errReusedCredential):
+			d.Error = "That admin token was rotated away and has been presented again after its grace: every token of its family is now revoked. Log in with a new one."
 		case !errors.Is(err, ErrUnauthenticated):
 			h.authError(w, r, err)
 			return
@@ -275,6 +280,12 @@ func (h *Handler) pageFindToken(w http.ResponseWriter, r *http.Request, d pageDa
 		return
 	default:
 		v := h.view(info, h.now())
+		// A token rotated away and within its grace has no record of its
+		// own any more (Get by its ID is not found): only the token itself
+		// or its family can be revoked, not its ID.
+		if _, err := h.store.Get(r.Context(), info.ID); errors.Is(err, tokenstore.ErrNotFound) {
+			v.InGrace = true
+		}
 		d.Token = &v
 	}
 	h.renderPage(w, r, http.StatusOK, "home", d)
@@ -341,9 +352,9 @@ func (h *Handler) pageRevokeSubject(w http.ResponseWriter, r *http.Request, d pa
 }
 
 // pageRevokeFamily revokes every token of a family, from the details of
-// one of its tokens: the GET's id names that token, whose subject and
-// family the confirmation shows; the POST carries the family and the
-// subject to return to.
+// one of its tokens: the GET's family and subject name them (or its id
+// names a live token, whose details the confirmation shows); the POST
+// carries the family and the subject to return to.
 func (h *Handler) pageRevokeFamily(w http.ResponseWriter, r *http.Request, d pageData, post bool) {
 	if post {
 		family, err := parseFamilyID(r.PostForm.Get("family"))
@@ -356,6 +367,18 @@ func (h *Handler) pageRevokeFamily(w http.ResponseWriter, r *http.Request, d pag
 			h.refuse(w, r, http.StatusBadRequest, "invalid_request", err.Error())
 			return
 		}
+		// The confirmation counted the family among subject's tokens: a
+		// subject that holds none (a crafted link, or revoked meanwhile)
+		// revokes nothing, so that what was confirmed is what is done.
+		infos, err := h.store.List(r.Context(), subject)
+		if _, err = damagedOnly(err); err != nil {
+			h.storeError(w, r, err)
+			return
+		}
+		if !slices.ContainsFunc(infos, func(t tokenstore.Info) bool { return t.FamilyID == family }) {
+			h.refuse(w, r, http.StatusBadRequest, "invalid_request", "this subject holds no live token of this family (revoked already, or the family is another subject's): nothing was revoked")
+			return
+		}
 		n, err := h.store.RevokeFamily(r.Context(), family)
 		if err != nil {
 			h.storeError(w, r, err)
@@ -365,31 +388,51 @@ func (h *Handler) pageRevokeFamily(w http.ResponseWriter, r *http.Request, d pag
 		h.redirectHome(w, r, subject, n)
 		return
 	}
-	id, err := parseID(r.URL.Query().Get("id"))
-	if err != nil {
-		h.refuse(w, r, http.StatusBadRequest, "invalid_id", err.Error())
-		return
-	}
-	info, err := h.store.Get(r.Context(), id)
-	if err != nil && !errors.Is(err, tokenstore.ErrExpired) {
-		h.storeError(w, r, err)
-		return
+	q := r.URL.Query()
+	var family uuid.UUID
+	var subject string
+	if q.Has("family") {
+		// From a token's details: the family and its subject, not the
+		// token's ID, whose record is gone when the token was found by
+		// the token itself within its grace (rotated away, yet valid).
+		var err error
+		if family, err = parseFamilyID(q.Get("family")); err != nil {
+			h.refuse(w, r, http.StatusBadRequest, "invalid_id", err.Error())
+			return
+		}
+		subject = q.Get("subject")
+		if err := checkSubject(subject); err != nil {
+			h.refuse(w, r, http.StatusBadRequest, "invalid_request", err.Error())
+			return
+		}
+	} else {
+		id, err := parseID(q.Get("id"))
+		if err != nil {
+			h.refuse(w, r, http.StatusBadRequest, "invalid_id", err.Error())
+			return
+		}
+		info, err := h.store.Get(r.Context(), id)
+		if err != nil && !errors.Is(err, tokenstore.ErrExpired) {
+			h.storeError(w, r, err)
+			return
+		}
+		v := h.view(info, h.now())
+		d.Token, family, subject = &v, info.FamilyID, info.Subject
 	}
 	// A family's tokens share its subject: count them among the subject's.
-	infos, err := h.store.List(r.Context(), info.Subject)
+	infos, err := h.store.List(r.Context(), subject)
 	if _, err = damagedOnly(err); err != nil {
 		h.storeError(w, r, err)
 		return
 	}
 	n := 0
 	for _, t := range infos {
-		if t.FamilyID == info.FamilyID {
+		if t.FamilyID == family {
 			n++
 		}
 	}
-	v := h.view(info, h.now())
-	d.Title, d.Token = "Revoke every token of this family?", &v
-	d.Confirm = &confirm{Action: "/family/revoke", Family: v.Family, Subject: info.Subject, Count: n}
+	d.Title = "Revoke every token of this family?"
+	d.Confirm = &confirm{Action: "/family/revoke", Family: family.String(), Subject: subject, Count: n}
 	h.renderPage(w, r, http.StatusOK, "confirm", d)
 }
 

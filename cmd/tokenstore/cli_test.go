@@ -388,3 +388,32 @@ func TestCLI_Rotate(t *testing.T) {
 	assert.Equal(t, exitUsage, got.code)
 	assert.Contains(t, got.stderr, "that is a token ID, not a token")
 }
+
+// TestCLI_TokenAsSubject: a token given to --subject (pasted into the
+// wrong flag) is refused before the file is touched, never echoed, as the
+// --url mode's client and the admin API refuse it; on a file, list printed
+// `no live tokens for subject "tks_…"`, revoke said "revoked 0 tokens"
+// and issue stored the token in the clear as a subject and printed it.
+func TestCLI_TokenAsSubject(t *testing.T) {
+	e := newEnv(t)
+	token, _ := e.issue("alice")
+	for _, args := range [][]string{
+		{"list", "--subject", token},
+		{"list", "--subject", token, "--json"},
+		{"revoke", "--subject", token},
+		{"issue", "--subject", token},
+		{"issue", "--subject", token, "--json"},
+	} {
+		got := e.run("", args...)
+		assert.Equal(t, exitUsage, got.code, "%v: %s", args[:2], got.stderr)
+		assert.Contains(t, got.stderr, "a token, not a subject", args[:2])
+		assertNoToken(t, got.stdout+got.stderr, token)
+		if args[len(args)-1] == "--json" {
+			assert.Equal(t, "invalid_subject", decodeError(t, got.stdout).Code)
+		}
+	}
+	got := e.run("", "list")
+	require.Equal(t, exitOK, got.code, got.stderr)
+	assert.Equal(t, 1, strings.Count(got.stdout, "alice"), "nothing issued, nothing revoked")
+	assertNoToken(t, got.stdout, token)
+}

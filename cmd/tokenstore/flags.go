@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"regexp"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
@@ -41,7 +42,28 @@ func checkSubject(s string) error {
 	if err := tokenstore.ValidateSubject(s); err != nil {
 		return &usageError{&explained{fmt.Sprintf("%v (--subject takes 1 to %d bytes of UTF-8 without control characters, such as a user ID)", err, tokenstore.MaxSubjectLen), err}}
 	}
+	if isToken(s) {
+		// Never echoed, looked up or stored as a subject (where list and
+		// logs would show it), as the admin API and admin.Client refuse it.
+		return &usageError{&explained{"--subject was given a token, not a subject: inspect or revoke a token by the token itself (as the argument, or on stdin with -), which keeps it out of argv", tokenstore.ErrInvalidSubject}}
+	}
 	return nil
+}
+
+// isToken reports whether s is a well-formed token of any tokenstore
+// store (a valid prefix and a body whose checksum matches), as the admin
+// package tells one: the file's own prefix is not known before it opens.
+func isToken(s string) bool {
+	prefix, _, ok := strings.Cut(s, "_")
+	if !ok || prefix == "" {
+		return false
+	}
+	f, err := tokenstore.NewFormat(prefix)
+	if err != nil {
+		return false
+	}
+	_, err = f.Parse(s)
+	return err == nil
 }
 
 // tokenShaped matches what may be a token, or most of one: a prefix and
@@ -73,11 +95,14 @@ func parseID(s string) (uuid.UUID, error) {
 
 // parseFamily parses a --family value, as parseID does an --id value.
 func parseFamily(s string) (uuid.UUID, error) {
+	const want = "--family takes a family ID, a UUID as list and inspect show it (such as 0199a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d)"
 	u, err := uuid.Parse(s)
+	if err == nil && u == uuid.Nil {
+		return uuid.Nil, usagef("%s; the nil UUID is no family ID", want)
+	}
 	if err == nil {
 		return u, nil
 	}
-	const want = "--family takes a family ID, a UUID as list and inspect show it (such as 0199a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d)"
 	if tokenShaped.MatchString(s) {
 		return uuid.Nil, usagef("%s, and that looks like a token, not a family ID: inspect the token to see its family", want)
 	}

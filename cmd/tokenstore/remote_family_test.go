@@ -55,3 +55,22 @@ func TestRemote_Family(t *testing.T) {
 	assert.Contains(t, remote.stderr, "every token of its family is now revoked")
 	assert.Contains(t, local.stderr, "the file was opened read-only, so its family is not revoked yet")
 }
+
+// TestRemote_FamilyGivenTokenID: --url answers a token ID given to
+// --family as the file does: refused, naming the family, nothing revoked.
+func TestRemote_FamilyGivenTokenID(t *testing.T) {
+	c := newCLI(t)
+	db := openFile(t, c.path("tokens.db"))
+	app := serve(t, c, db)
+	ctx := context.Background()
+	first, firstInfo := app.issue("alice")
+	_, next, err := db.Rotate(ctx, first)
+	require.NoError(t, err)
+
+	got := c.run("", app.args("revoke", "--family", next.ID.String(), "--json")...)
+	assert.Equal(t, exitUsage, got.code, got.stdout+got.stderr)
+	assert.Equal(t, "usage", decodeError(t, got.stdout).Code)
+	assert.Contains(t, got.stderr, next.ID.String()+" is the ID of a token of family "+firstInfo.ID.String()+", not a family ID")
+	_, err = db.Get(ctx, next.ID)
+	assert.NoError(t, err, "nothing was revoked")
+}

@@ -406,7 +406,7 @@ func TestRemote_Errors(t *testing.T) {
 			"invalid token: malformed: not a token of this store (wrong length, prefix or checksum)"},
 		{"an unknown token", nil, app.args("inspect", stranger), exitFailed, "not_found", "invalid token: not found (never issued, revoked, or expired and swept)"},
 		{"beyond the subject's token limit", nil, app.args("issue", "--subject", "alice"), exitFailed, "token_limit", "tokenstore: issue: subject has too many tokens: 1 live tokens, limit 1\n"},
-		{"a token given as the subject", nil, app.args("list", "--subject", alice), exitFailed, "invalid_subject", "the value given is a token, not a subject"},
+		{"a token given as the subject", nil, app.args("list", "--subject", alice), exitUsage, "invalid_subject", "--subject was given a token, not a subject"},
 		{"check", nil, app.args("check"), exitUsage, "file_only", "check is not available with --url: it reads every page of the file"},
 		{"backup", nil, app.args("backup", "b.db"), exitUsage, "file_only", "backup is not available with --url"},
 		{"compact", nil, app.args("compact"), exitUsage, "file_only", "compact is not available with --url"},

@@ -80,6 +80,13 @@ no restart.`,
 					return err
 				}
 				return a.revoke(asJSON, func(db store) (int, error) {
+					// A token's own ID (list's ID column, beside FAMILY)
+					// names no family unless the token is its family's
+					// first: RevokeFamily would revoke 0 and the token
+					// would live on, so say which family it is in.
+					if info, err := db.Get(ctx, u); (err == nil || errors.Is(err, tokenstore.ErrExpired)) && info.FamilyID != u && info.FamilyID != uuid.Nil {
+						return 0, usagef("%s is the ID of a token of family %s, not a family ID: revoke --family %s revokes that family, revoke --id %s this token alone", u, info.FamilyID, info.FamilyID, u)
+					}
 					return db.RevokeFamily(ctx, u)
 				})
 			case changed("subject"):

@@ -32,7 +32,8 @@ expires at the latest when the first token's policy would have ended it
 (an absolute token's successor expires when the first token does; a
 sliding one's idle window restarts, up to its max). --new-family starts a
 new family whose cap counts from now: use it only for a holder who has
-authenticated again.
+authenticated again. A reuse of the old token then revokes the old family,
+not the new one.
 
 The old token stays behind as a tombstone until its own deadline. Presented
 again after the rotation (or after --grace), it counts as reuse: one of

@@ -157,3 +157,27 @@ func TestRevoke_Family(t *testing.T) {
 	assert.Equal(t, exitFailed, got.code)
 	assert.Contains(t, got.stderr, "invalid token: reused", "a rotated-away token of a revoked family is still reuse")
 }
+
+// TestRevoke_FamilyGivenTokenID: a rotated token's own ID given to
+// --family (the ID column beside FAMILY in list) is no family: it is
+// refused, naming the family, and nothing is revoked; where it said
+// "revoked 0 tokens" and exited 0 while the token lived on. The nil UUID
+// names no family either.
+func TestRevoke_FamilyGivenTokenID(t *testing.T) {
+	e := newEnv(t)
+	first, info := e.issue("alice")
+	r := e.rotateJSON(first)
+
+	for _, args := range [][]string{{"revoke", "--family", r.ID}, {"revoke", "--family", r.ID, "--json"}} {
+		got := e.run("", args...)
+		assert.Equal(t, exitUsage, got.code, got.stdout+got.stderr)
+		assert.Contains(t, got.stderr, r.ID+" is the ID of a token of family "+info.ID.String()+", not a family ID")
+		assertNoToken(t, got.stdout+got.stderr, r.Token)
+	}
+	_, err := e.lookup(r.Token)
+	assert.NoError(t, err, "nothing was revoked")
+
+	got := e.run("", "revoke", "--family", "00000000-0000-0000-0000-000000000000")
+	assert.Equal(t, exitUsage, got.code)
+	assert.Contains(t, got.stderr, "the nil UUID is no family ID")
+}
