@@ -21,6 +21,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/internal/tokenshape"
 )
 
 // TokenInfo is a token's details in the JSON API: tokenstore.Info, never
@@ -290,7 +291,7 @@ func (h *Handler) apiIssue(w http.ResponseWriter, r *http.Request) {
 	if !h.readJSON(w, r, &req) {
 		return
 	}
-	if isToken(req.Subject) {
+	if tokenshape.IsToken(req.Subject) {
 		h.storeError(w, r, errTokenAsSubject)
 		return
 	}

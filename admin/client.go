@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/internal/tokenshape"
 )
 
 // Client calls the JSON API of a running application's admin handler, and
@@ -85,7 +86,7 @@ var errLocalTokenAsSubject = errTokenAsSubject
 
 // List returns subject's live tokens, oldest first.
 func (c *Client) List(ctx context.Context, subject string) ([]tokenstore.Info, error) {
-	if isToken(subject) {
+	if tokenshape.IsToken(subject) {
 		return nil, errLocalTokenAsSubject
 	}
 	var l TokenList
@@ -132,7 +133,7 @@ func (c *Client) RevokeID(ctx context.Context, id uuid.UUID) error {
 
 // RevokeSubject revokes every token of subject and says how many.
 func (c *Client) RevokeSubject(ctx context.Context, subject string) (int, error) {
-	if isToken(subject) {
+	if tokenshape.IsToken(subject) {
 		return 0, errLocalTokenAsSubject
 	}
 	var r Revoked
@@ -151,7 +152,7 @@ func (c *Client) RevokeFamily(ctx context.Context, familyID uuid.UUID) (int, err
 
 // Issue issues a token for subject with the policy and metadata of opts.
 func (c *Client) Issue(ctx context.Context, subject string, opts ...tokenstore.IssueOption) (string, tokenstore.Info, error) {
-	if isToken(subject) {
+	if tokenshape.IsToken(subject) {
 		return "", tokenstore.Info{}, errLocalTokenAsSubject
 	}
 	p, err := tokenstore.NewIssueParams(opts...)

@@ -3,11 +3,11 @@ package main
 import (
 	"fmt"
 	"regexp"
-	"strings"
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/internal/tokenshape"
 )
 
 // noArgs and maxArgs are cobra.PositionalArgs that fail as usage errors.
@@ -42,28 +42,12 @@ func checkSubject(s string) error {
 	if err := tokenstore.ValidateSubject(s); err != nil {
 		return &usageError{&explained{fmt.Sprintf("%v (--subject takes 1 to %d bytes of UTF-8 without control characters, such as a user ID)", err, tokenstore.MaxSubjectLen), err}}
 	}
-	if isToken(s) {
+	if tokenshape.IsToken(s) {
 		// Never echoed, looked up or stored as a subject (where list and
 		// logs would show it), as the admin API and admin.Client refuse it.
 		return &usageError{&explained{"--subject was given a token, not a subject: inspect or revoke a token by the token itself (as the argument, or on stdin with -), which keeps it out of argv", tokenstore.ErrInvalidSubject}}
 	}
 	return nil
-}
-
-// isToken reports whether s is a well-formed token of any tokenstore
-// store (a valid prefix and a body whose checksum matches), as the admin
-// package tells one: the file's own prefix is not known before it opens.
-func isToken(s string) bool {
-	prefix, _, ok := strings.Cut(s, "_")
-	if !ok || prefix == "" {
-		return false
-	}
-	f, err := tokenstore.NewFormat(prefix)
-	if err != nil {
-		return false
-	}
-	_, err = f.Parse(s)
-	return err == nil
 }
 
 // tokenShaped matches what may be a token, or most of one: a prefix and
