@@ -208,13 +208,19 @@ const (
 // high-water mark, is reached once, and holds its elements, keys and
 // values within its bounds.
 func checkPages(path string, tx *bolt.Tx) []string {
+	return walkPages(path, tx, false)
+}
+
+// walkPages is checkPages, or with shape its cheaper form that treeSound
+// runs at every Open.
+func walkPages(path string, tx *bolt.Tx, shape bool) []string {
 	f, err := os.Open(path)
 	if err != nil {
 		return []string{fmt.Sprintf("pages: %v", err)}
 	}
 	defer f.Close()
 	ps := uint64(tx.DB().Info().PageSize)
-	w := &pageWalker{f: f, pageSize: ps, hwm: uint64(tx.Size()) / ps, seen: map[uint64]bool{}}
+	w := &pageWalker{f: f, pageSize: ps, hwm: uint64(tx.Size()) / ps, seen: map[uint64]bool{}, shape: shape}
 	if p := checkMeta(f, ps); p != "" {
 		w.add("%s", p)
 	}
@@ -268,6 +274,10 @@ type pageWalker struct {
 	pageSize, hwm uint64
 	seen          map[uint64]bool
 	problems      []string
+	// shape: read only what bbolt's descent follows (branch pages, and
+	// the root bucket's leaves, which hold the buckets), and of every
+	// other leaf its header alone (see treeSound).
+	shape bool
 }
 
 func (w *pageWalker) add(format string, args ...any) {
@@ -287,6 +297,12 @@ func (w *pageWalker) page(id uint64, depth int) {
 	hdr := make([]byte, pageHeader)
 	if _, err := w.f.ReadAt(hdr, int64(id*w.pageSize)); err != nil {
 		w.add("page %d: %v", id, err)
+		return
+	}
+	if w.shape && depth > 0 && binary.NativeEndian.Uint16(hdr[8:]) == leafPage {
+		if got := binary.NativeEndian.Uint64(hdr); got != id {
+			w.add("page %d: says it is page %d", id, got)
+		}
 		return
 	}
 	n := 1 + uint64(binary.NativeEndian.Uint32(hdr[12:]))

@@ -241,9 +241,28 @@ func probeFile(probe *bolt.DB) error {
 		return fmt.Errorf("%w: bbolt %s: the file may have lost its last transaction; restore a backup", ErrCorrupt, p)
 	}
 	if freelistSynced(f, pageSize) {
-		return nil
+		return treeSound(probe)
 	}
-	return pagesSound(probe)
+	return pagesSound(probe) // which checks the tree's shape too
+}
+
+// treeSound refuses a file whose B+tree bbolt could not descend: a branch
+// element that points back at a page above it (or at any page reached
+// before), out of the file, or at a page whose header names another. A
+// bbolt search on such a file recurses until Go's stack limit, a fatal
+// error no recover reaches ("goroutine stack exceeds 1000000000-byte
+// limit", found by the hostile-files test: a Validate of a rotated-away
+// token revoked its family and deleted through a branch page pointing at
+// itself), and a cursor's First or Next loops for ever. It reads every
+// branch page, the root bucket's leaves, and the header of every other
+// leaf: less than pagesSound's walk, which reads every page whole.
+func treeSound(bdb *bolt.DB) error {
+	return view(bdb, func(tx *bolt.Tx) error {
+		if p := walkPages(bdb.Path(), tx, true); len(p) > 0 {
+			return fmt.Errorf("%w: %s", ErrCorrupt, p[0])
+		}
+		return nil
+	})
 }
 
 // pagesSound is run by the committer before it rolls a write transaction
