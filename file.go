@@ -26,7 +26,8 @@ import (
 // recover could catch); so does a read-only Open that preloads the
 // freelist. So an existing file is first opened read-only without
 // preloading, which reads nothing but the two meta pages, and its size
-// checked against them; only then is it opened for real.
+// checked against them, then its tree's shape (probeFile); only then is it
+// opened for real.
 func openBolt(path string, o *Options) (bdb *bolt.DB, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -224,7 +225,8 @@ func freelistSynced(f *os.File, pageSize uint64) bool {
 // meta pages, for what would make bbolt's own Open fault or go back in
 // time: a file shorter than its pages, a damaged meta page, or damaged
 // pages when the freelist must be rebuilt from them (which costs a walk of
-// the file, as bbolt's rebuild does anyway).
+// the file, as bbolt's rebuild does anyway); and for a tree a later search
+// could not get out of (treeSound).
 func probeFile(probe *bolt.DB) error {
 	if err := checkFileSize(probe); err != nil {
 		return err
