@@ -116,3 +116,45 @@ func TestOpen_RefusesCyclicTree(t *testing.T) {
 		}
 	}
 }
+
+// A flag bit flipped in the top level's leaf turns a bucket of families
+// into a plain key: Open, which creates the buckets of families a file of
+// an earlier version lacks, got bbolt's "incompatible value" and returned
+// it as is, where a damaged file is ErrCorrupt (the hostile-files test).
+func TestOpen_BucketTurnedValueIsCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "t.db")
+	db, err := Open(path, &Options{SweepInterval: -1})
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	require.NoError(t, err)
+	ps := uint64(bdb.Info().PageSize)
+	var root uint64
+	require.NoError(t, bdb.View(func(tx *bolt.Tx) error { root = uint64(tx.Cursor().Bucket().Root()); return nil }))
+	require.NoError(t, bdb.Close())
+
+	page := b[root*ps : (root+1)*ps]
+	require.Equal(t, uint16(leafPage), binary.NativeEndian.Uint16(page[8:]))
+	found := false
+	for i := range int(binary.NativeEndian.Uint16(page[10:])) {
+		e := page[pageHeader+i*pageElement:]
+		pos, ksize := binary.NativeEndian.Uint32(e[4:]), binary.NativeEndian.Uint32(e[8:])
+		at := uint32(pageHeader+i*pageElement) + pos
+		if string(page[at:at+ksize]) == string(bucketTombDue) {
+			binary.NativeEndian.PutUint32(e, binary.NativeEndian.Uint32(e)&^bucketLeaf)
+			found = true
+		}
+	}
+	require.True(t, found, "no %s bucket in the top-level leaf", bucketTombDue)
+	require.NoError(t, os.WriteFile(path, b, 0o600))
+
+	_, err = Open(path, &Options{SweepInterval: -1})
+	require.Error(t, err)
+	assert.True(t, errors.Is(err, ErrCorrupt), "%v", err)
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(b, after), "Open changed the file it refused")
+}
