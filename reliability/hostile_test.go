@@ -351,7 +351,7 @@ func TestHostile_Files(t *testing.T) {
 		b, damaged := base.mutate(t, dir, kind, rng)
 		require.NoError(t, os.WriteFile(lastMutation, b, 0o600))
 		require.NoError(t, os.WriteFile(lastKind, fmt.Appendf(nil, "file %d of the run: %s\n", i, kind), 0o600))
-		// The last file's copy goes (20,000 of them were 5 GB); each
+		// The last file's copy goes (a long run kept gigabytes of them); each
 		// has a name of its own, as a store that could not close keeps
 		// its file's lock until the process ends.
 		if i > 0 {
