@@ -1,6 +1,7 @@
 package tokenstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -208,17 +209,23 @@ const (
 // high-water mark, is reached once, and holds its elements, keys and
 // values within its bounds.
 func checkPages(path string, tx *bolt.Tx) []string {
+	return walkPages(path, tx, false)
+}
+
+// walkPages is checkPages, or with shape its cheaper form that treeSound
+// runs at every Open.
+func walkPages(path string, tx *bolt.Tx, shape bool) []string {
 	f, err := os.Open(path)
 	if err != nil {
 		return []string{fmt.Sprintf("pages: %v", err)}
 	}
 	defer f.Close()
 	ps := uint64(tx.DB().Info().PageSize)
-	w := &pageWalker{f: f, pageSize: ps, hwm: uint64(tx.Size()) / ps, seen: map[uint64]bool{}}
+	w := &pageWalker{f: f, pageSize: ps, hwm: uint64(tx.Size()) / ps, seen: map[uint64]bool{}, shape: shape}
 	if p := checkMeta(f, ps); p != "" {
 		w.add("%s", p)
 	}
-	w.page(uint64(tx.Cursor().Bucket().Root()), 0)
+	w.page(uint64(tx.Cursor().Bucket().Root()), 0, nil)
 	return w.problems
 }
 
@@ -268,13 +275,23 @@ type pageWalker struct {
 	pageSize, hwm uint64
 	seen          map[uint64]bool
 	problems      []string
+	// shape: read only what bbolt's descent follows (branch pages, and
+	// the root bucket's leaves, which hold the buckets), and of every
+	// other leaf its header alone (see treeSound).
+	shape bool
 }
 
 func (w *pageWalker) add(format string, args ...any) {
 	w.problems = append(w.problems, "bbolt: "+fmt.Sprintf(format, args...))
 }
 
-func (w *pageWalker) page(id uint64, depth int) {
+// page walks page id; key is the branch element's key that led to it (nil
+// for a bucket's root). bbolt keeps that key equal to the page's first
+// key, and relies on it: a write that rewrites the page finds its parent's
+// element by it, and where they differ it adds an element instead, which
+// leaves the old one pointing at the page the write freed; once that page
+// is reused, the tree can loop (a stack overflow in bbolt's search).
+func (w *pageWalker) page(id uint64, depth int, key []byte) {
 	switch {
 	case id < 2 || id >= w.hwm:
 		w.add("page %d: out of range [2, %d)", id, w.hwm)
@@ -287,6 +304,16 @@ func (w *pageWalker) page(id uint64, depth int) {
 	hdr := make([]byte, pageHeader)
 	if _, err := w.f.ReadAt(hdr, int64(id*w.pageSize)); err != nil {
 		w.add("page %d: %v", id, err)
+		return
+	}
+	if w.shape && depth > 0 && binary.NativeEndian.Uint16(hdr[8:]) == leafPage {
+		if got := binary.NativeEndian.Uint64(hdr); got != id {
+			w.add("page %d: says it is page %d", id, got)
+			return
+		}
+		if key != nil {
+			w.firstKey(id, hdr, key)
+		}
 		return
 	}
 	n := 1 + uint64(binary.NativeEndian.Uint32(hdr[12:]))
@@ -303,7 +330,57 @@ func (w *pageWalker) page(id uint64, depth int) {
 		w.add("page %d: says it is page %d", id, got)
 		return
 	}
+	if key != nil && !bytes.Equal(pageFirstKey(buf), key) {
+		w.add("page %d: its first key is not the key its parent gives it", id)
+		return
+	}
 	w.elements(buf, id, depth)
+}
+
+// firstKey checks, reading no more than it needs, that the leaf page id
+// (whose header is hdr) begins with key.
+func (w *pageWalker) firstKey(id uint64, hdr, key []byte) {
+	size := (1 + uint64(binary.NativeEndian.Uint32(hdr[12:]))) * w.pageSize
+	e := make([]byte, pageElement)
+	if binary.NativeEndian.Uint16(hdr[10:]) > 0 {
+		if _, err := w.f.ReadAt(e, int64(id*w.pageSize+pageHeader)); err != nil {
+			w.add("page %d: %v", id, err)
+			return
+		}
+		pos, ksize := uint64(binary.NativeEndian.Uint32(e[4:])), uint64(binary.NativeEndian.Uint32(e[8:]))
+		if pageHeader+pos+ksize <= size && ksize == uint64(len(key)) {
+			got := make([]byte, ksize)
+			if _, err := w.f.ReadAt(got, int64(id*w.pageSize+pageHeader+pos)); err != nil {
+				w.add("page %d: %v", id, err)
+				return
+			}
+			if bytes.Equal(got, key) {
+				return
+			}
+		}
+	}
+	w.add("page %d: its first key is not the key its parent gives it", id)
+}
+
+// pageFirstKey is the first key of the branch or leaf page in buf, or nil.
+func pageFirstKey(buf []byte) []byte {
+	if binary.NativeEndian.Uint16(buf[10:]) == 0 || len(buf) < pageHeader+pageElement {
+		return nil
+	}
+	e := buf[pageHeader:]
+	var pos, ksize uint64
+	switch binary.NativeEndian.Uint16(buf[8:]) {
+	case branchPage:
+		pos, ksize = uint64(binary.NativeEndian.Uint32(e)), uint64(binary.NativeEndian.Uint32(e[4:]))
+	case leafPage:
+		pos, ksize = uint64(binary.NativeEndian.Uint32(e[4:])), uint64(binary.NativeEndian.Uint32(e[8:]))
+	default:
+		return nil
+	}
+	if pageHeader+pos+ksize > uint64(len(buf)) {
+		return nil
+	}
+	return buf[pageHeader+pos : pageHeader+pos+ksize]
 }
 
 // elements checks the page in buf (a page, or an inline bucket's).
@@ -331,7 +408,7 @@ func (w *pageWalker) elements(buf []byte, id uint64, depth int) {
 				w.add("page %d: element %d runs past the page", id, i)
 				return
 			}
-			w.page(binary.NativeEndian.Uint64(e[8:]), depth)
+			w.page(binary.NativeEndian.Uint64(e[8:]), depth, e[pos:pos+ksize])
 		case leafPage:
 			pos, ksize, vsize := uint64(binary.NativeEndian.Uint32(e[4:])), uint64(binary.NativeEndian.Uint32(e[8:])), uint64(binary.NativeEndian.Uint32(e[12:]))
 			if at+pos+ksize+vsize > uint64(len(buf)) {
@@ -347,7 +424,7 @@ func (w *pageWalker) elements(buf []byte, id uint64, depth int) {
 				return
 			}
 			if root := binary.NativeEndian.Uint64(v); root != 0 {
-				w.page(root, depth+1)
+				w.page(root, depth+1, nil)
 			} else {
 				w.elements(v[bucketHeader:], id, depth+1)
 			}

@@ -147,7 +147,7 @@ func Open(path string, opts *Options) (db *DB, err error) {
 		if !db.commit.wedged.Load() { // else bbolt's Close would wait for ever
 			_ = bdb.Close()
 		}
-		return nil, wrap("open "+path, err)
+		return nil, wrap("open "+path, boltErr(err))
 	}
 	db.Stats() // primes lastCount
 	_ = view(db.bolt, func(tx *bolt.Tx) error {

@@ -26,7 +26,8 @@ import (
 // recover could catch); so does a read-only Open that preloads the
 // freelist. So an existing file is first opened read-only without
 // preloading, which reads nothing but the two meta pages, and its size
-// checked against them; only then is it opened for real.
+// checked against them, then its tree's shape (probeFile); only then is it
+// opened for real.
 func openBolt(path string, o *Options) (bdb *bolt.DB, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -224,7 +225,8 @@ func freelistSynced(f *os.File, pageSize uint64) bool {
 // meta pages, for what would make bbolt's own Open fault or go back in
 // time: a file shorter than its pages, a damaged meta page, or damaged
 // pages when the freelist must be rebuilt from them (which costs a walk of
-// the file, as bbolt's rebuild does anyway).
+// the file, as bbolt's rebuild does anyway); and for a tree a later search
+// could not get out of (treeSound).
 func probeFile(probe *bolt.DB) error {
 	if err := checkFileSize(probe); err != nil {
 		return err
@@ -241,9 +243,28 @@ func probeFile(probe *bolt.DB) error {
 		return fmt.Errorf("%w: bbolt %s: the file may have lost its last transaction; restore a backup", ErrCorrupt, p)
 	}
 	if freelistSynced(f, pageSize) {
-		return nil
+		return treeSound(probe)
 	}
-	return pagesSound(probe)
+	return pagesSound(probe) // which checks the tree's shape too
+}
+
+// treeSound refuses a file whose B+tree bbolt could not descend: a branch
+// element that points back at a page above it (or at any page reached
+// before), out of the file, or at a page whose header names another. A
+// bbolt search on such a file recurses until Go's stack limit, a fatal
+// error no recover reaches ("goroutine stack exceeds 1000000000-byte
+// limit", found by the hostile-files test: a Validate of a rotated-away
+// token revoked its family and deleted through a branch page pointing at
+// itself), and a cursor's First or Next loops for ever. It reads every
+// branch page, the root bucket's leaves, and the header of every other
+// leaf: less than pagesSound's walk, which reads every page whole.
+func treeSound(bdb *bolt.DB) error {
+	return view(bdb, func(tx *bolt.Tx) error {
+		if p := walkPages(bdb.Path(), tx, true); len(p) > 0 {
+			return fmt.Errorf("%w: %s", ErrCorrupt, p[0])
+		}
+		return nil
+	})
 }
 
 // pagesSound is run by the committer before it rolls a write transaction

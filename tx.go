@@ -16,6 +16,11 @@ func boltErr(err error) error {
 		return ErrClosed
 	case errors.Is(err, berrors.ErrDatabaseReadOnly):
 		return ErrReadOnly
+	case errors.Is(err, berrors.ErrIncompatibleValue):
+		// The store makes no nested bucket and no key at the top: a
+		// bucket where a value should be, or a value where a bucket
+		// should be, is damage (a flag bit flipped).
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	return err
 }

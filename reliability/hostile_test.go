@@ -333,11 +333,30 @@ func TestHostile_Files(t *testing.T) {
 	// file) would kill the process; make it a panic, so it is counted.
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 
+	// A fatal error (a stack overflow, a fault in a goroutine of bbolt's)
+	// ends the process with its own message and stack, and no "--- FAIL"
+	// line; it also skips TempDir's removal. The seed does not replay it
+	// (the base file's tokens are random), so each damaged file is kept,
+	// as made, in lastMutation until the next one: after such a death it
+	// is the file that caused it, and lastKind says which mutation and
+	// which file of the run it was.
+	keep := t.ArtifactDir()
+	lastMutation, lastKind := filepath.Join(keep, "last-mutation.db"), filepath.Join(keep, "last-mutation.txt")
+	t.Logf("after a fatal error, the damaged file that caused it is %s (%s says which)", lastMutation, lastKind)
+
 	st := &hostileStats{panics: map[string]int{}, byKind: map[string][3]int{}}
 	start := time.Now()
 	for i := range *hostileFiles {
 		kind := hostileKinds[i%len(hostileKinds)]
 		b, damaged := base.mutate(t, dir, kind, rng)
+		require.NoError(t, os.WriteFile(lastMutation, b, 0o600))
+		require.NoError(t, os.WriteFile(lastKind, fmt.Appendf(nil, "file %d of the run: %s\n", i, kind), 0o600))
+		// The last file's copy goes (a long run kept gigabytes of them); each
+		// has a name of its own, as a store that could not close keeps
+		// its file's lock until the process ends.
+		if i > 0 {
+			require.NoError(t, os.Remove(filepath.Join(dir, fmt.Sprintf("m%d.db", i-1))))
+		}
 		path := filepath.Join(dir, fmt.Sprintf("m%d.db", i))
 		require.NoError(t, os.WriteFile(path, b, 0o600))
 		sum := sha256.Sum256(b)
