@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/tokenstore/tokenstore/internal/backend"
 )
 
 // Validator checks a token and returns its Info. [*DB] satisfies it, and
@@ -443,7 +444,7 @@ func (a *authenticator) fail(w http.ResponseWriter, r *http.Request, err error, 
 	case r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		a.log(r, slog.LevelDebug, "tokenstore: request ended before its token was checked", err, token, http.StatusServiceUnavailable)
 		a.cfg.onError(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "the service is temporarily unavailable", err)
-	case isTimeout(err):
+	case backend.IsTimeout(err):
 		// The store did not answer in time (a paused or overloaded Redis):
 		// a retry may succeed, so 503, as for a closed store.
 		a.log(r, slog.LevelWarn, "tokenstore: the store did not answer in time", err, token, http.StatusServiceUnavailable)
@@ -654,14 +655,4 @@ func isHTTPToken(s string) bool {
 		}
 	}
 	return true
-}
-
-// isTimeout reports whether err is a store's deadline passing: its own
-// context deadline, or a network timeout (net.Error's Timeout).
-func isTimeout(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
-		return true
-	}
-	var t interface{ Timeout() bool }
-	return errors.As(err, &t) && t.Timeout()
 }

@@ -31,7 +31,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 
@@ -43,6 +42,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/internal/backend"
 )
 
 // Services to pass to [WithPublicMethods] so that probes and tools work
@@ -364,7 +364,7 @@ func (a *authenticator) fail(ctx context.Context, method string, err error, toke
 	case ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		code := status.FromContextError(ctx.Err()).Code()
 		return a.refuse(ctx, method, slog.LevelDebug, code, "the call ended before its token was checked", err, token)
-	case storeTimedOut(err):
+	case backend.IsTimeout(err):
 		// A paused or overloaded store: clients retry Unavailable.
 		return a.refuse(ctx, method, slog.LevelWarn, codes.Unavailable, MessageUnavailable, err, token)
 	default:
@@ -406,12 +406,3 @@ func (e *refusal) Error() string {
 func (e *refusal) GRPCStatus() *status.Status { return e.status }
 
 func (e *refusal) Unwrap() error { return e.err }
-
-// storeTimedOut reports whether err is the store's own deadline passing
-// (the call's context is still alive): its context deadline, or a network
-// timeout.
-func storeTimedOut(err error) bool {
-	var t interface{ Timeout() bool }
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
-		errors.As(err, &t) && t.Timeout()
-}
