@@ -9,9 +9,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
-	"net"
 	"net/http"
-	"os"
 	"reflect"
 	"slices"
 	"strconv"
@@ -21,6 +19,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/internal/backend"
 	"github.com/tokenstore/tokenstore/internal/tokenshape"
 )
 
@@ -610,7 +609,7 @@ func (h *Handler) storeError(w http.ResponseWriter, r *http.Request, err error) 
 		status, code, desc = http.StatusConflict, "token_limit", err.Error()
 	case errors.Is(err, tokenstore.ErrReadOnly):
 		status, code, desc = http.StatusConflict, "read_only", "the store is open read-only"
-	case errors.Is(err, tokenstore.ErrClosed), r.Context().Err() != nil, timedOut(err):
+	case errors.Is(err, tokenstore.ErrClosed), r.Context().Err() != nil, backend.IsTimeout(err):
 		status, code, desc = http.StatusServiceUnavailable, "temporarily_unavailable", "the store is closed, did not answer in time, or the request was cancelled"
 		h.log.Warn("admin: store unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
 	default:
@@ -622,18 +621,6 @@ func (h *Handler) storeError(w http.ResponseWriter, r *http.Request, err error) 
 // descReused is the description of a reused token: what happened, and
 // that the store has already acted on it.
 const descReused = "the token was rotated away and presented again after its grace: every token of its family is now revoked, and its holder must authenticate again"
-
-// timedOut reports whether err is a store that did not answer in time (a
-// network deadline, e.g. Redis's read timeout, or a context deadline of
-// the store's own): temporarily unavailable, worth a retry, unlike a
-// failure (RFC 7009 §2.2.1 has the client retry a 503).
-func timedOut(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
-		return true
-	}
-	ne, ok := errors.AsType[net.Error](err)
-	return ok && ne.Timeout()
-}
 
 // authError answers an Authorizer's refusal or failure. The challenge is
 // RFC 6750 §3.1's: no error code without credentials, invalid_token for a
