@@ -174,10 +174,9 @@ func (s *remoteStore) Revoke(ctx context.Context, token string) error {
 // The hints for a change the application was asked for and did not answer
 // within --timeout: it may have made it all the same.
 const (
-	hintRevoked        = "the request was sent, so the application may have revoked it: run the same revoke with --missing-ok to be sure"
-	hintRevokedSubject = "the request was sent, so the application may have revoked them: run the same revoke again to be sure"
-	hintRevokedFamily  = "the request was sent, so the application may have revoked them: run the same revoke again to be sure"
-	hintIssued         = "the request was sent, so the application may have issued it: list --subject shows the subject's tokens (revoke one you did not receive with revoke --id)"
+	hintRevoked     = "the request was sent, so the application may have revoked it: run the same revoke with --missing-ok to be sure"
+	hintRevokedMany = "the request was sent, so the application may have revoked them: run the same revoke again to be sure" // a subject's or a family's
+	hintIssued      = "the request was sent, so the application may have issued it: list --subject shows the subject's tokens (revoke one you did not receive with revoke --id)"
 )
 
 // unanswered adds hint to shown, the operator's error for a call that
@@ -210,12 +209,12 @@ func (s *remoteStore) RevokeID(ctx context.Context, id uuid.UUID) error {
 
 func (s *remoteStore) RevokeSubject(ctx context.Context, subject string) (int, error) {
 	n, err := s.c.RevokeSubject(ctx, subject)
-	return n, unanswered(err, s.err(err), hintRevokedSubject)
+	return n, unanswered(err, s.err(err), hintRevokedMany)
 }
 
 func (s *remoteStore) RevokeFamily(ctx context.Context, familyID uuid.UUID) (int, error) {
 	n, err := s.c.RevokeFamily(ctx, familyID)
-	return n, unanswered(err, s.err(err), hintRevokedFamily)
+	return n, unanswered(err, s.err(err), hintRevokedMany)
 }
 
 func (s *remoteStore) Issue(ctx context.Context, subject string, opts ...tokenstore.IssueOption) (string, tokenstore.Info, error) {
