@@ -79,15 +79,10 @@ func (e *APIError) Unwrap() error {
 	return nil
 }
 
-// errLocalTokenAsSubject is errTokenAsSubject, said before sending: the
-// subject would go in the URL, which access logs and proxies keep.
-// Refused before anything is sent: the error is the handler's own, unwrapped.
-var errLocalTokenAsSubject = errTokenAsSubject
-
 // List returns subject's live tokens, oldest first.
 func (c *Client) List(ctx context.Context, subject string) ([]tokenstore.Info, error) {
 	if tokenshape.IsToken(subject) {
-		return nil, errLocalTokenAsSubject
+		return nil, errTokenAsSubject
 	}
 	var l TokenList
 	if err := c.do(ctx, "GET", "/api/subjects/"+pathSegment(subject)+"/tokens", nil, &l); err != nil {
@@ -134,7 +129,7 @@ func (c *Client) RevokeID(ctx context.Context, id uuid.UUID) error {
 // RevokeSubject revokes every token of subject and says how many.
 func (c *Client) RevokeSubject(ctx context.Context, subject string) (int, error) {
 	if tokenshape.IsToken(subject) {
-		return 0, errLocalTokenAsSubject
+		return 0, errTokenAsSubject
 	}
 	var r Revoked
 	err := c.do(ctx, "DELETE", "/api/subjects/"+pathSegment(subject)+"/tokens", nil, &r)
@@ -153,7 +148,7 @@ func (c *Client) RevokeFamily(ctx context.Context, familyID uuid.UUID) (int, err
 // Issue issues a token for subject with the policy and metadata of opts.
 func (c *Client) Issue(ctx context.Context, subject string, opts ...tokenstore.IssueOption) (string, tokenstore.Info, error) {
 	if tokenshape.IsToken(subject) {
-		return "", tokenstore.Info{}, errLocalTokenAsSubject
+		return "", tokenstore.Info{}, errTokenAsSubject
 	}
 	p, err := tokenstore.NewIssueParams(opts...)
 	if err != nil {
