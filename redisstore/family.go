@@ -223,11 +223,12 @@ func (s *Store) firstUse(ctx context.Context, h tokenstore.Hash) {
 	}
 }
 
-// retiredInGrace decodes a script's {2, now, tombstone fields, successor
-// fields}: the rotated-away token, which answers as itself, expiring at
-// the grace's end at the latest.
+// retiredInGrace decodes a script's {2, now, tombstone fields}: the
+// rotated-away token, which answers as itself, expiring at the grace's end
+// at the latest. (tomb's successor fields serve rotateScript only; Validate
+// and Lookup do not fetch them.)
 func retiredInGrace(res []any) (record, error) {
-	if len(res) != 4 {
+	if len(res) != 3 {
 		return record{}, errReply
 	}
 	rec, err := decodeRecord(res[2])

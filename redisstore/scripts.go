@@ -206,8 +206,8 @@ end
 -- write: a reuse revokes the family here. Returns the reply, or nil when
 -- the token is unknown.
 local function untracked(p, hex, now)
-  local st, a, b = tomb(p, hex, now)
-  if st == 'grace' then return {2, int(now), a, b} end
+  local st, a = tomb(p, hex, now)
+  if st == 'grace' then return {2, int(now), a} end
   if st == 'expired' then return {-1, int(now)} end
   if st == 'reuse' then return {-4, revokeFamily(p, a.fam), a.fam} end
   return {0}
@@ -218,15 +218,15 @@ end
 // KEYS: record. ARGV: now, prefix.
 // Returns {0} (not found), {-1, now} (expired), {-3, 0, record fields}
 // (damaged), {1, now, record fields}, and for a rotated-away token
-// {2, now, tombstone fields, successor fields} (within its grace) or {-4}
+// {2, now, tombstone fields} (within its grace) or {-4}
 // (reused: the caller runs reuseScript, which revokes the family).
 const readBody = `
 local f = redis.call('HGETALL', KEYS[1])
 if #f == 0 then
   -- Rotated away? Reuse needs a write (reuseScript); the grace does not.
   local now = nowms(ARGV[1])
-  local st, a, b = tomb(ARGV[2], string.sub(KEYS[1], -64), now)
-  if st == 'grace' then return {2, int(now), a, b} end
+  local st, a = tomb(ARGV[2], string.sub(KEYS[1], -64), now)
+  if st == 'grace' then return {2, int(now), a} end
   if st == 'expired' then return {-1, int(now)} end
   if st == 'reuse' then return {-4} end
   return {0}
