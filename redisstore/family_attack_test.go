@@ -25,12 +25,21 @@ import (
 // which Redis allows when full. Otherwise a thief holding the old token
 // keeps a working token for the rest of the grace after the rightful
 // client has moved on, and its presentation is not caught as a reuse.
+//
+// Both ways of writing uses: a read first (TouchInterval >= 0), and one
+// script that checks and writes (TouchInterval < 0).
 func TestFamily_FullRedisSuccessorUseEndsGrace(t *testing.T) {
+	for _, touch := range []time.Duration{time.Minute, -1} {
+		t.Run(fmt.Sprintf("TouchInterval=%v", touch), func(t *testing.T) { testFullRedisSuccessorUseEndsGrace(t, touch) })
+	}
+}
+
+func testFullRedisSuccessorUseEndsGrace(t *testing.T, touch time.Duration) {
 	srv := ownRedis(t, "--maxmemory-policy", "noeviction")
 	raw := rawClient(t, srv.Addr)
 	ctx := context.Background()
 	clk := newClock()
-	s := storeOn(t, srv.Addr, &redisstore.Options{Now: clk.Now, TouchInterval: time.Minute, Policy: tokenstore.Sliding(time.Hour, 10*time.Hour)})
+	s := storeOn(t, srv.Addr, &redisstore.Options{Now: clk.Now, TouchInterval: touch, Policy: tokenstore.Sliding(time.Hour, 10*time.Hour)})
 
 	// Validate first while the store still tries use writes, then
 	// Validate and Lookup after a refused use write made it stop trying

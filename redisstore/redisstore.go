@@ -510,13 +510,19 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 			// better, and that is what TouchInterval >= 0 does.
 			wctx, cancel := context.WithTimeout(ctx, useWriteTimeout)
 			info, err := s.touchUse(wctx, h, 0, s.nowArg())
+			stalled := wctx.Err() != nil // before cancel, after which it is always set
 			cancel()
 			if err == nil || verdict(err) || ctx.Err() != nil {
 				return info, err
 			}
-			s.writeFailed(err, wctx.Err() != nil)
+			s.writeFailed(err, stalled)
 		}
-		rec, _, err := s.readToken(ctx, h)
+		rec, now, err := s.readToken(ctx, h)
+		if err == nil && rec.graceUntil > now {
+			// The use was not written, but a successor's first use still
+			// ends its predecessor's grace, as on the read-first path.
+			s.firstUse(ctx, h)
+		}
 		return rec.info(rec.lastUsed), err
 	}
 	rec, now, err := s.readToken(ctx, h)
