@@ -399,6 +399,7 @@ func expiryKey(deadline int64, id uuid.UUID) []byte {
 	return k
 }
 
+// expiryKeyDeadline is the deadline an expiry or tombdue key starts with.
 func expiryKeyDeadline(k []byte) int64 {
 	return int64(binary.BigEndian.Uint64(k) ^ (1 << 63))
 }

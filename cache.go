@@ -260,7 +260,9 @@ type lookupResult struct {
 	expired bool  // past its deadline: info is zero
 	lag     int64 // ms the stored last use is behind the latest; 0 when nothing is to be written
 	// successor: a token Rotate wrote, within MaxGrace of its creation,
-	// whose use ends its predecessor's grace (rotate.go)
+	// whose use ends its predecessor's grace (rotate.go), and of which no
+	// use was known before this one (once one is, in memory or in the
+	// file, graceOpen sees it without a firstUses mark)
 	successor bool
 }
 
@@ -307,9 +309,9 @@ func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error))
 			r.expired = true
 			return r, nil
 		}
-		r.successor = e.rec.successor() && now < e.rec.created+MaxGrace.Milliseconds()
+		r.successor = e.rec.successor() && e.used == e.rec.created && now < e.rec.created+MaxGrace.Milliseconds()
 		used := now
-		if r.successor && e.used == e.rec.created && now <= e.rec.created {
+		if r.successor && now <= e.rec.created {
 			// A successor's first use, in its creation's millisecond
 			// (or with the clock earlier): the file knows a use only as
 			// a last use later than the creation, and this use ends its

@@ -76,15 +76,24 @@ func getRecord(tx *bolt.Tx, h Hash) (record, error) {
 	if err != nil {
 		return rec, err
 	}
-	e, err := decodeIDValue(rec.id[:], tx.Bucket(bucketIDs).Get(rec.id[:]))
+	return rec, readIDEntry(tx, h, &rec)
+}
+
+// readIDEntry sets rec's last use and filed deadline from its ids entry,
+// rec being h's record as decoded from the tokens bucket.
+func readIDEntry(tx *bolt.Tx, h Hash, rec *record) error {
+	// A copy: the checksum (crc32) leaks its argument, and slicing rec.id
+	// would move the caller's record to the heap on every read.
+	id := rec.id
+	e, err := decodeIDValue(id[:], tx.Bucket(bucketIDs).Get(id[:]))
 	if err != nil {
-		return rec, fmt.Errorf("token %s: %w", rec.id, err)
+		return fmt.Errorf("token %s: %w", id, err)
 	}
 	if !e.of(h) {
-		return rec, fmt.Errorf("%w: the ids entry of token %s names another record", ErrCorrupt, rec.id)
+		return fmt.Errorf("%w: the ids entry of token %s names another record", ErrCorrupt, id)
 	}
 	rec.lastUsed, rec.filed = e.used, e.filed
-	return rec, nil
+	return nil
 }
 
 // getByID reads the record of the token with the given id inside tx. It

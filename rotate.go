@@ -145,14 +145,13 @@ func (db *DB) Rotate(ctx context.Context, token string, opts ...RotateOption) (s
 			case now >= t.death:
 				return refuse(ErrNotFound) // it would have expired
 			}
-			switch err := db.graceOpen(tx, &t, now); {
+			succ, err := db.graceOpen(tx, &t, now)
+			switch {
 			case err == nil:
 				if t.successor != h {
 					return refuse(fmt.Errorf("%w: the tombstone of token %s names another successor (was the rotation key changed?)", ErrCorrupt, t.id))
 				}
-				if rec, err = getRecord(tx, h); err != nil {
-					return refuse(err)
-				}
+				rec = succ
 				outcome = inGrace
 				return refuse(errGraceAnswer) // nothing written
 			case errors.Is(err, errGraceClosed):
@@ -207,33 +206,34 @@ var (
 )
 
 // graceOpen reports whether the retired token of t still works at now:
-// nil when its grace has not ended, its successor lives and has not been
-// used; errGraceClosed when the grace has ended (by time, by the
+// nil, with the successor's record (which every caller needs), when its
+// grace has not ended, its successor lives and has not been used;
+// errGraceClosed when the grace has ended (by time, by the
 // successor's first use, which a Rotate of it also is, or by a family
 // revocation); ErrNotFound or ErrExpired when the successor was revoked
 // or has expired within the grace.
-func (db *DB) graceOpen(tx *bolt.Tx, t *tombstone, now int64) error {
+func (db *DB) graceOpen(tx *bolt.Tx, t *tombstone, now int64) (record, error) {
 	if now >= t.graceEnd {
-		return errGraceClosed
+		return record{}, errGraceClosed
 	}
 	rec, err := getRecord(tx, t.successor)
 	if errors.Is(err, ErrNotFound) {
 		if _, err := getTombstone(tx, t.successor); !errors.Is(err, ErrNotFound) {
-			return errGraceClosed // the successor was rotated: used
+			return record{}, errGraceClosed // the successor was rotated: used
 		}
-		return ErrNotFound
+		return record{}, ErrNotFound
 	}
 	if err != nil {
-		return err
+		return record{}, err
 	}
 	used := db.cache.lastUse(t.successor, &rec)
 	if used > rec.created || db.firstUses.has(t.successor) {
-		return errGraceClosed
+		return record{}, errGraceClosed
 	}
 	if now >= rec.deadlineAt(used) {
-		return ErrExpired
+		return record{}, ErrExpired
 	}
-	return nil
+	return rec, nil
 }
 
 // rotatedAway answers Validate or Lookup of h, which the store holds no
@@ -253,10 +253,8 @@ func (db *DB) rotatedAway(h Hash, now int64) (Info, error) {
 		if now >= t.death {
 			return ErrNotFound
 		}
-		if grace = db.graceOpen(tx, &t, now); grace == nil {
-			succ, err = getRecord(tx, t.successor)
-		}
-		return err
+		succ, grace = db.graceOpen(tx, &t, now)
+		return nil
 	})
 	switch {
 	case err != nil:
@@ -323,12 +321,12 @@ func (db *DB) revokeInGrace(h Hash) error {
 			return refuse(err)
 		}
 		now := db.nowMs()
-		if now >= t.death || db.graceOpen(tx, &t, now) != nil {
+		if now >= t.death {
 			return refuse(ErrNotFound) // h does not validate: nothing to revoke
 		}
-		succ, err := getRecord(tx, t.successor)
+		succ, err := db.graceOpen(tx, &t, now)
 		if err != nil {
-			return refuse(err)
+			return refuse(ErrNotFound) // h does not validate: nothing to revoke
 		}
 		return errors.Join(del.delete(tx, t.successor, &succ), deleteTombstone(tx, h, &t))
 	})

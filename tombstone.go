@@ -84,7 +84,7 @@ func decodeTombstone(h Hash, v []byte) (tombstone, error) {
 // tombDueKey orders tombstones by deadline, as expiryKey does tokens.
 func tombDueKey(deadline int64, h Hash) []byte {
 	k := make([]byte, 8, 8+len(h))
-	binary.BigEndian.PutUint64(k, uint64(deadline)^(1<<63))
+	binary.BigEndian.PutUint64(k, uint64(deadline)^(1<<63)) // as expiryKey: expiryKeyDeadline reads it
 	return append(k, h[:]...)
 }
 
@@ -92,7 +92,7 @@ func tombDueKey(deadline int64, h Hash) []byte {
 // report: its deadline and its tombstone's first 6 hash bytes, never the
 // whole hash (see errFamilyEntry).
 func tombDueEntry(k []byte) string {
-	deadline := int64(binary.BigEndian.Uint64(k) ^ (1 << 63))
+	deadline := expiryKeyDeadline(k)
 	return fmt.Sprintf("entry (deadline %s, tombstone %x…)", time.UnixMilli(deadline).UTC().Format(time.RFC3339Nano), k[8:14])
 }
 
@@ -166,7 +166,7 @@ func (db *DB) sweepTombstones(ctx context.Context, now int64) (found damage, err
 			}
 			c := b.Cursor()
 			for k, _ := c.First(); k != nil && len(items) < tombSweepTx; k, _ = c.Next() {
-				if len(k) == 8+len(Hash{}) && int64(binary.BigEndian.Uint64(k)^(1<<63)) > now {
+				if len(k) == 8+len(Hash{}) && expiryKeyDeadline(k) > now {
 					break
 				}
 				it := due{key: slices.Clone(k)}
@@ -184,7 +184,7 @@ func (db *DB) sweepTombstones(ctx context.Context, now int64) (found damage, err
 						bad.add(it.h, uuid.UUID{}, err)
 						continue
 					}
-					if t.death != int64(binary.BigEndian.Uint64(k)^(1<<63)) {
+					if t.death != expiryKeyDeadline(k) {
 						items = append(items, due{key: it.key}) // not its entry: a leftover
 						continue
 					}
@@ -270,7 +270,7 @@ func checkFamilies(tx *bolt.Tx, sweeping bool, add func(string, ...any)) {
 			add("%s: %s points at no tombstone", bucketTombDue, tombDueEntry(k))
 			continue
 		}
-		if t, err := decodeTombstone(h, v); err == nil && t.death != int64(binary.BigEndian.Uint64(k)^(1<<63)) {
+		if t, err := decodeTombstone(h, v); err == nil && t.death != expiryKeyDeadline(k) {
 			add("%s: %s disagrees with tombstone of token %s", bucketTombDue, tombDueEntry(k), t.id)
 		}
 	}

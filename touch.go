@@ -37,7 +37,6 @@ func (db *DB) Flush(ctx context.Context) error {
 func (db *DB) persistTouch(h Hash) error {
 	var t touch
 	err := db.commit.run(func(tx *bolt.Tx) error {
-		var ok bool
 		t = db.cache.pending(h)
 		if t.used == 0 {
 			return nil
@@ -49,7 +48,7 @@ func (db *DB) persistTouch(h Hash) error {
 		if errors.Is(err, ErrNotFound) {
 			return nil // revoked meanwhile: nothing to slide
 		}
-		if err == nil && ok {
+		if err == nil && t.used > 0 {
 			err = raiseUsedMax(tx, t.used)
 		}
 		return err

@@ -116,8 +116,9 @@ func (db *DB) check(ctx context.Context, token string, use bool) (Info, error) {
 // use as unwritten, and the background writer keeps the later of the
 // two). One B+tree read instead of two: on 1M tokens that is what puts a
 // returning user's first Validate near a bare bbolt read. Any other token
-// is read whole, and so is every token while the clock reads earlier than
-// a use the file may hold (usedMax): last uses never move back.
+// has its ids entry read as well (its record is not read again), and so
+// has every token while the clock reads earlier than a use the file may
+// hold (usedMax): last uses never move back.
 func (db *DB) readForUse(h Hash, now int64) (rec record, err error) {
 	err = view(db.bolt, func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketTokens).Get(h[:])
@@ -133,8 +134,7 @@ func (db *DB) readForUse(h Hash, now int64) (rec record, err error) {
 			rec.lastUsed = rec.created
 			return nil
 		}
-		rec, err = getRecord(tx, h)
-		return err
+		return readIDEntry(tx, h, &rec)
 	})
 	return rec, boltErr(err)
 }
