@@ -33,8 +33,9 @@ func TestCLI_JSONOnFailure(t *testing.T) {
 		wantErr  string // the error object's code
 	}{
 		{"check a damaged file", []string{"--db", "garbage.db", "check"}, "", exitFailed, "corrupt"},
-		{"validate a malformed token", []string{"--db", "tokens.db", "validate", "hello"}, "", exitFailed, "malformed"},
-		{"inspect a missing file", []string{"--db", "nope.db", "inspect", token}, "", exitFailed, "not_exist"},
+		{"validate a malformed token", []string{"--db", "tokens.db", "validate", "-"}, "hello\n", exitFailed, "malformed"},
+		{"a token as an argument", []string{"--db", "tokens.db", "validate", token}, "", exitUsage, "usage"},
+		{"inspect a missing file", []string{"--db", "nope.db", "inspect", "-"}, token + "\n", exitFailed, "not_exist"},
 		{"list a damaged file", []string{"--db", "garbage.db", "list"}, "", exitFailed, "corrupt"},
 		{"stats a missing file", []string{"--db", "nope.db", "stats"}, "", exitFailed, "not_exist"},
 		{"sweep a damaged file", []string{"--db", "garbage.db", "sweep"}, "", exitFailed, "corrupt"},
@@ -270,7 +271,7 @@ func TestCLI_RevokeWithoutTokenIsUsage(t *testing.T) {
 	for _, args := range [][]string{{"revoke"}, {"revoke", "-"}, {"validate"}, {"inspect", "-"}, {"rotate"}} {
 		got := c.run("", append([]string{"--db", "tokens.db"}, args...)...)
 		assert.Equal(t, exitUsage, got.code, args)
-		assert.Contains(t, got.stderr, "no token given: pass it as an argument, or on the first line of stdin", args)
+		assert.Contains(t, got.stderr, "no token given: write it on the first line of stdin", args)
 	}
 }
 

@@ -55,9 +55,9 @@ func TestCLI_PrefixFromTheFile(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, db.Close())
 
-	got := e.run("", "validate", token)
+	got := e.run(token+"\n", "validate")
 	require.Equal(t, exitOK, got.code, "no --prefix: the file's: %s", got.stderr)
-	got = e.run("", "validate", "tks_"+token[len("myapp_"):])
+	got = e.run("tks_"+token[len("myapp_"):]+"\n", "validate")
 	assert.Equal(t, exitFailed, got.code)
 	assert.Contains(t, got.stderr, `this file's tokens start with "myapp_"`)
 	got = e.run("", "--prefix", "tks", "list", "--subject", "alice")

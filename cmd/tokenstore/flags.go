@@ -45,7 +45,7 @@ func checkSubject(s string) error {
 	if tokenshape.IsToken(s) {
 		// Never echoed, looked up or stored as a subject (where list and
 		// logs would show it), as the admin API and admin.Client refuse it.
-		return &usageError{&explained{"--subject was given a token, not a subject: inspect or revoke a token by the token itself (as the argument, or on stdin with -), which keeps it out of argv", tokenstore.ErrInvalidSubject}}
+		return &usageError{&explained{"--subject was given a token, not a subject: inspect or revoke a token by the token itself, on stdin (-), which keeps it out of argv", tokenstore.ErrInvalidSubject}}
 	}
 	return nil
 }
@@ -72,7 +72,7 @@ func parseID(s string) (uuid.UUID, error) {
 	}
 	const want = "--id takes a token ID, a UUID as list shows it (such as 0199a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d)"
 	if tokenShaped.MatchString(s) {
-		return uuid.Nil, usagef("%s, and that looks like a token, not its ID: give the token itself as the argument, or on stdin with -", want)
+		return uuid.Nil, usagef("%s, and that looks like a token, not its ID: give the token itself on stdin (-)", want)
 	}
 	return uuid.Nil, usagef("%s; %q is not one", want, s)
 }

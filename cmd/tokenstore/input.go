@@ -15,12 +15,15 @@ import (
 // maxTokenInput bounds what is read from stdin for one token.
 const maxTokenInput = 4096
 
-// readToken returns the token an argument names: args[0], or one line of
-// stdin when args is empty or "-", so the token stays out of shell
-// history and ps. On a terminal it is read without echo.
+// readToken returns the token on the first line of stdin; args may be
+// empty or "-". On a terminal it is read without echo.
+//
+// A token is never taken as an argument: argv is what ps shows every user
+// of the machine, and the shell keeps it in its history. The argument
+// given instead is refused without being repeated (it may be a token).
 func (a *app) readToken(args []string) (string, error) {
 	if len(args) == 1 && args[0] != "-" {
-		return args[0], nil
+		return "", usagef("a token is read from stdin, never from an argument (ps shows every user of the machine the arguments, and the shell keeps them in its history): printf '%%s\\n' \"$T\" | tokenstore <command> -, or type it at the prompt")
 	}
 	var line string
 	if f, ok := a.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
@@ -43,7 +46,7 @@ func (a *app) readToken(args []string) (string, error) {
 	if tok == "" {
 		// Nothing to act on: the command was called wrongly (exit 2), as
 		// with a missing argument.
-		return "", usagef("no token given: pass it as an argument, or on the first line of stdin (with - or no argument)")
+		return "", usagef("no token given: write it on the first line of stdin")
 	}
 	return tok, nil
 }

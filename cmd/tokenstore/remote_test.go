@@ -401,18 +401,18 @@ func TestRemote_Errors(t *testing.T) {
 		{"--credential-file without --url", nil, []string{"--db", "tokens.db", "--credential-file", app.cred, "stats"}, exitUsage, "usage", "--credential-file is the admin credential for --url"},
 		{"list without --subject", nil, app.args("list"), exitUsage, "usage", "with --url, list needs --subject"},
 		{"list --all", nil, app.args("list", "--subject", "alice", "--all"), exitUsage, "usage", "with --url, list shows live tokens only: --all needs the file (--db)"},
-		{"a malformed token", nil, app.args("inspect", "tks_nope"), exitFailed, "malformed", "invalid token: malformed: length 8, want 53"},
-		{"a token of another prefix", nil, app.args("--prefix", "abc", "inspect", abc), exitFailed, "malformed",
+		{"a malformed token", nil, app.args("inspect", "-"), exitFailed, "malformed", "invalid token: malformed: length 8, want 53"},
+		{"a token of another prefix", nil, app.args("--prefix", "abc", "inspect", "-"), exitFailed, "malformed",
 			"invalid token: malformed: not a token of this store (wrong length, prefix or checksum)"},
-		{"an unknown token", nil, app.args("inspect", stranger), exitFailed, "not_found", "invalid token: not found (never issued, revoked, or expired and swept)"},
+		{"an unknown token", nil, app.args("inspect", "-"), exitFailed, "not_found", "invalid token: not found (never issued, revoked, or expired and swept)"},
 		{"beyond the subject's token limit", nil, app.args("issue", "--subject", "alice"), exitFailed, "token_limit", "tokenstore: issue: subject has too many tokens: 1 live tokens, limit 1\n"},
 		{"a token given as the subject", nil, app.args("list", "--subject", alice), exitUsage, "invalid_subject", "--subject was given a token, not a subject"},
 		{"check", nil, app.args("check"), exitUsage, "file_only", "check is not available with --url: it reads every page of the file"},
 		{"backup", nil, app.args("backup", "b.db"), exitUsage, "file_only", "backup is not available with --url"},
 		{"compact", nil, app.args("compact"), exitUsage, "file_only", "compact is not available with --url"},
 		{"sweep", nil, app.args("sweep"), exitUsage, "file_only", "sweep is not available with --url: the application's own sweeper deletes expired tokens"},
-		{"validate", nil, app.args("validate", alice), exitUsage, "file_only", "validate is not available with --url: it counts a use"},
-		{"rotate", nil, app.args("rotate", alice), exitUsage, "file_only", "rotate is not available with --url"},
+		{"validate", nil, app.args("validate", "-"), exitUsage, "file_only", "validate is not available with --url: it counts a use"},
+		{"rotate", nil, app.args("rotate", "-"), exitUsage, "file_only", "rotate is not available with --url"},
 		{"bench", nil, app.args("bench"), exitUsage, "file_only", "bench is not available with --url"},
 		{"a file-only command under TOKENSTORE_URL", []string{"TOKENSTORE_URL=" + app.url}, []string{"compact"}, exitUsage, "file_only",
 			"compact is not available with --url ($TOKENSTORE_URL is set; --db FILE runs on a file)"},
@@ -424,12 +424,14 @@ func TestRemote_Errors(t *testing.T) {
 				args = append([]string{"--url", down}, args...)
 			}
 			r := &cli{t: t, dir: c.dir, env: tt.env}
-			got := r.run("", args...)
+			stdin := map[string]string{"a malformed token": "tks_nope\n", "a token of another prefix": abc + "\n", "an unknown token": stranger + "\n",
+				"validate": alice + "\n", "rotate": alice + "\n"}[tt.name]
+			got := r.run(stdin, args...)
 			assert.Equal(t, tt.wantCode, got.code, got.stderr)
 			assert.Empty(t, got.stdout)
 			assert.Contains(t, got.stderr, tt.want)
 			assert.Equal(t, 1, strings.Count(got.stderr, "tokenstore: "), "one prefix: %s", got.stderr)
-			got = r.run("", append(args, "--json")...)
+			got = r.run(stdin, append(args, "--json")...)
 			assert.Equal(t, tt.wantCode, got.code, got.stderr)
 			e := decodeError(t, got.stdout)
 			assert.Equal(t, tt.wantErr, e.Code)

@@ -16,10 +16,10 @@ func newRevokeCmd(a *app) *cobra.Command {
 		asJSON, missingOK   bool
 	)
 	cmd := &cobra.Command{
-		Use:   "revoke TOKEN|- | --id UUID | --subject S | --family UUID",
+		Use:   "revoke [-] | --id UUID | --subject S | --family UUID",
 		Short: "Revoke a token, the token with an ID, every token of a subject, or of a family",
-		Long: `Revoke one token (given as an argument, or on stdin with "-" or no
-argument), the token with a given ID (no token needed: take the ID from
+		Long: `Revoke one token (read from stdin, "-" or no argument: never from an
+argument, which ps shows to every user), the token with a given ID (no token needed: take the ID from
 list), every token of a subject ("log out everywhere"), or every token of
 a family (--family, the family ID that list and inspect show: one login's
 chain of rotated tokens, "log out this session"). Revocation is durable
@@ -53,7 +53,7 @@ no restart.`,
 				given++
 			}
 			if given > 1 {
-				return usagef("give one of TOKEN, --id, --subject or --family")
+				return usagef("give one of a token on stdin (-), --id, --subject or --family")
 			}
 			ctx := cmd.Context()
 			switch {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"testing"
 
 	"github.com/google/uuid"
@@ -20,8 +21,8 @@ func TestRevoke(t *testing.T) {
 		wantStderr string
 		wantGone   int // how many of alice's two tokens are gone afterwards
 	}{
-		{"token argument", "", func(a1, _ string, _ uuid.UUID) []string { return []string{a1} },
-			exitOK, "revoked 1 token\n", "", 1},
+		{"token argument refused", "", func(a1, _ string, _ uuid.UUID) []string { return []string{a1} },
+			exitUsage, "", "never from an argument", 0},
 		{"token on stdin", "", func(_, _ string, _ uuid.UUID) []string { return []string{"-"} },
 			exitOK, "revoked 1 token\n", "", 1},
 		{"token on stdin without dash", "", func(_, _ string, _ uuid.UUID) []string { return nil },
@@ -36,16 +37,16 @@ func TestRevoke(t *testing.T) {
 			exitOK, `{"revoked":2}` + "\n", "", 2},
 		{"unknown id", "", func(_, _ string, _ uuid.UUID) []string { return []string{"--id", uuid.NewString()} },
 			exitFailed, "", "no token with ID", 0},
-		{"malformed token", "", func(_, _ string, _ uuid.UUID) []string { return []string{"tks_nope"} },
+		{"malformed token", "tks_nope\n", func(_, _ string, _ uuid.UUID) []string { return []string{"-"} },
 			exitFailed, "", "invalid token: malformed", 0},
-		{"id given as token", "", func(_, _ string, id uuid.UUID) []string { return []string{id.String()} },
+		{"id given as token", "ID", func(_, _ string, id uuid.UUID) []string { return []string{"-"} },
 			exitUsage, "", "that is a token ID, not a token: use revoke --id", 0},
 		{"not a UUID", "", func(_, _ string, _ uuid.UUID) []string { return []string{"--id", "x"} },
 			exitUsage, "", `"x" is not one`, 0},
-		{"token and id", "", func(a1, _ string, id uuid.UUID) []string { return []string{a1, "--id", id.String()} },
-			exitUsage, "", "give one of TOKEN, --id, --subject or --family", 0},
+		{"token and id", "", func(_, _ string, id uuid.UUID) []string { return []string{"-", "--id", id.String()} },
+			exitUsage, "", "give one of a token on stdin (-), --id, --subject or --family", 0},
 		{"id and subject", "", func(_, _ string, id uuid.UUID) []string { return []string{"--id", id.String(), "--subject", "alice"} },
-			exitUsage, "", "give one of TOKEN, --id, --subject or --family", 0},
+			exitUsage, "", "give one of a token on stdin (-), --id, --subject or --family", 0},
 		{"bad subject", "", func(_, _ string, _ uuid.UUID) []string { return []string{"--subject", ""} },
 			exitUsage, "", "tokenstore: invalid subject: empty (--subject takes 1 to 255 bytes", 0},
 	}
@@ -55,7 +56,11 @@ func TestRevoke(t *testing.T) {
 			alice1, info := e.issue("alice")
 			alice2, _ := e.issue("alice")
 			bob, _ := e.issue("bob")
-			got := e.run(alice1+"\n", append([]string{"revoke"}, tt.args(alice1, alice2, info.ID)...)...)
+			stdin := cmp.Or(tt.stdin, alice1+"\n")
+			if tt.stdin == "ID" {
+				stdin = info.ID.String() + "\n"
+			}
+			got := e.run(stdin, append([]string{"revoke"}, tt.args(alice1, alice2, info.ID)...)...)
 			assert.Equal(t, tt.wantCode, got.code, got.stderr)
 			assert.Equal(t, tt.wantStdout, got.stdout)
 			assert.Contains(t, got.stderr, tt.wantStderr)

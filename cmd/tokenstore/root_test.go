@@ -176,11 +176,11 @@ func TestRun_Locked(t *testing.T) {
 		readOnly bool
 	}{
 		{"issue", []string{"issue", "--subject", "bob"}, false},
-		{"validate", []string{"validate", token}, false},
+		{"validate", []string{"validate", "-"}, false},
 		{"revoke", []string{"revoke", "--subject", "alice"}, false},
 		{"sweep", []string{"sweep"}, false},
 		{"compact", []string{"compact"}, false},
-		{"inspect", []string{"inspect", token}, true},
+		{"inspect", []string{"inspect", "-"}, true},
 		{"list", []string{"list"}, true},
 		{"stats", []string{"stats"}, true},
 		{"check", []string{"check"}, true},
@@ -188,7 +188,7 @@ func TestRun_Locked(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := e.run("", append([]string{"--timeout", "20ms"}, tt.args...)...)
+			got := e.run(token+"\n", append([]string{"--timeout", "20ms"}, tt.args...)...)
 			assert.Equal(t, exitFailed, got.code)
 			assert.Empty(t, got.stdout)
 			assert.Contains(t, got.stderr, "is held by another process, probably the application that uses it (waited 20ms)")

@@ -18,7 +18,7 @@ func newRotateCmd(a *app) *cobra.Command {
 		grace             time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "rotate [TOKEN|-] [--grace D] [--new-family]",
+		Use:   "rotate [-] [--grace D] [--new-family]",
 		Short: "Replace a token with its successor: same subject, policy, metadata and family",
 		Long: `Replace a token: its successor, with the old one's subject, policy,
 metadata and family, is issued and the old one retired, in one durable
@@ -43,8 +43,8 @@ most 10m) the old token keeps working for D, or until the successor is
 first used, and rotating it again within that time prints the same
 successor, never a second one: for a client that lost the answer.
 
-The old token is given as an argument, or on stdin with "-" or no argument
-(without echo on a terminal). An expired token cannot be rotated: issue a
+The old token is read from stdin ("-" or no argument; without echo on a
+terminal), never from an argument, which ps shows to every user. An expired token cannot be rotated: issue a
 new one.`,
 		Example: `  NEW=$(printf '%s\n' "$OLD" | tokenstore rotate -)
   printf '%s\n' "$OLD" | tokenstore rotate --grace 30s --json | jq -r .token`,

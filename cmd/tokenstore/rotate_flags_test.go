@@ -25,7 +25,7 @@ func TestRotate_FlagErrors(t *testing.T) {
 		{"negative grace", token, []string{"rotate", "--grace", "-1s"}, "usage", "must not be negative"},
 		{"family not a UUID", "", []string{"revoke", "--family", "x"}, "usage", `--family takes a family ID, a UUID as list and inspect show it (such as 0199a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d); "x" is not one`},
 		{"family given a token", "", []string{"revoke", "--family", token}, "usage", "that looks like a token, not a family ID"},
-		{"family and subject", "", []string{"revoke", "--family", info.ID.String(), "--subject", "alice"}, "usage", "give one of TOKEN, --id, --subject or --family"},
+		{"family and subject", "", []string{"revoke", "--family", info.ID.String(), "--subject", "alice"}, "usage", "give one of a token on stdin (-), --id, --subject or --family"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

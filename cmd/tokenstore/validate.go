@@ -18,7 +18,7 @@ func newValidateCmd(a *app) *cobra.Command {
 		scopes []string
 	)
 	cmd := &cobra.Command{
-		Use:   "validate [TOKEN|-] [--scope S]...",
+		Use:   "validate [-] [--scope S]...",
 		Short: "Check a token as the application would, counting it as a use",
 		Long: `Check a token as the application's Validate does: exit 0 and print its
 details when it is valid; exit 1 with the reason (malformed, not found,
@@ -28,8 +28,9 @@ With --scope, a valid token must also have every scope given (exact,
 case-sensitive), as an application's RequireScopes checks: otherwise exit 1
 with "insufficient scope" and the scopes missing.
 
-With "-" or no argument the token is read from stdin (without echo on a
-terminal), which keeps it out of shell history and ps.`,
+The token is read from stdin ("-" or no argument; without echo on a
+terminal), never from an argument: that keeps it out of shell history
+and ps.`,
 		Example: `  printf '%s\n' "$T" | tokenstore validate -
   printf '%s\n' "$T" | tokenstore validate --scope orders:write`,
 		Args: maxArgs(1),
@@ -55,7 +56,7 @@ func newInspectCmd(a *app) *cobra.Command {
 		id     string
 	)
 	cmd := &cobra.Command{
-		Use:   "inspect [TOKEN|-] | --id UUID",
+		Use:   "inspect [-] | --id UUID",
 		Short: "Show a token's details without counting a use (read-only)",
 		Long: `Show a token's details as validate does, without counting a use, from a
 read-only open of the file. Exit 1 with the reason when the token is not
@@ -67,7 +68,7 @@ A token rotated away and presented after its grace is reuse (exit 1,
 application revokes the token's whole family, as it does when the token
 reaches it. inspect --id never counts as a presentation.
 
-With "-" or no argument the token is read from stdin.`,
+The token is read from stdin ("-" or no argument), never from an argument.`,
 		Example: `  printf '%s\n' "$T" | tokenstore inspect
   tokenstore inspect --id 0199a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d --json`,
 		Args:        maxArgs(1),

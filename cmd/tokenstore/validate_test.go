@@ -34,15 +34,17 @@ func TestValidateInspect(t *testing.T) {
 				wantStdout []string
 				wantStderr string
 			}{
-				{"argument", "", []string{token}, time.Hour, exitOK, []string{"id         " + info.ID.String(), "subject    alice", "expires    2030-02-01T03:04:05Z (in 29d23h)", "policy     absolute(30d)", "scopes     read\n"}, ""},
+				{"stdin", token + "\n", nil, time.Hour, exitOK, []string{"id         " + info.ID.String(), "subject    alice", "expires    2030-02-01T03:04:05Z (in 29d23h)", "policy     absolute(30d)", "scopes     read\n"}, ""},
+				// ps shows argv to every user: refused, never repeated.
+				{"argument refused", "", []string{token}, 0, exitUsage, nil, "never from an argument"},
 				{"dash reads stdin", token + "\n", []string{"-"}, 0, exitOK, []string{"subject    alice"}, ""},
 				{"no argument reads stdin", "  " + token + "  \r\n", nil, 0, exitOK, []string{"subject    alice"}, ""},
 				{"only the first line", token + "\nsomething else\n", nil, 0, exitOK, []string{"subject    alice"}, ""},
 				{"empty stdin", "", nil, 0, exitUsage, nil, "no token given"},
 				{"blank stdin", "\n\n", []string{"-"}, 0, exitUsage, nil, "no token given"},
-				{"malformed", "", []string{"tks_short"}, 0, exitFailed, nil, "invalid token: malformed: length 9, want 53\n"},
-				{"checksum", "", []string{token[:len(token)-1] + flip(token[len(token)-1])}, 0, exitFailed, nil, "invalid token: malformed: checksum mismatch (mistyped or truncated?)\n"},
-				{"other prefix", "", []string{"ghp_" + token[4:]}, 0, exitFailed, nil, "this file's tokens start with \"tks_\"\n"},
+				{"malformed", "tks_short\n", []string{"-"}, 0, exitFailed, nil, "invalid token: malformed: length 9, want 53\n"},
+				{"checksum", token[:len(token)-1] + flip(token[len(token)-1]) + "\n", []string{"-"}, 0, exitFailed, nil, "invalid token: malformed: checksum mismatch (mistyped or truncated?)\n"},
+				{"other prefix", "ghp_" + token[4:] + "\n", []string{"-"}, 0, exitFailed, nil, "this file's tokens start with \"tks_\"\n"},
 				{"huge stdin", strings.Repeat("x", 1<<20), nil, 0, exitFailed, nil, "invalid token: malformed: length 4096"},
 				{"revoked", revoked, nil, 0, exitFailed, nil, "invalid token: not found (never issued, revoked, or expired and swept)\n"},
 				{"expired", token, nil, 30 * day, exitFailed, nil, "tokenstore: invalid token: expired\n"},
