@@ -495,6 +495,10 @@ func TestOpen_Prefix(t *testing.T) {
 		_, err = tokenstore.Open(path, &tokenstore.Options{Prefix: "tks", ReadOnly: ro})
 		require.ErrorIs(t, err, tokenstore.ErrPrefixMismatch)
 		require.Contains(t, err.Error(), `the file's tokens start with "myapp_", Options.Prefix is "tks"`)
+		var pm *tokenstore.PrefixMismatchError
+		require.ErrorAs(t, err, &pm)
+		require.Equal(t, tokenstore.PrefixMismatchError{Recorded: "myapp", Given: "tks"}, *pm)
+		require.Equal(t, 1, strings.Count(err.Error(), "tokenstore: "), err.Error())
 
 		db = mustOpenAt(t, path, &tokenstore.Options{ReadOnly: ro, SweepInterval: -1})
 		require.Equal(t, "myapp", db.Prefix(), "empty Options.Prefix: the file's")

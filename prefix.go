@@ -33,8 +33,7 @@ func (db *DB) settlePrefix(want string) error {
 			return fmt.Errorf("%w: the meta bucket records an invalid token prefix: %v", ErrCorrupt, err)
 		}
 		if want != "" && want != have {
-			return fmt.Errorf("%w: the file's tokens start with %q, Options.Prefix is %q (set it to %q, or leave it empty to use the file's)",
-				ErrPrefixMismatch, have+"_", want, have)
+			return &PrefixMismatchError{Recorded: have, Given: want}
 		}
 		db.format = f
 		return nil
@@ -51,6 +50,23 @@ func (db *DB) settlePrefix(want string) error {
 		return tx.Bucket(bucketMeta).Put(metaPrefix, []byte(f.Prefix()))
 	})
 }
+
+// PrefixMismatchError is the error of [Open] when Options.Prefix differs
+// from the token prefix the file records. It matches [ErrPrefixMismatch]
+// (errors.Is); errors.As gives a program, or the tokenstore command, the
+// file's prefix without reading the message.
+type PrefixMismatchError struct {
+	Recorded string // the file's prefix, without the underscore
+	Given    string // Options.Prefix
+}
+
+func (e *PrefixMismatchError) Error() string {
+	return fmt.Sprintf("%v: the file's tokens start with %q, Options.Prefix is %q (set it to %q, or leave it empty to use the file's)",
+		ErrPrefixMismatch, e.Recorded+"_", e.Given, e.Recorded)
+}
+
+// Unwrap returns ErrPrefixMismatch.
+func (e *PrefixMismatchError) Unwrap() error { return ErrPrefixMismatch }
 
 // Prefix returns the prefix of the store's tokens, without the
 // underscore: the one the file records (see Options.Prefix).

@@ -68,6 +68,7 @@ func (a *app) mustExist(mode openMode) error {
 
 // openError explains the errors of Open that an operator meets.
 func (a *app) openError(err error, readOnly bool) error {
+	var mismatch *tokenstore.PrefixMismatchError
 	switch {
 	case errors.Is(err, tokenstore.ErrLocked):
 		var b strings.Builder
@@ -81,10 +82,10 @@ func (a *app) openError(err error, readOnly bool) error {
 		return &explained{b.String(), err}
 	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):
 		return &explained{a.permissionText(err, readOnly), err}
-	case errors.Is(err, tokenstore.ErrPrefixMismatch):
+	case errors.As(err, &mismatch):
 		// The library speaks to a program (Options.Prefix); the operator
 		// gave --prefix.
-		return &explained{fmt.Sprintf("%s records the token prefix %q: --prefix %s does not match it (leave --prefix out to use the file's)", a.dbPath, recordedPrefix(err), a.prefix), err}
+		return &explained{fmt.Sprintf("%s records the token prefix %q: --prefix %s does not match it (leave --prefix out to use the file's)", a.dbPath, mismatch.Recorded, a.prefix), err}
 	case errors.Is(err, tokenstore.ErrCorrupt):
 		// Keep only what follows the sentinel's text: the reason.
 		_, why, _ := strings.Cut(err.Error(), strings.TrimPrefix(tokenstore.ErrCorrupt.Error(), "tokenstore: "))
@@ -119,15 +120,4 @@ func closeDB(db *tokenstore.DB, err *error) {
 	if cerr := db.Close(); cerr != nil && *err == nil {
 		*err = cerr
 	}
-}
-
-// recordedPrefix is the prefix a mismatch error says the file records:
-// "the file's tokens start with "myapp_"" gives myapp.
-func recordedPrefix(err error) string {
-	_, rest, ok := strings.Cut(err.Error(), "the file's tokens start with \"")
-	if !ok {
-		return "?"
-	}
-	p, _, _ := strings.Cut(rest, "\"")
-	return strings.TrimSuffix(p, "_")
 }
