@@ -184,7 +184,9 @@ func (db *DB) checkBackupPath(path string) error {
 // Compact acts on the file as the operator keeps it: when path is a
 // symbolic link, the file it points at is rewritten and the link kept;
 // the new file has the old one's mode and owner (Compact fails, leaving
-// the file as it was, when it may not give it that owner).
+// the file as it was, when it may not give it that owner). A file with
+// more than one hard link is refused (fs.ErrInvalid): the new file could
+// take only one of its names.
 func Compact(path string, opts *Options) (before, after int64, err error) {
 	var o Options
 	if opts != nil {
@@ -194,6 +196,11 @@ func Compact(path string, opts *Options) (before, after int64, err error) {
 	real, err := filepath.EvalSymlinks(path)
 	if err != nil {
 		return 0, 0, wrap("compact", err)
+	}
+	if st, err := os.Stat(real); err == nil && hardLinks(st) > 1 {
+		// The rename would give this name a new file and leave the
+		// other names on the old one: two stores where there was one.
+		return 0, 0, wrap("compact", fmt.Errorf("%w: %s has %d hard links; compacting would leave the other names on the old, uncompacted file (remove them, or compact a copy and copy it back with the application stopped)", fs.ErrInvalid, real, hardLinks(st)))
 	}
 	db, err := Open(real, &o)
 	if err != nil {

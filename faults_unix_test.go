@@ -120,6 +120,38 @@ func TestCompact_KeepsTheOperatorsFile(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// TestCompact_RefusesHardLinks: a file with a second name is left as it
+// is: the rename would make the two names two stores, and a revocation
+// through one would not be seen through the other.
+func TestCompact_RefusesHardLinks(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "tokens.db")
+	live := fileWithFreePages(t, real)
+	other := filepath.Join(dir, "other.db")
+	require.NoError(t, os.Link(real, other))
+	before, err := os.ReadFile(real)
+	require.NoError(t, err)
+
+	_, _, err = tokenstore.Compact(real, nil)
+	require.ErrorIs(t, err, fs.ErrInvalid)
+	require.ErrorContains(t, err, "has 2 hard links")
+	after, err := os.ReadFile(other)
+	require.NoError(t, err)
+	require.Equal(t, before, after, "the file is untouched")
+	a, err := os.Stat(real)
+	require.NoError(t, err)
+	b, err := os.Stat(other)
+	require.NoError(t, err)
+	require.True(t, os.SameFile(a, b), "still one file")
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, entries, 2, "no temporary file left")
+	db := mustOpenAt(t, other, &tokenstore.Options{SweepInterval: -1})
+	_, err = db.Validate(t.Context(), live[0])
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+}
+
 // TestBackupFile_ThroughSymlink: a backup written to a path that is a
 // link replaces the file it points at and keeps the link.
 func TestBackupFile_ThroughSymlink(t *testing.T) {

@@ -29,3 +29,12 @@ func keepOwner(path string, was fs.FileInfo) error {
 	}
 	return nil
 }
+
+// hardLinks is how many names the file has (1 where the system does not
+// say).
+func hardLinks(st fs.FileInfo) uint64 {
+	if s, ok := st.Sys().(*syscall.Stat_t); ok {
+		return uint64(s.Nlink)
+	}
+	return 1
+}
