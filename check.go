@@ -2,6 +2,7 @@ package tokenstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"hash/fnv"
 	"os"
 	"runtime/debug"
+	"slices"
 
 	"github.com/google/uuid"
 	bolt "go.etcd.io/bbolt"
@@ -221,11 +223,12 @@ func walkPages(path string, tx *bolt.Tx, shape bool) []string {
 	}
 	defer f.Close()
 	ps := uint64(tx.DB().Info().PageSize)
-	w := &pageWalker{f: f, pageSize: ps, hwm: uint64(tx.Size()) / ps, seen: map[uint64]bool{}, shape: shape}
+	hwm := uint64(tx.Size()) / ps // Open checked the file holds that many pages
+	w := &pageWalker{f: f, pageSize: ps, hwm: hwm, seen: make([]uint64, (hwm+63)/64), shape: shape}
 	if p := checkMeta(f, ps); p != "" {
 		w.add("%s", p)
 	}
-	w.page(uint64(tx.Cursor().Bucket().Root()), 0, nil)
+	w.walk(uint64(tx.Cursor().Bucket().Root()))
 	return w.problems
 }
 
@@ -270,96 +273,184 @@ func checkMeta(f *os.File, pageSize uint64) string {
 	return ""
 }
 
+// The walk reads the pages of a level of the tree in page order, a run
+// of nearby pages at a time: pages at most readGap pages apart share a
+// read (the pages between, free or of another level, are read and
+// skipped), and a read holds at most readMax bytes. Reading page by page
+// in the tree's order cost a syscall or two per page at random places in
+// the file: 160 ms with the 1M-token file (86,000 pages) in the page
+// cache, 3 s cold, where reading the file in order takes 0.2 s. In runs:
+// 0.11 s and 0.35 s (docs/performance.md).
+const (
+	readGap = 32
+	readMax = 2 << 20
+)
+
 type pageWalker struct {
 	f             *os.File
 	pageSize, hwm uint64
-	seen          map[uint64]bool
+	seen          []uint64 // one bit per page below hwm
 	problems      []string
-	// shape: read only what bbolt's descent follows (branch pages, and
+	// shape: check only what bbolt's descent follows (branch pages, and
 	// the root bucket's leaves, which hold the buckets), and of every
-	// other leaf its header alone (see treeSound).
+	// other leaf its header and first key (see treeSound); of such a leaf
+	// no overflow page past its first key is read.
 	shape bool
+
+	// The pages the level being walked leads to, and their parents'
+	// keys (pageRef.key), copied out of buf before it is read over.
+	next           []pageRef
+	keys, nextKeys []byte
+	// buf holds the pages [bufFrom, bufFrom+bufPages) of the file, as
+	// read by fill; extra the pages pageBytes had to read apart.
+	buf, extra        []byte
+	bufFrom, bufPages uint64
+}
+
+// pageRef is a page the walk has yet to read: its id, the nesting of the
+// bucket it belongs to (0: the root bucket), and the branch element key
+// that led to it, at keys[key:key+ksize] (key < 0 for a bucket's root).
+type pageRef struct {
+	id    uint64
+	key   int
+	ksize uint32 // as stored: a branch element's ksize field
+	depth int32
 }
 
 func (w *pageWalker) add(format string, args ...any) {
 	w.problems = append(w.problems, "bbolt: "+fmt.Sprintf(format, args...))
 }
 
-// page walks page id; key is the branch element's key that led to it (nil
-// for a bucket's root). bbolt keeps that key equal to the page's first
-// key, and relies on it: a write that rewrites the page finds its parent's
-// element by it, and where they differ it adds an element instead, which
-// leaves the old one pointing at the page the write freed; once that page
-// is reused, the tree can loop (a stack overflow in bbolt's search).
-func (w *pageWalker) page(id uint64, depth int, key []byte) {
-	switch {
-	case id < 2 || id >= w.hwm:
-		w.add("page %d: out of range [2, %d)", id, w.hwm)
-		return
-	case w.seen[id]:
-		w.add("page %d: reached twice", id)
-		return
+// walk walks the tree from root breadth first: each level is sorted by
+// page id, checked against the range and the pages seen before (so a
+// loop ends at the first page reached again), and read in runs (fill)
+// before its pages are checked (page), which gives the next level.
+func (w *pageWalker) walk(root uint64) {
+	level := []pageRef{{id: root, key: -1}}
+	for len(level) > 0 {
+		slices.SortFunc(level, func(a, b pageRef) int { return cmp.Compare(a.id, b.id) })
+		todo := level[:0]
+		for _, r := range level {
+			switch {
+			case r.id < 2 || r.id >= w.hwm:
+				w.add("page %d: out of range [2, %d)", r.id, w.hwm)
+			case w.seen[r.id/64]&(1<<(r.id%64)) != 0:
+				w.add("page %d: reached twice", r.id)
+			default:
+				w.seen[r.id/64] |= 1 << (r.id % 64)
+				todo = append(todo, r)
+			}
+		}
+		w.next, w.nextKeys = w.next[:0], w.nextKeys[:0]
+		for i := 0; i < len(todo); {
+			from, j := todo[i].id, i+1
+			for j < len(todo) && todo[j].id-todo[j-1].id <= readGap && (todo[j].id+1-from)*w.pageSize <= readMax {
+				j++
+			}
+			w.fill(from, todo[j-1].id+1-from)
+			for _, r := range todo[i:j] {
+				w.page(r)
+			}
+			i = j
+		}
+		level, w.next = w.next, level[:0]
+		w.keys, w.nextKeys = w.nextKeys, w.keys
 	}
-	w.seen[id] = true
-	hdr := make([]byte, pageHeader)
-	if _, err := w.f.ReadAt(hdr, int64(id*w.pageSize)); err != nil {
+}
+
+// fill reads the pages [from, from+n) into buf in one ReadAt. Of a read
+// that fails part way, buf keeps the pages read whole; pageBytes reads
+// each of the others alone, and so names the page that could not be read.
+func (w *pageWalker) fill(from, n uint64) {
+	size := n * w.pageSize
+	if uint64(cap(w.buf)) < size { // readMax, or the whole file when smaller
+		w.buf = make([]byte, max(size, min(readMax, w.hwm*w.pageSize)))
+	}
+	got, _ := w.f.ReadAt(w.buf[:size], int64(from*w.pageSize))
+	w.bufFrom, w.bufPages = from, uint64(got)/w.pageSize
+}
+
+// grow makes room in s for n more elements, doubling its capacity: of a
+// level of 85,000 pages, append's growth by a quarter allocated five
+// times the final size.
+func grow[S ~[]E, E any](s S, n int) S {
+	if cap(s)-len(s) >= n {
+		return s
+	}
+	t := make(S, len(s), max(2*cap(s), len(s)+n, 64))
+	copy(t, s)
+	return t
+}
+
+// pageBytes returns the pages [id, id+n): from buf when it holds them,
+// else read now (a page with overflow pages past the run, or one the run
+// failed to read), into extra, valid until the next call.
+func (w *pageWalker) pageBytes(id, n uint64) ([]byte, error) {
+	if id >= w.bufFrom && id+n <= w.bufFrom+w.bufPages {
+		at := (id - w.bufFrom) * w.pageSize
+		return w.buf[at : at+n*w.pageSize], nil
+	}
+	size := n * w.pageSize
+	if uint64(cap(w.extra)) < size {
+		w.extra = make([]byte, size)
+	}
+	b := w.extra[:size]
+	if _, err := w.f.ReadAt(b, int64(id*w.pageSize)); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// page checks the page r names, and queues the pages its elements lead
+// to. A branch element's key must be its child's first key: bbolt keeps
+// them equal, and relies on it: a write that rewrites the page finds its
+// parent's element by it, and where they differ it adds an element
+// instead, which leaves the old one pointing at the page the write freed;
+// once that page is reused, the tree can loop (a stack overflow in
+// bbolt's search).
+func (w *pageWalker) page(r pageRef) {
+	id := r.id
+	p, err := w.pageBytes(id, 1)
+	if err != nil {
 		w.add("page %d: %v", id, err)
 		return
 	}
-	if w.shape && depth > 0 && binary.NativeEndian.Uint16(hdr[8:]) == leafPage {
-		if got := binary.NativeEndian.Uint64(hdr); got != id {
-			w.add("page %d: says it is page %d", id, got)
-			return
-		}
-		if key != nil {
-			w.firstKey(id, hdr, key)
-		}
+	if got := binary.NativeEndian.Uint64(p); got != id {
+		w.add("page %d: says it is page %d", id, got)
 		return
 	}
-	n := 1 + uint64(binary.NativeEndian.Uint32(hdr[12:]))
+	n := 1 + uint64(binary.NativeEndian.Uint32(p[12:]))
 	if id+n > w.hwm {
 		w.add("page %d: %d overflow pages run past the high-water mark %d", id, n-1, w.hwm)
 		return
 	}
-	buf := make([]byte, n*w.pageSize)
-	if _, err := w.f.ReadAt(buf, int64(id*w.pageSize)); err != nil {
-		w.add("page %d: %v", id, err)
-		return
+	// Of a leaf that holds no bucket, the shape walk needs the first key
+	// alone: it reads no overflow page past it.
+	leafOnly := w.shape && r.depth > 0 && binary.NativeEndian.Uint16(p[8:]) == leafPage
+	need := n
+	if leafOnly {
+		need = 1
+		if binary.NativeEndian.Uint16(p[10:]) > 0 {
+			e := p[pageHeader:]
+			end := pageHeader + uint64(binary.NativeEndian.Uint32(e[4:])) + uint64(binary.NativeEndian.Uint32(e[8:]))
+			if end <= n*w.pageSize { // else the key is past the page: no match
+				need = (end + w.pageSize - 1) / w.pageSize
+			}
+		}
 	}
-	if got := binary.NativeEndian.Uint64(buf); got != id {
-		w.add("page %d: says it is page %d", id, got)
-		return
-	}
-	if key != nil && !bytes.Equal(pageFirstKey(buf), key) {
-		w.add("page %d: its first key is not the key its parent gives it", id)
-		return
-	}
-	w.elements(buf, id, depth)
-}
-
-// firstKey checks, reading no more than it needs, that the leaf page id
-// (whose header is hdr) begins with key.
-func (w *pageWalker) firstKey(id uint64, hdr, key []byte) {
-	size := (1 + uint64(binary.NativeEndian.Uint32(hdr[12:]))) * w.pageSize
-	e := make([]byte, pageElement)
-	if binary.NativeEndian.Uint16(hdr[10:]) > 0 {
-		if _, err := w.f.ReadAt(e, int64(id*w.pageSize+pageHeader)); err != nil {
+	if need > 1 {
+		if p, err = w.pageBytes(id, need); err != nil {
 			w.add("page %d: %v", id, err)
 			return
 		}
-		pos, ksize := uint64(binary.NativeEndian.Uint32(e[4:])), uint64(binary.NativeEndian.Uint32(e[8:]))
-		if pageHeader+pos+ksize <= size && ksize == uint64(len(key)) {
-			got := make([]byte, ksize)
-			if _, err := w.f.ReadAt(got, int64(id*w.pageSize+pageHeader+pos)); err != nil {
-				w.add("page %d: %v", id, err)
-				return
-			}
-			if bytes.Equal(got, key) {
-				return
-			}
-		}
 	}
-	w.add("page %d: its first key is not the key its parent gives it", id)
+	if r.key >= 0 && !bytes.Equal(pageFirstKey(p), w.keys[r.key:r.key+int(r.ksize)]) {
+		w.add("page %d: its first key is not the key its parent gives it", id)
+		return
+	}
+	if !leafOnly {
+		w.elements(p, id, int(r.depth))
+	}
 }
 
 // pageFirstKey is the first key of the branch or leaf page in buf, or nil.
@@ -383,7 +474,8 @@ func pageFirstKey(buf []byte) []byte {
 	return buf[pageHeader+pos : pageHeader+pos+ksize]
 }
 
-// elements checks the page in buf (a page, or an inline bucket's).
+// elements checks the page in buf (a page, or an inline bucket's), and
+// queues the pages it leads to for the next level.
 func (w *pageWalker) elements(buf []byte, id uint64, depth int) {
 	if depth > maxNesting {
 		w.add("page %d: buckets nested deeper than %d", id, maxNesting)
@@ -408,7 +500,10 @@ func (w *pageWalker) elements(buf []byte, id uint64, depth int) {
 				w.add("page %d: element %d runs past the page", id, i)
 				return
 			}
-			w.page(binary.NativeEndian.Uint64(e[8:]), depth, e[pos:pos+ksize])
+			w.next = grow(w.next, 1)
+			w.next = append(w.next, pageRef{id: binary.NativeEndian.Uint64(e[8:]), depth: int32(depth), key: len(w.nextKeys), ksize: uint32(ksize)})
+			w.nextKeys = grow(w.nextKeys, int(ksize))
+			w.nextKeys = append(w.nextKeys, e[pos:pos+ksize]...)
 		case leafPage:
 			pos, ksize, vsize := uint64(binary.NativeEndian.Uint32(e[4:])), uint64(binary.NativeEndian.Uint32(e[8:])), uint64(binary.NativeEndian.Uint32(e[12:]))
 			if at+pos+ksize+vsize > uint64(len(buf)) {
@@ -424,7 +519,8 @@ func (w *pageWalker) elements(buf []byte, id uint64, depth int) {
 				return
 			}
 			if root := binary.NativeEndian.Uint64(v); root != 0 {
-				w.page(root, depth+1, nil)
+				w.next = grow(w.next, 1)
+				w.next = append(w.next, pageRef{id: root, depth: int32(depth) + 1, key: -1})
 			} else {
 				w.elements(v[bucketHeader:], id, depth+1)
 			}

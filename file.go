@@ -255,9 +255,14 @@ func probeFile(probe *bolt.DB) error {
 // error no recover reaches ("goroutine stack exceeds 1000000000-byte
 // limit", found by the hostile-files test: a Validate of a rotated-away
 // token revoked its family and deleted through a branch page pointing at
-// itself), and a cursor's First or Next loops for ever. It reads every
-// branch page, the root bucket's leaves, and the header of every other
-// leaf: less than pagesSound's walk, which reads every page whole.
+// itself), and a cursor's First or Next loops for ever. It checks every
+// branch page, the root bucket's leaves, and the header and first key of
+// every other leaf, where pagesSound's walk checks every page whole. Both
+// read the tree a level at a time, in page order, in runs of nearby
+// pages (pageWalker.walk): at 1M tokens (86,000 pages) that is a read of
+// most of the file, about 0.1 s with it in the page cache and close to a
+// sequential read cold (0.3-0.7 s), where a read per page in tree order
+// took 0.16 s and 3-6 s.
 func treeSound(bdb *bolt.DB) error {
 	return view(bdb, func(tx *bolt.Tx) error {
 		if p := walkPages(bdb.Path(), tx, true); len(p) > 0 {
