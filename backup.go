@@ -197,7 +197,7 @@ func Compact(path string, opts *Options) (before, after int64, err error) {
 	if err != nil {
 		return 0, 0, wrap("compact", err)
 	}
-	if st, err := os.Stat(real); err == nil && hardLinks(st) > 1 {
+	if st, err := os.Stat(real); err == nil && st.Mode().IsRegular() && hardLinks(st) > 1 {
 		// The rename would give this name a new file and leave the
 		// other names on the old one: two stores where there was one.
 		return 0, 0, wrap("compact", fmt.Errorf("%w: %s has %d hard links; compacting would leave the other names on the old, uncompacted file (remove them, or compact a copy and copy it back with the application stopped)", fs.ErrInvalid, real, hardLinks(st)))
