@@ -225,25 +225,37 @@ func TestCheck_FamilyEntries(t *testing.T) {
 	assert.Len(t, problems, 2, all)
 }
 
-// The successor is HMAC-derived: the same for the same token and key,
-// different for another token or key, and a well-formed token.
+// The successor is HMAC-derived: the same for the same token, time and
+// key, different for another token or key, a well-formed token carrying
+// the time, and found again from the time its hash carries.
 func TestSuccessorOf(t *testing.T) {
 	e := newFamEnv(t)
 	a, _ := e.issue()
-	b, hb := e.db.successorOf(a)
-	b2, _ := e.db.successorOf(a)
+	at := e.db.nowMs()
+	b, hb := e.db.successorOf(a, at)
+	b2, _ := e.db.successorOf(a, at)
 	assert.Equal(t, b, b2)
 	h, err := e.db.format.Parse(b)
 	require.NoError(t, err, "it parses like any token")
 	assert.Equal(t, hb, h)
+	assert.Equal(t, at, hashMs(hb), "its hash starts with the time")
+	again, ok := e.db.format.Rederive(e.db.rotationKey, a, hb)
+	assert.True(t, ok)
+	assert.Equal(t, b, again, "derived again from the hash's time")
+	later, _ := e.db.successorOf(a, at+1)
+	assert.NotEqual(t, b, later, "another time, another successor")
 	c, _ := e.issue()
-	other, _ := e.db.successorOf(c)
+	other, _ := e.db.successorOf(c, at)
 	assert.NotEqual(t, b, other)
+	_, ok = e.db.format.Rederive(e.db.rotationKey, c, hb)
+	assert.False(t, ok, "not c's successor")
 	saved := e.db.rotationKey
 	e.db.rotationKey = newRotationKey()
-	moved, _ := e.db.successorOf(a)
+	moved, _ := e.db.successorOf(a, at)
+	_, ok = e.db.format.Rederive(e.db.rotationKey, a, hb)
 	e.db.rotationKey = saved
 	assert.NotEqual(t, b, moved, "only the file's key derives it")
+	assert.False(t, ok, "a changed key is told")
 	assert.Len(t, saved, rotationKeyLen)
 	assert.Equal(t, saved, e.raw(bucketMeta, metaRotationKey))
 }

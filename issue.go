@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/google/uuid"
 	bolt "go.etcd.io/bbolt"
@@ -50,8 +51,8 @@ func (db *DB) newRecord(subject string, p Policy, meta map[string]string) (strin
 	if err != nil {
 		return "", Hash{}, record{}, wrap("new id", err)
 	}
-	token, h := db.format.Generate()
 	now := db.nowMs()
+	token, h := db.format.GenerateAt(time.UnixMilli(now)) // the store's clock: tests inject one
 	rec := record{id: id, subject: subject, created: now, lastUsed: now, policy: p, meta: meta}
 	rec.filed = rec.deadline() // exact now; a lower bound once the token is used
 	return token, h, rec, nil

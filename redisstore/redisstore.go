@@ -359,6 +359,16 @@ func (s *Store) nowArg() string {
 	return strconv.FormatInt(s.now().UnixMilli(), 10)
 }
 
+// clock is the issue time a new token carries (tokenstore.Hash): Options.Now,
+// else this instance's clock. Only the token's key order and what its
+// holder reads from it follow it; deadlines come from nowArg.
+func (s *Store) clock() time.Time {
+	if s.now == nil {
+		return time.Now()
+	}
+	return s.now()
+}
+
 func (s *Store) recordKey(h tokenstore.Hash) string {
 	return s.prefix + "t:" + hex.EncodeToString(h[:])
 }
@@ -387,7 +397,7 @@ func (s *Store) Issue(ctx context.Context, subject string, opts ...tokenstore.Is
 	if err != nil {
 		return "", tokenstore.Info{}, wrap("issue: new id", err)
 	}
-	token, h := s.format.Generate()
+	token, h := s.format.GenerateAt(s.clock())
 	kind, ttl, maxLife := encodePolicy(p.Policy)
 	args := make([]any, 0, 9+2*len(p.Metadata))
 	args = append(args, s.nowArg(), s.prefix, s.keep, s.limit, id.String(), subject, kind, ttl, maxLife)
