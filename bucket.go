@@ -13,13 +13,18 @@ import (
 
 // The file holds five buckets (schema 2), and the three of token families
 // (family.go, tombstone.go) that a writable Open adds when missing. Tokens
-// are never stored: records are keyed by the SHA-256 of the token, and
-// every index leads back to that hash through the token's id.
+// are never stored: records are keyed by the token's Hash, and every index
+// leads back to that hash through the token's id. A Hash starts with the
+// token's issue time (6 bytes of ms, then 26 of its SHA-256: token.go), so
+// records of tokens issued together are neighbours, in few leaves, and a
+// new record lands at the tree's right edge; a token issued before tokens
+// carried a time is keyed by its SHA-256, anywhere in the tree (files
+// keep such records as they are: no schema change).
 //
 //	meta     "app" → "github.com/tokenstore/tokenstore", "schema" → uint32, "count" → uint64 tokens,
 //	         "usedmax" → uint64 ms ≥ every stored last use, "sweeping" while a sweep is half done,
 //	         "rotationkey" → 32 random bytes (the HMAC key of successors: rotate.go)
-//	tokens   hash(32) → record (written once, at issue: a use never rewrites it)
+//	tokens   hash(32: issue ms(6) ‖ SHA-256[:26]) → record (written once, at issue: a use never rewrites it)
 //	ids      id(16) → hash prefix(16) ‖ last use(8, ms) ‖ filed deadline(8, ms) ‖ CRC32(4) of id and all that
 //	subjects subject ‖ 0x00 ‖ id(16) → ""   (UUIDv7 ids: a prefix scan is oldest first)
 //	expiry   filed deadline(8, ms, order-preserving) ‖ id(16) → ""
@@ -198,8 +203,9 @@ func decodeIDValue(id, v []byte) (idEntry, error) {
 }
 
 // recordOf finds the record an ids entry of id points at: the tokens key
-// that starts with its prefix (and, should two share those 128 bits, a
-// 2^-128 chance a pair, the one whose record has id). It returns the key
+// that starts with its prefix (and, should two share those 128 bits, the
+// one whose record has id: for tokens of one millisecond, 80 of those bits
+// are the SHA-256's, a 2^-80 chance a pair). It returns the key
 // and the record's bytes, or nil when there is none. A record whose id
 // bytes are damaged is still found: its checksum tells the damage.
 func recordOf(tokens *bolt.Bucket, id []byte, e *idEntry) (Hash, []byte) {
