@@ -15,8 +15,8 @@ import (
 
 // FuzzParse feeds the token parser arbitrary strings, for the default
 // prefix and a longer one. Parse must never panic; it accepts exactly the
-// strings of the format's length and prefix whose checksum holds, returns
-// their SHA-256, and refuses the rest as ErrMalformed — a string of the
+// strings of the format's length and prefix whose checksum holds (of
+// either version), returns their hash, and refuses the rest as ErrMalformed — a string of the
 // wrong length on its length alone, before any hashing — with an error
 // that never repeats the input. Seeds: testdata/fuzz/FuzzParse.
 //

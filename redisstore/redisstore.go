@@ -25,7 +25,7 @@
 // # Keys
 //
 // Under Options.KeyPrefix (P, default "tokenstore:"), for a token whose
-// SHA-256 is H (64 hex digits) and whose ID is I:
+// [tokenstore.Hash] is H (64 hex digits) and whose ID is I:
 //
 //	P t:H          hash: id, sub, c (created ms), u (last use ms), pol (a|s), ttl, max (ms), m:<key> per metadata entry;
 //	               made by Rotate, also f (family ID), b (the family's birth ms), g (grace end, until first used)
