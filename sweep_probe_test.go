@@ -132,8 +132,10 @@ func (r *passRecorder) Handle(_ context.Context, rec slog.Record) error {
 		name := "?"
 		rec.Attrs(func(a slog.Attr) bool {
 			switch a.Key {
-			case "pass":
-				name = a.Value.String()
+			case "pass": // sweepsize.go's order
+				if i := a.Value.Int64(); i >= 0 && i < 4 {
+					name = fmt.Sprintf("%d-%s", i, []string{"subjects", "records", "ids", "expiry"}[i])
+				}
 			case "took":
 				s.took = a.Value.Duration()
 			case "io":
