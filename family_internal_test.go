@@ -431,3 +431,27 @@ func TestSweep_DamagedTombstoneReportedWhenCutShort(t *testing.T) {
 	require.NoError(t, err, "reported once")
 	assert.Equal(t, 3, n, "the sweep finished: the two successors and the third token")
 }
+
+// A retry within the grace re-derives the successor from the time its
+// hash in the tombstone carries, minutes after the rotation; under a
+// rotation key changed since, it cannot, and says so (ErrCorrupt) rather
+// than hand out another token.
+func TestRotate_GraceRetryRederives(t *testing.T) {
+	e := newFamEnv(t)
+	a, _ := e.issue()
+	e.advance(time.Second)
+	b, bInfo := e.rotate(a, WithGrace(5*time.Minute))
+	for range 3 {
+		e.advance(time.Minute)
+		again, info := e.rotate(a, WithGrace(5*time.Minute))
+		require.Equal(t, b, again, "the same successor")
+		require.Equal(t, bInfo.ID, info.ID)
+	}
+	e.db.rotationKey = newRotationKey()
+	_, _, err := e.db.Rotate(t.Context(), a, WithGrace(5*time.Minute))
+	require.ErrorIs(t, err, ErrCorrupt)
+	assert.Contains(t, err.Error(), "rotation key changed")
+	assert.NotContains(t, err.Error(), a)
+	_, err = e.db.Validate(t.Context(), b)
+	require.NoError(t, err, "the successor is intact")
+}
