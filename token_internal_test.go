@@ -234,3 +234,18 @@ func TestOldFormatTokenAlongsideNew(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, problems)
 }
+
+// The cache's shards spread tokens of one millisecond: a hash's first
+// bytes are the issue time, the same for all of them.
+func TestCache_ShardsSpreadOneMillisecond(t *testing.T) {
+	f, err := NewFormat("")
+	require.NoError(t, err)
+	c := newCache(0)
+	at := time.UnixMilli(1_900_000_000_000)
+	used := map[int]int{}
+	for range 64 * 20 {
+		_, h := f.GenerateAt(at)
+		used[c.shardIndex(h)]++
+	}
+	assert.Len(t, used, cacheShards, "every shard takes some of 1,280 tokens of one millisecond")
+}
