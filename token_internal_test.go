@@ -249,3 +249,70 @@ func TestCache_ShardsSpreadOneMillisecond(t *testing.T) {
 	}
 	assert.Len(t, used, cacheShards, "every shard takes some of 1,280 tokens of one millisecond")
 }
+
+// The tokens bucket packs its pages while tokens arrive in issue-time
+// order (appendFill) and keeps bbolt's default fill in a transaction that
+// inserts among its keys: packed pages split by random inserts leave the
+// file far larger (putToken).
+func TestTokensFill_ByArrivalOrder(t *testing.T) {
+	for _, inOrder := range []bool{true, false} {
+		path := filepath.Join(t.TempDir(), "t.db")
+		ms := int64(1_900_000_000_000)
+		db, err := Open(path, &Options{SweepInterval: -1, Now: func() time.Time { return time.UnixMilli(ms) }})
+		require.NoError(t, err)
+		reqs := make([]IssueRequest, 250)
+		for i := range reqs {
+			reqs[i] = IssueRequest{Subject: "user"}
+		}
+		for range 40 {
+			_, err := db.IssueBatch(t.Context(), reqs)
+			require.NoError(t, err)
+			if inOrder {
+				ms++
+			}
+		}
+		var fill float64
+		var st bolt.BucketStats
+		require.NoError(t, db.bolt.View(func(tx *bolt.Tx) error {
+			st = tx.Bucket(bucketTokens).Stats()
+			return nil
+		}))
+		fill = float64(st.LeafInuse) / float64(st.LeafPageN*db.bolt.Info().PageSize)
+		require.NoError(t, db.Close())
+		if inOrder {
+			assert.Greater(t, fill, 0.9, "10,000 tokens in time order: leaves packed (%d leaves)", st.LeafPageN)
+		} else {
+			assert.Less(t, fill, 0.8, "random order: bbolt's default fill (%d leaves)", st.LeafPageN)
+			assert.Greater(t, fill, 0.5, "random order: not split into slivers (%d leaves)", st.LeafPageN)
+		}
+		t.Logf("in order %v: %d leaves, %.0f%% full", inOrder, st.LeafPageN, 100*fill)
+	}
+}
+
+// putToken keeps appendFill for appends and falls back to the default
+// from the first key that is not one, for the rest of the transaction.
+func TestPutToken_Fill(t *testing.T) {
+	bdb, err := bolt.Open(filepath.Join(t.TempDir(), "b.db"), 0o600, nil)
+	require.NoError(t, err)
+	defer bdb.Close()
+	require.NoError(t, bdb.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket(bucketTokens)
+		require.NoError(t, err)
+		tune(tx)
+		fill := b.FillPercent
+		require.Equal(t, appendFill(bdb.Info().PageSize), fill)
+		require.NoError(t, putToken(b, []byte{2}, nil))
+		require.NoError(t, putToken(b, []byte{3}, nil))
+		assert.Equal(t, fill, b.FillPercent, "appends")
+		require.NoError(t, putToken(b, []byte{1}, nil))
+		assert.Equal(t, bolt.DefaultFillPercent, b.FillPercent, "an insert among the keys")
+		require.NoError(t, putToken(b, []byte{4}, nil))
+		assert.Equal(t, bolt.DefaultFillPercent, b.FillPercent, "for the rest of the transaction")
+		return nil
+	}))
+	require.NoError(t, bdb.Update(func(tx *bolt.Tx) error {
+		tune(tx)
+		assert.Equal(t, appendFill(bdb.Info().PageSize), tx.Bucket(bucketTokens).FillPercent, "each transaction starts packed")
+		return nil
+	}))
+}
