@@ -70,8 +70,10 @@ func newCache(size int) *cache {
 
 func (c *cache) shard(h Hash) *shard { return &c.shards[c.shardIndex(h)] }
 
+// shardIndex reads the hash's last bytes: its first are the issue time of
+// a new-format token (Hash), the same for every token of a millisecond.
 func (c *cache) shardIndex(h Hash) int {
-	return int(binary.LittleEndian.Uint64(h[:8]) % cacheShards)
+	return int(binary.LittleEndian.Uint64(h[len(h)-8:]) % cacheShards)
 }
 
 // evictProbes bounds the entries insertLocked looks at to find a clean one

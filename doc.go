@@ -28,11 +28,12 @@
 //
 // # What is stored
 //
-// Never a token: records are keyed by the SHA-256 of the token, so a copy of
-// the file, a backup or a log of it grants nothing. Tokens are
-// "<prefix>_<body>" with 256 random bits and a CRC32 checksum: a mistyped or
-// foreign token is refused as [ErrMalformed] without reading the file.
-// Errors and logs never contain a token.
+// Never a token: records are keyed by the token's [Hash] (its issue time
+// and SHA-256), so a copy of the file, a backup or a log of it grants
+// nothing. Tokens are "<prefix>_<body>": the issue time (8 characters of
+// Unix ms, so a token reveals when it was issued), 208 random bits and a
+// CRC32 checksum: a mistyped or foreign token is refused as [ErrMalformed]
+// without reading the file. Errors and logs never contain a token.
 //
 // # Guarantees
 //

@@ -225,25 +225,37 @@ func TestCheck_FamilyEntries(t *testing.T) {
 	assert.Len(t, problems, 2, all)
 }
 
-// The successor is HMAC-derived: the same for the same token and key,
-// different for another token or key, and a well-formed token.
+// The successor is HMAC-derived: the same for the same token, time and
+// key, different for another token or key, a well-formed token carrying
+// the time, and found again from the time its hash carries.
 func TestSuccessorOf(t *testing.T) {
 	e := newFamEnv(t)
 	a, _ := e.issue()
-	b, hb := e.db.successorOf(a)
-	b2, _ := e.db.successorOf(a)
+	at := e.db.nowMs()
+	b, hb := e.db.successorOf(a, at)
+	b2, _ := e.db.successorOf(a, at)
 	assert.Equal(t, b, b2)
 	h, err := e.db.format.Parse(b)
 	require.NoError(t, err, "it parses like any token")
 	assert.Equal(t, hb, h)
+	assert.Equal(t, at, hashMs(hb), "its hash starts with the time")
+	again, ok := e.db.format.Rederive(e.db.rotationKey, a, hb)
+	assert.True(t, ok)
+	assert.Equal(t, b, again, "derived again from the hash's time")
+	later, _ := e.db.successorOf(a, at+1)
+	assert.NotEqual(t, b, later, "another time, another successor")
 	c, _ := e.issue()
-	other, _ := e.db.successorOf(c)
+	other, _ := e.db.successorOf(c, at)
 	assert.NotEqual(t, b, other)
+	_, ok = e.db.format.Rederive(e.db.rotationKey, c, hb)
+	assert.False(t, ok, "not c's successor")
 	saved := e.db.rotationKey
 	e.db.rotationKey = newRotationKey()
-	moved, _ := e.db.successorOf(a)
+	moved, _ := e.db.successorOf(a, at)
+	_, ok = e.db.format.Rederive(e.db.rotationKey, a, hb)
 	e.db.rotationKey = saved
 	assert.NotEqual(t, b, moved, "only the file's key derives it")
+	assert.False(t, ok, "a changed key is told")
 	assert.Len(t, saved, rotationKeyLen)
 	assert.Equal(t, saved, e.raw(bucketMeta, metaRotationKey))
 }
@@ -418,4 +430,28 @@ func TestSweep_DamagedTombstoneReportedWhenCutShort(t *testing.T) {
 	n, err := db.Sweep(ctx)
 	require.NoError(t, err, "reported once")
 	assert.Equal(t, 3, n, "the sweep finished: the two successors and the third token")
+}
+
+// A retry within the grace re-derives the successor from the time its
+// hash in the tombstone carries, minutes after the rotation; under a
+// rotation key changed since, it cannot, and says so (ErrCorrupt) rather
+// than hand out another token.
+func TestRotate_GraceRetryRederives(t *testing.T) {
+	e := newFamEnv(t)
+	a, _ := e.issue()
+	e.advance(time.Second)
+	b, bInfo := e.rotate(a, WithGrace(5*time.Minute))
+	for range 3 {
+		e.advance(time.Minute)
+		again, info := e.rotate(a, WithGrace(5*time.Minute))
+		require.Equal(t, b, again, "the same successor")
+		require.Equal(t, bInfo.ID, info.ID)
+	}
+	e.db.rotationKey = newRotationKey()
+	_, _, err := e.db.Rotate(t.Context(), a, WithGrace(5*time.Minute))
+	require.ErrorIs(t, err, ErrCorrupt)
+	assert.Contains(t, err.Error(), "rotation key changed")
+	assert.NotContains(t, err.Error(), a)
+	_, err = e.db.Validate(t.Context(), b)
+	require.NoError(t, err, "the successor is intact")
 }

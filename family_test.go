@@ -7,7 +7,6 @@ package tokenstore_test
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -350,9 +349,12 @@ func TestFamily_ReuseLog(t *testing.T) {
 	_, _, err = db.Rotate(ctx, a)
 	errs = append(errs, err)
 	secrets := []string{a, b, c}
+	format, err := tokenstore.NewFormat(o.Prefix)
+	require.NoError(t, err)
 	for _, s := range []string{a, b, c} {
-		h := sha256.Sum256([]byte(s))
-		secrets = append(secrets, hex.EncodeToString(h[:]), hex.EncodeToString(h[:6]))
+		h, err := format.Parse(s)
+		require.NoError(t, err)
+		secrets = append(secrets, hex.EncodeToString(h[:]), hex.EncodeToString(h[:6]), hex.EncodeToString(h[6:12]))
 	}
 	for i, err := range errs {
 		require.ErrorIs(t, err, tokenstore.ErrReused, "call %d", i)

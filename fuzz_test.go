@@ -15,8 +15,8 @@ import (
 
 // FuzzParse feeds the token parser arbitrary strings, for the default
 // prefix and a longer one. Parse must never panic; it accepts exactly the
-// strings of the format's length and prefix whose checksum holds, returns
-// their SHA-256, and refuses the rest as ErrMalformed — a string of the
+// strings of the format's length and prefix whose checksum holds (of
+// either version), returns their hash, and refuses the rest as ErrMalformed — a string of the
 // wrong length on its length alone, before any hashing — with an error
 // that never repeats the input. Seeds: testdata/fuzz/FuzzParse.
 //
@@ -50,7 +50,18 @@ func FuzzParse(f *testing.F) {
 			}
 			require.Len(t, s, format.Len())
 			require.True(t, strings.HasPrefix(s, format.Prefix()+"_"))
-			require.Equal(t, sha256.Sum256([]byte(s)), [32]byte(h))
+			// The hash: the SHA-256 for a token without a time (its
+			// checksum a plain CRC32), else the time it carries and the
+			// SHA-256's first 26 bytes.
+			sum := sha256.Sum256([]byte(s))
+			if h != tokenstore.Hash(sum) {
+				require.Equal(t, sum[:26], h[6:], "the SHA-256 after the time")
+				var ms int64
+				for _, c := range s[len(format.Prefix())+1:][:8] {
+					ms = ms*62 + int64(strings.IndexRune(base62, c))
+				}
+				require.Equal(t, ms, int64(h[0])<<40|int64(h[1])<<32|int64(h[2])<<24|int64(h[3])<<16|int64(h[4])<<8|int64(h[5]), "the time the token's first characters carry")
+			}
 			// A typo in a valid token is caught offline: the checksum
 			// refuses every one-character change.
 			for i := len(format.Prefix()) + 1; i < len(s); i++ {
@@ -65,6 +76,8 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 func fuzzFormat(t testing.TB, prefix string) tokenstore.Format {
 	f, err := tokenstore.NewFormat(prefix)

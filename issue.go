@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/google/uuid"
 	bolt "go.etcd.io/bbolt"
@@ -50,8 +51,8 @@ func (db *DB) newRecord(subject string, p Policy, meta map[string]string) (strin
 	if err != nil {
 		return "", Hash{}, record{}, wrap("new id", err)
 	}
-	token, h := db.format.Generate()
 	now := db.nowMs()
+	token, h := db.format.GenerateAt(time.UnixMilli(now)) // the store's clock: tests inject one
 	rec := record{id: id, subject: subject, created: now, lastUsed: now, policy: p, meta: meta}
 	rec.filed = rec.deadline() // exact now; a lower bound once the token is used
 	return token, h, rec, nil
@@ -167,8 +168,12 @@ func (db *DB) IssueBatch(ctx context.Context, reqs []IssueRequest) ([]Issued, er
 		}
 		for i, p := range puts {
 			b := tx.Bucket(entryBucket[i])
+			put := b.Put
+			if i == inTokens {
+				put = func(k, v []byte) error { return putToken(b, k, v) }
+			}
 			for _, e := range p {
-				if err := b.Put(e.k, e.v); err != nil {
+				if err := put(e.k, e.v); err != nil {
 					return err
 				}
 			}

@@ -8,7 +8,7 @@ import (
 )
 
 // errHashCollision is a new token whose hash the file already holds:
-// 2^-128 per pair, so a broken random source.
+// 2^-208 per pair of tokens of one millisecond, so a broken random source.
 var errHashCollision = errors.New("tokenstore: token hash collision (is the random source broken?)")
 
 // putRecord writes a new record and its index entries.
@@ -18,6 +18,10 @@ func putRecord(tx *bolt.Tx, h Hash, rec *record) error {
 	}
 	var errs []error
 	for b, e := range rec.indexEntries(h) {
+		if b == inTokens {
+			errs = append(errs, putToken(tx.Bucket(bucketTokens), e.k, e.v))
+			continue
+		}
 		errs = append(errs, tx.Bucket(entryBucket[b]).Put(e.k, e.v))
 	}
 	return errors.Join(append(errs, putFamilyEntry(tx, rec), addCount(tx, 1))...)

@@ -116,7 +116,10 @@ func (db *DB) Rotate(ctx context.Context, token string, opts ...RotateOption) (s
 	if err != nil {
 		return "", Info{}, err
 	}
-	newToken, h := db.successorOf(token)
+	var (
+		newToken string
+		h        Hash
+	)
 	newID, err := uuid.NewV7()
 	if err != nil {
 		return "", Info{}, wrap("rotate", err)
@@ -148,9 +151,11 @@ func (db *DB) Rotate(ctx context.Context, token string, opts ...RotateOption) (s
 			succ, err := db.graceOpen(tx, &t, now)
 			switch {
 			case err == nil:
-				if t.successor != h {
+				next, ok := db.format.Rederive(db.rotationKey, token, t.successor)
+				if !ok {
 					return refuse(fmt.Errorf("%w: the tombstone of token %s names another successor (was the rotation key changed?)", ErrCorrupt, t.id))
 				}
+				newToken, h = next, t.successor
 				rec = succ
 				outcome = inGrace
 				return refuse(errGraceAnswer) // nothing written
@@ -170,6 +175,7 @@ func (db *DB) Rotate(ctx context.Context, token string, opts ...RotateOption) (s
 		if now >= deadline {
 			return refuse(ErrExpired)
 		}
+		newToken, h = db.successorOf(token, now)
 		rec = record{id: newID, subject: prev.subject, created: now, lastUsed: now,
 			policy: prev.policy, meta: prev.meta, family: prev.familyID(), born: prev.birth()}
 		if p.NewFamily {
@@ -354,10 +360,11 @@ func newRotationKey() []byte {
 	return k
 }
 
-// successorOf derives the successor of token under the file's rotation
-// key (Format.Derive): only token's holder (and the file's) can compute
-// it, which is what makes a repeated Rotate within the grace return the
-// same successor though the store keeps only hashes.
-func (db *DB) successorOf(token string) (string, Hash) {
-	return db.format.Derive(db.rotationKey, token)
+// successorOf derives the successor of token issued at now (Unix ms)
+// under the file's rotation key (Format.Derive): only token's holder (and
+// the file's) can compute it, which is what makes a repeated Rotate within
+// the grace return the same successor (Format.Rederive, with the time its
+// hash in the tombstone carries) though the store keeps only hashes.
+func (db *DB) successorOf(token string, now int64) (string, Hash) {
+	return db.format.Derive(db.rotationKey, token, time.UnixMilli(now))
 }

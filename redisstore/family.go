@@ -81,7 +81,7 @@ func (s *Store) Rotate(ctx context.Context, token string, opts ...tokenstore.Rot
 			}
 			sum = keySum(k)
 		} else {
-			newToken, h = s.format.Generate()
+			newToken, h = s.format.GenerateAt(s.clock())
 		}
 		res, err = s.run(ctx, rotateScript, []string{s.recordKey(old), s.recordKey(h), s.rotationKeyName()},
 			s.nowArg(), s.prefix, s.keep, id.String(), p.Grace.Milliseconds(), newFamily, sum).Slice()
@@ -114,14 +114,22 @@ func (s *Store) Rotate(ctx context.Context, token string, opts ...tokenstore.Rot
 		// with the rotation key Redis held then. This instance may have
 		// read another before (the key deleted and made again since):
 		// a mismatch reads it again once.
-		next, _ := res[3].(string)
+		// Re-derive it from this token, the time the stored successor's
+		// hash carries and the key: that finds the same token, unless the
+		// key changed since.
+		var stored tokenstore.Hash
+		if next, _ := res[3].(string); hex.DecodedLen(len(next)) != len(stored) {
+			return "", tokenstore.Info{}, wrap("rotate", errReply)
+		} else if _, err := hex.Decode(stored[:], []byte(next)); err != nil {
+			return "", tokenstore.Info{}, wrap("rotate", errReply)
+		}
 		for i := 0; ; i++ {
-			if p.Grace == 0 || i > 0 {
-				if newToken, h, _, err = s.successor(ctx, token); err != nil {
-					return "", tokenstore.Info{}, wrap("rotate", err)
-				}
+			k, err := s.secret(ctx)
+			if err != nil {
+				return "", tokenstore.Info{}, wrap("rotate", err)
 			}
-			if next == hex.EncodeToString(h[:]) {
+			if next, ok := s.format.Rederive(k, token, stored); ok {
+				newToken = next
 				break
 			}
 			if i > 0 {
@@ -301,6 +309,6 @@ func (s *Store) successor(ctx context.Context, token string) (string, tokenstore
 	if err != nil {
 		return "", tokenstore.Hash{}, nil, err
 	}
-	next, h := s.format.Derive(k, token)
+	next, h := s.format.Derive(k, token, s.clock())
 	return next, h, k, nil
 }

@@ -120,6 +120,7 @@ func TestFamily_RotationKeyReplaced(t *testing.T) {
 	require.NoError(t, err)
 	b1, _, err := fresh.Rotate(ctx, a1, tokenstore.WithGrace(time.Minute))
 	require.NoError(t, err)
+	clk.Advance(time.Second) // the retry re-derives with the time the stored successor carries
 	again, _, err := old.Rotate(ctx, a1, tokenstore.WithGrace(time.Minute))
 	require.NoError(t, err, "a retry on the older instance of a Rotate made on the newer")
 	require.Equal(t, b1, again)
@@ -128,6 +129,7 @@ func TestFamily_RotationKeyReplaced(t *testing.T) {
 	require.NoError(t, err)
 	b2, _, err := old.Rotate(ctx, a2, tokenstore.WithGrace(time.Minute))
 	require.NoError(t, err)
+	clk.Advance(time.Second)
 	again, _, err = fresh.Rotate(ctx, a2, tokenstore.WithGrace(time.Minute))
 	require.NoError(t, err, "a retry on the newer instance of a Rotate made on the older")
 	require.Equal(t, b2, again)

@@ -3,7 +3,6 @@ package redisstore_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"log/slog"
 	"strconv"
@@ -19,7 +18,14 @@ import (
 )
 
 func hashHex(token string) string {
-	h := sha256.Sum256([]byte(token))
+	f, err := tokenstore.NewFormat("")
+	if err != nil {
+		panic(err)
+	}
+	h, err := f.Parse(token)
+	if err != nil {
+		panic(err)
+	}
 	return hex.EncodeToString(h[:])
 }
 

@@ -25,7 +25,7 @@
 // # Keys
 //
 // Under Options.KeyPrefix (P, default "tokenstore:"), for a token whose
-// SHA-256 is H (64 hex digits) and whose ID is I:
+// [tokenstore.Hash] is H (64 hex digits) and whose ID is I:
 //
 //	P t:H          hash: id, sub, c (created ms), u (last use ms), pol (a|s), ttl, max (ms), m:<key> per metadata entry;
 //	               made by Rotate, also f (family ID), b (the family's birth ms), g (grace end, until first used)
@@ -359,6 +359,16 @@ func (s *Store) nowArg() string {
 	return strconv.FormatInt(s.now().UnixMilli(), 10)
 }
 
+// clock is the issue time a new token carries (tokenstore.Hash): Options.Now,
+// else this instance's clock. Only the token's key order and what its
+// holder reads from it follow it; deadlines come from nowArg.
+func (s *Store) clock() time.Time {
+	if s.now == nil {
+		return time.Now()
+	}
+	return s.now()
+}
+
 func (s *Store) recordKey(h tokenstore.Hash) string {
 	return s.prefix + "t:" + hex.EncodeToString(h[:])
 }
@@ -387,7 +397,7 @@ func (s *Store) Issue(ctx context.Context, subject string, opts ...tokenstore.Is
 	if err != nil {
 		return "", tokenstore.Info{}, wrap("issue: new id", err)
 	}
-	token, h := s.format.Generate()
+	token, h := s.format.GenerateAt(s.clock())
 	kind, ttl, maxLife := encodePolicy(p.Policy)
 	args := make([]any, 0, 9+2*len(p.Metadata))
 	args = append(args, s.nowArg(), s.prefix, s.keep, s.limit, id.String(), subject, kind, ttl, maxLife)

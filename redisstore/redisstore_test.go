@@ -2,8 +2,6 @@ package redisstore_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -79,8 +77,7 @@ func pair(t *testing.T, o redisstore.Options) (a, b *redisstore.Store) {
 }
 
 func recordKey(prefix, token string) string {
-	h := sha256.Sum256([]byte(token))
-	return prefix + "t:" + hex.EncodeToString(h[:])
+	return prefix + "t:" + hashHex(token)
 }
 
 func TestStore_TwoInstances(t *testing.T) {

@@ -377,7 +377,7 @@ func (w *worker) run(ctx context.Context, db *tokenstore.DB, seed uint64, stop *
 }
 
 // floorBucket is the bucket tokenstore keeps its records in, keyed by the
-// token's SHA-256: the floor reads it as Validate's cache miss does.
+// token's Hash (format.Parse): the floor reads it as Validate's cache miss does.
 var floorBucket = []byte("tokens")
 
 // runFloor measures the bare bbolt read floor of the file: View+Get of a

@@ -1,0 +1,159 @@
+package tokenstore_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tokenstore/tokenstore"
+)
+
+// TestSweepProbe times the sweep of issue 10's workload on a copy of a
+// token file: 100,000 tokens issued with Absolute(1s) by 10,000-token
+// IssueBatch calls, the clock advanced 2 s, one Sweep; it logs each pass
+// (transactions, time, bbolt's write time, bytes written), the scans,
+// and the file's size per token. It is a measuring tool, not a test of
+// the default run: it runs only when TOKENSTORE_SWEEP_PROBE names a file
+// (a fixture BenchmarkStore kept: TOKENSTORE_BENCH_KEEP), which it copies
+// and never writes to.
+//
+//	TOKENSTORE_SWEEP_PROBE=/tmp/keep/fixture-issued-1000000.db go test -run '^TestSweepProbe$' -v .
+func TestSweepProbe(t *testing.T) {
+	src := os.Getenv("TOKENSTORE_SWEEP_PROBE")
+	if src == "" {
+		t.Skip("set TOKENSTORE_SWEEP_PROBE to a token file to probe")
+	}
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "probe.db")
+	probeCopy(t, src, path)
+	var mu sync.Mutex
+	now := time.Now().Add(time.Hour).Truncate(time.Millisecond) // after the fixture's frozen instant
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	rec := &passRecorder{passes: map[string]*passStats{}}
+	db, err := tokenstore.Open(path, &tokenstore.Options{SweepInterval: -1, Now: clock, Logger: slog.New(rec)})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	before, err := os.Stat(path)
+	require.NoError(t, err)
+
+	const n, batch = 100_000, 10_000
+	reqs := make([]tokenstore.IssueRequest, batch)
+	start := time.Now()
+	for i := 0; i < n; i += batch {
+		for j := range reqs {
+			reqs[j] = tokenstore.IssueRequest{Subject: fmt.Sprintf("probe-%06d", (i+j)/4), Policy: tokenstore.Absolute(time.Second)}
+		}
+		_, err := db.IssueBatch(ctx, reqs)
+		require.NoError(t, err)
+	}
+	issued := time.Since(start)
+	mu.Lock()
+	now = now.Add(2 * time.Second)
+	mu.Unlock()
+	rec.reset()
+	start = time.Now()
+	swept, err := db.Sweep(ctx)
+	took := time.Since(start)
+	require.NoError(t, err)
+	require.Equal(t, n, swept)
+	after, err := os.Stat(path)
+	require.NoError(t, err)
+	t.Logf("file %s: %d bytes before the probe (%.0f bytes per token of the fixture), %d after", src, before.Size(), float64(before.Size())/1e6, after.Size())
+	t.Logf("issued %d tokens in %d IssueBatch calls in %s", n, n/batch, issued.Round(time.Millisecond))
+	t.Logf("sweep of %d tokens: %s; scans %s", swept, took.Round(time.Millisecond), rec.scan.Round(time.Millisecond))
+	names := make([]string, 0, len(rec.passes))
+	for name := range rec.passes {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		p := rec.passes[name]
+		t.Logf("pass %-10s %4d tx %8s (io %8s) %7.1f MB written", name, p.tx, p.took.Round(time.Millisecond), p.io.Round(time.Millisecond), float64(p.written)/1e6)
+	}
+}
+
+func probeCopy(t *testing.T, from, to string) {
+	src, err := os.Open(from)
+	require.NoError(t, err)
+	defer src.Close()
+	dst, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	require.NoError(t, err)
+	_, err = io.Copy(dst, src)
+	require.NoError(t, err)
+	require.NoError(t, dst.Sync())
+	require.NoError(t, dst.Close())
+}
+
+type passStats struct {
+	tx       int
+	took, io time.Duration
+	written  int64
+}
+
+// passRecorder is a slog.Handler summing the sweep's debug records by pass.
+type passRecorder struct {
+	mu     sync.Mutex
+	passes map[string]*passStats
+	scan   time.Duration
+}
+
+func (r *passRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *passRecorder) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *passRecorder) WithGroup(string) slog.Handler            { return r }
+
+func (r *passRecorder) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.passes, r.scan = map[string]*passStats{}, 0
+}
+
+func (r *passRecorder) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch rec.Message {
+	case "tokenstore: sweep scan":
+		rec.Attrs(func(a slog.Attr) bool {
+			if a.Key == "took" {
+				r.scan += a.Value.Duration()
+			}
+			return true
+		})
+	case "tokenstore: sweep transaction":
+		var s passStats
+		name := "?"
+		rec.Attrs(func(a slog.Attr) bool {
+			switch a.Key {
+			case "pass": // sweepsize.go's order
+				if i := a.Value.Int64(); i >= 0 && i < 4 {
+					name = fmt.Sprintf("%d-%s", i, []string{"subjects", "records", "ids", "expiry"}[i])
+				}
+			case "took":
+				s.took = a.Value.Duration()
+			case "io":
+				s.io = a.Value.Duration()
+			case "written":
+				s.written = a.Value.Int64()
+			}
+			return true
+		})
+		p := r.passes[name]
+		if p == nil {
+			p = &passStats{}
+			r.passes[name] = p
+		}
+		p.tx++
+		p.took += s.took
+		p.io += s.io
+		p.written += s.written
+	}
+	return nil
+}
