@@ -217,19 +217,28 @@ func checkPages(path string, tx *bolt.Tx) []string {
 // walkPages is checkPages, or with shape its cheaper form that treeSound
 // runs at every Open.
 func walkPages(path string, tx *bolt.Tx, shape bool) []string {
-	f, err := os.Open(path)
-	if err != nil {
-		return []string{fmt.Sprintf("pages: %v", err)}
-	}
-	defer f.Close()
+	return walkTree(path, tx, shape).problems
+}
+
+// walkTree is walkPages, returning its walker: its problems, and the pages
+// it reached (seen).
+func walkTree(path string, tx *bolt.Tx, shape bool) *pageWalker {
 	ps := uint64(tx.DB().Info().PageSize)
 	hwm := uint64(tx.Size()) / ps // Open checked the file holds that many pages
-	w := &pageWalker{f: f, pageSize: ps, hwm: hwm, seen: make([]uint64, (hwm+63)/64), shape: shape}
+	w := &pageWalker{pageSize: ps, hwm: hwm, seen: make([]uint64, (hwm+63)/64), shape: shape}
+	f, err := os.Open(path)
+	if err != nil {
+		w.problems = []string{fmt.Sprintf("pages: %v", err)}
+		return w
+	}
+	defer f.Close()
+	w.f = f
 	if p := checkMeta(f, ps); p != "" {
 		w.add("%s", p)
 	}
 	w.walk(uint64(tx.Cursor().Bucket().Root()))
-	return w.problems
+	w.f = nil
+	return w
 }
 
 // bbolt's meta page: after the page header, magic 4, version 4, page size
@@ -423,6 +432,15 @@ func (w *pageWalker) page(r pageRef) {
 	if id+n > w.hwm {
 		w.add("page %d: %d overflow pages run past the high-water mark %d", id, n-1, w.hwm)
 		return
+	}
+	// Its overflow pages are the tree's too: no other page may be one,
+	// nor may the freelist hold one (treeSound).
+	for o := id + 1; o < id+n; o++ {
+		if w.seen[o/64]&(1<<(o%64)) != 0 {
+			w.add("page %d: its overflow page %d is reached twice", id, o)
+			return
+		}
+		w.seen[o/64] |= 1 << (o % 64)
 	}
 	// Of a leaf that holds no bucket, the shape walk needs the first key
 	// alone: it reads no overflow page past it.
