@@ -508,6 +508,18 @@ func (w *pageWalker) elements(buf []byte, id uint64, depth int) {
 		w.add("page %d: %d elements do not fit", id, count)
 		return
 	}
+	// Checked whatever the count: bbolt's cursor does not look at it on
+	// its way down, and follows a branch page's first element slot even
+	// when the page has none (to the page itself: a First that never
+	// returns). bbolt writes no empty branch page.
+	switch {
+	case flags != branchPage && flags != leafPage:
+		w.add("page %d: neither a branch nor a leaf (flags %#x)", id, flags)
+		return
+	case flags == branchPage && count == 0:
+		w.add("page %d: a branch page with no elements", id)
+		return
+	}
 	for i := range count {
 		at := uint64(pageHeader + i*pageElement)
 		e := buf[at:]
@@ -542,9 +554,6 @@ func (w *pageWalker) elements(buf []byte, id uint64, depth int) {
 			} else {
 				w.elements(v[bucketHeader:], id, depth+1)
 			}
-		default:
-			w.add("page %d: neither a branch nor a leaf (flags %#x)", id, flags)
-			return
 		}
 	}
 }

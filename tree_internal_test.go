@@ -326,3 +326,75 @@ func TestCheckPages_ShortRunNamesTheUnreadPages(t *testing.T) {
 		return nil
 	}))
 }
+
+// A page of the tree with no elements carries no child for the walk to
+// follow, but bbolt's cursor does not look at the count on its way down:
+// a branch page of count 0 sends First (and a search) to the child its
+// first element slot still holds. Pointing at the page itself, that was a
+// Check that never returned, on a file Open had accepted. A page of the
+// tree that is neither a branch nor a leaf is refused whatever its count.
+func TestOpen_RefusesEmptyBranch(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base.db")
+	db, err := Open(base, &Options{SweepInterval: -1})
+	require.NoError(t, err)
+	reqs := make([]IssueRequest, 3000)
+	for i := range reqs {
+		reqs[i] = IssueRequest{Subject: fmt.Sprintf("user-%d", i)}
+	}
+	_, err = db.IssueBatch(ctx, reqs)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	clean, err := os.ReadFile(base)
+	require.NoError(t, err)
+	branches, _ := branchRoots(t, base)
+	br := branches["tokens"]
+	require.NotZero(t, br, "the tokens bucket's root is no branch page: issue more tokens")
+	bdb, err := bolt.Open(base, 0o600, &bolt.Options{ReadOnly: true})
+	require.NoError(t, err)
+	ps := uint64(bdb.Info().PageSize)
+	require.NoError(t, bdb.Close())
+
+	for _, c := range []struct {
+		name, want string
+		flags      uint16
+	}{
+		{"a branch", "a branch page with no elements", branchPage},
+		{"a freelist page", "neither a branch nor a leaf (flags 0x10)", 0x10},
+		{"flags 0x40", "neither a branch nor a leaf (flags 0x40)", 0x40},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := bytes.Clone(clean)
+			binary.NativeEndian.PutUint16(b[br*ps+8:], c.flags)
+			binary.NativeEndian.PutUint16(b[br*ps+10:], 0)
+			binary.NativeEndian.PutUint64(b[br*ps+pageHeader+8:], br) // element 0's child: the page itself
+			path := filepath.Join(dir, "damaged.db")
+			require.NoError(t, os.WriteFile(path, b, 0o600))
+			want := fmt.Sprintf("page %d: %s", br, c.want)
+
+			bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+			require.NoError(t, err)
+			require.NoError(t, bdb.View(func(tx *bolt.Tx) error {
+				for _, shape := range []bool{true, false} {
+					p := walkPages(path, tx, shape)
+					assert.True(t, slices.ContainsFunc(p, func(q string) bool { return strings.Contains(q, want) }), "shape %v: %q lacks %q", shape, p, want)
+				}
+				return nil
+			}))
+			require.NoError(t, bdb.Close())
+			for _, ro := range []bool{false, true} {
+				db, err := Open(path, &Options{SweepInterval: -1, ReadOnly: ro})
+				if err == nil {
+					_ = db.Close()
+				}
+				require.Error(t, err, "read-only %v", ro)
+				assert.True(t, errors.Is(err, ErrCorrupt), "read-only %v: %v", ro, err)
+				assert.Contains(t, err.Error(), want, "read-only %v", ro)
+			}
+			after, err := os.ReadFile(path)
+			require.NoError(t, err)
+			assert.True(t, bytes.Equal(b, after), "Open changed the file it refused")
+		})
+	}
+}
