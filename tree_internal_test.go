@@ -228,6 +228,9 @@ func TestOpen_RefusesDamagedPageInARun(t *testing.T) {
 		{"overflow past the high-water mark", fmt.Sprintf("%d overflow pages run past the high-water mark %d", 1<<30, hwm), leaf, func(b []byte) {
 			binary.NativeEndian.PutUint32(b[leaf*ps+12:], 1<<30)
 		}},
+		{"overflow over its neighbour", fmt.Sprintf("its overflow page %d is reached twice", next), leaf, func(b []byte) {
+			binary.NativeEndian.PutUint32(b[leaf*ps+12:], uint32(next-leaf))
+		}},
 		{"first key not its parent's", "its first key is not the key its parent gives it", leaf, func(b []byte) {
 			e := leaf*ps + pageHeader
 			pos, ksize := uint64(binary.NativeEndian.Uint32(b[e+4:])), uint64(binary.NativeEndian.Uint32(b[e+8:]))
