@@ -193,13 +193,14 @@ func (db *DB) checkSchema() (err error) {
 	})
 }
 
-// newestFreelist returns the freelist page of the newest valid meta page
-// of the file, and whether there is one. There is none when the writer ran
-// with NoFreelistSync and did not close cleanly: bbolt then rebuilds the
-// freelist by walking every page in a goroutine of its own, where a
-// damaged page is a fault that ends the process: such a file must pass
-// checkPages first.
-func newestFreelist(f *os.File, pageSize uint64) (id uint64, synced bool) {
+// newestMeta returns the freelist page and the high-water mark (the
+// count of pages in use) of the newest valid meta page of the file: the
+// one bbolt opens. synced is false when the meta names no freelist page:
+// the writer ran with NoFreelistSync and did not close cleanly, and bbolt
+// rebuilds the freelist by walking every page in a goroutine of its own,
+// where a damaged page is a fault that ends the process: such a file must
+// pass checkPages first.
+func newestMeta(f *os.File, pageSize uint64) (freelist, hwm uint64, synced bool) {
 	var bestTxid uint64
 	found := false
 	for meta := range uint64(2) {
@@ -214,12 +215,12 @@ func newestFreelist(f *os.File, pageSize uint64) (id uint64, synced bool) {
 			continue
 		}
 		// magic 4, version 4, page size 4, flags 4, root 16, then freelist 8, hwm 8, txid 8.
-		freelist, txid := binary.NativeEndian.Uint64(b[32:]), binary.NativeEndian.Uint64(b[48:])
+		fl, pages, txid := binary.NativeEndian.Uint64(b[32:]), binary.NativeEndian.Uint64(b[40:]), binary.NativeEndian.Uint64(b[48:])
 		if !found || txid > bestTxid {
-			bestTxid, id, synced, found = txid, freelist, freelist != ^uint64(0), true
+			bestTxid, freelist, hwm, synced, found = txid, fl, pages, fl != ^uint64(0), true
 		}
 	}
-	return id, synced
+	return freelist, hwm, synced
 }
 
 // bbolt's freelist page: the page header (flags freelistPage), then count
@@ -313,7 +314,18 @@ func probeFile(probe *bolt.DB) error {
 	if p := checkMeta(f, pageSize); p != "" {
 		return fmt.Errorf("%w: bbolt %s: the file may have lost its last transaction; restore a backup", ErrCorrupt, p)
 	}
-	if freelist, synced := newestFreelist(f, pageSize); synced {
+	freelist, hwm, synced := newestMeta(f, pageSize)
+	// bbolt's size of the file, tx.Size, is hwm × pageSize in an int64:
+	// 2^52 pages more than the file holds wrap to its own size, which
+	// passed checkFileSize, and bbolt's tx.Check then walked 2^52 pages.
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if pages := uint64(fi.Size()) / pageSize; hwm > pages {
+		return fmt.Errorf("%w: the file holds %d pages of %d bytes, its header says %d (truncated?)", ErrCorrupt, pages, pageSize, hwm)
+	}
+	if synced {
 		return treeSound(probe, freelist)
 	}
 	return pagesSound(probe) // which checks the tree's shape too

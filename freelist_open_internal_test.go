@@ -6,10 +6,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -29,6 +31,10 @@ func TestOpenChild(t *testing.T) {
 		db, err := Open(path, &Options{SweepInterval: -1, ReadOnly: ro})
 		if err == nil {
 			fmt.Printf("read-only %v: opened\n", ro)
+			if os.Getenv("TS_OPEN_CHILD_CHECK") != "" {
+				p, err := db.Check(context.Background())
+				fmt.Printf("read-only %v: check: %d problems, %v\n", ro, len(p), err)
+			}
 			_ = db.Close()
 			continue
 		}
@@ -73,7 +79,7 @@ func TestOpen_RefusesDamagedFreelist(t *testing.T) {
 	require.NoError(t, bdb.Close())
 	f, err := os.Open(base)
 	require.NoError(t, err)
-	fl, synced := newestFreelist(f, ps)
+	fl, _, synced := newestMeta(f, ps)
 	require.NoError(t, f.Close())
 	require.True(t, synced, "Close wrote no freelist")
 	count := uint64(binary.NativeEndian.Uint16(clean[fl*ps+10:]))
@@ -118,6 +124,58 @@ func TestOpen_RefusesDamagedFreelist(t *testing.T) {
 				want := fmt.Sprintf("read-only %v: corrupt true: tokenstore: open %s: file is corrupt or not a tokenstore file: bbolt freelist page %d: %s\n", ro, path, fl, c.want)
 				assert.Contains(t, string(out), want)
 			}
+			after, err := os.ReadFile(path)
+			require.NoError(t, err)
+			assert.True(t, bytes.Equal(b, after), "Open changed the file it refused")
+		})
+	}
+}
+
+// bbolt computes a file's size from its meta page as page count × page
+// size in an int64: a count of 2^52 more pages than the file holds wraps
+// to the file's own size, so the size check passed, and Check then ran
+// bbolt's tx.Check over 2^52 pages (it never returned). A meta page with
+// a valid checksum takes someone who wrote one, not a bit flip; Open
+// refuses it all the same, in a subprocess here in case it hangs.
+func TestOpen_RefusesHighWaterMarkThatWraps(t *testing.T) {
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base.db")
+	db, err := Open(base, &Options{SweepInterval: -1})
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	clean, err := os.ReadFile(base)
+	require.NoError(t, err)
+	bdb, err := bolt.Open(base, 0o600, &bolt.Options{ReadOnly: true})
+	require.NoError(t, err)
+	ps := uint64(bdb.Info().PageSize)
+	require.NoError(t, bdb.Close())
+	require.Zero(t, ps&(ps-1), "page size %d is no power of two", ps)
+
+	for _, add := range []uint64{1 << 52, 1 << 53, 1 << 62} {
+		t.Run(fmt.Sprint(add), func(t *testing.T) {
+			b := bytes.Clone(clean)
+			var want uint64
+			for id := range uint64(2) {
+				m := b[id*ps+pageHeader:]
+				hwm := binary.NativeEndian.Uint64(m[40:]) + add
+				binary.NativeEndian.PutUint64(m[40:], hwm)
+				h := fnv.New64a()
+				_, _ = h.Write(m[:metaSummed])
+				binary.NativeEndian.PutUint64(m[metaSummed:], h.Sum64())
+				want = max(want, hwm)
+			}
+			path := filepath.Join(dir, "damaged.db")
+			require.NoError(t, os.WriteFile(path, b, 0o600))
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run", "^TestOpenChild$", "-test.count=1")
+			cmd.Env = append(os.Environ(), "TS_OPEN_CHILD="+path, "TS_OPEN_CHILD_CHECK=1")
+			out, err := cmd.CombinedOutput()
+			require.NoError(t, err, "the process died or hung:\n%.2000s", out)
+			for _, ro := range []bool{true, false} {
+				assert.Contains(t, string(out), fmt.Sprintf("read-only %v: corrupt true: ", ro))
+			}
+			assert.Contains(t, string(out), fmt.Sprintf("the file holds %d pages of %d bytes, its header says %d (truncated?)", len(b)/int(ps), ps, want))
 			after, err := os.ReadFile(path)
 			require.NoError(t, err)
 			assert.True(t, bytes.Equal(b, after), "Open changed the file it refused")
