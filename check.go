@@ -1,13 +1,13 @@
 package tokenstore
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"hash/maphash"
 	"os"
 	"runtime/debug"
 	"slices"
@@ -306,10 +306,11 @@ type pageWalker struct {
 	// no overflow page past its first key is read.
 	shape bool
 
-	// The pages the level being walked leads to, and their parents'
-	// keys (pageRef.key), copied out of buf before it is read over.
-	next           []pageRef
-	keys, nextKeys []byte
+	// The pages the level being walked leads to.
+	next []pageRef
+	// seed keys the hashes of branch keys (pageRef.key): chosen at
+	// random by each walk, so that no file can be made to collide.
+	seed maphash.Seed
 	// buf holds the pages [bufFrom, bufFrom+bufPages) of the file, as
 	// read by fill; extra the pages pageBytes had to read apart.
 	buf, extra        []byte
@@ -317,13 +318,17 @@ type pageWalker struct {
 }
 
 // pageRef is a page the walk has yet to read: its id, the nesting of the
-// bucket it belongs to (0: the root bucket), and the branch element key
-// that led to it, at keys[key:key+ksize] (key < 0 for a bucket's root).
+// bucket it belongs to (0: the root bucket), and, when a branch element
+// led to it (hasKey), that element's key, as its maphash: the page's
+// first key must hash the same. A copy of the keys instead cost memory in
+// proportion to the file: one key per page of the widest level, twice
+// over (the level walked and the next), which a subjects index of long
+// subjects made a sizeable part of the file; a hash is 8 bytes.
 type pageRef struct {
-	id    uint64
-	key   int
-	ksize uint32 // as stored: a branch element's ksize field
-	depth int32
+	id     uint64
+	key    uint64
+	depth  int32
+	hasKey bool
 }
 
 func (w *pageWalker) add(format string, args ...any) {
@@ -335,7 +340,8 @@ func (w *pageWalker) add(format string, args ...any) {
 // loop ends at the first page reached again), and read in runs (fill)
 // before its pages are checked (page), which gives the next level.
 func (w *pageWalker) walk(root uint64) {
-	level := []pageRef{{id: root, key: -1}}
+	w.seed = maphash.MakeSeed()
+	level := []pageRef{{id: root}}
 	for len(level) > 0 {
 		slices.SortFunc(level, func(a, b pageRef) int { return cmp.Compare(a.id, b.id) })
 		todo := level[:0]
@@ -350,7 +356,7 @@ func (w *pageWalker) walk(root uint64) {
 				todo = append(todo, r)
 			}
 		}
-		w.next, w.nextKeys = w.next[:0], w.nextKeys[:0]
+		w.next = w.next[:0]
 		for i := 0; i < len(todo); {
 			from, j := todo[i].id, i+1
 			for j < len(todo) && todo[j].id-todo[j-1].id <= readGap && (todo[j].id+1-from)*w.pageSize <= readMax {
@@ -363,7 +369,6 @@ func (w *pageWalker) walk(root uint64) {
 			i = j
 		}
 		level, w.next = w.next, level[:0]
-		w.keys, w.nextKeys = w.nextKeys, w.keys
 	}
 }
 
@@ -462,7 +467,7 @@ func (w *pageWalker) page(r pageRef) {
 			return
 		}
 	}
-	if r.key >= 0 && !bytes.Equal(pageFirstKey(p), w.keys[r.key:r.key+int(r.ksize)]) {
+	if r.hasKey && maphash.Bytes(w.seed, pageFirstKey(p)) != r.key {
 		w.add("page %d: its first key is not the key its parent gives it", id)
 		return
 	}
@@ -531,9 +536,7 @@ func (w *pageWalker) elements(buf []byte, id uint64, depth int) {
 				return
 			}
 			w.next = grow(w.next, 1)
-			w.next = append(w.next, pageRef{id: binary.NativeEndian.Uint64(e[8:]), depth: int32(depth), key: len(w.nextKeys), ksize: uint32(ksize)})
-			w.nextKeys = grow(w.nextKeys, int(ksize))
-			w.nextKeys = append(w.nextKeys, e[pos:pos+ksize]...)
+			w.next = append(w.next, pageRef{id: binary.NativeEndian.Uint64(e[8:]), depth: int32(depth), key: maphash.Bytes(w.seed, e[pos:pos+ksize]), hasKey: true})
 		case leafPage:
 			pos, ksize, vsize := uint64(binary.NativeEndian.Uint32(e[4:])), uint64(binary.NativeEndian.Uint32(e[8:])), uint64(binary.NativeEndian.Uint32(e[12:]))
 			if at+pos+ksize+vsize > uint64(len(buf)) {
@@ -550,7 +553,7 @@ func (w *pageWalker) elements(buf []byte, id uint64, depth int) {
 			}
 			if root := binary.NativeEndian.Uint64(v); root != 0 {
 				w.next = grow(w.next, 1)
-				w.next = append(w.next, pageRef{id: root, depth: int32(depth) + 1, key: -1})
+				w.next = append(w.next, pageRef{id: root, depth: int32(depth) + 1})
 			} else {
 				w.elements(v[bucketHeader:], id, depth+1)
 			}
