@@ -182,3 +182,47 @@ func TestOpen_RefusesHighWaterMarkThatWraps(t *testing.T) {
 		})
 	}
 }
+
+// A freelist of 0xFFFF IDs or more keeps its count in the first 8-byte
+// slot (bbolt's freelist.Write): checkFreelist reads it so, across the
+// chunks it reads the IDs in, and finds a bad ID past the first chunk.
+func TestCheckFreelist_CountInFirstSlot(t *testing.T) {
+	const ps, id, count, hwm = 4096, 2, 70_000, 1_000_000
+	pages := (pageHeader + 8 + 8*count + ps - 1) / ps
+	b := make([]byte, (id+pages)*ps)
+	p := b[id*ps:]
+	binary.NativeEndian.PutUint64(p, id)
+	binary.NativeEndian.PutUint16(p[8:], freelistPage)
+	binary.NativeEndian.PutUint16(p[10:], freelistCountMark)
+	binary.NativeEndian.PutUint32(p[12:], uint32(pages-1))
+	binary.NativeEndian.PutUint64(p[pageHeader:], count)
+	for i := range uint64(count) {
+		binary.NativeEndian.PutUint64(p[pageHeader+8+8*i:], 1000+i)
+	}
+	path := filepath.Join(t.TempDir(), "freelist")
+	write := func() {
+		require.NoError(t, os.WriteFile(path, b, 0o600))
+	}
+	check := func(tree []uint64) string {
+		f, err := os.Open(path)
+		require.NoError(t, err)
+		defer f.Close()
+		return checkFreelist(f, ps, hwm, id, tree)
+	}
+	tree := make([]uint64, (hwm+63)/64)
+	write()
+	assert.Empty(t, check(tree))
+
+	last := uint64(1000 + count - 1) // in the last chunk
+	tree[last/64] |= 1 << (last % 64)
+	assert.Equal(t, fmt.Sprintf("freelist page %d: free page %d is also in the tree", id, last), check(tree))
+	tree[last/64] = 0
+
+	binary.NativeEndian.PutUint64(p[pageHeader+8+8*(freelistChunk+5):], id+3) // the freelist's own overflow page
+	write()
+	assert.Equal(t, fmt.Sprintf("freelist page %d: free page %d is the freelist's own", id, id+3), check(tree))
+
+	binary.NativeEndian.PutUint64(p[pageHeader:], count+600) // past its pages
+	write()
+	assert.Equal(t, fmt.Sprintf("freelist page %d: %d page IDs do not fit in its %d pages", id, count+600, pages), check(tree))
+}
