@@ -1,6 +1,7 @@
 package tokenstore
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/binary"
@@ -525,6 +526,18 @@ func (w *pageWalker) elements(buf []byte, id uint64, depth int) {
 		w.add("page %d: a branch page with no elements", id)
 		return
 	}
+	// Keys in strictly ascending order: bbolt finds a child by binary
+	// search, and a write that misses the element of a page it rewrites
+	// adds one, leaving the old one on a freed page (see page).
+	var prev []byte
+	ordered := func(i int, key []byte) bool {
+		if i > 0 && bytes.Compare(prev, key) >= 0 {
+			w.add("page %d: element %d's key is not after element %d's", id, i, i-1)
+			return false
+		}
+		prev = key
+		return true
+	}
 	for i := range count {
 		at := uint64(pageHeader + i*pageElement)
 		e := buf[at:]
@@ -535,12 +548,18 @@ func (w *pageWalker) elements(buf []byte, id uint64, depth int) {
 				w.add("page %d: element %d runs past the page", id, i)
 				return
 			}
+			if !ordered(i, e[pos:pos+ksize]) {
+				return
+			}
 			w.next = grow(w.next, 1)
 			w.next = append(w.next, pageRef{id: binary.NativeEndian.Uint64(e[8:]), depth: int32(depth), key: maphash.Bytes(w.seed, e[pos:pos+ksize]), hasKey: true})
 		case leafPage:
 			pos, ksize, vsize := uint64(binary.NativeEndian.Uint32(e[4:])), uint64(binary.NativeEndian.Uint32(e[8:])), uint64(binary.NativeEndian.Uint32(e[12:]))
 			if at+pos+ksize+vsize > uint64(len(buf)) {
 				w.add("page %d: element %d runs past the page", id, i)
+				return
+			}
+			if !ordered(i, e[pos:pos+ksize]) {
 				return
 			}
 			if binary.NativeEndian.Uint32(e)&bucketLeaf == 0 {
