@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"hash/maphash"
 	"os"
 	"runtime/debug"
 	"slices"
@@ -217,19 +218,28 @@ func checkPages(path string, tx *bolt.Tx) []string {
 // walkPages is checkPages, or with shape its cheaper form that treeSound
 // runs at every Open.
 func walkPages(path string, tx *bolt.Tx, shape bool) []string {
-	f, err := os.Open(path)
-	if err != nil {
-		return []string{fmt.Sprintf("pages: %v", err)}
-	}
-	defer f.Close()
+	return walkTree(path, tx, shape).problems
+}
+
+// walkTree is walkPages, returning its walker: its problems, and the pages
+// it reached (seen).
+func walkTree(path string, tx *bolt.Tx, shape bool) *pageWalker {
 	ps := uint64(tx.DB().Info().PageSize)
 	hwm := uint64(tx.Size()) / ps // Open checked the file holds that many pages
-	w := &pageWalker{f: f, pageSize: ps, hwm: hwm, seen: make([]uint64, (hwm+63)/64), shape: shape}
+	w := &pageWalker{pageSize: ps, hwm: hwm, seen: make([]uint64, (hwm+63)/64), shape: shape}
+	f, err := os.Open(path)
+	if err != nil {
+		w.problems = []string{fmt.Sprintf("pages: %v", err)}
+		return w
+	}
+	defer f.Close()
+	w.f = f
 	if p := checkMeta(f, ps); p != "" {
 		w.add("%s", p)
 	}
 	w.walk(uint64(tx.Cursor().Bucket().Root()))
-	return w.problems
+	w.f = nil
+	return w
 }
 
 // bbolt's meta page: after the page header, magic 4, version 4, page size
@@ -297,10 +307,11 @@ type pageWalker struct {
 	// no overflow page past its first key is read.
 	shape bool
 
-	// The pages the level being walked leads to, and their parents'
-	// keys (pageRef.key), copied out of buf before it is read over.
-	next           []pageRef
-	keys, nextKeys []byte
+	// The pages the level being walked leads to.
+	next []pageRef
+	// seed keys the hashes of branch keys (pageRef.key): chosen at
+	// random by each walk, so that no file can be made to collide.
+	seed maphash.Seed
 	// buf holds the pages [bufFrom, bufFrom+bufPages) of the file, as
 	// read by fill; extra the pages pageBytes had to read apart.
 	buf, extra        []byte
@@ -308,13 +319,17 @@ type pageWalker struct {
 }
 
 // pageRef is a page the walk has yet to read: its id, the nesting of the
-// bucket it belongs to (0: the root bucket), and the branch element key
-// that led to it, at keys[key:key+ksize] (key < 0 for a bucket's root).
+// bucket it belongs to (0: the root bucket), and, when a branch element
+// led to it (hasKey), that element's key, as its maphash: the page's
+// first key must hash the same. A copy of the keys instead cost memory in
+// proportion to the file: one key per page of the widest level, twice
+// over (the level walked and the next), which a subjects index of long
+// subjects made a sizeable part of the file; a hash is 8 bytes.
 type pageRef struct {
-	id    uint64
-	key   int
-	ksize uint32 // as stored: a branch element's ksize field
-	depth int32
+	id     uint64
+	key    uint64
+	depth  int32
+	hasKey bool
 }
 
 func (w *pageWalker) add(format string, args ...any) {
@@ -326,7 +341,8 @@ func (w *pageWalker) add(format string, args ...any) {
 // loop ends at the first page reached again), and read in runs (fill)
 // before its pages are checked (page), which gives the next level.
 func (w *pageWalker) walk(root uint64) {
-	level := []pageRef{{id: root, key: -1}}
+	w.seed = maphash.MakeSeed()
+	level := []pageRef{{id: root}}
 	for len(level) > 0 {
 		slices.SortFunc(level, func(a, b pageRef) int { return cmp.Compare(a.id, b.id) })
 		todo := level[:0]
@@ -341,7 +357,7 @@ func (w *pageWalker) walk(root uint64) {
 				todo = append(todo, r)
 			}
 		}
-		w.next, w.nextKeys = w.next[:0], w.nextKeys[:0]
+		w.next = w.next[:0]
 		for i := 0; i < len(todo); {
 			from, j := todo[i].id, i+1
 			for j < len(todo) && todo[j].id-todo[j-1].id <= readGap && (todo[j].id+1-from)*w.pageSize <= readMax {
@@ -354,7 +370,6 @@ func (w *pageWalker) walk(root uint64) {
 			i = j
 		}
 		level, w.next = w.next, level[:0]
-		w.keys, w.nextKeys = w.nextKeys, w.keys
 	}
 }
 
@@ -424,6 +439,15 @@ func (w *pageWalker) page(r pageRef) {
 		w.add("page %d: %d overflow pages run past the high-water mark %d", id, n-1, w.hwm)
 		return
 	}
+	// Its overflow pages are the tree's too: no other page may be one,
+	// nor may the freelist hold one (treeSound).
+	for o := id + 1; o < id+n; o++ {
+		if w.seen[o/64]&(1<<(o%64)) != 0 {
+			w.add("page %d: its overflow page %d is reached twice", id, o)
+			return
+		}
+		w.seen[o/64] |= 1 << (o % 64)
+	}
 	// Of a leaf that holds no bucket, the shape walk needs the first key
 	// alone: it reads no overflow page past it.
 	leafOnly := w.shape && r.depth > 0 && binary.NativeEndian.Uint16(p[8:]) == leafPage
@@ -444,7 +468,7 @@ func (w *pageWalker) page(r pageRef) {
 			return
 		}
 	}
-	if r.key >= 0 && !bytes.Equal(pageFirstKey(p), w.keys[r.key:r.key+int(r.ksize)]) {
+	if r.hasKey && maphash.Bytes(w.seed, pageFirstKey(p)) != r.key {
 		w.add("page %d: its first key is not the key its parent gives it", id)
 		return
 	}
@@ -490,6 +514,30 @@ func (w *pageWalker) elements(buf []byte, id uint64, depth int) {
 		w.add("page %d: %d elements do not fit", id, count)
 		return
 	}
+	// Checked whatever the count: bbolt's cursor does not look at it on
+	// its way down, and follows a branch page's first element slot even
+	// when the page has none (to the page itself: a First that never
+	// returns). bbolt writes no empty branch page.
+	switch {
+	case flags != branchPage && flags != leafPage:
+		w.add("page %d: neither a branch nor a leaf (flags %#x)", id, flags)
+		return
+	case flags == branchPage && count == 0:
+		w.add("page %d: a branch page with no elements", id)
+		return
+	}
+	// Keys in strictly ascending order: bbolt finds a child by binary
+	// search, and a write that misses the element of a page it rewrites
+	// adds one, leaving the old one on a freed page (see page).
+	var prev []byte
+	ordered := func(i int, key []byte) bool {
+		if i > 0 && bytes.Compare(prev, key) >= 0 {
+			w.add("page %d: element %d's key is not after element %d's", id, i, i-1)
+			return false
+		}
+		prev = key
+		return true
+	}
 	for i := range count {
 		at := uint64(pageHeader + i*pageElement)
 		e := buf[at:]
@@ -500,14 +548,18 @@ func (w *pageWalker) elements(buf []byte, id uint64, depth int) {
 				w.add("page %d: element %d runs past the page", id, i)
 				return
 			}
+			if !ordered(i, e[pos:pos+ksize]) {
+				return
+			}
 			w.next = grow(w.next, 1)
-			w.next = append(w.next, pageRef{id: binary.NativeEndian.Uint64(e[8:]), depth: int32(depth), key: len(w.nextKeys), ksize: uint32(ksize)})
-			w.nextKeys = grow(w.nextKeys, int(ksize))
-			w.nextKeys = append(w.nextKeys, e[pos:pos+ksize]...)
+			w.next = append(w.next, pageRef{id: binary.NativeEndian.Uint64(e[8:]), depth: int32(depth), key: maphash.Bytes(w.seed, e[pos:pos+ksize]), hasKey: true})
 		case leafPage:
 			pos, ksize, vsize := uint64(binary.NativeEndian.Uint32(e[4:])), uint64(binary.NativeEndian.Uint32(e[8:])), uint64(binary.NativeEndian.Uint32(e[12:]))
 			if at+pos+ksize+vsize > uint64(len(buf)) {
 				w.add("page %d: element %d runs past the page", id, i)
+				return
+			}
+			if !ordered(i, e[pos:pos+ksize]) {
 				return
 			}
 			if binary.NativeEndian.Uint32(e)&bucketLeaf == 0 {
@@ -520,13 +572,10 @@ func (w *pageWalker) elements(buf []byte, id uint64, depth int) {
 			}
 			if root := binary.NativeEndian.Uint64(v); root != 0 {
 				w.next = grow(w.next, 1)
-				w.next = append(w.next, pageRef{id: root, depth: int32(depth) + 1, key: -1})
+				w.next = append(w.next, pageRef{id: root, depth: int32(depth) + 1})
 			} else {
 				w.elements(v[bucketHeader:], id, depth+1)
 			}
-		default:
-			w.add("page %d: neither a branch nor a leaf (flags %#x)", id, flags)
-			return
 		}
 	}
 }

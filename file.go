@@ -193,17 +193,19 @@ func (db *DB) checkSchema() (err error) {
 	})
 }
 
-// freelistSynced reports whether the newest valid meta page of the file
-// points at a stored freelist. When it does not (the writer ran with
-// NoFreelistSync and did not close cleanly), bbolt rebuilds the freelist
-// by walking every page in a goroutine of its own, where a damaged page is
-// a fault that ends the process: such a file must pass checkPages first.
-func freelistSynced(f *os.File, pageSize uint64) bool {
+// newestMeta returns the freelist page and the high-water mark (the
+// count of pages in use) of the newest valid meta page of the file: the
+// one bbolt opens. synced is false when the meta names no freelist page:
+// the writer ran with NoFreelistSync and did not close cleanly, and bbolt
+// rebuilds the freelist by walking every page in a goroutine of its own,
+// where a damaged page is a fault that ends the process: such a file must
+// pass checkPages first.
+func newestMeta(f *os.File, pageSize uint64) (freelist, hwm uint64, synced bool) {
 	var bestTxid uint64
-	synced, found := false, false
-	for id := range uint64(2) {
+	found := false
+	for meta := range uint64(2) {
 		page := make([]byte, pageHeader+metaSummed+8)
-		if _, err := f.ReadAt(page, int64(id*pageSize)); err != nil {
+		if _, err := f.ReadAt(page, int64(meta*pageSize)); err != nil {
 			continue
 		}
 		b := page[pageHeader:]
@@ -213,19 +215,89 @@ func freelistSynced(f *os.File, pageSize uint64) bool {
 			continue
 		}
 		// magic 4, version 4, page size 4, flags 4, root 16, then freelist 8, hwm 8, txid 8.
-		freelist, txid := binary.NativeEndian.Uint64(b[32:]), binary.NativeEndian.Uint64(b[48:])
+		fl, pages, txid := binary.NativeEndian.Uint64(b[32:]), binary.NativeEndian.Uint64(b[40:]), binary.NativeEndian.Uint64(b[48:])
 		if !found || txid > bestTxid {
-			bestTxid, synced, found = txid, freelist != ^uint64(0), true
+			bestTxid, freelist, hwm, synced, found = txid, fl, pages, fl != ^uint64(0), true
 		}
 	}
-	return synced
+	return freelist, hwm, synced
+}
+
+// bbolt's freelist page: the page header (flags freelistPage), then count
+// page IDs of 8 bytes; a count of 0xFFFF means the first of those 8-byte
+// slots holds the real count, and the IDs follow it.
+const (
+	freelistPage      = 0x10
+	freelistCountMark = 0xFFFF
+	freelistChunk     = 8192 // IDs checked per read
+)
+
+// checkFreelist says what is wrong with the freelist page id of a file of
+// hwm pages, or "". bbolt reads the freelist at Open (read-write, and
+// read-only with PreLoadFreelist) trusting its count: it allocates the
+// count's worth of IDs first, so a count of 2^34 is a fatal "out of
+// memory" that no recover reaches, and a count past the page reads past
+// it. A free ID out of the file is a panic at the first write that
+// allocates it; one that is a page of the tree (a bit set in tree, one
+// per page, as pageWalker.seen) is written over by it. The IDs are read a chunk at a time, so the check holds
+// 64 KB whatever the freelist's size.
+func checkFreelist(f *os.File, pageSize, hwm, id uint64, tree []uint64) string {
+	if id < 2 || id >= hwm {
+		return fmt.Sprintf("freelist page %d: out of range [2, %d)", id, hwm)
+	}
+	hdr := make([]byte, pageHeader+8)
+	if _, err := f.ReadAt(hdr, int64(id*pageSize)); err != nil {
+		return fmt.Sprintf("freelist page %d: %v", id, err)
+	}
+	if got := binary.NativeEndian.Uint64(hdr); got != id {
+		return fmt.Sprintf("freelist page %d: says it is page %d", id, got)
+	}
+	if flags := binary.NativeEndian.Uint16(hdr[8:]); flags != freelistPage {
+		return fmt.Sprintf("freelist page %d: not a freelist page (flags %#x)", id, flags)
+	}
+	pages := 1 + uint64(binary.NativeEndian.Uint32(hdr[12:]))
+	if id+pages > hwm {
+		return fmt.Sprintf("freelist page %d: %d overflow pages run past the high-water mark %d", id, pages-1, hwm)
+	}
+	for p := id; p < id+pages; p++ {
+		if tree[p/64]&(1<<(p%64)) != 0 {
+			return fmt.Sprintf("freelist page %d: page %d is also in the tree", id, p)
+		}
+	}
+	count, at := uint64(binary.NativeEndian.Uint16(hdr[10:])), uint64(pageHeader)
+	if count == freelistCountMark {
+		count, at = binary.NativeEndian.Uint64(hdr[pageHeader:]), pageHeader+8
+	}
+	if count > (pages*pageSize-at)/8 {
+		return fmt.Sprintf("freelist page %d: %d page IDs do not fit in its %d pages", id, count, pages)
+	}
+	buf := make([]byte, 8*min(count, freelistChunk))
+	for done := uint64(0); done < count; {
+		b := buf[:8*min(count-done, freelistChunk)]
+		if _, err := f.ReadAt(b, int64(id*pageSize+at+8*done)); err != nil {
+			return fmt.Sprintf("freelist page %d: %v", id, err)
+		}
+		for i := 0; i < len(b); i += 8 {
+			switch free := binary.NativeEndian.Uint64(b[i:]); {
+			case free < 2 || free >= hwm:
+				return fmt.Sprintf("freelist page %d: free page %d out of range [2, %d)", id, free, hwm)
+			case free >= id && free < id+pages:
+				return fmt.Sprintf("freelist page %d: free page %d is the freelist's own", id, free)
+			case tree[free/64]&(1<<(free%64)) != 0:
+				return fmt.Sprintf("freelist page %d: free page %d is also in the tree", id, free)
+			}
+		}
+		done += uint64(len(b)) / 8
+	}
+	return ""
 }
 
 // probeFile checks a file, opened read-only with nothing loaded but its
 // meta pages, for what would make bbolt's own Open fault or go back in
 // time: a file shorter than its pages, a damaged meta page, or damaged
 // pages when the freelist must be rebuilt from them (which costs a walk of
-// the file, as bbolt's rebuild does anyway); and for a tree a later search
+// the file, as bbolt's rebuild does anyway) or else a freelist bbolt
+// could not load (checkFreelist); and for a tree a later search
 // could not get out of (treeSound).
 func probeFile(probe *bolt.DB) error {
 	if err := checkFileSize(probe); err != nil {
@@ -242,8 +314,19 @@ func probeFile(probe *bolt.DB) error {
 	if p := checkMeta(f, pageSize); p != "" {
 		return fmt.Errorf("%w: bbolt %s: the file may have lost its last transaction; restore a backup", ErrCorrupt, p)
 	}
-	if freelistSynced(f, pageSize) {
-		return treeSound(probe)
+	freelist, hwm, synced := newestMeta(f, pageSize)
+	// bbolt's size of the file, tx.Size, is hwm × pageSize in an int64:
+	// 2^52 pages more than the file holds wrap to its own size, which
+	// passed checkFileSize, and bbolt's tx.Check then walked 2^52 pages.
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if pages := uint64(fi.Size()) / pageSize; hwm > pages {
+		return fmt.Errorf("%w: the file holds %d pages of %d bytes, its header says %d (truncated?)", ErrCorrupt, pages, pageSize, hwm)
+	}
+	if synced {
+		return treeSound(probe, freelist)
 	}
 	return pagesSound(probe) // which checks the tree's shape too
 }
@@ -263,10 +346,24 @@ func probeFile(probe *bolt.DB) error {
 // most of the file, about 0.1 s with it in the page cache and close to a
 // sequential read cold (0.3-0.7 s), where a read per page in tree order
 // took 0.16 s and 3-6 s.
-func treeSound(bdb *bolt.DB) error {
+//
+// It then checks the freelist page freelist (checkFreelist) against the
+// pages the walk reached: a page both free and in the tree is given to
+// the next write, which writes over it while the tree still leads there
+// (tokens lost, a page reached twice: the hostile-files kind of loop).
+func treeSound(bdb *bolt.DB, freelist uint64) error {
 	return view(bdb, func(tx *bolt.Tx) error {
-		if p := walkPages(bdb.Path(), tx, true); len(p) > 0 {
-			return fmt.Errorf("%w: %s", ErrCorrupt, p[0])
+		w := walkTree(bdb.Path(), tx, true)
+		if len(w.problems) > 0 {
+			return fmt.Errorf("%w: %s", ErrCorrupt, w.problems[0])
+		}
+		f, err := os.Open(bdb.Path())
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if p := checkFreelist(f, w.pageSize, w.hwm, freelist, w.seen); p != "" {
+			return fmt.Errorf("%w: bbolt %s", ErrCorrupt, p)
 		}
 		return nil
 	})

@@ -228,6 +228,9 @@ func TestOpen_RefusesDamagedPageInARun(t *testing.T) {
 		{"overflow past the high-water mark", fmt.Sprintf("%d overflow pages run past the high-water mark %d", 1<<30, hwm), leaf, func(b []byte) {
 			binary.NativeEndian.PutUint32(b[leaf*ps+12:], 1<<30)
 		}},
+		{"overflow over its neighbour", fmt.Sprintf("its overflow page %d is reached twice", next), leaf, func(b []byte) {
+			binary.NativeEndian.PutUint32(b[leaf*ps+12:], uint32(next-leaf))
+		}},
 		{"first key not its parent's", "its first key is not the key its parent gives it", leaf, func(b []byte) {
 			e := leaf*ps + pageHeader
 			pos, ksize := uint64(binary.NativeEndian.Uint32(b[e+4:])), uint64(binary.NativeEndian.Uint32(b[e+8:]))
@@ -325,4 +328,151 @@ func TestCheckPages_ShortRunNamesTheUnreadPages(t *testing.T) {
 		}
 		return nil
 	}))
+}
+
+// A page of the tree with no elements carries no child for the walk to
+// follow, but bbolt's cursor does not look at the count on its way down:
+// a branch page of count 0 sends First (and a search) to the child its
+// first element slot still holds. Pointing at the page itself, that was a
+// Check that never returned, on a file Open had accepted. A page of the
+// tree that is neither a branch nor a leaf is refused whatever its count.
+func TestOpen_RefusesEmptyBranch(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base.db")
+	db, err := Open(base, &Options{SweepInterval: -1})
+	require.NoError(t, err)
+	reqs := make([]IssueRequest, 3000)
+	for i := range reqs {
+		reqs[i] = IssueRequest{Subject: fmt.Sprintf("user-%d", i)}
+	}
+	_, err = db.IssueBatch(ctx, reqs)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	clean, err := os.ReadFile(base)
+	require.NoError(t, err)
+	branches, _ := branchRoots(t, base)
+	br := branches["tokens"]
+	require.NotZero(t, br, "the tokens bucket's root is no branch page: issue more tokens")
+	bdb, err := bolt.Open(base, 0o600, &bolt.Options{ReadOnly: true})
+	require.NoError(t, err)
+	ps := uint64(bdb.Info().PageSize)
+	require.NoError(t, bdb.Close())
+
+	for _, c := range []struct {
+		name, want string
+		flags      uint16
+	}{
+		{"a branch", "a branch page with no elements", branchPage},
+		{"a freelist page", "neither a branch nor a leaf (flags 0x10)", 0x10},
+		{"flags 0x40", "neither a branch nor a leaf (flags 0x40)", 0x40},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := bytes.Clone(clean)
+			binary.NativeEndian.PutUint16(b[br*ps+8:], c.flags)
+			binary.NativeEndian.PutUint16(b[br*ps+10:], 0)
+			binary.NativeEndian.PutUint64(b[br*ps+pageHeader+8:], br) // element 0's child: the page itself
+			path := filepath.Join(dir, "damaged.db")
+			require.NoError(t, os.WriteFile(path, b, 0o600))
+			want := fmt.Sprintf("page %d: %s", br, c.want)
+
+			bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+			require.NoError(t, err)
+			require.NoError(t, bdb.View(func(tx *bolt.Tx) error {
+				for _, shape := range []bool{true, false} {
+					p := walkPages(path, tx, shape)
+					assert.True(t, slices.ContainsFunc(p, func(q string) bool { return strings.Contains(q, want) }), "shape %v: %q lacks %q", shape, p, want)
+				}
+				return nil
+			}))
+			require.NoError(t, bdb.Close())
+			for _, ro := range []bool{false, true} {
+				db, err := Open(path, &Options{SweepInterval: -1, ReadOnly: ro})
+				if err == nil {
+					_ = db.Close()
+				}
+				require.Error(t, err, "read-only %v", ro)
+				assert.True(t, errors.Is(err, ErrCorrupt), "read-only %v: %v", ro, err)
+				assert.Contains(t, err.Error(), want, "read-only %v", ro)
+			}
+			after, err := os.ReadFile(path)
+			require.NoError(t, err)
+			assert.True(t, bytes.Equal(b, after), "Open changed the file it refused")
+		})
+	}
+}
+
+// A branch page whose keys are out of order passed the walk: each element
+// still led to a page whose first key was its own. bbolt searches a branch
+// by binary search, and a write that rewrites a child finds the child's
+// element that way: it missed, added an element instead, and left the old
+// one pointing at a page it freed (in a subprocess: revoking the file's
+// tokens one by one, Check then found a page reached twice, the start of
+// the loop TestOpen_RefusesCyclicTree is about). Open refuses it.
+func TestOpen_RefusesBranchKeysOutOfOrder(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base.db")
+	db, err := Open(base, &Options{SweepInterval: -1})
+	require.NoError(t, err)
+	reqs := make([]IssueRequest, 3000)
+	for i := range reqs {
+		reqs[i] = IssueRequest{Subject: fmt.Sprintf("user-%d", i)}
+	}
+	_, err = db.IssueBatch(ctx, reqs)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	clean, err := os.ReadFile(base)
+	require.NoError(t, err)
+	branches, _ := branchRoots(t, base)
+	br := branches["ids"]
+	require.NotZero(t, br, "the ids bucket's root is no branch page: issue more tokens")
+	bdb, err := bolt.Open(base, 0o600, &bolt.Options{ReadOnly: true})
+	require.NoError(t, err)
+	ps := uint64(bdb.Info().PageSize)
+	require.NoError(t, bdb.Close())
+
+	b := bytes.Clone(clean)
+	n := uint64(binary.NativeEndian.Uint16(b[br*ps+10:]))
+	require.GreaterOrEqual(t, n, uint64(4), "the ids bucket's root has %d elements: issue more tokens", n)
+	// Elements 1 and n-2 trade keys and children: every element still
+	// leads to a page that begins with its key.
+	e1, e2 := br*ps+pageHeader+pageElement, br*ps+pageHeader+(n-2)*pageElement
+	key := func(e uint64) []byte {
+		return b[e+uint64(binary.NativeEndian.Uint32(b[e:])):][:binary.NativeEndian.Uint32(b[e+4:])]
+	}
+	k1, k2 := key(e1), key(e2)
+	require.Len(t, k2, len(k1), "ids keys of different lengths")
+	tmp := bytes.Clone(k1)
+	copy(k1, k2)
+	copy(k2, tmp)
+	c1 := binary.NativeEndian.Uint64(b[e1+8:])
+	binary.NativeEndian.PutUint64(b[e1+8:], binary.NativeEndian.Uint64(b[e2+8:]))
+	binary.NativeEndian.PutUint64(b[e2+8:], c1)
+	path := filepath.Join(dir, "damaged.db")
+	require.NoError(t, os.WriteFile(path, b, 0o600))
+	want := fmt.Sprintf("page %d: element 2's key is not after element 1's", br)
+
+	bdb, err = bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	require.NoError(t, err)
+	require.NoError(t, bdb.View(func(tx *bolt.Tx) error {
+		for _, shape := range []bool{true, false} {
+			p := walkPages(path, tx, shape)
+			assert.True(t, slices.ContainsFunc(p, func(q string) bool { return strings.Contains(q, want) }), "shape %v: %q lacks %q", shape, p, want)
+		}
+		return nil
+	}))
+	require.NoError(t, bdb.Close())
+	for _, ro := range []bool{false, true} {
+		db, err := Open(path, &Options{SweepInterval: -1, ReadOnly: ro})
+		if err == nil {
+			_ = db.Close()
+		}
+		require.Error(t, err, "read-only %v", ro)
+		assert.True(t, errors.Is(err, ErrCorrupt), "read-only %v: %v", ro, err)
+		assert.Contains(t, err.Error(), want, "read-only %v", ro)
+	}
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(b, after), "Open changed the file it refused")
 }
