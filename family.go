@@ -301,15 +301,14 @@ func (f *firstUses) has(h Hash) bool {
 
 // errFamilyEntry reports a families entry Check could not account for.
 // A tombstone's entry holds the retired token's whole hash: the report
-// names it by its first 6 bytes, as a damaged record is named
-// (damage.go), so that a Check report pasted into a ticket carries no
-// hash.
+// names it by hashName, as a damaged record is named (damage.go), so that
+// a Check report pasted into a ticket carries no hash.
 func errFamilyEntry(k []byte, why string) string {
 	switch len(k) {
 	case 32:
 		return fmt.Sprintf("families: entry (family %s, token %s): %s", uuid.UUID(k[:16]), uuid.UUID(k[16:]), why)
 	case 48:
-		return fmt.Sprintf("families: entry (family %s, tombstone %x…): %s", uuid.UUID(k[:16]), k[16:22], why)
+		return fmt.Sprintf("families: entry (family %s, tombstone %s): %s", uuid.UUID(k[:16]), hashName(k[16:]), why)
 	}
 	return fmt.Sprintf("families: entry %x…: %s", k[:min(len(k), 6)], why)
 }
