@@ -457,3 +457,69 @@ func TestRotate_GraceRetryRederives(t *testing.T) {
 	_, err = e.db.Validate(t.Context(), b)
 	require.NoError(t, err, "the successor is intact")
 }
+
+// A grace retry returns the same successor whatever the clock did since
+// the rotation (stepped back before it, or frozen), after a restart, and
+// for a rotation an earlier build made, whose successor carries no time:
+// the successor is found from its hash in the tombstone, never from now.
+func TestRotate_GraceRetryClockAndFormat(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "t.db")
+	var now atomic.Int64
+	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	o := &Options{Now: func() time.Time { return time.UnixMilli(now.Load()) }, SweepInterval: -1, Policy: Sliding(time.Hour, 10*time.Hour)}
+	db, err := Open(path, o)
+	require.NoError(t, err)
+	a, _, err := db.Issue(ctx, "user")
+	require.NoError(t, err)
+	c, _, err := db.Issue(ctx, "user")
+	require.NoError(t, err)
+	now.Add(1000)
+	b, bInfo, err := db.Rotate(ctx, a, WithGrace(5*time.Minute))
+	require.NoError(t, err)
+
+	// c rotated as a build before tokens carried a time did: its
+	// successor derived without one (Hash = SHA-256).
+	ch, err := db.format.Parse(c)
+	require.NoError(t, err)
+	d, dh := db.format.derive(db.rotationKey, c, -1)
+	require.NoError(t, db.commit.run(func(tx *bolt.Tx) error {
+		prev, err := getRecord(tx, ch)
+		require.NoError(t, err)
+		n := db.nowMs()
+		id := uuid.Must(uuid.NewV7())
+		rec := record{id: id, subject: prev.subject, created: n, lastUsed: n, policy: prev.policy, family: prev.id, born: prev.created}
+		rec.filed = rec.deadline()
+		del := deletes{cache: db.cache}
+		defer del.end()
+		tomb := tombstone{id: prev.id, family: prev.id, successor: dh, created: prev.created, used: prev.lastUsed, graceEnd: n + 5*time.Minute.Milliseconds(), death: prev.deadline()}
+		return errors.Join(del.delete(tx, ch, &prev), putRecord(tx, dh, &rec), putTombstone(tx, ch, &tomb))
+	}))
+
+	retry := func(why string) {
+		t.Helper()
+		again, info, err := db.Rotate(ctx, a, WithGrace(5*time.Minute))
+		require.NoError(t, err, why)
+		assert.Equal(t, b, again, why)
+		assert.Equal(t, bInfo.ID, info.ID, why)
+		again, _, err = db.Rotate(ctx, c, WithGrace(5*time.Minute))
+		require.NoError(t, err, why)
+		assert.Equal(t, d, again, "%s: the successor an earlier build derived", why)
+	}
+	retry("at once")
+	now.Add(-30_000)
+	retry("the clock stepped back before the rotation")
+	require.NoError(t, db.Close())
+	db, err = Open(path, o)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	now.Add(60_000)
+	retry("after a restart")
+	problems, err := db.Check(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, problems)
+	for _, tok := range []string{b, d} {
+		_, err := db.Validate(ctx, tok)
+		require.NoError(t, err)
+	}
+}
