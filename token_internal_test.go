@@ -113,6 +113,59 @@ func TestFormat_VersionsNotConfused(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// No one-character typo turns a token of one version into a well-formed
+// token of the other (which Parse would accept, and the store answer
+// ErrNotFound instead of ErrMalformed), checked exhaustively. For
+// equal-length texts CRC32(x) XOR CRC32(x') depends only on the change,
+// so a change in the text before the checksum switches versions only if
+// the CRC32 of that change (at its distance from the end) is checksumV2:
+// none of the 43 places and base62 differences is. A change of one
+// checksum digit by d at place j switches versions only if c XOR
+// checksumV2 - c = d × 62^j for the token's CRC32 c: that difference
+// takes 2^20 values (±2^b for each bit b of checksumV2), none of them one.
+func TestFormat_OneCharTypoNeverSwitchesVersion(t *testing.T) {
+	deltas := map[byte]bool{}
+	for i := range len(base62) {
+		for j := range len(base62) {
+			deltas[base62[i]^base62[j]] = true
+		}
+	}
+	delete(deltas, 0)
+	const n = randomLen1 + 1 // long enough to place a change at each distance
+	zero := crc32String(string(make([]byte, n)))
+	for d := range randomLen1 {
+		for delta := range deltas {
+			b := make([]byte, n)
+			b[n-1-d] = delta
+			require.NotEqual(t, uint32(checksumV2), crc32String(string(b))^zero, "a change of %#x at %d from the end", delta, d)
+		}
+	}
+
+	steps := map[int64]bool{}
+	for j, p := 0, int64(1); j < checksumLen; j, p = j+1, p*62 {
+		for d := int64(1); d < 62; d++ {
+			steps[d*p], steps[-d*p] = true, true
+		}
+	}
+	var bits []int64
+	for b := range 32 {
+		if checksumV2>>b&1 == 1 {
+			bits = append(bits, 1<<b)
+		}
+	}
+	for m := range 1 << len(bits) {
+		var diff int64
+		for k, b := range bits {
+			if m>>k&1 == 1 {
+				diff -= b // the CRC32 has the bit: XOR clears it
+			} else {
+				diff += b
+			}
+		}
+		require.False(t, steps[diff], "a checksum digit changed by a step of %d", diff)
+	}
+}
+
 // Parse allocates nothing, for either version.
 func TestFormat_ParseAllocs(t *testing.T) {
 	f, err := NewFormat("")
