@@ -367,6 +367,58 @@ func TestTokensFill_ByArrivalOrder(t *testing.T) {
 	}
 }
 
+// In a file that still holds tokens of the earlier format (keyed by their
+// SHA-256, anywhere in the tree), new tokens issued in time order land
+// between the newest new-format record and the old records after it,
+// never after the bucket's last key: they are packed as appends are, not
+// left in half-empty leaves (bbolt's default fill for an insert at one
+// place). Measured before: 20,000 new tokens beside 20,000 old took 999
+// leaves (500 in a file without old tokens; 683 for 20,000 more old ones,
+// as the build before new-format tokens stored them).
+func TestTokensFill_BesideOldFormat(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "t.db")
+	ms := int64(1_900_000_000_000)
+	db, err := Open(path, &Options{SweepInterval: -1, Now: func() time.Time { return time.UnixMilli(ms) }})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	for range 10_000 / 250 {
+		require.NoError(t, db.commit.run(func(tx *bolt.Tx) error {
+			for range 250 {
+				_, h := db.format.generateV1()
+				_, _, rec, err := db.newRecord("old", Policy{}, nil)
+				require.NoError(t, err)
+				if err := putRecord(tx, h, &rec); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+	}
+	leaves := func() int {
+		var st bolt.BucketStats
+		require.NoError(t, db.bolt.View(func(tx *bolt.Tx) error { st = tx.Bucket(bucketTokens).Stats(); return nil }))
+		return st.LeafPageN
+	}
+	before := leaves()
+	reqs := make([]IssueRequest, 250)
+	for i := range reqs {
+		reqs[i] = IssueRequest{Subject: "user"}
+	}
+	for range 40 {
+		_, err := db.IssueBatch(t.Context(), reqs)
+		require.NoError(t, err)
+		ms++
+	}
+	// A leaf holds about 40 records of this size: 10,000 packed take
+	// about 250 leaves, at bbolt's default about 500.
+	added := leaves() - before
+	t.Logf("10,000 new tokens beside 10,000 old took %d leaves", added)
+	assert.Less(t, added, 330, "10,000 new tokens took %d leaves", added)
+	problems, err := db.Check(t.Context())
+	require.NoError(t, err)
+	assert.Empty(t, problems)
+}
+
 // putToken keeps appendFill for appends and falls back to the default
 // from the first key that is not one, for the rest of the transaction.
 func TestPutToken_Fill(t *testing.T) {
@@ -391,6 +443,27 @@ func TestPutToken_Fill(t *testing.T) {
 	require.NoError(t, bdb.Update(func(tx *bolt.Tx) error {
 		tune(tx)
 		assert.Equal(t, appendFill(bdb.Info().PageSize), tx.Bucket(bucketTokens).FillPercent, "each transaction starts packed")
+		return nil
+	}))
+
+	// Hash-shaped keys: an append is a key with none issued less than
+	// appendGap after it.
+	f, err := NewFormat("")
+	require.NoError(t, err)
+	at := time.UnixMilli(1_900_000_000_000)
+	key := func(d time.Duration) []byte { _, h := f.GenerateAt(at.Add(d)); return h[:] }
+	require.NoError(t, bdb.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket([]byte("hashes"))
+		require.NoError(t, err)
+		fill := appendFill(bdb.Info().PageSize)
+		b.FillPercent = fill
+		require.NoError(t, putToken(b, key(time.Hour), nil))
+		require.NoError(t, putToken(b, key(0), nil))
+		assert.Equal(t, fill, b.FillPercent, "an hour before the next key: as at the end")
+		require.NoError(t, putToken(b, key(time.Minute), nil))
+		assert.Equal(t, fill, b.FillPercent)
+		require.NoError(t, putToken(b, key(time.Hour-time.Second), nil))
+		assert.Equal(t, bolt.DefaultFillPercent, b.FillPercent, "a second before the next key: among its time's")
 		return nil
 	}))
 }
