@@ -85,8 +85,8 @@ var (
 func appendFill(pageSize int) float64 { return 1 - 1/float64(pageSize) }
 
 // putToken puts a record into the tokens bucket b, and decides b's fill
-// for the transaction: appendFill (tune) while every key put is beyond
-// the bucket's last, bbolt's default from the first that is not. A Hash
+// for the transaction: appendFill (tune) while every key put is an
+// append (below), bbolt's default from the first that is not. A Hash
 // starts with the issue time, so tokens issued one by one on a running
 // clock are appended (each transaction's tokens of later milliseconds
 // than the last's), but tokens of one millisecond in several transactions
@@ -97,13 +97,46 @@ func appendFill(pageSize int) float64 { return 1 - 1/float64(pageSize) }
 // 99% (336); in random order the default 69% (420), appendFill 27% (672),
 // each insertion into a packed page splitting it. Per transaction, each
 // order gets its better fill.
+//
+// An append here is a key after which the bucket holds none, or none
+// issued less than appendGap after it: in a file that still holds tokens
+// of the earlier format, keyed by their SHA-256, the keys after the
+// newest new-format record are those, whose first 6 bytes read as a time
+// years ahead (a first byte of 2 or more is past 2039), and new tokens
+// issued in time order arrive there, one after another, as at the end of
+// the tree: packed, not left half full (TestTokensFill_BesideOldFormat:
+// 10,000 new tokens beside 10,000 old took 500 leaves at the default,
+// about 250 packed). A key with a record less than appendGap after it is
+// an insertion among tokens of its time (concurrent writers, a frozen
+// clock, a clock stepped back by less than appendGap) and gets the default.
+// A clock stepped back further packs the leaves of the tokens it issues
+// before the later ones; those issued once it reads those times again
+// are insertions, which split the packed leaves they meet: fill only,
+// never which record a key finds.
 func putToken(b *bolt.Bucket, k, v []byte) error {
 	if b.FillPercent != bolt.DefaultFillPercent {
-		if last, _ := b.Cursor().Last(); last != nil && compareBytes(k, last) <= 0 {
+		if next, _ := b.Cursor().Seek(k); next != nil && (string(next) == string(k) || keyMs(next) <= keyMs(k)+appendGap) {
 			b.FillPercent = bolt.DefaultFillPercent
 		}
 	}
 	return b.Put(k, v)
+}
+
+// appendGap is how much later than a key put into the tokens bucket the
+// next key there must read for the put to count as an append (putToken):
+// longer than writers of one store issue out of order, far shorter than
+// the gaps between old-format keys read as times.
+const appendGap = int64(time.Minute / time.Millisecond)
+
+// keyMs reads the first 6 bytes of a tokens key as a new-format token's
+// issue time (Hash), as putToken compares keys; a shorter key is read
+// whole.
+func keyMs(k []byte) int64 {
+	var ms int64
+	for _, c := range k[:min(len(k), hashTimeLen)] {
+		ms = ms<<8 | int64(c)
+	}
+	return ms
 }
 
 // tune sets what bbolt does not keep in the file. committer.update, the

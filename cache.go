@@ -2,6 +2,7 @@ package tokenstore
 
 import (
 	"encoding/binary"
+	"math"
 	"slices"
 	"sync"
 )
@@ -143,7 +144,9 @@ func (c *cache) endDelete(h Hash) {
 	s.mu.Unlock()
 }
 
-// used returns the latest in-memory use of h, or 0.
+// used returns the latest in-memory use of h, or math.MinInt64 when none
+// is held: not 0, which is a use at 1970 and later than every use of a
+// store whose clock reads before it (lastUse).
 func (c *cache) used(h Hash) int64 {
 	s := c.shard(h)
 	s.mu.Lock()
@@ -151,7 +154,7 @@ func (c *cache) used(h Hash) int64 {
 	if e := s.m[h]; e != nil {
 		return e.used
 	}
-	return 0
+	return math.MinInt64
 }
 
 // lastUse is h's latest use: the one in memory when it is later than the

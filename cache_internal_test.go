@@ -144,15 +144,18 @@ func TestCache_Lookup_ReadError(t *testing.T) {
 func TestCache_PersistedAll(t *testing.T) {
 	c := newCache(1 << 12)
 	var ts []touch
+	shards := map[int]bool{}
 	for n := range 500 {
 		var h Hash
-		h[0], h[1] = byte(n), byte(n>>8) // spread over the shards
+		h[len(h)-8], h[len(h)-7] = byte(n), byte(n>>8) // spread over the shards (shardIndex)
+		shards[c.shardIndex(h)] = true
 		rec := testRecord(1000)
 		_, err := c.lookup(h, 5000, true, func() (record, error) { return rec, nil })
 		require.NoError(t, err)
 		ts = append(ts, touch{h, rec.id, 5000})
 	}
 	require.Len(t, c.dirty(), 500)
+	require.Len(t, shards, cacheShards)
 	later := ts[7].h
 	_, err := c.lookup(later, 6000, true, nil) // cached: read is not called
 	require.NoError(t, err)

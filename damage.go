@@ -14,8 +14,8 @@ import (
 // A damaged record (a flipped bit fails its checksum) costs only itself. A
 // pass over many records (Sweep, List, ForEach, RevokeSubject, Check)
 // skips it, does its work on every other record, and reports it: its ID
-// when an index that led to it knows it, its hash's first bytes when
-// none does. Nothing damaged is ever treated as valid: Validate, Lookup,
+// when an index that led to it knows it, and its hash's last bytes
+// (hashName). Nothing damaged is ever treated as valid: Validate, Lookup,
 // Get and Rotate of it return ErrCorrupt. Compact and Backup copy it as it
 // is, so that Check still names it in the copy; Revoke and RevokeID delete
 // it (deleteDamaged), which is how an operator removes what Check names.
@@ -30,10 +30,18 @@ type damagedRecord struct {
 func (d *damagedRecord) Error() string {
 	why := strings.TrimPrefix(strings.TrimPrefix(d.err.Error(), ErrCorrupt.Error()+": "), "record: ")
 	if d.id != (uuid.UUID{}) {
-		return fmt.Sprintf("token %s: damaged record %x… (%s)", d.id, d.h[:6], why)
+		return fmt.Sprintf("token %s: damaged record %s (%s)", d.id, hashName(d.h[:]), why)
 	}
-	return fmt.Sprintf("damaged record %x… (%s)", d.h[:6], why)
+	return fmt.Sprintf("damaged record %s (%s)", hashName(d.h[:]), why)
 }
+
+// hashName names a record or tombstone in a report by the last 6 bytes of
+// its hash, "…" and 12 hex digits: enough to tell one from another,
+// never the whole hash (a report is printed by the CLI and pasted into
+// tickets). Not the first bytes: a new token's hash starts with its issue
+// time (Hash), the same for every token of a millisecond; the last are
+// SHA-256 bytes in both token versions.
+func hashName(h []byte) string { return fmt.Sprintf("…%x", h[max(len(h)-6, 0):]) }
 
 func (d *damagedRecord) Unwrap() error { return d.err }
 

@@ -3,12 +3,18 @@ package tokenstore
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"hash/crc32"
 	"log/slog"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
 )
@@ -90,5 +96,52 @@ func TestFlush_DamagedRecordCostsOnlyItself(t *testing.T) {
 		}
 		require.NoError(t, err)
 		require.Equal(t, now.Load(), rec.lastUsed, "token %d: its use was written", i)
+	}
+}
+
+// Every report that names a record, a tombstone or an entry by its hash
+// tells two tokens of one millisecond apart, and never prints the whole
+// hash: a new token's hash starts with its issue time, so its first 6
+// bytes named every token of that millisecond alike (and, for a Check of
+// a file whose clock was frozen, every token in it).
+func TestReports_TellTokensOfOneMillisecondApart(t *testing.T) {
+	f, err := NewFormat("")
+	require.NoError(t, err)
+	at := time.UnixMilli(1_900_000_000_000)
+	fam := uuid.Must(uuid.NewV7())
+	names := func(h Hash) map[string]string {
+		good := (&tombstone{}).encode(h)
+		badSum := append([]byte{}, good...)
+		badSum[5] ^= 1
+		badVersion := append([]byte{}, good...)
+		badVersion[0] = tombstoneVersion + 1
+		binary.BigEndian.PutUint32(badVersion[tombstoneLen-4:], crc32.Update(crc32.ChecksumIEEE(h[:]), crc32.IEEETable, badVersion[:tombstoneLen-4]))
+		out := map[string]string{
+			"damaged record":          (&damagedRecord{h: h, err: corrupt("checksum mismatch")}).Error(),
+			"damaged record, with ID": (&damagedRecord{h: h, id: fam, err: corrupt("checksum mismatch")}).Error(),
+			"tombdue entry":           tombDueEntry(tombDueKey(at.UnixMilli(), h)),
+			"families entry":          errFamilyEntry(familyTombKey(fam, h), "no tombstone"),
+		}
+		for name, v := range map[string][]byte{"tombstone size": good[:10], "tombstone checksum": badSum, "tombstone version": badVersion} {
+			_, err := decodeTombstone(h, v)
+			require.ErrorIs(t, err, ErrCorrupt, name)
+			out[name] = err.Error()
+		}
+		return out
+	}
+	_, h1 := f.GenerateAt(at)
+	_, h2 := f.GenerateAt(at)
+	old, _ := f.generateV1()
+	h3 := Hash(sha256.Sum256([]byte(old)))
+	n1, n2, n3 := names(h1), names(h2), names(h3)
+	for kind, s := range n1 {
+		assert.NotEqual(t, s, n2[kind], "%s: two tokens of one millisecond named alike", kind)
+		assert.NotEqual(t, s, n3[kind], kind)
+		for _, n := range []string{s, n2[kind], n3[kind]} {
+			for _, h := range []Hash{h1, h2, h3} {
+				assert.NotContains(t, n, hex.EncodeToString(h[:]), "%s: the whole hash", kind)
+				assert.NotContains(t, n, hex.EncodeToString(h[6:20]), "%s: more of the hash than a name needs", kind)
+			}
+		}
 	}
 }

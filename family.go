@@ -251,8 +251,10 @@ func (db *DB) revokeFamily(tx *bolt.Tx, del *deletes, family uuid.UUID, now int6
 // successor's path. A Validate's use also reaches the file (touch.go); a
 // Lookup's is known only here, so a crash forgets it and can reopen the
 // grace until its end (docs/families.md). Entries are dropped once their
-// grace could no longer be open. Sharded as the cache is, so that
-// Validates of young successors do not meet on one lock.
+// grace could no longer be open. Sharded by the hash's last byte, as the
+// cache is by its last bytes (its first are a new token's issue time, the
+// same for every token from 2004 to 2039), so that Validates of young
+// successors do not meet on one lock.
 type firstUses struct {
 	shards [16]firstUseShard
 }
@@ -266,7 +268,7 @@ type firstUseShard struct {
 
 // mark notes a use of the successor h, whose mark matters until until.
 func (f *firstUses) mark(h Hash, until, now int64) {
-	s := &f.shards[h[0]%16]
+	s := f.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.m[h]; ok {
@@ -286,9 +288,11 @@ func (f *firstUses) mark(h Hash, until, now int64) {
 	}
 }
 
+func (f *firstUses) shard(h Hash) *firstUseShard { return &f.shards[h[len(h)-1]%16] }
+
 // has reports whether a use of the successor h was seen.
 func (f *firstUses) has(h Hash) bool {
-	s := &f.shards[h[0]%16]
+	s := f.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, ok := s.m[h]
@@ -297,15 +301,14 @@ func (f *firstUses) has(h Hash) bool {
 
 // errFamilyEntry reports a families entry Check could not account for.
 // A tombstone's entry holds the retired token's whole hash: the report
-// names it by its first 6 bytes, as a damaged record is named
-// (damage.go), so that a Check report pasted into a ticket carries no
-// hash.
+// names it by hashName, as a damaged record is named (damage.go), so that
+// a Check report pasted into a ticket carries no hash.
 func errFamilyEntry(k []byte, why string) string {
 	switch len(k) {
 	case 32:
 		return fmt.Sprintf("families: entry (family %s, token %s): %s", uuid.UUID(k[:16]), uuid.UUID(k[16:]), why)
 	case 48:
-		return fmt.Sprintf("families: entry (family %s, tombstone %x…): %s", uuid.UUID(k[:16]), k[16:22], why)
+		return fmt.Sprintf("families: entry (family %s, tombstone %s): %s", uuid.UUID(k[:16]), hashName(k[16:]), why)
 	}
 	return fmt.Sprintf("families: entry %x…: %s", k[:min(len(k), 6)], why)
 }

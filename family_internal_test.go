@@ -331,7 +331,7 @@ func TestFirstUses_Prunes(t *testing.T) {
 	var f firstUses
 	h := func(i int) Hash {
 		var x Hash
-		x[0], x[1], x[2] = 3, byte(i), byte(i>>8) // one shard
+		x[len(x)-1], x[1], x[2] = 3, byte(i), byte(i>>8) // one shard
 		return x
 	}
 	for i := range 100 {
@@ -351,8 +351,8 @@ func TestFirstUses_Prunes(t *testing.T) {
 }
 
 // Check's problems about tombstones and their entries name the token by
-// its ID, or by at most the first 6 bytes of its hash as a damaged record
-// is named (damage.go), never by its whole hash: a Check report is printed
+// its ID, or by the last 6 bytes of its hash as a damaged record is named
+// (hashName), never by its whole hash: a Check report is printed
 // by the CLI and pasted into tickets, and the brief keeps hashes out of
 // every message. Each entry kind that holds a hash is damaged here.
 func TestCheck_FamilyProblemsNameNoHash(t *testing.T) {
@@ -385,8 +385,10 @@ func TestCheck_FamilyProblemsNameNoHash(t *testing.T) {
 	all := strings.Join(problems, "\n")
 	require.Len(t, problems, 6, all)
 	for _, h := range []Hash{h1, h2, h3} {
-		assert.NotContains(t, all, fmt.Sprintf("%x", h[6:12]), "more than a hash's first 6 bytes")
-		assert.Contains(t, all, fmt.Sprintf("%x…", h[:6]), "the tombstone is still named")
+		assert.NotContains(t, all, fmt.Sprintf("%x", h[20:26]), "more than a hash's last 6 bytes")
+		// The three were issued in one millisecond: their first 6
+		// bytes are alike, so only the last ones name each.
+		assert.Contains(t, all, hashName(h[:]), "the tombstone is still named")
 	}
 }
 
@@ -454,4 +456,70 @@ func TestRotate_GraceRetryRederives(t *testing.T) {
 	assert.NotContains(t, err.Error(), a)
 	_, err = e.db.Validate(t.Context(), b)
 	require.NoError(t, err, "the successor is intact")
+}
+
+// A grace retry returns the same successor whatever the clock did since
+// the rotation (stepped back before it, or frozen), after a restart, and
+// for a rotation an earlier build made, whose successor carries no time:
+// the successor is found from its hash in the tombstone, never from now.
+func TestRotate_GraceRetryClockAndFormat(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "t.db")
+	var now atomic.Int64
+	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	o := &Options{Now: func() time.Time { return time.UnixMilli(now.Load()) }, SweepInterval: -1, Policy: Sliding(time.Hour, 10*time.Hour)}
+	db, err := Open(path, o)
+	require.NoError(t, err)
+	a, _, err := db.Issue(ctx, "user")
+	require.NoError(t, err)
+	c, _, err := db.Issue(ctx, "user")
+	require.NoError(t, err)
+	now.Add(1000)
+	b, bInfo, err := db.Rotate(ctx, a, WithGrace(5*time.Minute))
+	require.NoError(t, err)
+
+	// c rotated as a build before tokens carried a time did: its
+	// successor derived without one (Hash = SHA-256).
+	ch, err := db.format.Parse(c)
+	require.NoError(t, err)
+	d, dh := db.format.derive(db.rotationKey, c, -1)
+	require.NoError(t, db.commit.run(func(tx *bolt.Tx) error {
+		prev, err := getRecord(tx, ch)
+		require.NoError(t, err)
+		n := db.nowMs()
+		id := uuid.Must(uuid.NewV7())
+		rec := record{id: id, subject: prev.subject, created: n, lastUsed: n, policy: prev.policy, family: prev.id, born: prev.created}
+		rec.filed = rec.deadline()
+		del := deletes{cache: db.cache}
+		defer del.end()
+		tomb := tombstone{id: prev.id, family: prev.id, successor: dh, created: prev.created, used: prev.lastUsed, graceEnd: n + 5*time.Minute.Milliseconds(), death: prev.deadline()}
+		return errors.Join(del.delete(tx, ch, &prev), putRecord(tx, dh, &rec), putTombstone(tx, ch, &tomb))
+	}))
+
+	retry := func(why string) {
+		t.Helper()
+		again, info, err := db.Rotate(ctx, a, WithGrace(5*time.Minute))
+		require.NoError(t, err, why)
+		assert.Equal(t, b, again, why)
+		assert.Equal(t, bInfo.ID, info.ID, why)
+		again, _, err = db.Rotate(ctx, c, WithGrace(5*time.Minute))
+		require.NoError(t, err, why)
+		assert.Equal(t, d, again, "%s: the successor an earlier build derived", why)
+	}
+	retry("at once")
+	now.Add(-30_000)
+	retry("the clock stepped back before the rotation")
+	require.NoError(t, db.Close())
+	db, err = Open(path, o)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	now.Add(60_000)
+	retry("after a restart")
+	problems, err := db.Check(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, problems)
+	for _, tok := range []string{b, d} {
+		_, err := db.Validate(ctx, tok)
+		require.NoError(t, err)
+	}
 }

@@ -113,6 +113,59 @@ func TestFormat_VersionsNotConfused(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// No one-character typo turns a token of one version into a well-formed
+// token of the other (which Parse would accept, and the store answer
+// ErrNotFound instead of ErrMalformed), checked exhaustively. For
+// equal-length texts CRC32(x) XOR CRC32(x') depends only on the change,
+// so a change in the text before the checksum switches versions only if
+// the CRC32 of that change (at its distance from the end) is checksumV2:
+// none of the 43 places and base62 differences is. A change of one
+// checksum digit by d at place j switches versions only if c XOR
+// checksumV2 - c = d × 62^j for the token's CRC32 c: that difference
+// takes 2^20 values (±2^b for each bit b of checksumV2), none of them one.
+func TestFormat_OneCharTypoNeverSwitchesVersion(t *testing.T) {
+	deltas := map[byte]bool{}
+	for i := range len(base62) {
+		for j := range len(base62) {
+			deltas[base62[i]^base62[j]] = true
+		}
+	}
+	delete(deltas, 0)
+	const n = randomLen1 + 1 // long enough to place a change at each distance
+	zero := crc32String(string(make([]byte, n)))
+	for d := range randomLen1 {
+		for delta := range deltas {
+			b := make([]byte, n)
+			b[n-1-d] = delta
+			require.NotEqual(t, uint32(checksumV2), crc32String(string(b))^zero, "a change of %#x at %d from the end", delta, d)
+		}
+	}
+
+	steps := map[int64]bool{}
+	for j, p := 0, int64(1); j < checksumLen; j, p = j+1, p*62 {
+		for d := int64(1); d < 62; d++ {
+			steps[d*p], steps[-d*p] = true, true
+		}
+	}
+	var bits []int64
+	for b := range 32 {
+		if checksumV2>>b&1 == 1 {
+			bits = append(bits, 1<<b)
+		}
+	}
+	for m := range 1 << len(bits) {
+		var diff int64
+		for k, b := range bits {
+			if m>>k&1 == 1 {
+				diff -= b // the CRC32 has the bit: XOR clears it
+			} else {
+				diff += b
+			}
+		}
+		require.False(t, steps[diff], "a checksum digit changed by a step of %d", diff)
+	}
+}
+
 // Parse allocates nothing, for either version.
 func TestFormat_ParseAllocs(t *testing.T) {
 	f, err := NewFormat("")
@@ -250,6 +303,31 @@ func TestCache_ShardsSpreadOneMillisecond(t *testing.T) {
 	assert.Len(t, used, cacheShards, "every shard takes some of 1,280 tokens of one millisecond")
 }
 
+// firstUses spreads the successors of one millisecond, and of years of
+// them, over its shards as the cache does: a hash's first byte is the top
+// of a new token's issue time, the same for every token from 2004 to
+// 2039, which put every mark on one shard's lock.
+func TestFirstUses_ShardsSpreadOneMillisecond(t *testing.T) {
+	f, err := NewFormat("")
+	require.NoError(t, err)
+	for _, step := range []time.Duration{0, 24 * time.Hour} {
+		var fu firstUses
+		at := time.UnixMilli(1_900_000_000_000)
+		for range 16 * 20 {
+			_, h := f.GenerateAt(at)
+			fu.mark(h, 1, 0)
+			at = at.Add(step)
+		}
+		used := 0
+		for i := range fu.shards {
+			if len(fu.shards[i].m) > 0 {
+				used++
+			}
+		}
+		assert.Equal(t, len(fu.shards), used, "every shard takes some of 320 successors issued %v apart", step)
+	}
+}
+
 // The tokens bucket packs its pages while tokens arrive in issue-time
 // order (appendFill) and keeps bbolt's default fill in a transaction that
 // inserts among its keys: packed pages split by random inserts leave the
@@ -289,6 +367,58 @@ func TestTokensFill_ByArrivalOrder(t *testing.T) {
 	}
 }
 
+// In a file that still holds tokens of the earlier format (keyed by their
+// SHA-256, anywhere in the tree), new tokens issued in time order land
+// between the newest new-format record and the old records after it,
+// never after the bucket's last key: they are packed as appends are, not
+// left in half-empty leaves (bbolt's default fill for an insert at one
+// place). Measured before: 20,000 new tokens beside 20,000 old took 999
+// leaves (500 in a file without old tokens; 683 for 20,000 more old ones,
+// as the build before new-format tokens stored them).
+func TestTokensFill_BesideOldFormat(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "t.db")
+	ms := int64(1_900_000_000_000)
+	db, err := Open(path, &Options{SweepInterval: -1, Now: func() time.Time { return time.UnixMilli(ms) }})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	for range 10_000 / 250 {
+		require.NoError(t, db.commit.run(func(tx *bolt.Tx) error {
+			for range 250 {
+				_, h := db.format.generateV1()
+				_, _, rec, err := db.newRecord("old", Policy{}, nil)
+				require.NoError(t, err)
+				if err := putRecord(tx, h, &rec); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+	}
+	leaves := func() int {
+		var st bolt.BucketStats
+		require.NoError(t, db.bolt.View(func(tx *bolt.Tx) error { st = tx.Bucket(bucketTokens).Stats(); return nil }))
+		return st.LeafPageN
+	}
+	before := leaves()
+	reqs := make([]IssueRequest, 250)
+	for i := range reqs {
+		reqs[i] = IssueRequest{Subject: "user"}
+	}
+	for range 40 {
+		_, err := db.IssueBatch(t.Context(), reqs)
+		require.NoError(t, err)
+		ms++
+	}
+	// A leaf holds about 40 records of this size: 10,000 packed take
+	// about 250 leaves, at bbolt's default about 500.
+	added := leaves() - before
+	t.Logf("10,000 new tokens beside 10,000 old took %d leaves", added)
+	assert.Less(t, added, 330, "10,000 new tokens took %d leaves", added)
+	problems, err := db.Check(t.Context())
+	require.NoError(t, err)
+	assert.Empty(t, problems)
+}
+
 // putToken keeps appendFill for appends and falls back to the default
 // from the first key that is not one, for the rest of the transaction.
 func TestPutToken_Fill(t *testing.T) {
@@ -313,6 +443,27 @@ func TestPutToken_Fill(t *testing.T) {
 	require.NoError(t, bdb.Update(func(tx *bolt.Tx) error {
 		tune(tx)
 		assert.Equal(t, appendFill(bdb.Info().PageSize), tx.Bucket(bucketTokens).FillPercent, "each transaction starts packed")
+		return nil
+	}))
+
+	// Hash-shaped keys: an append is a key with none issued less than
+	// appendGap after it.
+	f, err := NewFormat("")
+	require.NoError(t, err)
+	at := time.UnixMilli(1_900_000_000_000)
+	key := func(d time.Duration) []byte { _, h := f.GenerateAt(at.Add(d)); return h[:] }
+	require.NoError(t, bdb.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket([]byte("hashes"))
+		require.NoError(t, err)
+		fill := appendFill(bdb.Info().PageSize)
+		b.FillPercent = fill
+		require.NoError(t, putToken(b, key(time.Hour), nil))
+		require.NoError(t, putToken(b, key(0), nil))
+		assert.Equal(t, fill, b.FillPercent, "an hour before the next key: as at the end")
+		require.NoError(t, putToken(b, key(time.Minute), nil))
+		assert.Equal(t, fill, b.FillPercent)
+		require.NoError(t, putToken(b, key(time.Hour-time.Second), nil))
+		assert.Equal(t, bolt.DefaultFillPercent, b.FillPercent, "a second before the next key: among its time's")
 		return nil
 	}))
 }

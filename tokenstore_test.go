@@ -210,6 +210,45 @@ func TestDB_Open_ReopenNeverExtendsLifetime(t *testing.T) {
 	assert.Equal(t, 2, n)
 }
 
+// A store whose clock reads before 1970 (Options.Now, a badly set clock:
+// Unix times are negative) keeps its deadlines and its grace: a token not
+// yet used in memory is not taken as used at 1970, which gave it a
+// deadline at the cap instead of its idle timeout, and ended a successor's
+// grace at once, so that Rotate's retry within the grace revoked the
+// family (ErrReused). A token carries the time clamped to 1970
+// (Format.GenerateAt).
+func TestDB_ClockBefore1970(t *testing.T) {
+	clock := tokenstoretest.NewClockAt(time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC))
+	ctx := t.Context()
+	db := mustOpen(t, &tokenstore.Options{Now: clock.Now, SweepInterval: -1, Policy: tokenstore.Sliding(time.Hour, 10*time.Hour)})
+	a, aInfo, err := db.Issue(ctx, "user")
+	require.NoError(t, err)
+	assert.Equal(t, aInfo.CreatedAt.Add(time.Hour), aInfo.ExpiresAt)
+	b, _, err := db.Issue(ctx, "user")
+	require.NoError(t, err)
+	got, err := db.Get(ctx, aInfo.ID)
+	require.NoError(t, err)
+	assert.Equal(t, aInfo.CreatedAt.Add(time.Hour), got.ExpiresAt, "idle timeout, not the cap")
+	list, err := db.List(ctx, "user")
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	assert.Equal(t, aInfo.CreatedAt.Add(time.Hour), list[0].ExpiresAt)
+
+	clock.Advance(time.Second)
+	next, _, err := db.Rotate(ctx, b, tokenstore.WithGrace(time.Minute))
+	require.NoError(t, err)
+	clock.Advance(time.Second)
+	again, _, err := db.Rotate(ctx, b, tokenstore.WithGrace(time.Minute))
+	require.NoError(t, err, "a retry within the grace")
+	assert.Equal(t, next, again)
+	_, err = db.Validate(ctx, next)
+	require.NoError(t, err)
+
+	clock.Advance(2 * time.Hour)
+	_, err = db.Validate(ctx, a)
+	require.ErrorIs(t, err, tokenstore.ErrExpired, "idle for 2h of a 1h timeout")
+}
+
 // TestDB_Validate_BackgroundWriter runs in a synctest bubble: the
 // background writer's ticker and Options.Now (time.Now) run on the
 // bubble's fake clock.

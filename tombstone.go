@@ -65,11 +65,11 @@ func decodeTombstone(h Hash, v []byte) (tombstone, error) {
 	var t tombstone
 	switch {
 	case len(v) != tombstoneLen:
-		return t, fmt.Errorf("%w: tombstone %x…: %d bytes, want %d", ErrCorrupt, h[:6], len(v), tombstoneLen)
+		return t, fmt.Errorf("%w: tombstone %s: %d bytes, want %d", ErrCorrupt, hashName(h[:]), len(v), tombstoneLen)
 	case crc32.Update(crc32.ChecksumIEEE(h[:]), crc32.IEEETable, v[:tombstoneLen-4]) != binary.BigEndian.Uint32(v[tombstoneLen-4:]):
-		return t, fmt.Errorf("%w: tombstone %x…: checksum mismatch", ErrCorrupt, h[:6])
+		return t, fmt.Errorf("%w: tombstone %s: checksum mismatch", ErrCorrupt, hashName(h[:]))
 	case v[0] != tombstoneVersion:
-		return t, fmt.Errorf("%w: tombstone %x…: version %d, this build reads %d", ErrCorrupt, h[:6], v[0], tombstoneVersion)
+		return t, fmt.Errorf("%w: tombstone %s: version %d, this build reads %d", ErrCorrupt, hashName(h[:]), v[0], tombstoneVersion)
 	}
 	copy(t.id[:], v[1:17])
 	copy(t.family[:], v[17:33])
@@ -89,11 +89,11 @@ func tombDueKey(deadline int64, h Hash) []byte {
 }
 
 // tombDueEntry names a tombdue entry (tombDueKey's 40 bytes) in a Check
-// report: its deadline and its tombstone's first 6 hash bytes, never the
-// whole hash (see errFamilyEntry).
+// report: its deadline and its tombstone's hashName, never the whole hash
+// (see errFamilyEntry).
 func tombDueEntry(k []byte) string {
 	deadline := expiryKeyDeadline(k)
-	return fmt.Sprintf("entry (deadline %s, tombstone %x…)", time.UnixMilli(deadline).UTC().Format(time.RFC3339Nano), k[8:14])
+	return fmt.Sprintf("entry (deadline %s, tombstone %s)", time.UnixMilli(deadline).UTC().Format(time.RFC3339Nano), hashName(k[8:]))
 }
 
 // getTombstone reads h's tombstone in tx: ErrNotFound when there is none

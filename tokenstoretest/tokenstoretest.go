@@ -157,6 +157,7 @@ func Run(t *testing.T, open Opener) {
 		{"Issue/InvalidSubject", testInvalidSubject},
 		{"Token/Format", testTokenFormat},
 		{"Token/Malformed", testMalformed},
+		{"Token/OtherVersion", testOtherVersion},
 		{"Token/UnknownIsNotFound", testUnknownToken},
 		{"Metadata/Roundtrip", testMetadataRoundtrip},
 		{"Metadata/IsCopied", testMetadataIsCopied},

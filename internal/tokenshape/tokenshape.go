@@ -10,9 +10,9 @@ import (
 )
 
 // IsToken reports whether s is a well-formed token of any tokenstore
-// store: a valid prefix, an underscore and a body whose checksum matches.
-// A subject that merely looks alike fails the checksum but for one chance
-// in 2^32.
+// store: a valid prefix, an underscore and a body whose checksum matches,
+// of either token version (tokenstore.Format.Parse). A subject that merely
+// looks alike fails both checksums but for two chances in 2^32.
 func IsToken(s string) bool {
 	prefix, _, ok := strings.Cut(s, "_")
 	if !ok || prefix == "" {

@@ -20,6 +20,15 @@ func TestIsToken(t *testing.T) {
 		typo := tok[:len(tok)-1] + string(map[bool]byte{true: 'A', false: 'B'}[last != 'A'])
 		assert.False(t, tokenshape.IsToken(typo), "a typo fails the checksum")
 	}
+	// A token issued before tokens carried their issue time (the schema-1
+	// fixture's first) is a token too, and a typo in it is not.
+	const old = "tks_pGidZimU3aU0AxhM0GoUNQybgUKRabm614jJtyFdDU73dRrIe"
+	assert.True(t, tokenshape.IsToken(old), "an old-format token")
+	for i := len("tks_"); i < len(old); i++ {
+		typo := []byte(old)
+		typo[i] = map[bool]byte{true: 'x', false: 'y'}[old[i] != 'x']
+		assert.False(t, tokenshape.IsToken(string(typo)), "a typo at %d", i)
+	}
 	for _, s := range []string{"", "alice", "_abc", "tks_", "Tks_abc", "alice_smith", "user@example.com"} {
 		assert.False(t, tokenshape.IsToken(s), s)
 	}
