@@ -580,6 +580,13 @@ type txRecorder struct {
 	took             []time.Duration
 	deleted, written int64
 	io, scan         time.Duration // the sweep's: bbolt's writes and fsyncs, and its scans
+	passes           [4]passStats  // the sweep's, by pass (sweepsize.go): subjects, records, ids, expiry
+}
+
+// passStats sums one sweep pass's transactions.
+type passStats struct {
+	tx, size, written int64
+	took              time.Duration
 }
 
 func (r *txRecorder) Enabled(context.Context, slog.Level) bool { return true }
@@ -600,20 +607,48 @@ func (r *txRecorder) Handle(_ context.Context, rec slog.Record) error {
 	if want := cmp.Or(r.msg, "tokenstore: sweep transaction"); rec.Message != want {
 		return nil
 	}
+	var p passStats
+	pass := -1
 	rec.Attrs(func(a slog.Attr) bool {
 		switch a.Key {
+		case "pass":
+			pass = int(a.Value.Int64())
+		case "size":
+			p.size = a.Value.Int64()
 		case "took":
+			p.took = a.Value.Duration()
 			r.took = append(r.took, a.Value.Duration())
 		case "deleted":
 			r.deleted += a.Value.Int64()
 		case "written":
+			p.written = a.Value.Int64()
 			r.written += a.Value.Int64()
 		case "io":
 			r.io += a.Value.Duration()
 		}
 		return true
 	})
+	if pass >= 0 && pass < len(r.passes) {
+		q := &r.passes[pass]
+		q.tx++
+		q.size += p.size
+		q.written += p.written
+		q.took += p.took
+	}
 	return nil
+}
+
+// logPasses logs each sweep pass's transactions, items, time and bytes
+// written, per op.
+func (r *txRecorder) logPasses(b *testing.B) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := float64(b.N)
+	for i, name := range []string{"subjects", "records", "ids", "expiry"} {
+		p := r.passes[i]
+		b.Logf("pass %-8s %6.0f tx  %8.0f items  %6.3f s  %6.1f MB written (per op)",
+			name, float64(p.tx)/n, float64(p.size)/n, p.took.Seconds()/n, float64(p.written)/n/1e6)
+	}
 }
 
 // report adds the sweep transactions' longest, p99 and share over 20 ms.
@@ -643,6 +678,7 @@ func (r *txRecorder) report(b *testing.B) {
 		b.ReportMetric(r.scan.Seconds()/float64(b.N), "scan-s/op")
 		b.ReportMetric(took.Seconds()/float64(b.N), "tx-s/op")
 		b.ReportMetric(100*float64(r.io)/float64(max(took, 1)), "%tx-in-io")
+		r.logPasses(b)
 	}
 }
 
@@ -710,6 +746,7 @@ func benchSweep(b *testing.B, get func(*testing.B) *fixture) {
 		opts := &tokenstore.Options{SweepInterval: -1, Now: clk.Now, Logger: slog.New(rec)}
 		sliding := fx.sliding()
 		var idle, during []time.Duration
+		var gcs uint32 // garbage collections during the sweeps
 		b.ReportAllocs()
 		for b.Loop() {
 			b.StopTimer()
@@ -723,10 +760,14 @@ func benchSweep(b *testing.B, get func(*testing.B) *fixture) {
 				lat = validateLatencies(b, db, sliding, 0, stop)
 			}()
 			b.StartTimer()
+			var m0, m1 runtime.MemStats
+			runtime.ReadMemStats(&m0)
 			n, err := db.Sweep(ctx)
+			runtime.ReadMemStats(&m1)
 			b.StopTimer()
 			close(stop)
 			<-done
+			gcs += m1.NumGC - m0.NumGC
 			require.NoError(b, err)
 			require.Equal(b, 100_000, n)
 			require.NoError(b, db.Close())
@@ -743,6 +784,7 @@ func benchSweep(b *testing.B, get func(*testing.B) *fixture) {
 		b.ReportMetric(float64(p99i.Nanoseconds()), "p99-idle-ns")
 		b.ReportMetric(float64(p99d.Nanoseconds()), "p99-sweep-ns")
 		b.ReportMetric(float64(p99d)/float64(p99i), "p99-ratio")
+		b.ReportMetric(float64(gcs)/float64(b.N), "gc/op")
 	})
 	b.Run("100k-of-1M-scattered", func(b *testing.B) {
 		// The sweep users also have: not a batch issued together and
@@ -764,6 +806,7 @@ func benchSweep(b *testing.B, get func(*testing.B) *fixture) {
 		idleWindow := 14 * 24 * time.Hour // the default Sliding policy's
 		rec := &txRecorder{}
 		var idle, during []time.Duration
+		var gcs uint32 // garbage collections during the sweeps
 		b.ReportAllocs()
 		for b.Loop() {
 			b.StopTimer()
@@ -786,10 +829,14 @@ func benchSweep(b *testing.B, get func(*testing.B) *fixture) {
 				lat = validateLatencies(b, db, used, 0, stop)
 			}()
 			b.StartTimer()
+			var m0, m1 runtime.MemStats
+			runtime.ReadMemStats(&m0)
 			n, err := db.Sweep(ctx)
+			runtime.ReadMemStats(&m1)
 			b.StopTimer()
 			close(stop)
 			<-done
+			gcs += m1.NumGC - m0.NumGC
 			require.NoError(b, err)
 			require.Equal(b, len(sliding)-len(used), n)
 			require.NoError(b, db.Close())
@@ -807,6 +854,7 @@ func benchSweep(b *testing.B, get func(*testing.B) *fixture) {
 		b.ReportMetric(float64(p99i.Nanoseconds()), "p99-idle-ns")
 		b.ReportMetric(float64(p99d.Nanoseconds()), "p99-sweep-ns")
 		b.ReportMetric(float64(p99d)/float64(p99i), "p99-ratio")
+		b.ReportMetric(float64(gcs)/float64(b.N), "gc/op")
 	})
 	b.Run("100k-of-1M-issue-wait", func(b *testing.B) {
 		// How long an Issue waits behind the sweep's transactions: Issues
