@@ -639,10 +639,8 @@ func (r *txRecorder) Handle(_ context.Context, rec slog.Record) error {
 }
 
 // logPasses logs each sweep pass's transactions, items, time and bytes
-// written, per op.
+// written, per op; r.mu held.
 func (r *txRecorder) logPasses(b *testing.B) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	n := float64(b.N)
 	for i, name := range []string{"subjects", "records", "ids", "expiry"} {
 		p := r.passes[i]
