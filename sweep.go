@@ -299,18 +299,14 @@ func (db *DB) sweepApply(ctx context.Context, now int64, items []*sweepItem) (de
 	}
 	// While the passes run, Validate and Lookup of these tokens read the
 	// file, and nothing of them stays cached afterwards.
+	var hs []Hash
 	for _, it := range gone {
 		if it.record {
-			db.cache.beginDelete(it.h)
+			hs = append(hs, it.h)
 		}
 	}
-	defer func() {
-		for _, it := range gone {
-			if it.record {
-				db.cache.endDelete(it.h)
-			}
-		}
-	}()
+	db.cache.beginDeleteAll(hs)
+	defer db.cache.endDeleteAll(hs)
 	mark := func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(metaSweeping, beAppend64(nil, uint64(now))) }
 
 	// Each pass deletes through one cursor per transaction (deleteAt): a
@@ -402,14 +398,27 @@ func (db *DB) sweepApply(ctx context.Context, now int64, items []*sweepItem) (de
 	if err := db.commit.runSolo(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(metaSweeping) }); err != nil {
 		return deleted, err
 	}
+	// The re-filed tokens' uses are in the file now: by persistedAll,
+	// which takes each shard's lock once per call (see deleteAll), in calls
+	// of refiledBatch tokens.
+	var refiled, scratch []touch
 	for _, it := range all {
 		if it.refile > 0 {
-			db.cache.persisted(it.h, it.used)
+			refiled = append(refiled, touch{h: it.h, used: it.used})
+		}
+		if len(refiled) == refiledBatch {
+			db.cache.persistedAll(refiled, &scratch)
+			refiled = refiled[:0]
 		}
 	}
+	db.cache.persistedAll(refiled, &scratch)
 	db.ctr.swept.Add(uint64(deleted))
 	return deleted, nil
 }
+
+// refiledBatch is the re-filed tokens sweepApply reports to the cache in
+// one persistedAll call: about deleteBatch per shard.
+const refiledBatch = deleteBatch * cacheShards
 
 // deleteAt deletes k through c, when there: Bucket.Delete without the
 // cursor it allocates.
