@@ -16,11 +16,13 @@ package tokenstore_test
 //	Validate/returning/{cold,warm}       vs Validate/returning/bbolt-view-get
 //	Validate/sliding/*, absolute/cached  vs Validate/touch-every-use and Validate/bbolt-view-get
 //	Flush/100k-of-1M                     reports bytes written per use and Validate p99 with and without it
+//	Flush/100k-of-1M-issue-wait          reports how long Issues wait for their transaction during the flush and without it
 //	Issue/serial                         vs Issue/bbolt-update-one-key
 //	Issue/parallel-64                    vs Issue/serial
 //	Sweep/10k-of-1M                      vs Sweep/10k-of-10k (and Sweep/none-of-1M)
 //	Sweep/100k-of-1M                     reports its transactions' durations and Validate p99 with and without it
-//	Sweep/100k-of-1M-issue-wait          reports Issue latency during the sweep and without it
+//	Sweep/100k-of-1M-scattered           the same for ~100k idle Sliding tokens of the fixture (400k others re-filed)
+//	Sweep/100k-of-1M-issue-wait          reports Issue latency, and its wait for its transaction, during the sweep and without it
 //	Preload, Open                        report the fixture's build time, the time to open it
 //	FileSize/issued-64-writers           bytes per token of the fixture (tokens issued one by one, 64 writers)
 //	FileSize/import-50k-batches          the same recipe imported by 50,000-token IssueBatch calls
