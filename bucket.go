@@ -268,9 +268,14 @@ func decodeIDValue(id, v []byte) (idEntry, error) {
 // and the record's bytes, or nil when there is none. A record whose id
 // bytes are damaged is still found: its checksum tells the damage.
 func recordOf(tokens *bolt.Bucket, id []byte, e *idEntry) (Hash, []byte) {
+	return recordAt(tokens.Cursor(), id, e)
+}
+
+// recordAt is recordOf with a cursor of the tokens bucket, for callers
+// that find many records in one transaction (the sweep's scan).
+func recordAt(c *bolt.Cursor, id []byte, e *idEntry) (Hash, []byte) {
 	var first []byte
 	var firstV []byte
-	c := tokens.Cursor()
 	for k, v := c.Seek(e.prefix[:]); k != nil && hasPrefix(k, e.prefix[:]); k, v = c.Next() {
 		if len(k) != len(Hash{}) {
 			continue

@@ -2,6 +2,7 @@ package tokenstore
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -167,4 +168,54 @@ func TestCache_PersistedAll(t *testing.T) {
 	assert.Equal(t, later, left[0].h)
 	assert.Equal(t, int64(6000), left[0].used)
 	assert.Equal(t, int64(6000), c.used(later))
+}
+
+// The sweep's batched form: while beginDeleteAll's tokens are being
+// deleted nothing of them is cached and every lookup reads the file;
+// endDeleteAll drops their entries, spares the others, and makes a read
+// that crossed it read again (gen), as endDelete does. More tokens than
+// deleteBatch in a shard exercise the batches.
+func TestCache_DeleteAll(t *testing.T) {
+	c := newCache(1 << 16)
+	var hs []Hash
+	for n := range 2*deleteBatch + 3 {
+		hs = append(hs, shardHash(n)) // all in shard 0
+	}
+	hs = append(hs, Hash{1}, Hash{2, 0, 0, 0, 0, 0, 0, 0, 7}) // other shards
+	keep := shardHash(5000)
+	for _, h := range append(slices.Clone(hs), keep) {
+		_, err := c.lookup(h, 2000, false, func() (record, error) { return testRecord(1000), nil })
+		require.NoError(t, err)
+	}
+	c.beginDeleteAll(hs)
+	for _, h := range hs {
+		reads := 0
+		r, err := c.lookup(h, 2000, false, func() (record, error) { reads++; return testRecord(1000), nil })
+		require.NoError(t, err)
+		assert.False(t, r.hit, "a token being deleted is read from the file")
+		assert.Equal(t, 1, reads)
+	}
+	// A miss whose read crosses the end of the deletes reads again.
+	reads := 0
+	h := shardHash(6000)
+	_, err := c.lookup(h, 2000, false, func() (record, error) {
+		if reads++; reads == 1 {
+			c.endDeleteAll(hs)
+		}
+		return testRecord(1000), nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, 2, reads, "read again after endDeleteAll")
+	for _, h := range hs {
+		s := c.shard(h)
+		s.mu.Lock()
+		_, cached := s.m[h]
+		deleting := s.deleting[h]
+		s.mu.Unlock()
+		assert.False(t, cached, "endDeleteAll drops the entry")
+		assert.Zero(t, deleting)
+	}
+	r, err := c.lookup(keep, 2000, false, func() (record, error) { t.Fatal("read on a hit"); return record{}, nil })
+	require.NoError(t, err)
+	assert.True(t, r.hit, "a token not deleted stays cached")
 }

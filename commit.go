@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -38,6 +40,13 @@ type committer struct {
 	mu      sync.Mutex
 	queue   []*call
 	leading bool // a leader is committing or about to
+
+	// onWait, when set (by the benchmarks, through export_test.go, before
+	// any write), is told how long each call of run or runSolo waited: from
+	// its enqueue to the start of the transaction that first ran it. It is
+	// the wait issue 10 bounds ("no Issue waits more than 20 ms behind a
+	// sweep or flush transaction"), without the call's own commit.
+	onWait func(wait time.Duration, solo bool)
 }
 
 // maxGroup bounds one group transaction, so that a burst of writers does
@@ -48,7 +57,8 @@ const maxGroup = 256
 
 type call struct {
 	fn      func(*bolt.Tx) error
-	solo    bool // runSolo's: committed in a transaction of its own
+	solo    bool      // runSolo's: committed in a transaction of its own
+	queued  time.Time // set only for onWait
 	err     error
 	refused bool          // fn refused in the last run: err is its answer
 	done    chan struct{} // closed once: with err set, or with lead set
@@ -84,6 +94,9 @@ func (c *committer) runSolo(fn func(*bolt.Tx) error) error {
 }
 
 func (c *committer) enqueue(me *call) error {
+	if c.onWait != nil {
+		me.queued = time.Now()
+	}
 	c.mu.Lock()
 	c.queue = append(c.queue, me)
 	if c.leading {
@@ -142,6 +155,31 @@ func refuse(err error) error { return &groupRefusal{err} }
 // Revoke finding nothing because a RevokeSubject before it in the group
 // deleted the token), so it must not return while that work is undone.
 func (c *committer) commit(group []*call) {
+	if c.onWait != nil {
+		// Each call's wait ends when the first transaction that runs its fn
+		// begins (fn runs first thing in it: update, and the loop below).
+		var start time.Time
+		calls, waits := slices.Clone(group), make([]time.Duration, len(group))
+		for i, cl := range calls {
+			fn := cl.fn
+			cl.fn = func(tx *bolt.Tx) error {
+				if start.IsZero() {
+					start = time.Now()
+				}
+				if waits[i] == 0 {
+					waits[i] = max(start.Sub(cl.queued), 1)
+				}
+				return fn(tx)
+			}
+		}
+		defer func() {
+			for i, w := range waits {
+				if w > 0 {
+					c.onWait(w, calls[i].solo)
+				}
+			}
+		}()
+	}
 	if len(group) == 1 && group[0].solo {
 		group[0].err = c.update(group[0].fn)
 		group[0].finish()

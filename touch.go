@@ -142,7 +142,12 @@ func (db *DB) flush(ctx context.Context, paced bool) error {
 		t := time.Now()
 		var bad damage
 		var held time.Duration // the sizer's: the writer lock held, without the wait for it (see sweepPass)
-		err := db.commit.update(func(tx *bolt.Tx) error {
+		// In the committer's queue (runSolo), as the sweep's transactions
+		// are: through update, bbolt's writer lock alone decided who wrote
+		// next, and Close's unpaced flush, which begins its next
+		// transaction as soon as the last one commits, could take the lock
+		// again and again before an Issue waiting for it (see runSolo).
+		err := db.commit.runSolo(func(tx *bolt.Tx) error {
 			start := time.Now()
 			tx.OnCommit(func() { held = time.Since(start) })
 			written, bad = 0, bad[:0]
