@@ -38,7 +38,7 @@ func TestSweepProbe(t *testing.T) {
 	var mu sync.Mutex
 	now := time.Now().Add(time.Hour).Truncate(time.Millisecond) // after the fixture's frozen instant
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	rec := &passRecorder{passes: map[string]*passStats{}}
+	rec := &passRecorder{passes: map[string]*probePass{}}
 	db, err := tokenstore.Open(path, &tokenstore.Options{SweepInterval: -1, Now: clock, Logger: slog.New(rec)})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, db.Close()) }()
@@ -93,7 +93,7 @@ func probeCopy(t *testing.T, from, to string) {
 	require.NoError(t, dst.Close())
 }
 
-type passStats struct {
+type probePass struct {
 	tx       int
 	took, io time.Duration
 	written  int64
@@ -102,7 +102,7 @@ type passStats struct {
 // passRecorder is a slog.Handler summing the sweep's debug records by pass.
 type passRecorder struct {
 	mu     sync.Mutex
-	passes map[string]*passStats
+	passes map[string]*probePass
 	scan   time.Duration
 }
 
@@ -113,7 +113,7 @@ func (r *passRecorder) WithGroup(string) slog.Handler            { return r }
 func (r *passRecorder) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.passes, r.scan = map[string]*passStats{}, 0
+	r.passes, r.scan = map[string]*probePass{}, 0
 }
 
 func (r *passRecorder) Handle(_ context.Context, rec slog.Record) error {
@@ -128,7 +128,7 @@ func (r *passRecorder) Handle(_ context.Context, rec slog.Record) error {
 			return true
 		})
 	case "tokenstore: sweep transaction":
-		var s passStats
+		var s probePass
 		name := "?"
 		rec.Attrs(func(a slog.Attr) bool {
 			switch a.Key {
@@ -147,7 +147,7 @@ func (r *passRecorder) Handle(_ context.Context, rec slog.Record) error {
 		})
 		p := r.passes[name]
 		if p == nil {
-			p = &passStats{}
+			p = &probePass{}
 			r.passes[name] = p
 		}
 		p.tx++
