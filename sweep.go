@@ -536,9 +536,31 @@ func (db *DB) sweepingSince() (ms int64) {
 	return ms
 }
 
-// txTarget is how long one sweep transaction should hold bbolt's single
-// writer lock, which every Issue, Revoke and use written waits for.
-const txTarget = 8 * time.Millisecond
+// txTarget is how long one flush transaction should hold bbolt's single
+// writer lock, which every Issue, Revoke and use written waits for (and
+// the least a sweep transaction sizes its work for: sweepHold).
+//
+// 4 ms, not the 8 ms it was: on the 2-core benchmark machine, with one
+// goroutine validating in a loop beside the flush, a transaction that
+// holds the lock for 9 ms of work now and then loses its core for a Go
+// scheduler slice or a garbage collection's mark phase (10 ms or more)
+// and holds the lock 24-60 ms; an Issue arriving then waits as long (the
+// disk's fdatasync takes 0.14 ms at the median, 0.7 ms at most, when the
+// machine is quiet, so it is not the fsyncs). Shorter, fewer transactions
+// are caught so and each is shorter. With the flush sized by nextIO for
+// sweepHold (6 ms, was 12), binaries alternated, 2 runs each:
+// Flush/100k-of-1M-issue-wait, Issues waiting over 20 ms 5 per flush → 1,
+// wait p99 12-15 → 7 ms, longest 32-34 → 21 ms; the flush took 1.6 →
+// 1.3-1.8 s and wrote 712 → 714-723 bytes per use; behind the sweep
+// (Sweep/100k-of-1M-issue-wait) the longest wait 16-19 → 6-15 ms, p99 9 →
+// 6 ms, none over 20 ms either way, the sweep 0.45-0.49 s either way.
+const txTarget = 4 * time.Millisecond
+
+// fsyncBelieved is the longest fixed part (a commit's fsyncs) a sizer
+// believes: a transaction's shortest recent time above it is its work.
+// (It was 2 × txTarget; halving txTarget must not make a disk whose
+// fsyncs take 12 ms look like one whose chunks are too big.)
+const fsyncBelieved = 16 * time.Millisecond
 
 // chunkSizer picks how many tokens the next sweep transaction takes, so
 // that it lasts about txTarget: the cost of a token is not a constant.
@@ -550,7 +572,7 @@ const txTarget = 8 * time.Millisecond
 //
 //	fixed 1,000 per tx:    0.60-0.75 s, 91% of transactions over 20 ms, p99 73-106 ms, 7.2 KB written per token
 //	sized for 15 ms:       1.0-1.4 s,   3-9% over 20 ms,  p99 31-33 ms, 9.5 KB/token
-//	sized for 8 ms (now):  1.6 s,       0.5-1% over 20 ms, p99 17-22 ms, 10.8 KB/token
+//	sized for 8 ms:        1.6 s,       0.5-1% over 20 ms, p99 17-22 ms, 10.8 KB/token
 //
 // Smaller transactions rewrite shared branch pages more often, so a sweep
 // takes longer in all; it runs in the background, and writers waiting
@@ -558,19 +580,12 @@ const txTarget = 8 * time.Millisecond
 // only used by the sweep holding db.sweeping.
 //
 // The flush uses one too (flushSize): a use written costs far less than a
-// token deleted, so its bounds are higher. The sweep now sizes each of its
-// passes with a sizer of its own, by nextIO (sweepsize.go); next is the
-// flush's.
-//
-// A transaction's time is a fixed part (its commit's two fsyncs: 5 to
-// 15 ms on the shared benchmark machine) plus a part that grows with its
-// size. Scaled on the whole time, a flush whose fsyncs alone took over
-// txTarget shrank to its minimum chunk and stayed there: 100,000 uses in
-// 780 transactions, 10 s. So the sizer takes the shortest of the recent
-// transactions as the fixed part and sizes the rest to fill the target,
-// or half of it when the fixed part alone exceeds it: a transaction then
-// holds the writer lock for its fsyncs plus about 4 ms. A fixed part over
-// 2 × txTarget is not believed.
+// token deleted, so its bounds are higher. Each sweep pass has a sizer of
+// its own. All size by nextIO (sweepsize.go). The flush had a sizer of its
+// own, which took the shortest recent transaction's whole time as the
+// fixed part (the fsyncs): that included its work, so where the fsyncs
+// took longer than txTarget it let transactions grow to 1.5 × txTarget of
+// work; nextIO takes the fixed part from bbolt's own write time.
 type chunkSizer struct {
 	n             int
 	first, lo, hi int // zero: the sweep's
@@ -601,31 +616,4 @@ func (c *chunkSizer) get() int {
 		c.n, _, _ = c.bounds()
 	}
 	return c.n
-}
-
-// next sizes the next transaction from the last one's time, by at most a
-// factor of 2 up and 4 down at a time. items is what the last one took:
-// a transaction of fewer than the size asked for (the last of a flush or
-// a pass, which takes what is left) sizes nothing. Its time, charged to
-// the size asked for, made the items look cheap: a store that flushes a
-// few uses at a time doubled the size at every flush, up to hi, and its
-// next burst of uses ran in transactions of hi.
-func (c *chunkSizer) next(took time.Duration, items int) {
-	if items < c.get() {
-		return
-	}
-	_, lo, hi := c.bounds()
-	size := float64(c.get())
-	c.recent[c.seen%len(c.recent)] = took
-	c.seen++
-	fixed := took
-	for _, d := range c.recent[:min(c.seen, len(c.recent))] {
-		fixed = min(fixed, d)
-	}
-	fixed = min(fixed, 2*txTarget) // slower than that is not fsync: it is the chunk
-	budget := max(txTarget-fixed, txTarget/2)
-	perItem := float64(max(took-fixed, time.Microsecond)) / size
-	n := float64(budget) / perItem
-	n = min(max(n, size/4), size*2)
-	c.n = int(min(max(n, float64(lo)), float64(hi)))
 }

@@ -18,43 +18,24 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestChunkSizer_Next(t *testing.T) {
+func TestChunkSizer_NextIO_Bounds(t *testing.T) {
 	var c chunkSizer
 	assert.Equal(t, sweepChunkFirst, c.get())
 
-	c.next(txTarget/10, c.get()) // far under the target: at most doubles
+	c.nextIO(sweepHold/10, 0, c.get()) // far under the target: at most doubles
 	assert.Equal(t, 2*sweepChunkFirst, c.get())
-	c.next(txTarget, c.get()) // on target: stays
-	assert.Equal(t, 2*sweepChunkFirst, c.get())
-	c.next(2*txTarget, c.get()) // twice too long: about halves (the fixed part, 0.8 ms, stays)
-	assert.InDelta(t, sweepChunkFirst, c.get(), sweepChunkFirst/10)
 	n := c.get()
-	c.next(100*txTarget, c.get()) // far over: at most a quarter
+	c.nextIO(100*sweepHold, 0, c.get()) // far over: at most a quarter
 	assert.Equal(t, n/4, c.get())
 
 	for range 20 {
-		c.next(time.Hour, c.get())
+		c.nextIO(time.Hour, 0, c.get())
 	}
 	assert.Equal(t, sweepChunkMin, c.get(), "never under the minimum")
-	for range 20 {
-		c.next(0, c.get())
+	for range 40 {
+		c.nextIO(0, 0, c.get())
 	}
 	assert.Equal(t, sweepChunkMax, c.get(), "never over the maximum")
-}
-
-// When the fsyncs alone take longer than the target, the time does not
-// say the chunk is too big: the sizer grows it until its own part shows.
-func TestChunkSizer_FixedCostOverTarget(t *testing.T) {
-	c := chunkSizer{first: 128, lo: 128, hi: 32768}
-	fsync := 3 * txTarget / 2 // 12 ms whatever the size
-	perItem := time.Microsecond
-	for range 30 {
-		c.next(fsync+time.Duration(c.get())*perItem, c.get())
-	}
-	// Not the minimum: the fsyncs plus up to about txTarget of work.
-	took := fsync + time.Duration(c.get())*perItem
-	assert.Greater(t, c.get(), 1000)
-	assert.LessOrEqual(t, took, fsync+txTarget, "size %d", c.get())
 }
 
 // A sweep that finds nothing due commits nothing: no fsync on an idle

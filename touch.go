@@ -111,11 +111,12 @@ func (w *touchWriter) write(tx *bolt.Tx, t touch) (bool, error) {
 
 // flushPauseMax bounds a paced flush's pause between transactions: a
 // transaction slowed by a slow disk's fsyncs used no CPU meanwhile.
-const flushPauseMax = 4 * txTarget
+const flushPauseMax = 8 * txTarget // 32 ms, as when txTarget was 8 ms
 
 // flush writes every use held only in memory, sorted by id (the ids
 // bucket's key: a leaf is rewritten once for all the uses it holds) and in
-// transactions sized by flushSize to last about txTarget, so that no
+// transactions sized by flushSize (nextIO) to hold the writer lock about
+// sweepHold, so that no
 // Issue or Revoke waits long behind one.
 //
 // When paced (the background writer and DB.Flush; not Close), it pauses
@@ -141,7 +142,7 @@ func (db *DB) flush(ctx context.Context, paced bool) error {
 		written := 0
 		t := time.Now()
 		var bad damage
-		var held time.Duration // the sizer's: the writer lock held, without the wait for it (see sweepPass)
+		var held, io time.Duration // the sizer's: the writer lock held, without the wait for it (see sweepPass), and bbolt's writes and fsyncs
 		// In the committer's queue (runSolo), as the sweep's transactions
 		// are: through update, bbolt's writer lock alone decided who wrote
 		// next, and Close's unpaced flush, which begins its next
@@ -149,7 +150,7 @@ func (db *DB) flush(ctx context.Context, paced bool) error {
 		// again and again before an Issue waiting for it (see runSolo).
 		err := db.commit.runSolo(func(tx *bolt.Tx) error {
 			start := time.Now()
-			tx.OnCommit(func() { held = time.Since(start) })
+			tx.OnCommit(func() { st := tx.Stats(); held, io = time.Since(start), st.GetWriteTime() })
 			written, bad = 0, bad[:0]
 			var most int64
 			var w touchWriter
@@ -171,7 +172,7 @@ func (db *DB) flush(ctx context.Context, paced bool) error {
 		})
 		took := time.Since(t)
 		if err == nil {
-			db.flushSize.next(held, len(chunk))
+			db.flushSize.nextIO(held, io, len(chunk))
 		}
 		db.log.Debug("tokenstore: flush transaction", "uses", len(chunk), "written", written, "took", took, "held", held)
 		db.forget(bad)
