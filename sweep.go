@@ -159,7 +159,7 @@ func (db *DB) sweepScan(to, now int64) (items []*sweepItem, more bool, bad damag
 		err = view(db.bolt, func(tx *bolt.Tx) error {
 			n := 0
 			r := sweepReader{
-				db: db, now: now,
+				db: db, now: now, to: to,
 				ids:      tx.Bucket(bucketIDs).Cursor(),
 				tokens:   tx.Bucket(bucketTokens).Cursor(),
 				subjects: tx.Bucket(bucketSubjects),
@@ -232,7 +232,7 @@ var sweepScanTx = 8192
 // cursor and its stack each time (three per token).
 type sweepReader struct {
 	db       *DB
-	now      int64
+	now, to  int64 // to: the scan's end (sweepScan)
 	ids      *bolt.Cursor
 	tokens   *bolt.Cursor
 	subjects *bolt.Bucket
@@ -282,9 +282,12 @@ func (r *sweepReader) entry(k []byte) (sweepItem, error) {
 		used = db.cache.lastUse(h, &rec)
 	}
 	if d := rec.deadlineAt(used); now < d {
-		if e.filed > now && r.subjects.Get(subjectKey(rec.subject, rec.id)) == nil {
-			// Due only by a cut sweep's later clock, which began
-			// deleting it: finish (see metaSweeping).
+		if r.to > now && r.subjects.Get(subjectKey(rec.subject, rec.id)) == nil {
+			// Alive by the present clock, but a cut sweep whose clock
+			// reads later began deleting it: finish (see metaSweeping).
+			// Whatever its filed deadline: a Sliding token filed before
+			// the present clock, and alive by a use to a deadline between
+			// the two clocks, was re-filed without its subjects entry.
 			it.record, it.subject = true, nil
 			return it, nil
 		}

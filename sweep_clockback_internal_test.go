@@ -69,3 +69,59 @@ func TestDB_Sweep_CutShortThenClockBack(t *testing.T) {
 		}
 	}
 }
+
+// A Sliding token filed at a deadline that a later use moved: a sweep cut
+// short after its subjects pass judged it expired and deleted its
+// subjects entry. The clock then steps back to between its filed deadline
+// and its real one: the finishing sweep must finish it, not re-file it
+// without its subjects entry (valid, missed by List and RevokeSubject,
+// damage to Check once the sweep is whole).
+func TestDB_Sweep_CutShortThenClockBack_SlidingFiledEarlier(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	path := filepath.Join(t.TempDir(), "t.db")
+	var now atomic.Int64
+	now.Store(t0.UnixMilli())
+	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	db, err := Open(path, &Options{SweepInterval: -1, Now: clock})
+	require.NoError(t, err)
+	var reqs []IssueRequest
+	for range 8 {
+		reqs = append(reqs, IssueRequest{Subject: "user", Policy: Sliding(time.Hour, 0)})
+	}
+	issued, err := db.IssueBatch(ctx, reqs)
+	require.NoError(t, err)
+	now.Store(t0.Add(30 * time.Minute).UnixMilli())
+	for _, is := range issued {
+		_, err := db.Validate(ctx, is.Token) // filed at t0+1h, alive until t0+1h30
+		require.NoError(t, err)
+	}
+	require.NoError(t, db.Close()) // the uses are written
+
+	now.Store(t0.Add(2 * time.Hour).UnixMilli())
+	sctx, cancel := context.WithCancel(ctx)
+	db, err = Open(path, &Options{SweepInterval: -1, Now: clock, Logger: slog.New(&cancelAfter{n: 2, cancel: cancel})})
+	require.NoError(t, err)
+	db.sweepSize.setAll(chunkSizer{first: 4, lo: 4, hi: 4})
+	_, err = db.Sweep(sctx) // the subjects pass (2 transactions)
+	cancel()
+	require.ErrorIs(t, err, context.Canceled)
+	require.NoError(t, db.Close())
+
+	now.Store(t0.Add(70 * time.Minute).UnixMilli()) // after the filed deadline, before the real one
+	db, err = Open(path, &Options{SweepInterval: -1, Now: clock})
+	require.NoError(t, err)
+	defer db.Close()
+	_, err = db.Sweep(ctx)
+	require.NoError(t, err)
+	problems, err := db.Check(ctx)
+	require.NoError(t, err)
+	require.Empty(t, problems)
+	list, err := db.List(ctx, "user")
+	require.NoError(t, err)
+	for _, is := range issued {
+		if _, err := db.Validate(ctx, is.Token); err == nil {
+			t.Errorf("token %s valid after its sweep began, List holds %d", is.Info.ID, len(list))
+		}
+	}
+}
