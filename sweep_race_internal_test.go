@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
+	"go.uber.org/goleak"
 )
 
 // betweenTx is a slog handler that runs fn after each sweep transaction
@@ -167,4 +168,81 @@ func TestDB_Sweep_CallsBetweenTransactions(t *testing.T) {
 	fi, err := db.FileInfo(ctx)
 	require.NoError(t, err)
 	t.Logf("%d tokens, file info %+v", count, fi)
+}
+
+// Close between any two transactions of a caller's Sweep (the background
+// sweeper is stopped by Close; a caller's is not): the Sweep ends with
+// ErrClosed, Close writes the uses held in memory (a token alive only by
+// one stays alive), no goroutine is left, and the reopened file checks
+// clean and is swept whole by the next sweep.
+func TestDB_Sweep_CloseBetweenTransactions(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	defer goleak.VerifyNone(t, ignore)
+	ctx := context.Background()
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	dir := t.TempDir()
+	for cut := 1; ; cut++ {
+		var now atomic.Int64
+		now.Store(t0.UnixMilli())
+		clock := func() time.Time { return time.UnixMilli(now.Load()) }
+		path := filepath.Join(dir, fmt.Sprintf("cut-%d.db", cut))
+		h := &betweenTx{msg: "tokenstore: sweep transaction"}
+		db, err := Open(path, &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Now: clock, Logger: slog.New(h)})
+		require.NoError(t, err)
+		var reqs []IssueRequest
+		for i := range 24 {
+			p := Absolute(time.Hour)
+			if i%3 == 1 {
+				p = Sliding(time.Hour, 0)
+			}
+			reqs = append(reqs, IssueRequest{Subject: fmt.Sprintf("user-%d", i%4), Policy: p})
+		}
+		issued, err := db.IssueBatch(ctx, reqs)
+		require.NoError(t, err)
+		now.Add((50 * time.Minute).Milliseconds())
+		for i, is := range issued {
+			if i%3 == 1 {
+				_, err := db.Validate(ctx, is.Token) // in memory only
+				require.NoError(t, err)
+			}
+		}
+		now.Add((20 * time.Minute).Milliseconds())
+		h.fn = func(n int) {
+			if n == cut {
+				require.NoError(t, db.Close())
+			}
+		}
+		db.sweepSize.setAll(chunkSizer{first: 4, lo: 4, hi: 4})
+		n1, err := db.Sweep(ctx)
+		finished := err == nil
+		if !finished {
+			require.ErrorIs(t, err, ErrClosed, "cut %d", cut)
+		}
+		require.NoError(t, db.Close())
+
+		db, err = Open(path, &Options{SweepInterval: -1, Now: clock})
+		require.NoError(t, err)
+		problems, err := db.Check(ctx)
+		require.NoError(t, err)
+		require.Empty(t, problems, "cut %d", cut)
+		for i, is := range issued {
+			_, err := db.Validate(ctx, is.Token)
+			if i%3 == 1 {
+				require.NoError(t, err, "cut %d: token %d, alive by a use Close wrote", cut, i)
+			} else {
+				require.Error(t, err, "cut %d: token %d", cut, i)
+			}
+		}
+		n2, err := db.Sweep(ctx)
+		require.NoError(t, err)
+		problems, err = db.Check(ctx)
+		require.NoError(t, err)
+		require.Empty(t, problems)
+		assert.Equal(t, 16, n1+n2, "cut %d", cut)
+		assert.Equal(t, int64(8), db.Stats().Tokens)
+		require.NoError(t, db.Close())
+		if finished {
+			break
+		}
+	}
 }
