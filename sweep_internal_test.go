@@ -281,12 +281,12 @@ func TestDB_SweepPass_FailedTransactionCountsNothing(t *testing.T) {
 		items[i] = &sweepItem{}
 	}
 	deleted, seen := 0, 0
-	err = db.sweepPass(context.Background(), passRecords, items, func(*bolt.Tx, *sweepItem) error {
+	err = db.sweepPass(context.Background(), passRecords, items, func(*bolt.Tx, *sweepItem) (bool, error) {
 		if seen++; seen == 7 { // the second transaction's third item
-			return errBoom
+			return false, errBoom
 		}
 		deleted++
-		return nil
+		return true, nil
 	}, func(*bolt.Tx) error { return nil }, &deleted)
 	require.ErrorIs(t, err, errBoom)
 	assert.Equal(t, 4, deleted, "the first transaction's, not the rolled-back second's")
