@@ -1,0 +1,54 @@
+package tokenstore
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// A flush transaction whose uses had gone meanwhile (their tokens revoked
+// after the flush listed them) wrote nothing: a search each. Learned from,
+// it made uses look free and grew the flush's size 2× a transaction, kept
+// for the next flush's real writes (as for the sweep's passes:
+// TestDB_Sweep_VanishedItemsTeachTheSizersNothing).
+func TestDB_Flush_VanishedUsesTeachTheSizerNothing(t *testing.T) {
+	ctx := context.Background()
+	var now atomic.Int64
+	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	h := &betweenTx{msg: "tokenstore: flush transaction"}
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{
+		SweepInterval: -1, TouchInterval: 24 * time.Hour,
+		Now: func() time.Time { return time.UnixMilli(now.Load()) }, Logger: slog.New(h)})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	const size = 64
+	db.flushSize = chunkSizer{first: size, lo: 32, hi: flushChunkMax}
+	var reqs []IssueRequest
+	for range 20 * size {
+		reqs = append(reqs, IssueRequest{Subject: "user", Policy: Sliding(time.Hour, 0)})
+	}
+	issued, err := db.IssueBatch(ctx, reqs)
+	require.NoError(t, err)
+	now.Add(time.Minute.Milliseconds())
+	for _, is := range issued {
+		_, err := db.Validate(ctx, is.Token)
+		require.NoError(t, err)
+	}
+	learned := 0
+	h.fn = func(n int) {
+		if n == 1 { // the rest of the flush finds its tokens gone
+			learned = db.flushSize.get()
+			_, err := db.RevokeSubject(ctx, "user")
+			require.NoError(t, err)
+		}
+	}
+	require.NoError(t, db.Flush(ctx))
+	require.Greater(t, h.n, 1)
+	assert.Equal(t, learned, db.flushSize.get())
+}
