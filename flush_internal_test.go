@@ -52,3 +52,54 @@ func TestDB_Flush_VanishedUsesTeachTheSizerNothing(t *testing.T) {
 	require.Greater(t, h.n, 1)
 	assert.Equal(t, learned, db.flushSize.get())
 }
+
+// A Flush whose ctx ends between its transactions returns ctx's error and
+// keeps the uses it did not write in memory: the next flush (here Close's)
+// writes them, and none is lost.
+func TestDB_Flush_CanceledKeepsTheRest(t *testing.T) {
+	ctx := context.Background()
+	var now atomic.Int64
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	now.Store(t0.UnixMilli())
+	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	path := filepath.Join(t.TempDir(), "t.db")
+	h := &betweenTx{msg: "tokenstore: flush transaction"}
+	db, err := Open(path, &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Now: clock, Logger: slog.New(h)})
+	require.NoError(t, err)
+	db.flushSize = chunkSizer{first: 16, lo: 16, hi: 16}
+	var reqs []IssueRequest
+	for range 100 {
+		reqs = append(reqs, IssueRequest{Subject: "user", Policy: Sliding(time.Hour, 0)})
+	}
+	issued, err := db.IssueBatch(ctx, reqs)
+	require.NoError(t, err)
+	now.Add(50 * time.Minute.Milliseconds())
+	for _, is := range issued {
+		_, err := db.Validate(ctx, is.Token)
+		require.NoError(t, err)
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	h.fn = func(n int) {
+		if n == 2 {
+			cancel()
+		}
+	}
+	require.ErrorIs(t, db.Flush(fctx), context.Canceled)
+	assert.Len(t, db.cache.dirty(), 100-32)
+	h.fn = nil
+	require.NoError(t, db.Close())
+
+	now.Add(30 * time.Minute.Milliseconds()) // alive only by the uses written
+	db, err = Open(path, &Options{SweepInterval: -1, Now: clock})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	n, err := db.Sweep(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	for i, is := range issued {
+		info, err := db.Lookup(ctx, is.Token)
+		require.NoError(t, err, "token %d", i)
+		assert.Equal(t, t0.Add(50*time.Minute).UnixMilli(), info.LastUsedAt.UnixMilli(), "token %d", i)
+	}
+}
