@@ -251,7 +251,10 @@ func (r *sweepReader) entry(k []byte) (sweepItem, error) {
 	}
 	e, err := decodeIDValue(k[8:], v)
 	if err != nil {
-		return it, err
+		// It costs only its token, as a damaged record does: returned as
+		// an error, it stopped every sweep at it, for good, and no
+		// token expired after it was ever deleted.
+		return it, &damagedRecord{h: damagedIDsKey(k[8:]), id: uuid.UUID(k[8:]), err: err, idsEntry: true}
 	}
 	if e.filed != expiryKeyDeadline(k) {
 		return it, nil // not the token's entry: a leftover
