@@ -103,3 +103,54 @@ func TestDB_Flush_CanceledKeepsTheRest(t *testing.T) {
 		assert.Equal(t, t0.Add(50*time.Minute).UnixMilli(), info.LastUsedAt.UnixMilli(), "token %d", i)
 	}
 }
+
+// A Validate that began before Close and records its use in memory after
+// Close's last flush listed the uses: it returned the token as valid, and
+// its use was never written (a sliding token then expired at its earlier
+// deadline after a restart). Either the use is written or Validate says
+// the store closed.
+func TestDB_Validate_RacingCloseLosesNoUse(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	var now atomic.Int64
+	now.Store(t0.UnixMilli())
+	var armed atomic.Bool
+	entered, release := make(chan struct{}), make(chan struct{})
+	clock := func() time.Time {
+		if armed.CompareAndSwap(true, false) { // the Validate's clock read: after its begin, before its lookup
+			close(entered)
+			<-release
+		}
+		return time.UnixMilli(now.Load())
+	}
+	path := filepath.Join(t.TempDir(), "t.db")
+	db, err := Open(path, &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Now: clock})
+	require.NoError(t, err)
+	tok, _, err := db.Issue(ctx, "user", WithPolicy(Sliding(time.Hour, 0)))
+	require.NoError(t, err)
+	_, err = db.Lookup(ctx, tok) // cached: the Validate below answers from memory
+	require.NoError(t, err)
+	now.Add(50 * time.Minute.Milliseconds())
+	armed.Store(true)
+	validated := make(chan error)
+	go func() {
+		_, err := db.Validate(ctx, tok)
+		validated <- err
+	}()
+	<-entered
+	require.NoError(t, db.Close())
+	close(release)
+	verr := <-validated
+
+	now.Add(30 * time.Minute.Milliseconds())
+	db, err = Open(path, &Options{SweepInterval: -1, Now: clock})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	info, err := db.Lookup(ctx, tok)
+	if verr == nil {
+		require.NoError(t, err, "valid by the use Validate answered for")
+		assert.Equal(t, t0.Add(50*time.Minute).UnixMilli(), info.LastUsedAt.UnixMilli())
+		return
+	}
+	require.ErrorIs(t, verr, ErrClosed)
+}
