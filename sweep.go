@@ -11,8 +11,8 @@ import (
 )
 
 // Sweep deletes every token whose deadline has passed, in transactions
-// sized to last about 12 ms each so that other writers never wait long, and
-// returns how many it deleted. It stops between transactions when ctx is done,
+// sized to hold bbolt's writer lock about 6 ms each so that other writers
+// never wait long, and returns how many it deleted. It stops between transactions when ctx is done,
 // returning the count so far and ctx's error. The background sweeper runs
 // the same pass every Options.SweepInterval.
 //

@@ -18,7 +18,7 @@ import (
 // ids leaves they share are rewritten once.
 
 // Flush writes every use held only in memory now, in transactions of
-// about 10 ms each, and returns when they are durable. It pauses between
+// about 6 ms each, and returns when they are durable. It pauses between
 // transactions as long as each took (at most 32 ms), so that Validates
 // running beside it keep most of the CPU: it takes about twice as long
 // as its transactions do (about 2.5 s for 100,000 uses among 1M tokens). The background
