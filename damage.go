@@ -20,14 +20,30 @@ import (
 // is, so that Check still names it in the copy; Revoke and RevokeID delete
 // it (deleteDamaged), which is how an operator removes what Check names.
 
-// damagedRecord is a record that a pass could not read.
+// damagedRecord is a record that a pass could not read, or (idsEntry) a
+// token's ids entry that the sweep could not read.
 type damagedRecord struct {
-	h   Hash
-	id  uuid.UUID // from the index that led to the record; zero if none did
-	err error     // decodeRecord's, wrapping ErrCorrupt
+	h        Hash      // for an ids entry, damagedIDsKey's
+	id       uuid.UUID // from the index that led to the record; zero if none did
+	err      error     // decodeRecord's or decodeIDValue's, wrapping ErrCorrupt
+	idsEntry bool
+}
+
+// damagedIDsKey is the key under which damagedSet remembers a damaged ids
+// entry of id, whose record cannot be found through it: the id, then a
+// tail no SHA-256 (the last 16 bytes of every Hash) is expected to give.
+func damagedIDsKey(id []byte) Hash {
+	var h Hash
+	copy(h[:], id)
+	copy(h[16:], "\x00damaged ids\x00\x00\x00\x00")
+	return h
 }
 
 func (d *damagedRecord) Error() string {
+	if d.idsEntry {
+		why := strings.TrimPrefix(d.err.Error(), ErrCorrupt.Error()+": ")
+		return fmt.Sprintf("token %s: damaged ids entry (%s)", d.id, why)
+	}
 	why := strings.TrimPrefix(strings.TrimPrefix(d.err.Error(), ErrCorrupt.Error()+": "), "record: ")
 	if d.id != (uuid.UUID{}) {
 		return fmt.Sprintf("token %s: damaged record %s (%s)", d.id, hashName(d.h[:]), why)

@@ -46,7 +46,7 @@
 // use in memory and returns; under default Options it never waits for a
 // disk write, however long the token was idle. The background writer
 // writes every use held every TouchInterval/2, in transactions of about
-// 10 ms sorted by key, pausing after each as long as it took so that it
+// 6 ms sorted by key, pausing after each as long as it took so that it
 // leaves most of the CPU to requests; [DB.Flush] writes them at once the
 // same way, and [DB.Close] without the pauses. So a
 // crash loses at most the uses made in the last TouchInterval (1 minute by

@@ -11,8 +11,8 @@ import (
 )
 
 // Sweep deletes every token whose deadline has passed, in transactions
-// sized to last about 12 ms each so that other writers never wait long, and
-// returns how many it deleted. It stops between transactions when ctx is done,
+// sized to hold bbolt's writer lock about 6 ms each so that other writers
+// never wait long, and returns how many it deleted. It stops between transactions when ctx is done,
 // returning the count so far and ctx's error. The background sweeper runs
 // the same pass every Options.SweepInterval.
 //
@@ -159,7 +159,7 @@ func (db *DB) sweepScan(to, now int64) (items []*sweepItem, more bool, bad damag
 		err = view(db.bolt, func(tx *bolt.Tx) error {
 			n := 0
 			r := sweepReader{
-				db: db, now: now,
+				db: db, now: now, to: to,
 				ids:      tx.Bucket(bucketIDs).Cursor(),
 				tokens:   tx.Bucket(bucketTokens).Cursor(),
 				subjects: tx.Bucket(bucketSubjects),
@@ -232,7 +232,7 @@ var sweepScanTx = 8192
 // cursor and its stack each time (three per token).
 type sweepReader struct {
 	db       *DB
-	now      int64
+	now, to  int64 // to: the scan's end (sweepScan)
 	ids      *bolt.Cursor
 	tokens   *bolt.Cursor
 	subjects *bolt.Bucket
@@ -251,7 +251,10 @@ func (r *sweepReader) entry(k []byte) (sweepItem, error) {
 	}
 	e, err := decodeIDValue(k[8:], v)
 	if err != nil {
-		return it, err
+		// It costs only its token, as a damaged record does: returned as
+		// an error, it stopped every sweep at it, for good, and no
+		// token expired after it was ever deleted.
+		return it, &damagedRecord{h: damagedIDsKey(k[8:]), id: uuid.UUID(k[8:]), err: err, idsEntry: true}
 	}
 	if e.filed != expiryKeyDeadline(k) {
 		return it, nil // not the token's entry: a leftover
@@ -282,9 +285,12 @@ func (r *sweepReader) entry(k []byte) (sweepItem, error) {
 		used = db.cache.lastUse(h, &rec)
 	}
 	if d := rec.deadlineAt(used); now < d {
-		if e.filed > now && r.subjects.Get(subjectKey(rec.subject, rec.id)) == nil {
-			// Due only by a cut sweep's later clock, which began
-			// deleting it: finish (see metaSweeping).
+		if r.to > now && r.subjects.Get(subjectKey(rec.subject, rec.id)) == nil {
+			// Alive by the present clock, but a cut sweep whose clock
+			// reads later began deleting it: finish (see metaSweeping).
+			// Whatever its filed deadline: a Sliding token filed before
+			// the present clock, and alive by a use to a deadline between
+			// the two clocks, was re-filed without its subjects entry.
 			it.record, it.subject = true, nil
 			return it, nil
 		}
@@ -302,6 +308,10 @@ func (r *sweepReader) entry(k []byte) (sweepItem, error) {
 // sweepApply runs the four passes over items and returns the tokens it
 // deleted.
 func (db *DB) sweepApply(ctx context.Context, now int64, items []*sweepItem) (deleted int, err error) {
+	// Counted however the passes end: deleted holds only what committed
+	// (sweepPass), and a sweep cut short after the records pass leaves
+	// records that the next sweep finds gone and does not count again.
+	defer func() { db.ctr.swept.Add(uint64(deleted)) }()
 	gone := make([]*sweepItem, 0, len(items)) // tokens to delete
 	for _, it := range items {
 		if it.id != nil && it.refile == 0 {
@@ -324,14 +334,15 @@ func (db *DB) sweepApply(ctx context.Context, now int64, items []*sweepItem) (de
 	// Bucket.Delete opens a cursor of its own for every key.
 	var cur *bolt.Cursor // of the pass's transaction (its begin opens it)
 	slices.SortFunc(gone, func(a, b *sweepItem) int { return compareBytes(a.subject, b.subject) })
-	err = db.sweepPass(ctx, passSubjects, gone, func(tx *bolt.Tx, it *sweepItem) error {
+	err = db.sweepPass(ctx, passSubjects, gone, func(tx *bolt.Tx, it *sweepItem) (bool, error) {
 		if err := deleteFamilyKey(tx, it.family); err != nil {
-			return err
+			return false, err
 		}
 		if it.subject == nil {
-			return nil
+			return it.family != nil, nil
 		}
-		return deleteAt(cur, it.subject)
+		did, err := deleteAt(cur, it.subject)
+		return did || it.family != nil, err
 	}, func(tx *bolt.Tx) error {
 		cur = tx.Bucket(bucketSubjects).Cursor()
 		return mark(tx)
@@ -340,15 +351,15 @@ func (db *DB) sweepApply(ctx context.Context, now int64, items []*sweepItem) (de
 		return 0, err
 	}
 	slices.SortFunc(gone, func(a, b *sweepItem) int { return compareBytes(a.h[:], b.h[:]) })
-	err = db.sweepPass(ctx, passRecords, gone, func(tx *bolt.Tx, it *sweepItem) error {
+	err = db.sweepPass(ctx, passRecords, gone, func(tx *bolt.Tx, it *sweepItem) (bool, error) {
 		// One search for the lookup and the delete, not a Get and a
 		// Delete: on Sweep/100k-of-1M the pass's work under the writer lock
 		// fell from 0.23 to 0.13 s of CPU.
 		if k, _ := cur.Seek(it.h[:]); string(k) != string(it.h[:]) {
-			return nil // revoked meanwhile, or deleted by a sweep cut short
+			return false, nil // revoked meanwhile, or deleted by a sweep cut short
 		}
 		deleted++
-		return cur.Delete()
+		return true, cur.Delete()
 	}, func(tx *bolt.Tx) error {
 		cur = tx.Bucket(bucketTokens).Cursor()
 		return mark(tx)
@@ -357,7 +368,7 @@ func (db *DB) sweepApply(ctx context.Context, now int64, items []*sweepItem) (de
 		return deleted, err
 	}
 	slices.SortFunc(gone, func(a, b *sweepItem) int { return compareBytes(a.id, b.id) })
-	err = db.sweepPass(ctx, passIDs, gone, func(tx *bolt.Tx, it *sweepItem) error {
+	err = db.sweepPass(ctx, passIDs, gone, func(tx *bolt.Tx, it *sweepItem) (bool, error) {
 		return deleteAt(cur, it.id)
 	}, func(tx *bolt.Tx) error {
 		cur = tx.Bucket(bucketIDs).Cursor()
@@ -370,7 +381,7 @@ func (db *DB) sweepApply(ctx context.Context, now int64, items []*sweepItem) (de
 	var expiry, ids *bolt.Bucket
 	var idsCur *bolt.Cursor
 	var raised int64 // the latest use this transaction wrote to usedmax
-	err = db.sweepPass(ctx, passExpiry, all, func(tx *bolt.Tx, it *sweepItem) error {
+	err = db.sweepPass(ctx, passExpiry, all, func(tx *bolt.Tx, it *sweepItem) (bool, error) {
 		if it.refile == 0 {
 			return deleteAt(cur, it.key)
 		}
@@ -382,17 +393,18 @@ func (db *DB) sweepApply(ctx context.Context, now int64, items []*sweepItem) (de
 		}
 		e, err := decodeIDValue(it.id, v)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if !e.of(it.h) || e.filed != expiryKeyDeadline(it.key) {
-			return nil // moved meanwhile by someone else
+			return false, nil // moved meanwhile by someone else
 		}
 		var raise error
 		if it.used > raised { // usedmax read only when a use is later than any this transaction wrote: not once per token
 			raised, raise = it.used, raiseUsedMax(tx, it.used)
 		}
-		return errors.Join(
-			deleteAt(cur, it.key),
+		_, del := deleteAt(cur, it.key)
+		return true, errors.Join(
+			del,
 			expiry.Put(expiryKey(it.refile, uuid.UUID(it.id)), []byte{}),
 			ids.Put(it.id, idValue(it.id, it.h, max(e.used, it.used), it.refile)),
 			raise,
@@ -423,7 +435,6 @@ func (db *DB) sweepApply(ctx context.Context, now int64, items []*sweepItem) (de
 		}
 	}
 	db.cache.persistedAll(refiled, &scratch)
-	db.ctr.swept.Add(uint64(deleted))
 	return deleted, nil
 }
 
@@ -432,20 +443,26 @@ func (db *DB) sweepApply(ctx context.Context, now int64, items []*sweepItem) (de
 const refiledBatch = deleteBatch * cacheShards
 
 // deleteAt deletes k through c, when there: Bucket.Delete without the
-// cursor it allocates.
-func deleteAt(c *bolt.Cursor, k []byte) error {
+// cursor it allocates. It reports whether k was there.
+func deleteAt(c *bolt.Cursor, k []byte) (bool, error) {
 	if got, _ := c.Seek(k); got == nil || string(got) != string(k) {
-		return nil
+		return false, nil
 	}
-	return c.Delete()
+	return true, c.Delete()
 }
 
 // sweepPass applies fn to items, in their order, in write transactions
-// sized by the pass's sizer; each transaction first runs begin. deleted,
+// sized by the pass's sizer; each transaction first runs begin. fn reports
+// whether it wrote (false: its entries had gone meanwhile, a search and
+// no more). The sizer learns only from transactions in which every item
+// wrote: one whose items had gone (revoked after the scan, or deleted by
+// a sweep cut short that this one finishes) cost a few µs each, and,
+// learned from, grew the pass's size 2× a transaction (64 to 1024 in a
+// sweep of 1,280 revoked tokens), kept for the next sweep's real deletes. deleted,
 // when not nil, counts the records fn deletes: the pass lowers the meta
 // count by them once per transaction (not once per record: a Get and a Put
 // of the meta bucket each), and reports them per transaction.
-func (db *DB) sweepPass(ctx context.Context, pass int, items []*sweepItem, fn func(*bolt.Tx, *sweepItem) error, begin func(*bolt.Tx) error, deleted *int) error {
+func (db *DB) sweepPass(ctx context.Context, pass int, items []*sweepItem, fn func(*bolt.Tx, *sweepItem) (bool, error), begin func(*bolt.Tx) error, deleted *int) error {
 	sizer := &db.sweepSize[pass]
 	for len(items) > 0 {
 		if err := ctx.Err(); err != nil {
@@ -467,6 +484,7 @@ func (db *DB) sweepPass(ctx context.Context, pass int, items []*sweepItem, fn fu
 		// transaction, and charged their transaction to the sweep's
 		// tokens, shrinking its chunks whenever other writers were busy.
 		var held time.Duration
+		wrote := 0 // the items that wrote (fn)
 		t := time.Now()
 		err := db.commit.runSolo(func(tx *bolt.Tx) error {
 			start := time.Now()
@@ -477,9 +495,14 @@ func (db *DB) sweepPass(ctx context.Context, pass int, items []*sweepItem, fn fu
 			if err := begin(tx); err != nil {
 				return err
 			}
+			wrote = 0
 			for _, it := range chunk {
-				if err := fn(tx, it); err != nil {
+				did, err := fn(tx, it)
+				if err != nil {
 					return err
+				}
+				if did {
+					wrote++
 				}
 			}
 			if deleted != nil && *deleted > before {
@@ -492,7 +515,7 @@ func (db *DB) sweepPass(ctx context.Context, pass int, items []*sweepItem, fn fu
 			*deleted = before // rolled back, or its commit failed: it deleted nothing
 		}
 		if err == nil { // a transaction rolled back wrote nothing: no io to learn from
-			sizer.nextIO(held, io, len(chunk))
+			sizer.nextIO(held, io, wrote) // fewer than asked for: nothing learned
 		}
 		n := 0
 		if deleted != nil {

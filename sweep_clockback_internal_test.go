@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -68,4 +69,121 @@ func TestDB_Sweep_CutShortThenClockBack(t *testing.T) {
 			t.Errorf("Get(%s): %v", is.Info.ID, err)
 		}
 	}
+}
+
+// A Sliding token filed at a deadline that a later use moved: a sweep cut
+// short after its subjects pass judged it expired and deleted its
+// subjects entry. The clock then steps back to between its filed deadline
+// and its real one: the finishing sweep must finish it, not re-file it
+// without its subjects entry (valid, missed by List and RevokeSubject,
+// damage to Check once the sweep is whole).
+func TestDB_Sweep_CutShortThenClockBack_SlidingFiledEarlier(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	path := filepath.Join(t.TempDir(), "t.db")
+	var now atomic.Int64
+	now.Store(t0.UnixMilli())
+	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	db, err := Open(path, &Options{SweepInterval: -1, Now: clock})
+	require.NoError(t, err)
+	var reqs []IssueRequest
+	for range 8 {
+		reqs = append(reqs, IssueRequest{Subject: "user", Policy: Sliding(time.Hour, 0)})
+	}
+	issued, err := db.IssueBatch(ctx, reqs)
+	require.NoError(t, err)
+	now.Store(t0.Add(30 * time.Minute).UnixMilli())
+	for _, is := range issued {
+		_, err := db.Validate(ctx, is.Token) // filed at t0+1h, alive until t0+1h30
+		require.NoError(t, err)
+	}
+	require.NoError(t, db.Close()) // the uses are written
+
+	now.Store(t0.Add(2 * time.Hour).UnixMilli())
+	sctx, cancel := context.WithCancel(ctx)
+	db, err = Open(path, &Options{SweepInterval: -1, Now: clock, Logger: slog.New(&cancelAfter{n: 2, cancel: cancel})})
+	require.NoError(t, err)
+	db.sweepSize.setAll(chunkSizer{first: 4, lo: 4, hi: 4})
+	_, err = db.Sweep(sctx) // the subjects pass (2 transactions)
+	cancel()
+	require.ErrorIs(t, err, context.Canceled)
+	require.NoError(t, db.Close())
+
+	now.Store(t0.Add(70 * time.Minute).UnixMilli()) // after the filed deadline, before the real one
+	db, err = Open(path, &Options{SweepInterval: -1, Now: clock})
+	require.NoError(t, err)
+	defer db.Close()
+	_, err = db.Sweep(ctx)
+	require.NoError(t, err)
+	problems, err := db.Check(ctx)
+	require.NoError(t, err)
+	require.Empty(t, problems)
+	list, err := db.List(ctx, "user")
+	require.NoError(t, err)
+	for _, is := range issued {
+		if _, err := db.Validate(ctx, is.Token); err == nil {
+			t.Errorf("token %s valid after its sweep began, List holds %d", is.Info.ID, len(list))
+		}
+	}
+}
+
+// The clock moved back between two whole sweeps, with uses held in memory
+// and written: no token is deleted before its deadline by the latest use,
+// none lives past it, and Check is clean after each sweep.
+func TestDB_Sweep_ClockBackBetweenSweeps(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	var now atomic.Int64
+	at := func(d time.Duration) { now.Store(t0.Add(d).UnixMilli()) }
+	at(0)
+	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Now: clock})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	var reqs []IssueRequest
+	for i := range 12 {
+		p := Sliding(time.Hour, 0)
+		if i%2 == 1 {
+			p = Absolute(time.Hour)
+		}
+		reqs = append(reqs, IssueRequest{Subject: "user", Policy: p})
+	}
+	issued, err := db.IssueBatch(ctx, reqs)
+	require.NoError(t, err)
+	sweep := func(want int) {
+		t.Helper()
+		n, err := db.Sweep(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, want, n)
+		problems, err := db.Check(ctx)
+		require.NoError(t, err)
+		require.Empty(t, problems)
+	}
+	at(50 * time.Minute)
+	for _, is := range issued[:6] { // 3 sliding, 3 absolute
+		_, err := db.Validate(ctx, is.Token)
+		require.NoError(t, err)
+	}
+	at(70 * time.Minute)
+	sweep(9)             // every absolute, the 3 sliding never used; 3 re-filed to 1h50
+	at(40 * time.Minute) // back
+	sweep(0)
+	for i, is := range issued[:6] {
+		_, err := db.Validate(ctx, is.Token) // a use at 40 min moves nothing back
+		if i%2 == 0 {
+			require.NoError(t, err, "token %d", i)
+		}
+	}
+	require.NoError(t, db.Flush(ctx))
+	at(105 * time.Minute)
+	sweep(0)
+	for i, is := range issued[:6] {
+		if i%2 == 0 {
+			_, err := db.Lookup(ctx, is.Token)
+			require.NoError(t, err, "token %d: alive until 1h50 by its use at 50 min", i)
+		}
+	}
+	at(111 * time.Minute)
+	sweep(3)
+	assert.Zero(t, db.Stats().Tokens)
 }

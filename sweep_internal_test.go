@@ -281,12 +281,12 @@ func TestDB_SweepPass_FailedTransactionCountsNothing(t *testing.T) {
 		items[i] = &sweepItem{}
 	}
 	deleted, seen := 0, 0
-	err = db.sweepPass(context.Background(), passRecords, items, func(*bolt.Tx, *sweepItem) error {
+	err = db.sweepPass(context.Background(), passRecords, items, func(*bolt.Tx, *sweepItem) (bool, error) {
 		if seen++; seen == 7 { // the second transaction's third item
-			return errBoom
+			return false, errBoom
 		}
 		deleted++
-		return nil
+		return true, nil
 	}, func(*bolt.Tx) error { return nil }, &deleted)
 	require.ErrorIs(t, err, errBoom)
 	assert.Equal(t, 4, deleted, "the first transaction's, not the rolled-back second's")
@@ -309,4 +309,37 @@ func TestSweep_WaitEndsWithCtx(t *testing.T) {
 	<-db.sweeping // it ends; the next sweep runs
 	_, err = db.Sweep(t.Context())
 	require.NoError(t, err)
+}
+
+// Stats.Swept counts every record a sweep deleted, also those of a sweep
+// cut short: the next sweep finds their records gone and does not count
+// them again, so a count kept only for whole sweeps lost them for good.
+func TestDB_Sweep_CutShortCountsItsDeletes(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	var now atomic.Int64
+	now.Store(t0.UnixMilli())
+	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: -1, Now: clock, Logger: slog.New(&cancelAfter{n: 3, cancel: cancel})})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	var reqs []IssueRequest
+	for range 8 {
+		reqs = append(reqs, IssueRequest{Subject: "user", Policy: Absolute(time.Hour)})
+	}
+	_, err = db.IssueBatch(ctx, reqs)
+	require.NoError(t, err)
+	now.Add((2 * time.Hour).Milliseconds())
+	db.sweepSize.setAll(chunkSizer{first: 4, lo: 4, hi: 4})
+	n1, err := db.Sweep(sctx) // subjects (2 transactions), then half the records
+	require.ErrorIs(t, err, context.Canceled)
+	require.Equal(t, 4, n1)
+	n2, err := db.Sweep(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 8, n1+n2)
+	st := db.Stats()
+	assert.Equal(t, uint64(8), st.Swept, "the cut sweep's deletes counted too")
+	assert.Zero(t, st.Tokens)
 }

@@ -74,6 +74,15 @@ func (db *DB) check(ctx context.Context, token string, use bool) (Info, error) {
 		db.ctr.expired.Add(1)
 		return Info{}, wrap(op, ErrExpired)
 	}
+	if use && r.lag > 0 && !db.ro && db.closed.Load() {
+		// Close began after this call's begin, and its last flush may
+		// have listed the uses before this one was recorded: the token
+		// would be answered valid by a use never written. Read after
+		// the use is recorded (under its shard's lock), closed is false
+		// only if Close's flush lists the uses after it: then it writes
+		// this one.
+		return Info{}, wrap(op, ErrClosed)
+	}
 	if r.successor {
 		// Its first use ends its predecessor's grace: known here at
 		// once, without a write (family.go).

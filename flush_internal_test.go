@@ -1,0 +1,156 @@
+package tokenstore
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// A flush transaction whose uses had gone meanwhile (their tokens revoked
+// after the flush listed them) wrote nothing: a search each. Learned from,
+// it made uses look free and grew the flush's size 2× a transaction, kept
+// for the next flush's real writes (as for the sweep's passes:
+// TestDB_Sweep_VanishedItemsTeachTheSizersNothing).
+func TestDB_Flush_VanishedUsesTeachTheSizerNothing(t *testing.T) {
+	ctx := context.Background()
+	var now atomic.Int64
+	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	h := &betweenTx{msg: "tokenstore: flush transaction"}
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{
+		SweepInterval: -1, TouchInterval: 24 * time.Hour,
+		Now: func() time.Time { return time.UnixMilli(now.Load()) }, Logger: slog.New(h)})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	const size = 64
+	db.flushSize = chunkSizer{first: size, lo: 32, hi: flushChunkMax}
+	var reqs []IssueRequest
+	for range 20 * size {
+		reqs = append(reqs, IssueRequest{Subject: "user", Policy: Sliding(time.Hour, 0)})
+	}
+	issued, err := db.IssueBatch(ctx, reqs)
+	require.NoError(t, err)
+	now.Add(time.Minute.Milliseconds())
+	for _, is := range issued {
+		_, err := db.Validate(ctx, is.Token)
+		require.NoError(t, err)
+	}
+	learned := 0
+	h.fn = func(n int) {
+		if n == 1 { // the rest of the flush finds its tokens gone
+			learned = db.flushSize.get()
+			_, err := db.RevokeSubject(ctx, "user")
+			require.NoError(t, err)
+		}
+	}
+	require.NoError(t, db.Flush(ctx))
+	require.Greater(t, h.n, 1)
+	assert.Equal(t, learned, db.flushSize.get())
+}
+
+// A Flush whose ctx ends between its transactions returns ctx's error and
+// keeps the uses it did not write in memory: the next flush (here Close's)
+// writes them, and none is lost.
+func TestDB_Flush_CanceledKeepsTheRest(t *testing.T) {
+	ctx := context.Background()
+	var now atomic.Int64
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	now.Store(t0.UnixMilli())
+	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	path := filepath.Join(t.TempDir(), "t.db")
+	h := &betweenTx{msg: "tokenstore: flush transaction"}
+	db, err := Open(path, &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Now: clock, Logger: slog.New(h)})
+	require.NoError(t, err)
+	db.flushSize = chunkSizer{first: 16, lo: 16, hi: 16}
+	var reqs []IssueRequest
+	for range 100 {
+		reqs = append(reqs, IssueRequest{Subject: "user", Policy: Sliding(time.Hour, 0)})
+	}
+	issued, err := db.IssueBatch(ctx, reqs)
+	require.NoError(t, err)
+	now.Add(50 * time.Minute.Milliseconds())
+	for _, is := range issued {
+		_, err := db.Validate(ctx, is.Token)
+		require.NoError(t, err)
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	h.fn = func(n int) {
+		if n == 2 {
+			cancel()
+		}
+	}
+	require.ErrorIs(t, db.Flush(fctx), context.Canceled)
+	assert.Len(t, db.cache.dirty(), 100-32)
+	h.fn = nil
+	require.NoError(t, db.Close())
+
+	now.Add(30 * time.Minute.Milliseconds()) // alive only by the uses written
+	db, err = Open(path, &Options{SweepInterval: -1, Now: clock})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	n, err := db.Sweep(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	for i, is := range issued {
+		info, err := db.Lookup(ctx, is.Token)
+		require.NoError(t, err, "token %d", i)
+		assert.Equal(t, t0.Add(50*time.Minute).UnixMilli(), info.LastUsedAt.UnixMilli(), "token %d", i)
+	}
+}
+
+// A Validate that began before Close and records its use in memory after
+// Close's last flush listed the uses: it returned the token as valid, and
+// its use was never written (a sliding token then expired at its earlier
+// deadline after a restart). Either the use is written or Validate says
+// the store closed.
+func TestDB_Validate_RacingCloseLosesNoUse(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	var now atomic.Int64
+	now.Store(t0.UnixMilli())
+	var armed atomic.Bool
+	entered, release := make(chan struct{}), make(chan struct{})
+	clock := func() time.Time {
+		if armed.CompareAndSwap(true, false) { // the Validate's clock read: after its begin, before its lookup
+			close(entered)
+			<-release
+		}
+		return time.UnixMilli(now.Load())
+	}
+	path := filepath.Join(t.TempDir(), "t.db")
+	db, err := Open(path, &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Now: clock})
+	require.NoError(t, err)
+	tok, _, err := db.Issue(ctx, "user", WithPolicy(Sliding(time.Hour, 0)))
+	require.NoError(t, err)
+	_, err = db.Lookup(ctx, tok) // cached: the Validate below answers from memory
+	require.NoError(t, err)
+	now.Add(50 * time.Minute.Milliseconds())
+	armed.Store(true)
+	validated := make(chan error)
+	go func() {
+		_, err := db.Validate(ctx, tok)
+		validated <- err
+	}()
+	<-entered
+	require.NoError(t, db.Close())
+	close(release)
+	verr := <-validated
+
+	now.Add(30 * time.Minute.Milliseconds())
+	db, err = Open(path, &Options{SweepInterval: -1, Now: clock})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	info, err := db.Lookup(ctx, tok)
+	if verr == nil {
+		require.NoError(t, err, "valid by the use Validate answered for")
+		assert.Equal(t, t0.Add(50*time.Minute).UnixMilli(), info.LastUsedAt.UnixMilli())
+		return
+	}
+	require.ErrorIs(t, verr, ErrClosed)
+}

@@ -1,0 +1,59 @@
+package tokenstore
+
+import (
+	"context"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+)
+
+// A damaged ids entry of one expired token costs the sweep only that
+// token: the others due are swept, the damage is reported (ErrCorrupt,
+// naming the token), and the next sweeps are not stopped by it.
+func TestDB_Sweep_DamagedIDsEntryCostsOnlyItself(t *testing.T) {
+	ctx := context.Background()
+	var now atomic.Int64
+	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{
+		SweepInterval: -1, Now: func() time.Time { return time.UnixMilli(now.Load()) }})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	var reqs []IssueRequest
+	for range 10 {
+		reqs = append(reqs, IssueRequest{Subject: "user", Policy: Absolute(time.Hour)})
+	}
+	issued, err := db.IssueBatch(ctx, reqs)
+	require.NoError(t, err)
+	bad := issued[4].Info.ID
+	require.NoError(t, db.commit.run(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketIDs)
+		v := append([]byte(nil), b.Get(bad[:])...)
+		v[20] ^= 0x10 // its last use: the checksum tells
+		return b.Put(bad[:], v)
+	}))
+	now.Add(2 * time.Hour.Milliseconds())
+	n, err := db.Sweep(ctx)
+	require.ErrorIs(t, err, ErrCorrupt)
+	assert.Contains(t, err.Error(), bad.String())
+	assert.Equal(t, 9, n, "every other expired token")
+	n, err = db.Sweep(ctx)
+	assert.Zero(t, n)
+	require.NoError(t, err, "reported once")
+	assert.Equal(t, int64(1), db.Stats().Tokens)
+	problems, err := db.Check(ctx)
+	require.NoError(t, err)
+	require.NotEmpty(t, problems)
+	assert.Contains(t, problems[0], bad.String(), "Check names it")
+	_, err = db.Validate(ctx, issued[4].Token)
+	require.Error(t, err, "never valid")
+	require.NoError(t, db.Revoke(ctx, issued[4].Token), "the repair")
+	problems, err = db.Check(ctx)
+	require.NoError(t, err)
+	require.Empty(t, problems)
+	assert.Zero(t, db.Stats().Tokens)
+}
