@@ -15,7 +15,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	bolt "go.etcd.io/bbolt"
 )
 
 // TestOpenChild opens the file TS_OPEN_CHILD names, read-only then
@@ -42,6 +41,24 @@ func TestOpenChild(t *testing.T) {
 	}
 }
 
+// openInChild runs TestOpenChild on the file at path in a subprocess,
+// which also runs Check on the file where check is set, and returns what it
+// printed. A file that makes bbolt fail fatally ends the subprocess, not
+// the test; one that makes it hang is killed after 30 s.
+func openInChild(t *testing.T, path string, check bool) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run", "^TestOpenChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "TS_OPEN_CHILD="+path)
+	if check {
+		cmd.Env = append(cmd.Env, "TS_OPEN_CHILD_CHECK=1")
+	}
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "the process died or hung:\n%.2000s", out)
+	return string(out)
+}
+
 // bbolt loads a synced freelist at Open (read-write, and read-only with
 // PreLoadFreelist) trusting it: a count of 2^34 was a fatal "out of
 // memory" in bbolt.Open, which killed the process; a free page that is
@@ -50,33 +67,14 @@ func TestOpenChild(t *testing.T) {
 // meta page, a panic or worse at the first write. Open refuses each with
 // ErrCorrupt naming the freelist page, and leaves the file as it was.
 func TestOpen_RefusesDamagedFreelist(t *testing.T) {
-	ctx := context.Background()
 	dir := t.TempDir()
-	base := filepath.Join(dir, "base.db")
-	db, err := Open(base, &Options{SweepInterval: -1})
-	require.NoError(t, err)
-	reqs := make([]IssueRequest, 3000)
-	for i := range reqs {
-		reqs[i] = IssueRequest{Subject: fmt.Sprintf("user-%d", i)}
-	}
-	toks, err := db.IssueBatch(ctx, reqs)
-	require.NoError(t, err)
-	for _, tk := range toks[:300] { // free pages, so a freelist
-		require.NoError(t, db.Revoke(ctx, tk.Token))
-	}
-	require.NoError(t, db.Close()) // writes the freelist
-	clean, err := os.ReadFile(base)
-	require.NoError(t, err)
-
-	branches, _ := branchRoots(t, base)
-	br := branches["tokens"]
-	require.NotZero(t, br, "the tokens bucket's root is no branch page: issue more tokens")
-	bdb, err := bolt.Open(base, 0o600, &bolt.Options{ReadOnly: true})
-	require.NoError(t, err)
-	ps := uint64(bdb.Info().PageSize)
-	var hwm uint64
-	require.NoError(t, bdb.View(func(tx *bolt.Tx) error { hwm = uint64(tx.Size()) / ps; return nil }))
-	require.NoError(t, bdb.Close())
+	// Revoked tokens free pages, so Close writes a freelist.
+	base, clean, ps, hwm := baseFile(t, dir, 3000, func(db *DB, issued []Issued) {
+		for _, tk := range issued[:300] {
+			require.NoError(t, db.Revoke(context.Background(), tk.Token))
+		}
+	})
+	br := branchRoot(t, base, "tokens")
 	f, err := os.Open(base)
 	require.NoError(t, err)
 	fl, _, synced := newestMeta(f, ps)
@@ -116,17 +114,12 @@ func TestOpen_RefusesDamagedFreelist(t *testing.T) {
 			c.damage(b)
 			path := filepath.Join(dir, "damaged.db")
 			require.NoError(t, os.WriteFile(path, b, 0o600))
-			cmd := exec.Command(os.Args[0], "-test.run", "^TestOpenChild$", "-test.count=1")
-			cmd.Env = append(os.Environ(), "TS_OPEN_CHILD="+path)
-			out, err := cmd.CombinedOutput()
-			require.NoError(t, err, "the process died:\n%.2000s", out)
+			out := openInChild(t, path, false)
 			for _, ro := range []bool{true, false} {
 				want := fmt.Sprintf("read-only %v: corrupt true: tokenstore: open %s: file is corrupt or not a tokenstore file: bbolt freelist page %d: %s\n", ro, path, fl, c.want)
-				assert.Contains(t, string(out), want)
+				assert.Contains(t, out, want)
 			}
-			after, err := os.ReadFile(path)
-			require.NoError(t, err)
-			assert.True(t, bytes.Equal(b, after), "Open changed the file it refused")
+			assertUnchanged(t, path, b)
 		})
 	}
 }
@@ -139,16 +132,7 @@ func TestOpen_RefusesDamagedFreelist(t *testing.T) {
 // refuses it all the same, in a subprocess here in case it hangs.
 func TestOpen_RefusesHighWaterMarkThatWraps(t *testing.T) {
 	dir := t.TempDir()
-	base := filepath.Join(dir, "base.db")
-	db, err := Open(base, &Options{SweepInterval: -1})
-	require.NoError(t, err)
-	require.NoError(t, db.Close())
-	clean, err := os.ReadFile(base)
-	require.NoError(t, err)
-	bdb, err := bolt.Open(base, 0o600, &bolt.Options{ReadOnly: true})
-	require.NoError(t, err)
-	ps := uint64(bdb.Info().PageSize)
-	require.NoError(t, bdb.Close())
+	_, clean, ps, _ := baseFile(t, dir, 0, nil)
 	require.Zero(t, ps&(ps-1), "page size %d is no power of two", ps)
 
 	for _, add := range []uint64{1 << 52, 1 << 53, 1 << 62} {
@@ -166,19 +150,12 @@ func TestOpen_RefusesHighWaterMarkThatWraps(t *testing.T) {
 			}
 			path := filepath.Join(dir, "damaged.db")
 			require.NoError(t, os.WriteFile(path, b, 0o600))
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run", "^TestOpenChild$", "-test.count=1")
-			cmd.Env = append(os.Environ(), "TS_OPEN_CHILD="+path, "TS_OPEN_CHILD_CHECK=1")
-			out, err := cmd.CombinedOutput()
-			require.NoError(t, err, "the process died or hung:\n%.2000s", out)
+			out := openInChild(t, path, true)
 			for _, ro := range []bool{true, false} {
-				assert.Contains(t, string(out), fmt.Sprintf("read-only %v: corrupt true: ", ro))
+				assert.Contains(t, out, fmt.Sprintf("read-only %v: corrupt true: ", ro))
 			}
-			assert.Contains(t, string(out), fmt.Sprintf("the file holds %d pages of %d bytes, its header says %d (truncated?)", len(b)/int(ps), ps, want))
-			after, err := os.ReadFile(path)
-			require.NoError(t, err)
-			assert.True(t, bytes.Equal(b, after), "Open changed the file it refused")
+			assert.Contains(t, out, fmt.Sprintf("the file holds %d pages of %d bytes, its header says %d (truncated?)", len(b)/int(ps), ps, want))
+			assertUnchanged(t, path, b)
 		})
 	}
 }

@@ -46,6 +46,94 @@ func branchRoots(t *testing.T, path string) (branches map[string]uint64, roots [
 	return branches, roots
 }
 
+// baseFile issues n tokens (subjects user-0, user-1, …) into a new file
+// dir/base.db, lets prepare (when not nil) work on the open store, closes
+// it and returns the file's path and bytes, its page size and its
+// high-water mark in pages: the clean file the Open-refuses tests damage
+// copies of.
+func baseFile(t *testing.T, dir string, n int, prepare func(db *DB, issued []Issued)) (path string, clean []byte, ps, hwm uint64) {
+	t.Helper()
+	path = filepath.Join(dir, "base.db")
+	db, err := Open(path, &Options{SweepInterval: -1})
+	require.NoError(t, err)
+	var issued []Issued
+	if n > 0 {
+		reqs := make([]IssueRequest, n)
+		for i := range reqs {
+			reqs[i] = IssueRequest{Subject: fmt.Sprintf("user-%d", i)}
+		}
+		issued, err = db.IssueBatch(context.Background(), reqs)
+		require.NoError(t, err)
+	}
+	if prepare != nil {
+		prepare(db, issued)
+	}
+	require.NoError(t, db.Close())
+	clean, err = os.ReadFile(path)
+	require.NoError(t, err)
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	require.NoError(t, err)
+	ps = uint64(bdb.Info().PageSize)
+	require.NoError(t, bdb.View(func(tx *bolt.Tx) error { hwm = uint64(tx.Size()) / ps; return nil }))
+	require.NoError(t, bdb.Close())
+	return path, clean, ps, hwm
+}
+
+// branchRoot returns the ID of bucket's root page in the file at path,
+// and fails the test where that root is no branch page.
+func branchRoot(t *testing.T, path, bucket string) uint64 {
+	t.Helper()
+	branches, _ := branchRoots(t, path)
+	br := branches[bucket]
+	require.NotZero(t, br, "the %s bucket's root is no branch page: issue more tokens", bucket)
+	return br
+}
+
+// assertUnchanged asserts that the file at path still holds b.
+func assertUnchanged(t *testing.T, path string, b []byte) {
+	t.Helper()
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(b, after), "Open changed the file it refused")
+}
+
+// assertOpenRefuses opens the file at path, which holds b, read-write and
+// read-only, and asserts each Open fails with ErrCorrupt naming want and
+// leaves the file as it was.
+func assertOpenRefuses(t *testing.T, path string, b []byte, want string) {
+	t.Helper()
+	for _, ro := range []bool{false, true} {
+		db, err := Open(path, &Options{SweepInterval: -1, ReadOnly: ro})
+		if err == nil {
+			_ = db.Close()
+		}
+		require.Error(t, err, "read-only %v", ro)
+		assert.True(t, errors.Is(err, ErrCorrupt), "read-only %v: %v", ro, err)
+		assert.Contains(t, err.Error(), want, "read-only %v", ro)
+	}
+	assertUnchanged(t, path, b)
+}
+
+// assertWalksFind runs the shape walk Open runs and Check's full walk over
+// the file at path and asserts each reports a problem naming want; each,
+// when not nil, checks each walk's problems further.
+func assertWalksFind(t *testing.T, path, want string, each func(shape bool, problems []string)) {
+	t.Helper()
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	require.NoError(t, err)
+	require.NoError(t, bdb.View(func(tx *bolt.Tx) error {
+		for _, shape := range []bool{true, false} {
+			p := walkPages(path, tx, shape)
+			if each != nil {
+				each(shape, p)
+			}
+			assert.True(t, slices.ContainsFunc(p, func(q string) bool { return strings.Contains(q, want) }), "shape %v: %q lacks %q", shape, p, want)
+		}
+		return nil
+	}))
+	require.NoError(t, bdb.Close())
+}
+
 // A branch page whose element points back at itself, or at a page the
 // tree reaches elsewhere, makes bbolt's search recurse until Go's stack
 // limit: a fatal error that no recover reaches, which the hostile-files
@@ -55,27 +143,10 @@ func branchRoots(t *testing.T, path string) (branches map[string]uint64, roots [
 // Sweep). Open refuses such a file, read-write and read-only, and leaves
 // it as it was.
 func TestOpen_RefusesCyclicTree(t *testing.T) {
-	ctx := context.Background()
 	dir := t.TempDir()
-	base := filepath.Join(dir, "base.db")
-	db, err := Open(base, &Options{SweepInterval: -1})
-	require.NoError(t, err)
-	reqs := make([]IssueRequest, 3000)
-	for i := range reqs {
-		reqs[i] = IssueRequest{Subject: fmt.Sprintf("user-%d", i)}
-	}
-	_, err = db.IssueBatch(ctx, reqs)
-	require.NoError(t, err)
-	require.NoError(t, db.Close())
-	clean, err := os.ReadFile(base)
-	require.NoError(t, err)
-
+	base, clean, ps, _ := baseFile(t, dir, 3000, nil)
 	branches, roots := branchRoots(t, base)
-	require.NotEmpty(t, branches["tokens"], "the tokens bucket's root is no branch page: issue more tokens")
-	bdb, err := bolt.Open(base, 0o600, &bolt.Options{ReadOnly: true})
-	require.NoError(t, err)
-	ps := uint64(bdb.Info().PageSize)
-	require.NoError(t, bdb.Close())
+	require.NotZero(t, branches["tokens"], "the tokens bucket's root is no branch page: issue more tokens")
 
 	for name, page := range branches {
 		for _, target := range []string{"itself", "another bucket's root", "a key flipped"} {
@@ -103,18 +174,7 @@ func TestOpen_RefusesCyclicTree(t *testing.T) {
 				}
 				path := filepath.Join(dir, name+"-"+target+".db")
 				require.NoError(t, os.WriteFile(path, b, 0o600))
-				for _, ro := range []bool{false, true} {
-					db, err := Open(path, &Options{SweepInterval: -1, ReadOnly: ro})
-					if err == nil {
-						_ = db.Close()
-					}
-					require.Error(t, err, "read-only %v", ro)
-					assert.True(t, errors.Is(err, ErrCorrupt), "read-only %v: %v", ro, err)
-					assert.Contains(t, err.Error(), fmt.Sprintf("page %d: ", to))
-				}
-				after, err := os.ReadFile(path)
-				require.NoError(t, err)
-				assert.True(t, bytes.Equal(b, after), "Open changed the file it refused")
+				assertOpenRefuses(t, path, b, fmt.Sprintf("page %d: ", to))
 			})
 		}
 	}
@@ -125,16 +185,9 @@ func TestOpen_RefusesCyclicTree(t *testing.T) {
 // an earlier version lacks, got bbolt's "incompatible value" and returned
 // it as is, where a damaged file is ErrCorrupt (the hostile-files test).
 func TestOpen_BucketTurnedValueIsCorrupt(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "t.db")
-	db, err := Open(path, &Options{SweepInterval: -1})
-	require.NoError(t, err)
-	require.NoError(t, db.Close())
-	b, err := os.ReadFile(path)
-	require.NoError(t, err)
+	path, b, ps, _ := baseFile(t, t.TempDir(), 0, nil)
 	bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
 	require.NoError(t, err)
-	ps := uint64(bdb.Info().PageSize)
 	var root uint64
 	require.NoError(t, bdb.View(func(tx *bolt.Tx) error { root = uint64(tx.Cursor().Bucket().Root()); return nil }))
 	require.NoError(t, bdb.Close())
@@ -157,9 +210,7 @@ func TestOpen_BucketTurnedValueIsCorrupt(t *testing.T) {
 	_, err = Open(path, &Options{SweepInterval: -1})
 	require.Error(t, err)
 	assert.True(t, errors.Is(err, ErrCorrupt), "%v", err)
-	after, err := os.ReadFile(path)
-	require.NoError(t, err)
-	assert.True(t, bytes.Equal(b, after), "Open changed the file it refused")
+	assertUnchanged(t, path, b)
 }
 
 // The walk reads a level's pages in runs (pageWalker.fill): each fault a
@@ -167,30 +218,9 @@ func TestOpen_BucketTurnedValueIsCorrupt(t *testing.T) {
 // pages read beside it in the same run are found sound, by the shape walk
 // Open runs (the first problem is what Open reports) and by Check's.
 func TestOpen_RefusesDamagedPageInARun(t *testing.T) {
-	ctx := context.Background()
 	dir := t.TempDir()
-	base := filepath.Join(dir, "base.db")
-	db, err := Open(base, &Options{SweepInterval: -1})
-	require.NoError(t, err)
-	reqs := make([]IssueRequest, 3000)
-	for i := range reqs {
-		reqs[i] = IssueRequest{Subject: fmt.Sprintf("user-%d", i)}
-	}
-	_, err = db.IssueBatch(ctx, reqs)
-	require.NoError(t, err)
-	require.NoError(t, db.Close())
-	clean, err := os.ReadFile(base)
-	require.NoError(t, err)
-
-	branches, _ := branchRoots(t, base)
-	branch := branches["tokens"]
-	require.NotZero(t, branch, "the tokens bucket's root is no branch page: issue more tokens")
-	bdb, err := bolt.Open(base, 0o600, &bolt.Options{ReadOnly: true})
-	require.NoError(t, err)
-	ps := uint64(bdb.Info().PageSize)
-	var hwm uint64
-	require.NoError(t, bdb.View(func(tx *bolt.Tx) error { hwm = uint64(tx.Size()) / ps; return nil }))
-	require.NoError(t, bdb.Close())
+	base, clean, ps, hwm := baseFile(t, dir, 3000, nil)
+	branch := branchRoot(t, base, "tokens")
 
 	// A leaf of the tokens bucket with leaves of it on either side, near
 	// enough (readGap) that the three share a read.
@@ -253,36 +283,16 @@ func TestOpen_RefusesDamagedPageInARun(t *testing.T) {
 			require.NoError(t, os.WriteFile(path, b, 0o600))
 			want := fmt.Sprintf("page %d: %s", c.page, c.want)
 
-			bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
-			require.NoError(t, err)
-			require.NoError(t, bdb.View(func(tx *bolt.Tx) error {
-				for _, shape := range []bool{true, false} {
-					// Each problem names the damaged page, none its
-					// neighbours; two references to one page can fail
-					// twice (reached twice, and a first key not theirs).
-					p := walkPages(path, tx, shape)
-					require.NotEmpty(t, p, "shape %v", shape)
-					for _, q := range p {
-						assert.Contains(t, q, fmt.Sprintf("page %d: ", c.page), "shape %v: %q", shape, p)
-					}
-					assert.True(t, slices.ContainsFunc(p, func(q string) bool { return strings.Contains(q, want) }), "shape %v: %q lacks %q", shape, p, want)
+			assertWalksFind(t, path, want, func(shape bool, p []string) {
+				// Each problem names the damaged page, none its
+				// neighbours; two references to one page can fail
+				// twice (reached twice, and a first key not theirs).
+				require.NotEmpty(t, p, "shape %v", shape)
+				for _, q := range p {
+					assert.Contains(t, q, fmt.Sprintf("page %d: ", c.page), "shape %v: %q", shape, p)
 				}
-				return nil
-			}))
-			require.NoError(t, bdb.Close())
-
-			for _, ro := range []bool{false, true} {
-				db, err := Open(path, &Options{SweepInterval: -1, ReadOnly: ro})
-				if err == nil {
-					_ = db.Close()
-				}
-				require.Error(t, err, "read-only %v", ro)
-				assert.True(t, errors.Is(err, ErrCorrupt), "read-only %v: %v", ro, err)
-				assert.Contains(t, err.Error(), fmt.Sprintf("page %d: ", c.page), "read-only %v", ro)
-			}
-			after, err := os.ReadFile(path)
-			require.NoError(t, err)
-			assert.True(t, bytes.Equal(b, after), "Open changed the file it refused")
+			})
+			assertOpenRefuses(t, path, b, fmt.Sprintf("page %d: ", c.page))
 		})
 	}
 }
@@ -292,22 +302,11 @@ func TestOpen_RefusesDamagedPageInARun(t *testing.T) {
 // it read whole; each page past the failure is read again alone, so the
 // problems name exactly the pages that could not be read.
 func TestCheckPages_ShortRunNamesTheUnreadPages(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "t.db")
-	db, err := Open(path, &Options{SweepInterval: -1})
-	require.NoError(t, err)
-	reqs := make([]IssueRequest, 3000)
-	for i := range reqs {
-		reqs[i] = IssueRequest{Subject: fmt.Sprintf("user-%d", i)}
-	}
-	_, err = db.IssueBatch(ctx, reqs)
-	require.NoError(t, err)
-	require.NoError(t, db.Close())
+	path, _, ps, _ := baseFile(t, t.TempDir(), 3000, nil)
 
 	bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
 	require.NoError(t, err)
 	defer bdb.Close()
-	ps := uint64(bdb.Info().PageSize)
 	require.NoError(t, bdb.View(func(tx *bolt.Tx) error {
 		require.Empty(t, walkPages(path, tx, false))
 		hwm := uint64(tx.Size()) / ps
@@ -337,27 +336,9 @@ func TestCheckPages_ShortRunNamesTheUnreadPages(t *testing.T) {
 // Check that never returned, on a file Open had accepted. A page of the
 // tree that is neither a branch nor a leaf is refused whatever its count.
 func TestOpen_RefusesEmptyBranch(t *testing.T) {
-	ctx := context.Background()
 	dir := t.TempDir()
-	base := filepath.Join(dir, "base.db")
-	db, err := Open(base, &Options{SweepInterval: -1})
-	require.NoError(t, err)
-	reqs := make([]IssueRequest, 3000)
-	for i := range reqs {
-		reqs[i] = IssueRequest{Subject: fmt.Sprintf("user-%d", i)}
-	}
-	_, err = db.IssueBatch(ctx, reqs)
-	require.NoError(t, err)
-	require.NoError(t, db.Close())
-	clean, err := os.ReadFile(base)
-	require.NoError(t, err)
-	branches, _ := branchRoots(t, base)
-	br := branches["tokens"]
-	require.NotZero(t, br, "the tokens bucket's root is no branch page: issue more tokens")
-	bdb, err := bolt.Open(base, 0o600, &bolt.Options{ReadOnly: true})
-	require.NoError(t, err)
-	ps := uint64(bdb.Info().PageSize)
-	require.NoError(t, bdb.Close())
+	base, clean, ps, _ := baseFile(t, dir, 3000, nil)
+	br := branchRoot(t, base, "tokens")
 
 	for _, c := range []struct {
 		name, want string
@@ -376,28 +357,8 @@ func TestOpen_RefusesEmptyBranch(t *testing.T) {
 			require.NoError(t, os.WriteFile(path, b, 0o600))
 			want := fmt.Sprintf("page %d: %s", br, c.want)
 
-			bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
-			require.NoError(t, err)
-			require.NoError(t, bdb.View(func(tx *bolt.Tx) error {
-				for _, shape := range []bool{true, false} {
-					p := walkPages(path, tx, shape)
-					assert.True(t, slices.ContainsFunc(p, func(q string) bool { return strings.Contains(q, want) }), "shape %v: %q lacks %q", shape, p, want)
-				}
-				return nil
-			}))
-			require.NoError(t, bdb.Close())
-			for _, ro := range []bool{false, true} {
-				db, err := Open(path, &Options{SweepInterval: -1, ReadOnly: ro})
-				if err == nil {
-					_ = db.Close()
-				}
-				require.Error(t, err, "read-only %v", ro)
-				assert.True(t, errors.Is(err, ErrCorrupt), "read-only %v: %v", ro, err)
-				assert.Contains(t, err.Error(), want, "read-only %v", ro)
-			}
-			after, err := os.ReadFile(path)
-			require.NoError(t, err)
-			assert.True(t, bytes.Equal(b, after), "Open changed the file it refused")
+			assertWalksFind(t, path, want, nil)
+			assertOpenRefuses(t, path, b, want)
 		})
 	}
 }
@@ -410,27 +371,9 @@ func TestOpen_RefusesEmptyBranch(t *testing.T) {
 // tokens one by one, Check then found a page reached twice, the start of
 // the loop TestOpen_RefusesCyclicTree is about). Open refuses it.
 func TestOpen_RefusesBranchKeysOutOfOrder(t *testing.T) {
-	ctx := context.Background()
 	dir := t.TempDir()
-	base := filepath.Join(dir, "base.db")
-	db, err := Open(base, &Options{SweepInterval: -1})
-	require.NoError(t, err)
-	reqs := make([]IssueRequest, 3000)
-	for i := range reqs {
-		reqs[i] = IssueRequest{Subject: fmt.Sprintf("user-%d", i)}
-	}
-	_, err = db.IssueBatch(ctx, reqs)
-	require.NoError(t, err)
-	require.NoError(t, db.Close())
-	clean, err := os.ReadFile(base)
-	require.NoError(t, err)
-	branches, _ := branchRoots(t, base)
-	br := branches["ids"]
-	require.NotZero(t, br, "the ids bucket's root is no branch page: issue more tokens")
-	bdb, err := bolt.Open(base, 0o600, &bolt.Options{ReadOnly: true})
-	require.NoError(t, err)
-	ps := uint64(bdb.Info().PageSize)
-	require.NoError(t, bdb.Close())
+	base, clean, ps, _ := baseFile(t, dir, 3000, nil)
+	br := branchRoot(t, base, "ids")
 
 	b := bytes.Clone(clean)
 	n := uint64(binary.NativeEndian.Uint16(b[br*ps+10:]))
@@ -453,26 +396,6 @@ func TestOpen_RefusesBranchKeysOutOfOrder(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, b, 0o600))
 	want := fmt.Sprintf("page %d: element 2's key is not after element 1's", br)
 
-	bdb, err = bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
-	require.NoError(t, err)
-	require.NoError(t, bdb.View(func(tx *bolt.Tx) error {
-		for _, shape := range []bool{true, false} {
-			p := walkPages(path, tx, shape)
-			assert.True(t, slices.ContainsFunc(p, func(q string) bool { return strings.Contains(q, want) }), "shape %v: %q lacks %q", shape, p, want)
-		}
-		return nil
-	}))
-	require.NoError(t, bdb.Close())
-	for _, ro := range []bool{false, true} {
-		db, err := Open(path, &Options{SweepInterval: -1, ReadOnly: ro})
-		if err == nil {
-			_ = db.Close()
-		}
-		require.Error(t, err, "read-only %v", ro)
-		assert.True(t, errors.Is(err, ErrCorrupt), "read-only %v: %v", ro, err)
-		assert.Contains(t, err.Error(), want, "read-only %v", ro)
-	}
-	after, err := os.ReadFile(path)
-	require.NoError(t, err)
-	assert.True(t, bytes.Equal(b, after), "Open changed the file it refused")
+	assertWalksFind(t, path, want, nil)
+	assertOpenRefuses(t, path, b, want)
 }
