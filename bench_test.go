@@ -745,46 +745,19 @@ func benchSweep(b *testing.B, get func(*testing.B) *fixture) {
 		path := fx.copyOf(b, "sweep")
 		opts := &tokenstore.Options{SweepInterval: -1, Now: clk.Now, Logger: slog.New(rec)}
 		sliding := fx.sliding()
-		var idle, during []time.Duration
-		var gcs uint32 // garbage collections during the sweeps
+		var lat sweepLatencies
 		b.ReportAllocs()
 		for b.Loop() {
 			b.StopTimer()
 			db := openBench(b, path, opts)
 			addExpired(b, db, 100_000)
 			clk.Advance(2 * time.Second)
-			stop, done := make(chan struct{}), make(chan struct{})
-			var lat []time.Duration
-			go func() {
-				defer close(done)
-				lat = validateLatencies(b, db, sliding, 0, stop)
-			}()
-			b.StartTimer()
-			var m0, m1 runtime.MemStats
-			runtime.ReadMemStats(&m0)
-			n, err := db.Sweep(ctx)
-			runtime.ReadMemStats(&m1)
-			b.StopTimer()
-			close(stop)
-			<-done
-			gcs += m1.NumGC - m0.NumGC
-			require.NoError(b, err)
-			require.Equal(b, 100_000, n)
-			require.NoError(b, db.Close())
-			during = append(during, lat...)
-
-			db = openBench(b, path, opts)
-			idle = append(idle, validateLatencies(b, db, sliding, len(lat), nil)...)
-			require.NoError(b, db.Close())
+			lat.measure(b, db, path, opts, sliding, 100_000)
 			b.StartTimer()
 		}
 		b.StopTimer()
-		p99i, p99d := percentile(idle, 0.99), percentile(during, 0.99)
 		rec.report(b)
-		b.ReportMetric(float64(p99i.Nanoseconds()), "p99-idle-ns")
-		b.ReportMetric(float64(p99d.Nanoseconds()), "p99-sweep-ns")
-		b.ReportMetric(float64(p99d)/float64(p99i), "p99-ratio")
-		b.ReportMetric(float64(gcs)/float64(b.N), "gc/op")
+		lat.report(b)
 	})
 	b.Run("100k-of-1M-scattered", func(b *testing.B) {
 		// The sweep users also have: not a batch issued together and
@@ -805,8 +778,7 @@ func benchSweep(b *testing.B, get func(*testing.B) *fixture) {
 		}
 		idleWindow := 14 * 24 * time.Hour // the default Sliding policy's
 		rec := &txRecorder{}
-		var idle, during []time.Duration
-		var gcs uint32 // garbage collections during the sweeps
+		var lat sweepLatencies
 		b.ReportAllocs()
 		for b.Loop() {
 			b.StopTimer()
@@ -822,39 +794,13 @@ func benchSweep(b *testing.B, get func(*testing.B) *fixture) {
 			require.NoError(b, db.Close())
 			clk.Set(fx.t0.Add(idleWindow + time.Second))
 			db = openBench(b, path, opts)
-			stop, done := make(chan struct{}), make(chan struct{})
-			var lat []time.Duration
-			go func() {
-				defer close(done)
-				lat = validateLatencies(b, db, used, 0, stop)
-			}()
-			b.StartTimer()
-			var m0, m1 runtime.MemStats
-			runtime.ReadMemStats(&m0)
-			n, err := db.Sweep(ctx)
-			runtime.ReadMemStats(&m1)
-			b.StopTimer()
-			close(stop)
-			<-done
-			gcs += m1.NumGC - m0.NumGC
-			require.NoError(b, err)
-			require.Equal(b, len(sliding)-len(used), n)
-			require.NoError(b, db.Close())
-			during = append(during, lat...)
-
-			db = openBench(b, path, opts)
-			idle = append(idle, validateLatencies(b, db, used, len(lat), nil)...)
-			require.NoError(b, db.Close())
+			lat.measure(b, db, path, opts, used, len(sliding)-len(used))
 			require.NoError(b, os.Remove(path))
 			b.StartTimer()
 		}
 		b.StopTimer()
-		p99i, p99d := percentile(idle, 0.99), percentile(during, 0.99)
 		rec.report(b)
-		b.ReportMetric(float64(p99i.Nanoseconds()), "p99-idle-ns")
-		b.ReportMetric(float64(p99d.Nanoseconds()), "p99-sweep-ns")
-		b.ReportMetric(float64(p99d)/float64(p99i), "p99-ratio")
-		b.ReportMetric(float64(gcs)/float64(b.N), "gc/op")
+		lat.report(b)
 	})
 	b.Run("100k-of-1M-issue-wait", func(b *testing.B) {
 		// How long an Issue waits behind the sweep's transactions: Issues
@@ -874,23 +820,15 @@ func benchSweep(b *testing.B, get func(*testing.B) *fixture) {
 			addExpired(b, db, 100_000)
 			clk.Advance(2 * time.Second)
 			tokenstore.SetWriteWaitHook(db, waits.add)
-			stop, done := make(chan struct{}), make(chan struct{})
-			var lat []time.Duration
-			go func() {
-				defer close(done)
-				lat = issueLatencies(b, db, 0, stop)
-			}()
-			b.StartTimer()
-			waits.during(true)
-			n, err := db.Sweep(ctx)
-			b.StopTimer()
-			close(stop)
-			<-done
-			waits.during(false)
+			var n int
+			lat, idleLat, err := issueWait(b, db, &waits, func() (err error) {
+				n, err = db.Sweep(ctx)
+				return err
+			})
 			require.NoError(b, err)
 			require.Equal(b, 100_000, n)
 			during = append(during, lat...)
-			idle = append(idle, issueLatencies(b, db, len(lat), nil)...)
+			idle = append(idle, idleLat...)
 			require.NoError(b, db.Close())
 			b.StartTimer()
 		}
@@ -970,6 +908,74 @@ func (w *waitRecorder) report(b *testing.B, what string) {
 		b.ReportMetric(ms(percentile(x.d, 1)), "wait-max-"+x.name+"-ms")
 		b.ReportMetric(float64(over), "waits>20ms-"+x.name)
 	}
+}
+
+// issueWait times call while one goroutine issues tokens one at a time,
+// waits counting the Issues' waits as during call, then issues as many
+// again with nothing else running. It returns the Issues' latencies
+// during call and after it, and call's error. The timer must be stopped.
+func issueWait(b *testing.B, db *tokenstore.DB, waits *waitRecorder, call func() error) (during, idle []time.Duration, err error) {
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		during = issueLatencies(b, db, 0, stop)
+	}()
+	waits.during(true)
+	b.StartTimer()
+	err = call()
+	b.StopTimer()
+	close(stop)
+	<-done
+	waits.during(false)
+	return during, issueLatencies(b, db, len(during), nil), err
+}
+
+// sweepLatencies are the Validate latencies of Sweep's 100k-of-1M
+// benchmarks: during each sweep, and as many on the store reopened with
+// nothing else running.
+type sweepLatencies struct {
+	idle, during []time.Duration
+	gcs          uint32 // garbage collections during the sweeps
+}
+
+// measure times db's Sweep while one goroutine validates random tokens of
+// set one after the other, requires that it swept want tokens, closes db,
+// reopens path with opts and validates as many again. The timer must be
+// stopped.
+func (s *sweepLatencies) measure(b *testing.B, db *tokenstore.DB, path string, opts *tokenstore.Options, set []string, want int) {
+	stop, done := make(chan struct{}), make(chan struct{})
+	var lat []time.Duration
+	go func() {
+		defer close(done)
+		lat = validateLatencies(b, db, set, 0, stop)
+	}()
+	b.StartTimer()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	n, err := db.Sweep(context.Background())
+	runtime.ReadMemStats(&m1)
+	b.StopTimer()
+	close(stop)
+	<-done
+	s.gcs += m1.NumGC - m0.NumGC
+	require.NoError(b, err)
+	require.Equal(b, want, n)
+	require.NoError(b, db.Close())
+	s.during = append(s.during, lat...)
+
+	db = openBench(b, path, opts)
+	s.idle = append(s.idle, validateLatencies(b, db, set, len(lat), nil)...)
+	require.NoError(b, db.Close())
+}
+
+// report adds the Validate p99s idle and during the sweeps, their ratio,
+// and the garbage collections per sweep.
+func (s *sweepLatencies) report(b *testing.B) {
+	p99i, p99d := percentile(s.idle, 0.99), percentile(s.during, 0.99)
+	b.ReportMetric(float64(p99i.Nanoseconds()), "p99-idle-ns")
+	b.ReportMetric(float64(p99d.Nanoseconds()), "p99-sweep-ns")
+	b.ReportMetric(float64(p99d)/float64(p99i), "p99-ratio")
+	b.ReportMetric(float64(s.gcs)/float64(b.N), "gc/op")
 }
 
 // issueLatencies issues tokens one at a time, n of them, or until stop is
@@ -1437,21 +1443,8 @@ func benchFlush(b *testing.B, get func(*testing.B) *fixture) {
 				_, err := db.Validate(ctx, sliding[i])
 				require.NoError(b, err)
 			}
-			stop, done := make(chan struct{}), make(chan struct{})
-			var lat []time.Duration
-			go func() {
-				defer close(done)
-				lat = issueLatencies(b, db, 0, stop)
-			}()
-			waits.during(true)
-			b.StartTimer()
-			err := f.Flush(ctx)
-			b.StopTimer()
-			close(stop)
-			<-done
-			waits.during(false)
+			_, _, err := issueWait(b, db, &waits, func() error { return f.Flush(ctx) })
 			require.NoError(b, err)
-			issueLatencies(b, db, len(lat), nil)
 			b.StartTimer()
 		}
 		b.StopTimer()
