@@ -269,7 +269,7 @@ func (fx *fixture) drop(b *testing.B) {
 	}
 }
 
-func copyFile(b *testing.B, from, to string) {
+func copyFile(b testing.TB, from, to string) {
 	b.Helper()
 	src, err := os.Open(from)
 	require.NoError(b, err)

@@ -13,6 +13,37 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// openWithEight opens a new file on clock and issues 8 tokens of policy p
+// to "user"; the store is left open.
+func openWithEight(t *testing.T, clock func() time.Time, p Policy) (db *DB, path string, issued []Issued) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "t.db")
+	db, err := Open(path, &Options{SweepInterval: -1, Now: clock})
+	require.NoError(t, err)
+	reqs := make([]IssueRequest, 8)
+	for i := range reqs {
+		reqs[i] = IssueRequest{Subject: "user", Policy: p}
+	}
+	issued, err = db.IssueBatch(context.Background(), reqs)
+	require.NoError(t, err)
+	return db, path, issued
+}
+
+// cutSweep opens path on clock and runs a sweep of 4 items a
+// transaction, cancelled after its nth transaction, then closes the
+// store: the file is left with a sweep cut short.
+func cutSweep(t *testing.T, path string, clock func() time.Time, n int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	db, err := Open(path, &Options{SweepInterval: -1, Now: clock, Logger: slog.New(&cancelAfter{n: n, cancel: cancel})})
+	require.NoError(t, err)
+	db.sweepSize.setAll(chunkSizer{first: 4, lo: 4, hi: 4})
+	_, err = db.Sweep(ctx)
+	cancel()
+	require.ErrorIs(t, err, context.Canceled)
+	require.NoError(t, db.Close())
+}
+
 // A sweep cut short leaves records deleted whose ids and expiry entries
 // are still there (marked by metaSweeping). When the clock then reads
 // earlier than their deadlines (stepped back across a restart), the next
@@ -21,32 +52,17 @@ import (
 func TestDB_Sweep_CutShortThenClockBack(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	path := filepath.Join(t.TempDir(), "t.db")
 	var now atomic.Int64
 	now.Store(t0.UnixMilli())
 	clock := func() time.Time { return time.UnixMilli(now.Load()) }
-	db, err := Open(path, &Options{SweepInterval: -1, Now: clock})
-	require.NoError(t, err)
-	var reqs []IssueRequest
-	for range 8 {
-		reqs = append(reqs, IssueRequest{Subject: "user", Policy: Absolute(time.Hour)})
-	}
-	issued, err := db.IssueBatch(ctx, reqs)
-	require.NoError(t, err)
+	db, path, issued := openWithEight(t, clock, Absolute(time.Hour))
 	require.NoError(t, db.Close())
 
 	now.Store(t0.Add(2 * time.Hour).UnixMilli())
-	sctx, cancel := context.WithCancel(ctx)
-	db, err = Open(path, &Options{SweepInterval: -1, Now: clock, Logger: slog.New(&cancelAfter{n: 3, cancel: cancel})})
-	require.NoError(t, err)
-	db.sweepSize.setAll(chunkSizer{first: 4, lo: 4, hi: 4})
-	_, err = db.Sweep(sctx) // subjects (2 transactions), then half the records
-	cancel()
-	require.ErrorIs(t, err, context.Canceled)
-	require.NoError(t, db.Close())
+	cutSweep(t, path, clock, 3) // subjects (2 transactions), then half the records
 
 	now.Store(t0.Add(30 * time.Minute).UnixMilli()) // the clock steps back
-	db, err = Open(path, &Options{SweepInterval: -1, Now: clock})
+	db, err := Open(path, &Options{SweepInterval: -1, Now: clock})
 	require.NoError(t, err)
 	defer db.Close()
 	// Due by the cut sweep's clock, not by the present one, and not
@@ -80,18 +96,10 @@ func TestDB_Sweep_CutShortThenClockBack(t *testing.T) {
 func TestDB_Sweep_CutShortThenClockBack_SlidingFiledEarlier(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	path := filepath.Join(t.TempDir(), "t.db")
 	var now atomic.Int64
 	now.Store(t0.UnixMilli())
 	clock := func() time.Time { return time.UnixMilli(now.Load()) }
-	db, err := Open(path, &Options{SweepInterval: -1, Now: clock})
-	require.NoError(t, err)
-	var reqs []IssueRequest
-	for range 8 {
-		reqs = append(reqs, IssueRequest{Subject: "user", Policy: Sliding(time.Hour, 0)})
-	}
-	issued, err := db.IssueBatch(ctx, reqs)
-	require.NoError(t, err)
+	db, path, issued := openWithEight(t, clock, Sliding(time.Hour, 0))
 	now.Store(t0.Add(30 * time.Minute).UnixMilli())
 	for _, is := range issued {
 		_, err := db.Validate(ctx, is.Token) // filed at t0+1h, alive until t0+1h30
@@ -100,17 +108,10 @@ func TestDB_Sweep_CutShortThenClockBack_SlidingFiledEarlier(t *testing.T) {
 	require.NoError(t, db.Close()) // the uses are written
 
 	now.Store(t0.Add(2 * time.Hour).UnixMilli())
-	sctx, cancel := context.WithCancel(ctx)
-	db, err = Open(path, &Options{SweepInterval: -1, Now: clock, Logger: slog.New(&cancelAfter{n: 2, cancel: cancel})})
-	require.NoError(t, err)
-	db.sweepSize.setAll(chunkSizer{first: 4, lo: 4, hi: 4})
-	_, err = db.Sweep(sctx) // the subjects pass (2 transactions)
-	cancel()
-	require.ErrorIs(t, err, context.Canceled)
-	require.NoError(t, db.Close())
+	cutSweep(t, path, clock, 2) // the subjects pass (2 transactions)
 
 	now.Store(t0.Add(70 * time.Minute).UnixMilli()) // after the filed deadline, before the real one
-	db, err = Open(path, &Options{SweepInterval: -1, Now: clock})
+	db, err := Open(path, &Options{SweepInterval: -1, Now: clock})
 	require.NoError(t, err)
 	defer db.Close()
 	_, err = db.Sweep(ctx)

@@ -3,7 +3,6 @@ package tokenstore_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -34,7 +33,7 @@ func TestSweepProbe(t *testing.T) {
 	}
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "probe.db")
-	probeCopy(t, src, path)
+	copyFile(t, src, path)
 	var mu sync.Mutex
 	now := time.Now().Add(time.Hour).Truncate(time.Millisecond) // after the fixture's frozen instant
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
@@ -79,18 +78,6 @@ func TestSweepProbe(t *testing.T) {
 		p := rec.passes[name]
 		t.Logf("pass %-10s %4d tx %8s (io %8s) %7.1f MB written", name, p.tx, p.took.Round(time.Millisecond), p.io.Round(time.Millisecond), float64(p.written)/1e6)
 	}
-}
-
-func probeCopy(t *testing.T, from, to string) {
-	src, err := os.Open(from)
-	require.NoError(t, err)
-	defer src.Close()
-	dst, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	require.NoError(t, err)
-	_, err = io.Copy(dst, src)
-	require.NoError(t, err)
-	require.NoError(t, dst.Sync())
-	require.NoError(t, dst.Close())
 }
 
 type probePass struct {

@@ -328,6 +328,22 @@ func TestFirstUses_ShardsSpreadOneMillisecond(t *testing.T) {
 	}
 }
 
+// issue10k issues 10,000 tokens to "user" in 40 batches of 250, calling
+// between after each batch (a clock it moves gives each batch its own
+// millisecond, as tokens issued over time have).
+func issue10k(t *testing.T, db *DB, between func()) {
+	t.Helper()
+	reqs := make([]IssueRequest, 250)
+	for i := range reqs {
+		reqs[i] = IssueRequest{Subject: "user"}
+	}
+	for range 40 {
+		_, err := db.IssueBatch(t.Context(), reqs)
+		require.NoError(t, err)
+		between()
+	}
+}
+
 // The tokens bucket packs its pages while tokens arrive in issue-time
 // order (appendFill) and keeps bbolt's default fill in a transaction that
 // inserts among its keys: packed pages split by random inserts leave the
@@ -338,17 +354,11 @@ func TestTokensFill_ByArrivalOrder(t *testing.T) {
 		ms := int64(1_900_000_000_000)
 		db, err := Open(path, &Options{SweepInterval: -1, Now: func() time.Time { return time.UnixMilli(ms) }})
 		require.NoError(t, err)
-		reqs := make([]IssueRequest, 250)
-		for i := range reqs {
-			reqs[i] = IssueRequest{Subject: "user"}
-		}
-		for range 40 {
-			_, err := db.IssueBatch(t.Context(), reqs)
-			require.NoError(t, err)
+		issue10k(t, db, func() {
 			if inOrder {
 				ms++
 			}
-		}
+		})
 		var fill float64
 		var st bolt.BucketStats
 		require.NoError(t, db.bolt.View(func(tx *bolt.Tx) error {
@@ -400,15 +410,7 @@ func TestTokensFill_BesideOldFormat(t *testing.T) {
 		return st.LeafPageN
 	}
 	before := leaves()
-	reqs := make([]IssueRequest, 250)
-	for i := range reqs {
-		reqs[i] = IssueRequest{Subject: "user"}
-	}
-	for range 40 {
-		_, err := db.IssueBatch(t.Context(), reqs)
-		require.NoError(t, err)
-		ms++
-	}
+	issue10k(t, db, func() { ms++ })
 	// A leaf holds about 40 records of this size: 10,000 packed take
 	// about 250 leaves, at bbolt's default about 500.
 	added := leaves() - before
