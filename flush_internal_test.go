@@ -29,12 +29,7 @@ func TestDB_Flush_VanishedUsesTeachTheSizerNothing(t *testing.T) {
 	defer func() { require.NoError(t, db.Close()) }()
 	const size = 64
 	db.flushSize = chunkSizer{first: size, lo: 32, hi: flushChunkMax}
-	var reqs []IssueRequest
-	for range 20 * size {
-		reqs = append(reqs, IssueRequest{Subject: "user", Policy: Sliding(time.Hour, 0)})
-	}
-	issued, err := db.IssueBatch(ctx, reqs)
-	require.NoError(t, err)
+	issued := issueToUser(t, db, 20*size, Sliding(time.Hour, 0))
 	now.Add(time.Minute.Milliseconds())
 	for _, is := range issued {
 		_, err := db.Validate(ctx, is.Token)
@@ -67,12 +62,7 @@ func TestDB_Flush_CanceledKeepsTheRest(t *testing.T) {
 	db, err := Open(path, &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Now: clock, Logger: slog.New(h)})
 	require.NoError(t, err)
 	db.flushSize = chunkSizer{first: 16, lo: 16, hi: 16}
-	var reqs []IssueRequest
-	for range 100 {
-		reqs = append(reqs, IssueRequest{Subject: "user", Policy: Sliding(time.Hour, 0)})
-	}
-	issued, err := db.IssueBatch(ctx, reqs)
-	require.NoError(t, err)
+	issued := issueToUser(t, db, 100, Sliding(time.Hour, 0))
 	now.Add(50 * time.Minute.Milliseconds())
 	for _, is := range issued {
 		_, err := db.Validate(ctx, is.Token)

@@ -13,22 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// openWithEight opens a new file on clock and issues 8 tokens of policy p
-// to "user"; the store is left open.
-func openWithEight(t *testing.T, clock func() time.Time, p Policy) (db *DB, path string, issued []Issued) {
-	t.Helper()
-	path = filepath.Join(t.TempDir(), "t.db")
-	db, err := Open(path, &Options{SweepInterval: -1, Now: clock})
-	require.NoError(t, err)
-	reqs := make([]IssueRequest, 8)
-	for i := range reqs {
-		reqs[i] = IssueRequest{Subject: "user", Policy: p}
-	}
-	issued, err = db.IssueBatch(context.Background(), reqs)
-	require.NoError(t, err)
-	return db, path, issued
-}
-
 // cutSweep opens path on clock and runs a sweep of 4 items a
 // transaction, cancelled after its nth transaction, then closes the
 // store: the file is left with a sweep cut short.
@@ -55,14 +39,17 @@ func TestDB_Sweep_CutShortThenClockBack(t *testing.T) {
 	var now atomic.Int64
 	now.Store(t0.UnixMilli())
 	clock := func() time.Time { return time.UnixMilli(now.Load()) }
-	db, path, issued := openWithEight(t, clock, Absolute(time.Hour))
+	path := filepath.Join(t.TempDir(), "t.db")
+	db, err := Open(path, &Options{SweepInterval: -1, Now: clock})
+	require.NoError(t, err)
+	issued := issueToUser(t, db, 8, Absolute(time.Hour))
 	require.NoError(t, db.Close())
 
 	now.Store(t0.Add(2 * time.Hour).UnixMilli())
 	cutSweep(t, path, clock, 3) // subjects (2 transactions), then half the records
 
 	now.Store(t0.Add(30 * time.Minute).UnixMilli()) // the clock steps back
-	db, err := Open(path, &Options{SweepInterval: -1, Now: clock})
+	db, err = Open(path, &Options{SweepInterval: -1, Now: clock})
 	require.NoError(t, err)
 	defer db.Close()
 	// Due by the cut sweep's clock, not by the present one, and not
@@ -99,7 +86,10 @@ func TestDB_Sweep_CutShortThenClockBack_SlidingFiledEarlier(t *testing.T) {
 	var now atomic.Int64
 	now.Store(t0.UnixMilli())
 	clock := func() time.Time { return time.UnixMilli(now.Load()) }
-	db, path, issued := openWithEight(t, clock, Sliding(time.Hour, 0))
+	path := filepath.Join(t.TempDir(), "t.db")
+	db, err := Open(path, &Options{SweepInterval: -1, Now: clock})
+	require.NoError(t, err)
+	issued := issueToUser(t, db, 8, Sliding(time.Hour, 0))
 	now.Store(t0.Add(30 * time.Minute).UnixMilli())
 	for _, is := range issued {
 		_, err := db.Validate(ctx, is.Token) // filed at t0+1h, alive until t0+1h30
@@ -111,7 +101,7 @@ func TestDB_Sweep_CutShortThenClockBack_SlidingFiledEarlier(t *testing.T) {
 	cutSweep(t, path, clock, 2) // the subjects pass (2 transactions)
 
 	now.Store(t0.Add(70 * time.Minute).UnixMilli()) // after the filed deadline, before the real one
-	db, err := Open(path, &Options{SweepInterval: -1, Now: clock})
+	db, err = Open(path, &Options{SweepInterval: -1, Now: clock})
 	require.NoError(t, err)
 	defer db.Close()
 	_, err = db.Sweep(ctx)

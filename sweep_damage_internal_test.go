@@ -23,12 +23,7 @@ func TestDB_Sweep_DamagedIDsEntryCostsOnlyItself(t *testing.T) {
 		SweepInterval: -1, Now: func() time.Time { return time.UnixMilli(now.Load()) }})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, db.Close()) }()
-	var reqs []IssueRequest
-	for range 10 {
-		reqs = append(reqs, IssueRequest{Subject: "user", Policy: Absolute(time.Hour)})
-	}
-	issued, err := db.IssueBatch(ctx, reqs)
-	require.NoError(t, err)
+	issued := issueToUser(t, db, 10, Absolute(time.Hour))
 	bad := issued[4].Info.ID
 	require.NoError(t, db.commit.run(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketIDs)

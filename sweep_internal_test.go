@@ -18,6 +18,18 @@ import (
 	"go.uber.org/goleak"
 )
 
+// issueToUser issues n tokens of policy p to "user" in one batch.
+func issueToUser(t *testing.T, db *DB, n int, p Policy) []Issued {
+	t.Helper()
+	reqs := make([]IssueRequest, n)
+	for i := range reqs {
+		reqs[i] = IssueRequest{Subject: "user", Policy: p}
+	}
+	issued, err := db.IssueBatch(context.Background(), reqs)
+	require.NoError(t, err)
+	return issued
+}
+
 func TestChunkSizer_NextIO_Bounds(t *testing.T) {
 	var c chunkSizer
 	assert.Equal(t, sweepChunkFirst, c.get())
@@ -325,12 +337,7 @@ func TestDB_Sweep_CutShortCountsItsDeletes(t *testing.T) {
 	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: -1, Now: clock, Logger: slog.New(&cancelAfter{n: 3, cancel: cancel})})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, db.Close()) }()
-	var reqs []IssueRequest
-	for range 8 {
-		reqs = append(reqs, IssueRequest{Subject: "user", Policy: Absolute(time.Hour)})
-	}
-	_, err = db.IssueBatch(ctx, reqs)
-	require.NoError(t, err)
+	issueToUser(t, db, 8, Absolute(time.Hour))
 	now.Add((2 * time.Hour).Milliseconds())
 	db.sweepSize.setAll(chunkSizer{first: 4, lo: 4, hi: 4})
 	n1, err := db.Sweep(sctx) // subjects (2 transactions), then half the records

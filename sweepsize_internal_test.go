@@ -163,17 +163,12 @@ func TestDB_Sweep_VanishedItemsTeachTheSizersNothing(t *testing.T) {
 	defer func() { require.NoError(t, db.Close()) }()
 	const size = 64
 	db.sweepSize.setAll(chunkSizer{first: size, lo: 32, hi: 16384})
-	var reqs []IssueRequest
-	for range 20 * size {
-		reqs = append(reqs, IssueRequest{Subject: "user", Policy: Absolute(time.Hour)})
-	}
-	_, err = db.IssueBatch(ctx, reqs)
-	require.NoError(t, err)
+	issued := issueToUser(t, db, 20*size, Absolute(time.Hour))
 	now.Add(2 * time.Hour.Milliseconds())
 	h.fn = func(int) { // after the scan, before the first delete
 		n, err := db.RevokeSubject(ctx, "user")
 		require.NoError(t, err)
-		require.Equal(t, len(reqs), n)
+		require.Equal(t, len(issued), n)
 	}
 	n, err := db.Sweep(ctx)
 	require.NoError(t, err)
