@@ -18,13 +18,13 @@ import (
 )
 
 // TestOpenChild opens the file TS_OPEN_CHILD names, read-only then
-// read-write, and prints what Open returned: TestOpen_RefusesDamagedFreelist
-// runs it in a subprocess, as a file that makes bbolt fail fatally ends the
-// process.
+// read-write, and prints what Open returned (and, with
+// TS_OPEN_CHILD_CHECK set, what Check returned): openInChild runs it in a
+// subprocess, as a file that makes bbolt fail fatally ends the process.
 func TestOpenChild(t *testing.T) {
 	path := os.Getenv("TS_OPEN_CHILD")
 	if path == "" {
-		t.Skip("run by TestOpen_RefusesDamagedFreelist in a subprocess")
+		t.Skip("run by openInChild in a subprocess")
 	}
 	for _, ro := range []bool{true, false} {
 		db, err := Open(path, &Options{SweepInterval: -1, ReadOnly: ro})
