@@ -247,3 +247,40 @@ func TestFamily_RotationKey(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotEqual(t, b, c1)
 }
+
+// TestFamily_OldFamilyKeyOutlivesGrace: rotated into a new family with a
+// grace, the old token's family key (which names it, for RevokeFamily)
+// lives as long as its tombstone, not until the grace's end: Redis expires
+// keys by its own clock, and a key gone at the grace's end left a
+// RevokeFamily after it unable to end that grace, which the store's clock
+// set back then reopened. The store's clock runs 30 minutes behind
+// Redis's here, so that the grace's end is already past for Redis when
+// the rotation writes it.
+func TestFamily_OldFamilyKeyOutlivesGrace(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	clk.Set(clk.Now().Add(-30 * time.Minute))
+	prefix := uniquePrefix()
+	s := newStore(t, &redisstore.Options{Now: clk.Now, KeyPrefix: prefix, Policy: tokenstore.Sliding(time.Hour, 10*time.Hour)})
+	raw := newClient(t)
+	a, aInfo, err := s.Issue(ctx, "user")
+	require.NoError(t, err)
+	clk.Advance(time.Minute)
+	b, _, err := s.Rotate(ctx, a, tokenstore.WithGrace(time.Minute), tokenstore.WithNewFamily())
+	require.NoError(t, err)
+	rotated := clk.Now()
+	tomb, err := raw.HGetAll(ctx, prefix+"r:"+hashHex(a)).Result()
+	require.NoError(t, err)
+	at, err := raw.Do(ctx, "PEXPIRETIME", prefix+"f:"+aInfo.ID.String()).Int64()
+	require.NoError(t, err)
+	assert.Equal(t, atoi(t, tomb["d"]), at, "the old family key expires with the tombstone")
+
+	clk.Advance(2 * time.Minute)
+	_, err = s.RevokeFamily(ctx, aInfo.ID)
+	require.NoError(t, err)
+	clk.Set(rotated.Add(30 * time.Second))
+	_, err = s.Lookup(ctx, a)
+	require.ErrorIs(t, err, tokenstore.ErrReused, "RevokeFamily ended the grace for good")
+	_, err = s.Validate(ctx, b)
+	require.NoError(t, err, "the new family is untouched")
+}
