@@ -284,3 +284,35 @@ func TestFamily_OldFamilyKeyOutlivesGrace(t *testing.T) {
 	_, err = s.Validate(ctx, b)
 	require.NoError(t, err, "the new family is untouched")
 }
+
+// TestFamily_ReuseEndsGraceWithoutFamilyKey: a reuse ends the presented
+// token's grace in its own tombstone (ge 0), not only through its family
+// key: with that key evicted, a reuse after the grace's end by the clock
+// left the grace to reopen when the clock was set back, and the token
+// reported stolen validated again beside its successor (a new family, so
+// the revocation does not reach it).
+func TestFamily_ReuseEndsGraceWithoutFamilyKey(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	prefix := uniquePrefix()
+	s := newStore(t, &redisstore.Options{Now: clk.Now, KeyPrefix: prefix, Policy: tokenstore.Sliding(time.Hour, 10*time.Hour)})
+	raw := newClient(t)
+	a, aInfo, err := s.Issue(ctx, "user")
+	require.NoError(t, err)
+	clk.Advance(time.Minute)
+	b, _, err := s.Rotate(ctx, a, tokenstore.WithGrace(time.Minute), tokenstore.WithNewFamily())
+	require.NoError(t, err)
+	rotated := clk.Now()
+	require.NoError(t, raw.Del(ctx, prefix+"f:"+aInfo.ID.String()).Err(), "an eviction")
+
+	clk.Advance(2 * time.Minute)
+	_, err = s.Validate(ctx, a)
+	require.ErrorIs(t, err, tokenstore.ErrReused)
+	clk.Set(rotated.Add(30 * time.Second))
+	_, err = s.Lookup(ctx, a)
+	require.ErrorIs(t, err, tokenstore.ErrReused, "the reuse ended the grace for good")
+	_, _, err = s.Rotate(ctx, a, tokenstore.WithGrace(time.Minute))
+	require.ErrorIs(t, err, tokenstore.ErrReused)
+	_, err = s.Validate(ctx, b)
+	require.NoError(t, err, "the new family is untouched")
+}
