@@ -43,9 +43,18 @@ type shard struct {
 	m        map[Hash]*entry
 	deleting map[Hash]int    // deletes in flight, by token: see beginDelete
 	pending  map[Hash]*entry // the entries of m with a use not yet written
-	gen      uint64
-	limit    int      // the cache's limit, kept here so shard methods need no cache
-	_        [24]byte // keep shards on separate cache lines
+	// looked: the successors a Lookup has answered while no use of them
+	// was known (see lookupResult). The first Lookup of a successor ends
+	// its predecessor's grace (rotate.go) and writes nothing, so this is
+	// where that end is kept, until the successor's record is deleted:
+	// not for a time, since a clock set back would then reopen a grace
+	// its successor's use had ended. A Validate needs no entry: its use is
+	// the successor's last use, later than its creation, in memory until
+	// written and in the file after.
+	looked map[Hash]struct{}
+	gen    uint64
+	limit  int      // the cache's limit, kept here so shard methods need no cache
+	_      [16]byte // keep shards on separate cache lines
 }
 
 type entry struct {
@@ -64,6 +73,7 @@ func newCache(size int) *cache {
 		c.shards[i].m = make(map[Hash]*entry)
 		c.shards[i].deleting = make(map[Hash]int)
 		c.shards[i].pending = make(map[Hash]*entry)
+		c.shards[i].looked = make(map[Hash]struct{})
 		c.shards[i].limit = c.limit
 	}
 	return c
@@ -131,7 +141,7 @@ func (c *cache) beginDelete(h Hash) {
 }
 
 // endDelete ends one beginDelete of h, after its transaction has ended
-// (committed or not), and forgets h's entry.
+// (committed or not), and forgets h's entry and its Lookup mark.
 func (c *cache) endDelete(h Hash) {
 	s := c.shard(h)
 	s.mu.Lock()
@@ -140,6 +150,7 @@ func (c *cache) endDelete(h Hash) {
 	}
 	delete(s.m, h)
 	delete(s.pending, h)
+	delete(s.looked, h)
 	s.gen++
 	s.mu.Unlock()
 }
@@ -155,6 +166,16 @@ func (c *cache) used(h Hash) int64 {
 		return e.used
 	}
 	return math.MinInt64
+}
+
+// lookedUp reports whether a Lookup answered the successor h while no use
+// of it was known (shard.looked).
+func (c *cache) lookedUp(h Hash) bool {
+	s := c.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.looked[h]
+	return ok
 }
 
 // lastUse is h's latest use: the one in memory when it is later than the
@@ -230,6 +251,7 @@ func (c *cache) deleteAll(hs []Hash, end bool) {
 				}
 				delete(s.m, h)
 				delete(s.pending, h)
+				delete(s.looked, h)
 			}
 			if end {
 				s.gen++
@@ -323,11 +345,6 @@ type lookupResult struct {
 	hit     bool  // answered from memory, without reading the file
 	expired bool  // past its deadline: info is zero
 	lag     int64 // ms the stored last use is behind the latest; 0 when nothing is to be written
-	// successor: a token Rotate wrote, within MaxGrace of its creation,
-	// whose use ends its predecessor's grace (rotate.go), and of which no
-	// use was known before this one (once one is, in memory or in the
-	// file, graceOpen sees it without a firstUses mark)
-	successor bool
 }
 
 // lookup answers a Validate (use set: a use at now is recorded) or a
@@ -373,9 +390,17 @@ func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error))
 			r.expired = true
 			return r, nil
 		}
-		r.successor = e.rec.successor() && e.used == e.rec.created && now < e.rec.created+MaxGrace.Milliseconds()
+		// A token Rotate wrote, of which no use is known before this
+		// one: this one ends its predecessor's grace (rotate.go), whatever
+		// the clock says of that grace now, since the clock may be set
+		// back into it. A Validate's use is kept as any use is; a
+		// Lookup's in looked.
+		first := e.rec.successor() && e.used == e.rec.created
+		if first && !use {
+			s.looked[h] = struct{}{}
+		}
 		used := now
-		if r.successor && now <= e.rec.created {
+		if first && now <= e.rec.created {
 			// A successor's first use, in its creation's millisecond
 			// (or with the clock earlier): the file knows a use only as
 			// a last use later than the creation, and this use ends its

@@ -37,8 +37,7 @@ type DB struct {
 	flushSize chunkSizer    // uses per flush transaction; under flushMu
 	damaged   damagedSet    // records a sweep found damaged, stepped over after
 
-	rotationKey []byte    // derives successors (rotate.go); nil in a read-only store of an older file
-	firstUses   firstUses // successors used, for their predecessors' grace (family.go)
+	rotationKey []byte // derives successors (rotate.go); nil in a read-only store of an older file
 
 	closed    atomic.Bool
 	closeOnce sync.Once

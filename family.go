@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 
 	"github.com/google/uuid"
 	bolt "go.etcd.io/bbolt"
@@ -153,9 +152,10 @@ func (db *DB) openFamilies() error {
 // the grace of every rotated-away token of it still in one (see
 // [DB.Rotate]). It returns how many tokens it deleted (a grace it ends is
 // not counted: no token is deleted for it); an unknown family is 0 and
-// no error. The family's
-// tombstones stay: a rotated-away token of it presented later is
-// [ErrReused] until its own deadline would have passed.
+// no error. The family's tombstones stay: a rotated-away token of it
+// presented later is [ErrReused] until its own deadline would have
+// passed, also with the clock set back into a grace that had ended by
+// time before the revocation.
 func (db *DB) RevokeFamily(ctx context.Context, familyID uuid.UUID) (int, error) {
 	op := "revoke family " + familyID.String()
 	if err := db.begin(ctx, true); err != nil {
@@ -164,7 +164,7 @@ func (db *DB) RevokeFamily(ctx context.Context, familyID uuid.UUID) (int, error)
 	n := 0
 	del := deletes{cache: db.cache}
 	err := db.commit.run(func(tx *bolt.Tx) (err error) {
-		n, err = db.revokeFamily(tx, &del, familyID, db.nowMs())
+		n, err = db.revokeFamily(tx, &del, familyID)
 		return err
 	})
 	del.end()
@@ -176,11 +176,12 @@ func (db *DB) RevokeFamily(ctx context.Context, familyID uuid.UUID) (int, error)
 }
 
 // revokeFamily deletes the live tokens of family in tx, closes the grace
-// of its tombstones, and returns how many tokens it deleted. A
+// of each of its tombstones (graceEnd 0, ended whatever the clock reads
+// after), and returns how many tokens it deleted. A
 // families entry that leads nowhere (its token revoked or swept in a way
 // that left it) is deleted on the way; a damaged record costs only itself
 // (left for Check to name).
-func (db *DB) revokeFamily(tx *bolt.Tx, del *deletes, family uuid.UUID, now int64) (int, error) {
+func (db *DB) revokeFamily(tx *bolt.Tx, del *deletes, family uuid.UUID) (int, error) {
 	type victim struct {
 		h   Hash
 		rec record
@@ -224,8 +225,12 @@ func (db *DB) revokeFamily(tx *bolt.Tx, del *deletes, family uuid.UUID, now int6
 			case errors.Is(err, ErrCorrupt):
 			case err != nil:
 				return 0, err
-			case t.graceEnd > now:
-				t.graceEnd = 0 // closed: not counted, as no token is deleted
+			case t.graceEnd != 0:
+				// Closed for good, also a grace the clock says has
+				// ended: set back, the clock must not reopen what a
+				// revocation (or the reuse that asked for it) ended.
+				// Not counted: no token is deleted for it.
+				t.graceEnd = 0
 				if err := putTombstoneValue(tx, h, &t); err != nil {
 					return 0, err
 				}
@@ -243,60 +248,6 @@ func (db *DB) revokeFamily(tx *bolt.Tx, del *deletes, family uuid.UUID, now int6
 		}
 	}
 	return len(victims), nil
-}
-
-// firstUses remembers, for MaxGrace after their creation, the successors
-// that Validate or Lookup has answered: the first use of a successor ends
-// its predecessor's grace (rotate.go), without a disk write on the
-// successor's path. A Validate's use also reaches the file (touch.go); a
-// Lookup's is known only here, so a crash forgets it and can reopen the
-// grace until its end (docs/families.md). Entries are dropped once their
-// grace could no longer be open. Sharded by the hash's last byte, as the
-// cache is by its last bytes (its first are a new token's issue time, the
-// same for every token from 2004 to 2039), so that Validates of young
-// successors do not meet on one lock.
-type firstUses struct {
-	shards [16]firstUseShard
-}
-
-type firstUseShard struct {
-	mu     sync.Mutex
-	m      map[Hash]int64 // successor → when its mark is no longer needed (ms)
-	pruned int            // len(m) after the last prune
-	_      [40]byte       // keep shards on separate cache lines
-}
-
-// mark notes a use of the successor h, whose mark matters until until.
-func (f *firstUses) mark(h Hash, until, now int64) {
-	s := f.shard(h)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.m[h]; ok {
-		return
-	}
-	if s.m == nil {
-		s.m = map[Hash]int64{}
-	}
-	s.m[h] = until
-	if len(s.m) >= 2*max(s.pruned, 64) {
-		for k, u := range s.m {
-			if u <= now {
-				delete(s.m, k)
-			}
-		}
-		s.pruned = len(s.m)
-	}
-}
-
-func (f *firstUses) shard(h Hash) *firstUseShard { return &f.shards[h[len(h)-1]%16] }
-
-// has reports whether a use of the successor h was seen.
-func (f *firstUses) has(h Hash) bool {
-	s := f.shard(h)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.m[h]
-	return ok
 }
 
 // errFamilyEntry reports a families entry Check could not account for.

@@ -12,8 +12,8 @@ import (
 
 // Rotation's costs beside their baselines, in the same run: a Rotate
 // against an Issue (both one durable write transaction), and a Validate
-// of a successor, young (within MaxGrace of its rotation: its first use
-// is remembered in memory) or not, against a Validate of a token never
+// of a successor, young (within MaxGrace of its rotation; its first use
+// ends its predecessor's grace) or not, against a Validate of a token never
 // rotated. Uniform traffic over 2,000 tokens, from 2 goroutines per CPU;
 // each store is set up once.
 //

@@ -325,28 +325,57 @@ func TestSweep_CutShortWithFamilies(t *testing.T) {
 	}
 }
 
-// firstUses forgets the marks whose grace is over as it grows, and keeps
-// the others.
-func TestFirstUses_Prunes(t *testing.T) {
-	var f firstUses
-	h := func(i int) Hash {
-		var x Hash
-		x[len(x)-1], x[1], x[2] = 3, byte(i), byte(i>>8) // one shard
-		return x
-	}
-	for i := range 100 {
-		f.mark(h(i), 1000, 0) // needed until 1000
-	}
-	for i := 100; i < 300; i++ {
-		f.mark(h(i), 5000, 2000) // at 2000, the first 100 are over
-	}
-	s := &f.shards[3]
-	assert.Less(t, len(s.m), 300, "pruned")
-	for i := range 100 {
-		assert.False(t, f.has(h(i)), "mark %d is over", i)
-	}
-	for i := 100; i < 300; i++ {
-		assert.True(t, f.has(h(i)), "mark %d is kept", i)
+// A successor's first Lookup is kept (cache.looked) whatever the clock
+// does after: however many there are (the marks of firstUses, which this
+// replaced, were pruned as they grew once the clock read past MaxGrace
+// after their creation, and a clock set back then reopened their
+// predecessors' graces), at any later or earlier time, and with the cache
+// keeping no entries; only the successor's delete (one, or a sweep's
+// batch) drops it. A Validate leaves none (its use is the record's), nor
+// does a Lookup of a token Rotate did not write or of a successor already
+// used.
+func TestCache_LookupMarksLastUntilDelete(t *testing.T) {
+	for _, size := range []int{-1, 0, 1024} {
+		c := newCache(size)
+		succ := func(n int) (Hash, record) {
+			rec := testRecord(1000)
+			rec.family, rec.born = uuid.Must(uuid.NewV7()), 1000
+			return shardHash(n), rec
+		}
+		const n = 300 // more than firstUses held in a shard before pruning
+		for i := range n {
+			h, rec := succ(i)
+			now := int64(1000) + MaxGrace.Milliseconds() + int64(i) // past any grace by the clock
+			_, err := c.lookup(h, now, false, func() (record, error) { return rec, nil })
+			require.NoError(t, err)
+		}
+		for i := range n {
+			assert.True(t, c.lookedUp(shardHash(i)), "size %d: successor %d's Lookup is kept", size, i)
+		}
+
+		h, rec := succ(n)
+		_, err := c.lookup(h, 2000, true, func() (record, error) { return rec, nil })
+		require.NoError(t, err)
+		assert.False(t, c.lookedUp(h), "size %d: a Validate's use is the record's", size)
+		used := rec
+		used.lastUsed = 1500
+		_, err = c.lookup(shardHash(n+1), 2000, false, func() (record, error) { return used, nil })
+		require.NoError(t, err)
+		assert.False(t, c.lookedUp(shardHash(n+1)), "size %d: a successor already used", size)
+		_, err = c.lookup(shardHash(n+2), 2000, false, func() (record, error) { return testRecord(1000), nil })
+		require.NoError(t, err)
+		assert.False(t, c.lookedUp(shardHash(n+2)), "size %d: a token Issue wrote", size)
+
+		c.beginDelete(shardHash(0))
+		c.endDelete(shardHash(0))
+		assert.False(t, c.lookedUp(shardHash(0)), "size %d: deleted", size)
+		batch := []Hash{shardHash(1), shardHash(2)}
+		c.beginDeleteAll(batch)
+		c.endDeleteAll(batch)
+		for _, h := range batch {
+			assert.False(t, c.lookedUp(h), "size %d: swept", size)
+		}
+		assert.True(t, c.lookedUp(shardHash(3)), "size %d: the others stay", size)
 	}
 }
 

@@ -103,7 +103,10 @@ func NewRotateParams(opts ...RotateOption) (RotateParams, error) {
 // grace until its end. A Lookup of the successor is known in memory
 // only: a restart can reopen the grace too. (A Validate of the successor
 // in the rotation's millisecond is counted 1 ms after it, so that the
-// file keeps it.)
+// file keeps it.) A clock set back reopens a grace that time alone ended,
+// as it stretches a lifetime, but never one that the successor's use, a
+// reuse of token or [DB.RevokeFamily] ended, also after the grace's end by
+// the clock.
 func (db *DB) Rotate(ctx context.Context, token string, opts ...RotateOption) (string, Info, error) {
 	if err := db.begin(ctx, true); err != nil {
 		return "", Info{}, wrap("rotate", err)
@@ -161,7 +164,7 @@ func (db *DB) Rotate(ctx context.Context, token string, opts ...RotateOption) (s
 				return refuse(errGraceAnswer) // nothing written
 			case errors.Is(err, errGraceClosed):
 				family, outcome = t.family, reused
-				revoked, err = db.revokeFamily(tx, &del, t.family, now)
+				revoked, err = db.revokeFamily(tx, &del, t.family)
 				return err
 			default:
 				return refuse(err)
@@ -233,7 +236,7 @@ func (db *DB) graceOpen(tx *bolt.Tx, t *tombstone, now int64) (record, error) {
 		return record{}, err
 	}
 	used := db.cache.lastUse(t.successor, &rec)
-	if used > rec.created || db.firstUses.has(t.successor) {
+	if used > rec.created || db.cache.lookedUp(t.successor) {
 		return record{}, errGraceClosed
 	}
 	if now >= rec.deadlineAt(used) {
@@ -304,7 +307,7 @@ func (db *DB) reuse(h Hash) error {
 			return refuse(ErrNotFound)
 		}
 		family = t.family
-		n, err = db.revokeFamily(tx, &del, t.family, now)
+		n, err = db.revokeFamily(tx, &del, t.family)
 		return err
 	})
 	del.end()

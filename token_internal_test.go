@@ -303,31 +303,6 @@ func TestCache_ShardsSpreadOneMillisecond(t *testing.T) {
 	assert.Len(t, used, cacheShards, "every shard takes some of 1,280 tokens of one millisecond")
 }
 
-// firstUses spreads the successors of one millisecond, and of years of
-// them, over its shards as the cache does: a hash's first byte is the top
-// of a new token's issue time, the same for every token from 2004 to
-// 2039, which put every mark on one shard's lock.
-func TestFirstUses_ShardsSpreadOneMillisecond(t *testing.T) {
-	f, err := NewFormat("")
-	require.NoError(t, err)
-	for _, step := range []time.Duration{0, 24 * time.Hour} {
-		var fu firstUses
-		at := time.UnixMilli(1_900_000_000_000)
-		for range 16 * 20 {
-			_, h := f.GenerateAt(at)
-			fu.mark(h, 1, 0)
-			at = at.Add(step)
-		}
-		used := 0
-		for i := range fu.shards {
-			if len(fu.shards[i].m) > 0 {
-				used++
-			}
-		}
-		assert.Equal(t, len(fu.shards), used, "every shard takes some of 320 successors issued %v apart", step)
-	}
-}
-
 // issue10k issues 10,000 tokens to "user" in 40 batches of 250, calling
 // between after each batch (a clock it moves gives each batch its own
 // millisecond, as tokens issued over time have).

@@ -83,11 +83,6 @@ func (db *DB) check(ctx context.Context, token string, use bool) (Info, error) {
 		// this one.
 		return Info{}, wrap(op, ErrClosed)
 	}
-	if r.successor {
-		// Its first use ends its predecessor's grace: known here at
-		// once, without a write (family.go).
-		db.firstUses.mark(h, r.info.CreatedAt.UnixMilli()+MaxGrace.Milliseconds(), now)
-	}
 	info := r.info
 	if use {
 		raiseTo(&db.usedMax, max(now, info.LastUsedAt.UnixMilli())) // a successor's first use may be 1 ms ahead (cache.go)

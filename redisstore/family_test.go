@@ -247,3 +247,72 @@ func TestFamily_RotationKey(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotEqual(t, b, c1)
 }
+
+// TestFamily_OldFamilyKeyOutlivesGrace: rotated into a new family with a
+// grace, the old token's family key (which names it, for RevokeFamily)
+// lives as long as its tombstone, not until the grace's end: Redis expires
+// keys by its own clock, and a key gone at the grace's end left a
+// RevokeFamily after it unable to end that grace, which the store's clock
+// set back then reopened. The store's clock runs 30 minutes behind
+// Redis's here, so that the grace's end is already past for Redis when
+// the rotation writes it.
+func TestFamily_OldFamilyKeyOutlivesGrace(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	clk.Set(clk.Now().Add(-30 * time.Minute))
+	prefix := uniquePrefix()
+	s := newStore(t, &redisstore.Options{Now: clk.Now, KeyPrefix: prefix, Policy: tokenstore.Sliding(time.Hour, 10*time.Hour)})
+	raw := newClient(t)
+	a, aInfo, err := s.Issue(ctx, "user")
+	require.NoError(t, err)
+	clk.Advance(time.Minute)
+	b, _, err := s.Rotate(ctx, a, tokenstore.WithGrace(time.Minute), tokenstore.WithNewFamily())
+	require.NoError(t, err)
+	rotated := clk.Now()
+	tomb, err := raw.HGetAll(ctx, prefix+"r:"+hashHex(a)).Result()
+	require.NoError(t, err)
+	at, err := raw.Do(ctx, "PEXPIRETIME", prefix+"f:"+aInfo.ID.String()).Int64()
+	require.NoError(t, err)
+	assert.Equal(t, atoi(t, tomb["d"]), at, "the old family key expires with the tombstone")
+
+	clk.Advance(2 * time.Minute)
+	_, err = s.RevokeFamily(ctx, aInfo.ID)
+	require.NoError(t, err)
+	clk.Set(rotated.Add(30 * time.Second))
+	_, err = s.Lookup(ctx, a)
+	require.ErrorIs(t, err, tokenstore.ErrReused, "RevokeFamily ended the grace for good")
+	_, err = s.Validate(ctx, b)
+	require.NoError(t, err, "the new family is untouched")
+}
+
+// TestFamily_ReuseEndsGraceWithoutFamilyKey: a reuse ends the presented
+// token's grace in its own tombstone (ge 0), not only through its family
+// key: with that key evicted, a reuse after the grace's end by the clock
+// left the grace to reopen when the clock was set back, and the token
+// reported stolen validated again beside its successor (a new family, so
+// the revocation does not reach it).
+func TestFamily_ReuseEndsGraceWithoutFamilyKey(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	prefix := uniquePrefix()
+	s := newStore(t, &redisstore.Options{Now: clk.Now, KeyPrefix: prefix, Policy: tokenstore.Sliding(time.Hour, 10*time.Hour)})
+	raw := newClient(t)
+	a, aInfo, err := s.Issue(ctx, "user")
+	require.NoError(t, err)
+	clk.Advance(time.Minute)
+	b, _, err := s.Rotate(ctx, a, tokenstore.WithGrace(time.Minute), tokenstore.WithNewFamily())
+	require.NoError(t, err)
+	rotated := clk.Now()
+	require.NoError(t, raw.Del(ctx, prefix+"f:"+aInfo.ID.String()).Err(), "an eviction")
+
+	clk.Advance(2 * time.Minute)
+	_, err = s.Validate(ctx, a)
+	require.ErrorIs(t, err, tokenstore.ErrReused)
+	clk.Set(rotated.Add(30 * time.Second))
+	_, err = s.Lookup(ctx, a)
+	require.ErrorIs(t, err, tokenstore.ErrReused, "the reuse ended the grace for good")
+	_, _, err = s.Rotate(ctx, a, tokenstore.WithGrace(time.Minute))
+	require.ErrorIs(t, err, tokenstore.ErrReused)
+	_, err = s.Validate(ctx, b)
+	require.NoError(t, err, "the new family is untouched")
+}

@@ -30,8 +30,9 @@ type record struct {
 	meta     map[string]string
 
 	// Of a token made by Rotate (zero on one never rotated): its family,
-	// the family's birth, whose cap no deadline passes, and, while its
-	// predecessor's grace lasts and it is unused, the grace's end.
+	// the family's birth, whose cap no deadline passes, and, while it is
+	// unused since a rotation with a grace, that grace's end (kept past
+	// it: a clock set back may reopen the grace until a use ends it).
 	family     uuid.UUID
 	born       int64
 	graceUntil int64

@@ -434,8 +434,10 @@ func (s *Store) Issue(ctx context.Context, subject string, opts ...tokenstore.Is
 // revoked, see [Store.Rotate]) or, for a damaged record (never valid),
 // [tokenstore.ErrCorrupt] naming its ID. A token rotated away within its
 // grace validates with its own Info, ExpiresAt at the grace's end at the
-// latest, and writes nothing; a successor's first use within that grace
-// is written, whatever TouchInterval says, since it ends the grace.
+// latest, and writes nothing; a successor's first use after a rotation
+// with a grace is written, whatever TouchInterval says, since it ends the
+// grace (also after the grace's end by the clock, which may be set back
+// into it).
 //
 // A Validate whose read succeeds answers from it even when the use cannot
 // be written (Redis out of memory, a read-only replica, a deadline reached
@@ -452,9 +454,10 @@ func (s *Store) Validate(ctx context.Context, token string) (tokenstore.Info, er
 }
 
 // Lookup answers as [Store.Validate] does without counting a use. It
-// writes only to end a grace: the first Lookup of a successor whose
-// predecessor is within its grace records that use (a reuse found by
-// Lookup revokes the family, as Validate's does).
+// writes only to end a grace: the first Lookup of a successor made by a
+// Rotate with a grace records that use, also after the grace's end by the
+// clock, which may be set back into it (a reuse found by Lookup revokes
+// the family, as Validate's does).
 func (s *Store) Lookup(ctx context.Context, token string) (tokenstore.Info, error) {
 	return s.check(ctx, token, false)
 }
@@ -477,10 +480,11 @@ func (s *Store) check(ctx context.Context, token string, use bool) (tokenstore.I
 		info, err = s.use(ctx, h)
 	} else {
 		var rec record
-		var now int64
-		rec, now, err = s.readToken(ctx, h)
+		rec, _, err = s.readToken(ctx, h)
 		info = rec.info(rec.lastUsed)
-		if err == nil && rec.graceUntil > now {
+		if err == nil && rec.graceUntil != 0 {
+			// Also past the grace's end by the clock: set back, the
+			// clock would reopen a grace this use ends.
 			s.firstUse(ctx, h)
 		}
 	}
@@ -527,8 +531,8 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 			}
 			s.writeFailed(err, stalled)
 		}
-		rec, now, err := s.readToken(ctx, h)
-		if err == nil && rec.graceUntil > now {
+		rec, _, err := s.readToken(ctx, h)
+		if err == nil && rec.graceUntil != 0 {
 			// The use was not written, but a successor's first use still
 			// ends its predecessor's grace, as on the read-first path.
 			s.firstUse(ctx, h)
@@ -537,9 +541,10 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 	}
 	rec, now, err := s.readToken(ctx, h)
 	// A rotated-away token in its grace is answered, never written; a
-	// successor unused while its predecessor's grace lasts is written
-	// whatever its last use, to end the grace.
-	firstUse := err == nil && rec.graceUntil > now
+	// successor unused since its rotation with a grace is written
+	// whatever its last use, to end the grace: also past the grace's end
+	// by the clock, which may be set back into it.
+	firstUse := err == nil && rec.graceUntil != 0
 	if err != nil || rec.retiredGrace != 0 || now-rec.lastUsed < s.touchFor(rec.policy) && !firstUse {
 		return rec.info(rec.lastUsed), err
 	}

@@ -202,6 +202,17 @@ local function revokeFamily(p, fam)
   return n
 end
 
+-- reused revokes the family of hex, a rotated-away token presented after
+-- its grace (t: its tombstone's fields), and ends that grace for good
+-- (ge 0), after revokeFamily's first write: a grace ended by time would
+-- reopen under a clock set back, and a reuse must not be undone so.
+-- Returns the reply {-4, revoked, family}.
+local function reused(p, hex, t)
+  local n = revokeFamily(p, t.fam)
+  if tonumber(t.ge) ~= 0 then redis.call('HSET', p .. 'r:' .. hex, 'ge', '0') end
+  return {-4, n, t.fam}
+end
+
 -- untracked answers for a token that has no record, in a script that may
 -- write: a reuse revokes the family here. Returns the reply, or nil when
 -- the token is unknown.
@@ -209,7 +220,7 @@ local function untracked(p, hex, now)
   local st, a = tomb(p, hex, now)
   if st == 'grace' then return {2, int(now), a} end
   if st == 'expired' then return {-1, int(now)} end
-  if st == 'reuse' then return {-4, revokeFamily(p, a.fam), a.fam} end
+  if st == 'reuse' then return reused(p, hex, a) end
   return {0}
 end
 `
@@ -521,7 +532,7 @@ if #f == 0 then
   local st, a, b = tomb(p, hexA, now)
   if st == 'grace' then return {3, int(now), b, fields(a).next} end
   if st == 'expired' then return {-1, int(now)} end
-  if st == 'reuse' then return {-4, revokeFamily(p, a.fam), a.fam} end
+  if st == 'reuse' then return reused(p, hexA, a) end
   return {0}
 end
 local r = fields(f)
@@ -566,13 +577,15 @@ else
 end
 redis.call('PEXPIREAT', fk, at)
 if nfam ~= fam then
-  -- The old family keeps only the rotated-away token's grace.
+  -- The old family keeps only the rotated-away token's grace, as long
+  -- as its tombstone: RevokeFamily of it ends that grace for good, also
+  -- after its end by the clock, which may be set back into it.
   local ok = p .. 'f:' .. fam
   if redis.call('TYPE', ok).ok ~= 'hash' then redis.call('DEL', ok) end
   if grace > 0 then
     redis.call('HDEL', ok, 'h')
     redis.call('HSET', ok, 'g', hexA)
-    redis.call('PEXPIREAT', ok, int(ge))
+    redis.call('PEXPIREAT', ok, int(d))
   else
     redis.call('DEL', ok)
   end

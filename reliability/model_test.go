@@ -31,8 +31,18 @@ import (
 // within its grace (until the successor's first use) it answers with its
 // own Info and rotates to the same successor; after, presenting it to
 // Validate, Lookup or Rotate is ErrReused and revokes its family; the
-// family's cap counts from its first token. The long run is rapid's own
-// flags: -rapid.checks=20000 -rapid.steps=100.
+// family's cap counts from its first token. A grace that only time
+// ended reopens when the clock is set back into it, as a lifetime does;
+// one that an event ended (the successor's first Validate, Lookup or
+// Rotate, a reuse, RevokeFamily) stays ended whatever the clock does. The
+// long run is rapid's own flags: -rapid.checks=20000 -rapid.steps=100.
+//
+// Replaying a fail file takes the -rapid.steps of the run that wrote it:
+// the steps bound how rapid reads the file's draws (whether to take one
+// more step), so a file written under -rapid.steps=100 replayed under the
+// default 30 runs another, shorter sequence and passes. The clock starts
+// at a fixed epoch; what is not drawn (IDs, token bytes, when the
+// background writer runs) must not change an answer.
 
 // modelTok is the model's token.
 type modelTok struct {
@@ -160,7 +170,9 @@ func (m *modelMachine) rotated(old, token string, info tokenstore.Info, grace ti
 }
 
 // revokeFamily is RevokeFamily in the model: every token of the family
-// goes (expired ones not swept yet too), every grace of it closes.
+// goes (expired ones not swept yet too), every grace of it closes for
+// good, also one that time had ended: a clock set back after must not
+// reopen what the revocation (or the reuse that asked for it) ended.
 func (m *modelMachine) revokeFamily(family uuid.UUID) int {
 	n := 0
 	for _, tok := range slices.Clone(m.order) {
@@ -170,7 +182,7 @@ func (m *modelMachine) revokeFamily(family uuid.UUID) int {
 		}
 	}
 	for _, tb := range m.tombs {
-		if tb.tok.family == family && tb.graceEnd > m.now() {
+		if tb.tok.family == family {
 			tb.graceEnd = 0
 		}
 	}

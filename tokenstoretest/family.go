@@ -503,6 +503,105 @@ func testGraceEndsAtFirstUse(t *testing.T, open Opener) {
 	})
 }
 
+// testGraceEndedStaysEnded: a grace ended by an event (the successor's
+// first use, a reuse, RevokeFamily) stays ended when the clock is then
+// set back into the grace's time: the old token is ErrReused, never
+// answered valid again, and a retried Rotate gets no successor. Only a
+// grace that nothing but time ended may reopen under a clock set back, as
+// a lifetime may (the README's "Not promised"). Each case passes the
+// grace's end by the clock (by a second, and past MaxGrace after the
+// rotation) before the event, then sets the clock back into the grace;
+// TouchInterval is long, so that a use is not written for its own sake.
+func testGraceEndedStaysEnded(t *testing.T, open Opener) {
+	const grace = time.Minute
+	for _, past := range []time.Duration{grace + time.Second, tokenstore.MaxGrace + time.Second} {
+		uses := map[string]func(e *env, b string){
+			"Validate": func(e *env, b string) {
+				_, err := e.s.Validate(e.ctx, b)
+				require.NoError(e.t, err)
+			},
+			"Lookup": func(e *env, b string) {
+				_, err := e.s.Lookup(e.ctx, b)
+				require.NoError(e.t, err)
+			},
+		}
+		for name, use := range uses {
+			t.Run(fmt.Sprintf("SuccessorUsed/%s/%s", name, past), func(t *testing.T) {
+				e := newEnv(t, open, func(o *Config) {
+					o.Policy = tokenstore.Sliding(hour, 10*hour)
+					o.TouchInterval = hour
+				})
+				a, _ := e.issue("user")
+				e.clock.Advance(time.Minute)
+				b, _ := e.rotate(a, tokenstore.WithGrace(grace))
+				rotated := e.clock.Now()
+				e.clock.Advance(past)
+				use(e, b) // the successor's first use, after the grace's end by the clock
+				e.clock.Set(rotated.Add(grace / 2))
+				_, err := e.s.Lookup(e.ctx, a)
+				e.errIs(err, tokenstore.ErrReused, "the successor was used: the clock set back reopens no grace")
+				_, err = e.s.Validate(e.ctx, b)
+				e.errIs(err, tokenstore.ErrNotFound, "the reuse revoked the family")
+				_, _, err = e.s.Rotate(e.ctx, a, tokenstore.WithGrace(grace))
+				e.errIs(err, tokenstore.ErrReused, "a retried Rotate gets no successor")
+			})
+		}
+		// A successor in a new family outlives its old family's
+		// revocation: the old token's grace must stay ended by the event
+		// itself.
+		enders := map[string]func(e *env, a string, aInfo tokenstore.Info){
+			"Reuse": func(e *env, a string, _ tokenstore.Info) {
+				_, err := e.s.Validate(e.ctx, a)
+				e.errIs(err, tokenstore.ErrReused, "presented after its grace")
+			},
+			"RevokeFamily": func(e *env, _ string, aInfo tokenstore.Info) {
+				_, err := e.s.RevokeFamily(e.ctx, aInfo.FamilyID)
+				require.NoError(e.t, err)
+			},
+		}
+		for name, end := range enders {
+			t.Run(fmt.Sprintf("%s/%s", name, past), func(t *testing.T) {
+				e := newEnv(t, open, func(o *Config) {
+					o.Policy = tokenstore.Sliding(hour, 10*hour)
+					o.TouchInterval = hour
+				})
+				a, aInfo := e.issue("user")
+				e.clock.Advance(time.Minute)
+				b, _ := e.rotate(a, tokenstore.WithGrace(grace), tokenstore.WithNewFamily())
+				rotated := e.clock.Now()
+				e.clock.Advance(past)
+				end(e, a, aInfo)
+				e.clock.Set(rotated.Add(grace / 2))
+				_, err := e.s.Lookup(e.ctx, a)
+				e.errIs(err, tokenstore.ErrReused, "after the %s, the clock set back reopens no grace", name)
+				_, _, err = e.s.Rotate(e.ctx, a, tokenstore.WithGrace(grace))
+				e.errIs(err, tokenstore.ErrReused, "a retried Rotate gets no successor")
+				_, err = e.s.Validate(e.ctx, b)
+				require.NoError(t, err, "the new family is untouched")
+			})
+		}
+	}
+
+	// A grace that only time ended reopens under a clock set back (both
+	// stores: the grace is a time, as a lifetime is).
+	t.Run("TimeOnly", func(t *testing.T) {
+		e := newEnv(t, open, func(o *Config) { o.Policy = tokenstore.Sliding(hour, 10*hour) })
+		a, aInfo := e.issue("user")
+		e.clock.Advance(time.Minute)
+		b, _ := e.rotate(a, tokenstore.WithGrace(grace))
+		rotated := e.clock.Now()
+		e.clock.Advance(tokenstore.MaxGrace + time.Second)
+		e.clock.Set(rotated.Add(grace / 2))
+		got, err := e.s.Lookup(e.ctx, a)
+		require.NoError(t, err, "nothing but time ended the grace")
+		assert.Equal(t, aInfo.ID, got.ID)
+		_, err = e.s.Validate(e.ctx, b)
+		require.NoError(t, err)
+		_, err = e.s.Lookup(e.ctx, a)
+		e.errIs(err, tokenstore.ErrReused, "the successor's use ends it")
+	})
+}
+
 // testGraceSuccessorGone: a retry within the grace whose successor has
 // been revoked meanwhile gets ErrNotFound and issues nothing.
 func testGraceSuccessorGone(t *testing.T, open Opener) {

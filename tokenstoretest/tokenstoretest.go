@@ -37,7 +37,8 @@ import (
 // Clock is a manual clock for Options.Now. It starts at the current time
 // truncated to the millisecond (a store's resolution), or at a time of the
 // test's choosing ([NewClockAt]), and moves only when [Clock.Advance] or
-// [Clock.Set] is called. The conformance suite only moves it forward. It is
+// [Clock.Set] is called. The conformance suite moves it forward, and back
+// only where a test is about a clock set back (Family/GraceEndedStaysEnded). It is
 // safe for concurrent use.
 type Clock struct {
 	ns atomic.Int64
@@ -183,6 +184,7 @@ func Run(t *testing.T, open Opener) {
 		{"Family/GraceConcurrent", testGraceConcurrent},
 		{"Family/GraceEndsAtFirstUse", testGraceEndsAtFirstUse},
 		{"Family/GraceSuccessorGone", testGraceSuccessorGone},
+		{"Family/GraceEndedStaysEnded", testGraceEndedStaysEnded},
 		{"Family/RevokeInGrace", testRevokeInGrace},
 		{"Family/CapSliding", testCapSliding},
 		{"Family/CapAbsolute", testCapAbsolute},
