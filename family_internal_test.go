@@ -640,3 +640,32 @@ func TestGrace_FirstUseOutlivesRolledBackDelete(t *testing.T) {
 		})
 	}
 }
+
+// A reuse found by a read-only store cannot revoke the family nor close
+// the grace in the file; it must still end the grace for that store: a
+// clock set back into the grace made the reused token valid again.
+func TestGrace_ReadOnlyReuseStaysEnded(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	path := filepath.Join(t.TempDir(), "t.db")
+	o := &Options{Now: func() time.Time { return time.UnixMilli(now.Load()) }, SweepInterval: -1, Policy: Sliding(time.Hour, 10*time.Hour)}
+	db, err := Open(path, o)
+	require.NoError(t, err)
+	a, _, err := db.Issue(t.Context(), "user")
+	require.NoError(t, err)
+	_, _, err = db.Rotate(t.Context(), a, WithGrace(time.Minute))
+	require.NoError(t, err)
+	rotated := now.Load()
+	require.NoError(t, db.Close())
+	ro := *o
+	ro.ReadOnly = true
+	db, err = Open(path, &ro)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	now.Add(2 * time.Minute.Milliseconds())
+	_, err = db.Validate(t.Context(), a)
+	require.ErrorIs(t, err, ErrReused)
+	now.Store(rotated + 1000)
+	_, err = db.Validate(t.Context(), a)
+	require.ErrorIs(t, err, ErrReused, "ro: the reuse ended the grace")
+}
