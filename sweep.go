@@ -375,14 +375,18 @@ func (db *DB) sweepApply(ctx context.Context, now int64, items []*sweepItem) (de
 		tx.OnCommit(func() { done = seen })
 		return mark(tx)
 	}, &deleted)
-	dropped, kept = make([]Hash, 0, len(hs)), nil
-	for i, it := range gone {
-		switch {
-		case !it.record:
-		case i < done:
-			dropped = append(dropped, it.h)
-		default:
-			kept = append(kept, it.h)
+	if err == nil { // every transaction of the pass committed
+		dropped, kept = hs, nil
+	} else {
+		dropped, kept = make([]Hash, 0, len(hs)), nil
+		for i, it := range gone {
+			switch {
+			case !it.record:
+			case i < done:
+				dropped = append(dropped, it.h)
+			default:
+				kept = append(kept, it.h)
+			}
 		}
 	}
 	if err != nil {
