@@ -140,19 +140,30 @@ func (c *cache) beginDelete(h Hash) {
 	s.mu.Unlock()
 }
 
-// endDelete ends one beginDelete of h, after its transaction has ended
-// (committed or not), and forgets h's entry and its Lookup mark.
-func (c *cache) endDelete(h Hash) {
+// endDelete ends one beginDelete of h, after its transaction has ended.
+// When it committed (gone), it forgets h's entry and its Lookup mark.
+// When it did not (rolled back, its commit failed, a sweep cut short
+// before h's record), the record stays, and so do its entry, its use not
+// yet written and its Lookup mark: dropping them lost a successor's first
+// use, and with it the end of its predecessor's grace (rotate.go), which
+// a stolen old token then had again.
+func (c *cache) endDelete(h Hash, gone bool) {
 	s := c.shard(h)
 	s.mu.Lock()
+	s.endDeleteLocked(h, gone)
+	s.gen++
+	s.mu.Unlock()
+}
+
+func (s *shard) endDeleteLocked(h Hash, gone bool) {
 	if s.deleting[h]--; s.deleting[h] <= 0 {
 		delete(s.deleting, h)
 	}
-	delete(s.m, h)
-	delete(s.pending, h)
-	delete(s.looked, h)
-	s.gen++
-	s.mu.Unlock()
+	if gone {
+		delete(s.m, h)
+		delete(s.pending, h)
+		delete(s.looked, h)
+	}
 }
 
 // used returns the latest in-memory use of h, or math.MinInt64 when none
@@ -213,15 +224,16 @@ func (s *shard) persistedLocked(h Hash, used int64) {
 // a runtime trace, against none without the sweep); and each endDelete
 // moved its shard's gen, making any Validate that read the file meanwhile
 // in that shard read it again.
-func (c *cache) beginDeleteAll(hs []Hash) { c.deleteAll(hs, false) }
+func (c *cache) beginDeleteAll(hs []Hash) { c.deleteAll(hs, false, false) }
 
-func (c *cache) endDeleteAll(hs []Hash) { c.deleteAll(hs, true) }
+// endDeleteAll is endDelete(h, gone) for each of hs.
+func (c *cache) endDeleteAll(hs []Hash, gone bool) { c.deleteAll(hs, true, gone) }
 
 // deleteBatch bounds the tokens of one shard's lock hold in deleteAll: a
 // few µs each, so that a Validate waits for at most about 100 µs.
 const deleteBatch = 256
 
-func (c *cache) deleteAll(hs []Hash, end bool) {
+func (c *cache) deleteAll(hs []Hash, end, gone bool) {
 	var at [cacheShards + 1]int // counting sort by shard, as persistedAll
 	for i := range hs {
 		at[c.shardIndex(hs[i])+1]++
@@ -246,12 +258,7 @@ func (c *cache) deleteAll(hs []Hash, end bool) {
 					s.deleting[h]++
 					continue
 				}
-				if s.deleting[h]--; s.deleting[h] <= 0 {
-					delete(s.deleting, h)
-				}
-				delete(s.m, h)
-				delete(s.pending, h)
-				delete(s.looked, h)
+				s.endDeleteLocked(h, gone)
 			}
 			if end {
 				s.gen++
@@ -396,7 +403,10 @@ func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error))
 		// back into it. A Validate's use is kept as any use is; a
 		// Lookup's in looked.
 		first := e.rec.successor() && e.used == e.rec.created
-		if first && !use {
+		if first && (!use || !cached) {
+			// A Validate's use on an entry not cached (a delete of h in
+			// flight) is kept nowhere: if that delete does not commit,
+			// the mark is what remains of it.
 			s.looked[h] = struct{}{}
 		}
 		used := now

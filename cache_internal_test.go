@@ -34,7 +34,7 @@ func TestCache_Lookup_RetriesAfterDelete(t *testing.T) {
 		reads++
 		if reads == 1 { // a Revoke of another token in the shard commits meanwhile
 			c.beginDelete(shardHash(2))
-			c.endDelete(shardHash(2))
+			c.endDelete(shardHash(2), true)
 		}
 		return rec, nil
 	})
@@ -54,7 +54,7 @@ func TestCache_Lookup_RetriesAfterDelete(t *testing.T) {
 		reads++
 		if reads == 1 {
 			c.beginDelete(h3)
-			c.endDelete(h3)
+			c.endDelete(h3, true)
 			return testRecord(1000), nil
 		}
 		return record{}, ErrNotFound
@@ -82,7 +82,7 @@ func TestCache_Lookup_NothingCachedDuringDelete(t *testing.T) {
 		assert.Zero(t, r.lag, "a use of a token being deleted is not to be written")
 	}
 	assert.Equal(t, 3, reads, "the file decides while the delete is in flight")
-	c.endDelete(h)
+	c.endDelete(h, true)
 	s := c.shard(h)
 	s.mu.Lock()
 	_, cached := s.m[h]
@@ -200,7 +200,7 @@ func TestCache_DeleteAll(t *testing.T) {
 	h := shardHash(6000)
 	_, err := c.lookup(h, 2000, false, func() (record, error) {
 		if reads++; reads == 1 {
-			c.endDeleteAll(hs)
+			c.endDeleteAll(hs, true)
 		}
 		return testRecord(1000), nil
 	})

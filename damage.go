@@ -136,14 +136,13 @@ func (s *damagedSet) addNew(d damage) damage {
 func (db *DB) forget(d damage) {
 	for _, r := range d {
 		db.cache.beginDelete(r.h)
-		db.cache.endDelete(r.h)
+		db.cache.endDelete(r.h, true)
 	}
 }
 
 // deleteDamaged is [deletes.delete] for a record that does not decode.
 func (d *deletes) deleteDamaged(tx *bolt.Tx, h Hash) error {
-	d.cache.beginDelete(h)
-	d.hashes = append(d.hashes, h)
+	d.announce(tx, h)
 	return deleteDamaged(tx, h)
 }
 

@@ -26,6 +26,11 @@ type DB struct {
 	limit  int
 	log    *slog.Logger
 	ro     bool
+	// roReused: in a read-only store, the rotated-away tokens found reused
+	// (rotate.go, reuse), whose grace the file cannot be told has ended:
+	// a clock set back must not reopen it. At most one per tombstone the
+	// file holds.
+	roReused sync.Map
 
 	fsyncReturning bool // Options.FsyncReturningUses
 

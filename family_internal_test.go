@@ -367,11 +367,11 @@ func TestCache_LookupMarksLastUntilDelete(t *testing.T) {
 		assert.False(t, c.lookedUp(shardHash(n+2)), "size %d: a token Issue wrote", size)
 
 		c.beginDelete(shardHash(0))
-		c.endDelete(shardHash(0))
+		c.endDelete(shardHash(0), true)
 		assert.False(t, c.lookedUp(shardHash(0)), "size %d: deleted", size)
 		batch := []Hash{shardHash(1), shardHash(2)}
 		c.beginDeleteAll(batch)
-		c.endDeleteAll(batch)
+		c.endDeleteAll(batch, true)
 		for _, h := range batch {
 			assert.False(t, c.lookedUp(h), "size %d: swept", size)
 		}
@@ -512,6 +512,7 @@ func TestRotate_GraceRetryClockAndFormat(t *testing.T) {
 	ch, err := db.format.Parse(c)
 	require.NoError(t, err)
 	d, dh := db.format.derive(db.rotationKey, c, -1)
+	del := deletes{cache: db.cache} // ended once the transaction has (deletes.end)
 	require.NoError(t, db.commit.run(func(tx *bolt.Tx) error {
 		prev, err := getRecord(tx, ch)
 		require.NoError(t, err)
@@ -519,11 +520,10 @@ func TestRotate_GraceRetryClockAndFormat(t *testing.T) {
 		id := uuid.Must(uuid.NewV7())
 		rec := record{id: id, subject: prev.subject, created: n, lastUsed: n, policy: prev.policy, family: prev.id, born: prev.created}
 		rec.filed = rec.deadline()
-		del := deletes{cache: db.cache}
-		defer del.end()
 		tomb := tombstone{id: prev.id, family: prev.id, successor: dh, created: prev.created, used: prev.lastUsed, graceEnd: n + 5*time.Minute.Milliseconds(), death: prev.deadline()}
 		return errors.Join(del.delete(tx, ch, &prev), putRecord(tx, dh, &rec), putTombstone(tx, ch, &tomb))
 	}))
+	del.end()
 
 	retry := func(why string) {
 		t.Helper()
@@ -551,4 +551,121 @@ func TestRotate_GraceRetryClockAndFormat(t *testing.T) {
 		_, err := db.Validate(ctx, tok)
 		require.NoError(t, err)
 	}
+}
+
+// A successor's first use (its Lookup mark, or a Validate's use not yet
+// written) must outlive a delete of the successor that did not commit:
+// the record stays, and dropping what ended the predecessor's grace with
+// the cache entry reopened that grace, so that a stolen old token worked
+// again. Here, a sweep cut short before its records pass (ctx, as Close
+// or a Sweep deadline does): it had announced the successor's delete,
+// then left its record; the clock set back into the grace makes the
+// successor live again, and the old token must stay ErrReused.
+func TestGrace_FirstUseOutlivesSweepCutShort(t *testing.T) {
+	for _, use := range []string{"Validate", "Lookup"} {
+		t.Run(use, func(t *testing.T) {
+			t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+			var now atomic.Int64
+			now.Store(t0.UnixMilli())
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{
+				Now:           func() time.Time { return time.UnixMilli(now.Load()) },
+				SweepInterval: -1, TouchInterval: time.Hour, Policy: Sliding(time.Hour, 10*time.Hour),
+				Logger: slog.New(&cancelAfter{n: 1, cancel: cancel}), // after the sweep's first transaction
+			})
+			require.NoError(t, err)
+			defer func() { require.NoError(t, db.Close()) }()
+			db.sweepSize.setAll(chunkSizer{first: 4, lo: 4, hi: 4})
+			a, _, err := db.Issue(t.Context(), "user")
+			require.NoError(t, err)
+			// a used 50 minutes on, then the clock set back before its
+			// rotation: its tombstone outlives b's deadline, so the sweep
+			// below leaves it (a tombstone due would go, and a with it).
+			now.Add((50 * time.Minute).Milliseconds())
+			_, err = db.Validate(t.Context(), a)
+			require.NoError(t, err)
+			now.Store(t0.UnixMilli() + 60_000)
+			b, _, err := db.Rotate(t.Context(), a, WithGrace(time.Minute))
+			require.NoError(t, err)
+			rotated := now.Load()
+			now.Add(10_000)
+			if use == "Validate" {
+				_, err = db.Validate(t.Context(), b)
+			} else {
+				_, err = db.Lookup(t.Context(), b)
+			}
+			require.NoError(t, err)
+			now.Add((90 * time.Minute).Milliseconds()) // b has expired (a's tombstone not): the sweep's
+			_, err = db.Sweep(ctx)
+			require.ErrorIs(t, err, context.Canceled, "cut short after its first transaction")
+			now.Store(rotated + 30_000) // back into the grace: b lives again
+			_, err = db.Lookup(t.Context(), a)
+			require.ErrorIs(t, err, ErrReused, "b's %s ended a's grace; a sweep that did not delete b must not reopen it", use)
+		})
+	}
+}
+
+// The same for a write that deleted the successor and failed (Rotate or
+// Revoke of it on a full disk, a commit whose fsync failed): the
+// transaction rolled back, the successor stays, and so must its first
+// use. The failing write is made here as the store's writes are (deletes,
+// committer), its failure an error of its fn.
+func TestGrace_FirstUseOutlivesRolledBackDelete(t *testing.T) {
+	for _, use := range []string{"Validate", "Lookup"} {
+		t.Run(use, func(t *testing.T) {
+			e := newFamEnv(t)
+			a, _ := e.issue()
+			e.advance(time.Second)
+			b, _ := e.rotate(a, WithGrace(time.Minute))
+			var err error
+			if use == "Validate" {
+				_, err = e.db.Validate(t.Context(), b)
+			} else {
+				_, err = e.db.Lookup(t.Context(), b)
+			}
+			require.NoError(t, err)
+			hb := e.hash(b)
+			errDisk := errors.New("disk full")
+			del := deletes{cache: e.db.cache}
+			err = e.db.commit.run(func(tx *bolt.Tx) error {
+				rec, err := getRecord(tx, hb)
+				require.NoError(t, err)
+				return errors.Join(del.delete(tx, hb, &rec), errDisk)
+			})
+			del.end()
+			require.ErrorIs(t, err, errDisk)
+			_, err = e.db.Lookup(t.Context(), a)
+			require.ErrorIs(t, err, ErrReused, "b's %s ended a's grace; a delete of b that rolled back must not reopen it", use)
+		})
+	}
+}
+
+// A reuse found by a read-only store cannot revoke the family nor close
+// the grace in the file; it must still end the grace for that store: a
+// clock set back into the grace made the reused token valid again.
+func TestGrace_ReadOnlyReuseStaysEnded(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	path := filepath.Join(t.TempDir(), "t.db")
+	o := &Options{Now: func() time.Time { return time.UnixMilli(now.Load()) }, SweepInterval: -1, Policy: Sliding(time.Hour, 10*time.Hour)}
+	db, err := Open(path, o)
+	require.NoError(t, err)
+	a, _, err := db.Issue(t.Context(), "user")
+	require.NoError(t, err)
+	_, _, err = db.Rotate(t.Context(), a, WithGrace(time.Minute))
+	require.NoError(t, err)
+	rotated := now.Load()
+	require.NoError(t, db.Close())
+	ro := *o
+	ro.ReadOnly = true
+	db, err = Open(path, &ro)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	now.Add(2 * time.Minute.Milliseconds())
+	_, err = db.Validate(t.Context(), a)
+	require.ErrorIs(t, err, ErrReused)
+	now.Store(rotated + 1000)
+	_, err = db.Validate(t.Context(), a)
+	require.ErrorIs(t, err, ErrReused, "ro: the reuse ended the grace")
 }

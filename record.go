@@ -35,23 +35,35 @@ func putRecord(tx *bolt.Tx, h Hash, rec *record) error {
 type deletes struct {
 	cache  *cache
 	hashes []Hash
+	// gone[i]: the transaction that deleted hashes[i] committed. Not the
+	// caller's error: a refusal commits what its fn wrote before it, and
+	// a run rolled back for another member's failure runs again.
+	gone []bool
 }
 
 // delete removes h's record and index entries in tx; rec is as getRecord
 // read it in tx.
 func (d *deletes) delete(tx *bolt.Tx, h Hash, rec *record) error {
-	d.cache.beginDelete(h)
-	d.hashes = append(d.hashes, h)
+	d.announce(tx, h)
 	return deleteRecord(tx, h, rec)
 }
 
+// announce tells the cache that tx deletes h, and notes when tx commits.
+func (d *deletes) announce(tx *bolt.Tx, h Hash) {
+	d.cache.beginDelete(h)
+	i := len(d.hashes)
+	d.hashes, d.gone = append(d.hashes, h), append(d.gone, false)
+	tx.OnCommit(func() { d.gone[i] = true }) // d.gone as of the commit, after every append of the run
+}
+
 // end releases the tokens announced by delete; call it after the
-// transaction has ended, committed or not.
+// transaction has ended, committed or not. A token whose delete did not
+// commit keeps what the cache holds of it (see cache.endDelete).
 func (d *deletes) end() {
-	for _, h := range d.hashes {
-		d.cache.endDelete(h)
+	for i, h := range d.hashes {
+		d.cache.endDelete(h, d.gone[i])
 	}
-	d.hashes = nil
+	d.hashes, d.gone = nil, nil
 }
 
 // deleteRecord removes a record and its index entries.

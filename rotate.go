@@ -273,6 +273,9 @@ func (db *DB) rotatedAway(h Hash, now int64) (Info, error) {
 	case grace != nil:
 		return Info{}, grace
 	}
+	if _, reused := db.roReused.Load(h); reused {
+		return Info{}, db.reuse(h) // a reuse ended the grace: read-only, it is kept in memory
+	}
 	info := succ.info(succ.lastUsed) // subject, policy and metadata are the retired token's
 	info.ID, info.FamilyID = t.id, t.family
 	info.CreatedAt, info.LastUsedAt = time.UnixMilli(t.created), time.UnixMilli(t.used)
@@ -291,6 +294,7 @@ func (db *DB) reuse(h Hash) error {
 			family = t.family
 			return err
 		})
+		db.roReused.Store(h, struct{}{}) // see rotatedAway
 		db.ctr.reused.Add(1)
 		db.log.Warn("tokenstore: token reused after rotation; family not revoked: the store is read-only", "family", family)
 		return ErrReused
