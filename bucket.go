@@ -430,7 +430,10 @@ func decodeRecordTail(r record, body []byte) (record, error) {
 	}
 	rest = rest[k:]
 	if count > 0 {
-		r.meta = make(map[string]string, count)
+		// Sized by what the bytes left can hold (an entry takes at least
+		// its two lengths), not by the count alone: a damaged count made
+		// every decode of the record allocate a 4,096-entry map.
+		r.meta = make(map[string]string, min(count, uint64(len(rest)/2)))
 	}
 	for range count {
 		var key, val string
