@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -260,15 +261,7 @@ func TestFamily_OldFamilyKeyOutlivesGrace(t *testing.T) {
 	ctx := context.Background()
 	clk := newClock()
 	clk.Set(clk.Now().Add(-30 * time.Minute))
-	prefix := uniquePrefix()
-	s := newStore(t, &redisstore.Options{Now: clk.Now, KeyPrefix: prefix, Policy: tokenstore.Sliding(time.Hour, 10*time.Hour)})
-	raw := newClient(t)
-	a, aInfo, err := s.Issue(ctx, "user")
-	require.NoError(t, err)
-	clk.Advance(time.Minute)
-	b, _, err := s.Rotate(ctx, a, tokenstore.WithGrace(time.Minute), tokenstore.WithNewFamily())
-	require.NoError(t, err)
-	rotated := clk.Now()
+	s, raw, prefix, a, aInfo, b, rotated := rotateIntoNewFamily(t, clk)
 	tomb, err := raw.HGetAll(ctx, prefix+"r:"+hashHex(a)).Result()
 	require.NoError(t, err)
 	at, err := raw.Do(ctx, "PEXPIRETIME", prefix+"f:"+aInfo.ID.String()).Int64()
@@ -285,6 +278,22 @@ func TestFamily_OldFamilyKeyOutlivesGrace(t *testing.T) {
 	require.NoError(t, err, "the new family is untouched")
 }
 
+// rotateIntoNewFamily issues a Sliding token a on a store of clk, and a
+// minute later rotates it with a one-minute grace into b, the first token
+// of a new family; rotated is the rotation's time by clk.
+func rotateIntoNewFamily(t *testing.T, clk *clock) (s *redisstore.Store, raw *redis.Client, prefix, a string, aInfo tokenstore.Info, b string, rotated time.Time) {
+	t.Helper()
+	prefix = uniquePrefix()
+	s = newStore(t, &redisstore.Options{Now: clk.Now, KeyPrefix: prefix, Policy: tokenstore.Sliding(time.Hour, 10*time.Hour)})
+	raw = newClient(t)
+	a, aInfo, err := s.Issue(context.Background(), "user")
+	require.NoError(t, err)
+	clk.Advance(time.Minute)
+	b, _, err = s.Rotate(context.Background(), a, tokenstore.WithGrace(time.Minute), tokenstore.WithNewFamily())
+	require.NoError(t, err)
+	return s, raw, prefix, a, aInfo, b, clk.Now()
+}
+
 // TestFamily_ReuseEndsGraceWithoutFamilyKey: a reuse ends the presented
 // token's grace in its own tombstone (ge 0), not only through its family
 // key: with that key evicted, a reuse after the grace's end by the clock
@@ -294,19 +303,11 @@ func TestFamily_OldFamilyKeyOutlivesGrace(t *testing.T) {
 func TestFamily_ReuseEndsGraceWithoutFamilyKey(t *testing.T) {
 	ctx := context.Background()
 	clk := newClock()
-	prefix := uniquePrefix()
-	s := newStore(t, &redisstore.Options{Now: clk.Now, KeyPrefix: prefix, Policy: tokenstore.Sliding(time.Hour, 10*time.Hour)})
-	raw := newClient(t)
-	a, aInfo, err := s.Issue(ctx, "user")
-	require.NoError(t, err)
-	clk.Advance(time.Minute)
-	b, _, err := s.Rotate(ctx, a, tokenstore.WithGrace(time.Minute), tokenstore.WithNewFamily())
-	require.NoError(t, err)
-	rotated := clk.Now()
+	s, raw, prefix, a, aInfo, b, rotated := rotateIntoNewFamily(t, clk)
 	require.NoError(t, raw.Del(ctx, prefix+"f:"+aInfo.ID.String()).Err(), "an eviction")
 
 	clk.Advance(2 * time.Minute)
-	_, err = s.Validate(ctx, a)
+	_, err := s.Validate(ctx, a)
 	require.ErrorIs(t, err, tokenstore.ErrReused)
 	clk.Set(rotated.Add(30 * time.Second))
 	_, err = s.Lookup(ctx, a)
