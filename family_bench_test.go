@@ -1,6 +1,7 @@
 package tokenstore_test
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -70,6 +71,31 @@ func BenchmarkFamily(b *testing.B) {
 	}
 	b.Run("Validate/issued", func(b *testing.B) { validate(b, plain, plainTokens) })
 	b.Run("Validate/successor-young", func(b *testing.B) { validate(b, rotated, successors) })
+	// A token the store never issued (a typo, a forged or stale client):
+	// ErrNotFound, which every writable store checks against its
+	// tombstones too (a rotated-away token answers by its own).
+	b.Run("Validate/unknown", func(b *testing.B) {
+		f, err := tokenstore.NewFormat("")
+		if err != nil {
+			b.Fatal(err)
+		}
+		unknown := make([]string, n)
+		for i := range unknown {
+			unknown[i], _ = f.Generate()
+		}
+		b.ReportAllocs()
+		b.SetParallelism(2)
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			r := rand.New(rand.NewPCG(rand.Uint64(), 1))
+			for pb.Next() {
+				if _, err := plain.Validate(b.Context(), unknown[r.IntN(len(unknown))]); !errors.Is(err, tokenstore.ErrNotFound) {
+					b.Errorf("Validate of an unknown token: %v, want ErrNotFound", err)
+					return
+				}
+			}
+		})
+	})
 	b.Run("Issue", func(b *testing.B) {
 		db := open(b)
 		b.ReportAllocs()

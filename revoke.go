@@ -32,7 +32,7 @@ func (db *DB) Revoke(ctx context.Context, token string) error {
 	// An unknown token (revoked twice, say) is answered by a read, without
 	// queueing for a write transaction.
 	if _, err := db.read(h); err != nil && !errors.Is(err, ErrCorrupt) {
-		if errors.Is(err, ErrNotFound) && db.rotationKey != nil {
+		if errors.Is(err, errRotatedAway) && db.rotationKey != nil {
 			return wrap("revoke", db.revokeInGrace(h))
 		}
 		return wrap("revoke", err)
