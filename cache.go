@@ -179,14 +179,19 @@ func (c *cache) used(h Hash) int64 {
 	return math.MinInt64
 }
 
-// lookedUp reports whether a Lookup answered the successor h while no use
-// of it was known (shard.looked).
-func (c *cache) lookedUp(h Hash) bool {
+// successorUse is lastUse of the successor h (rec its record), and
+// whether a Lookup answered it while no use of it was known
+// (shard.looked): both under one hold of its shard's lock.
+func (c *cache) successorUse(h Hash, rec *record) (used int64, looked bool) {
 	s := c.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.looked[h]
-	return ok
+	used = rec.lastUsed
+	if e := s.m[h]; e != nil {
+		used = max(used, e.used)
+	}
+	_, looked = s.looked[h]
+	return used, looked
 }
 
 // lastUse is h's latest use: the one in memory when it is later than the

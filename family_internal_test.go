@@ -334,6 +334,12 @@ func TestSweep_CutShortWithFamilies(t *testing.T) {
 // batch) drops it. A Validate leaves none (its use is the record's), nor
 // does a Lookup of a token Rotate did not write or of a successor already
 // used.
+// lookedUp is successorUse's mark alone.
+func (c *cache) lookedUp(h Hash) bool {
+	_, looked := c.successorUse(h, &record{})
+	return looked
+}
+
 func TestCache_LookupMarksLastUntilDelete(t *testing.T) {
 	for _, size := range []int{-1, 0, 1024} {
 		c := newCache(size)

@@ -235,8 +235,8 @@ func (db *DB) graceOpen(tx *bolt.Tx, t *tombstone, now int64) (record, error) {
 	if err != nil {
 		return record{}, err
 	}
-	used := db.cache.lastUse(t.successor, &rec)
-	if used > rec.created || db.cache.lookedUp(t.successor) {
+	used, looked := db.cache.successorUse(t.successor, &rec)
+	if used > rec.created || looked {
 		return record{}, errGraceClosed
 	}
 	if now >= rec.deadlineAt(used) {
