@@ -239,20 +239,7 @@ func (c *cache) endDeleteAll(hs []Hash, gone bool) { c.deleteAll(hs, true, gone)
 const deleteBatch = 256
 
 func (c *cache) deleteAll(hs []Hash, end, gone bool) {
-	var at [cacheShards + 1]int // counting sort by shard, as persistedAll
-	for i := range hs {
-		at[c.shardIndex(hs[i])+1]++
-	}
-	for i := 1; i <= cacheShards; i++ {
-		at[i] += at[i-1]
-	}
-	by := make([]Hash, len(hs))
-	next := at
-	for _, h := range hs {
-		i := c.shardIndex(h)
-		by[next[i]] = h
-		next[i]++
-	}
+	by, at := byShard(c, hs, func(h *Hash) Hash { return *h }, nil)
 	for i := range c.shards {
 		s := &c.shards[i]
 		for part := by[at[i]:at[i+1]]; len(part) > 0; {
@@ -279,20 +266,7 @@ func (c *cache) deleteAll(hs []Hash, end, gone bool) {
 // meet the flush on a shard's lock 64 times per transaction instead of
 // once per use written (about 800). scratch is reused across calls.
 func (c *cache) persistedAll(ts []touch, scratch *[]touch) {
-	var at [cacheShards + 1]int // counting sort by shard: at[i] is shard i's start
-	for i := range ts {
-		at[c.shardIndex(ts[i].h)+1]++
-	}
-	for i := 1; i <= cacheShards; i++ {
-		at[i] += at[i-1]
-	}
-	by := slices.Grow((*scratch)[:0], len(ts))[:len(ts)]
-	next := at
-	for _, t := range ts {
-		i := c.shardIndex(t.h)
-		by[next[i]] = t
-		next[i]++
-	}
+	by, at := byShard(c, ts, func(t *touch) Hash { return t.h }, *scratch)
 	*scratch = by
 	for i := range c.shards {
 		if at[i] == at[i+1] {
@@ -305,6 +279,27 @@ func (c *cache) persistedAll(ts []touch, scratch *[]touch) {
 		}
 		s.mu.Unlock()
 	}
+}
+
+// byShard orders xs by the shard of each one's hash (a counting sort)
+// into dst's storage, grown as needed, and returns them with at: shard
+// i's are by[at[i]:at[i+1]]. It is what lets deleteAll and persistedAll
+// take each shard's lock once for all of its tokens.
+func byShard[T any](c *cache, xs []T, hash func(*T) Hash, dst []T) (by []T, at [cacheShards + 1]int) {
+	for i := range xs {
+		at[c.shardIndex(hash(&xs[i]))+1]++
+	}
+	for i := 1; i <= cacheShards; i++ {
+		at[i] += at[i-1]
+	}
+	by = slices.Grow(dst[:0], len(xs))[:len(xs)]
+	next := at
+	for i := range xs {
+		j := c.shardIndex(hash(&xs[i]))
+		by[next[j]] = xs[i]
+		next[j]++
+	}
+	return by, at
 }
 
 // touch is a use to write: the token's hash and id, and the use.
