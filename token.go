@@ -115,21 +115,19 @@ func (f Format) Generate() (string, Hash) { return f.GenerateAt(time.Now()) }
 // millisecond; a time before 1970 is taken as 1970) and 208 random bits
 // from crypto/rand, and its hash. Stores pass their own clock
 // (Options.Now).
-func (f Format) GenerateAt(at time.Time) (string, Hash) {
-	var rnd [64]byte
-	return f.render(tokenMs(at), func() []byte {
-		_, _ = rand.Read(rnd[:]) // crypto/rand.Read never fails since Go 1.24; it crashes the program instead
-		return rnd[:]
-	})
-}
+func (f Format) GenerateAt(at time.Time) (string, Hash) { return f.generate(tokenMs(at)) }
 
 // generateV1 returns a token of the format before v0.1.0 (no issue time,
 // 256 random bits, Hash = SHA-256), which stores still accept: tests make
 // them with it.
-func (f Format) generateV1() (string, Hash) {
+func (f Format) generateV1() (string, Hash) { return f.generate(-1) }
+
+// generate is render from crypto/rand: a version-2 token carrying ms, or
+// a version-1 one when ms < 0.
+func (f Format) generate(ms int64) (string, Hash) {
 	var rnd [64]byte
-	return f.render(-1, func() []byte {
-		_, _ = rand.Read(rnd[:])
+	return f.render(ms, func() []byte {
+		_, _ = rand.Read(rnd[:]) // crypto/rand.Read never fails since Go 1.24; it crashes the program instead
 		return rnd[:]
 	})
 }
