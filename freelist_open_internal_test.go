@@ -77,9 +77,11 @@ func TestOpen_RefusesDamagedFreelist(t *testing.T) {
 	br := branchRoot(t, base, "tokens")
 	f, err := os.Open(base)
 	require.NoError(t, err)
-	fl, _, synced := newestMeta(f, ps)
+	newest, p := checkMeta(f, ps)
 	require.NoError(t, f.Close())
-	require.True(t, synced, "Close wrote no freelist")
+	require.Empty(t, p)
+	require.True(t, newest.synced(), "Close wrote no freelist")
+	fl := newest.freelist
 	count := uint64(binary.NativeEndian.Uint16(clean[fl*ps+10:]))
 	require.NotZero(t, count)
 	require.Less(t, (count+2)*8+pageHeader, ps, "the freelist fills its page")
