@@ -207,10 +207,10 @@ const (
 // count's worth of IDs first, so a count of 2^34 is a fatal "out of
 // memory" that no recover reaches, and a count past the page reads past
 // it. A free ID out of the file is a panic at the first write that
-// allocates it; one that is a page of the tree (a bit set in tree, one
-// per page, as pageWalker.seen) is written over by it. The IDs are read a chunk at a time, so the check holds
-// 64 KB whatever the freelist's size.
-func checkFreelist(f *os.File, pageSize, hwm, id uint64, tree []uint64) string {
+// allocates it; one that is a page of the tree (in tree, the pages the
+// walk reached) is written over by it. The IDs are read a chunk at a
+// time, so the check holds 64 KB whatever the freelist's size.
+func checkFreelist(f *os.File, pageSize, hwm, id uint64, tree pageSet) string {
 	if id < 2 || id >= hwm {
 		return fmt.Sprintf("freelist page %d: out of range [2, %d)", id, hwm)
 	}
@@ -229,7 +229,7 @@ func checkFreelist(f *os.File, pageSize, hwm, id uint64, tree []uint64) string {
 		return fmt.Sprintf("freelist page %d: %d overflow pages run past the high-water mark %d", id, pages-1, hwm)
 	}
 	for p := id; p < id+pages; p++ {
-		if tree[p/64]&(1<<(p%64)) != 0 {
+		if tree.has(p) {
 			return fmt.Sprintf("freelist page %d: page %d is also in the tree", id, p)
 		}
 	}
@@ -252,7 +252,7 @@ func checkFreelist(f *os.File, pageSize, hwm, id uint64, tree []uint64) string {
 				return fmt.Sprintf("freelist page %d: free page %d out of range [2, %d)", id, free, hwm)
 			case free >= id && free < id+pages:
 				return fmt.Sprintf("freelist page %d: free page %d is the freelist's own", id, free)
-			case tree[free/64]&(1<<(free%64)) != 0:
+			case tree.has(free):
 				return fmt.Sprintf("freelist page %d: free page %d is also in the tree", id, free)
 			}
 		}

@@ -182,20 +182,20 @@ func TestCheckFreelist_CountInFirstSlot(t *testing.T) {
 	write := func() {
 		require.NoError(t, os.WriteFile(path, b, 0o600))
 	}
-	check := func(tree []uint64) string {
+	check := func(tree pageSet) string {
 		f, err := os.Open(path)
 		require.NoError(t, err)
 		defer f.Close()
 		return checkFreelist(f, ps, hwm, id, tree)
 	}
-	tree := make([]uint64, (hwm+63)/64)
+	tree := newPageSet(hwm)
 	write()
 	assert.Empty(t, check(tree))
 
 	last := uint64(1000 + count - 1) // in the last chunk
-	tree[last/64] |= 1 << (last % 64)
+	tree.add(last)
 	assert.Equal(t, fmt.Sprintf("freelist page %d: free page %d is also in the tree", id, last), check(tree))
-	tree[last/64] = 0
+	tree = newPageSet(hwm)
 
 	binary.NativeEndian.PutUint64(p[pageHeader+8+8*(freelistChunk+5):], id+3) // the freelist's own overflow page
 	write()
