@@ -215,8 +215,10 @@ func checkPages(path string, tx *bolt.Tx) []string {
 	return walkPages(path, tx, false)
 }
 
-// walkPages is checkPages, or with shape its cheaper form that treeSound
-// runs at every Open: it checks the meta pages, then walks the tree.
+// walkPages is checkPages, or with shape its cheaper form, the walk
+// treeSound runs at every Open: it checks the meta pages, then walks the
+// tree (walkTree; treeSound calls that alone, on the file whose meta pages
+// probeFile has checked).
 func walkPages(path string, tx *bolt.Tx, shape bool) []string {
 	f, err := os.Open(path)
 	if err != nil {
