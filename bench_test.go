@@ -588,7 +588,7 @@ type txRecorder struct {
 // passStats sums one sweep pass's transactions.
 type passStats struct {
 	tx, size, written int64
-	took              time.Duration
+	took, io          time.Duration
 }
 
 func (r *txRecorder) Enabled(context.Context, slog.Level) bool { return true }
@@ -626,6 +626,7 @@ func (r *txRecorder) Handle(_ context.Context, rec slog.Record) error {
 			p.written = a.Value.Int64()
 			r.written += a.Value.Int64()
 		case "io":
+			p.io = a.Value.Duration()
 			r.io += a.Value.Duration()
 		}
 		return true
@@ -636,18 +637,21 @@ func (r *txRecorder) Handle(_ context.Context, rec slog.Record) error {
 		q.size += p.size
 		q.written += p.written
 		q.took += p.took
+		q.io += p.io
 	}
 	return nil
 }
 
-// logPasses logs each sweep pass's transactions, items, time and bytes
-// written, per op; r.mu held.
-func (r *txRecorder) logPasses(b *testing.B) {
-	n := float64(b.N)
+// logPasses logs each sweep pass's transactions, items, time (of it
+// bbolt's writes and fsyncs, io) and bytes written, per op of ops; r.mu
+// held.
+func (r *txRecorder) logPasses(tb testing.TB, ops int) {
+	tb.Helper()
+	n := float64(ops)
 	for i, name := range []string{"subjects", "records", "ids", "expiry"} {
 		p := r.passes[i]
-		b.Logf("pass %-8s %6.0f tx  %8.0f items  %6.3f s  %6.1f MB written (per op)",
-			name, float64(p.tx)/n, float64(p.size)/n, p.took.Seconds()/n, float64(p.written)/n/1e6)
+		tb.Logf("pass %-8s %6.0f tx  %8.0f items  %6.3f s (io %6.3f s)  %6.1f MB written (per op)",
+			name, float64(p.tx)/n, float64(p.size)/n, p.took.Seconds()/n, p.io.Seconds()/n, float64(p.written)/n/1e6)
 	}
 }
 
@@ -678,7 +682,7 @@ func (r *txRecorder) report(b *testing.B) {
 		b.ReportMetric(r.scan.Seconds()/float64(b.N), "scan-s/op")
 		b.ReportMetric(took.Seconds()/float64(b.N), "tx-s/op")
 		b.ReportMetric(100*float64(r.io)/float64(max(took, 1)), "%tx-in-io")
-		r.logPasses(b)
+		r.logPasses(b, b.N)
 	}
 }
 

@@ -215,28 +215,29 @@ func checkPages(path string, tx *bolt.Tx) []string {
 	return walkPages(path, tx, false)
 }
 
-// walkPages is checkPages, or with shape its cheaper form that treeSound
-// runs at every Open.
+// walkPages is checkPages, or with shape its cheaper form, the walk
+// treeSound runs at every Open: it checks the meta pages, then walks the
+// tree (walkTree; treeSound calls that alone, on the file whose meta pages
+// probeFile has checked).
 func walkPages(path string, tx *bolt.Tx, shape bool) []string {
-	return walkTree(path, tx, shape).problems
-}
-
-// walkTree is walkPages, returning its walker: its problems, and the pages
-// it reached (seen).
-func walkTree(path string, tx *bolt.Tx, shape bool) *pageWalker {
-	ps := uint64(tx.DB().Info().PageSize)
-	hwm := uint64(tx.Size()) / ps // Open checked the file holds that many pages
-	w := &pageWalker{pageSize: ps, hwm: hwm, seen: make([]uint64, (hwm+63)/64), shape: shape}
 	f, err := os.Open(path)
 	if err != nil {
-		w.problems = []string{fmt.Sprintf("pages: %v", err)}
-		return w
+		return []string{fmt.Sprintf("pages: %v", err)}
 	}
 	defer f.Close()
-	w.f = f
-	if p := checkMeta(f, ps); p != "" {
-		w.add("%s", p)
+	var problems []string
+	if _, p := checkMeta(f, uint64(tx.DB().Info().PageSize)); p != "" {
+		problems = append(problems, "bbolt: "+p)
 	}
+	return append(problems, walkTree(f, tx, shape).problems...)
+}
+
+// walkTree walks tx's tree in f (walk), and returns its walker: its
+// problems, and the pages it reached (seen).
+func walkTree(f *os.File, tx *bolt.Tx, shape bool) *pageWalker {
+	ps := uint64(tx.DB().Info().PageSize)
+	hwm := uint64(tx.Size()) / ps // Open checked the file holds that many pages
+	w := &pageWalker{f: f, pageSize: ps, hwm: hwm, seen: newPageSet(hwm), shape: shape}
 	w.walk(uint64(tx.Cursor().Bucket().Root()))
 	w.f = nil
 	return w
@@ -257,11 +258,14 @@ const (
 // transaction before it; the last transaction — a revocation, say — is
 // lost. (A torn write cannot do this: the 80 bytes that matter lie in the
 // page's first disk sector.)
-func checkMeta(f *os.File, pageSize uint64) string {
+//
+// With both sound, newest is the one bbolt opens: the one of the higher
+// transaction ID.
+func checkMeta(f *os.File, pageSize uint64) (newest meta, problem string) {
 	for id := range uint64(2) {
 		page := make([]byte, pageHeader+metaSummed+8)
 		if _, err := f.ReadAt(page, int64(id*pageSize)); err != nil {
-			return fmt.Sprintf("meta page %d: %v", id, err)
+			return meta{}, fmt.Sprintf("meta page %d: %v", id, err)
 		}
 		b := page[pageHeader:]
 		h := fnv.New64a()
@@ -271,17 +275,33 @@ func checkMeta(f *os.File, pageSize uint64) string {
 		// meta page copied over the other passes it, and makes bbolt
 		// open the older transaction.
 		case binary.NativeEndian.Uint64(page) != id || binary.NativeEndian.Uint16(page[8:]) != metaPage:
-			return fmt.Sprintf("meta page %d is damaged (its header says page %d, flags %#x)", id, binary.NativeEndian.Uint64(page), binary.NativeEndian.Uint16(page[8:]))
+			return meta{}, fmt.Sprintf("meta page %d is damaged (its header says page %d, flags %#x)", id, binary.NativeEndian.Uint64(page), binary.NativeEndian.Uint16(page[8:]))
 		case binary.NativeEndian.Uint32(b) != boltMagic:
-			return fmt.Sprintf("meta page %d is damaged (no bbolt magic number)", id)
+			return meta{}, fmt.Sprintf("meta page %d is damaged (no bbolt magic number)", id)
 		case binary.NativeEndian.Uint32(b[4:]) != boltVersion:
-			return fmt.Sprintf("meta page %d is damaged (version %d)", id, binary.NativeEndian.Uint32(b[4:]))
+			return meta{}, fmt.Sprintf("meta page %d is damaged (version %d)", id, binary.NativeEndian.Uint32(b[4:]))
 		case h.Sum64() != binary.NativeEndian.Uint64(b[metaSummed:]):
-			return fmt.Sprintf("meta page %d is damaged (checksum mismatch)", id)
+			return meta{}, fmt.Sprintf("meta page %d is damaged (checksum mismatch)", id)
+		}
+		// magic 4, version 4, page size 4, flags 4, root 16, then freelist 8, hwm 8, txid 8.
+		m := meta{freelist: binary.NativeEndian.Uint64(b[32:]), hwm: binary.NativeEndian.Uint64(b[40:]), txid: binary.NativeEndian.Uint64(b[48:])}
+		if id == 0 || m.txid > newest.txid {
+			newest = m
 		}
 	}
-	return ""
+	return newest, ""
 }
+
+// meta is what Open needs of a meta page: its freelist page, its
+// high-water mark (the count of pages in use) and its transaction ID.
+type meta struct{ freelist, hwm, txid uint64 }
+
+// synced is false when the meta names no freelist page: the writer ran
+// with NoFreelistSync and did not close cleanly, and bbolt rebuilds the
+// freelist by walking every page in a goroutine of its own, where a
+// damaged page is a fault that ends the process: such a file must pass
+// checkPages first.
+func (m meta) synced() bool { return m.freelist != ^uint64(0) }
 
 // The walk reads the pages of a level of the tree in page order, a run
 // of nearby pages at a time: pages at most readGap pages apart share a
@@ -299,7 +319,7 @@ const (
 type pageWalker struct {
 	f             *os.File
 	pageSize, hwm uint64
-	seen          []uint64 // one bit per page below hwm
+	seen          pageSet // the pages below hwm the walk reached
 	problems      []string
 	// shape: check only what bbolt's descent follows (branch pages, and
 	// the root bucket's leaves, which hold the buckets), and of every
@@ -332,6 +352,16 @@ type pageRef struct {
 	hasKey bool
 }
 
+// pageSet is a set of page IDs below a file's high-water mark, a bit per
+// page: 11 KB for the 1M-token file's 86,000 pages.
+type pageSet []uint64
+
+func newPageSet(hwm uint64) pageSet { return make(pageSet, (hwm+63)/64) }
+
+func (s pageSet) has(id uint64) bool { return s[id/64]&(1<<(id%64)) != 0 }
+
+func (s pageSet) add(id uint64) { s[id/64] |= 1 << (id % 64) }
+
 func (w *pageWalker) add(format string, args ...any) {
 	w.problems = append(w.problems, "bbolt: "+fmt.Sprintf(format, args...))
 }
@@ -350,10 +380,10 @@ func (w *pageWalker) walk(root uint64) {
 			switch {
 			case r.id < 2 || r.id >= w.hwm:
 				w.add("page %d: out of range [2, %d)", r.id, w.hwm)
-			case w.seen[r.id/64]&(1<<(r.id%64)) != 0:
+			case w.seen.has(r.id):
 				w.add("page %d: reached twice", r.id)
 			default:
-				w.seen[r.id/64] |= 1 << (r.id % 64)
+				w.seen.add(r.id)
 				todo = append(todo, r)
 			}
 		}
@@ -442,11 +472,11 @@ func (w *pageWalker) page(r pageRef) {
 	// Its overflow pages are the tree's too: no other page may be one,
 	// nor may the freelist hold one (treeSound).
 	for o := id + 1; o < id+n; o++ {
-		if w.seen[o/64]&(1<<(o%64)) != 0 {
+		if w.seen.has(o) {
 			w.add("page %d: its overflow page %d is reached twice", id, o)
 			return
 		}
-		w.seen[o/64] |= 1 << (o % 64)
+		w.seen.add(o)
 	}
 	// Of a leaf that holds no bucket, the shape walk needs the first key
 	// alone: it reads no overflow page past it.

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -193,36 +192,6 @@ func (db *DB) checkSchema() (err error) {
 	})
 }
 
-// newestMeta returns the freelist page and the high-water mark (the
-// count of pages in use) of the newest valid meta page of the file: the
-// one bbolt opens. synced is false when the meta names no freelist page:
-// the writer ran with NoFreelistSync and did not close cleanly, and bbolt
-// rebuilds the freelist by walking every page in a goroutine of its own,
-// where a damaged page is a fault that ends the process: such a file must
-// pass checkPages first.
-func newestMeta(f *os.File, pageSize uint64) (freelist, hwm uint64, synced bool) {
-	var bestTxid uint64
-	found := false
-	for meta := range uint64(2) {
-		page := make([]byte, pageHeader+metaSummed+8)
-		if _, err := f.ReadAt(page, int64(meta*pageSize)); err != nil {
-			continue
-		}
-		b := page[pageHeader:]
-		h := fnv.New64a()
-		_, _ = h.Write(b[:metaSummed])
-		if binary.NativeEndian.Uint32(b) != boltMagic || h.Sum64() != binary.NativeEndian.Uint64(b[metaSummed:]) {
-			continue
-		}
-		// magic 4, version 4, page size 4, flags 4, root 16, then freelist 8, hwm 8, txid 8.
-		fl, pages, txid := binary.NativeEndian.Uint64(b[32:]), binary.NativeEndian.Uint64(b[40:]), binary.NativeEndian.Uint64(b[48:])
-		if !found || txid > bestTxid {
-			bestTxid, freelist, hwm, synced, found = txid, fl, pages, fl != ^uint64(0), true
-		}
-	}
-	return freelist, hwm, synced
-}
-
 // bbolt's freelist page: the page header (flags freelistPage), then count
 // page IDs of 8 bytes; a count of 0xFFFF means the first of those 8-byte
 // slots holds the real count, and the IDs follow it.
@@ -238,10 +207,10 @@ const (
 // count's worth of IDs first, so a count of 2^34 is a fatal "out of
 // memory" that no recover reaches, and a count past the page reads past
 // it. A free ID out of the file is a panic at the first write that
-// allocates it; one that is a page of the tree (a bit set in tree, one
-// per page, as pageWalker.seen) is written over by it. The IDs are read a chunk at a time, so the check holds
-// 64 KB whatever the freelist's size.
-func checkFreelist(f *os.File, pageSize, hwm, id uint64, tree []uint64) string {
+// allocates it; one that is a page of the tree (in tree, the pages the
+// walk reached) is written over by it. The IDs are read a chunk at a
+// time, so the check holds 64 KB whatever the freelist's size.
+func checkFreelist(f *os.File, pageSize, hwm, id uint64, tree pageSet) string {
 	if id < 2 || id >= hwm {
 		return fmt.Sprintf("freelist page %d: out of range [2, %d)", id, hwm)
 	}
@@ -260,7 +229,7 @@ func checkFreelist(f *os.File, pageSize, hwm, id uint64, tree []uint64) string {
 		return fmt.Sprintf("freelist page %d: %d overflow pages run past the high-water mark %d", id, pages-1, hwm)
 	}
 	for p := id; p < id+pages; p++ {
-		if tree[p/64]&(1<<(p%64)) != 0 {
+		if tree.has(p) {
 			return fmt.Sprintf("freelist page %d: page %d is also in the tree", id, p)
 		}
 	}
@@ -283,7 +252,7 @@ func checkFreelist(f *os.File, pageSize, hwm, id uint64, tree []uint64) string {
 				return fmt.Sprintf("freelist page %d: free page %d out of range [2, %d)", id, free, hwm)
 			case free >= id && free < id+pages:
 				return fmt.Sprintf("freelist page %d: free page %d is the freelist's own", id, free)
-			case tree[free/64]&(1<<(free%64)) != 0:
+			case tree.has(free):
 				return fmt.Sprintf("freelist page %d: free page %d is also in the tree", id, free)
 			}
 		}
@@ -311,10 +280,10 @@ func probeFile(probe *bolt.DB) error {
 	pageSize := uint64(probe.Info().PageSize)
 	// Fail closed: with a meta page damaged, bbolt opens the file one
 	// transaction back, and that one may have been a revocation.
-	if p := checkMeta(f, pageSize); p != "" {
+	newest, p := checkMeta(f, pageSize)
+	if p != "" {
 		return fmt.Errorf("%w: bbolt %s: the file may have lost its last transaction; restore a backup", ErrCorrupt, p)
 	}
-	freelist, hwm, synced := newestMeta(f, pageSize)
 	// bbolt's size of the file, tx.Size, is hwm × pageSize in an int64:
 	// 2^52 pages more than the file holds wrap to its own size, which
 	// passed checkFileSize, and bbolt's tx.Check then walked 2^52 pages.
@@ -322,11 +291,11 @@ func probeFile(probe *bolt.DB) error {
 	if err != nil {
 		return err
 	}
-	if pages := uint64(fi.Size()) / pageSize; hwm > pages {
-		return fmt.Errorf("%w: the file holds %d pages of %d bytes, its header says %d (truncated?)", ErrCorrupt, pages, pageSize, hwm)
+	if pages := uint64(fi.Size()) / pageSize; newest.hwm > pages {
+		return fmt.Errorf("%w: the file holds %d pages of %d bytes, its header says %d (truncated?)", ErrCorrupt, pages, pageSize, newest.hwm)
 	}
-	if synced {
-		return treeSound(probe, freelist)
+	if newest.synced() {
+		return treeSound(probe, f, newest.freelist)
 	}
 	return pagesSound(probe) // which checks the tree's shape too
 }
@@ -351,17 +320,12 @@ func probeFile(probe *bolt.DB) error {
 // pages the walk reached: a page both free and in the tree is given to
 // the next write, which writes over it while the tree still leads there
 // (tokens lost, a page reached twice: the hostile-files kind of loop).
-func treeSound(bdb *bolt.DB, freelist uint64) error {
+func treeSound(bdb *bolt.DB, f *os.File, freelist uint64) error {
 	return view(bdb, func(tx *bolt.Tx) error {
-		w := walkTree(bdb.Path(), tx, true)
+		w := walkTree(f, tx, true)
 		if len(w.problems) > 0 {
 			return fmt.Errorf("%w: %s", ErrCorrupt, w.problems[0])
 		}
-		f, err := os.Open(bdb.Path())
-		if err != nil {
-			return err
-		}
-		defer f.Close()
 		if p := checkFreelist(f, w.pageSize, w.hwm, freelist, w.seen); p != "" {
 			return fmt.Errorf("%w: bbolt %s", ErrCorrupt, p)
 		}

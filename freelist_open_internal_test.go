@@ -77,9 +77,11 @@ func TestOpen_RefusesDamagedFreelist(t *testing.T) {
 	br := branchRoot(t, base, "tokens")
 	f, err := os.Open(base)
 	require.NoError(t, err)
-	fl, _, synced := newestMeta(f, ps)
+	newest, p := checkMeta(f, ps)
 	require.NoError(t, f.Close())
-	require.True(t, synced, "Close wrote no freelist")
+	require.Empty(t, p)
+	require.True(t, newest.synced(), "Close wrote no freelist")
+	fl := newest.freelist
 	count := uint64(binary.NativeEndian.Uint16(clean[fl*ps+10:]))
 	require.NotZero(t, count)
 	require.Less(t, (count+2)*8+pageHeader, ps, "the freelist fills its page")
@@ -180,20 +182,20 @@ func TestCheckFreelist_CountInFirstSlot(t *testing.T) {
 	write := func() {
 		require.NoError(t, os.WriteFile(path, b, 0o600))
 	}
-	check := func(tree []uint64) string {
+	check := func(tree pageSet) string {
 		f, err := os.Open(path)
 		require.NoError(t, err)
 		defer f.Close()
 		return checkFreelist(f, ps, hwm, id, tree)
 	}
-	tree := make([]uint64, (hwm+63)/64)
+	tree := newPageSet(hwm)
 	write()
 	assert.Empty(t, check(tree))
 
 	last := uint64(1000 + count - 1) // in the last chunk
-	tree[last/64] |= 1 << (last % 64)
+	tree.add(last)
 	assert.Equal(t, fmt.Sprintf("freelist page %d: free page %d is also in the tree", id, last), check(tree))
-	tree[last/64] = 0
+	tree = newPageSet(hwm)
 
 	binary.NativeEndian.PutUint64(p[pageHeader+8+8*(freelistChunk+5):], id+3) // the freelist's own overflow page
 	write()

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -37,7 +36,7 @@ func TestSweepProbe(t *testing.T) {
 	var mu sync.Mutex
 	now := time.Now().Add(time.Hour).Truncate(time.Millisecond) // after the fixture's frozen instant
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	rec := &passRecorder{passes: map[string]*probePass{}}
+	rec := &txRecorder{}
 	db, err := tokenstore.Open(path, &tokenstore.Options{SweepInterval: -1, Now: clock, Logger: slog.New(rec)})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, db.Close()) }()
@@ -58,7 +57,9 @@ func TestSweepProbe(t *testing.T) {
 	mu.Lock()
 	now = now.Add(2 * time.Second)
 	mu.Unlock()
-	rec.reset()
+	rec.mu.Lock()
+	rec.passes, rec.scan = [4]passStats{}, 0 // the issues' transactions are not the sweep's
+	rec.mu.Unlock()
 	start = time.Now()
 	swept, err := db.Sweep(ctx)
 	took := time.Since(start)
@@ -68,79 +69,8 @@ func TestSweepProbe(t *testing.T) {
 	require.NoError(t, err)
 	t.Logf("file %s: %d bytes before the probe (%.0f bytes per token of the fixture), %d after", src, before.Size(), float64(before.Size())/1e6, after.Size())
 	t.Logf("issued %d tokens in %d IssueBatch calls in %s", n, n/batch, issued.Round(time.Millisecond))
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
 	t.Logf("sweep of %d tokens: %s; scans %s", swept, took.Round(time.Millisecond), rec.scan.Round(time.Millisecond))
-	names := make([]string, 0, len(rec.passes))
-	for name := range rec.passes {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		p := rec.passes[name]
-		t.Logf("pass %-10s %4d tx %8s (io %8s) %7.1f MB written", name, p.tx, p.took.Round(time.Millisecond), p.io.Round(time.Millisecond), float64(p.written)/1e6)
-	}
-}
-
-type probePass struct {
-	tx       int
-	took, io time.Duration
-	written  int64
-}
-
-// passRecorder is a slog.Handler summing the sweep's debug records by pass.
-type passRecorder struct {
-	mu     sync.Mutex
-	passes map[string]*probePass
-	scan   time.Duration
-}
-
-func (r *passRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (r *passRecorder) WithAttrs([]slog.Attr) slog.Handler       { return r }
-func (r *passRecorder) WithGroup(string) slog.Handler            { return r }
-
-func (r *passRecorder) reset() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.passes, r.scan = map[string]*probePass{}, 0
-}
-
-func (r *passRecorder) Handle(_ context.Context, rec slog.Record) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	switch rec.Message {
-	case "tokenstore: sweep scan":
-		rec.Attrs(func(a slog.Attr) bool {
-			if a.Key == "took" {
-				r.scan += a.Value.Duration()
-			}
-			return true
-		})
-	case "tokenstore: sweep transaction":
-		var s probePass
-		name := "?"
-		rec.Attrs(func(a slog.Attr) bool {
-			switch a.Key {
-			case "pass": // sweepsize.go's order
-				if i := a.Value.Int64(); i >= 0 && i < 4 {
-					name = fmt.Sprintf("%d-%s", i, []string{"subjects", "records", "ids", "expiry"}[i])
-				}
-			case "took":
-				s.took = a.Value.Duration()
-			case "io":
-				s.io = a.Value.Duration()
-			case "written":
-				s.written = a.Value.Int64()
-			}
-			return true
-		})
-		p := r.passes[name]
-		if p == nil {
-			p = &probePass{}
-			r.passes[name] = p
-		}
-		p.tx++
-		p.took += s.took
-		p.io += s.io
-		p.written += s.written
-	}
-	return nil
+	rec.logPasses(t, 1)
 }

@@ -234,17 +234,28 @@ func (h *Handler) apiRevokeSubject(w http.ResponseWriter, r *http.Request) {
 // apiGet answers 200 for an expired token not swept yet too, with
 // "expired": true: the details are what an operator looks for.
 func (h *Handler) apiGet(w http.ResponseWriter, r *http.Request) {
-	id, err := parseID(r.PathValue("id"))
+	info, ok := h.getByID(w, r, r.PathValue("id"))
+	if !ok {
+		return
+	}
+	h.writeJSON(w, http.StatusOK, NewTokenInfo(info, h.now()))
+}
+
+// getByID reads the token whose ID is raw, an expired one not swept yet
+// too (its details are what an operator looks for). On a bad ID or a
+// store error it has answered already and reports false.
+func (h *Handler) getByID(w http.ResponseWriter, r *http.Request, raw string) (tokenstore.Info, bool) {
+	id, err := parseID(raw)
 	if err != nil {
 		h.refuse(w, r, http.StatusBadRequest, "invalid_id", err.Error())
-		return
+		return tokenstore.Info{}, false
 	}
 	info, err := h.store.Get(r.Context(), id)
 	if err != nil && !errors.Is(err, tokenstore.ErrExpired) {
 		h.storeError(w, r, err)
-		return
+		return tokenstore.Info{}, false
 	}
-	h.writeJSON(w, http.StatusOK, NewTokenInfo(info, h.now()))
+	return info, true
 }
 
 func (h *Handler) apiRevokeID(w http.ResponseWriter, r *http.Request) {

@@ -296,14 +296,8 @@ func (h *Handler) pageRevokeToken(w http.ResponseWriter, r *http.Request, d page
 	if post {
 		src = r.PostForm
 	}
-	id, err := parseID(src.Get("id"))
-	if err != nil {
-		h.refuse(w, r, http.StatusBadRequest, "invalid_id", err.Error())
-		return
-	}
-	info, err := h.store.Get(r.Context(), id)
-	if err != nil && !errors.Is(err, tokenstore.ErrExpired) {
-		h.storeError(w, r, err)
+	info, ok := h.getByID(w, r, src.Get("id"))
+	if !ok {
 		return
 	}
 	if !post {
@@ -313,11 +307,11 @@ func (h *Handler) pageRevokeToken(w http.ResponseWriter, r *http.Request, d page
 		h.renderPage(w, r, http.StatusOK, "confirm", d)
 		return
 	}
-	if err := h.store.RevokeID(r.Context(), id); err != nil {
+	if err := h.store.RevokeID(r.Context(), info.ID); err != nil {
 		h.storeError(w, r, err)
 		return
 	}
-	h.log.Info("admin: revoked a token", "actor", actorOf(r), "id", id, "subject", info.Subject)
+	h.log.Info("admin: revoked a token", "actor", actorOf(r), "id", info.ID, "subject", info.Subject)
 	h.redirectHome(w, r, info.Subject, 1)
 }
 
@@ -406,14 +400,8 @@ func (h *Handler) pageRevokeFamily(w http.ResponseWriter, r *http.Request, d pag
 			return
 		}
 	} else {
-		id, err := parseID(q.Get("id"))
-		if err != nil {
-			h.refuse(w, r, http.StatusBadRequest, "invalid_id", err.Error())
-			return
-		}
-		info, err := h.store.Get(r.Context(), id)
-		if err != nil && !errors.Is(err, tokenstore.ErrExpired) {
-			h.storeError(w, r, err)
+		info, ok := h.getByID(w, r, q.Get("id"))
+		if !ok {
 			return
 		}
 		v := h.view(info, h.now())

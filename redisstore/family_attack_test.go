@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -60,15 +59,7 @@ func testFullRedisSuccessorUseEndsGrace(t *testing.T, touch time.Duration) {
 	_, err = s.Validate(ctx, pairs[0].a) // loads the read script
 	require.NoError(t, err)
 
-	base := infoInt(t, raw, "memory", "used_memory")
-	require.NoError(t, raw.ConfigSet(ctx, "maxmemory", strconv.FormatInt(base+256<<10, 10)).Err())
-	var full error
-	for i := 0; full == nil; i++ {
-		require.Less(t, i, 100000, "Redis never filled up")
-		_, _, full = s.Issue(ctx, fmt.Sprintf("user-%d", i))
-	}
-	require.ErrorIs(t, full, redisstore.ErrOutOfMemory)
-	require.NoError(t, raw.ConfigSet(ctx, "maxmemory", strconv.FormatInt(base, 10)).Err())
+	fillRedis(t, raw, s)
 
 	clk.Advance(2 * time.Second) // the successor's use is a write that needs memory (u)
 	for i, use := range uses {
@@ -385,15 +376,7 @@ func TestFamily_FullRedisRevokeFamily(t *testing.T) {
 	f, _, err := s.Rotate(ctx, e, tokenstore.WithGrace(5*time.Minute))
 	require.NoError(t, err)
 
-	base := infoInt(t, raw, "memory", "used_memory")
-	require.NoError(t, raw.ConfigSet(ctx, "maxmemory", strconv.FormatInt(base+256<<10, 10)).Err())
-	var full error
-	for i := 0; full == nil; i++ {
-		require.Less(t, i, 100000, "Redis never filled up")
-		_, _, full = s.Issue(ctx, fmt.Sprintf("user-%d", i))
-	}
-	require.ErrorIs(t, full, redisstore.ErrOutOfMemory)
-	require.NoError(t, raw.ConfigSet(ctx, "maxmemory", strconv.FormatInt(base, 10)).Err())
+	fillRedis(t, raw, s)
 
 	_, err = s.Validate(ctx, a)
 	require.NoError(t, err, "in its grace")

@@ -41,17 +41,7 @@ func TestFullRedis(t *testing.T) {
 	_, err = every.Validate(ctx, sliding)
 	require.NoError(t, err)
 
-	// Fill Redis with other users' logins until it refuses one.
-	base := infoInt(t, raw, "memory", "used_memory")
-	require.NoError(t, raw.ConfigSet(ctx, "maxmemory", strconv.FormatInt(base+256<<10, 10)).Err())
-	var full error
-	for i := 0; full == nil; i++ {
-		require.Less(t, i, 100000, "Redis never filled up")
-		_, _, full = s.Issue(ctx, fmt.Sprintf("user-%d", i))
-	}
-	// Used memory moves (client buffers); keep it well above maxmemory,
-	// so that every write below is refused, not just the next one.
-	require.NoError(t, raw.ConfigSet(ctx, "maxmemory", strconv.FormatInt(base, 10)).Err())
+	full := fillRedis(t, raw, s)
 	// The stored uses are a TouchInterval behind: each Validate tries to
 	// write, fails, and answers from its read.
 	clk.Advance(10 * time.Minute)
@@ -293,6 +283,26 @@ func commandCalls(t testing.TB, rdb *redis.Client, cmd string) int64 {
 }
 
 // hostPort turns "host:port" into "host port", as replicaof wants it.
+// fillRedis fills Redis (noeviction) with other users' logins, issued
+// through s, until it refuses one with ErrOutOfMemory; then it lowers
+// maxmemory to the memory used before the fill. Used memory moves (client
+// buffers): kept well above maxmemory, every later write is refused, not
+// just the next one. It returns the refusal.
+func fillRedis(t testing.TB, raw *redis.Client, s *redisstore.Store) error {
+	t.Helper()
+	ctx := context.Background()
+	base := infoInt(t, raw, "memory", "used_memory")
+	require.NoError(t, raw.ConfigSet(ctx, "maxmemory", strconv.FormatInt(base+256<<10, 10)).Err())
+	var full error
+	for i := 0; full == nil; i++ {
+		require.Less(t, i, 100000, "Redis never filled up")
+		_, _, full = s.Issue(ctx, fmt.Sprintf("user-%d", i))
+	}
+	require.ErrorIs(t, full, redisstore.ErrOutOfMemory)
+	require.NoError(t, raw.ConfigSet(ctx, "maxmemory", strconv.FormatInt(base, 10)).Err())
+	return full
+}
+
 func hostPort(addr string) string {
 	h, p, _ := net.SplitHostPort(addr)
 	return h + " " + p
@@ -454,15 +464,7 @@ func TestFullRedis_IssueUnderLimit(t *testing.T) {
 	require.NoError(t, raw.Del(ctx, recordKey(prefix, gone)).Err()) // as Redis expires a record KeepExpired after its deadline
 	require.EqualValues(t, 1, raw.ZCard(ctx, prefix+"s:victim").Val())
 
-	base := infoInt(t, raw, "memory", "used_memory")
-	require.NoError(t, raw.ConfigSet(ctx, "maxmemory", strconv.FormatInt(base+256<<10, 10)).Err())
-	var full error
-	for i := 0; full == nil; i++ {
-		require.Less(t, i, 100000, "Redis never filled up")
-		_, _, full = s.Issue(ctx, fmt.Sprintf("user-%d", i))
-	}
-	require.ErrorIs(t, full, redisstore.ErrOutOfMemory)
-	require.NoError(t, raw.ConfigSet(ctx, "maxmemory", strconv.FormatInt(base, 10)).Err())
+	fillRedis(t, raw, s)
 	keys := raw.DBSize(ctx).Val()
 
 	_, _, err = s.Issue(ctx, "victim")
