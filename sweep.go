@@ -477,7 +477,7 @@ func deleteAt(c *bolt.Cursor, k []byte) (bool, error) {
 }
 
 // sweepPass applies fn to items, in their order, in write transactions
-// sized by the pass's sizer; each transaction first runs begin. fn reports
+// sized by the pass's sizer (sizedTx); each transaction first runs begin. fn reports
 // whether it wrote (false: its entries had gone meanwhile, a search and
 // no more). The sizer learns only from transactions in which every item
 // wrote: one whose items had gone (revoked after the scan, or deleted by
@@ -495,58 +495,39 @@ func (db *DB) sweepPass(ctx context.Context, pass int, items []*sweepItem, fn fu
 		}
 		chunk := items[:min(len(items), sizer.get())]
 		items = items[len(chunk):]
-		var written int64
-		var io time.Duration
 		before := 0
 		if deleted != nil {
 			before = *deleted
 		}
-		// The sizer learns from the time the transaction held the writer
-		// lock (held: from its start to its commit, which releases the
-		// lock before OnCommit runs), not from the time the call took:
-		// that includes the wait in the committer's queue, where runSolo
-		// puts it behind the writers that came during its last
-		// transaction, and charged their transaction to the sweep's
-		// tokens, shrinking its chunks whenever other writers were busy.
-		var held time.Duration
-		wrote := 0 // the items that wrote (fn)
 		t := time.Now()
-		err := db.commit.runSolo(func(tx *bolt.Tx) error {
-			start := time.Now()
-			tx.OnCommit(func() {
-				st := tx.Stats()
-				written, io, held = st.GetPageAlloc(), st.GetWriteTime(), time.Since(start)
-			})
+		st, err := db.sizedTx(sizer, func(tx *bolt.Tx) (int, error) {
 			if err := begin(tx); err != nil {
-				return err
+				return 0, err
 			}
-			wrote = 0
+			wrote := 0 // the items that wrote (fn): fewer than asked for, the sizer learns nothing
 			for _, it := range chunk {
 				did, err := fn(tx, it)
 				if err != nil {
-					return err
+					return 0, err
 				}
 				if did {
 					wrote++
 				}
 			}
 			if deleted != nil && *deleted > before {
-				return addCount(tx, -int64(*deleted-before))
+				return wrote, addCount(tx, -int64(*deleted-before))
 			}
-			return nil
+			return wrote, nil
 		})
 		took := time.Since(t)
 		if err != nil && deleted != nil {
 			*deleted = before // rolled back, or its commit failed: it deleted nothing
 		}
-		if err == nil { // a transaction rolled back wrote nothing: no io to learn from
-			sizer.nextIO(held, io, wrote) // fewer than asked for: nothing learned
-		}
 		n := 0
 		if deleted != nil {
 			n = *deleted - before
 		}
-		db.log.Debug("tokenstore: sweep transaction", "pass", pass, "deleted", n, "size", len(chunk), "took", took, "held", held, "io", io, "written", written)
+		db.log.Debug("tokenstore: sweep transaction", "pass", pass, "deleted", n, "size", len(chunk), "took", took, "held", st.held, "io", st.io, "written", st.pages)
 		if err != nil {
 			return err
 		}

@@ -3,6 +3,8 @@ package tokenstore
 import (
 	"slices"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // Sweep passes, each with its own sizer (sweepSizers): a pass's cost per
@@ -85,4 +87,42 @@ func (c *chunkSizer) nextIO(took, io time.Duration, items int) {
 	next := float64(budget) / perItem
 	next = min(max(next, size/4), size*2)
 	c.n = int(min(max(next, float64(lo)), float64(hi)))
+}
+
+// sizedStats is what one sizedTx transaction cost, once committed.
+type sizedStats struct {
+	held  time.Duration // the writer lock held: from the transaction's start to its commit
+	io    time.Duration // bbolt's page writes and fsyncs (TxStats.WriteTime)
+	pages int64         // pages allocated (TxStats.PageAlloc)
+}
+
+// sizedTx runs fn in a write transaction of its own, in the committer's
+// queue (runSolo), and when it commits sizes sizer's next transaction by
+// nextIO from it and from fn's count of the items that wrote: the sweep's
+// passes and the flush go through it.
+//
+// The sizer learns from the time the transaction held the writer lock
+// (from its start to its commit, which releases the lock before OnCommit
+// runs), not from the time the call took: that includes the wait in the
+// committer's queue, where runSolo puts it behind the writers that came
+// during its last transaction, and charged their transaction to its items,
+// shrinking its chunks whenever other writers were busy. A transaction
+// rolled back wrote nothing: no io to learn from.
+func (db *DB) sizedTx(sizer *chunkSizer, fn func(*bolt.Tx) (wrote int, err error)) (sizedStats, error) {
+	var st sizedStats
+	wrote := 0
+	err := db.commit.runSolo(func(tx *bolt.Tx) error {
+		start := time.Now()
+		tx.OnCommit(func() {
+			s := tx.Stats()
+			st = sizedStats{held: time.Since(start), io: s.GetWriteTime(), pages: s.GetPageAlloc()}
+		})
+		var err error
+		wrote, err = fn(tx)
+		return err
+	})
+	if err == nil {
+		sizer.nextIO(st.held, st.io, wrote)
+	}
+	return st, err
 }
