@@ -592,7 +592,8 @@ const txTarget = 4 * time.Millisecond
 const fsyncBelieved = 16 * time.Millisecond
 
 // chunkSizer picks how many tokens the next sweep transaction takes, so
-// that it lasts about txTarget: the cost of a token is not a constant.
+// that it holds the writer lock about sweepHold (nextIO): the cost of a
+// token is not a constant.
 // Among 10,000 tokens the ones a transaction deletes share their pages;
 // among 1,000,000 each rewrites pages of its own (its record and its
 // subject entry sit at random places in two B+trees, and bbolt copies a
@@ -617,9 +618,9 @@ const fsyncBelieved = 16 * time.Millisecond
 // work; nextIO takes the fixed part from bbolt's own write time.
 type chunkSizer struct {
 	n             int
-	first, lo, hi int // zero: the sweep's
-	recent        [16]time.Duration
-	perItem       [16]float64 // nextIO's: ns per item of the recent transactions
+	first, lo, hi int               // zero: the sweep's
+	recent        [16]time.Duration // nextIO's: the io of the recent transactions
+	perItem       [16]float64       // nextIO's: ns per item of the recent transactions
 	seen          int
 }
 

@@ -49,10 +49,11 @@ func (s *sweepSizers) setAll(c chunkSizer) {
 // in 54-57 transactions instead of 48. The flush sizes by it too.
 const sweepHold = 6 * time.Millisecond
 
-// nextIO sizes the next sweep transaction from the last one's time in all
-// (took) and the part bbolt spent writing pages and fsyncing (io).
+// nextIO sizes the next sweep or flush transaction from the time the last
+// one held the writer lock (took: sizedTx's held) and the part bbolt spent
+// writing pages and fsyncing (io).
 //
-// The sizer before it (next, still the flush's) took the shortest recent
+// The sizer before it (next, since removed) took the shortest recent
 // transaction as the fixed part and charged everything above it to the
 // tokens: on a shared disk whose fsyncs jumped from 2 to 15 ms from one
 // commit to the next, each slow fsync shrank the next chunk by up to 4×,
@@ -65,7 +66,7 @@ const sweepHold = 6 * time.Millisecond
 // fixed part from the io of the recent transactions (their shortest: the
 // fsyncs with few pages), and the cost of a token as the median of the
 // recent transactions' (took - fixed) / size: one slow fsync moves the
-// median little. As with next, a transaction of fewer items than the size
+// median little. A transaction of fewer items than the size
 // asked for sizes nothing: a pass's last takes what is left.
 func (c *chunkSizer) nextIO(took, io time.Duration, items int) {
 	if items < c.get() {
