@@ -3,7 +3,6 @@ package tokenstore
 import (
 	"context"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,10 +16,9 @@ import (
 // naming the token), and the next sweeps are not stopped by it.
 func TestDB_Sweep_DamagedIDsEntryCostsOnlyItself(t *testing.T) {
 	ctx := context.Background()
-	var now atomic.Int64
-	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	now, clock := settableClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{
-		SweepInterval: -1, Now: func() time.Time { return time.UnixMilli(now.Load()) }})
+		SweepInterval: -1, Now: clock})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, db.Close()) }()
 	issued := issueToUser(t, db, 10, Absolute(time.Hour))

@@ -96,9 +96,7 @@ func TestDB_Sweep_CutShortAnywhere(t *testing.T) {
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.db")
-	var now atomic.Int64
-	now.Store(t0.UnixMilli())
-	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	now, clock := settableClock(t0)
 	db, err := Open(src, &Options{SweepInterval: -1, Now: clock})
 	require.NoError(t, err)
 	var reqs []IssueRequest
@@ -186,9 +184,8 @@ func TestDB_Sweep_ScanInPiecesAndRounds(t *testing.T) {
 	defer func(tx, max int) { sweepScanTx, sweepScanMax = tx, max }(sweepScanTx, sweepScanMax)
 	sweepScanTx, sweepScanMax = 3, 7
 	ctx := context.Background()
-	var now atomic.Int64
-	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
-	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: -1, Now: func() time.Time { return time.UnixMilli(now.Load()) }})
+	now, clock := settableClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: -1, Now: clock})
 	require.NoError(t, err)
 	defer db.Close()
 	var reqs []IssueRequest
@@ -222,9 +219,7 @@ func TestDB_Close_SweepQueued(t *testing.T) {
 	defer goleak.VerifyNone(t, ignore)
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "t.db")
-	var now atomic.Int64
-	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
-	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	now, clock := settableClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	// The sweeper's ticker is the only real time here: it starts rounds,
 	// and the test waits for the round to queue, not for the time.
 	db, err := Open(path, &Options{SweepInterval: time.Millisecond, Now: clock})
@@ -329,9 +324,7 @@ func TestSweep_WaitEndsWithCtx(t *testing.T) {
 func TestDB_Sweep_CutShortCountsItsDeletes(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	var now atomic.Int64
-	now.Store(t0.UnixMilli())
-	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	now, clock := settableClock(t0)
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: -1, Now: clock, Logger: slog.New(&cancelAfter{n: 3, cancel: cancel})})
@@ -349,4 +342,12 @@ func TestDB_Sweep_CutShortCountsItsDeletes(t *testing.T) {
 	st := db.Stats()
 	assert.Equal(t, uint64(8), st.Swept, "the cut sweep's deletes counted too")
 	assert.Zero(t, st.Tokens)
+}
+
+// settableClock is an Options.Now that reads *now (ms), starting at t0:
+// the test moves it with now.Store and now.Add.
+func settableClock(t0 time.Time) (now *atomic.Int64, clock func() time.Time) {
+	now = new(atomic.Int64)
+	now.Store(t0.UnixMilli())
+	return now, func() time.Time { return time.UnixMilli(now.Load()) }
 }
