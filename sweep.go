@@ -403,11 +403,10 @@ func (db *DB) sweepApply(ctx context.Context, now int64, items []*sweepItem) (de
 	if err != nil {
 		return deleted, err
 	}
-	all := items
 	var expiry, ids *bolt.Bucket
 	var idsCur *bolt.Cursor
 	var raised int64 // the latest use this transaction wrote to usedmax
-	err = db.sweepPass(ctx, passExpiry, all, func(tx *bolt.Tx, it *sweepItem) (bool, error) {
+	err = db.sweepPass(ctx, passExpiry, items, func(tx *bolt.Tx, it *sweepItem) (bool, error) {
 		if it.refile == 0 {
 			return deleteAt(cur, it.key)
 		}
@@ -451,7 +450,7 @@ func (db *DB) sweepApply(ctx context.Context, now int64, items []*sweepItem) (de
 	// which takes each shard's lock once per call (see deleteAll), in calls
 	// of refiledBatch tokens.
 	var refiled, scratch []touch
-	for _, it := range all {
+	for _, it := range items {
 		if it.refile > 0 {
 			refiled = append(refiled, touch{h: it.h, used: it.used})
 		}
