@@ -27,13 +27,6 @@ const (
 // only by the sweep holding db.sweeping.
 type sweepSizers [sweepPassCount]chunkSizer
 
-// setAll gives every pass the sizer c (tests use fixed sizes).
-func (s *sweepSizers) setAll(c chunkSizer) {
-	for i := range s {
-		s[i] = c
-	}
-}
-
 // sweepHold is how long one sweep transaction should hold bbolt's writer
 // lock in all, its commit's writes and fsyncs included: an Issue that
 // arrives meanwhile waits at most about that (issue 10: no Issue waits more

@@ -174,3 +174,10 @@ func TestDB_Sweep_VanishedItemsTeachTheSizersNothing(t *testing.T) {
 		assert.Equal(t, size, db.sweepSize[pass].get(), "pass %d", pass)
 	}
 }
+
+// setAll gives every pass the sizer c: tests sweep in fixed sizes.
+func (s *sweepSizers) setAll(c chunkSizer) {
+	for i := range s {
+		s[i] = c
+	}
+}
