@@ -8,7 +8,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	bolt "go.etcd.io/bbolt"
 )
 
 // A damaged ids entry of one expired token costs the sweep only that
@@ -23,12 +22,7 @@ func TestDB_Sweep_DamagedIDsEntryCostsOnlyItself(t *testing.T) {
 	defer func() { require.NoError(t, db.Close()) }()
 	issued := issueToUser(t, db, 10, Absolute(time.Hour))
 	bad := issued[4].Info.ID
-	require.NoError(t, db.commit.run(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketIDs)
-		v := append([]byte(nil), b.Get(bad[:])...)
-		v[20] ^= 0x10 // its last use: the checksum tells
-		return b.Put(bad[:], v)
-	}))
+	damageIDEntry(t, db, mustParse(t, db, issued[4].Token)) // its last use: the checksum tells
 	now.Add(2 * time.Hour.Milliseconds())
 	n, err := db.Sweep(ctx)
 	require.ErrorIs(t, err, ErrCorrupt)
