@@ -18,7 +18,7 @@ import (
 func cutSweep(t *testing.T, path string, clock func() time.Time, n int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	db, err := Open(path, &Options{SweepInterval: -1, Now: clock, Logger: slog.New(&cancelAfter{n: n, cancel: cancel})})
+	db, err := Open(path, &Options{SweepInterval: -1, Now: clock, Logger: slog.New(cancelAfter(n, cancel))})
 	require.NoError(t, err)
 	db.sweepSize.setAll(chunkSizer{first: 4, lo: 4, hi: 4})
 	_, err = db.Sweep(ctx)

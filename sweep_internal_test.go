@@ -70,22 +70,13 @@ func TestDB_Sweep_NothingDueWritesNothing(t *testing.T) {
 }
 
 // cancelAfter is a slog handler that cancels a context after n sweep
-// transactions.
-type cancelAfter struct {
-	n      int
-	cancel context.CancelFunc
-}
-
-func (c *cancelAfter) Enabled(context.Context, slog.Level) bool { return true }
-func (c *cancelAfter) WithAttrs([]slog.Attr) slog.Handler       { return c }
-func (c *cancelAfter) WithGroup(string) slog.Handler            { return c }
-func (c *cancelAfter) Handle(_ context.Context, r slog.Record) error {
-	if r.Message == "tokenstore: sweep transaction" {
-		if c.n--; c.n == 0 {
-			c.cancel()
+// transactions: a betweenTx (sweep_race_internal_test.go).
+func cancelAfter(n int, cancel context.CancelFunc) *betweenTx {
+	return &betweenTx{msg: "tokenstore: sweep transaction", fn: func(i int) {
+		if i == n {
+			cancel()
 		}
-	}
-	return nil
+	}}
 }
 
 // A sweep cut short after any of its transactions (Close, a crash, ctx)
@@ -128,7 +119,7 @@ func TestDB_Sweep_CutShortAnywhere(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(path, data, 0o600))
 		sctx, cancel := context.WithCancel(ctx)
-		db, err := Open(path, &Options{SweepInterval: -1, Now: clock, Logger: slog.New(&cancelAfter{n: cut, cancel: cancel})})
+		db, err := Open(path, &Options{SweepInterval: -1, Now: clock, Logger: slog.New(cancelAfter(cut, cancel))})
 		require.NoError(t, err)
 		db.sweepSize.setAll(chunkSizer{first: 4, lo: 4, hi: 4})
 		n1, err := db.Sweep(sctx)
@@ -327,7 +318,7 @@ func TestDB_Sweep_CutShortCountsItsDeletes(t *testing.T) {
 	now, clock := settableClock(t0)
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: -1, Now: clock, Logger: slog.New(&cancelAfter{n: 3, cancel: cancel})})
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: -1, Now: clock, Logger: slog.New(cancelAfter(3, cancel))})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, db.Close()) }()
 	issueToUser(t, db, 8, Absolute(time.Hour))
