@@ -239,7 +239,8 @@ func (c *cache) endDeleteAll(hs []Hash, gone bool) { c.deleteAll(hs, true, gone)
 const deleteBatch = 256
 
 func (c *cache) deleteAll(hs []Hash, end, gone bool) {
-	by, at := byShard(c, hs, func(h *Hash) Hash { return *h }, nil)
+	var scratch []Hash
+	by, at := byShard(c, hs, func(h *Hash) *Hash { return h }, &scratch)
 	for i := range c.shards {
 		s := &c.shards[i]
 		for part := by[at[i]:at[i+1]]; len(part) > 0; {
@@ -261,13 +262,34 @@ func (c *cache) deleteAll(hs []Hash, end, gone bool) {
 	}
 }
 
+// byShard orders xs by the shard of their hash (a counting sort), in
+// *scratch, which it reuses and keeps: shard i's are by[at[i]:at[i+1]].
+// For the calls that take each shard's lock once for many tokens
+// (persistedAll, deleteAll).
+func byShard[T any](c *cache, xs []T, hash func(*T) *Hash, scratch *[]T) (by []T, at [cacheShards + 1]int) {
+	for i := range xs {
+		at[c.shardIndex(*hash(&xs[i]))+1]++
+	}
+	for i := 1; i <= cacheShards; i++ {
+		at[i] += at[i-1]
+	}
+	by = slices.Grow((*scratch)[:0], len(xs))[:len(xs)]
+	next := at
+	for i := range xs {
+		j := c.shardIndex(*hash(&xs[i]))
+		by[next[j]] = xs[i]
+		next[j]++
+	}
+	*scratch = by
+	return by, at
+}
+
 // persistedAll is persisted for each of ts, a flush transaction's uses:
 // it takes each shard's lock once, not once per use, so that Validates
 // meet the flush on a shard's lock 64 times per transaction instead of
 // once per use written (about 800). scratch is reused across calls.
 func (c *cache) persistedAll(ts []touch, scratch *[]touch) {
-	by, at := byShard(c, ts, func(t *touch) Hash { return t.h }, *scratch)
-	*scratch = by
+	by, at := byShard(c, ts, func(t *touch) *Hash { return &t.h }, scratch)
 	for i := range c.shards {
 		if at[i] == at[i+1] {
 			continue
@@ -279,27 +301,6 @@ func (c *cache) persistedAll(ts []touch, scratch *[]touch) {
 		}
 		s.mu.Unlock()
 	}
-}
-
-// byShard orders xs by the shard of each one's hash (a counting sort)
-// into dst's storage, grown as needed, and returns them with at: shard
-// i's are by[at[i]:at[i+1]]. It is what lets deleteAll and persistedAll
-// take each shard's lock once for all of its tokens.
-func byShard[T any](c *cache, xs []T, hash func(*T) Hash, dst []T) (by []T, at [cacheShards + 1]int) {
-	for i := range xs {
-		at[c.shardIndex(hash(&xs[i]))+1]++
-	}
-	for i := 1; i <= cacheShards; i++ {
-		at[i] += at[i-1]
-	}
-	by = slices.Grow(dst[:0], len(xs))[:len(xs)]
-	next := at
-	for i := range xs {
-		j := c.shardIndex(hash(&xs[i]))
-		by[next[j]] = xs[i]
-		next[j]++
-	}
-	return by, at
 }
 
 // touch is a use to write: the token's hash and id, and the use.

@@ -289,7 +289,7 @@ func TestSweep_CutShortWithFamilies(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(path, data, 0o600))
 		sctx, cancel := context.WithCancel(ctx)
-		db, err := Open(path, &Options{SweepInterval: -1, Now: clock, Logger: slog.New(&cancelAfter{n: cut, cancel: cancel})})
+		db, err := Open(path, &Options{SweepInterval: -1, Now: clock, Logger: slog.New(cancelAfter(cut, cancel))})
 		require.NoError(t, err)
 		db.sweepSize.setAll(chunkSizer{first: 4, lo: 4, hi: 4})
 		_, err = db.Sweep(sctx)
@@ -438,7 +438,7 @@ func TestSweep_DamagedTombstoneReportedWhenCutShort(t *testing.T) {
 	defer cancel()
 	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{
 		Now: func() time.Time { return time.UnixMilli(now.Load()) }, SweepInterval: -1, Policy: Absolute(time.Hour),
-		Logger: slog.New(&cancelAfter{n: 1, cancel: cancel}), // after the first token transaction
+		Logger: slog.New(cancelAfter(1, cancel)), // after the first token transaction
 	})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, db.Close()) }()
@@ -578,7 +578,7 @@ func TestGrace_FirstUseOutlivesSweepCutShort(t *testing.T) {
 			db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{
 				Now:           func() time.Time { return time.UnixMilli(now.Load()) },
 				SweepInterval: -1, TouchInterval: time.Hour, Policy: Sliding(time.Hour, 10*time.Hour),
-				Logger: slog.New(&cancelAfter{n: 1, cancel: cancel}), // after the sweep's first transaction
+				Logger: slog.New(cancelAfter(1, cancel)), // after the sweep's first transaction
 			})
 			require.NoError(t, err)
 			defer func() { require.NoError(t, db.Close()) }()

@@ -19,12 +19,11 @@ import (
 // TestDB_Sweep_VanishedItemsTeachTheSizersNothing).
 func TestDB_Flush_VanishedUsesTeachTheSizerNothing(t *testing.T) {
 	ctx := context.Background()
-	var now atomic.Int64
-	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	now, clock := settableClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	h := &betweenTx{msg: "tokenstore: flush transaction"}
 	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{
 		SweepInterval: -1, TouchInterval: 24 * time.Hour,
-		Now: func() time.Time { return time.UnixMilli(now.Load()) }, Logger: slog.New(h)})
+		Now: clock, Logger: slog.New(h)})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, db.Close()) }()
 	const size = 64
@@ -53,10 +52,8 @@ func TestDB_Flush_VanishedUsesTeachTheSizerNothing(t *testing.T) {
 // writes them, and none is lost.
 func TestDB_Flush_CanceledKeepsTheRest(t *testing.T) {
 	ctx := context.Background()
-	var now atomic.Int64
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	now.Store(t0.UnixMilli())
-	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	now, clock := settableClock(t0)
 	path := filepath.Join(t.TempDir(), "t.db")
 	h := &betweenTx{msg: "tokenstore: flush transaction"}
 	db, err := Open(path, &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Now: clock, Logger: slog.New(h)})
@@ -102,8 +99,7 @@ func TestDB_Flush_CanceledKeepsTheRest(t *testing.T) {
 func TestDB_Validate_RacingCloseLosesNoUse(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	var now atomic.Int64
-	now.Store(t0.UnixMilli())
+	now, read := settableClock(t0)
 	var armed atomic.Bool
 	entered, release := make(chan struct{}), make(chan struct{})
 	clock := func() time.Time {
@@ -111,7 +107,7 @@ func TestDB_Validate_RacingCloseLosesNoUse(t *testing.T) {
 			close(entered)
 			<-release
 		}
-		return time.UnixMilli(now.Load())
+		return read()
 	}
 	path := filepath.Join(t.TempDir(), "t.db")
 	db, err := Open(path, &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Now: clock})

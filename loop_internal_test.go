@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,9 +52,7 @@ func (s *sweepStall) Handle(_ context.Context, r slog.Record) error {
 func TestDB_Loop_FlushDuringLongSweep(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	var now atomic.Int64
-	now.Store(t0.UnixMilli())
-	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	now, clock := settableClock(t0)
 	path := filepath.Join(t.TempDir(), "t.db")
 	db, err := Open(path, &Options{SweepInterval: -1, Now: clock})
 	require.NoError(t, err)
@@ -106,9 +103,7 @@ func TestDB_Loop_TinyTouchIntervalStillWrites(t *testing.T) {
 	ctx := context.Background()
 	stall := &sweepStall{inSweep: make(chan struct{}), release: make(chan struct{}), flushed: make(chan struct{}, 1)}
 	close(stall.release)
-	var now atomic.Int64
-	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
-	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	now, clock := settableClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: -1, TouchInterval: 1, Now: clock, Logger: slog.New(stall)})
 	require.NoError(t, err)
 	defer db.Close()

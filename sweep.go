@@ -361,14 +361,15 @@ func (db *DB) sweepApply(ctx context.Context, now int64, items []*sweepItem) (de
 	seen, done := 0, 0 // items of gone the pass's transactions saw, and those that committed
 	err = db.sweepPass(ctx, passRecords, gone, func(tx *bolt.Tx, it *sweepItem) (bool, error) {
 		seen++
-		// One search for the lookup and the delete, not a Get and a
-		// Delete: on Sweep/100k-of-1M the pass's work under the writer lock
-		// fell from 0.23 to 0.13 s of CPU.
-		if k, _ := cur.Seek(it.h[:]); string(k) != string(it.h[:]) {
-			return false, nil // revoked meanwhile, or deleted by a sweep cut short
+		// One search for the lookup and the delete (deleteAt), not a Get
+		// and a Delete: on Sweep/100k-of-1M the pass's work under the
+		// writer lock fell from 0.23 to 0.13 s of CPU. Not there: revoked
+		// meanwhile, or deleted by a sweep cut short.
+		did, err := deleteAt(cur, it.h[:])
+		if did {
+			deleted++
 		}
-		deleted++
-		return true, cur.Delete()
+		return did, err
 	}, func(tx *bolt.Tx) error {
 		cur = tx.Bucket(bucketTokens).Cursor()
 		seen = done
@@ -402,11 +403,10 @@ func (db *DB) sweepApply(ctx context.Context, now int64, items []*sweepItem) (de
 	if err != nil {
 		return deleted, err
 	}
-	all := items
 	var expiry, ids *bolt.Bucket
 	var idsCur *bolt.Cursor
 	var raised int64 // the latest use this transaction wrote to usedmax
-	err = db.sweepPass(ctx, passExpiry, all, func(tx *bolt.Tx, it *sweepItem) (bool, error) {
+	err = db.sweepPass(ctx, passExpiry, items, func(tx *bolt.Tx, it *sweepItem) (bool, error) {
 		if it.refile == 0 {
 			return deleteAt(cur, it.key)
 		}
@@ -450,7 +450,7 @@ func (db *DB) sweepApply(ctx context.Context, now int64, items []*sweepItem) (de
 	// which takes each shard's lock once per call (see deleteAll), in calls
 	// of refiledBatch tokens.
 	var refiled, scratch []touch
-	for _, it := range all {
+	for _, it := range items {
 		if it.refile > 0 {
 			refiled = append(refiled, touch{h: it.h, used: it.used})
 		}
@@ -477,7 +477,7 @@ func deleteAt(c *bolt.Cursor, k []byte) (bool, error) {
 }
 
 // sweepPass applies fn to items, in their order, in write transactions
-// sized by the pass's sizer; each transaction first runs begin. fn reports
+// sized by the pass's sizer (sizedTx); each transaction first runs begin. fn reports
 // whether it wrote (false: its entries had gone meanwhile, a search and
 // no more). The sizer learns only from transactions in which every item
 // wrote: one whose items had gone (revoked after the scan, or deleted by
@@ -495,58 +495,39 @@ func (db *DB) sweepPass(ctx context.Context, pass int, items []*sweepItem, fn fu
 		}
 		chunk := items[:min(len(items), sizer.get())]
 		items = items[len(chunk):]
-		var written int64
-		var io time.Duration
 		before := 0
 		if deleted != nil {
 			before = *deleted
 		}
-		// The sizer learns from the time the transaction held the writer
-		// lock (held: from its start to its commit, which releases the
-		// lock before OnCommit runs), not from the time the call took:
-		// that includes the wait in the committer's queue, where runSolo
-		// puts it behind the writers that came during its last
-		// transaction, and charged their transaction to the sweep's
-		// tokens, shrinking its chunks whenever other writers were busy.
-		var held time.Duration
-		wrote := 0 // the items that wrote (fn)
 		t := time.Now()
-		err := db.commit.runSolo(func(tx *bolt.Tx) error {
-			start := time.Now()
-			tx.OnCommit(func() {
-				st := tx.Stats()
-				written, io, held = st.GetPageAlloc(), st.GetWriteTime(), time.Since(start)
-			})
+		st, err := db.sizedTx(sizer, func(tx *bolt.Tx) (int, error) {
 			if err := begin(tx); err != nil {
-				return err
+				return 0, err
 			}
-			wrote = 0
+			wrote := 0 // the items that wrote (fn): fewer than asked for, the sizer learns nothing
 			for _, it := range chunk {
 				did, err := fn(tx, it)
 				if err != nil {
-					return err
+					return 0, err
 				}
 				if did {
 					wrote++
 				}
 			}
 			if deleted != nil && *deleted > before {
-				return addCount(tx, -int64(*deleted-before))
+				return wrote, addCount(tx, -int64(*deleted-before))
 			}
-			return nil
+			return wrote, nil
 		})
 		took := time.Since(t)
 		if err != nil && deleted != nil {
 			*deleted = before // rolled back, or its commit failed: it deleted nothing
 		}
-		if err == nil { // a transaction rolled back wrote nothing: no io to learn from
-			sizer.nextIO(held, io, wrote) // fewer than asked for: nothing learned
-		}
 		n := 0
 		if deleted != nil {
 			n = *deleted - before
 		}
-		db.log.Debug("tokenstore: sweep transaction", "pass", pass, "deleted", n, "size", len(chunk), "took", took, "held", held, "io", io, "written", written)
+		db.log.Debug("tokenstore: sweep transaction", "pass", pass, "deleted", n, "size", len(chunk), "took", took, "held", st.held, "io", st.io, "written", st.pages)
 		if err != nil {
 			return err
 		}
@@ -611,7 +592,8 @@ const txTarget = 4 * time.Millisecond
 const fsyncBelieved = 16 * time.Millisecond
 
 // chunkSizer picks how many tokens the next sweep transaction takes, so
-// that it lasts about txTarget: the cost of a token is not a constant.
+// that it holds the writer lock about sweepHold (nextIO): the cost of a
+// token is not a constant.
 // Among 10,000 tokens the ones a transaction deletes share their pages;
 // among 1,000,000 each rewrites pages of its own (its record and its
 // subject entry sit at random places in two B+trees, and bbolt copies a
@@ -636,9 +618,9 @@ const fsyncBelieved = 16 * time.Millisecond
 // work; nextIO takes the fixed part from bbolt's own write time.
 type chunkSizer struct {
 	n             int
-	first, lo, hi int // zero: the sweep's
-	recent        [16]time.Duration
-	perItem       [16]float64 // nextIO's: ns per item of the recent transactions
+	first, lo, hi int               // zero: the sweep's
+	recent        [16]time.Duration // nextIO's: the io of the recent transactions
+	perItem       [16]float64       // nextIO's: ns per item of the recent transactions
 	seen          int
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,7 +18,7 @@ import (
 func cutSweep(t *testing.T, path string, clock func() time.Time, n int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	db, err := Open(path, &Options{SweepInterval: -1, Now: clock, Logger: slog.New(&cancelAfter{n: n, cancel: cancel})})
+	db, err := Open(path, &Options{SweepInterval: -1, Now: clock, Logger: slog.New(cancelAfter(n, cancel))})
 	require.NoError(t, err)
 	db.sweepSize.setAll(chunkSizer{first: 4, lo: 4, hi: 4})
 	_, err = db.Sweep(ctx)
@@ -36,9 +35,7 @@ func cutSweep(t *testing.T, path string, clock func() time.Time, n int) {
 func TestDB_Sweep_CutShortThenClockBack(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	var now atomic.Int64
-	now.Store(t0.UnixMilli())
-	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	now, clock := settableClock(t0)
 	path := filepath.Join(t.TempDir(), "t.db")
 	db, err := Open(path, &Options{SweepInterval: -1, Now: clock})
 	require.NoError(t, err)
@@ -83,9 +80,7 @@ func TestDB_Sweep_CutShortThenClockBack(t *testing.T) {
 func TestDB_Sweep_CutShortThenClockBack_SlidingFiledEarlier(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	var now atomic.Int64
-	now.Store(t0.UnixMilli())
-	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	now, clock := settableClock(t0)
 	path := filepath.Join(t.TempDir(), "t.db")
 	db, err := Open(path, &Options{SweepInterval: -1, Now: clock})
 	require.NoError(t, err)
@@ -124,10 +119,8 @@ func TestDB_Sweep_CutShortThenClockBack_SlidingFiledEarlier(t *testing.T) {
 func TestDB_Sweep_ClockBackBetweenSweeps(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	var now atomic.Int64
+	now, clock := settableClock(t0)
 	at := func(d time.Duration) { now.Store(t0.Add(d).UnixMilli()) }
-	at(0)
-	clock := func() time.Time { return time.UnixMilli(now.Load()) }
 	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Now: clock})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, db.Close()) }()

@@ -3,13 +3,11 @@ package tokenstore
 import (
 	"context"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	bolt "go.etcd.io/bbolt"
 )
 
 // A damaged ids entry of one expired token costs the sweep only that
@@ -17,20 +15,14 @@ import (
 // naming the token), and the next sweeps are not stopped by it.
 func TestDB_Sweep_DamagedIDsEntryCostsOnlyItself(t *testing.T) {
 	ctx := context.Background()
-	var now atomic.Int64
-	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	now, clock := settableClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{
-		SweepInterval: -1, Now: func() time.Time { return time.UnixMilli(now.Load()) }})
+		SweepInterval: -1, Now: clock})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, db.Close()) }()
 	issued := issueToUser(t, db, 10, Absolute(time.Hour))
 	bad := issued[4].Info.ID
-	require.NoError(t, db.commit.run(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketIDs)
-		v := append([]byte(nil), b.Get(bad[:])...)
-		v[20] ^= 0x10 // its last use: the checksum tells
-		return b.Put(bad[:], v)
-	}))
+	damageIDEntry(t, db, mustParse(t, db, issued[4].Token)) // its last use: the checksum tells
 	now.Add(2 * time.Hour.Milliseconds())
 	n, err := db.Sweep(ctx)
 	require.ErrorIs(t, err, ErrCorrupt)

@@ -70,22 +70,13 @@ func TestDB_Sweep_NothingDueWritesNothing(t *testing.T) {
 }
 
 // cancelAfter is a slog handler that cancels a context after n sweep
-// transactions.
-type cancelAfter struct {
-	n      int
-	cancel context.CancelFunc
-}
-
-func (c *cancelAfter) Enabled(context.Context, slog.Level) bool { return true }
-func (c *cancelAfter) WithAttrs([]slog.Attr) slog.Handler       { return c }
-func (c *cancelAfter) WithGroup(string) slog.Handler            { return c }
-func (c *cancelAfter) Handle(_ context.Context, r slog.Record) error {
-	if r.Message == "tokenstore: sweep transaction" {
-		if c.n--; c.n == 0 {
-			c.cancel()
+// transactions: a betweenTx (sweep_race_internal_test.go).
+func cancelAfter(n int, cancel context.CancelFunc) *betweenTx {
+	return &betweenTx{msg: "tokenstore: sweep transaction", fn: func(i int) {
+		if i == n {
+			cancel()
 		}
-	}
-	return nil
+	}}
 }
 
 // A sweep cut short after any of its transactions (Close, a crash, ctx)
@@ -96,9 +87,7 @@ func TestDB_Sweep_CutShortAnywhere(t *testing.T) {
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.db")
-	var now atomic.Int64
-	now.Store(t0.UnixMilli())
-	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	now, clock := settableClock(t0)
 	db, err := Open(src, &Options{SweepInterval: -1, Now: clock})
 	require.NoError(t, err)
 	var reqs []IssueRequest
@@ -130,7 +119,7 @@ func TestDB_Sweep_CutShortAnywhere(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(path, data, 0o600))
 		sctx, cancel := context.WithCancel(ctx)
-		db, err := Open(path, &Options{SweepInterval: -1, Now: clock, Logger: slog.New(&cancelAfter{n: cut, cancel: cancel})})
+		db, err := Open(path, &Options{SweepInterval: -1, Now: clock, Logger: slog.New(cancelAfter(cut, cancel))})
 		require.NoError(t, err)
 		db.sweepSize.setAll(chunkSizer{first: 4, lo: 4, hi: 4})
 		n1, err := db.Sweep(sctx)
@@ -186,9 +175,8 @@ func TestDB_Sweep_ScanInPiecesAndRounds(t *testing.T) {
 	defer func(tx, max int) { sweepScanTx, sweepScanMax = tx, max }(sweepScanTx, sweepScanMax)
 	sweepScanTx, sweepScanMax = 3, 7
 	ctx := context.Background()
-	var now atomic.Int64
-	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
-	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: -1, Now: func() time.Time { return time.UnixMilli(now.Load()) }})
+	now, clock := settableClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: -1, Now: clock})
 	require.NoError(t, err)
 	defer db.Close()
 	var reqs []IssueRequest
@@ -222,9 +210,7 @@ func TestDB_Close_SweepQueued(t *testing.T) {
 	defer goleak.VerifyNone(t, ignore)
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "t.db")
-	var now atomic.Int64
-	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
-	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	now, clock := settableClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	// The sweeper's ticker is the only real time here: it starts rounds,
 	// and the test waits for the round to queue, not for the time.
 	db, err := Open(path, &Options{SweepInterval: time.Millisecond, Now: clock})
@@ -329,12 +315,10 @@ func TestSweep_WaitEndsWithCtx(t *testing.T) {
 func TestDB_Sweep_CutShortCountsItsDeletes(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	var now atomic.Int64
-	now.Store(t0.UnixMilli())
-	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	now, clock := settableClock(t0)
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: -1, Now: clock, Logger: slog.New(&cancelAfter{n: 3, cancel: cancel})})
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: -1, Now: clock, Logger: slog.New(cancelAfter(3, cancel))})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, db.Close()) }()
 	issueToUser(t, db, 8, Absolute(time.Hour))
@@ -349,4 +333,12 @@ func TestDB_Sweep_CutShortCountsItsDeletes(t *testing.T) {
 	st := db.Stats()
 	assert.Equal(t, uint64(8), st.Swept, "the cut sweep's deletes counted too")
 	assert.Zero(t, st.Tokens)
+}
+
+// settableClock is an Options.Now that reads *now (ms), starting at t0:
+// the test moves it with now.Store and now.Add.
+func settableClock(t0 time.Time) (now *atomic.Int64, clock func() time.Time) {
+	now = new(atomic.Int64)
+	now.Store(t0.UnixMilli())
+	return now, func() time.Time { return time.UnixMilli(now.Load()) }
 }

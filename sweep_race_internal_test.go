@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,9 +49,7 @@ func (b *betweenTx) Handle(_ context.Context, r slog.Record) error {
 func TestDB_Sweep_CallsBetweenTransactions(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	var now atomic.Int64
-	now.Store(t0.UnixMilli())
-	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	now, clock := settableClock(t0)
 	h := &betweenTx{msg: "tokenstore: sweep transaction"}
 	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Now: clock, Logger: slog.New(h)})
 	require.NoError(t, err)
@@ -208,9 +205,7 @@ func TestDB_Sweep_CloseBetweenTransactions(t *testing.T) {
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	dir := t.TempDir()
 	for cut := 1; ; cut++ {
-		var now atomic.Int64
-		now.Store(t0.UnixMilli())
-		clock := func() time.Time { return time.UnixMilli(now.Load()) }
+		now, clock := settableClock(t0)
 		path := filepath.Join(dir, fmt.Sprintf("cut-%d.db", cut))
 		h := &betweenTx{msg: "tokenstore: sweep transaction"}
 		db, err := Open(path, &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Now: clock, Logger: slog.New(h)})

@@ -3,6 +3,8 @@ package tokenstore
 import (
 	"slices"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // Sweep passes, each with its own sizer (sweepSizers): a pass's cost per
@@ -25,13 +27,6 @@ const (
 // only by the sweep holding db.sweeping.
 type sweepSizers [sweepPassCount]chunkSizer
 
-// setAll gives every pass the sizer c (tests use fixed sizes).
-func (s *sweepSizers) setAll(c chunkSizer) {
-	for i := range s {
-		s[i] = c
-	}
-}
-
 // sweepHold is how long one sweep transaction should hold bbolt's writer
 // lock in all, its commit's writes and fsyncs included: an Issue that
 // arrives meanwhile waits at most about that (issue 10: no Issue waits more
@@ -47,10 +42,11 @@ func (s *sweepSizers) setAll(c chunkSizer) {
 // in 54-57 transactions instead of 48. The flush sizes by it too.
 const sweepHold = 6 * time.Millisecond
 
-// nextIO sizes the next sweep transaction from the last one's time in all
-// (took) and the part bbolt spent writing pages and fsyncing (io).
+// nextIO sizes the next sweep or flush transaction from the time the last
+// one held the writer lock (took: sizedTx's held) and the part bbolt spent
+// writing pages and fsyncing (io).
 //
-// The sizer before it (next, still the flush's) took the shortest recent
+// The sizer before it (next, since removed) took the shortest recent
 // transaction as the fixed part and charged everything above it to the
 // tokens: on a shared disk whose fsyncs jumped from 2 to 15 ms from one
 // commit to the next, each slow fsync shrank the next chunk by up to 4×,
@@ -63,7 +59,7 @@ const sweepHold = 6 * time.Millisecond
 // fixed part from the io of the recent transactions (their shortest: the
 // fsyncs with few pages), and the cost of a token as the median of the
 // recent transactions' (took - fixed) / size: one slow fsync moves the
-// median little. As with next, a transaction of fewer items than the size
+// median little. A transaction of fewer items than the size
 // asked for sizes nothing: a pass's last takes what is left.
 func (c *chunkSizer) nextIO(took, io time.Duration, items int) {
 	if items < c.get() {
@@ -85,4 +81,42 @@ func (c *chunkSizer) nextIO(took, io time.Duration, items int) {
 	next := float64(budget) / perItem
 	next = min(max(next, size/4), size*2)
 	c.n = int(min(max(next, float64(lo)), float64(hi)))
+}
+
+// sizedStats is what one sizedTx transaction cost, once committed.
+type sizedStats struct {
+	held  time.Duration // the writer lock held: from the transaction's start to its commit
+	io    time.Duration // bbolt's page writes and fsyncs (TxStats.WriteTime)
+	pages int64         // pages allocated (TxStats.PageAlloc)
+}
+
+// sizedTx runs fn in a write transaction of its own, in the committer's
+// queue (runSolo), and when it commits sizes sizer's next transaction by
+// nextIO from it and from fn's count of the items that wrote: the sweep's
+// passes and the flush go through it.
+//
+// The sizer learns from the time the transaction held the writer lock
+// (from its start to its commit, which releases the lock before OnCommit
+// runs), not from the time the call took: that includes the wait in the
+// committer's queue, where runSolo puts it behind the writers that came
+// during its last transaction, and charged their transaction to its items,
+// shrinking its chunks whenever other writers were busy. A transaction
+// rolled back wrote nothing: no io to learn from.
+func (db *DB) sizedTx(sizer *chunkSizer, fn func(*bolt.Tx) (wrote int, err error)) (sizedStats, error) {
+	var st sizedStats
+	wrote := 0
+	err := db.commit.runSolo(func(tx *bolt.Tx) error {
+		start := time.Now()
+		tx.OnCommit(func() {
+			s := tx.Stats()
+			st = sizedStats{held: time.Since(start), io: s.GetWriteTime(), pages: s.GetPageAlloc()}
+		})
+		var err error
+		wrote, err = fn(tx)
+		return err
+	})
+	if err == nil {
+		sizer.nextIO(st.held, st.io, wrote)
+	}
+	return st, err
 }

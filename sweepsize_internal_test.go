@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,10 +65,9 @@ func TestChunkSizer_NextIO_SlowDisk(t *testing.T) {
 // Only a transaction of the size asked for sizes the next one.
 func TestDB_Sweep_SmallSweepsKeepTheSizes(t *testing.T) {
 	ctx := context.Background()
-	var now atomic.Int64
-	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	now, clock := settableClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{
-		SweepInterval: -1, Now: func() time.Time { return time.UnixMilli(now.Load()) }})
+		SweepInterval: -1, Now: clock})
 	require.NoError(t, err)
 	defer db.Close()
 	for range 20 {
@@ -104,10 +102,9 @@ func TestDB_Sweep_SmallSweepsKeepTheSizes(t *testing.T) {
 // sweep's tokens, a slow writer ahead of it shrank the sweep's next chunks.
 func TestDB_Sweep_SizerIgnoresTheQueue(t *testing.T) {
 	ctx := context.Background()
-	var now atomic.Int64
-	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	now, clock := settableClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{
-		SweepInterval: -1, Now: func() time.Time { return time.UnixMilli(now.Load()) }})
+		SweepInterval: -1, Now: clock})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, db.Close()) }()
 	db.sweepSize.setAll(chunkSizer{first: 4, lo: 4, hi: 4})
@@ -154,11 +151,10 @@ func TestDB_Sweep_SizerIgnoresTheQueue(t *testing.T) {
 // measured a few hundred.
 func TestDB_Sweep_VanishedItemsTeachTheSizersNothing(t *testing.T) {
 	ctx := context.Background()
-	var now atomic.Int64
-	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	now, clock := settableClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	h := &betweenTx{msg: "tokenstore: sweep scan"}
 	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{
-		SweepInterval: -1, Now: func() time.Time { return time.UnixMilli(now.Load()) }, Logger: slog.New(h)})
+		SweepInterval: -1, Now: clock, Logger: slog.New(h)})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, db.Close()) }()
 	const size = 64
@@ -176,5 +172,12 @@ func TestDB_Sweep_VanishedItemsTeachTheSizersNothing(t *testing.T) {
 	require.Equal(t, 1, h.n)
 	for pass := range sweepPassCount {
 		assert.Equal(t, size, db.sweepSize[pass].get(), "pass %d", pass)
+	}
+}
+
+// setAll gives every pass the sizer c: tests sweep in fixed sizes.
+func (s *sweepSizers) setAll(c chunkSizer) {
+	for i := range s {
+		s[i] = c
 	}
 }

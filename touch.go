@@ -142,15 +142,16 @@ func (db *DB) flush(ctx context.Context, paced bool) error {
 		written := 0
 		t := time.Now()
 		var bad damage
-		var held, io time.Duration // the sizer's: the writer lock held, without the wait for it (see sweepPass), and bbolt's writes and fsyncs
-		// In the committer's queue (runSolo), as the sweep's transactions
-		// are: through update, bbolt's writer lock alone decided who wrote
-		// next, and Close's unpaced flush, which begins its next
-		// transaction as soon as the last one commits, could take the lock
-		// again and again before an Issue waiting for it (see runSolo).
-		err := db.commit.runSolo(func(tx *bolt.Tx) error {
-			start := time.Now()
-			tx.OnCommit(func() { st := tx.Stats(); held, io = time.Since(start), st.GetWriteTime() })
+		// In the committer's queue (sizedTx: runSolo), as the sweep's
+		// transactions are: through update, bbolt's writer lock alone
+		// decided who wrote next, and Close's unpaced flush, which begins
+		// its next transaction as soon as the last one commits, could take
+		// the lock again and again before an Issue waiting for it (see
+		// runSolo). The sizer learns from the uses written only: a use
+		// whose token went after dirty() listed it, or whose stored use is
+		// as late, is a search, and counted as written it made the rest
+		// look free (see sweepPass).
+		st, err := db.sizedTx(&db.flushSize, func(tx *bolt.Tx) (int, error) {
 			written, bad = 0, bad[:0]
 			var most int64
 			var w touchWriter
@@ -161,24 +162,17 @@ func (db *DB) flush(ctx context.Context, paced bool) error {
 					continue
 				}
 				if err != nil && !errors.Is(err, ErrNotFound) {
-					return err
+					return 0, err
 				}
 				if ok {
 					written++
 					most = max(most, t.used)
 				}
 			}
-			return raiseUsedMax(tx, most)
+			return written, raiseUsedMax(tx, most)
 		})
 		took := time.Since(t)
-		if err == nil {
-			// Learned from the uses written only: a use whose token went
-			// after dirty() listed it, or whose stored use is as late, is
-			// a search, and counted as written it made the rest look
-			// free (see sweepPass). Fewer than asked for: nothing learned.
-			db.flushSize.nextIO(held, io, written)
-		}
-		db.log.Debug("tokenstore: flush transaction", "uses", len(chunk), "written", written, "took", took, "held", held)
+		db.log.Debug("tokenstore: flush transaction", "uses", len(chunk), "written", written, "took", took, "held", st.held)
 		db.forget(bad)
 		if err != nil {
 			return boltErr(err)
