@@ -41,8 +41,16 @@ const cacheShards = 64
 type shard struct {
 	mu       sync.Mutex
 	m        map[Hash]*entry
-	deleting map[Hash]int    // deletes in flight, by token: see beginDelete
-	pending  map[Hash]*entry // the entries of m with a use not yet written
+	deleting map[Hash]int // deletes in flight, by token: see beginDelete
+	// pending lists the entries of m that took a use not yet written,
+	// each once (entry.listed); those written or dropped since are left
+	// in it until dirty() or a compaction skips them. npending counts the
+	// entries of m with a use not yet written. A list, not a map: on a
+	// returning user's Validate (1M tokens, cold cache) a map's assign
+	// was 8% of the call, a cache miss in a table that the flush empties
+	// and the next returning users fill again.
+	pending  []pendingRef
+	npending int
 	// looked: the successors a Lookup has answered while no use of them
 	// was known (see lookupResult). The first Lookup of a successor ends
 	// its predecessor's grace (rotate.go) and writes nothing, so this is
@@ -58,8 +66,16 @@ type shard struct {
 }
 
 type entry struct {
-	rec  record // rec.lastUsed is the use as persisted
-	used int64  // latest use known, >= rec.lastUsed
+	rec    record // rec.lastUsed is the use as persisted
+	used   int64  // latest use known, >= rec.lastUsed
+	listed bool   // in its shard's pending list
+	gone   bool   // dropped from its shard's map with a use unwritten (a delete committed)
+}
+
+// pendingRef is an entry of a shard's pending list.
+type pendingRef struct {
+	h Hash
+	e *entry
 }
 
 func (e *entry) dirty() bool { return e.used > e.rec.lastUsed }
@@ -72,7 +88,6 @@ func newCache(size int) *cache {
 	for i := range c.shards {
 		c.shards[i].m = make(map[Hash]*entry)
 		c.shards[i].deleting = make(map[Hash]int)
-		c.shards[i].pending = make(map[Hash]*entry)
 		c.shards[i].looked = make(map[Hash]struct{})
 		c.shards[i].limit = c.limit
 	}
@@ -105,7 +120,7 @@ const evictProbes = 8
 // shrinks back).
 func (s *shard) insertLocked(h Hash, e *entry) {
 	for range 2 {
-		if len(s.m)-len(s.pending) < s.limit {
+		if len(s.m)-s.npending < s.limit {
 			break
 		}
 		probes := 0
@@ -160,8 +175,13 @@ func (s *shard) endDeleteLocked(h Hash, gone bool) {
 		delete(s.deleting, h)
 	}
 	if gone {
-		delete(s.m, h)
-		delete(s.pending, h)
+		if e := s.m[h]; e != nil {
+			if e.dirty() {
+				s.npending--
+			}
+			e.gone = true
+			delete(s.m, h)
+		}
 		delete(s.looked, h)
 	}
 }
@@ -210,9 +230,10 @@ func (c *cache) persisted(h Hash, used int64) {
 
 func (s *shard) persistedLocked(h Hash, used int64) {
 	if e := s.m[h]; e != nil && used > e.rec.lastUsed {
+		wasDirty := e.dirty()
 		e.rec.lastUsed = used
-		if !e.dirty() {
-			delete(s.pending, h)
+		if wasDirty && !e.dirty() {
+			s.npending--
 		}
 		s.releaseLocked(h, e)
 	}
@@ -321,19 +342,43 @@ func (c *cache) dirty() []touch {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		n += len(s.pending)
+		n += s.npending
 		s.mu.Unlock()
 	}
 	out := make([]touch, 0, n+n/8+cacheShards) // room for uses made meanwhile
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		for h, e := range s.pending {
-			out = append(out, touch{h, e.rec.id, e.used})
-		}
+		s.compactLocked(func(p pendingRef) { out = append(out, touch{p.h, p.e.rec.id, p.e.used}) })
 		s.mu.Unlock()
 	}
 	return out
+}
+
+// pendingSlack is how many written or dropped entries a shard's pending
+// list may hold beyond twice its unwritten ones before an insert
+// compacts it: the list stays within a constant factor of the uses it
+// lists when nothing calls dirty() (Options.TouchInterval < 0), and a
+// compaction's cost is spread over the inserts that grew it.
+const pendingSlack = 64
+
+// compactLocked drops from s.pending the entries no longer holding a
+// use not yet written (written since, or dropped from s.m), calling
+// each, when not nil, with every entry it keeps.
+func (s *shard) compactLocked(each func(pendingRef)) {
+	kept := s.pending[:0]
+	for _, p := range s.pending {
+		if p.e.gone || !p.e.dirty() {
+			p.e.listed = false
+			continue
+		}
+		if each != nil {
+			each(p)
+		}
+		kept = append(kept, p)
+	}
+	clear(s.pending[len(kept):]) // no pointers kept to dropped entries
+	s.pending = kept
 }
 
 // pending is h's use not yet on disk, or a zero touch.
@@ -423,7 +468,14 @@ func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error))
 			wasDirty := e.dirty()
 			e.used = used
 			if cached && !wasDirty && e.dirty() {
-				s.pending[h] = e
+				s.npending++
+				if !e.listed {
+					e.listed = true
+					s.pending = append(s.pending, pendingRef{h, e})
+					if len(s.pending) > 2*s.npending+pendingSlack {
+						s.compactLocked(nil)
+					}
+				}
 			}
 		}
 		r.info = e.rec.info(e.used)

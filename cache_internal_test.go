@@ -2,6 +2,7 @@ package tokenstore
 
 import (
 	"errors"
+	mrand "math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -218,4 +219,66 @@ func TestCache_DeleteAll(t *testing.T) {
 	r, err := c.lookup(keep, 2000, false, func() (record, error) { t.Fatal("read on a hit"); return record{}, nil })
 	require.NoError(t, err)
 	assert.True(t, r.hit, "a token not deleted stays cached")
+}
+
+// The pending list against the shard's map, over random uses, writes,
+// deletes and evictions: npending is the count of entries of m with a use
+// not yet written, every such entry is listed once, dirty() returns each
+// exactly once with its latest use, and the list stays within twice the
+// most unwritten entries the shard held plus pendingSlack, however many
+// steps, whether or not a flush runs.
+func TestCache_PendingListMatchesMap(t *testing.T) {
+	for _, flushes := range []bool{true, false} {
+		c := newCache(8 * cacheShards) // 8 clean entries per shard: evictions happen
+		s := &c.shards[0]
+		rng := mrand.New(mrand.NewPCG(11, 12))
+		now := int64(1000)
+		most := 0
+		for step := range 20_000 {
+			h := shardHash(rng.IntN(64))
+			switch op := rng.IntN(10); {
+			case op < 6:
+				now++
+				_, err := c.lookup(h, now, true, func() (record, error) { return testRecord(500), nil })
+				require.NoError(t, err)
+			case op < 8:
+				c.persisted(h, now)
+			case op < 9:
+				c.beginDelete(h)
+				c.endDelete(h, rng.IntN(2) == 0)
+			default:
+				if flushes {
+					got := map[Hash]int64{}
+					for _, tc := range c.dirty() {
+						_, twice := got[tc.h]
+						require.False(t, twice, "step %d: listed twice", step)
+						got[tc.h] = tc.used
+					}
+					want := map[Hash]int64{}
+					for k, e := range s.m {
+						if e.dirty() {
+							want[k] = e.used
+						}
+					}
+					require.Equal(t, want, got, "step %d", step)
+				}
+			}
+			n, listed := 0, 0
+			for _, e := range s.m {
+				if e.dirty() {
+					n++
+					require.True(t, e.listed, "step %d: a use not yet written is not listed", step)
+				}
+			}
+			for _, p := range s.pending {
+				if !p.e.gone && p.e.dirty() && s.m[p.h] == p.e {
+					listed++
+				}
+			}
+			require.Equal(t, n, s.npending, "step %d", step)
+			require.Equal(t, n, listed, "step %d", step)
+			most = max(most, n)
+			require.LessOrEqual(t, len(s.pending), 2*most+pendingSlack+1, "step %d", step)
+		}
+	}
 }
