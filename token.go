@@ -294,12 +294,34 @@ func (f Format) Parse(token string) (Hash, error) {
 // crc32String is crc32.ChecksumIEEE of s. Parse uses it on the token
 // itself: handing a stack buffer to hash/crc32, whose implementation is
 // chosen at run time, moves the buffer to the heap (one allocation per
-// Validate). Byte at a time it is faster than that for a token's length
-// (94 ns against 138 ns with the allocation, on the benchmark machine).
+// Validate). It reads 8 bytes a step as hash/crc32's own portable code
+// does (slicing-by-8, on IEEETable extended by crcSlicing8): byte at a
+// time, the CRC was 94 ns of a cold Validate's ~3.5 µs on the benchmark
+// machine.
 func crc32String(s string) uint32 {
+	t := &crcSlicing8
 	crc := ^uint32(0)
+	for ; len(s) >= 8; s = s[8:] {
+		crc ^= uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
+		crc = t[0][s[7]] ^ t[1][s[6]] ^ t[2][s[5]] ^ t[3][s[4]] ^
+			t[4][crc>>24] ^ t[5][crc>>16&0xff] ^ t[6][crc>>8&0xff] ^ t[7][crc&0xff]
+	}
 	for i := 0; i < len(s); i++ {
-		crc = crc32.IEEETable[byte(crc)^s[i]] ^ crc>>8
+		crc = t[0][byte(crc)^s[i]] ^ crc>>8
 	}
 	return ^crc
 }
+
+// crcSlicing8 is crc32.IEEETable and the seven tables slicing-by-8 derives
+// from it (t[j][i] is the CRC of byte i followed by j zero bytes).
+var crcSlicing8 = func() (t [8][256]uint32) {
+	t[0] = *crc32.IEEETable
+	for i := range 256 {
+		crc := t[0][i]
+		for j := 1; j < 8; j++ {
+			crc = t[0][crc&0xff] ^ crc>>8
+			t[j][i] = crc
+		}
+	}
+	return t
+}()

@@ -3,6 +3,8 @@ package tokenstore
 import (
 	"crypto/sha256"
 	"errors"
+	"hash/crc32"
+	mrand "math/rand/v2"
 	"path/filepath"
 	"testing"
 	"time"
@@ -443,4 +445,19 @@ func TestPutToken_Fill(t *testing.T) {
 		assert.Equal(t, bolt.DefaultFillPercent, b.FillPercent, "a second before the next key: among its time's")
 		return nil
 	}))
+}
+
+// crc32String is hash/crc32's IEEE checksum for every length around the
+// 8-byte steps and the token's, on random strings.
+func TestCRC32String_MatchesHashCRC32(t *testing.T) {
+	rng := mrand.New(mrand.NewPCG(3, 4))
+	for n := range 130 {
+		for range 20 {
+			b := make([]byte, n)
+			for i := range b {
+				b[i] = byte(rng.Uint32())
+			}
+			require.Equal(t, crc32.ChecksumIEEE(b), crc32String(string(b)), "length %d", n)
+		}
+	}
 }
