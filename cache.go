@@ -26,6 +26,20 @@ import (
 // caching a dead record. [cache.lookup] is the one place that applies this
 // rule; no other file touches a shard's fields.
 //
+// The sweep's deletes are decisions as well as deletes: the sweep reads
+// each token's last use (here, for a Sliding token) at its clock, and a
+// Validate that read the clock before the sweep did, just before the
+// token's deadline, may note its use after that read, answer valid and
+// slide the deadline. The shard's lock orders the two at the sweep's mark
+// (beginSweepAll): a use noted before it that keeps the token alive past
+// the sweep's clock takes the token out of the sweep (re-filed, as the
+// sweep re-files any token alive by a use); a Validate or Lookup that
+// comes after it is answered expired, as it would be had it read the
+// clock after the sweep did, and notes nothing. Not by a margin of time:
+// a goroutine can be descheduled between its clock read and its use for
+// any time. A Revoke's or Rotate's mark (beginDelete) keeps its rule
+// above: until it commits, the token is what the file says.
+//
 // Memory: clean entries are bounded by the cache's size; an entry with a
 // use not yet written is kept regardless until the use is written (the
 // eviction skips it), so unwritten uses hold at most one entry per token
@@ -41,7 +55,7 @@ const cacheShards = 64
 type shard struct {
 	mu       sync.Mutex
 	m        map[Hash]*entry
-	deleting map[Hash]int    // deletes in flight, by token: see beginDelete
+	deleting map[Hash]int    // deletes in flight, by token: see beginDelete; sweepMark for the sweep's
 	pending  map[Hash]*entry // the entries of m with a use not yet written
 	// looked: the successors a Lookup has answered while no use of them
 	// was known (see lookupResult). The first Lookup of a successor ends
@@ -129,6 +143,25 @@ func (s *shard) releaseLocked(h Hash, e *entry) {
 	}
 }
 
+// sweepMark is what the sweep's mark (beginSweepAll) adds to
+// shard.deleting[h], where every other delete in flight adds 1: so that
+// the one map read lookup already makes tells a token the sweep has
+// decided to delete (answered expired) from one a Revoke or Rotate is
+// deleting (read from the file). One sweep runs at a time (DB.sweep), so
+// a token holds at most one sweep mark, and nested deletes of one token
+// number far fewer than sweepMark.
+const sweepMark = 1 << 24
+
+// deletingLocked reports whether a delete of h is in flight, and whether
+// the sweep's is among them (sweepMark).
+func (s *shard) deletingLocked(h Hash) (deleting, swept bool) {
+	if len(s.deleting) == 0 {
+		return false, false
+	}
+	n := s.deleting[h]
+	return n > 0, n >= sweepMark
+}
+
 // beginDelete announces that a transaction is about to delete h's record.
 // Until the matching endDelete, Validate and Lookup of h read the file and
 // cache nothing. Call it inside the transaction, before it commits; calls
@@ -150,13 +183,14 @@ func (c *cache) beginDelete(h Hash) {
 func (c *cache) endDelete(h Hash, gone bool) {
 	s := c.shard(h)
 	s.mu.Lock()
-	s.endDeleteLocked(h, gone)
+	s.endDeleteLocked(h, gone, 1)
 	s.gen++
 	s.mu.Unlock()
 }
 
-func (s *shard) endDeleteLocked(h Hash, gone bool) {
-	if s.deleting[h]--; s.deleting[h] <= 0 {
+// endDeleteLocked ends a mark of h that added mark to s.deleting[h].
+func (s *shard) endDeleteLocked(h Hash, gone bool, mark int) {
+	if s.deleting[h] -= mark; s.deleting[h] <= 0 {
 		delete(s.deleting, h)
 	}
 	if gone {
@@ -179,10 +213,11 @@ func (c *cache) used(h Hash) int64 {
 	return math.MinInt64
 }
 
-// successorUse is lastUse of the successor h (rec its record), and
-// whether a Lookup answered it while no use of it was known
-// (shard.looked): both under one hold of its shard's lock.
-func (c *cache) successorUse(h Hash, rec *record) (used int64, looked bool) {
+// successorUse is lastUse of the successor h (rec its record), whether a
+// Lookup answered it while no use of it was known (shard.looked), and
+// whether the sweep has marked it for deletion (beginSweepAll): all under
+// one hold of its shard's lock.
+func (c *cache) successorUse(h Hash, rec *record) (used int64, looked, swept bool) {
 	s := c.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -191,7 +226,23 @@ func (c *cache) successorUse(h Hash, rec *record) (used int64, looked bool) {
 		used = max(used, e.used)
 	}
 	_, looked = s.looked[h]
-	return used, looked
+	_, swept = s.deletingLocked(h)
+	return used, looked, swept
+}
+
+// lastUseSwept is lastUse, and whether the sweep has marked h for deletion
+// (beginSweepAll): under one hold of h's shard lock, for Rotate, which
+// must refuse such a token as expired, as Validate does.
+func (c *cache) lastUseSwept(h Hash, rec *record) (used int64, swept bool) {
+	s := c.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	used = rec.lastUsed
+	if e := s.m[h]; e != nil {
+		used = max(used, e.used)
+	}
+	_, swept = s.deletingLocked(h)
+	return used, swept
 }
 
 // lastUse is h's latest use: the one in memory when it is later than the
@@ -218,8 +269,15 @@ func (s *shard) persistedLocked(h Hash, used int64) {
 	}
 }
 
-// beginDeleteAll and endDeleteAll are beginDelete and endDelete for each
-// of hs (the sweep's: 100,000 tokens at a time). They take each shard's
+// beginSweepAll and endDeleteAll are beginDelete and endDelete for each
+// of hs (the sweep's: 100,000 tokens at a time), with the sweep's mark
+// (sweepMark). beginSweepAll is where the sweep's decision, made at its
+// clock now, takes effect, one shard lock hold at a time (see the
+// coherence rule above): a token whose use noted in memory since the
+// sweep read it now gives a deadline past now is not marked but returned
+// in alive, with that use and deadline, for the sweep to re-file; its
+// Validate answered valid first. A now of math.MaxInt64 marks every one
+// (beginDeleteAll). They take each shard's
 // lock once per deleteBatch tokens of it, not once per token, and
 // endDeleteAll moves a shard's gen once per batch. One at a time, the
 // sweep's 200,000 lock operations met the Validates beside it on the
@@ -229,16 +287,30 @@ func (s *shard) persistedLocked(h Hash, used int64) {
 // a runtime trace, against none without the sweep); and each endDelete
 // moved its shard's gen, making any Validate that read the file meanwhile
 // in that shard read it again.
-func (c *cache) beginDeleteAll(hs []Hash) { c.deleteAll(hs, false, false) }
+func (c *cache) beginSweepAll(hs []Hash, now int64) (alive []sweptAlive) {
+	return c.deleteAll(hs, false, false, now)
+}
 
-// endDeleteAll is endDelete(h, gone) for each of hs.
-func (c *cache) endDeleteAll(hs []Hash, gone bool) { c.deleteAll(hs, true, gone) }
+// beginDeleteAll is beginSweepAll for tokens the sweep deletes whatever
+// their uses (those a cut sweep began deleting: see metaSweeping).
+func (c *cache) beginDeleteAll(hs []Hash) { c.deleteAll(hs, false, false, math.MaxInt64) }
+
+// endDeleteAll ends the marks of beginSweepAll or beginDeleteAll: it is
+// endDelete(h, gone) for each of hs.
+func (c *cache) endDeleteAll(hs []Hash, gone bool) { c.deleteAll(hs, true, gone, 0) }
+
+// sweptAlive is a token beginSweepAll found alive by a use noted after the
+// sweep read it: its latest use, and the deadline that use gives.
+type sweptAlive struct {
+	h              Hash
+	used, deadline int64
+}
 
 // deleteBatch bounds the tokens of one shard's lock hold in deleteAll: a
 // few µs each, so that a Validate waits for at most about 100 µs.
 const deleteBatch = 256
 
-func (c *cache) deleteAll(hs []Hash, end, gone bool) {
+func (c *cache) deleteAll(hs []Hash, end, gone bool, now int64) (alive []sweptAlive) {
 	var scratch []Hash
 	by, at := byShard(c, hs, func(h *Hash) *Hash { return h }, &scratch)
 	for i := range c.shards {
@@ -247,11 +319,19 @@ func (c *cache) deleteAll(hs []Hash, end, gone bool) {
 			n := min(len(part), deleteBatch)
 			s.mu.Lock()
 			for _, h := range part[:n] {
-				if !end {
-					s.deleting[h]++
+				if end {
+					s.endDeleteLocked(h, gone, sweepMark)
 					continue
 				}
-				s.endDeleteLocked(h, gone)
+				// An Absolute token's deadline is the same at any use:
+				// deadlineAt never passes now for it here.
+				if e := s.m[h]; e != nil && now != math.MaxInt64 {
+					if d := e.rec.deadlineAt(e.used); now < d {
+						alive = append(alive, sweptAlive{h, e.used, d})
+						continue
+					}
+				}
+				s.deleting[h] += sweepMark
 			}
 			if end {
 				s.gen++
@@ -260,6 +340,7 @@ func (c *cache) deleteAll(hs []Hash, end, gone bool) {
 			part = part[n:]
 		}
 	}
+	return alive
 }
 
 // byShard orders xs by the shard of their hash (a counting sort), in
@@ -367,7 +448,7 @@ func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error))
 	for {
 		s.mu.Lock()
 		e := s.m[h]
-		deleting := len(s.deleting) > 0 && s.deleting[h] > 0
+		deleting, swept := s.deletingLocked(h)
 		r.hit = e != nil && !deleting
 		cached := e != nil // e is s.m[h]: each map operation counts on 1M tokens
 		if !r.hit {
@@ -382,7 +463,7 @@ func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error))
 				s.mu.Unlock()
 				continue
 			}
-			deleting = len(s.deleting) > 0 && s.deleting[h] > 0
+			deleting, swept = s.deletingLocked(h)
 			e = s.m[h]
 			cached = e != nil
 			if e == nil {
@@ -393,7 +474,13 @@ func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error))
 				}
 			}
 		}
-		if now >= e.rec.deadlineAt(e.used) {
+		// Marked by the sweep (beginSweepAll): its decision, at a clock
+		// past the deadline, came before this call's use, whatever this
+		// call's clock read. Nothing is noted: not a use, not a
+		// successor's first Lookup (looked), so a successor the sweep is
+		// deleting ends no grace; its predecessor's grace ends with it
+		// (graceOpen: expired, then not found).
+		if swept || now >= e.rec.deadlineAt(e.used) {
 			s.mu.Unlock()
 			r.expired = true
 			return r, nil
