@@ -3,6 +3,7 @@ package tokenstore
 import (
 	"context"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"testing"
 	"time"
@@ -146,4 +147,111 @@ func TestDB_Sweep_UseAfterMarkIsRefused(t *testing.T) {
 	problems, err := db.Check(ctx)
 	require.NoError(t, err)
 	require.Empty(t, problems)
+}
+
+// A token a cut sweep began deleting (its subjects entry gone) is
+// finished by the next sweep whatever a use noted meanwhile: re-filed, it
+// would live on without its subjects entry, missed by List and
+// RevokeSubject, and Check would report it. Here the cut sweep ran at 2 h
+// and deleted the subjects entries; the clock then steps back to 70 min,
+// where the tokens are still expired (60 min) and the racing Validates'
+// use at 59 min would keep them alive.
+func TestDB_Sweep_UseBeforeMarkOfCutSweepToken(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	now, clock := settableClock(t0)
+	path := filepath.Join(t.TempDir(), "t.db")
+	db, err := Open(path, &Options{SweepInterval: -1, Now: clock})
+	require.NoError(t, err)
+	issued := issueToUser(t, db, 8, Sliding(time.Hour, 0))
+	require.NoError(t, db.Close())
+
+	now.Store(t0.Add(2 * time.Hour).UnixMilli())
+	cutSweep(t, path, clock, 2) // the subjects pass: 2 transactions of 4
+
+	now.Store(t0.Add(70 * time.Minute).UnixMilli())
+	h := &betweenTx{msg: "tokenstore: sweep scan"}
+	db, err = Open(path, &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Now: clock, Logger: slog.New(h)})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	h.fn = func(int) {
+		now.Store(t0.Add(59 * time.Minute).UnixMilli())
+		for _, is := range issued {
+			_, err := db.Validate(ctx, is.Token) // its record is still there
+			require.NoError(t, err)
+		}
+		now.Store(t0.Add(70 * time.Minute).UnixMilli())
+	}
+	n, err := db.Sweep(ctx)
+	h.fn = nil
+	require.NoError(t, err)
+	assert.Equal(t, 1, h.n)
+	assert.Equal(t, 8, n)
+	problems, err := db.Check(ctx)
+	require.NoError(t, err)
+	require.Empty(t, problems)
+	for i, is := range issued {
+		_, err := db.Validate(ctx, is.Token)
+		require.ErrorIs(t, err, ErrNotFound, "token %d", i)
+	}
+	assert.Zero(t, db.Stats().Tokens)
+}
+
+// The sweep's mark at the cache: beginSweepAll leaves out (and returns)
+// a token whose in-memory use keeps it alive past the sweep's clock; a
+// token it marked is answered expired at any clock and notes no use,
+// cached or not; a Revoke's mark on the same token is read from the file
+// as before, and outlives the end of the sweep's.
+func TestCache_BeginSweepAll(t *testing.T) {
+	const hour = int64(time.Hour / time.Millisecond)
+	c := newCache(1024)
+	used, idle, cold, revoked := Hash{1}, Hash{2}, Hash{3}, Hash{4}
+	read := func(reads *int) func() (record, error) {
+		return func() (record, error) { *reads++; return testRecord(1000), nil }
+	}
+	var reads int
+	_, err := c.lookup(used, 5000, true, read(&reads)) // alive to 5000+hour
+	require.NoError(t, err)
+	for _, h := range []Hash{idle, revoked} {
+		_, err := c.lookup(h, 1000, false, read(&reads)) // cached, alive to 1000+hour
+		require.NoError(t, err)
+	}
+	now := 2000 + hour // the sweep's clock: idle, cold and revoked are expired
+
+	alive := c.beginSweepAll([]Hash{used, idle, cold}, now)
+	assert.Equal(t, []sweptAlive{{used, 5000, 5000 + hour}}, alive, "alive by its use: left out")
+	r, err := c.lookup(used, 6000, true, read(&reads))
+	require.NoError(t, err)
+	assert.True(t, r.hit && !r.expired, "not marked")
+
+	for _, h := range []Hash{idle, cold} {
+		reads = 0
+		r, err := c.lookup(h, 1500, true, read(&reads)) // a clock read before the deadline
+		require.NoError(t, err)
+		assert.True(t, r.expired, "%x: marked by the sweep", h[0])
+		assert.Equal(t, 1, reads, "read from the file: gone or not")
+		assert.Zero(t, c.pending(h).used, "no use noted")
+	}
+	assert.Equal(t, int64(1000), c.used(idle), "no use noted")
+	assert.Equal(t, int64(math.MinInt64), c.used(cold), "nothing cached")
+
+	c.beginDelete(revoked) // a Revoke in flight
+	r, err = c.lookup(revoked, 1500, true, read(&reads))
+	require.NoError(t, err)
+	assert.False(t, r.expired, "a Revoke's mark: the file decides")
+	c.beginDelete(idle) // a Revoke of a token the sweep also marked
+	c.endDeleteAll([]Hash{idle, cold}, false)
+	r, err = c.lookup(idle, 1500, false, read(&reads))
+	require.NoError(t, err)
+	assert.False(t, r.expired, "the sweep's mark ended, the Revoke's did not")
+	assert.False(t, r.hit, "read from the file while the Revoke is in flight")
+	c.endDelete(idle, false)
+	c.endDelete(revoked, false)
+	for _, h := range []Hash{idle, revoked} {
+		s := c.shard(h)
+		s.mu.Lock()
+		n := s.deleting[h]
+		s.mu.Unlock()
+		assert.Zero(t, n)
+	}
 }
