@@ -40,11 +40,23 @@ import (
 // any time. A Revoke's or Rotate's mark (beginDelete) keeps its rule
 // above: until it commits, the token is what the file says.
 //
+// For that, a use noted after the scan's read must still be here at the
+// mark. Its entry stays while the use is unwritten (dirty), but once the
+// flush has written it, the entry is clean and may be dropped (evicted,
+// or at once when no clean entries are kept), while the scan's read
+// transaction may predate that write: the mark found nothing and deleted
+// a token answered valid. So from before the scan's first read
+// transaction to the mark, no clean entry is dropped (holdClean): a use
+// noted in that window is then here at the mark, and one written before
+// it is in every read transaction of the scan.
+//
 // Memory: clean entries are bounded by the cache's size; an entry with a
 // use not yet written is kept regardless until the use is written (the
 // eviction skips it), so unwritten uses hold at most one entry per token
 // the file holds — also while the disk refuses writes for an hour. See
-// Options.CacheSize.
+// Options.CacheSize. While a sweep scans (holdClean), clean entries are
+// not dropped either: a shard grows by the tokens first checked
+// meanwhile, and later inserts shrink it back (insertLocked).
 type cache struct {
 	shards [cacheShards]shard
 	limit  int // clean entries kept per shard; dirty ones are kept regardless
@@ -68,6 +80,7 @@ type shard struct {
 	looked map[Hash]struct{}
 	gen    uint64
 	limit  int      // the cache's limit, kept here so shard methods need no cache
+	hold   bool     // a sweep is between its scan and its mark: see holdClean
 	_      [16]byte // keep shards on separate cache lines
 }
 
@@ -116,10 +129,10 @@ const evictProbes = 8
 
 // insertLocked adds e, first evicting up to two clean entries when the
 // shard holds its limit of them (two, so that a shard over its limit
-// shrinks back).
+// shrinks back), unless a sweep holds them (holdClean).
 func (s *shard) insertLocked(h Hash, e *entry) {
 	for range 2 {
-		if len(s.m)-len(s.pending) < s.limit {
+		if s.hold || len(s.m)-len(s.pending) < s.limit {
 			break
 		}
 		probes := 0
@@ -136,10 +149,24 @@ func (s *shard) insertLocked(h Hash, e *entry) {
 	s.m[h] = e
 }
 
-// releaseLocked drops e when the cache keeps no clean entries.
+// releaseLocked drops e when the cache keeps no clean entries, unless a
+// sweep holds them (holdClean).
 func (s *shard) releaseLocked(h Hash, e *entry) {
-	if s.limit == 0 && !e.dirty() {
+	if s.limit == 0 && !e.dirty() && !s.hold {
 		delete(s.m, h)
+	}
+}
+
+// holdClean opens (on) or closes the window, from before a sweep's scan
+// to its mark (beginSweepAll), in which no clean entry is dropped, so
+// that the mark sees every use noted since the scan began (see the
+// coherence rule above). One sweep runs at a time.
+func (c *cache) holdClean(on bool) {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		s.hold = on
+		s.mu.Unlock()
 	}
 }
 

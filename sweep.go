@@ -105,6 +105,7 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 			break // nothing has expired: no write transaction at all
 		}
 		scan := time.Now()
+		db.cache.holdClean(true) // until the mark: see cache.go
 		items, more, bad, err := db.sweepScan(to, now)
 		db.log.Debug("tokenstore: sweep scan", "due", len(items), "took", time.Since(scan))
 		db.forget(bad)
@@ -113,6 +114,7 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 		if err == nil && (len(items) > 0 || marked) { // damaged records alone open no write transaction
 			n, err = db.sweepApply(ctx, to, now, items)
 		}
+		db.cache.holdClean(false) // sweepApply's mark closed it, or there was none
 		total += n
 		db.forget(bad)
 		found = append(found, db.damaged.addNew(bad)...)
@@ -353,6 +355,8 @@ func (db *DB) sweepApply(ctx context.Context, to, now int64, items []*sweepItem)
 		db.cache.beginDeleteAll(finish)
 		hs = append(hs, finish...)
 	}
+	db.cache.holdClean(false) // every use noted since the scan is judged
+
 	gone := make([]*sweepItem, 0, len(items)) // tokens to delete
 	for _, it := range items {
 		if it.id != nil && it.refile == 0 {

@@ -255,3 +255,68 @@ func TestCache_BeginSweepAll(t *testing.T) {
 		assert.Zero(t, n)
 	}
 }
+
+// (a) again, with the racing use written and its entry dropped before
+// the mark: a cache that keeps no clean entries (CacheSize < 0) drops an
+// entry as soon as its use is written, and a full one evicts clean
+// entries at random. The scan read the file before that write; the mark
+// would find nothing in memory. The token answered valid first: it must
+// survive all the same.
+func TestDB_Sweep_UseWrittenBeforeMarkKeepsToken(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	now, clock := settableClock(t0)
+	h := &betweenTx{msg: "tokenstore: sweep scan"}
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, CacheSize: -1, Now: clock, Logger: slog.New(h)})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	tok, _, err := db.Issue(ctx, "u", WithPolicy(Sliding(time.Hour, 0)))
+	require.NoError(t, err)
+
+	now.Store(t0.Add(70 * time.Minute).UnixMilli())
+	h.fn = func(int) {
+		now.Store(t0.Add(59 * time.Minute).UnixMilli())
+		_, err := db.Validate(ctx, tok)
+		require.NoError(t, err)
+		require.NoError(t, db.Flush(ctx)) // the use is written, its entry dropped
+		now.Store(t0.Add(70 * time.Minute).UnixMilli())
+	}
+	n, err := db.Sweep(ctx)
+	h.fn = nil
+	require.NoError(t, err)
+	assert.Equal(t, 1, h.n)
+	assert.Zero(t, n)
+	_, err = db.Validate(ctx, tok)
+	require.NoError(t, err, "answered valid before the sweep decided: kept")
+	problems, err := db.Check(ctx)
+	require.NoError(t, err)
+	require.Empty(t, problems)
+}
+
+// While a sweep holds clean entries (from its scan to its mark), neither
+// eviction nor a cache that keeps none drops one; after, the shard
+// shrinks back as inserts come.
+func TestCache_HoldClean(t *testing.T) {
+	read := func() (record, error) { return testRecord(1000), nil }
+	tests := []struct {
+		give int // cache size
+		want int // entries of shard 0 after the next insert
+	}{
+		{cacheShards, 3}, // 1 clean entry a shard: two evicted, one inserted
+		{-1, 2},          // none: two evicted, the new one released too
+	}
+	for _, tt := range tests {
+		size := tt.give
+		c := newCache(size)
+		c.holdClean(true)
+		for n := range 4 {
+			_, err := c.lookup(shardHash(n), 2000, false, read)
+			require.NoError(t, err)
+		}
+		assert.Len(t, c.shards[0].m, 4, "size %d: none dropped while held", size)
+		c.holdClean(false)
+		_, err := c.lookup(shardHash(4), 2000, false, read)
+		require.NoError(t, err)
+		assert.Len(t, c.shards[0].m, tt.want, "size %d: shrinks back", size)
+	}
+}
