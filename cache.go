@@ -468,8 +468,9 @@ type lookupResult struct {
 // read outside the lock (the file decides: once that delete commits,
 // someone may have seen it, a Revoke's ErrNotFound, before the entry here
 // is dropped) and caches the record unless a delete of h is in flight; a
-// delete in the shard that ended meanwhile (gen) makes it read again. An
-// error of read is returned as is.
+// delete in the shard that ended meanwhile (gen) makes it read again. A
+// token the sweep has marked (beginSweepAll) is answered expired, or as
+// read's error once gone. An error of read is returned as is.
 func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error)) (r lookupResult, err error) {
 	s := c.shard(h)
 	for {
