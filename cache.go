@@ -352,10 +352,12 @@ func (c *cache) deleteAll(hs []Hash, end, gone bool, now int64) (alive []sweptAl
 				}
 				// An Absolute token's deadline is the same at any use:
 				// deadlineAt never passes now for it here.
-				if e := s.m[h]; e != nil && now != math.MaxInt64 {
-					if d := e.rec.deadlineAt(e.used); now < d {
-						alive = append(alive, sweptAlive{h, e.used, d})
-						continue
+				if now != math.MaxInt64 {
+					if e := s.m[h]; e != nil {
+						if d := e.rec.deadlineAt(e.used); now < d {
+							alive = append(alive, sweptAlive{h, e.used, d})
+							continue
+						}
 					}
 				}
 				s.deleting[h] += sweepMark
