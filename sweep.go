@@ -63,7 +63,7 @@ type sweepItem struct {
 	key     []byte // the expiry entry
 	id      []byte // nil: a dangling expiry entry, only key is deleted
 	h       Hash   // when record is set, or refile
-	subject []byte // subjects key; nil when the record is gone
+	subject []byte // subjects key; nil when the record is gone, or a cut sweep deleted the key (finished whatever its uses)
 	record  bool   // the record is still there
 	refile  int64  // >0: alive until refile; the token is re-filed, not deleted
 	used    int64  // with refile: the latest use, written with it
