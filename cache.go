@@ -26,11 +26,37 @@ import (
 // caching a dead record. [cache.lookup] is the one place that applies this
 // rule; no other file touches a shard's fields.
 //
+// The sweep's deletes are decisions as well as deletes: the sweep reads
+// each token's last use (here, for a Sliding token) at its clock, and a
+// Validate that read the clock before the sweep did, just before the
+// token's deadline, may note its use after that read, answer valid and
+// slide the deadline. The shard's lock orders the two at the sweep's mark
+// (beginSweepAll): a use noted before it that keeps the token alive past
+// the sweep's clock takes the token out of the sweep (re-filed, as the
+// sweep re-files any token alive by a use); a Validate or Lookup that
+// comes after it is answered expired, as it would be had it read the
+// clock after the sweep did, and notes nothing. Not by a margin of time:
+// a goroutine can be descheduled between its clock read and its use for
+// any time. A Revoke's or Rotate's mark (beginDelete) keeps its rule
+// above: until it commits, the token is what the file says.
+//
+// For that, a use noted after the scan's read must still be here at the
+// mark. Its entry stays while the use is unwritten (dirty), but once the
+// flush has written it, the entry is clean and may be dropped (evicted,
+// or at once when no clean entries are kept), while the scan's read
+// transaction may predate that write: the mark found nothing and deleted
+// a token answered valid. So from before the scan's first read
+// transaction to the mark, no clean entry is dropped (holdClean): a use
+// noted in that window is then here at the mark, and one written before
+// it is in every read transaction of the scan.
+//
 // Memory: clean entries are bounded by the cache's size; an entry with a
 // use not yet written is kept regardless until the use is written (the
 // eviction skips it), so unwritten uses hold at most one entry per token
 // the file holds — also while the disk refuses writes for an hour. See
-// Options.CacheSize.
+// Options.CacheSize. While a sweep scans (holdClean), clean entries are
+// not dropped either: a shard grows by the tokens first checked
+// meanwhile, and later inserts shrink it back (insertLocked).
 type cache struct {
 	shards [cacheShards]shard
 	limit  int // clean entries kept per shard; dirty ones are kept regardless
@@ -41,7 +67,7 @@ const cacheShards = 64
 type shard struct {
 	mu       sync.Mutex
 	m        map[Hash]*entry
-	deleting map[Hash]int // deletes in flight, by token: see beginDelete
+	deleting map[Hash]int // deletes in flight, by token: see beginDelete; sweepMark for the sweep's
 	// pending lists the entries of m that took a use not yet written,
 	// each once (entry.listed); those written or dropped since are left
 	// in it until dirty() or a compaction skips them. npending counts the
@@ -62,6 +88,7 @@ type shard struct {
 	looked map[Hash]struct{}
 	gen    uint64
 	limit  int      // the cache's limit, kept here so shard methods need no cache
+	hold   bool     // a sweep is between its scan and its mark: see holdClean
 	_      [16]byte // keep shards on separate cache lines
 }
 
@@ -109,7 +136,7 @@ func (c *cache) shardIndex(h Hash) int {
 // rate. When the probes find none, the shard grows past its limit (dirty
 // entries are kept regardless), and later inserts shrink it back.
 //
-// The limit counts clean entries only (len(m) - len(pending)): dirty ones
+// The limit counts clean entries only (len(m) - npending): dirty ones
 // are kept whatever the limit, so counting them made every insert into a
 // shard of unwritten uses probe in vain, twice, and evict the clean
 // entries it did find for nothing.
@@ -117,10 +144,10 @@ const evictProbes = 8
 
 // insertLocked adds e, first evicting up to two clean entries when the
 // shard holds its limit of them (two, so that a shard over its limit
-// shrinks back).
+// shrinks back), unless a sweep holds them (holdClean).
 func (s *shard) insertLocked(h Hash, e *entry) {
 	for range 2 {
-		if len(s.m)-s.npending < s.limit {
+		if s.hold || len(s.m)-s.npending < s.limit {
 			break
 		}
 		probes := 0
@@ -137,11 +164,44 @@ func (s *shard) insertLocked(h Hash, e *entry) {
 	s.m[h] = e
 }
 
-// releaseLocked drops e when the cache keeps no clean entries.
+// releaseLocked drops e when the cache keeps no clean entries, unless a
+// sweep holds them (holdClean).
 func (s *shard) releaseLocked(h Hash, e *entry) {
-	if s.limit == 0 && !e.dirty() {
+	if s.limit == 0 && !e.dirty() && !s.hold {
 		delete(s.m, h)
 	}
+}
+
+// holdClean opens (on) or closes the window, from before a sweep's scan
+// to its mark (beginSweepAll), in which no clean entry is dropped, so
+// that the mark sees every use noted since the scan began (see the
+// coherence rule above). One sweep runs at a time.
+func (c *cache) holdClean(on bool) {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		s.hold = on
+		s.mu.Unlock()
+	}
+}
+
+// sweepMark is what the sweep's mark (beginSweepAll) adds to
+// shard.deleting[h], where every other delete in flight adds 1: so that
+// the one map read lookup already makes tells a token the sweep has
+// decided to delete (answered expired) from one a Revoke or Rotate is
+// deleting (read from the file). One sweep runs at a time (DB.sweep), so
+// a token holds at most one sweep mark, and nested deletes of one token
+// number far fewer than sweepMark.
+const sweepMark = 1 << 24
+
+// deletingLocked reports whether a delete of h is in flight, and whether
+// the sweep's is among them (sweepMark).
+func (s *shard) deletingLocked(h Hash) (deleting, swept bool) {
+	if len(s.deleting) == 0 {
+		return false, false
+	}
+	n := s.deleting[h]
+	return n > 0, n >= sweepMark
 }
 
 // beginDelete announces that a transaction is about to delete h's record.
@@ -165,13 +225,14 @@ func (c *cache) beginDelete(h Hash) {
 func (c *cache) endDelete(h Hash, gone bool) {
 	s := c.shard(h)
 	s.mu.Lock()
-	s.endDeleteLocked(h, gone)
+	s.endDeleteLocked(h, gone, 1)
 	s.gen++
 	s.mu.Unlock()
 }
 
-func (s *shard) endDeleteLocked(h Hash, gone bool) {
-	if s.deleting[h]--; s.deleting[h] <= 0 {
+// endDeleteLocked ends a mark of h that added mark to s.deleting[h].
+func (s *shard) endDeleteLocked(h Hash, gone bool, mark int) {
+	if s.deleting[h] -= mark; s.deleting[h] <= 0 {
 		delete(s.deleting, h)
 	}
 	if gone {
@@ -199,10 +260,11 @@ func (c *cache) used(h Hash) int64 {
 	return math.MinInt64
 }
 
-// successorUse is lastUse of the successor h (rec its record), and
-// whether a Lookup answered it while no use of it was known
-// (shard.looked): both under one hold of its shard's lock.
-func (c *cache) successorUse(h Hash, rec *record) (used int64, looked bool) {
+// successorUse is lastUse of the successor h (rec its record), whether a
+// Lookup answered it while no use of it was known (shard.looked), and
+// whether the sweep has marked it for deletion (beginSweepAll): all under
+// one hold of its shard's lock.
+func (c *cache) successorUse(h Hash, rec *record) (used int64, looked, swept bool) {
 	s := c.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -211,7 +273,23 @@ func (c *cache) successorUse(h Hash, rec *record) (used int64, looked bool) {
 		used = max(used, e.used)
 	}
 	_, looked = s.looked[h]
-	return used, looked
+	_, swept = s.deletingLocked(h)
+	return used, looked, swept
+}
+
+// lastUseSwept is lastUse, and whether the sweep has marked h for deletion
+// (beginSweepAll): under one hold of h's shard lock, for Rotate, which
+// must refuse such a token as expired, as Validate does.
+func (c *cache) lastUseSwept(h Hash, rec *record) (used int64, swept bool) {
+	s := c.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	used = rec.lastUsed
+	if e := s.m[h]; e != nil {
+		used = max(used, e.used)
+	}
+	_, swept = s.deletingLocked(h)
+	return used, swept
 }
 
 // lastUse is h's latest use: the one in memory when it is later than the
@@ -239,8 +317,15 @@ func (s *shard) persistedLocked(h Hash, used int64) {
 	}
 }
 
-// beginDeleteAll and endDeleteAll are beginDelete and endDelete for each
-// of hs (the sweep's: 100,000 tokens at a time). They take each shard's
+// beginSweepAll and endDeleteAll are beginDelete and endDelete for each
+// of hs (the sweep's: 100,000 tokens at a time), with the sweep's mark
+// (sweepMark). beginSweepAll is where the sweep's decision, made at its
+// clock now, takes effect, one shard lock hold at a time (see the
+// coherence rule above): a token whose use noted in memory since the
+// sweep read it now gives a deadline past now is not marked but returned
+// in alive, with that use and deadline, for the sweep to re-file; its
+// Validate answered valid first. A now of math.MaxInt64 marks every one
+// (beginDeleteAll). They take each shard's
 // lock once per deleteBatch tokens of it, not once per token, and
 // endDeleteAll moves a shard's gen once per batch. One at a time, the
 // sweep's 200,000 lock operations met the Validates beside it on the
@@ -250,16 +335,30 @@ func (s *shard) persistedLocked(h Hash, used int64) {
 // a runtime trace, against none without the sweep); and each endDelete
 // moved its shard's gen, making any Validate that read the file meanwhile
 // in that shard read it again.
-func (c *cache) beginDeleteAll(hs []Hash) { c.deleteAll(hs, false, false) }
+func (c *cache) beginSweepAll(hs []Hash, now int64) (alive []sweptAlive) {
+	return c.deleteAll(hs, false, false, now)
+}
 
-// endDeleteAll is endDelete(h, gone) for each of hs.
-func (c *cache) endDeleteAll(hs []Hash, gone bool) { c.deleteAll(hs, true, gone) }
+// beginDeleteAll is beginSweepAll for tokens the sweep deletes whatever
+// their uses (those a cut sweep began deleting: see metaSweeping).
+func (c *cache) beginDeleteAll(hs []Hash) { c.deleteAll(hs, false, false, math.MaxInt64) }
+
+// endDeleteAll ends the marks of beginSweepAll or beginDeleteAll: it is
+// endDelete(h, gone) for each of hs.
+func (c *cache) endDeleteAll(hs []Hash, gone bool) { c.deleteAll(hs, true, gone, 0) }
+
+// sweptAlive is a token beginSweepAll found alive by a use noted after the
+// sweep read it: its latest use, and the deadline that use gives.
+type sweptAlive struct {
+	h              Hash
+	used, deadline int64
+}
 
 // deleteBatch bounds the tokens of one shard's lock hold in deleteAll: a
 // few µs each, so that a Validate waits for at most about 100 µs.
 const deleteBatch = 256
 
-func (c *cache) deleteAll(hs []Hash, end, gone bool) {
+func (c *cache) deleteAll(hs []Hash, end, gone bool, now int64) (alive []sweptAlive) {
 	var scratch []Hash
 	by, at := byShard(c, hs, func(h *Hash) *Hash { return h }, &scratch)
 	for i := range c.shards {
@@ -268,11 +367,21 @@ func (c *cache) deleteAll(hs []Hash, end, gone bool) {
 			n := min(len(part), deleteBatch)
 			s.mu.Lock()
 			for _, h := range part[:n] {
-				if !end {
-					s.deleting[h]++
+				if end {
+					s.endDeleteLocked(h, gone, sweepMark)
 					continue
 				}
-				s.endDeleteLocked(h, gone)
+				// An Absolute token's deadline is the same at any use:
+				// deadlineAt never passes now for it here.
+				if now != math.MaxInt64 {
+					if e := s.m[h]; e != nil {
+						if d := e.rec.deadlineAt(e.used); now < d {
+							alive = append(alive, sweptAlive{h, e.used, d})
+							continue
+						}
+					}
+				}
+				s.deleting[h] += sweepMark
 			}
 			if end {
 				s.gen++
@@ -281,6 +390,7 @@ func (c *cache) deleteAll(hs []Hash, end, gone bool) {
 			part = part[n:]
 		}
 	}
+	return alive
 }
 
 // byShard orders xs by the shard of their hash (a counting sort), in
@@ -405,14 +515,15 @@ type lookupResult struct {
 // read outside the lock (the file decides: once that delete commits,
 // someone may have seen it, a Revoke's ErrNotFound, before the entry here
 // is dropped) and caches the record unless a delete of h is in flight; a
-// delete in the shard that ended meanwhile (gen) makes it read again. An
-// error of read is returned as is.
+// delete in the shard that ended meanwhile (gen) makes it read again. A
+// token the sweep has marked (beginSweepAll) is answered expired, or as
+// read's error once gone. An error of read is returned as is.
 func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error)) (r lookupResult, err error) {
 	s := c.shard(h)
 	for {
 		s.mu.Lock()
 		e := s.m[h]
-		deleting := len(s.deleting) > 0 && s.deleting[h] > 0
+		deleting, swept := s.deletingLocked(h)
 		r.hit = e != nil && !deleting
 		cached := e != nil // e is s.m[h]: each map operation counts on 1M tokens
 		if !r.hit {
@@ -427,7 +538,7 @@ func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error))
 				s.mu.Unlock()
 				continue
 			}
-			deleting = len(s.deleting) > 0 && s.deleting[h] > 0
+			deleting, swept = s.deletingLocked(h)
 			e = s.m[h]
 			cached = e != nil
 			if e == nil {
@@ -438,7 +549,13 @@ func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error))
 				}
 			}
 		}
-		if now >= e.rec.deadlineAt(e.used) {
+		// Marked by the sweep (beginSweepAll): its decision, at a clock
+		// past the deadline, came before this call's use, whatever this
+		// call's clock read. Nothing is noted: not a use, not a
+		// successor's first Lookup (looked), so a successor the sweep is
+		// deleting ends no grace; its predecessor's grace ends with it
+		// (graceOpen: expired, then not found).
+		if swept || now >= e.rec.deadlineAt(e.used) {
 			s.mu.Unlock()
 			r.expired = true
 			return r, nil

@@ -61,10 +61,19 @@
 // restart never extends a lifetime: deadlines are absolute Unix
 // milliseconds.
 //
+// Sweeps and uses: a sweep never deletes a token that a Validate beside it
+// answered valid. Each use and the sweep's decision on that token are
+// ordered: a use first keeps the token (it is re-filed under its new
+// deadline); the sweep's decision first makes the Validate, Lookup or
+// Rotate answer [ErrExpired], even when its clock read just before the
+// deadline: it is ordered after the sweep, whose clock read past it.
+//
 // Memory: a use not yet written keeps its token's entry in memory until it
 // is written, beyond Options.CacheSize: at most one entry (about 240 bytes
 // plus its subject and metadata) per token in the file, also while a full
-// disk refuses writes for hours.
+// disk refuses writes for hours. While a sweep reads what is due, the
+// entries of tokens first checked meanwhile are kept beyond CacheSize too,
+// until later inserts evict them.
 //
 // Damage: a damaged file is refused by Open or costs the method that
 // meets the damage an [ErrCorrupt] — never a panic, a hang or a revoked

@@ -336,7 +336,7 @@ func TestSweep_CutShortWithFamilies(t *testing.T) {
 // used.
 // lookedUp is successorUse's mark alone.
 func (c *cache) lookedUp(h Hash) bool {
-	_, looked := c.successorUse(h, &record{})
+	_, looked, _ := c.successorUse(h, &record{})
 	return looked
 }
 

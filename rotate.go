@@ -173,9 +173,13 @@ func (db *DB) Rotate(ctx context.Context, token string, opts ...RotateOption) (s
 		if err != nil {
 			return refuse(err)
 		}
-		used := db.cache.lastUse(old, &prev)
+		// A token the sweep has marked is expired, as Validate answers
+		// it (see cache.go): rotated, it gave a successor to a token
+		// answered expired a moment before, and the sweep would find it
+		// gone.
+		used, swept := db.cache.lastUseSwept(old, &prev)
 		deadline := prev.deadlineAt(used)
-		if now >= deadline {
+		if swept || now >= deadline {
 			return refuse(ErrExpired)
 		}
 		newToken, h = db.successorOf(token, now)
@@ -235,11 +239,13 @@ func (db *DB) graceOpen(tx *bolt.Tx, t *tombstone, now int64) (record, error) {
 	if err != nil {
 		return record{}, err
 	}
-	used, looked := db.cache.successorUse(t.successor, &rec)
+	used, looked, swept := db.cache.successorUse(t.successor, &rec)
 	if used > rec.created || looked {
 		return record{}, errGraceClosed
 	}
-	if now >= rec.deadlineAt(used) {
+	// A successor the sweep has marked is expired, whatever the clock
+	// read here (see cache.go): its predecessor's grace ends with it.
+	if swept || now >= rec.deadlineAt(used) {
 		return record{}, ErrExpired
 	}
 	return rec, nil

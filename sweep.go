@@ -63,7 +63,7 @@ type sweepItem struct {
 	key     []byte // the expiry entry
 	id      []byte // nil: a dangling expiry entry, only key is deleted
 	h       Hash   // when record is set, or refile
-	subject []byte // subjects key; nil when the record is gone
+	subject []byte // subjects key; nil when the record is gone, or a cut sweep deleted the key (finished whatever its uses)
 	record  bool   // the record is still there
 	refile  int64  // >0: alive until refile; the token is re-filed, not deleted
 	used    int64  // with refile: the latest use, written with it
@@ -105,14 +105,16 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 			break // nothing has expired: no write transaction at all
 		}
 		scan := time.Now()
+		db.cache.holdClean(true) // until the mark: see cache.go
 		items, more, bad, err := db.sweepScan(to, now)
 		db.log.Debug("tokenstore: sweep scan", "due", len(items), "took", time.Since(scan))
 		db.forget(bad)
 		found = append(found, db.damaged.addNew(bad)...)
 		var n int
 		if err == nil && (len(items) > 0 || marked) { // damaged records alone open no write transaction
-			n, err = db.sweepApply(ctx, to, items)
+			n, err = db.sweepApply(ctx, to, now, items)
 		}
+		db.cache.holdClean(false) // sweepApply's mark closed it, or there was none
 		total += n
 		db.forget(bad)
 		found = append(found, db.damaged.addNew(bad)...)
@@ -300,33 +302,67 @@ func (r *sweepReader) entry(k []byte) (sweepItem, error) {
 		it.refile, it.used = d, used
 	} else {
 		it.record, it.subject = true, subjectKey(rec.subject, rec.id)
+		if r.to > now && r.subjects.Get(it.subject) == nil {
+			// A cut sweep began deleting it (see metaSweeping): nil
+			// says it is finished whatever a use since does
+			// (sweepApply), for a token re-filed without its
+			// subjects entry would be missed by List and
+			// RevokeSubject.
+			it.subject = nil
+		}
 		it.family = rec.familyTokenKey() // issue 17: family.go
 	}
 	return it, nil
 }
 
-// sweepApply runs the four passes over items and returns the tokens it
-// deleted.
-func (db *DB) sweepApply(ctx context.Context, now int64, items []*sweepItem) (deleted int, err error) {
+// sweepApply runs the four passes over items, which sweepScan judged at
+// the clock now, and returns the tokens it deleted. to is the scan's end
+// (see metaSweeping).
+func (db *DB) sweepApply(ctx context.Context, to, now int64, items []*sweepItem) (deleted int, err error) {
 	// Counted however the passes end: deleted holds only what committed
 	// (sweepPass), and a sweep cut short after the records pass leaves
 	// records that the next sweep finds gone and does not count again.
 	defer func() { db.ctr.swept.Add(uint64(deleted)) }()
+	// While the passes run, Validate and Lookup of these tokens answer
+	// them expired (or not found, once gone), and nothing of them stays
+	// cached afterwards. The mark is the sweep's decision (see cache.go):
+	// a token kept alive by a use noted since the scan read it is
+	// re-filed instead; a token a cut sweep began deleting (subject nil)
+	// is finished whatever its uses.
+	var hs, finish []Hash
+	for _, it := range items {
+		switch {
+		case it.id == nil || it.refile != 0 || !it.record:
+		case it.subject == nil:
+			finish = append(finish, it.h)
+		default:
+			hs = append(hs, it.h)
+		}
+	}
+	if alive := db.cache.beginSweepAll(hs, now); len(alive) > 0 {
+		by := make(map[Hash]sweptAlive, len(alive))
+		for _, a := range alive {
+			by[a.h] = a
+		}
+		for _, it := range items {
+			if a, ok := by[it.h]; ok && it.record && it.subject != nil {
+				it.refile, it.used = a.deadline, a.used
+			}
+		}
+		hs = slices.DeleteFunc(hs, func(h Hash) bool { _, ok := by[h]; return ok })
+	}
+	if len(finish) > 0 {
+		db.cache.beginDeleteAll(finish)
+		hs = append(hs, finish...)
+	}
+	db.cache.holdClean(false) // every use noted since the scan is judged
+
 	gone := make([]*sweepItem, 0, len(items)) // tokens to delete
 	for _, it := range items {
 		if it.id != nil && it.refile == 0 {
 			gone = append(gone, it)
 		}
 	}
-	// While the passes run, Validate and Lookup of these tokens read the
-	// file, and nothing of them stays cached afterwards.
-	var hs []Hash
-	for _, it := range gone {
-		if it.record {
-			hs = append(hs, it.h)
-		}
-	}
-	db.cache.beginDeleteAll(hs)
 	// Those whose records pass committed are gone; the others (the sweep
 	// cut short, or a transaction failed) keep what the cache holds of
 	// them: a successor's first use among it (cache.endDelete).
@@ -335,7 +371,7 @@ func (db *DB) sweepApply(ctx context.Context, now int64, items []*sweepItem) (de
 		db.cache.endDeleteAll(dropped, true)
 		db.cache.endDeleteAll(kept, false)
 	}()
-	mark := func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(metaSweeping, beAppend64(nil, uint64(now))) }
+	mark := func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(metaSweeping, beAppend64(nil, uint64(to))) }
 
 	// Each pass deletes through one cursor per transaction (deleteAt): a
 	// Bucket.Delete opens a cursor of its own for every key.
