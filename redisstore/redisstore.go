@@ -227,6 +227,7 @@ type Store struct {
 	refusedOOM   atomic.Bool  // that refusal was for memory: deleting still works (see graceEndRefused)
 
 	rotationKey atomic.Pointer[[]byte] // the HMAC key of grace successors, once read (see successor)
+	reusedHere  sync.Map               // tokenstore.Hash → family: reuses whose revocation Redis did not take (see reuse)
 
 	ctr       counters
 	lastCount atomic.Int64
@@ -476,7 +477,10 @@ func (s *Store) check(ctx context.Context, token string, use bool) (tokenstore.I
 		return tokenstore.Info{}, err
 	}
 	var info tokenstore.Info
-	if use {
+	if fam, known := s.reusedHere.Load(h); known {
+		// Found reused before, its family not revoked (see reuse).
+		err = s.reuse(ctx, h, fam.(string))
+	} else if use {
 		info, err = s.use(ctx, h)
 	} else {
 		var rec record
@@ -488,8 +492,8 @@ func (s *Store) check(ctx context.Context, token string, use bool) (tokenstore.I
 			s.firstUse(ctx, h)
 		}
 	}
-	if errors.Is(err, errReuse) {
-		err = s.reuse(ctx, h)
+	if rf := (*reuseFound)(nil); errors.As(err, &rf) {
+		err = s.reuse(ctx, h, rf.family)
 	}
 	switch {
 	case errors.Is(err, tokenstore.ErrReused):
@@ -650,7 +654,11 @@ func (s *Store) readToken(ctx context.Context, h tokenstore.Hash) (record, int64
 	case err != nil:
 		return record{}, 0, err
 	case status == -4:
-		return record{}, 0, errReuse
+		fam := ""
+		if len(res) == 3 {
+			fam, _ = res[2].(string)
+		}
+		return record{}, 0, &reuseFound{family: fam}
 	case status == 2:
 		rec, err := retiredInGrace(res)
 		return rec, now, err

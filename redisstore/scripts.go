@@ -214,10 +214,13 @@ local function reused(p, hex, t)
 end
 
 -- untracked answers for a token that has no record, in a script that may
--- write: a reuse revokes the family here. Returns the reply, or nil when
--- the token is unknown.
-local function untracked(p, hex, now)
+-- write: a reuse revokes the family here. Returns the reply.
+local function untracked(p, hex, now, known)
   local st, a = tomb(p, hex, now)
+  -- known: this instance found the token reused before and could not
+  -- revoke its family then (a replica); a clock set back since does not
+  -- make it valid again.
+  if st == 'grace' and known then return reused(p, hex, fields(a)) end
   if st == 'grace' then return {2, int(now), a} end
   if st == 'expired' then return {-1, int(now)} end
   if st == 'reuse' then return reused(p, hex, a) end
@@ -229,7 +232,7 @@ end
 // KEYS: record. ARGV: now, prefix.
 // Returns {0} (not found), {-1, now} (expired), {-3, 0, record fields}
 // (damaged), {1, now, record fields}, and for a rotated-away token
-// {2, now, tombstone fields} (within its grace) or {-4}
+// {2, now, tombstone fields} (within its grace) or {-4, 0, family}
 // (reused: the caller runs reuseScript, which revokes the family).
 const readBody = `
 local f = redis.call('HGETALL', KEYS[1])
@@ -239,7 +242,7 @@ if #f == 0 then
   local st, a = tomb(ARGV[2], string.sub(KEYS[1], -64), now)
   if st == 'grace' then return {2, int(now), a} end
   if st == 'expired' then return {-1, int(now)} end
-  if st == 'reuse' then return {-4} end
+  if st == 'reuse' then return {-4, 0, a.fam} end
   return {0}
 end
 local r = fields(f)
@@ -312,12 +315,14 @@ return {1, int(now), int(u), wrote, f}
 
 // reuseScript revokes the family of a rotated-away token presented after
 // its grace, having checked again that it is one (readBody found it so
-// without writing). KEYS: record. ARGV: now, prefix. Returns what
-// untracked says: {-4, revoked, family} for a reuse.
+// without writing). KEYS: record. ARGV: now, prefix, known ('1': the
+// caller found it reused before and could not revoke its family then,
+// so it is a reuse even within its grace by the clock, set back since).
+// Returns what untracked says: {-4, revoked, family} for a reuse.
 var reuseScript = redis.NewScript(prelude + `
 local p, hex = ARGV[2], string.sub(KEYS[1], -64)
 if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
-return untracked(p, hex, nowms(ARGV[1]))
+return untracked(p, hex, nowms(ARGV[1]), ARGV[3] == '1')
 `)
 
 // firstUseScript records a Lookup of a successor whose predecessor is in
