@@ -127,6 +127,12 @@ func wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
+	return backend.Wrap("redisstore", op, refusal(err))
+}
+
+// refusal turns Redis's refusals into sentinels, as wrap does, without
+// naming the operation: for an error that wrap names later.
+func refusal(err error) error {
 	switch {
 	case errors.Is(err, redis.ErrClosed):
 		err = fmt.Errorf("%w (%v)", tokenstore.ErrClosed, err)
@@ -137,5 +143,5 @@ func wrap(op string, err error) error {
 	case redis.HasErrorPrefix(err, "NOREPLICAS"):
 		err = fmt.Errorf("%w: the primary refuses writes while fewer replicas than its min-replicas-to-write are connected and in sync (nothing was written): %v", tokenstore.ErrReadOnly, err)
 	}
-	return backend.Wrap("redisstore", op, err)
+	return err
 }

@@ -245,20 +245,25 @@ func (s *Store) reused(res []any) error {
 	return fmt.Errorf("%w (family %s, %d tokens revoked now)", tokenstore.ErrReused, fam, n)
 }
 
-// firstUse ends the grace of the predecessor of h, a successor a Lookup
-// found unused. As a use write, it is bounded by useWriteTimeout, and its
-// failure costs only the grace's early end: the predecessor keeps working
-// until the grace's own end. It only deletes, so it is tried on a full
-// Redis too, where use writes are not.
-func (s *Store) firstUse(ctx context.Context, h tokenstore.Hash) {
-	if s.graceEndRefused() {
-		return
-	}
+// firstUse ends the grace of the predecessor of h, a successor found
+// unused since a rotation with a grace, where the use itself was not
+// written (a Lookup, or a use write Redis did not take). It only deletes
+// a field, so a full Redis takes it where it refuses use writes. Bounded
+// as a use write is (useWriteTimeout). Its error means the grace is still
+// open: the caller must not answer the successor valid, or the old token
+// would keep working after the successor's use (and, with the clock set
+// back, again after the grace's end).
+func (s *Store) firstUse(ctx context.Context, h tokenstore.Hash) error {
 	wctx, cancel := context.WithTimeout(ctx, useWriteTimeout)
 	defer cancel()
-	if err := s.run(wctx, firstUseScript, []string{s.recordKey(h)}).Err(); err != nil {
-		s.log.Debug("redisstore: lookup: recording a successor's first use failed; its predecessor's grace runs to its end", "err", err)
+	err := s.run(wctx, firstUseScript, []string{s.recordKey(h)}).Err()
+	if err == nil {
+		return nil
 	}
+	if ctx.Err() == nil && wctx.Err() != nil {
+		err = fmt.Errorf("no answer within %v: %w", useWriteTimeout, err)
+	}
+	return fmt.Errorf("the first use of a token made by Rotate with a grace could not be recorded, so the grace of the token it replaced could not be ended; the token is not answered valid until it can be: %w", refusal(err))
 }
 
 // retiredInGrace decodes a script's {2, now, tombstone fields}: the

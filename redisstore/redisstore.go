@@ -224,7 +224,6 @@ type Store struct {
 	noRO   atomic.Bool   // Redis lacks EVALSHA_RO: read with EVALSHA
 
 	refusedUntil atomic.Int64 // Unix ns: until then Validate writes no use (see writeFailed)
-	refusedOOM   atomic.Bool  // that refusal was for memory: deleting still works (see graceEndRefused)
 
 	rotationKey atomic.Pointer[[]byte] // the HMAC key of grace successors, once read (see successor)
 	reusedHere  sync.Map               // tokenstore.Hash → family: reuses whose revocation Redis did not take (see reuse)
@@ -450,6 +449,14 @@ func (s *Store) Issue(ctx context.Context, subject string, opts ...tokenstore.Is
 // logging one warning,
 // so that a full Redis is not asked for a doomed write per request. A full
 // Redis costs writes, not authentication.
+//
+// The one use that is never answered from the read alone is a successor's
+// first use after a rotation with a grace: it must end the grace by a
+// write, or the old token would keep working after it. When Redis takes
+// neither the use write nor the grace's own (a delete, which a full Redis
+// takes), Validate fails closed with an error that wraps Redis's refusal
+// ([tokenstore.ErrReadOnly], [ErrOutOfMemory], or a timeout) and says the
+// grace could not be ended.
 func (s *Store) Validate(ctx context.Context, token string) (tokenstore.Info, error) {
 	return s.check(ctx, token, true)
 }
@@ -457,8 +464,9 @@ func (s *Store) Validate(ctx context.Context, token string) (tokenstore.Info, er
 // Lookup answers as [Store.Validate] does without counting a use. It
 // writes only to end a grace: the first Lookup of a successor made by a
 // Rotate with a grace records that use, also after the grace's end by the
-// clock, which may be set back into it (a reuse found by Lookup revokes
-// the family, as Validate's does).
+// clock, which may be set back into it, and fails closed, as Validate
+// does, when Redis does not take that write (a reuse found by Lookup
+// revokes the family, as Validate's does).
 func (s *Store) Lookup(ctx context.Context, token string) (tokenstore.Info, error) {
 	return s.check(ctx, token, false)
 }
@@ -489,7 +497,7 @@ func (s *Store) check(ctx context.Context, token string, use bool) (tokenstore.I
 		if err == nil && rec.graceUntil != 0 {
 			// Also past the grace's end by the clock: set back, the
 			// clock would reopen a grace this use ends.
-			s.firstUse(ctx, h)
+			err = s.firstUse(ctx, h)
 		}
 	}
 	if rf := (*reuseFound)(nil); errors.As(err, &rf) {
@@ -539,7 +547,7 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 		if err == nil && rec.graceUntil != 0 {
 			// The use was not written, but a successor's first use still
 			// ends its predecessor's grace, as on the read-first path.
-			s.firstUse(ctx, h)
+			err = s.firstUse(ctx, h)
 		}
 		return rec.info(rec.lastUsed), err
 	}
@@ -555,7 +563,9 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 	if s.writesRefused() {
 		s.ctr.dropped.Add(1)
 		if firstUse {
-			s.firstUse(ctx, h)
+			if err := s.firstUse(ctx, h); err != nil {
+				return tokenstore.Info{}, err
+			}
 		}
 		return rec.info(rec.lastUsed), nil
 	}
@@ -575,6 +585,13 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 		return info, err
 	}
 	s.writeFailed(err, wctx.Err() != nil && ctx.Err() == nil)
+	if firstUse {
+		// The write that ends the grace was not taken: only the
+		// grace's own write may answer this use (a full Redis takes it).
+		if err := s.firstUse(ctx, h); err != nil {
+			return tokenstore.Info{}, err
+		}
+	}
 	return rec.info(rec.lastUsed), nil
 }
 
@@ -615,21 +632,10 @@ func (s *Store) writeFailed(err error, stalled bool) {
 		s.log.Debug("redisstore: writing a use failed; the token's deadline stays where it was", "err", err)
 		return
 	}
-	s.refusedOOM.Store(!stalled && redis.HasErrorPrefix(err, "OOM"))
 	now := time.Now()
 	if prev := s.refusedUntil.Swap(now.Add(refusedFor).UnixNano()); prev < now.UnixNano() {
 		s.log.Warn("redisstore: Redis refuses writes; Validate answers from reads and drops uses", "for", refusedFor, "err", err)
 	}
-}
-
-// graceEndRefused reports whether the write that ends a grace (a
-// successor's first use) would be refused too: Redis refused a write less
-// than refusedFor ago for a cause other than memory (a replica,
-// NOREPLICAS, a stall). A full Redis still takes it, as it only deletes a
-// field; skipping it there would leave the old token working, and its
-// reuse undetected, for the rest of the grace.
-func (s *Store) graceEndRefused() bool {
-	return s.writesRefused() && !s.refusedOOM.Load()
 }
 
 // touchFor is how far behind a token's stored use may be before a use is
