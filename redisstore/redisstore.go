@@ -129,6 +129,15 @@ type Options struct {
 	// Stores that share a Redis and a KeyPrefix share their tokens: that
 	// is how the instances of one application see one store. In Redis
 	// Cluster it must hold a hash tag, e.g. "{tokenstore}:".
+	//
+	// It must end with ":" and hold no ":s:", or [New] refuses it with
+	// [ErrInvalidKeyPrefix]: a store keeps each subject's index under
+	// KeyPrefix + "s:" + the subject, whatever the subject, so a store whose
+	// KeyPrefix is another's followed by "s:" ("app:" and "app:s:", or
+	// "app" and "apps:") would have all its keys among the other's subject
+	// keys, and each would read, sweep and delete the other's. Under this
+	// rule the keys of two stores with different KeyPrefixes never meet,
+	// however the prefixes nest ("app:" and "app:x:" are both fine).
 	KeyPrefix string
 
 	// Policy applies to tokens issued without WithPolicy.
@@ -274,6 +283,9 @@ func New(client redis.UniversalClient, opts *Options) (*Store, error) {
 	if o.KeyPrefix == "" {
 		o.KeyPrefix = defaultKeyPrefix
 	}
+	if err := checkKeyPrefix(o.KeyPrefix); err != nil {
+		return nil, err
+	}
 	switch c := client.(type) {
 	case *redis.ClusterClient:
 		if co := c.Options(); (co.ReadOnly || co.RouteByLatency || co.RouteRandomly) && !o.ReplicaReads {
@@ -316,6 +328,29 @@ func New(client redis.UniversalClient, opts *Options) (*Store, error) {
 	}
 	s.loop = backend.Start(backend.Task{Every: o.SweepInterval, Run: s.backgroundSweep})
 	return s, nil
+}
+
+// ErrInvalidKeyPrefix is returned by [New] for an Options.KeyPrefix that
+// does not end with ":" or holds ":s:": another store's keys could then
+// be among its own (see Options.KeyPrefix).
+var ErrInvalidKeyPrefix = errors.New("redisstore: invalid KeyPrefix")
+
+// checkKeyPrefix holds KeyPrefix to the rule that keeps two stores' keys
+// apart. Every key is the prefix + one of "t:", "i:", "s:", "r:", "f:"
+// then a hash, a UUID or a subject, or + "e" or "rotation-key". For a key
+// of a store with prefix P to be one of a store with prefix P+X, X must
+// begin one of P's key suffixes. With both prefixes ending in ":", X ends
+// in ":" too, and the only suffix with a ":" past its first two bytes is
+// a subject key's: X would begin with "s:", so P+X holds ":s:".
+func checkKeyPrefix(p string) error {
+	switch {
+	case !strings.HasSuffix(p, ":"):
+		return fmt.Errorf("%w %q: it must end with \":\" (as the default %q does), or a store whose KeyPrefix is this one followed by \"s:\" would have its keys among this store's subject indexes (KeyPrefix + \"s:\" + subject)", ErrInvalidKeyPrefix, p, defaultKeyPrefix)
+	case strings.Contains(p, ":s:"):
+		outer, _, _ := strings.Cut(p, ":s:")
+		return fmt.Errorf("%w %q: it holds \":s:\", so its keys are among the subject indexes (KeyPrefix + \"s:\" + subject) of a store with KeyPrefix %q: the two would read, sweep and delete each other's keys", ErrInvalidKeyPrefix, p, outer+":")
+	}
+	return nil
 }
 
 // hasHashTag reports whether key has a non-empty {tag}, which Redis
