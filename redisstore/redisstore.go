@@ -94,6 +94,12 @@
 // a replica fails them with [tokenstore.ErrReadOnly]; Validate keeps
 // answering from its read on both.
 //
+// A key under KeyPrefix that holds another Redis type than the store
+// puts there (damage, or another program's key) is reported as
+// [tokenstore.ErrCorrupt] naming the kind of key, by every call that
+// meets it, never as Redis's WRONGTYPE; it costs only the tokens it
+// concerns: List, ForEach and Sweep go on past it and report it.
+//
 // Requires Redis 6.2 or later (7.0 for the read-only path; 6.2 reads with
 // EVALSHA). In Redis Cluster a store's keys must live in one slot, since
 // its scripts touch several: KeyPrefix must hold a hash tag such as
@@ -803,17 +809,18 @@ func (s *Store) List(ctx context.Context, subject string) ([]tokenstore.Info, er
 		return nil, err
 	}
 	key := s.subjectKey(subject)
-	res, err := s.read(ctx, listScript, listCompat, []string{key}, s.nowArg(), s.prefix).Slice()
+	res, err := s.read(ctx, listScript, listCompat, []string{key}, s.nowArg(), s.prefix, subject).Slice()
 	if err != nil {
 		return nil, wrap("list", err)
 	}
-	if len(res) != 3 {
+	if len(res) != 4 {
 		return nil, wrap("list", errReply)
 	}
 	now, err := toInt(res[0])
 	recs, ok1 := res[1].([]any)
 	stale, ok2 := res[2].([]any)
-	if err != nil || !ok1 || !ok2 {
+	msgs, ok3 := res[3].([]any)
+	if err != nil || !ok1 || !ok2 || !ok3 {
 		return nil, wrap("list", errReply)
 	}
 	if len(stale) > 0 {
@@ -830,6 +837,9 @@ func (s *Store) List(ctx context.Context, subject string) ([]tokenstore.Info, er
 	}
 	out := make([]tokenstore.Info, 0, len(recs))
 	var bad []error // a damaged record costs only itself
+	for _, m := range msgs {
+		bad = append(bad, misfitErr(fmt.Sprint(m)))
+	}
 	for _, f := range recs {
 		rec, err := decodeRecord(f)
 		if err != nil {
