@@ -283,7 +283,7 @@ func retiredInGrace(res []any) (record, error) {
 		if k, _ := f[i].(string); k == "ge" {
 			v, _ := f[i+1].(string)
 			ge, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || ge <= 0 {
+			if err != nil || ge == 0 { // 0: no grace (a time before 1970 is negative, not none)
 				return record{}, errReply
 			}
 			rec.retiredGrace = ge

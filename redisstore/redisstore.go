@@ -37,8 +37,9 @@
 //	P rotation-key string: the HMAC-SHA256 key of the successors Rotate makes within a grace
 //
 // The token itself is never stored. The record and the ID key expire in
-// Redis (PEXPIREAT) Options.KeepExpired after the token's deadline, moved
-// on by every written slide; until then the token reports
+// Redis (PEXPIREAT; with Options.Now, PEXPIRE by its clock)
+// Options.KeepExpired after the token's deadline, moved on by every
+// written slide; until then the token reports
 // [tokenstore.ErrExpired], as the file store does until its sweeper runs.
 // [Store.Sweep] (every Options.SweepInterval, on each instance) deletes
 // expired tokens with their index entries; List (when Redis takes
@@ -156,8 +157,12 @@ type Options struct {
 
 	// Now is the clock, for tests. Nil: Redis's clock (TIME), read by the
 	// scripts themselves, so that instances whose clocks disagree still
-	// agree on every deadline. A clock set here should agree with Redis's,
-	// which expires the keys.
+	// agree on every deadline. Any time works here, before 1970 too, as on
+	// the file store: every deadline is on this clock, and Redis, which
+	// expires the keys on its own clock, is given each key's remaining
+	// life at each write (PEXPIRE, not PEXPIREAT), so a clock that
+	// disagrees with Redis's neither has keys dropped at once (behind it)
+	// nor kept long past their time (ahead of it) counted from the write.
 	Now func() time.Time
 
 	// MaxTokensPerSubject caps a subject's live tokens: beyond it Issue

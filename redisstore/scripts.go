@@ -22,10 +22,44 @@ import "github.com/redis/go-redis/v9"
 const prelude = `
 local function int(n) return string.format('%d', n) end
 
+-- injected: the now argument came from Options.Now, not Redis's TIME.
+local injected = false
+
 local function nowms(a)
-  if a ~= '' then return tonumber(a) end
+  if a ~= '' then
+    injected = true
+    return tonumber(a)
+  end
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- expire makes key k expire at at (ms, on the scripts' clock; now is its
+-- reading). On Redis's own clock that is PEXPIREAT at. On Options.Now's,
+-- which need not agree with Redis's (a test's, one set back, or one
+-- before 1970, whose negative times PEXPIREAT and SET PXAT refuse or
+-- take as long past), it is at - now ms after the write, on Redis's
+-- clock: a key lives as long as the store's clock says, never dropped
+-- at once for a clock behind Redis's. With px, k is set to px as a
+-- string (SET) with that expiry.
+local function expire(k, at, now, px)
+  if injected then
+    local ms = int(math.max(at - now, 1))
+    if px then return redis.call('SET', k, px, 'PX', ms) end
+    return redis.call('PEXPIRE', k, ms)
+  end
+  if px then return redis.call('SET', k, px, 'PXAT', int(at)) end
+  return redis.call('PEXPIREAT', k, int(at))
+end
+
+-- noGrace is a tombstone's grace end (ge) when it has none, or when a
+-- reuse or RevokeFamily ended it for good: not a time. A grace that
+-- would end exactly at 0 (1970) ends 1 ms earlier (see graceEnd).
+local function graceOpen(ge, now) return ge ~= 0 and now < ge end
+local function graceEnd(now, grace)
+  local ge = now + grace
+  if ge == 0 then ge = -1 end
+  return ge
 end
 
 -- b is the family's birth (the creation of its first token), absent
@@ -175,8 +209,8 @@ local function create(p, hex, id, sub, now, pol, ttl, mx, keep, meta, born)
   local at = int(d + keep)
   redis.call('HSET', rk, 'id', id, 'sub', sub, 'c', int(now), 'u', int(now),
     'pol', pol, 'ttl', ttl, 'max', mx, unpack(meta))
-  redis.call('PEXPIREAT', rk, at)
-  redis.call('SET', p .. 'i:' .. id, hex, 'PXAT', at)
+  expire(rk, at, now)
+  expire(p .. 'i:' .. id, at, now, hex)
   redis.call('ZADD', p .. 's:' .. sub, int(d), hex)
   redis.call('ZADD', p .. 'e', int(d), hex .. sub)
   return nil, d, at
@@ -204,7 +238,7 @@ local function tomb(p, hex, now)
   -- A damaged tombstone (another program's key) is no token.
   if not d or not ge or type(t.fam) ~= 'string' or type(t.next) ~= 'string' then return 'gone' end
   if now >= d then return 'gone' end
-  if now < ge then
+  if graceOpen(ge, now) then
     local bf, bad = try('hash', RECORD, 'HGETALL', p .. 't:' .. t.next)
     if bad then return 'damaged', 'its successor: ' .. bad end
     if #bf > 0 then
@@ -365,9 +399,9 @@ if now > u and now - u >= tonumber(ARGV[4]) then
   local nd = deadline(r.pol, r.c, u, r.ttl, r.max, r.b)
   if nd ~= d then
     local at = int(nd + tonumber(ARGV[3]))
-    redis.call('PEXPIREAT', KEYS[1], at)
-    redis.call('PEXPIREAT', p .. 'i:' .. r.id, at)
-    if r.f then redis.call('PEXPIREAT', p .. 'f:' .. r.f, at) end
+    expire(KEYS[1], at, now)
+    expire(p .. 'i:' .. r.id, at, now)
+    if r.f then expire(p .. 'f:' .. r.f, at, now) end
     redis.call('ZADD', p .. 's:' .. r.sub, 'XX', int(nd), hex)
   end
   -- Not XX: this also re-files a token whose expiry index entry an
@@ -659,7 +693,7 @@ meta[#meta + 1] = nfam
 meta[#meta + 1] = 'b'
 meta[#meta + 1] = nborn
 if grace > 0 then
-  ge = now + grace
+  ge = graceEnd(now, grace)
   meta[#meta + 1] = 'g'
   meta[#meta + 1] = int(ge)
 end
@@ -677,7 +711,7 @@ if grace > 0 and nfam == fam then
 else
   redis.call('HDEL', fk, 'g')
 end
-redis.call('PEXPIREAT', fk, at)
+expire(fk, at, now)
 if nfam ~= fam then
   -- The old family keeps only the rotated-away token's grace, as long
   -- as its tombstone: RevokeFamily of it ends that grace for good, also
@@ -687,7 +721,7 @@ if nfam ~= fam then
   if grace > 0 then
     redis.call('HDEL', ok, 'h')
     redis.call('HSET', ok, 'g', hexA)
-    redis.call('PEXPIREAT', ok, int(d))
+    expire(ok, d, now)
   else
     redis.call('DEL', ok)
   end
@@ -700,7 +734,7 @@ if grace > 0 then
 end
 redis.call('DEL', tk)
 redis.call('HSET', tk, unpack(t))
-redis.call('PEXPIREAT', tk, int(d))
+expire(tk, d, now)
 drop(p, hexA, r.id, r.sub, nil)
 return {1, int(now), redis.call('HGETALL', KEYS[2])}
 `)
