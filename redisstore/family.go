@@ -263,7 +263,9 @@ func (s *Store) firstUse(ctx context.Context, h tokenstore.Hash) error {
 	if ctx.Err() == nil && wctx.Err() != nil {
 		err = fmt.Errorf("no answer within %v: %w", useWriteTimeout, err)
 	}
-	return fmt.Errorf("the first use of a token made by Rotate with a grace could not be recorded, so the grace of the token it replaced could not be ended; the token is not answered valid until it can be: %w", refusal(err))
+	// The refusal first: its sentinel's text starts the message, whose
+	// package prefix wrap trims, so that the package is named once.
+	return fmt.Errorf("%w; so the first use of this token, made by Rotate with a grace, could not be recorded, nor the grace of the token it replaced ended: it is not answered valid until it can be", refusal(err))
 }
 
 // retiredInGrace decodes a script's {2, now, tombstone fields}: the

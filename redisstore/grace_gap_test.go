@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,6 +54,7 @@ func TestGrace_FirstUseNotRecordedFailsClosed(t *testing.T) {
 				require.ErrorIs(t, err, tokenstore.ErrReadOnly, "%s %d of the successor on a replica: not answered valid", use, i)
 				assert.Contains(t, err.Error(), "grace", "%s %d: says the grace could not be ended", use, i)
 				assert.NotContains(t, err.Error(), hashHex(b))
+				assert.Equal(t, 1, strings.Count(err.Error(), "redisstore:")+strings.Count(err.Error(), "tokenstore:"), "the package named once: %q", err)
 			}
 			_, err = r.Validate(ctx, other)
 			require.NoError(t, err, "other tokens still validate on the replica")
