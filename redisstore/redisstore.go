@@ -93,7 +93,10 @@
 // not answer: refuse the request, but do not tell the client its token is
 // bad. A Redis out of memory fails Issue and Rotate with [ErrOutOfMemory],
 // a replica fails them with [tokenstore.ErrReadOnly]; Validate keeps
-// answering from its read on both.
+// answering from its read on both, but for a successor's first use after
+// a rotation with a grace, which a replica refuses (see [Store.Validate]),
+// and a reused token, refused as [tokenstore.ErrReused] although a
+// replica cannot revoke its family (see docs/redis.md).
 //
 // A key under KeyPrefix that holds another Redis type than the store
 // puts there (damage, or another program's key) is reported as
