@@ -7,10 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenstore/tokenstore"
+	internalbackend "github.com/tokenstore/tokenstore/internal/backend"
 	"github.com/tokenstore/tokenstore/redisstore"
 )
 
@@ -65,6 +67,60 @@ func TestGrace_FirstUseNotRecordedFailsClosed(t *testing.T) {
 			require.NoError(t, err, "on the primary the first use is recorded")
 			_, err = p.Validate(ctx, a)
 			require.ErrorIs(t, err, tokenstore.ErrReused, "the grace is over")
+		})
+	}
+}
+
+// TestGrace_FirstUseHeldFailsClosed: a Redis holding writes (CLIENT PAUSE
+// WRITE, as FAILOVER does) holds the write that ends a grace: after the
+// 250 ms bound, the successor's first use is refused as a timeout (which
+// the middleware answers 503), not answered valid with the grace open.
+// The held write, run when the pause ends, ends the grace.
+func TestGrace_FirstUseHeldFailsClosed(t *testing.T) {
+	srv := ownRedis(t)
+	raw := rawClient(t, srv.Addr)
+	ctx := context.Background()
+	for _, touch := range []time.Duration{time.Minute, -1} {
+		t.Run(fmt.Sprintf("TouchInterval=%v", touch), func(t *testing.T) {
+			clk := newClock()
+			prefix := uniquePrefix()
+			bare := redis.NewClient(&redis.Options{Addr: srv.Addr})
+			t.Cleanup(func() { _ = bare.Close() })
+			s, err := redisstore.New(bare, &redisstore.Options{Now: clk.Now, KeyPrefix: prefix, SweepInterval: -1, TouchInterval: touch})
+			require.NoError(t, err)
+			a, _, err := s.Issue(ctx, "user")
+			require.NoError(t, err)
+			b, _, err := s.Rotate(ctx, a, tokenstore.WithGrace(5*time.Minute))
+			require.NoError(t, err)
+			// Load every script a first use runs (a NOSCRIPT answered
+			// after the pause would find the call's context over, and
+			// its EVAL never sent).
+			for _, use := range []func(string) error{
+				func(tok string) error { _, err := s.Lookup(ctx, tok); return err },
+				func(tok string) error { _, err := s.Validate(ctx, tok); return err },
+			} {
+				x, _, err := s.Issue(ctx, "loader")
+				require.NoError(t, err)
+				y, _, err := s.Rotate(ctx, x, tokenstore.WithGrace(5*time.Minute))
+				require.NoError(t, err)
+				require.NoError(t, use(y))
+			}
+			clk.Advance(time.Second)
+
+			require.NoError(t, raw.Do(ctx, "CLIENT", "PAUSE", 2000, "WRITE").Err())
+			start := time.Now()
+			_, err = s.Validate(ctx, b)
+			took := time.Since(start)
+			require.Error(t, err, "not answered valid while its grace-ending write is held")
+			assert.True(t, internalbackend.IsTimeout(err), "a timeout: %v", err)
+			assert.Contains(t, err.Error(), "grace")
+			assert.Less(t, took, 1500*time.Millisecond, "bounded by the write's 250 ms, twice at most")
+			require.NoError(t, raw.Do(ctx, "CLIENT", "UNPAUSE").Err())
+			require.NoError(t, s.Close()) // waits for the held writes
+
+			later := storeOn(t, srv.Addr, &redisstore.Options{Now: clk.Now, KeyPrefix: prefix})
+			_, err = later.Validate(ctx, a)
+			require.ErrorIs(t, err, tokenstore.ErrReused, "the held write, run late, ended the grace")
 		})
 	}
 }
