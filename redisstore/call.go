@@ -57,7 +57,7 @@ func (f *inflight) close() {
 // it); whether it took effect is unknown, as with any call cut short.
 func (s *Store) do(ctx context.Context, call func(context.Context) *redis.Cmd) *redis.Cmd {
 	if ctx.Done() == nil {
-		return call(ctx) // cannot end: the client's own timeouts bound it
+		return misfit(call(ctx)) // cannot end: the client's own timeouts bound it
 	}
 	if !s.calls.enter() {
 		return errCmd(ctx, tokenstore.ErrClosed)
@@ -69,15 +69,31 @@ func (s *Store) do(ctx context.Context, call func(context.Context) *redis.Cmd) *
 	}()
 	select {
 	case cmd := <-reply:
-		return cmd
+		return misfit(cmd)
 	case <-ctx.Done():
 		select {
 		case cmd := <-reply: // both ready: the answer wins
-			return cmd
+			return misfit(cmd)
 		default:
 			return errCmd(ctx, ctx.Err())
 		}
 	}
+}
+
+// misfit turns a script's "DAMAGED <message>" error reply, for a key of
+// the store's key space holding another Redis type than its kind's (see
+// try in scripts.go), into tokenstore.ErrCorrupt with that message.
+func misfit(cmd *redis.Cmd) *redis.Cmd {
+	if err := cmd.Err(); redis.HasErrorPrefix(err, "DAMAGED") {
+		msg := strings.TrimPrefix(err.Error(), "DAMAGED ")
+		cmd.SetErr(misfitErr(msg))
+	}
+	return cmd
+}
+
+// misfitErr is ErrCorrupt for a key of another type, msg naming it.
+func misfitErr(msg string) error {
+	return fmt.Errorf("%w: %s (a key of another Redis type under the KeyPrefix: damage, or another program's key)", tokenstore.ErrCorrupt, msg)
 }
 
 func errCmd(ctx context.Context, err error) *redis.Cmd {
@@ -127,6 +143,12 @@ func wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
+	return backend.Wrap("redisstore", op, refusal(err))
+}
+
+// refusal turns Redis's refusals into sentinels, as wrap does, without
+// naming the operation: for an error that wrap names later.
+func refusal(err error) error {
 	switch {
 	case errors.Is(err, redis.ErrClosed):
 		err = fmt.Errorf("%w (%v)", tokenstore.ErrClosed, err)
@@ -137,5 +159,5 @@ func wrap(op string, err error) error {
 	case redis.HasErrorPrefix(err, "NOREPLICAS"):
 		err = fmt.Errorf("%w: the primary refuses writes while fewer replicas than its min-replicas-to-write are connected and in sync (nothing was written): %v", tokenstore.ErrReadOnly, err)
 	}
-	return backend.Wrap("redisstore", op, err)
+	return err
 }

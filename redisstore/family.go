@@ -56,6 +56,9 @@ func (s *Store) Rotate(ctx context.Context, token string, opts ...tokenstore.Rot
 	if err != nil {
 		return "", tokenstore.Info{}, err
 	}
+	if fam, known := s.reusedHere.Load(old); known {
+		return "", tokenstore.Info{}, wrap("rotate", s.reuse(ctx, old, fam.(string)))
+	}
 	id, err := uuid.NewV7()
 	if err != nil {
 		return "", tokenstore.Info{}, wrap("rotate: new id", err)
@@ -86,6 +89,12 @@ func (s *Store) Rotate(ctx context.Context, token string, opts ...tokenstore.Rot
 		res, err = s.run(ctx, rotateScript, []string{s.recordKey(old), s.recordKey(h), s.rotationKeyName()},
 			s.nowArg(), s.prefix, s.keep, id.String(), p.Grace.Milliseconds(), newFamily, sum).Slice()
 		if err != nil {
+			// Refused (a replica): a reused token is still ErrReused.
+			if _, _, rerr := s.readToken(ctx, old); rerr != nil {
+				if rf := (*reuseFound)(nil); errors.As(rerr, &rf) {
+					return "", tokenstore.Info{}, wrap("rotate", s.reuse(ctx, old, rf.family))
+				}
+			}
 			return "", tokenstore.Info{}, wrap("rotate", err)
 		}
 		if status, _, err = head(res); err != nil {
@@ -174,27 +183,48 @@ func (s *Store) RevokeFamily(ctx context.Context, familyID uuid.UUID) (int, erro
 	return int(n), nil
 }
 
-// errReuse is readToken's answer for a rotated-away token presented after
-// its grace: the caller runs reuseScript, which revokes the family.
-var errReuse = errors.New("reused token: the family must be revoked")
+// reuseFound is readToken's answer for a rotated-away token presented
+// after its grace: the caller runs reuseScript, which revokes the family.
+type reuseFound struct{ family string }
+
+func (*reuseFound) Error() string { return "reused token: the family must be revoked" }
 
 // reuse revokes the family of h, a rotated-away token that readToken found
-// reused, and returns ErrReused (or what the token is by then).
-func (s *Store) reuse(ctx context.Context, h tokenstore.Hash) error {
-	res, err := s.run(ctx, reuseScript, []string{s.recordKey(h)}, s.nowArg(), s.prefix).Slice()
+// reused (family: its family, as the read said), and returns ErrReused (or
+// what the token is by then).
+//
+// When Redis does not take the revocation (a replica, a primary refusing
+// writes, a call cut short), the token is still refused as reused: the
+// read found it so. The family's live tokens stay valid until a store
+// that can write meets a reuse of the family; the failure is logged, and
+// this Store keeps h in memory as reused (as the file store's read-only
+// mode does), so that a clock set back into the grace does not make h
+// valid here, and each later presentation tries the revocation again.
+func (s *Store) reuse(ctx context.Context, h tokenstore.Hash, family string) error {
+	_, known := s.reusedHere.Load(h)
+	flag := "0"
+	if known {
+		flag = "1"
+	}
+	res, err := s.run(ctx, reuseScript, []string{s.recordKey(h)}, s.nowArg(), s.prefix, flag).Slice()
 	if err != nil {
-		return err
+		s.reusedHere.Store(h, family)
+		s.ctr.reused.Add(1)
+		s.log.Warn("redisstore: token reused after rotation; family not revoked: Redis did not take the revocation (a replica, or a primary refusing writes)", "family", family, "err", err)
+		return fmt.Errorf("%w, but Redis did not take the revocation, so family %s is not revoked: %v", tokenstore.ErrReused, family, err)
 	}
 	status, _, err := head(res)
 	switch {
 	case err != nil:
 		return err
 	case status == -4:
+		s.reusedHere.Delete(h) // the tombstone's grace is ended for good in Redis
 		return s.reused(res)
 	case status == -1:
 		return tokenstore.ErrExpired
 	}
 	// Its tombstone reached its deadline since the read: unknown now.
+	s.reusedHere.Delete(h)
 	return tokenstore.ErrNotFound
 }
 
@@ -215,20 +245,27 @@ func (s *Store) reused(res []any) error {
 	return fmt.Errorf("%w (family %s, %d tokens revoked now)", tokenstore.ErrReused, fam, n)
 }
 
-// firstUse ends the grace of the predecessor of h, a successor a Lookup
-// found unused. As a use write, it is bounded by useWriteTimeout, and its
-// failure costs only the grace's early end: the predecessor keeps working
-// until the grace's own end. It only deletes, so it is tried on a full
-// Redis too, where use writes are not.
-func (s *Store) firstUse(ctx context.Context, h tokenstore.Hash) {
-	if s.graceEndRefused() {
-		return
-	}
+// firstUse ends the grace of the predecessor of h, a successor found
+// unused since a rotation with a grace, where the use itself was not
+// written (a Lookup, or a use write Redis did not take). It only deletes
+// a field, so a full Redis takes it where it refuses use writes. Bounded
+// as a use write is (useWriteTimeout). Its error means the grace is still
+// open: the caller must not answer the successor valid, or the old token
+// would keep working after the successor's use (and, with the clock set
+// back, again after the grace's end).
+func (s *Store) firstUse(ctx context.Context, h tokenstore.Hash) error {
 	wctx, cancel := context.WithTimeout(ctx, useWriteTimeout)
 	defer cancel()
-	if err := s.run(wctx, firstUseScript, []string{s.recordKey(h)}).Err(); err != nil {
-		s.log.Debug("redisstore: lookup: recording a successor's first use failed; its predecessor's grace runs to its end", "err", err)
+	err := s.run(wctx, firstUseScript, []string{s.recordKey(h)}).Err()
+	if err == nil {
+		return nil
 	}
+	if ctx.Err() == nil && wctx.Err() != nil {
+		err = fmt.Errorf("no answer within %v: %w", useWriteTimeout, err)
+	}
+	// The refusal first: its sentinel's text starts the message, whose
+	// package prefix wrap trims, so that the package is named once.
+	return fmt.Errorf("%w; so the first use of this token, made by Rotate with a grace, could not be recorded, nor the grace of the token it replaced ended: it is not answered valid until it can be", refusal(err))
 }
 
 // retiredInGrace decodes a script's {2, now, tombstone fields}: the
@@ -248,7 +285,7 @@ func retiredInGrace(res []any) (record, error) {
 		if k, _ := f[i].(string); k == "ge" {
 			v, _ := f[i+1].(string)
 			ge, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || ge <= 0 {
+			if err != nil || ge == 0 { // 0: no grace (a time before 1970 is negative, not none)
 				return record{}, errReply
 			}
 			rec.retiredGrace = ge

@@ -15,21 +15,29 @@ import (
 // expiry index, skipping entries whose record Redis has already expired
 // or evicted, and records that an eviction left without their ID key or
 // subject index entry (they do not validate either). Damaged records are
-// returned, for the caller to report. KEYS: expiry index.
-// ARGV: prefix, start, stop. Read-only.
+// returned, for the caller to report, and so are the keys of another
+// type met (see try), as messages. KEYS: expiry index.
+// ARGV: prefix, start, stop. Read-only. Returns {entries read,
+// {record fields}..., {messages}}.
 const forEachBody = `
 local p = ARGV[1]
-local m = redis.call('ZRANGE', KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
-local out = {}
+local m, bad = try('zset', EXPIRY, 'ZRANGE', KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
+if bad then return damaged(bad) end
+local out, msgs = {}, {}
 for _, mem in ipairs(m) do
   local hex = string.sub(mem, 1, 64)
-  local f = redis.call('HGETALL', p .. 't:' .. hex)
-  if #f > 0 then
+  local f, bad = try('hash', RECORD, 'HGETALL', p .. 't:' .. hex)
+  if bad then
+    msgs[#msgs + 1] = bad
+  elseif #f > 0 then
     local r = fields(f)
-    if not sane(r) or alive(p, hex, r) then out[#out + 1] = f end
+    local ok, why = true, nil
+    if sane(r) then ok, why = alive(p, hex, r) end
+    if why then msgs[#msgs + 1] = 'token ' .. r.id .. ': ' .. why
+    elseif ok then out[#out + 1] = f end
   end
 end
-return {#m, out}
+return {#m, out, msgs}
 `
 
 var (
@@ -62,13 +70,17 @@ func (s *Store) ForEach(ctx context.Context, fn func(tokenstore.Info) error) err
 		if err != nil {
 			return wrap("foreach", err)
 		}
-		if len(res) != 2 {
+		if len(res) != 3 {
 			return wrap("foreach", errReply)
 		}
 		seen, err := toInt(res[0])
 		recs, ok := res[1].([]any)
-		if err != nil || !ok {
+		msgs, ok2 := res[2].([]any)
+		if err != nil || !ok || !ok2 {
 			return wrap("foreach", errors.Join(errReply, err))
+		}
+		for _, m := range msgs {
+			bad = append(bad, misfitErr(fmt.Sprint(m)))
 		}
 		for _, f := range recs {
 			rec, err := decodeRecord(f)

@@ -35,6 +35,7 @@ type record struct {
 	// it: a clock set back may reopen the grace until a use ends it).
 	family     uuid.UUID
 	born       int64
+	hasBorn    bool // born is set: 0 is a time (1970), not none
 	graceUntil int64
 
 	// Of a rotated-away token within its grace, read from its tombstone:
@@ -64,7 +65,7 @@ func (r *record) info(lastUsed int64) tokenstore.Info {
 // by the family's birth + the policy's cap for a rotated token.
 func (r *record) deadline(lastUsed int64) int64 {
 	d := r.policy.Deadline(r.created, lastUsed)
-	if r.born != 0 {
+	if r.hasBorn {
 		if c := r.policy.MaxLifetime().Milliseconds(); c > 0 {
 			d = min(d, r.born+c)
 		}
@@ -153,7 +154,7 @@ func decodeRecord(v any) (record, error) {
 		}
 	}
 	if _, ok := fields["b"]; ok {
-		r.born = num("b")
+		r.born, r.hasBorn = num("b"), true
 	}
 	if _, ok := fields["g"]; ok {
 		r.graceUntil = num("g")

@@ -37,8 +37,9 @@
 //	P rotation-key string: the HMAC-SHA256 key of the successors Rotate makes within a grace
 //
 // The token itself is never stored. The record and the ID key expire in
-// Redis (PEXPIREAT) Options.KeepExpired after the token's deadline, moved
-// on by every written slide; until then the token reports
+// Redis (PEXPIREAT; with Options.Now, PEXPIRE by its clock)
+// Options.KeepExpired after the token's deadline, moved on by every
+// written slide; until then the token reports
 // [tokenstore.ErrExpired], as the file store does until its sweeper runs.
 // [Store.Sweep] (every Options.SweepInterval, on each instance) deletes
 // expired tokens with their index entries; List (when Redis takes
@@ -92,7 +93,16 @@
 // not answer: refuse the request, but do not tell the client its token is
 // bad. A Redis out of memory fails Issue and Rotate with [ErrOutOfMemory],
 // a replica fails them with [tokenstore.ErrReadOnly]; Validate keeps
-// answering from its read on both.
+// answering from its read on both, but for a successor's first use after
+// a rotation with a grace, which a replica refuses (see [Store.Validate]),
+// and a reused token, refused as [tokenstore.ErrReused] although a
+// replica cannot revoke its family (see docs/redis.md).
+//
+// A key under KeyPrefix that holds another Redis type than the store
+// puts there (damage, or another program's key) is reported as
+// [tokenstore.ErrCorrupt] naming the kind of key, by every call that
+// meets it, never as Redis's WRONGTYPE; it costs only the tokens it
+// concerns: List, ForEach and Sweep go on past it and report it.
 //
 // Requires Redis 6.2 or later (7.0 for the read-only path; 6.2 reads with
 // EVALSHA). In Redis Cluster a store's keys must live in one slot, since
@@ -129,6 +139,15 @@ type Options struct {
 	// Stores that share a Redis and a KeyPrefix share their tokens: that
 	// is how the instances of one application see one store. In Redis
 	// Cluster it must hold a hash tag, e.g. "{tokenstore}:".
+	//
+	// It must end with ":" and hold no ":s:", or [New] refuses it with
+	// [ErrInvalidKeyPrefix]: a store keeps each subject's index under
+	// KeyPrefix + "s:" + the subject, whatever the subject, so a store whose
+	// KeyPrefix is another's followed by "s:" ("app:" and "app:s:", or
+	// "app" and "apps:") would have all its keys among the other's subject
+	// keys, and each would read, sweep and delete the other's. Under this
+	// rule the keys of two stores with different KeyPrefixes never meet,
+	// however the prefixes nest ("app:" and "app:x:" are both fine).
 	KeyPrefix string
 
 	// Policy applies to tokens issued without WithPolicy.
@@ -141,8 +160,12 @@ type Options struct {
 
 	// Now is the clock, for tests. Nil: Redis's clock (TIME), read by the
 	// scripts themselves, so that instances whose clocks disagree still
-	// agree on every deadline. A clock set here should agree with Redis's,
-	// which expires the keys.
+	// agree on every deadline. Any time works here, before 1970 too, as on
+	// the file store: every deadline is on this clock, and Redis, which
+	// expires the keys on its own clock, is given each key's remaining
+	// life at each write (PEXPIRE, not PEXPIREAT), so a clock that
+	// disagrees with Redis's neither has keys dropped at once (behind it)
+	// nor kept long past their time (ahead of it) counted from the write.
 	Now func() time.Time
 
 	// MaxTokensPerSubject caps a subject's live tokens: beyond it Issue
@@ -224,9 +247,9 @@ type Store struct {
 	noRO   atomic.Bool   // Redis lacks EVALSHA_RO: read with EVALSHA
 
 	refusedUntil atomic.Int64 // Unix ns: until then Validate writes no use (see writeFailed)
-	refusedOOM   atomic.Bool  // that refusal was for memory: deleting still works (see graceEndRefused)
 
 	rotationKey atomic.Pointer[[]byte] // the HMAC key of grace successors, once read (see successor)
+	reusedHere  sync.Map               // tokenstore.Hash → family: reuses whose revocation Redis did not take (see reuse)
 
 	ctr       counters
 	lastCount atomic.Int64
@@ -274,6 +297,9 @@ func New(client redis.UniversalClient, opts *Options) (*Store, error) {
 	if o.KeyPrefix == "" {
 		o.KeyPrefix = defaultKeyPrefix
 	}
+	if err := checkKeyPrefix(o.KeyPrefix); err != nil {
+		return nil, err
+	}
 	switch c := client.(type) {
 	case *redis.ClusterClient:
 		if co := c.Options(); (co.ReadOnly || co.RouteByLatency || co.RouteRandomly) && !o.ReplicaReads {
@@ -316,6 +342,29 @@ func New(client redis.UniversalClient, opts *Options) (*Store, error) {
 	}
 	s.loop = backend.Start(backend.Task{Every: o.SweepInterval, Run: s.backgroundSweep})
 	return s, nil
+}
+
+// ErrInvalidKeyPrefix is returned by [New] for an Options.KeyPrefix that
+// does not end with ":" or holds ":s:": another store's keys could then
+// be among its own (see Options.KeyPrefix).
+var ErrInvalidKeyPrefix = errors.New("redisstore: invalid KeyPrefix")
+
+// checkKeyPrefix holds KeyPrefix to the rule that keeps two stores' keys
+// apart. Every key is the prefix + one of "t:", "i:", "s:", "r:", "f:"
+// then a hash, a UUID or a subject, or + "e" or "rotation-key". For a key
+// of a store with prefix P to be one of a store with prefix P+X, X must
+// begin one of P's key suffixes. With both prefixes ending in ":", X ends
+// in ":" too, and the only suffix with a ":" past its first two bytes is
+// a subject key's: X would begin with "s:", so P+X holds ":s:".
+func checkKeyPrefix(p string) error {
+	switch {
+	case !strings.HasSuffix(p, ":"):
+		return fmt.Errorf("%w %q: it must end with \":\" (as the default %q does), or a store whose KeyPrefix is this one followed by \"s:\" would have its keys among this store's subject indexes (KeyPrefix + \"s:\" + subject)", ErrInvalidKeyPrefix, p, defaultKeyPrefix)
+	case strings.Contains(p, ":s:"):
+		outer, _, _ := strings.Cut(p, ":s:")
+		return fmt.Errorf("%w %q: it holds \":s:\", so its keys are among the subject indexes (KeyPrefix + \"s:\" + subject) of a store with KeyPrefix %q: the two would read, sweep and delete each other's keys", ErrInvalidKeyPrefix, p, outer+":")
+	}
+	return nil
 }
 
 // hasHashTag reports whether key has a non-empty {tag}, which Redis
@@ -449,6 +498,14 @@ func (s *Store) Issue(ctx context.Context, subject string, opts ...tokenstore.Is
 // logging one warning,
 // so that a full Redis is not asked for a doomed write per request. A full
 // Redis costs writes, not authentication.
+//
+// The one use that is never answered from the read alone is a successor's
+// first use after a rotation with a grace: it must end the grace by a
+// write, or the old token would keep working after it. When Redis takes
+// neither the use write nor the grace's own (a delete, which a full Redis
+// takes), Validate fails closed with an error that wraps Redis's refusal
+// ([tokenstore.ErrReadOnly], [ErrOutOfMemory], or a timeout) and says the
+// grace could not be ended.
 func (s *Store) Validate(ctx context.Context, token string) (tokenstore.Info, error) {
 	return s.check(ctx, token, true)
 }
@@ -456,8 +513,9 @@ func (s *Store) Validate(ctx context.Context, token string) (tokenstore.Info, er
 // Lookup answers as [Store.Validate] does without counting a use. It
 // writes only to end a grace: the first Lookup of a successor made by a
 // Rotate with a grace records that use, also after the grace's end by the
-// clock, which may be set back into it (a reuse found by Lookup revokes
-// the family, as Validate's does).
+// clock, which may be set back into it, and fails closed, as Validate
+// does, when Redis does not take that write (a reuse found by Lookup
+// revokes the family, as Validate's does).
 func (s *Store) Lookup(ctx context.Context, token string) (tokenstore.Info, error) {
 	return s.check(ctx, token, false)
 }
@@ -476,7 +534,10 @@ func (s *Store) check(ctx context.Context, token string, use bool) (tokenstore.I
 		return tokenstore.Info{}, err
 	}
 	var info tokenstore.Info
-	if use {
+	if fam, known := s.reusedHere.Load(h); known {
+		// Found reused before, its family not revoked (see reuse).
+		err = s.reuse(ctx, h, fam.(string))
+	} else if use {
 		info, err = s.use(ctx, h)
 	} else {
 		var rec record
@@ -485,11 +546,11 @@ func (s *Store) check(ctx context.Context, token string, use bool) (tokenstore.I
 		if err == nil && rec.graceUntil != 0 {
 			// Also past the grace's end by the clock: set back, the
 			// clock would reopen a grace this use ends.
-			s.firstUse(ctx, h)
+			err = s.firstUse(ctx, h)
 		}
 	}
-	if errors.Is(err, errReuse) {
-		err = s.reuse(ctx, h)
+	if rf := (*reuseFound)(nil); errors.As(err, &rf) {
+		err = s.reuse(ctx, h, rf.family)
 	}
 	switch {
 	case errors.Is(err, tokenstore.ErrReused):
@@ -535,7 +596,7 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 		if err == nil && rec.graceUntil != 0 {
 			// The use was not written, but a successor's first use still
 			// ends its predecessor's grace, as on the read-first path.
-			s.firstUse(ctx, h)
+			err = s.firstUse(ctx, h)
 		}
 		return rec.info(rec.lastUsed), err
 	}
@@ -551,7 +612,9 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 	if s.writesRefused() {
 		s.ctr.dropped.Add(1)
 		if firstUse {
-			s.firstUse(ctx, h)
+			if err := s.firstUse(ctx, h); err != nil {
+				return tokenstore.Info{}, err
+			}
 		}
 		return rec.info(rec.lastUsed), nil
 	}
@@ -571,6 +634,13 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 		return info, err
 	}
 	s.writeFailed(err, wctx.Err() != nil && ctx.Err() == nil)
+	if firstUse {
+		// The write that ends the grace was not taken: only the
+		// grace's own write may answer this use (a full Redis takes it).
+		if err := s.firstUse(ctx, h); err != nil {
+			return tokenstore.Info{}, err
+		}
+	}
 	return rec.info(rec.lastUsed), nil
 }
 
@@ -611,21 +681,10 @@ func (s *Store) writeFailed(err error, stalled bool) {
 		s.log.Debug("redisstore: writing a use failed; the token's deadline stays where it was", "err", err)
 		return
 	}
-	s.refusedOOM.Store(!stalled && redis.HasErrorPrefix(err, "OOM"))
 	now := time.Now()
 	if prev := s.refusedUntil.Swap(now.Add(refusedFor).UnixNano()); prev < now.UnixNano() {
 		s.log.Warn("redisstore: Redis refuses writes; Validate answers from reads and drops uses", "for", refusedFor, "err", err)
 	}
-}
-
-// graceEndRefused reports whether the write that ends a grace (a
-// successor's first use) would be refused too: Redis refused a write less
-// than refusedFor ago for a cause other than memory (a replica,
-// NOREPLICAS, a stall). A full Redis still takes it, as it only deletes a
-// field; skipping it there would leave the old token working, and its
-// reuse undetected, for the rest of the grace.
-func (s *Store) graceEndRefused() bool {
-	return s.writesRefused() && !s.refusedOOM.Load()
 }
 
 // touchFor is how far behind a token's stored use may be before a use is
@@ -650,7 +709,11 @@ func (s *Store) readToken(ctx context.Context, h tokenstore.Hash) (record, int64
 	case err != nil:
 		return record{}, 0, err
 	case status == -4:
-		return record{}, 0, errReuse
+		fam := ""
+		if len(res) == 3 {
+			fam, _ = res[2].(string)
+		}
+		return record{}, 0, &reuseFound{family: fam}
 	case status == 2:
 		rec, err := retiredInGrace(res)
 		return rec, now, err
@@ -754,17 +817,18 @@ func (s *Store) List(ctx context.Context, subject string) ([]tokenstore.Info, er
 		return nil, err
 	}
 	key := s.subjectKey(subject)
-	res, err := s.read(ctx, listScript, listCompat, []string{key}, s.nowArg(), s.prefix).Slice()
+	res, err := s.read(ctx, listScript, listCompat, []string{key}, s.nowArg(), s.prefix, subject).Slice()
 	if err != nil {
 		return nil, wrap("list", err)
 	}
-	if len(res) != 3 {
+	if len(res) != 4 {
 		return nil, wrap("list", errReply)
 	}
 	now, err := toInt(res[0])
 	recs, ok1 := res[1].([]any)
 	stale, ok2 := res[2].([]any)
-	if err != nil || !ok1 || !ok2 {
+	msgs, ok3 := res[3].([]any)
+	if err != nil || !ok1 || !ok2 || !ok3 {
 		return nil, wrap("list", errReply)
 	}
 	if len(stale) > 0 {
@@ -781,6 +845,9 @@ func (s *Store) List(ctx context.Context, subject string) ([]tokenstore.Info, er
 	}
 	out := make([]tokenstore.Info, 0, len(recs))
 	var bad []error // a damaged record costs only itself
+	for _, m := range msgs {
+		bad = append(bad, misfitErr(fmt.Sprint(m)))
+	}
 	for _, f := range recs {
 		rec, err := decodeRecord(f)
 		if err != nil {

@@ -76,6 +76,19 @@ func pair(t *testing.T, o redisstore.Options) (a, b *redisstore.Store) {
 	return newStore(t, &oa), newStore(t, &ob)
 }
 
+// expiresIn asserts that Redis expires key at - now after the store wrote
+// it, at and now on the store's clock (Options.Now): Redis counts that
+// time on its own clock, from the write, so the key's PTTL read since is
+// at most that, and less by the little time gone since the write.
+func expiresIn(t *testing.T, raw *redis.Client, key string, at, now time.Time, msgAndArgs ...any) {
+	t.Helper()
+	pttl, err := raw.PTTL(context.Background(), key).Result()
+	require.NoError(t, err)
+	want := at.Sub(now)
+	assert.LessOrEqual(t, pttl, want, msgAndArgs...)
+	assert.Greater(t, pttl, want-5*time.Second, msgAndArgs...)
+}
+
 func recordKey(prefix, token string) string {
 	return prefix + "t:" + hashHex(token)
 }
@@ -209,8 +222,9 @@ func TestStore_SlidingCap(t *testing.T) {
 }
 
 // TestDeadlineMatchesPolicy holds the scripts' deadline arithmetic to
-// tokenstore.Policy's: the keys expire KeepExpired after Policy.Deadline,
-// and the token expires exactly there.
+// tokenstore.Policy's: the keys expire KeepExpired after Policy.Deadline
+// (by the store's clock, counted from each write on Redis's), and the
+// token expires exactly there.
 func TestDeadlineMatchesPolicy(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
@@ -232,13 +246,11 @@ func TestDeadlineMatchesPolicy(t *testing.T) {
 			raw := newClient(t)
 			token, info, err := s.Issue(ctx, "user", tokenstore.WithPolicy(tt.give))
 			require.NoError(t, err)
+			written := clk.Now() // the last write of the keys' expiry: a deadline moved
 			checkTTL := func(expires time.Time) {
 				t.Helper()
-				want := expires.Add(keep).UnixMilli()
 				for _, key := range []string{recordKey(prefix, token), prefix + "i:" + info.ID.String()} {
-					at, err := raw.Do(ctx, "PEXPIRETIME", key).Int64()
-					require.NoError(t, err)
-					assert.Equal(t, want, at, key)
+					expiresIn(t, raw, key, expires.Add(keep), written, key)
 				}
 				score, err := raw.ZScore(ctx, prefix+"e", recordKey("", token)[2:]+"user").Result()
 				require.NoError(t, err)
@@ -251,6 +263,9 @@ func TestDeadlineMatchesPolicy(t *testing.T) {
 				require.NoError(t, err)
 				want := tt.give.ExpiresAt(info.CreatedAt, clk.Now())
 				assert.Equal(t, want, got.ExpiresAt)
+				if !want.Equal(info.ExpiresAt) {
+					written = clk.Now()
+				}
 				checkTTL(want)
 				info.ExpiresAt = want
 			}
@@ -264,20 +279,24 @@ func TestDeadlineMatchesPolicy(t *testing.T) {
 	}
 }
 
-// TestStore_RedisExpiresKeys shows that Redis removes a token by itself:
-// a clock two hours behind Redis's makes its deadline already past there.
+// TestStore_RedisExpiresKeys shows that Redis removes a token by itself,
+// at its deadline (KeepExpired -1) counted on Redis's clock from the
+// write, while the store's clock stands still: the store then answers
+// for the keys Redis dropped.
 func TestStore_RedisExpiresKeys(t *testing.T) {
 	ctx := context.Background()
-	clk := tokenstoretest.NewClockAt(time.Now().Add(-2 * time.Hour).Truncate(time.Millisecond))
+	clk := newClock()
 	prefix := uniquePrefix()
 	s := newStore(t, &redisstore.Options{Now: clk.Now, KeyPrefix: prefix, KeepExpired: -1, Policy: tokenstore.Absolute(time.Hour)})
 	raw := newClient(t)
-	token, info, err := s.Issue(ctx, "user")
+	token, info, err := s.Issue(ctx, "user", tokenstore.WithPolicy(tokenstore.Absolute(20*time.Millisecond)))
 	require.NoError(t, err)
 
-	n, err := raw.Exists(ctx, recordKey(prefix, token), prefix+"i:"+info.ID.String()).Result()
-	require.NoError(t, err)
-	assert.Zero(t, n, "Redis expired both keys at the deadline")
+	// Redis's clock, not the store's, runs out the 20 ms.
+	require.Eventually(t, func() bool {
+		n, err := raw.Exists(ctx, recordKey(prefix, token), prefix+"i:"+info.ID.String()).Result()
+		return err == nil && n == 0
+	}, 10*time.Second, 5*time.Millisecond, "Redis expired both keys at the deadline")
 	_, err = s.Validate(ctx, token)
 	require.ErrorIs(t, err, tokenstore.ErrNotFound)
 	_, err = s.Get(ctx, info.ID)
@@ -294,7 +313,7 @@ func TestStore_RedisExpiresKeys(t *testing.T) {
 	swept, err := s.Sweep(ctx)
 	require.NoError(t, err)
 	assert.Zero(t, swept, "by the store's clock the token has not expired yet")
-	clk.Advance(time.Hour)
+	clk.Advance(20 * time.Millisecond)
 	swept, err = s.Sweep(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 1, swept, "Sweep counts tokens Redis expired first")

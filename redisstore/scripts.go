@@ -22,10 +22,44 @@ import "github.com/redis/go-redis/v9"
 const prelude = `
 local function int(n) return string.format('%d', n) end
 
+-- injected: the now argument came from Options.Now, not Redis's TIME.
+local injected = false
+
 local function nowms(a)
-  if a ~= '' then return tonumber(a) end
+  if a ~= '' then
+    injected = true
+    return tonumber(a)
+  end
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- expire makes key k expire at at (ms, on the scripts' clock; now is its
+-- reading). On Redis's own clock that is PEXPIREAT at. On Options.Now's,
+-- which need not agree with Redis's (a test's, one set back, or one
+-- before 1970, whose negative times PEXPIREAT and SET PXAT refuse or
+-- take as long past), it is at - now ms after the write, on Redis's
+-- clock: a key lives as long as the store's clock says, never dropped
+-- at once for a clock behind Redis's. With px, k is set to px as a
+-- string (SET) with that expiry.
+local function expire(k, at, now, px)
+  if injected then
+    local ms = int(math.max(at - now, 1))
+    if px then return redis.call('SET', k, px, 'PX', ms) end
+    return redis.call('PEXPIRE', k, ms)
+  end
+  if px then return redis.call('SET', k, px, 'PXAT', int(at)) end
+  return redis.call('PEXPIREAT', k, int(at))
+end
+
+-- noGrace is a tombstone's grace end (ge) when it has none, or when a
+-- reuse or RevokeFamily ended it for good: not a time. A grace that
+-- would end exactly at 0 (1970) ends 1 ms earlier (see graceEnd).
+local function graceOpen(ge, now) return ge ~= 0 and now < ge end
+local function graceEnd(now, grace)
+  local ge = now + grace
+  if ge == 0 then ge = -1 end
+  return ge
 end
 
 -- b is the family's birth (the creation of its first token), absent
@@ -74,6 +108,50 @@ local function sane(r)
     (not r.b or tonumber(r.b) ~= nil) and (not r.g or tonumber(r.g) ~= nil)
 end
 
+-- A key of the store's key space that holds another Redis type than its
+-- kind's (damage, or another program's key under the prefix) must not
+-- fail every script that meets it with WRONGTYPE: try runs a command on
+-- key k and, when k is of another type, returns nil and a message naming
+-- the kind of key (what) and the types; any other error is raised. A
+-- script answers such a key for the one token or subject it concerns
+-- with damaged(msg), which the caller reports as ErrCorrupt; scripts that
+-- walk many tokens (List, ForEach, Sweep, the limit in Issue) step over
+-- it. Messages name keys by kind, ID or subject, never by a token's hash.
+local function try(want, what, cmd, k, ...)
+  local r = redis.pcall(cmd, k, ...)
+  if type(r) == 'table' and r.err then
+    if string.sub(r.err, 1, 9) ~= 'WRONGTYPE' then error(r) end
+    return nil, what .. ' is a ' .. redis.call('TYPE', k).ok .. ', not a ' .. want
+  end
+  return r
+end
+
+local function damaged(msg) return redis.error_reply('DAMAGED ' .. msg) end
+
+local RECORD = "the token's record (t:...)"
+local function idWhat(id) return "the token's ID key (i:" .. id .. ")" end
+local function subWhat(sub) return 'the subject index (s:' .. sub .. ')' end
+local EXPIRY = 'the expiry index (e)'
+
+-- misfit returns try's message when k exists with another type than
+-- want, else nil: a check before a script's first write.
+local function misfit(k, want, what)
+  local t = redis.call('TYPE', k).ok
+  if t ~= 'none' and t ~= want then return what .. ' is a ' .. t .. ', not a ' .. want end
+  return nil
+end
+
+-- idx runs an index write (ZADD, ZREM) that a key of another type must
+-- not stop: where the index is read, the damage is reported.
+local function idx(...)
+  local r = redis.pcall(...)
+  if type(r) == 'table' and r.err then
+    if string.sub(r.err, 1, 9) ~= 'WRONGTYPE' then error(r) end
+    return false
+  end
+  return r
+end
+
 -- hfield reads a field of a family key (P f:F) or a tombstone: false
 -- when there is none, and when the key is of another type (another
 -- program's key under the prefix), which stands for no token: the
@@ -90,9 +168,14 @@ end
 -- them without its record; a token is valid only while every way to
 -- revoke it (RevokeID, RevokeSubject, RevokeFamily and reuse) reaches it,
 -- so a record without them counts as gone: eviction fails closed.
+-- A second result names an ID key or subject index of another type.
 local function alive(p, hex, r)
-  if redis.call('GET', p .. 'i:' .. r.id) ~= hex then return false end
-  if redis.call('ZSCORE', p .. 's:' .. r.sub, hex) == false then return false end
+  local v, bad = try('string', idWhat(r.id), 'GET', p .. 'i:' .. r.id)
+  if bad then return false, bad end
+  if v ~= hex then return false end
+  v, bad = try('zset', subWhat(r.sub), 'ZSCORE', p .. 's:' .. r.sub, hex)
+  if bad then return false, bad end
+  if v == false then return false end
   if r.f then return hfield(p .. 'f:' .. r.f, 'h') == hex end
   return true
 end
@@ -104,8 +187,8 @@ local function drop(p, hex, id, sub, fam)
   redis.call('DEL', p .. 't:' .. hex)
   if id then redis.call('DEL', p .. 'i:' .. id) end
   if sub then
-    redis.call('ZREM', p .. 's:' .. sub, hex)
-    redis.call('ZREM', p .. 'e', hex .. sub)
+    idx('ZREM', p .. 's:' .. sub, hex)
+    idx('ZREM', p .. 'e', hex .. sub)
   end
   if fam and hfield(p .. 'f:' .. fam, 'h') == hex then
     redis.call('DEL', p .. 'f:' .. fam)
@@ -126,8 +209,8 @@ local function create(p, hex, id, sub, now, pol, ttl, mx, keep, meta, born)
   local at = int(d + keep)
   redis.call('HSET', rk, 'id', id, 'sub', sub, 'c', int(now), 'u', int(now),
     'pol', pol, 'ttl', ttl, 'max', mx, unpack(meta))
-  redis.call('PEXPIREAT', rk, at)
-  redis.call('SET', p .. 'i:' .. id, hex, 'PXAT', at)
+  expire(rk, at, now)
+  expire(p .. 'i:' .. id, at, now, hex)
   redis.call('ZADD', p .. 's:' .. sub, int(d), hex)
   redis.call('ZADD', p .. 'e', int(d), hex .. sub)
   return nil, d, at
@@ -143,7 +226,9 @@ end
 --   'expired'   within the grace, the successor expired;
 --   'succgone'  within the grace, the successor revoked (not by reuse);
 --   'reuse', tombstone: presented after its grace, or after the
---               successor's first use (its g field gone, or rotated).
+--               successor's first use (its g field gone, or rotated);
+--   'damaged', message: within the grace, a key of the successor of
+--               another type (see try).
 local function tomb(p, hex, now)
   local tf = redis.pcall('HGETALL', p .. 'r:' .. hex)
   -- Another type (an error reply): no tombstone, as below.
@@ -153,11 +238,15 @@ local function tomb(p, hex, now)
   -- A damaged tombstone (another program's key) is no token.
   if not d or not ge or type(t.fam) ~= 'string' or type(t.next) ~= 'string' then return 'gone' end
   if now >= d then return 'gone' end
-  if now < ge then
-    local bf = redis.call('HGETALL', p .. 't:' .. t.next)
+  if graceOpen(ge, now) then
+    local bf, bad = try('hash', RECORD, 'HGETALL', p .. 't:' .. t.next)
+    if bad then return 'damaged', 'its successor: ' .. bad end
     if #bf > 0 then
       local b = fields(bf)
-      if not sane(b) or not alive(p, t.next, b) then return 'succgone' end
+      if not sane(b) then return 'succgone' end
+      local ok, why = alive(p, t.next, b)
+      if why then return 'damaged', 'its successor: ' .. why end
+      if not ok then return 'succgone' end
       if b.g then
         if now >= rdl(b) then return 'expired' end
         return 'grace', tf, bf
@@ -180,7 +269,8 @@ local function revokeFamily(p, fam)
   local h = hfield(fk, 'h')
   local g = hfield(fk, 'g')
   if h and redis.call('EXISTS', p .. 't:' .. h) == 1 then
-    local r = redis.call('HMGET', p .. 't:' .. h, 'id', 'sub')
+    -- A record of another type is deleted, as a damaged one is.
+    local r = try('hash', RECORD, 'HMGET', p .. 't:' .. h, 'id', 'sub') or {}
     drop(p, h, r[1], r[2], nil)
     n = n + 1
   end
@@ -193,7 +283,7 @@ local function revokeFamily(p, fam)
   end
   local hex = redis.pcall('GET', p .. 'i:' .. fam)
   if type(hex) == 'string' and hex ~= h and redis.call('EXISTS', p .. 't:' .. hex) == 1 then
-    local r = redis.call('HMGET', p .. 't:' .. hex, 'id', 'sub', 'f')
+    local r = try('hash', RECORD, 'HMGET', p .. 't:' .. hex, 'id', 'sub', 'f') or {}
     if r[1] == fam and (not r[3] or r[3] == fam) then
       drop(p, hex, r[1], r[2], r[3])
       n = n + 1
@@ -214,13 +304,17 @@ local function reused(p, hex, t)
 end
 
 -- untracked answers for a token that has no record, in a script that may
--- write: a reuse revokes the family here. Returns the reply, or nil when
--- the token is unknown.
-local function untracked(p, hex, now)
+-- write: a reuse revokes the family here. Returns the reply.
+local function untracked(p, hex, now, known)
   local st, a = tomb(p, hex, now)
+  -- known: this instance found the token reused before and could not
+  -- revoke its family then (a replica); a clock set back since does not
+  -- make it valid again.
+  if st == 'grace' and known then return reused(p, hex, fields(a)) end
   if st == 'grace' then return {2, int(now), a} end
   if st == 'expired' then return {-1, int(now)} end
   if st == 'reuse' then return reused(p, hex, a) end
+  if st == 'damaged' then return damaged(a) end
   return {0}
 end
 `
@@ -229,22 +323,26 @@ end
 // KEYS: record. ARGV: now, prefix.
 // Returns {0} (not found), {-1, now} (expired), {-3, 0, record fields}
 // (damaged), {1, now, record fields}, and for a rotated-away token
-// {2, now, tombstone fields} (within its grace) or {-4}
+// {2, now, tombstone fields} (within its grace) or {-4, 0, family}
 // (reused: the caller runs reuseScript, which revokes the family).
 const readBody = `
-local f = redis.call('HGETALL', KEYS[1])
+local f, bad = try('hash', RECORD, 'HGETALL', KEYS[1])
+if bad then return damaged(bad) end
 if #f == 0 then
   -- Rotated away? Reuse needs a write (reuseScript); the grace does not.
   local now = nowms(ARGV[1])
   local st, a = tomb(ARGV[2], string.sub(KEYS[1], -64), now)
   if st == 'grace' then return {2, int(now), a} end
   if st == 'expired' then return {-1, int(now)} end
-  if st == 'reuse' then return {-4} end
+  if st == 'reuse' then return {-4, 0, a.fam} end
+  if st == 'damaged' then return damaged(a) end
   return {0}
 end
 local r = fields(f)
 if not sane(r) then return {-3, 0, f} end
-if not alive(ARGV[2], string.sub(KEYS[1], -64), r) then return {0} end
+local ok, why = alive(ARGV[2], string.sub(KEYS[1], -64), r)
+if why then return damaged(why) end
+if not ok then return {0} end
 local now = nowms(ARGV[1])
 if now >= rdl(r) then return {-1, int(now)} end
 return {1, int(now), f}
@@ -271,11 +369,14 @@ var (
 // which ends its predecessor's grace, whatever the min age.
 var touchScript = redis.NewScript(prelude + `
 local p, hex = ARGV[2], string.sub(KEYS[1], -64)
-local f = redis.call('HGETALL', KEYS[1])
+local f, bad = try('hash', RECORD, 'HGETALL', KEYS[1])
+if bad then return damaged(bad) end
 if #f == 0 then return untracked(p, hex, nowms(ARGV[1])) end
 local r = fields(f)
 if not sane(r) then return {-3, 0, f} end
-if not alive(p, hex, r) then return {0} end
+local ok, why = alive(p, hex, r)
+if why then return damaged(why) end
+if not ok then return {0} end
 local now = nowms(ARGV[1])
 local u = tonumber(r.u)
 local d = deadline(r.pol, r.c, u, r.ttl, r.max, r.b)
@@ -298,33 +399,41 @@ if now > u and now - u >= tonumber(ARGV[4]) then
   local nd = deadline(r.pol, r.c, u, r.ttl, r.max, r.b)
   if nd ~= d then
     local at = int(nd + tonumber(ARGV[3]))
-    redis.call('PEXPIREAT', KEYS[1], at)
-    redis.call('PEXPIREAT', p .. 'i:' .. r.id, at)
-    if r.f then redis.call('PEXPIREAT', p .. 'f:' .. r.f, at) end
+    expire(KEYS[1], at, now)
+    expire(p .. 'i:' .. r.id, at, now)
+    if r.f then expire(p .. 'f:' .. r.f, at, now) end
     redis.call('ZADD', p .. 's:' .. r.sub, 'XX', int(nd), hex)
   end
   -- Not XX: this also re-files a token whose expiry index entry an
   -- eviction removed, so that Sweep, ForEach and Stats see it again.
-  redis.call('ZADD', p .. 'e', int(nd), hex .. r.sub)
+  -- An expiry index of another type is Sweep's and ForEach's to report.
+  idx('ZADD', p .. 'e', int(nd), hex .. r.sub)
 end
 return {1, int(now), int(u), wrote, f}
 `)
 
 // reuseScript revokes the family of a rotated-away token presented after
 // its grace, having checked again that it is one (readBody found it so
-// without writing). KEYS: record. ARGV: now, prefix. Returns what
-// untracked says: {-4, revoked, family} for a reuse.
+// without writing). KEYS: record. ARGV: now, prefix, known ('1': the
+// caller found it reused before and could not revoke its family then,
+// so it is a reuse even within its grace by the clock, set back since).
+// Returns what untracked says: {-4, revoked, family} for a reuse.
 var reuseScript = redis.NewScript(prelude + `
 local p, hex = ARGV[2], string.sub(KEYS[1], -64)
 if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
-return untracked(p, hex, nowms(ARGV[1]))
+return untracked(p, hex, nowms(ARGV[1]), ARGV[3] == '1')
 `)
 
 // firstUseScript records a Lookup of a successor whose predecessor is in
 // its grace: the grace ends at the successor's first use of any kind.
 // KEYS: record. Returns 1 when it ended one.
 var firstUseScript = redis.NewScript(`
-if redis.call('HEXISTS', KEYS[1], 'g') == 0 then return 0 end
+local g = redis.pcall('HEXISTS', KEYS[1], 'g')
+if type(g) == 'table' then
+  if string.sub(g.err, 1, 9) ~= 'WRONGTYPE' then error(g) end
+  return redis.error_reply("DAMAGED the token's record (t:...) is a " .. redis.call('TYPE', KEYS[1]).ok .. ', not a hash')
+end
+if g == 0 then return 0 end
 redis.call('HDEL', KEYS[1], 'g')
 return 1
 `)
@@ -343,17 +452,20 @@ local p = ARGV[2]
 local now = nowms(ARGV[1])
 local limit = tonumber(ARGV[4])
 local stale = {}
+-- Before any write: a token no index could reach is not made.
+local bad = misfit(KEYS[2], 'zset', subWhat(ARGV[6])) or misfit(p .. 'e', 'zset', EXPIRY)
+if bad then return damaged(bad) end
 if limit > 0 then
   local live = 0
   local m = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
   for i = 1, #m, 2 do
-    local f = redis.call('HGETALL', p .. 't:' .. m[i])
+    local f = try('hash', RECORD, 'HGETALL', p .. 't:' .. m[i]) or {'!', '!'}
     if #f == 0 then
       stale[#stale + 1] = m[i]
     else
       local r = fields(f)
-      -- A damaged record is not valid, so not counted; it stays for
-      -- Sweep and List to report.
+      -- A damaged record (or a key of another type) is not valid, so
+      -- not counted; it stays for Sweep and List to report.
       if sane(r) and alive(p, m[i], r) and now < rdl(r) then
         live = live + 1
       end
@@ -376,13 +488,18 @@ return {1, int(now)}
 // getBody reads the record of an ID. KEYS: ID key. ARGV: now, prefix.
 // Returns {0}, {-3, 0, record fields} (damaged) or {1, now, record fields}.
 const getBody = `
-local hex = redis.call('GET', KEYS[1])
+local hex, bad = try('string', "the token's ID key (i:...)", 'GET', KEYS[1])
+if bad then return damaged(bad) end
 if not hex then return {0} end
-local f = redis.call('HGETALL', ARGV[2] .. 't:' .. hex)
+local f
+f, bad = try('hash', RECORD, 'HGETALL', ARGV[2] .. 't:' .. hex)
+if bad then return damaged(bad) end
 if #f == 0 then return {0} end
 local r = fields(f)
 if not sane(r) then return {-3, 0, f} end
-if not alive(ARGV[2], hex, r) then return {0} end
+local ok, why = alive(ARGV[2], hex, r)
+if why then return damaged(why) end
+if not ok then return {0} end
 return {1, int(nowms(ARGV[1])), f}
 `
 
@@ -395,24 +512,31 @@ var (
 // key was evicted, and the hashes of index entries whose record Redis has
 // expired or evicted, for the caller to prune with pruneScript. Damaged
 // records are returned, for the caller to report. KEYS: subject index.
-// ARGV: now, prefix. Read-only, so that List works on a replica and while
-// Redis holds writes. Returns {now, {record fields}..., {stale hashes}};
-// the caller drops expired records.
+// ARGV: now, prefix, subject. Read-only, so that List works on a replica
+// and while Redis holds writes. Returns {now, {record fields}...,
+// {stale hashes}, {messages}}, a message for each key of another type
+// met (see try); the caller drops expired records.
 const listBody = `
 local p = ARGV[2]
 local now = nowms(ARGV[1])
-local m = redis.call('ZRANGE', KEYS[1], 0, -1)
-local out, stale = {}, {}
+local m, bad = try('zset', subWhat(ARGV[3]), 'ZRANGE', KEYS[1], 0, -1)
+if bad then return damaged(bad) end
+local out, stale, msgs = {}, {}, {}
 for _, hex in ipairs(m) do
-  local f = redis.call('HGETALL', p .. 't:' .. hex)
-  if #f == 0 then
+  local f, bad = try('hash', RECORD, 'HGETALL', p .. 't:' .. hex)
+  if bad then
+    msgs[#msgs + 1] = bad
+  elseif #f == 0 then
     stale[#stale + 1] = hex
   else
     local r = fields(f)
-    if not sane(r) or alive(p, hex, r) then out[#out + 1] = f end
+    local ok, why = true, nil
+    if sane(r) then ok, why = alive(p, hex, r) end
+    if why then msgs[#msgs + 1] = 'token ' .. r.id .. ': ' .. why
+    elseif ok then out[#out + 1] = f end
   end
 end
-return {int(now), out, stale}
+return {int(now), out, stale, msgs}
 `
 
 var (
@@ -443,6 +567,7 @@ var revokeScript = redis.NewScript(prelude + `
 if redis.call('EXISTS', KEYS[1]) == 0 then
   local p, hex = ARGV[1], string.sub(KEYS[1], -64)
   local st, a = tomb(p, hex, nowms(ARGV[2]))
+  if st == 'damaged' then return damaged(a) end
   if st ~= 'grace' then return 0 end
   local t = fields(a)
   local r = redis.call('HMGET', p .. 't:' .. t.next, 'id', 'sub', 'f')
@@ -456,7 +581,8 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   if hfield(fk, 'g') == hex then redis.call('HDEL', fk, 'g') end
   return 1
 end
-local r = redis.call('HMGET', KEYS[1], 'id', 'sub', 'f')
+-- A record of another type is deleted, as a damaged one is.
+local r = try('hash', RECORD, 'HMGET', KEYS[1], 'id', 'sub', 'f') or {}
 drop(ARGV[1], string.sub(KEYS[1], -64), r[1], r[2], r[3])
 return 1
 `)
@@ -465,13 +591,14 @@ return 1
 // Returns 1, or 0 when there is none.
 var revokeIDScript = redis.NewScript(prelude + `
 local p = ARGV[1]
-local hex = redis.call('GET', KEYS[1])
+local hex, bad = try('string', "the token's ID key (i:...)", 'GET', KEYS[1])
+if bad then return damaged(bad) end
 if not hex then return 0 end
 if redis.call('EXISTS', p .. 't:' .. hex) == 0 then
   redis.call('DEL', KEYS[1])
   return 0
 end
-local r = redis.call('HMGET', p .. 't:' .. hex, 'id', 'sub', 'f')
+local r = try('hash', RECORD, 'HMGET', p .. 't:' .. hex, 'id', 'sub', 'f') or {}
 redis.call('DEL', KEYS[1]) -- a damaged record may have lost its id
 drop(p, hex, r[1], r[2], r[3])
 return 1
@@ -482,17 +609,19 @@ return 1
 // Returns {deleted, entries left in the index}.
 var revokeSubjectScript = redis.NewScript(prelude + `
 local p, sub = ARGV[1], ARGV[2]
-local m = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+local m, bad = try('zset', subWhat(sub), 'ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+if bad then return damaged(bad) end
 local n = 0
 for _, hex in ipairs(m) do
   if redis.call('EXISTS', p .. 't:' .. hex) == 1 then
-    -- Damaged or not: a damaged record may lack its id.
-    local r = redis.call('HMGET', p .. 't:' .. hex, 'id', 'f')
+    -- Damaged or not (a key of another type too): a damaged record may
+    -- lack its id.
+    local r = try('hash', RECORD, 'HMGET', p .. 't:' .. hex, 'id', 'f') or {}
     drop(p, hex, r[1], sub, r[2])
     n = n + 1
   else
     redis.call('ZREM', KEYS[1], hex)
-    redis.call('ZREM', p .. 'e', hex .. sub)
+    idx('ZREM', p .. 'e', hex .. sub)
   end
 end
 return {n, redis.call('ZCARD', KEYS[1])}
@@ -523,7 +652,8 @@ var rotateScript = redis.NewScript(prelude + `
 local p = ARGV[2]
 local hexA, hexB = string.sub(KEYS[1], -64), string.sub(KEYS[2], -64)
 local now = nowms(ARGV[1])
-local f = redis.call('HGETALL', KEYS[1])
+local f, bad = try('hash', RECORD, 'HGETALL', KEYS[1])
+if bad then return damaged(bad) end
 if #f > 0 and ARGV[7] ~= '' then
   local k = redis.pcall('GET', KEYS[3])
   if type(k) ~= 'string' or redis.sha1hex(k) ~= ARGV[7] then return {-5} end
@@ -533,13 +663,19 @@ if #f == 0 then
   if st == 'grace' then return {3, int(now), b, fields(a).next} end
   if st == 'expired' then return {-1, int(now)} end
   if st == 'reuse' then return reused(p, hexA, a) end
+  if st == 'damaged' then return damaged(a) end
   return {0}
 end
 local r = fields(f)
 if not sane(r) then return {-3, 0, f} end
-if not alive(p, hexA, r) then return {0} end
+local ok, why = alive(p, hexA, r)
+if why then return damaged(why) end
+if not ok then return {0} end
 local d = rdl(r)
 if now >= d then return {-1, int(now)} end
+-- Before any write: a successor no index could reach is not made.
+bad = misfit(p .. 'e', 'zset', EXPIRY)
+if bad then return damaged(bad) end
 local grace = tonumber(ARGV[5])
 local fam, born = r.f or r.id, r.b or r.c
 local nfam, nborn = fam, born
@@ -557,7 +693,7 @@ meta[#meta + 1] = nfam
 meta[#meta + 1] = 'b'
 meta[#meta + 1] = nborn
 if grace > 0 then
-  ge = now + grace
+  ge = graceEnd(now, grace)
   meta[#meta + 1] = 'g'
   meta[#meta + 1] = int(ge)
 end
@@ -575,7 +711,7 @@ if grace > 0 and nfam == fam then
 else
   redis.call('HDEL', fk, 'g')
 end
-redis.call('PEXPIREAT', fk, at)
+expire(fk, at, now)
 if nfam ~= fam then
   -- The old family keeps only the rotated-away token's grace, as long
   -- as its tombstone: RevokeFamily of it ends that grace for good, also
@@ -585,7 +721,7 @@ if nfam ~= fam then
   if grace > 0 then
     redis.call('HDEL', ok, 'h')
     redis.call('HSET', ok, 'g', hexA)
-    redis.call('PEXPIREAT', ok, int(d))
+    expire(ok, d, now)
   else
     redis.call('DEL', ok)
   end
@@ -598,7 +734,7 @@ if grace > 0 then
 end
 redis.call('DEL', tk)
 redis.call('HSET', tk, unpack(t))
-redis.call('PEXPIREAT', tk, int(d))
+expire(tk, d, now)
 drop(p, hexA, r.id, r.sub, nil)
 return {1, int(now), redis.call('HGETALL', KEYS[2])}
 `)
@@ -624,15 +760,19 @@ return redis.call('GET', KEYS[1])
 var sweepScript = redis.NewScript(prelude + `
 local p = ARGV[2]
 local now = nowms(ARGV[1])
-local m = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', int(now), 'LIMIT', tonumber(ARGV[4]), tonumber(ARGV[3]))
+local m, wrong = try('zset', EXPIRY, 'ZRANGEBYSCORE', KEYS[1], '-inf', int(now), 'LIMIT', tonumber(ARGV[4]), tonumber(ARGV[3]))
+if wrong then return damaged(wrong) end
 local n, bad = 0, {}
 for _, mem in ipairs(m) do
   local hex, sub = string.sub(mem, 1, 64), string.sub(mem, 65)
-  local r = redis.call('HMGET', p .. 't:' .. hex, 'id', 'pol', 'c', 'u', 'ttl', 'max', 'sub', 'b', 'f')
-  if redis.call('EXISTS', p .. 't:' .. hex) == 0 then
+  local r, why = try('hash', RECORD, 'HMGET', p .. 't:' .. hex, 'id', 'pol', 'c', 'u', 'ttl', 'max', 'sub', 'b', 'f')
+  if why then
+    -- A key of another type costs only itself, as a damaged record.
+    bad[#bad + 1] = '(no id) t:' .. string.sub(hex, 1, 16) .. ': ' .. why
+  elseif redis.call('EXISTS', p .. 't:' .. hex) == 0 then
     -- Redis expired the record already: drop what is left of it.
     redis.call('ZREM', KEYS[1], mem)
-    redis.call('ZREM', p .. 's:' .. sub, hex)
+    idx('ZREM', p .. 's:' .. sub, hex)
     n = n + 1
   elseif not sane({id = r[1], pol = r[2], c = r[3], u = r[4], ttl = r[5], max = r[6], sub = r[7], b = r[8]}) then
     -- A damaged record costs only itself: left as it is, and reported
@@ -640,10 +780,14 @@ for _, mem in ipairs(m) do
     bad[#bad + 1] = r[1] or ('(no id) t:' .. string.sub(hex, 1, 16))
   else
     local d = deadline(r[2], r[3], r[4], r[5], r[6], r[8])
-    if now < d and alive(p, hex, {id = r[1], sub = sub, f = r[9]}) then
+    local ok, why = false, nil
+    if now < d then ok, why = alive(p, hex, {id = r[1], sub = sub, f = r[9]}) end
+    if why then
+      bad[#bad + 1] = r[1] .. ': ' .. why
+    elseif ok then
       -- Alive after all (an index entry behind its record): refile it.
       redis.call('ZADD', KEYS[1], int(d), mem)
-      redis.call('ZADD', p .. 's:' .. sub, 'XX', int(d), hex)
+      idx('ZADD', p .. 's:' .. sub, 'XX', int(d), hex)
     else
       drop(p, hex, r[1], sub, r[9])
       n = n + 1

@@ -69,7 +69,7 @@ func TestCluster(t *testing.T) {
 	t.Run("Conformance", func(t *testing.T) {
 		tokenstoretest.Run(t, func(t *testing.T, c tokenstoretest.Config) tokenstore.Store {
 			s, err := redisstore.New(clusterClient(t, addrs), &redisstore.Options{
-				KeyPrefix:           "{" + uniquePrefix() + "}",
+				KeyPrefix:           "{" + uniquePrefix() + "}:",
 				Now:                 c.Now,
 				Policy:              c.Policy,
 				Prefix:              c.Prefix,
@@ -87,7 +87,7 @@ func TestCluster(t *testing.T) {
 		cc := clusterClient(t, addrs)
 		nodes := map[string]bool{}
 		for range 12 {
-			prefix := "{" + uniquePrefix() + "}"
+			prefix := "{" + uniquePrefix() + "}:"
 			s, err := redisstore.New(cc, &redisstore.Options{KeyPrefix: prefix, SweepInterval: -1})
 			require.NoError(t, err)
 			token, info, err := s.Issue(ctx, "user")

@@ -14,10 +14,10 @@
 //	}
 //
 // The suite drives time through Config.Now with a [Clock] that starts at
-// the current time and only moves forward, so a backend that hands
-// deadlines to a server (Redis PEXPIREAT) sees plausible instants; every
-// lifetime the suite uses is an hour or more, so no server expires a
-// record on its own while a test runs.
+// the current time and only moves forward (but in Clock/Before1970, which
+// starts in 1960), so a backend that hands deadlines to a server sees
+// plausible instants; every lifetime the suite uses is an hour or more,
+// so no server expires a record on its own while a test runs.
 package tokenstoretest
 
 import (
@@ -171,6 +171,7 @@ func Run(t *testing.T, open Opener) {
 		{"Expiry/LookupDoesNotSlide", testLookupDoesNotSlide},
 		{"Expiry/SlidingCap", testSlidingCap},
 		{"Expiry/SlidingNoCap", testSlidingNoCap},
+		{"Clock/Before1970", testClockBefore1970},
 		{"Revoke/Immediate", testRevoke},
 		{"Revoke/ByID", testRevokeID},
 		{"Revoke/Subject", testRevokeSubject},
