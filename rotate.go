@@ -189,8 +189,12 @@ func (db *DB) Rotate(ctx context.Context, token string, opts ...RotateOption) (s
 			rec.family, rec.born = newID, now
 		}
 		rec.filed = rec.deadline()
+		graceEnd := now + p.Grace.Milliseconds()
+		if graceEnd == 0 { // 0 is "ended for good": a grace to 1970 ends 1 ms sooner
+			graceEnd = -1
+		}
 		t := tombstone{id: prev.id, family: prev.familyID(), successor: h, created: prev.created,
-			used: used, graceEnd: now + p.Grace.Milliseconds(), death: deadline}
+			used: used, graceEnd: graceEnd, death: deadline}
 		outcome = rotated
 		return errors.Join(del.delete(tx, old, &prev), putRecord(tx, h, &rec), putTombstone(tx, old, &t))
 	})
@@ -226,7 +230,7 @@ var (
 // revocation); ErrNotFound or ErrExpired when the successor was revoked
 // or has expired within the grace.
 func (db *DB) graceOpen(tx *bolt.Tx, t *tombstone, now int64) (record, error) {
-	if now >= t.graceEnd {
+	if t.graceEnd == 0 || now >= t.graceEnd { // 0: ended for good (revokeFamily), also by a clock before 1970
 		return record{}, errGraceClosed
 	}
 	rec, err := getRecord(tx, t.successor)

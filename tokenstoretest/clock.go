@@ -61,6 +61,8 @@ func testClockBefore1970(t *testing.T, open Opener) {
 	e.errIs(err, tokenstore.ErrReused, "rotated without a grace: a reuse at once, not a grace that lasts until 1970")
 	_, err = e.s.Validate(e.ctx, d)
 	e.errIs(err, tokenstore.ErrNotFound, "the reuse revoked the family")
+	_, err = e.s.Validate(e.ctx, c)
+	e.errIs(err, tokenstore.ErrReused, "presented again after the reuse: its grace stays ended (0), not open until 1970")
 
 	clock.Advance(2 * hour)
 	_, err = e.s.Validate(e.ctx, a)
