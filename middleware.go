@@ -444,6 +444,13 @@ func (a *authenticator) fail(w http.ResponseWriter, r *http.Request, err error, 
 	case r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		a.log(r, slog.LevelDebug, "tokenstore: request ended before its token was checked", err, token, http.StatusServiceUnavailable)
 		a.cfg.onError(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "the service is temporarily unavailable", err)
+	case errors.Is(err, ErrReadOnly):
+		// A write the check needs was refused (a successor's first use,
+		// which must end its predecessor's grace, on a Redis replica):
+		// the token is not answered valid, and a retry that reaches a
+		// writable store may succeed, so 503, as for a timeout.
+		a.log(r, slog.LevelWarn, "tokenstore: the store could not write what the check needs", err, token, http.StatusServiceUnavailable)
+		a.cfg.onError(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "the service is temporarily unavailable", err)
 	case backend.IsTimeout(err):
 		// The store did not answer in time (a paused or overloaded Redis):
 		// a retry may succeed, so 503, as for a closed store.

@@ -317,12 +317,14 @@ func TestMiddleware_StoreFailing(t *testing.T) {
 }
 
 // TestMiddleware_StoreTimeout: a store that does not answer in time (its
-// own deadline, or a network timeout) while the client is still there is
-// 503, which clients retry, not 500.
+// own deadline, or a network timeout) while the client is still there, or
+// cannot write what the check needs (a read-only Redis replica refusing
+// the write that ends a grace), is 503, which clients retry, not 500.
 func TestMiddleware_StoreTimeout(t *testing.T) {
 	for name, give := range map[string]error{
-		"its own deadline":  fmt.Errorf("redisstore: validate: %w", context.DeadlineExceeded),
-		"a network timeout": &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded},
+		"its own deadline":   fmt.Errorf("redisstore: validate: %w", context.DeadlineExceeded),
+		"a network timeout":  &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded},
+		"a read-only server": fmt.Errorf("redisstore: validate: the grace could not be ended: %w", tokenstore.ErrReadOnly),
 	} {
 		t.Run(name, func(t *testing.T) {
 			e := newMWEnv(t, tokenstore.Policy{})
