@@ -109,9 +109,21 @@ func (w *touchWriter) write(tx *bolt.Tx, t touch) (bool, error) {
 	return true, w.ids.Put(t.id[:], nv)
 }
 
-// flushPauseMax bounds a paced flush's pause between transactions: a
-// transaction slowed by a slow disk's fsyncs used no CPU meanwhile.
+// flushPauseMax bounds a paced flush's or sweep's pause between
+// transactions: a transaction slowed by a slow disk's fsyncs used no CPU
+// meanwhile.
 const flushPauseMax = 8 * txTarget // 32 ms, as when txTarget was 8 ms
+
+// pace pauses between a background pass's transactions, for d or until
+// ctx ends (see flush and sweepPass).
+func pace(ctx context.Context, d time.Duration) {
+	pause := time.NewTimer(d)
+	defer pause.Stop()
+	select {
+	case <-ctx.Done():
+	case <-pause.C:
+	}
+}
 
 // flush writes every use held only in memory, sorted by id (the ids
 // bucket's key: a leaf is rewritten once for all the uses it holds) and in
@@ -184,12 +196,7 @@ func (db *DB) flush(ctx context.Context, paced bool) error {
 		db.ctr.touchWrites.Add(1)
 		db.ctr.touchesPersisted.Add(uint64(written))
 		if paced && len(pending) > 0 {
-			pause := time.NewTimer(min(took, flushPauseMax))
-			select {
-			case <-ctx.Done(): // the loop's check returns
-				pause.Stop()
-			case <-pause.C:
-			}
+			pace(ctx, min(took, flushPauseMax)) // ctx ended: the loop's check returns
 		}
 	}
 	return nil
