@@ -59,9 +59,35 @@ type DB struct {
 }
 
 type counters struct {
-	issued, validated, lookups, revoked, swept  atomic.Uint64
-	malformed, notFound, expired, reused        atomic.Uint64
-	touchWrites, touchesPersisted, hits, misses atomic.Uint64
+	issued, revoked, swept               atomic.Uint64
+	malformed, notFound, expired, reused atomic.Uint64
+	touchWrites, touchesPersisted        atomic.Uint64
+	validated, lookups, hits, misses     stripedCounter // every Validate's: see stripedCounter
+}
+
+// stripedCounter is a counter that every Validate and Lookup adds to, on
+// whatever core: one atomic a cache shard, each on a cache line of its
+// own, added to by the shard of the token checked, so that two cores
+// checking different tokens do not pass one line back and forth on every
+// call, as they did with counters side by side in one struct.
+type stripedCounter struct {
+	stripes [cacheShards]struct {
+		n atomic.Uint64
+		_ [56]byte
+	}
+}
+
+// add counts one for the token of shard i (cache.shardIndex).
+func (c *stripedCounter) add(i int) { c.stripes[i].n.Add(1) }
+
+// load is the count: the stripes are read one after the other, so calls
+// counted meanwhile may be in it or not, as with one atomic read a moment
+// earlier or later.
+func (c *stripedCounter) load() (n uint64) {
+	for i := range c.stripes {
+		n += c.stripes[i].n.Load()
+	}
+	return n
 }
 
 // Open opens the token file at path, creating it (mode 0600) when it does
@@ -245,8 +271,8 @@ func (db *DB) Stats() Stats {
 	return Stats{
 		Tokens:            db.lastCount.Load(),
 		Issued:            c.issued.Load(),
-		Validated:         c.validated.Load(),
-		Lookups:           c.lookups.Load(),
+		Validated:         c.validated.load(),
+		Lookups:           c.lookups.load(),
 		Revoked:           c.revoked.Load(),
 		Swept:             c.swept.Load(),
 		RejectedMalformed: c.malformed.Load(),
@@ -255,7 +281,7 @@ func (db *DB) Stats() Stats {
 		RejectedReused:    c.reused.Load(),
 		TouchWrites:       c.touchWrites.Load(),
 		TouchesPersisted:  c.touchesPersisted.Load(),
-		CacheHits:         c.hits.Load(),
-		CacheMisses:       c.misses.Load(),
+		CacheHits:         c.hits.load(),
+		CacheMisses:       c.misses.load(),
 	}
 }

@@ -28,7 +28,7 @@ func (db *DB) Get(ctx context.Context, id uuid.UUID) (Info, error) {
 	if !db.now().Before(info.ExpiresAt) {
 		return info, wrap("get "+id.String(), ErrExpired)
 	}
-	db.ctr.lookups.Add(1)
+	db.ctr.lookups.add(db.cache.shardIndex(h))
 	return info, nil
 }
 

@@ -51,10 +51,11 @@ func (db *DB) check(ctx context.Context, token string, use bool) (Info, error) {
 		}
 		return db.read(h)
 	})
+	stripe := db.cache.shardIndex(h)
 	if r.hit {
-		db.ctr.hits.Add(1)
+		db.ctr.hits.add(stripe)
 	} else {
-		db.ctr.misses.Add(1)
+		db.ctr.misses.add(stripe)
 	}
 	if errors.Is(err, errRotatedAway) && db.rotationKey != nil {
 		// A rotated-away token: in its grace, or reused (rotate.go).
@@ -105,9 +106,9 @@ func (db *DB) check(ctx context.Context, token string, use bool) (Info, error) {
 		info.Metadata = maps.Clone(info.Metadata)
 	}
 	if use {
-		db.ctr.validated.Add(1)
+		db.ctr.validated.add(stripe)
 	} else {
-		db.ctr.lookups.Add(1)
+		db.ctr.lookups.add(stripe)
 	}
 	return info, nil
 }
