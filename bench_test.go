@@ -24,6 +24,7 @@ package tokenstore_test
 //	Sweep/100k-of-1M-scattered           the same for ~100k idle Sliding tokens of the fixture (400k others re-filed)
 //	Sweep/100k-of-1M-issue-wait          reports Issue latency, and its wait for its transaction, during the sweep and without it
 //	Preload, Open                        report the fixture's build time, the time to open it
+//	Interference/*                       Validate p99 beside each kind of work a sweep or flush does, vs Interference/none
 //	FileSize/issued-64-writers           bytes per token of the fixture (tokens issued one by one, 64 writers)
 //	FileSize/import-50k-batches          the same recipe imported by 50,000-token IssueBatch calls
 //
@@ -350,6 +351,7 @@ func BenchmarkStore(b *testing.B) {
 	b.Run("Issue", func(b *testing.B) { benchIssue(b, get) })
 	b.Run("Sweep", func(b *testing.B) { benchSweep(b, get) })
 	b.Run("Open", func(b *testing.B) { benchOpen(b, get) })
+	b.Run("Interference", func(b *testing.B) { benchInterference(b, get) })
 	b.Run("FileSize", func(b *testing.B) { benchFileSize(b, get) })
 }
 
