@@ -140,3 +140,40 @@ func TestDB_Validate_RacingCloseLosesNoUse(t *testing.T) {
 	}
 	require.ErrorIs(t, verr, ErrClosed)
 }
+
+// A flush of many transactions cuts the values of each from the buffers
+// the ones before it used (touchWriter.release): every token's use, each
+// at its own time, is the one in the file after a reopen, none taken from
+// a value written by an earlier transaction into a reused buffer.
+func TestDB_Flush_ReusedBuffersKeepEveryUse(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	now, clock := settableClock(t0)
+	path := filepath.Join(t.TempDir(), "t.db")
+	h := &betweenTx{msg: "tokenstore: flush transaction"}
+	db, err := Open(path, &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Now: clock, Logger: slog.New(h)})
+	require.NoError(t, err)
+	const size = 300 // more than one buffer (256 values) a transaction
+	db.flushSize = chunkSizer{first: size, lo: size, hi: size}
+	issued := issueToUser(t, db, 8*size, Sliding(24*time.Hour, 0))
+	want := make(map[string]time.Time, len(issued))
+	for i, is := range issued {
+		now.Store(t0.Add(time.Minute + time.Duration(i)*time.Millisecond).UnixMilli())
+		_, err := db.Validate(ctx, is.Token)
+		require.NoError(t, err)
+		want[is.Token] = clock()
+	}
+	h.fn = func(int) {}
+	require.NoError(t, db.Flush(ctx))
+	require.GreaterOrEqual(t, h.n, 8, "one transaction per %d uses", size)
+	require.NoError(t, db.Close())
+
+	db, err = Open(path, &Options{SweepInterval: -1, Now: clock, ReadOnly: true})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	for _, is := range issued {
+		info, err := db.Lookup(ctx, is.Token)
+		require.NoError(t, err)
+		require.True(t, want[is.Token].Equal(info.LastUsedAt), "token %s: stored use %v, want %v", is.Info.ID, info.LastUsedAt, want[is.Token])
+	}
+}
