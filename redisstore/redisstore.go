@@ -250,6 +250,7 @@ type Store struct {
 
 	rotationKey atomic.Pointer[[]byte] // the HMAC key of grace successors, once read (see successor)
 	reusedHere  sync.Map               // tokenstore.Hash → family: reuses whose revocation Redis did not take (see reuse)
+	reusedCount atomic.Int64           // entries in reusedHere (see remember)
 
 	ctr       counters
 	lastCount atomic.Int64
