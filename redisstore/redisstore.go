@@ -172,6 +172,11 @@ type Options struct {
 	// life at each write (PEXPIRE, not PEXPIREAT), so a clock that
 	// disagrees with Redis's neither has keys dropped at once (behind it)
 	// nor kept long past their time (ahead of it) counted from the write.
+	// A clock set back after a write is not followed: Redis still counts
+	// the keys' lives from that write, and no use writes again until the
+	// clock passes the last use, so a clock set back by more than
+	// KeepExpired has Redis drop a token's keys before the store's
+	// deadline (the token is then ErrNotFound, never valid without them).
 	Now func() time.Time
 
 	// MaxTokensPerSubject caps a subject's live tokens: beyond it Issue
