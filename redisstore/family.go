@@ -199,7 +199,8 @@ func (*reuseFound) Error() string { return "reused token: the family must be rev
 // that can write meets a reuse of the family; the failure is logged, and
 // this Store keeps h in memory as reused (as the file store's read-only
 // mode does), so that a clock set back into the grace does not make h
-// valid here, and each later presentation tries the revocation again.
+// valid here, and each later presentation tries the revocation again:
+// at most maxRememberedReuses of them (see remember).
 func (s *Store) reuse(ctx context.Context, h tokenstore.Hash, family string) error {
 	_, known := s.reusedHere.Load(h)
 	flag := "0"
@@ -208,7 +209,7 @@ func (s *Store) reuse(ctx context.Context, h tokenstore.Hash, family string) err
 	}
 	res, err := s.run(ctx, reuseScript, []string{s.recordKey(h)}, s.nowArg(), s.prefix, flag).Slice()
 	if err != nil {
-		s.reusedHere.Store(h, family)
+		s.remember(h, family)
 		s.ctr.reused.Add(1)
 		s.log.Warn("redisstore: token reused after rotation; family not revoked: Redis did not take the revocation (a replica, or a primary refusing writes)", "family", family, "err", err)
 		return fmt.Errorf("%w, but Redis did not take the revocation, so family %s is not revoked: %v", tokenstore.ErrReused, family, err)
@@ -218,13 +219,13 @@ func (s *Store) reuse(ctx context.Context, h tokenstore.Hash, family string) err
 	case err != nil:
 		return err
 	case status == -4:
-		s.reusedHere.Delete(h) // the tombstone's grace is ended for good in Redis
+		s.forget(h) // the tombstone's grace is ended for good in Redis
 		return s.reused(res)
 	case status == -1:
 		return tokenstore.ErrExpired
 	}
 	// Its tombstone reached its deadline since the read: unknown now.
-	s.reusedHere.Delete(h)
+	s.forget(h)
 	return tokenstore.ErrNotFound
 }
 
@@ -348,4 +349,51 @@ func (s *Store) successor(ctx context.Context, token string) (string, tokenstore
 	}
 	next, h := s.format.Derive(k, token, s.clock())
 	return next, h, k, nil
+}
+
+// maxRememberedReuses bounds the reuses a Store keeps in memory (see
+// [Store.remember]): about 200 bytes each, 3.2 MB at most (measured: the
+// heap after GC holding 16,384 entries of a hash and a family ID). A var
+// for the tests.
+var maxRememberedReuses = 1 << 14
+
+// remember keeps h, a reuse of family whose revocation Redis did not take,
+// in memory. Every rotated-away token replayed where Redis refuses writes
+// would otherwise cost an entry for the process's life, and anyone who can
+// rotate tokens can make as many as they like: past maxRememberedReuses,
+// an arbitrary entry (the first that sync.Map.Range yields, in an order
+// seeded per process) makes room. A forgotten reuse is still refused as
+// reused by its read while its grace is over; only a clock set back into
+// that grace (Options.Now, or Redis's TIME stepped back) would answer it
+// valid again on this Store.
+func (s *Store) remember(h tokenstore.Hash, family string) {
+	if _, loaded := s.reusedHere.LoadOrStore(h, family); loaded {
+		return
+	}
+	for s.reusedCount.Add(1) > int64(maxRememberedReuses) {
+		evicted := false
+		s.reusedHere.Range(func(k, _ any) bool {
+			if k.(tokenstore.Hash) == h {
+				return true
+			}
+			evicted = s.forget(k.(tokenstore.Hash))
+			return !evicted
+		})
+		s.reusedCount.Add(-1) // the retry counts h again
+		if !evicted {
+			// Another goroutine emptied the map meanwhile: h alone.
+			s.reusedCount.Add(1)
+			return
+		}
+	}
+}
+
+// forget drops h from the reuses kept in memory, reporting whether it was
+// there.
+func (s *Store) forget(h tokenstore.Hash) bool {
+	if _, loaded := s.reusedHere.LoadAndDelete(h); loaded {
+		s.reusedCount.Add(-1)
+		return true
+	}
+	return false
 }

@@ -99,10 +99,16 @@
 // replica cannot revoke its family (see docs/redis.md).
 //
 // A key under KeyPrefix that holds another Redis type than the store
-// puts there (damage, or another program's key) is reported as
+// puts there (damage, or another program's key) is never reported as
+// Redis's WRONGTYPE, and costs only the tokens it concerns. A record, ID
+// key, subject index or expiry index of another type is reported as
 // [tokenstore.ErrCorrupt] naming the kind of key, by every call that
-// meets it, never as Redis's WRONGTYPE; it costs only the tokens it
-// concerns: List, ForEach and Sweep go on past it and report it.
+// meets it (List, ForEach and Sweep go on past it and report it); so is
+// a rotation key of another type, by Rotate with a grace. A family key or
+// tombstone of another type stands for no token instead: the tokens it
+// concerns fail closed as [tokenstore.ErrNotFound] (a family's live token,
+// which RevokeFamily could not reach; a rotated-away token, whose reuse is
+// then not detected), and Rotate replaces a family key of another type.
 //
 // Requires Redis 6.2 or later (7.0 for the read-only path; 6.2 reads with
 // EVALSHA). In Redis Cluster a store's keys must live in one slot, since
@@ -166,6 +172,11 @@ type Options struct {
 	// life at each write (PEXPIRE, not PEXPIREAT), so a clock that
 	// disagrees with Redis's neither has keys dropped at once (behind it)
 	// nor kept long past their time (ahead of it) counted from the write.
+	// A clock set back after a write is not followed: Redis still counts
+	// the keys' lives from that write, and no use writes again until the
+	// clock passes the last use, so a clock set back by more than
+	// KeepExpired has Redis drop a token's keys before the store's
+	// deadline (the token is then ErrNotFound, never valid without them).
 	Now func() time.Time
 
 	// MaxTokensPerSubject caps a subject's live tokens: beyond it Issue
@@ -250,6 +261,7 @@ type Store struct {
 
 	rotationKey atomic.Pointer[[]byte] // the HMAC key of grace successors, once read (see successor)
 	reusedHere  sync.Map               // tokenstore.Hash → family: reuses whose revocation Redis did not take (see reuse)
+	reusedCount atomic.Int64           // entries in reusedHere (see remember)
 
 	ctr       counters
 	lastCount atomic.Int64

@@ -95,3 +95,41 @@ func TestReadOnlyReplica_Reuse(t *testing.T) {
 	_, err = p.Validate(ctx, b)
 	require.ErrorIs(t, err, tokenstore.ErrNotFound, "the family is revoked where Redis takes writes")
 }
+
+// TestReadOnlyReplica_ReuseMemoryBounded: a store that cannot revoke a
+// reused token's family (a replica) keeps the reuse in memory; it kept
+// every one, for good, so whoever can rotate tokens (any logged-in user,
+// on the primary) and then replay the rotated-away ones on an instance
+// reading a replica grew that instance's memory without bound, one entry
+// per replayed token. It keeps at most maxRememberedReuses now; a reuse
+// it forgot is still refused as reused by its read (its grace is over),
+// and remembered again.
+func TestReadOnlyReplica_ReuseMemoryBounded(t *testing.T) {
+	const limit, replayed = 4, 20
+	t.Cleanup(redisstore.SetMaxRememberedReuses(limit))
+	primary := ownRedis(t, "--repl-diskless-sync-delay", "0")
+	replica := ownRedis(t, "--replicaof", hostPort(primary.Addr))
+	ctx := context.Background()
+	clk := newClock()
+	prefix := uniquePrefix()
+	p := storeOn(t, primary.Addr, &redisstore.Options{Now: clk.Now, KeyPrefix: prefix})
+	var old []string
+	tok, _, err := p.Issue(ctx, "attacker")
+	require.NoError(t, err)
+	for range replayed { // a chain: each rotation leaves a tombstone
+		next, _, err := p.Rotate(ctx, tok)
+		require.NoError(t, err)
+		old, tok = append(old, tok), next
+	}
+	waitReplicated(t, primary.Addr, replica.Addr)
+
+	r := storeOn(t, replica.Addr, &redisstore.Options{Now: clk.Now, KeyPrefix: prefix})
+	for round := range 2 {
+		for i, a := range old {
+			_, err := r.Validate(ctx, a)
+			require.ErrorIs(t, err, tokenstore.ErrReused, "round %d, token %d", round, i)
+			assert.LessOrEqual(t, redisstore.RememberedReuses(r), limit, "round %d, token %d: memory bounded", round, i)
+		}
+	}
+	assert.Equal(t, limit, redisstore.RememberedReuses(r), "the latest reuses are remembered")
+}
