@@ -128,6 +128,13 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 		found = append(found, db.damaged.addNew(bad)...)
 		if err != nil {
 			err = wrap("sweep", errors.Join(boltErr(err), found.err()))
+			if cutShort(err) && found == nil {
+				// Close, or the caller's ctx: the next sweep finishes
+				// (see metaSweeping). An error here was logged by every
+				// shutdown during a sweep, which pauses most of its time.
+				db.log.Info("tokenstore: sweep cut short", "deleted", total, "err", err)
+				return total, err
+			}
 			db.log.Error("tokenstore: sweep failed", "deleted", total, "err", err)
 			return total, err
 		}
@@ -145,6 +152,12 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 		return total, err
 	}
 	return total, nil
+}
+
+// cutShort reports whether err stopped a sweep between its transactions
+// for Close or its ctx, not for a failure.
+func cutShort(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrClosed)
 }
 
 // sweepScan reads up to sweepScanMax expiry entries filed at or before to

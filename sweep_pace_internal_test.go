@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -110,6 +111,67 @@ func TestDB_Sweep_PauseEnds(t *testing.T) {
 			problems, err := db.Check(ctx)
 			require.NoError(t, err)
 			assert.Empty(t, problems)
+		})
+	}
+}
+
+// errorsSeen is a betweenTx that also keeps the messages logged at Error.
+type errorsSeen struct {
+	*betweenTx
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (e *errorsSeen) WithAttrs([]slog.Attr) slog.Handler { return e }
+func (e *errorsSeen) WithGroup(string) slog.Handler      { return e }
+func (e *errorsSeen) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError {
+		e.mu.Lock()
+		e.msgs = append(e.msgs, r.Message)
+		e.mu.Unlock()
+	}
+	return e.betweenTx.Handle(ctx, r)
+}
+
+// A sweep cut short by Close, or by its caller's ctx, is no failure: the
+// next sweep finishes it (see metaSweeping). It is not logged as an
+// error, which every shutdown during a sweep did (a paced sweep spends
+// most of its time in its pauses, where Close finds it).
+func TestDB_Sweep_CutShortIsNoError(t *testing.T) {
+	longPauses(t)
+	for _, how := range []string{"ctx", "close"} {
+		t.Run(how, func(t *testing.T) {
+			sctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			h := &errorsSeen{betweenTx: &betweenTx{msg: "tokenstore: sweep transaction"}}
+			t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+			now, clock := settableClock(t0)
+			every := time.Duration(-1)
+			if how == "close" {
+				every = time.Millisecond
+			}
+			db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: every, TouchInterval: 24 * time.Hour, Now: clock, Logger: slog.New(h)})
+			require.NoError(t, err)
+			db.sweepSize.setAll(chunkSizer{first: 1, lo: 1, hi: 1})
+			issueToUser(t, db, 4, Absolute(time.Hour))
+			paused := make(chan struct{})
+			h.fn = func(n int) {
+				if n == 1 {
+					cancel()
+					close(paused)
+				}
+			}
+			now.Store(t0.Add(2 * time.Hour).UnixMilli())
+			if how == "ctx" {
+				_, err := db.Sweep(sctx)
+				require.ErrorIs(t, err, context.Canceled)
+			} else {
+				within(t, time.Minute, paused, "the background sweep's first transaction")
+			}
+			require.NoError(t, db.Close())
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			assert.Empty(t, h.msgs)
 		})
 	}
 }
