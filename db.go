@@ -45,6 +45,7 @@ type DB struct {
 	rotationKey []byte // derives successors (rotate.go); nil in a read-only store of an older file
 
 	closed    atomic.Bool
+	closing   chan struct{} // closed by Close, first: ends a caller's Sweep or Flush pausing between transactions (pace)
 	closeOnce sync.Once
 	closeErr  error
 	sweeper   *backend.Loop // the background sweeper; nil when off
@@ -162,6 +163,7 @@ func Open(path string, opts *Options) (db *DB, err error) {
 		commit:         committer{db: bdb},
 		flushSize:      chunkSizer{first: flushChunkFirst, lo: flushChunkMin, hi: flushChunkMax},
 		sweeping:       make(chan struct{}, 1),
+		closing:        make(chan struct{}),
 	}
 	err = db.checkSchema()
 	if err == nil {
@@ -213,6 +215,7 @@ func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		first = true
 		db.closed.Store(true)
+		close(db.closing)
 		// Each cancels its sweep or flush between transactions, and waits.
 		db.sweeper.Stop()
 		db.writer.Stop()

@@ -216,8 +216,12 @@ func (c *authContext) Value(key any) any {
 //     token's whole family (RFC 9700 §4.14.2);
 //   - a scheme with no token, a token with spaces, or two Authorization
 //     headers: 400 with error="invalid_request";
-//   - v fails: 503 when the store is closed ([ErrClosed]) or the request's
-//     context is done, 500 otherwise; the cause is logged, never sent.
+//   - v fails: 503 (error "temporarily_unavailable", which clients retry)
+//     when the store is closed ([ErrClosed]), did not answer in time (its
+//     own deadline, a network timeout), could not write what the check
+//     needs ([ErrReadOnly]: a Redis replica refusing the write that ends a
+//     rotated token's grace), or the request's context is done; 500
+//     otherwise; the cause is logged, never sent.
 //
 // The token is read from the Authorization header ("Bearer <token>" or
 // "Token <token>", see [WithSchemes]), and also from a cookie or a query

@@ -24,7 +24,8 @@ import (
 // as its transactions do (about 2.5 s for 100,000 uses among 1M tokens). The background
 // writer does the same every TouchInterval/2, and Close does it last; call
 // Flush before a backup that must hold the latest uses. It stops between
-// transactions when ctx is done.
+// transactions when ctx is done; once Close has begun, it writes the rest
+// without pausing (Close writes them all the same).
 func (db *DB) Flush(ctx context.Context) error {
 	if err := db.begin(ctx, true); err != nil {
 		return wrap("flush", err)
@@ -136,13 +137,16 @@ func (w *touchWriter) write(tx *bolt.Tx, t touch) (bool, error) {
 // meanwhile.
 const flushPauseMax = 8 * txTarget // 32 ms, as when txTarget was 8 ms
 
-// pace pauses between a background pass's transactions, for d or until
-// ctx ends (see flush and sweepPass).
-func pace(ctx context.Context, d time.Duration) {
+// pace pauses between a paced pass's transactions, for d or until ctx
+// ends or the store closes (see flush and sweepPass): a caller's Sweep or
+// Flush runs on a ctx that Close does not cancel, and would otherwise
+// sleep out its pause before finding the store closed.
+func (db *DB) pace(ctx context.Context, d time.Duration) {
 	pause := time.NewTimer(d)
 	defer pause.Stop()
 	select {
 	case <-ctx.Done():
+	case <-db.closing:
 	case <-pause.C:
 	}
 }
@@ -223,7 +227,7 @@ func (db *DB) flush(ctx context.Context, paced bool) error {
 		db.ctr.touchWrites.Add(1)
 		db.ctr.touchesPersisted.Add(uint64(written))
 		if paced && len(pending) > 0 {
-			pace(ctx, min(took, flushPauseMax)) // ctx ended: the loop's check returns
+			db.pace(ctx, min(took, flushPauseMax)) // ctx ended: the loop's check returns; closed: the rest is written unpaced, as Close's own flush would
 		}
 	}
 	return nil

@@ -148,9 +148,11 @@ func WithLogger(l *slog.Logger) Option {
 //     codes.PermissionDenied with [MessagePermissionDenied] and the scopes
 //     required;
 //   - v fails: codes.Unavailable when the store is closed
-//     ([tokenstore.ErrClosed]) or did not answer in time (its own deadline,
-//     a network timeout), the context's code when the call ended first,
-//     codes.Internal otherwise;
+//     ([tokenstore.ErrClosed]), did not answer in time (its own deadline,
+//     a network timeout) or could not write what the check needs
+//     ([tokenstore.ErrReadOnly]: a Redis replica refusing the write that
+//     ends a rotated token's grace), the context's code when the call
+//     ended first, codes.Internal otherwise;
 //   - otherwise the handler runs, and [tokenstore.FromContext] gives it the
 //     token's Info; v.Validate has counted the use, so a sliding token has
 //     slid.
@@ -364,6 +366,12 @@ func (a *authenticator) fail(ctx context.Context, method string, err error, toke
 	case ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		code := status.FromContextError(ctx.Err()).Code()
 		return a.refuse(ctx, method, slog.LevelDebug, code, "the call ended before its token was checked", err, token)
+	case errors.Is(err, tokenstore.ErrReadOnly):
+		// A write the check needs was refused (a successor's first use,
+		// which must end its predecessor's grace, on a Redis replica):
+		// the token is not answered valid, and a retry that reaches a
+		// writable store may succeed (as the HTTP middleware's 503).
+		return a.refuse(ctx, method, slog.LevelWarn, codes.Unavailable, MessageUnavailable, err, token)
 	case backend.IsTimeout(err):
 		// A paused or overloaded store: clients retry Unavailable.
 		return a.refuse(ctx, method, slog.LevelWarn, codes.Unavailable, MessageUnavailable, err, token)

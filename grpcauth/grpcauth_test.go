@@ -604,11 +604,14 @@ func TestValidatorFails(t *testing.T) {
 }
 
 // TestValidatorTimesOut: a store that does not answer in time while the
-// call is still alive is Unavailable, which gRPC clients retry.
+// call is still alive, or cannot write what the check needs (a read-only
+// Redis replica refusing the write that ends a grace), is Unavailable,
+// which gRPC clients retry: as the HTTP middleware's 503.
 func TestValidatorTimesOut(t *testing.T) {
 	for name, give := range map[string]error{
-		"its own deadline":  fmt.Errorf("redisstore: validate: %w", context.DeadlineExceeded),
-		"a network timeout": &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded},
+		"its own deadline":   fmt.Errorf("redisstore: validate: %w", context.DeadlineExceeded),
+		"a network timeout":  &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded},
+		"a read-only server": fmt.Errorf("redisstore: validate: the grace could not be ended: %w", tokenstore.ErrReadOnly),
 	} {
 		t.Run(name, func(t *testing.T) {
 			var logs logBuffer

@@ -1,0 +1,177 @@
+package tokenstore
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+// longPauses makes every pause of a sweep an hour (sweepPause), so that a
+// sweep that waited its pause out instead of stopping cannot pass for
+// one that stopped.
+func longPauses(t *testing.T) {
+	p, m := sweepPause, sweepPauseMax
+	t.Cleanup(func() { sweepPause, sweepPauseMax = p, m })
+	sweepPause, sweepPauseMax = 1<<40, time.Hour
+}
+
+// pacedSweepDB opens a store whose sweep takes one token a transaction
+// (so that it pauses after each), with four tokens due once at is
+// called, and h as its logger.
+func pacedSweepDB(t *testing.T, path string, h *betweenTx, sweepEvery time.Duration) (db *DB, at func()) {
+	t.Helper()
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	now, clock := settableClock(t0)
+	db, err := Open(path, &Options{SweepInterval: sweepEvery, TouchInterval: 24 * time.Hour, Now: clock, Logger: slog.New(h)})
+	require.NoError(t, err)
+	db.sweepSize.setAll(chunkSizer{first: 1, lo: 1, hi: 1})
+	issueToUser(t, db, 4, Absolute(time.Hour))
+	return db, func() { now.Store(t0.Add(2 * time.Hour).UnixMilli()) }
+}
+
+// within fails the test when done is not closed in d: a watchdog against
+// a sweep that waits out its hour-long pause, not a synchronisation.
+func within(t *testing.T, d time.Duration, done <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("%s: still waiting after %v (the sweep waits out its pause)", what, d)
+	}
+}
+
+// A sweep pauses between its transactions (sweepPause). The pause ends
+// when the sweep's ctx does (DB.Sweep's caller, or Close stopping the
+// background sweeper), and when the store closes under a caller's Sweep
+// whose ctx Close does not cancel: each returns at once, leaves no timer
+// or goroutine behind, and the next sweep finishes what it began.
+func TestDB_Sweep_PauseEnds(t *testing.T) {
+	longPauses(t)
+	ctx := context.Background()
+	for _, how := range []string{"ctx", "close under Sweep", "close under the sweeper"} {
+		t.Run(how, func(t *testing.T) {
+			ignore := goleak.IgnoreCurrent()
+			path := filepath.Join(t.TempDir(), "t.db")
+			sctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			h := &betweenTx{msg: "tokenstore: sweep transaction"}
+			every := time.Duration(-1)
+			if how == "close under the sweeper" {
+				every = time.Millisecond
+			}
+			db, due := pacedSweepDB(t, path, h, every)
+			paused := make(chan struct{})
+			h.fn = func(n int) {
+				if n != 1 {
+					return
+				}
+				switch how { // the sweep's first pause is next
+				case "ctx":
+					cancel()
+				case "close under Sweep":
+					require.NoError(t, db.Close())
+				default:
+					close(paused)
+				}
+			}
+			due()
+			done := make(chan struct{})
+			var err error
+			if how == "close under the sweeper" {
+				within(t, time.Minute, paused, "the background sweep's first transaction")
+				go func() { defer close(done); err = db.Close() }()
+				within(t, 30*time.Second, done, "Close")
+				require.NoError(t, err)
+			} else {
+				go func() { defer close(done); _, err = db.Sweep(sctx) }()
+				within(t, 30*time.Second, done, "Sweep")
+				if how == "ctx" {
+					require.ErrorIs(t, err, context.Canceled)
+					require.NoError(t, db.Close())
+				} else {
+					require.ErrorIs(t, err, ErrClosed)
+				}
+			}
+			goleak.VerifyNone(t, ignore)
+
+			// The cut sweep's tokens are finished by the next.
+			db, err = Open(path, &Options{SweepInterval: -1, Now: func() time.Time { return time.Date(2030, 1, 1, 2, 0, 0, 0, time.UTC) }})
+			require.NoError(t, err)
+			defer func() { require.NoError(t, db.Close()) }()
+			_, err = db.Sweep(ctx)
+			require.NoError(t, err)
+			assert.Zero(t, db.Stats().Tokens)
+			problems, err := db.Check(ctx)
+			require.NoError(t, err)
+			assert.Empty(t, problems)
+		})
+	}
+}
+
+// errorsSeen is a betweenTx that also keeps the messages logged at Error.
+type errorsSeen struct {
+	*betweenTx
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (e *errorsSeen) WithAttrs([]slog.Attr) slog.Handler { return e }
+func (e *errorsSeen) WithGroup(string) slog.Handler      { return e }
+func (e *errorsSeen) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError {
+		e.mu.Lock()
+		e.msgs = append(e.msgs, r.Message)
+		e.mu.Unlock()
+	}
+	return e.betweenTx.Handle(ctx, r)
+}
+
+// A sweep cut short by Close, or by its caller's ctx, is no failure: the
+// next sweep finishes it (see metaSweeping). It is not logged as an
+// error, which every shutdown during a sweep did (a paced sweep spends
+// most of its time in its pauses, where Close finds it).
+func TestDB_Sweep_CutShortIsNoError(t *testing.T) {
+	longPauses(t)
+	for _, how := range []string{"ctx", "close"} {
+		t.Run(how, func(t *testing.T) {
+			sctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			h := &errorsSeen{betweenTx: &betweenTx{msg: "tokenstore: sweep transaction"}}
+			t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+			now, clock := settableClock(t0)
+			every := time.Duration(-1)
+			if how == "close" {
+				every = time.Millisecond
+			}
+			db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: every, TouchInterval: 24 * time.Hour, Now: clock, Logger: slog.New(h)})
+			require.NoError(t, err)
+			db.sweepSize.setAll(chunkSizer{first: 1, lo: 1, hi: 1})
+			issueToUser(t, db, 4, Absolute(time.Hour))
+			paused := make(chan struct{})
+			h.fn = func(n int) {
+				if n == 1 {
+					cancel()
+					close(paused)
+				}
+			}
+			now.Store(t0.Add(2 * time.Hour).UnixMilli())
+			if how == "ctx" {
+				_, err := db.Sweep(sctx)
+				require.ErrorIs(t, err, context.Canceled)
+			} else {
+				within(t, time.Minute, paused, "the background sweep's first transaction")
+			}
+			require.NoError(t, db.Close())
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			assert.Empty(t, h.msgs)
+		})
+	}
+}
