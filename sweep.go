@@ -82,7 +82,10 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 	}
 	start := time.Now()
 	now := db.nowMs()
-	to := max(now, db.sweepingSince()) // the scan's end: see metaSweeping
+	to, cut := now, false // the scan's end: see metaSweeping
+	if since, ok := db.sweepingSince(); ok {
+		to, cut = max(now, since), true
+	}
 	total := 0
 	var found damage // damaged records met for the first time
 
@@ -106,7 +109,7 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 		}
 		scan := time.Now()
 		db.cache.holdClean(true) // until the mark: see cache.go
-		items, more, bad, err := db.sweepScan(to, now)
+		items, more, bad, err := db.sweepScan(to, now, cut)
 		db.log.Debug("tokenstore: sweep scan", "due", len(items), "took", time.Since(scan))
 		db.forget(bad)
 		found = append(found, db.damaged.addNew(bad)...)
@@ -127,6 +130,9 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 			break
 		}
 	}
+	// Whole: every token a cut sweep had decided to delete is gone (or
+	// was deleted meanwhile), so its marks have nothing left to hold.
+	db.releaseCutMarks()
 	if total > 0 {
 		db.log.Info("tokenstore: swept expired tokens", "deleted", total, "took", time.Since(start))
 	}
@@ -152,7 +158,7 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 // A record that does not decode costs only itself: it is left as it is,
 // with its entries, and returned in bad; records known to be damaged
 // (db.damaged) are stepped over unread.
-func (db *DB) sweepScan(to, now int64) (items []*sweepItem, more bool, bad damage, err error) {
+func (db *DB) sweepScan(to, now int64, cut bool) (items []*sweepItem, more bool, bad damage, err error) {
 	var after []byte
 	var keys []byte       // see sweepKeys
 	var block []sweepItem // see sweepKeys
@@ -161,7 +167,7 @@ func (db *DB) sweepScan(to, now int64) (items []*sweepItem, more bool, bad damag
 		err = view(db.bolt, func(tx *bolt.Tx) error {
 			n := 0
 			r := sweepReader{
-				db: db, now: now, to: to,
+				db: db, now: now, to: to, cut: cut,
 				ids:      tx.Bucket(bucketIDs).Cursor(),
 				tokens:   tx.Bucket(bucketTokens).Cursor(),
 				subjects: tx.Bucket(bucketSubjects),
@@ -235,6 +241,7 @@ var sweepScanTx = 8192
 type sweepReader struct {
 	db       *DB
 	now, to  int64 // to: the scan's end (sweepScan)
+	cut      bool  // a sweep was cut short (metaSweeping): a record without its subjects entry is one it began deleting
 	ids      *bolt.Cursor
 	tokens   *bolt.Cursor
 	subjects *bolt.Bucket
@@ -287,12 +294,17 @@ func (r *sweepReader) entry(k []byte) (sweepItem, error) {
 		used = db.cache.lastUse(h, &rec)
 	}
 	if d := rec.deadlineAt(used); now < d {
-		if r.to > now && r.subjects.Get(subjectKey(rec.subject, rec.id)) == nil {
-			// Alive by the present clock, but a cut sweep whose clock
-			// reads later began deleting it: finish (see metaSweeping).
+		if r.cut && r.subjects.Get(subjectKey(rec.subject, rec.id)) == nil {
+			// Alive by the present clock, or by a use noted since, but a
+			// cut sweep began deleting it: finish (see metaSweeping).
 			// Whatever its filed deadline: a Sliding token filed before
 			// the present clock, and alive by a use to a deadline between
-			// the two clocks, was re-filed without its subjects entry.
+			// the two clocks, was re-filed without its subjects entry. Not
+			// only when the cut sweep's clock reads later than the present
+			// one: at the same clock, a use noted after the cut (a
+			// Validate whose clock read before the deadline) re-filed it
+			// without its subjects entry all the same, before the cut
+			// sweep's marks were kept (cutMarks).
 			it.record, it.subject = true, nil
 			return it, nil
 		}
@@ -302,7 +314,7 @@ func (r *sweepReader) entry(k []byte) (sweepItem, error) {
 		it.refile, it.used = d, used
 	} else {
 		it.record, it.subject = true, subjectKey(rec.subject, rec.id)
-		if r.to > now && r.subjects.Get(it.subject) == nil {
+		if r.cut && r.subjects.Get(it.subject) == nil {
 			// A cut sweep began deleting it (see metaSweeping): nil
 			// says it is finished whatever a use since does
 			// (sweepApply), for a token re-filed without its
@@ -366,10 +378,16 @@ func (db *DB) sweepApply(ctx context.Context, to, now int64, items []*sweepItem)
 	// Those whose records pass committed are gone; the others (the sweep
 	// cut short, or a transaction failed) keep what the cache holds of
 	// them: a successor's first use among it (cache.endDelete).
+	//
+	// Those kept hold their mark until a sweep is whole (cutMarks): the
+	// decision stands, and a Validate descheduled between its clock read,
+	// before the deadline, and its use would otherwise land after the cut,
+	// answer valid, and keep alive a token whose subjects entry the cut
+	// sweep may have deleted.
 	dropped, kept := []Hash(nil), hs // until the records pass has run
 	defer func() {
 		db.cache.endDeleteAll(dropped, true)
-		db.cache.endDeleteAll(kept, false)
+		db.holdCutMarks(kept)
 	}()
 	mark := func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(metaSweeping, beAppend64(nil, uint64(to))) }
 
@@ -499,6 +517,43 @@ func (db *DB) sweepApply(ctx context.Context, to, now int64, items []*sweepItem)
 	return deleted, nil
 }
 
+// holdCutMarks keeps the sweep's marks of hs, tokens of a sweep cut short
+// before their records went, until a sweep is whole (releaseCutMarks):
+// Validate, Lookup and Rotate answer them expired meanwhile, as they did
+// from the mark on. A token already held keeps one mark, so that sweeps
+// cut again and again hold at most one mark a token. Called under
+// db.sweeping, as releaseCutMarks is.
+func (db *DB) holdCutMarks(hs []Hash) {
+	var again []Hash
+	for _, h := range hs {
+		if _, ok := db.cutMarks[h]; ok {
+			again = append(again, h)
+			continue
+		}
+		if db.cutMarks == nil {
+			db.cutMarks = make(map[Hash]struct{})
+		}
+		db.cutMarks[h] = struct{}{}
+	}
+	db.cache.endDeleteAll(again, false)
+}
+
+// releaseCutMarks ends the marks holdCutMarks kept: a sweep is whole, so
+// each of those tokens is gone (its entry was dropped when its delete
+// committed) or was found alive by a clock set back and re-filed with
+// its subjects entry.
+func (db *DB) releaseCutMarks() {
+	if len(db.cutMarks) == 0 {
+		return
+	}
+	hs := make([]Hash, 0, len(db.cutMarks))
+	for h := range db.cutMarks {
+		hs = append(hs, h)
+	}
+	db.cutMarks = nil
+	db.cache.endDeleteAll(hs, false)
+}
+
 // refiledBatch is the re-filed tokens sweepApply reports to the cache in
 // one persistedAll call: about deleteBatch per shard.
 const refiledBatch = deleteBatch * cacheShards
@@ -613,15 +668,20 @@ func (db *DB) anyDue(now int64) (due, marked bool) {
 	return due, marked
 }
 
-// sweepingSince is the clock of a sweep cut short (metaSweeping), or 0.
-func (db *DB) sweepingSince() (ms int64) {
+// sweepingSince is the clock of a sweep cut short (metaSweeping), and
+// whether there was one: a clock of 0 (or before 1970) is a clock like
+// any other (read as "none", it made the scan's end 0 for a clock before
+// 1970).
+func (db *DB) sweepingSince() (ms int64, ok bool) {
 	_ = view(db.bolt, func(tx *bolt.Tx) error {
 		if m := tx.Bucket(bucketMeta); m != nil {
-			ms = int64(beUint64(m.Get(metaSweeping)))
+			if v := m.Get(metaSweeping); v != nil {
+				ms, ok = int64(beUint64(v)), true
+			}
 		}
 		return nil
 	})
-	return ms
+	return ms, ok
 }
 
 // txTarget is how long one flush transaction should hold bbolt's single
