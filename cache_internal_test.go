@@ -2,6 +2,7 @@ package tokenstore
 
 import (
 	"errors"
+	"math"
 	mrand "math/rand/v2"
 	"slices"
 	"testing"
@@ -281,4 +282,16 @@ func TestCache_PendingListMatchesMap(t *testing.T) {
 			require.LessOrEqual(t, len(s.pending), 2*most+pendingSlack+1, "step %d", step)
 		}
 	}
+}
+
+// used returns the latest in-memory use of h, or math.MinInt64 when none
+// is held (for the tests).
+func (c *cache) used(h Hash) int64 {
+	s := c.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.m[h]; e != nil {
+		return e.used
+	}
+	return math.MinInt64
 }

@@ -291,7 +291,7 @@ func (r *sweepReader) entry(k []byte) (sweepItem, error) {
 		// 70 ms to sync.Mutex handoffs on these locks during the sweep
 		// (with the deletes' own already batched: cache.deleteAll), and
 		// none without them.
-		used = db.cache.lastUse(h, &rec)
+		used, _ = db.cache.lastUse(h, &rec)
 	}
 	if d := rec.deadlineAt(used); now < d {
 		if r.cut && r.subjects.Get(subjectKey(rec.subject, rec.id)) == nil {

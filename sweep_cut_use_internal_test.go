@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -63,4 +65,45 @@ func TestDB_Sweep_CutAfterMarkThenUseIsRefused(t *testing.T) {
 	problems, err := db.Check(ctx)
 	require.NoError(t, err)
 	require.Empty(t, problems)
+}
+
+// Get and List answer a token the sweep has decided to delete as Lookup
+// does: expired, not live. Here the sweep is cut after the first of its
+// two subjects transactions, so one token has lost its subjects entry and
+// the other has not; at 59 min (before the 60 min deadline, after the
+// sweep's decision at 70 min) Lookup refuses both, and Get answered them
+// live, List listed the one whose entry was left.
+func TestDB_Sweep_CutAfterMarkGetAndListAgree(t *testing.T) {
+	ctx := context.Background()
+	h := &betweenTx{msg: "tokenstore: sweep transaction"}
+	db, at := sweepRaceDB(t, h)
+	var toks []string
+	var ids []uuid.UUID
+	for range 2 {
+		tok, info, err := db.Issue(ctx, "u", WithPolicy(Sliding(time.Hour, 0)))
+		require.NoError(t, err)
+		toks, ids = append(toks, tok), append(ids, info.ID)
+	}
+	at(70 * time.Minute)
+	cut, cancel := context.WithCancel(ctx)
+	defer cancel()
+	h.fn = func(n int) {
+		if n == 1 {
+			cancel()
+		}
+	}
+	_, err := db.Sweep(cut)
+	h.fn = nil
+	require.ErrorIs(t, err, context.Canceled)
+
+	at(59 * time.Minute)
+	for i, tok := range toks {
+		_, err := db.Lookup(ctx, tok)
+		require.ErrorIs(t, err, ErrExpired, "token %d", i)
+		_, err = db.Get(ctx, ids[i])
+		require.ErrorIs(t, err, ErrExpired, "token %d: Get as Lookup", i)
+	}
+	listed, err := db.List(ctx, "u")
+	require.NoError(t, err)
+	assert.Empty(t, listed, "List as Lookup")
 }
