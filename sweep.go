@@ -107,17 +107,28 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 		if !due && !marked {
 			break // nothing has expired: no write transaction at all
 		}
-		scan := time.Now()
-		db.cache.holdClean(true) // until the mark: see cache.go
-		items, more, bad, err := db.sweepScan(to, now, cut)
-		db.log.Debug("tokenstore: sweep scan", "due", len(items), "took", time.Since(scan))
-		db.forget(bad)
-		found = append(found, db.damaged.addNew(bad)...)
 		var n int
-		if err == nil && (len(items) > 0 || marked) { // damaged records alone open no write transaction
-			n, err = db.sweepApply(ctx, to, now, items)
-		}
-		db.cache.holdClean(false) // sweepApply's mark closed it, or there was none
+		var more bool
+		var bad damage
+		err := func() error {
+			// Until the mark (see cache.go): sweepApply's mark closes
+			// it, or there was none; closed here also when a panic
+			// unwinds (a user's Logger), for held, no clean entry was
+			// dropped again.
+			db.cache.holdClean(true)
+			defer db.cache.holdClean(false)
+			scan := time.Now()
+			var items []*sweepItem
+			var err error
+			items, more, bad, err = db.sweepScan(to, now, cut)
+			db.log.Debug("tokenstore: sweep scan", "due", len(items), "took", time.Since(scan))
+			db.forget(bad)
+			found = append(found, db.damaged.addNew(bad)...)
+			if err == nil && (len(items) > 0 || marked) { // damaged records alone open no write transaction
+				n, err = db.sweepApply(ctx, to, now, items)
+			}
+			return err
+		}()
 		total += n
 		db.forget(bad)
 		found = append(found, db.damaged.addNew(bad)...)

@@ -2,6 +2,8 @@ package tokenstore
 
 import (
 	"context"
+	"log/slog"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -106,4 +108,51 @@ func TestDB_Sweep_CutAfterMarkGetAndListAgree(t *testing.T) {
 	listed, err := db.List(ctx, "u")
 	require.NoError(t, err)
 	assert.Empty(t, listed, "List as Lookup")
+}
+
+// panicOn is a slog handler that panics on the record msg: a user's
+// Logger may.
+type panicOn struct{ msg string }
+
+func (p panicOn) Enabled(context.Context, slog.Level) bool { return true }
+func (p panicOn) WithAttrs([]slog.Attr) slog.Handler       { return p }
+func (p panicOn) WithGroup(string) slog.Handler            { return p }
+func (p panicOn) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == p.msg {
+		panic("logger: " + p.msg)
+	}
+	return nil
+}
+
+// A sweep that panics between its scan and its mark (here the user's
+// Logger, on the scan's line) releases the cache's hold on clean entries
+// as it unwinds: held for good, no clean entry was ever dropped again, and
+// a cache that keeps none (CacheSize < 0) grew by every token checked.
+func TestDB_Sweep_PanicReleasesHold(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	now, clock := settableClock(t0)
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: -1, CacheSize: -1, Now: clock,
+		Logger: slog.New(panicOn{msg: "tokenstore: sweep scan"})})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	issued := issueToUser(t, db, 4, Absolute(time.Hour))
+	now.Store(t0.Add(2 * time.Hour).UnixMilli())
+	func() {
+		defer func() { require.NotNil(t, recover(), "the logger panicked") }()
+		_, _ = db.Sweep(ctx)
+	}()
+	for i := range db.cache.shards {
+		assert.False(t, db.cache.shards[i].hold, "shard %d still held", i)
+	}
+	now.Store(t0.UnixMilli())
+	for _, is := range issued {
+		_, err := db.Lookup(ctx, is.Token)
+		require.NoError(t, err)
+	}
+	n := 0
+	for i := range db.cache.shards {
+		n += len(db.cache.shards[i].m)
+	}
+	assert.Zero(t, n, "a cache that keeps no clean entries keeps none")
 }
