@@ -190,8 +190,9 @@ func (c *cache) holdClean(on bool) {
 // the one map read lookup already makes tells a token the sweep has
 // decided to delete (answered expired) from one a Revoke or Rotate is
 // deleting (read from the file). One sweep runs at a time (DB.sweep), so
-// a token holds at most one sweep mark, and nested deletes of one token
-// number far fewer than sweepMark.
+// a token holds at most two sweep marks (the running sweep's, and one a
+// sweep cut short keeps: DB.holdCutMarks), and nested deletes of one
+// token number far fewer than sweepMark.
 const sweepMark = 1 << 24
 
 // deletingLocked reports whether a delete of h is in flight, and whether
