@@ -62,11 +62,12 @@ var sweepScanMax = 200_000
 type sweepItem struct {
 	key     []byte // the expiry entry
 	id      []byte // nil: a dangling expiry entry, only key is deleted
-	h       Hash   // when record is set, or refile
+	h       Hash   // when record is set, or keep
 	subject []byte // subjects key; nil when the record is gone, or a cut sweep deleted the key (finished whatever its uses)
 	record  bool   // the record is still there
-	refile  int64  // >0: alive until refile; the token is re-filed, not deleted
-	used    int64  // with refile: the latest use, written with it
+	keep    bool   // alive until refile: the token is re-filed, not deleted
+	refile  int64  // with keep: its deadline, any time (0 and before 1970 included)
+	used    int64  // with keep: the latest use, written with it
 	skip    bool   // a record known to be damaged: left as it is
 	family  []byte // its families entry (family.go), deleted with its subjects entry; nil for none
 }
@@ -322,7 +323,7 @@ func (r *sweepReader) entry(k []byte) (sweepItem, error) {
 		if d == e.filed {
 			return sweepItem{skip: true}, nil // filed exact, due later
 		}
-		it.refile, it.used = d, used
+		it.keep, it.refile, it.used = true, d, used
 	} else {
 		it.record, it.subject = true, subjectKey(rec.subject, rec.id)
 		if r.cut && r.subjects.Get(it.subject) == nil {
@@ -355,7 +356,7 @@ func (db *DB) sweepApply(ctx context.Context, to, now int64, items []*sweepItem)
 	var hs, finish []Hash
 	for _, it := range items {
 		switch {
-		case it.id == nil || it.refile != 0 || !it.record:
+		case it.id == nil || it.keep || !it.record:
 		case it.subject == nil:
 			finish = append(finish, it.h)
 		default:
@@ -369,7 +370,7 @@ func (db *DB) sweepApply(ctx context.Context, to, now int64, items []*sweepItem)
 		}
 		for _, it := range items {
 			if a, ok := by[it.h]; ok && it.record && it.subject != nil {
-				it.refile, it.used = a.deadline, a.used
+				it.keep, it.refile, it.used = true, a.deadline, a.used
 			}
 		}
 		hs = slices.DeleteFunc(hs, func(h Hash) bool { _, ok := by[h]; return ok })
@@ -382,7 +383,7 @@ func (db *DB) sweepApply(ctx context.Context, to, now int64, items []*sweepItem)
 
 	gone := make([]*sweepItem, 0, len(items)) // tokens to delete
 	for _, it := range items {
-		if it.id != nil && it.refile == 0 {
+		if it.id != nil && !it.keep {
 			gone = append(gone, it)
 		}
 	}
@@ -472,7 +473,7 @@ func (db *DB) sweepApply(ctx context.Context, to, now int64, items []*sweepItem)
 	var idsCur *bolt.Cursor
 	var raised int64 // the latest use this transaction wrote to usedmax
 	err = db.sweepPass(ctx, passExpiry, items, func(tx *bolt.Tx, it *sweepItem) (bool, error) {
-		if it.refile == 0 {
+		if !it.keep {
 			return deleteAt(cur, it.key)
 		}
 		// Alive by a use since it was filed: file it under its real
@@ -516,7 +517,7 @@ func (db *DB) sweepApply(ctx context.Context, to, now int64, items []*sweepItem)
 	// of refiledBatch tokens.
 	var refiled, scratch []touch
 	for _, it := range items {
-		if it.refile > 0 {
+		if it.keep {
 			refiled = append(refiled, touch{h: it.h, used: it.used})
 		}
 		if len(refiled) == refiledBatch {

@@ -156,3 +156,32 @@ func TestDB_Sweep_PanicReleasesHold(t *testing.T) {
 	}
 	assert.Zero(t, n, "a cache that keeps no clean entries keeps none")
 }
+
+// A token the sweep finds alive by a use until exactly 0 (1970-01-01,
+// on a clock before it) is re-filed, not deleted: sweepItem.refile read 0
+// as "not re-filed", so the passes deleted a live token the Validate
+// beside them had answered valid and would again.
+func TestDB_Sweep_RefileAtZero(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.UnixMilli(-90 * time.Minute.Milliseconds())
+	now, clock := settableClock(t0)
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Now: clock})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	tok, _, err := db.Issue(ctx, "u", WithPolicy(Sliding(time.Hour, 0))) // filed at -30 min
+	require.NoError(t, err)
+	now.Store(-time.Hour.Milliseconds())
+	info, err := db.Validate(ctx, tok) // in memory: alive until 0
+	require.NoError(t, err)
+	require.Equal(t, int64(0), info.ExpiresAt.UnixMilli())
+
+	now.Store(-time.Minute.Milliseconds())
+	n, err := db.Sweep(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, n, "alive until 0, a minute from now")
+	_, err = db.Validate(ctx, tok)
+	require.NoError(t, err)
+	problems, err := db.Check(ctx)
+	require.NoError(t, err)
+	require.Empty(t, problems)
+}
