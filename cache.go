@@ -476,15 +476,15 @@ func (s *shard) compactLocked(each func(pendingRef)) {
 	s.pending = kept
 }
 
-// pending is h's use not yet on disk, or a zero touch.
-func (c *cache) pending(h Hash) touch {
+// pending is h's use not yet on disk, and whether there is one.
+func (c *cache) pending(h Hash) (touch, bool) {
 	s := c.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e := s.m[h]; e != nil && e.dirty() {
-		return touch{h, e.rec.id, e.used}
+		return touch{h, e.rec.id, e.used}, true
 	}
-	return touch{}
+	return touch{}, false
 }
 
 // lookupResult is what [cache.lookup] found.

@@ -107,7 +107,8 @@ func TestCache_Eviction_KeepsUnwrittenUses(t *testing.T) {
 		_, err := c.lookup(shardHash(n), 5000, false, func() (record, error) { return testRecord(1000), nil })
 		require.NoError(t, err)
 	}
-	p := c.pending(dirty)
+	p, ok := c.pending(dirty)
+	require.True(t, ok)
 	assert.Equal(t, int64(5000), p.used, "the unwritten use survived 198 inserts")
 	assert.Equal(t, rec.id, uuid.UUID(p.id))
 	assert.Len(t, c.dirty(), 1)

@@ -3,6 +3,7 @@ package tokenstore
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"time"
 
@@ -471,7 +472,7 @@ func (db *DB) sweepApply(ctx context.Context, to, now int64, items []*sweepItem)
 	}
 	var expiry, ids *bolt.Bucket
 	var idsCur *bolt.Cursor
-	var raised int64 // the latest use this transaction wrote to usedmax
+	var raised int64 // the latest use this transaction wrote to usedmax (from math.MinInt64: a use before 1970 raises it too)
 	err = db.sweepPass(ctx, passExpiry, items, func(tx *bolt.Tx, it *sweepItem) (bool, error) {
 		if !it.keep {
 			return deleteAt(cur, it.key)
@@ -502,7 +503,7 @@ func (db *DB) sweepApply(ctx context.Context, to, now int64, items []*sweepItem)
 		)
 	}, func(tx *bolt.Tx) error {
 		expiry, ids = tx.Bucket(bucketExpiry), tx.Bucket(bucketIDs)
-		cur, idsCur, raised = expiry.Cursor(), ids.Cursor(), 0
+		cur, idsCur, raised = expiry.Cursor(), ids.Cursor(), math.MinInt64
 		return mark(tx)
 	}, nil)
 	if err != nil {

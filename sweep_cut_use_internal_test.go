@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -184,4 +185,32 @@ func TestDB_Sweep_RefileAtZero(t *testing.T) {
 	problems, err := db.Check(ctx)
 	require.NoError(t, err)
 	require.Empty(t, problems)
+}
+
+// With every use written before Validate returns (TouchInterval < 0),
+// a use at a time before 1970, or at exactly 0, is written and counted
+// as any other: persistTouch read a use of 0 as none (not written) and
+// one before 1970 as not written (left unwritten in memory, uncounted).
+func TestDB_PersistTouch_Before1970(t *testing.T) {
+	ctx := context.Background()
+	now, clock := settableClock(time.UnixMilli(-time.Hour.Milliseconds()))
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: -1, TouchInterval: -1, Now: clock})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	tok, info, err := db.Issue(ctx, "u", WithPolicy(Sliding(2*time.Hour, 0)))
+	require.NoError(t, err)
+	for i, at := range []int64{-5, 0} {
+		now.Store(at)
+		_, err := db.Validate(ctx, tok)
+		require.NoError(t, err)
+		assert.Equal(t, uint64(i+1), db.Stats().TouchWrites, "use at %d ms", at)
+		var used, usedMax int64
+		require.NoError(t, view(db.bolt, func(tx *bolt.Tx) error {
+			_, rec, err := getByID(tx, info.ID[:])
+			used, usedMax = rec.lastUsed, int64(beUint64(tx.Bucket(bucketMeta).Get(metaUsedMax)))
+			return err
+		}))
+		assert.Equal(t, at, used, "written before Validate returned: the file holds the use at %d ms", at)
+		assert.GreaterOrEqual(t, usedMax, used, "usedmax is at least every stored use")
+	}
 }
