@@ -306,37 +306,29 @@ func (r *sweepReader) entry(k []byte) (sweepItem, error) {
 		// none without them.
 		used, _ = db.cache.lastUse(h, &rec)
 	}
-	if d := rec.deadlineAt(used); now < d {
-		if r.cut && r.subjects.Get(subjectKey(rec.subject, rec.id)) == nil {
-			// Alive by the present clock, or by a use noted since, but a
-			// cut sweep began deleting it: finish (see metaSweeping).
-			// Whatever its filed deadline: a Sliding token filed before
-			// the present clock, and alive by a use to a deadline between
-			// the two clocks, was re-filed without its subjects entry. Not
-			// only when the cut sweep's clock reads later than the present
-			// one: at the same clock, a use noted after the cut (a
-			// Validate whose clock read before the deadline) re-filed it
-			// without its subjects entry all the same, before the cut
-			// sweep's marks were kept (cutMarks).
-			it.record, it.subject = true, nil
-			return it, nil
-		}
+	// A cut sweep began deleting it (see metaSweeping): its subjects
+	// entry went in that sweep's first pass, with its families entry. It
+	// is finished whatever its uses or the present clock: re-filed, it
+	// would live on without its subjects entry, missed by List and
+	// RevokeSubject. Whatever its filed deadline, and also when the cut
+	// sweep's clock reads no later than the present one: a use noted
+	// after the cut (a Validate whose clock read before the deadline)
+	// kept it alive all the same, before the cut sweep's marks were kept
+	// (DB.holdCutMarks); and a clock set back may make it alive by its
+	// filed deadline.
+	begun := r.cut && r.subjects.Get(subjectKey(rec.subject, rec.id)) == nil
+	if d := rec.deadlineAt(used); now < d && !begun {
 		if d == e.filed {
 			return sweepItem{skip: true}, nil // filed exact, due later
 		}
 		it.keep, it.refile, it.used = true, d, used
-	} else {
-		it.record, it.subject = true, subjectKey(rec.subject, rec.id)
-		if r.cut && r.subjects.Get(it.subject) == nil {
-			// A cut sweep began deleting it (see metaSweeping): nil
-			// says it is finished whatever a use since does
-			// (sweepApply), for a token re-filed without its
-			// subjects entry would be missed by List and
-			// RevokeSubject.
-			it.subject = nil
-		}
-		it.family = rec.familyTokenKey() // issue 17: family.go
+		return it, nil
 	}
+	it.record = true
+	if !begun { // nil: finished whatever a use since does (sweepApply)
+		it.subject = subjectKey(rec.subject, rec.id)
+	}
+	it.family = rec.familyTokenKey() // issue 17: family.go
 	return it, nil
 }
 
