@@ -190,8 +190,9 @@ func (c *cache) holdClean(on bool) {
 // the one map read lookup already makes tells a token the sweep has
 // decided to delete (answered expired) from one a Revoke or Rotate is
 // deleting (read from the file). One sweep runs at a time (DB.sweep), so
-// a token holds at most one sweep mark, and nested deletes of one token
-// number far fewer than sweepMark.
+// a token holds at most two sweep marks (the running sweep's, and one a
+// sweep cut short keeps: DB.holdCutMarks), and nested deletes of one
+// token number far fewer than sweepMark.
 const sweepMark = 1 << 24
 
 // deletingLocked reports whether a delete of h is in flight, and whether
@@ -247,55 +248,39 @@ func (s *shard) endDeleteLocked(h Hash, gone bool, mark int) {
 	}
 }
 
-// used returns the latest in-memory use of h, or math.MinInt64 when none
-// is held: not 0, which is a use at 1970 and later than every use of a
-// store whose clock reads before it (lastUse).
-func (c *cache) used(h Hash) int64 {
-	s := c.shard(h)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e := s.m[h]; e != nil {
-		return e.used
-	}
-	return math.MinInt64
-}
-
-// successorUse is lastUse of the successor h (rec its record), whether a
-// Lookup answered it while no use of it was known (shard.looked), and
-// whether the sweep has marked it for deletion (beginSweepAll): all under
-// one hold of its shard's lock.
+// successorUse is lastUse of the successor h (rec its record), and
+// whether a Lookup answered it while no use of it was known
+// (shard.looked): all under one hold of its shard's lock.
 func (c *cache) successorUse(h Hash, rec *record) (used int64, looked, swept bool) {
 	s := c.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	used = rec.lastUsed
-	if e := s.m[h]; e != nil {
-		used = max(used, e.used)
-	}
+	used, swept = s.lastUseLocked(h, rec)
 	_, looked = s.looked[h]
-	_, swept = s.deletingLocked(h)
 	return used, looked, swept
 }
 
-// lastUseSwept is lastUse, and whether the sweep has marked h for deletion
-// (beginSweepAll): under one hold of h's shard lock, for Rotate, which
-// must refuse such a token as expired, as Validate does.
-func (c *cache) lastUseSwept(h Hash, rec *record) (used int64, swept bool) {
+// lastUse is h's latest use: the one in memory when it is later than the
+// one stored in rec; and whether the sweep has marked h for deletion
+// (beginSweepAll), under the same hold of h's shard lock. Whatever answers
+// whether a token is live (Rotate, Get, List, the subject's limit, a
+// successor's grace) refuses a marked one as expired, as Validate and
+// Lookup do (see the coherence rule above): the sweep's decision, at a
+// clock past the deadline, came first, whatever the caller's clock read.
+func (c *cache) lastUse(h Hash, rec *record) (used int64, swept bool) {
 	s := c.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.lastUseLocked(h, rec)
+}
+
+func (s *shard) lastUseLocked(h Hash, rec *record) (used int64, swept bool) {
 	used = rec.lastUsed
 	if e := s.m[h]; e != nil {
 		used = max(used, e.used)
 	}
 	_, swept = s.deletingLocked(h)
 	return used, swept
-}
-
-// lastUse is h's latest use: the one in memory when it is later than the
-// one stored in rec.
-func (c *cache) lastUse(h Hash, rec *record) int64 {
-	return max(rec.lastUsed, c.used(h))
 }
 
 // persisted records that h's last use up to used is now on disk.
@@ -491,15 +476,15 @@ func (s *shard) compactLocked(each func(pendingRef)) {
 	s.pending = kept
 }
 
-// pending is h's use not yet on disk, or a zero touch.
-func (c *cache) pending(h Hash) touch {
+// pending is h's use not yet on disk, and whether there is one.
+func (c *cache) pending(h Hash) (touch, bool) {
 	s := c.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e := s.m[h]; e != nil && e.dirty() {
-		return touch{h, e.rec.id, e.used}
+		return touch{h, e.rec.id, e.used}, true
 	}
-	return touch{}
+	return touch{}, false
 }
 
 // lookupResult is what [cache.lookup] found.

@@ -2,6 +2,7 @@ package tokenstore
 
 import (
 	"errors"
+	"math"
 	mrand "math/rand/v2"
 	"slices"
 	"testing"
@@ -106,7 +107,8 @@ func TestCache_Eviction_KeepsUnwrittenUses(t *testing.T) {
 		_, err := c.lookup(shardHash(n), 5000, false, func() (record, error) { return testRecord(1000), nil })
 		require.NoError(t, err)
 	}
-	p := c.pending(dirty)
+	p, ok := c.pending(dirty)
+	require.True(t, ok)
 	assert.Equal(t, int64(5000), p.used, "the unwritten use survived 198 inserts")
 	assert.Equal(t, rec.id, uuid.UUID(p.id))
 	assert.Len(t, c.dirty(), 1)
@@ -279,6 +281,107 @@ func TestCache_PendingListMatchesMap(t *testing.T) {
 			require.Equal(t, n, listed, "step %d", step)
 			most = max(most, n)
 			require.LessOrEqual(t, len(s.pending), 2*most+pendingSlack+1, "step %d", step)
+		}
+	}
+}
+
+// used returns the latest in-memory use of h, or math.MinInt64 when none
+// is held (for the tests).
+func (c *cache) used(h Hash) int64 {
+	s := c.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.m[h]; e != nil {
+		return e.used
+	}
+	return math.MinInt64
+}
+
+// TestCache_PendingListMatchesMap over the paths the sweep added as
+// well: the sweep's mark (beginSweepAll, a token alive by its use left
+// out) and its end (endDeleteAll, committed or not), uses and Lookups
+// while marked or while a delete is in flight, and the hold on clean
+// entries (holdClean), for a cache that keeps no clean entries, one per
+// shard, and eight.
+func TestCache_PendingListMatchesMapWithSweeps(t *testing.T) {
+	for _, size := range []int{-1, 1, 8 * cacheShards} {
+		c := newCache(size)
+		s := &c.shards[0]
+		rng := mrand.New(mrand.NewPCG(uint64(size+2), 13))
+		now := int64(1000)
+		most := 0
+		var marked []Hash // the sweep's marks in flight
+		deleting := map[Hash]int{}
+		for step := range 30_000 {
+			h := shardHash(rng.IntN(64))
+			switch op := rng.IntN(20); {
+			case op < 9:
+				now++
+				_, err := c.lookup(h, now, op < 7, func() (record, error) { return testRecord(500), nil })
+				require.NoError(t, err)
+			case op < 12:
+				c.persisted(h, now)
+			case op < 13:
+				c.beginDelete(h)
+				deleting[h]++
+			case op < 14:
+				for k := range deleting {
+					c.endDelete(k, rng.IntN(2) == 0)
+					if deleting[k]--; deleting[k] == 0 {
+						delete(deleting, k)
+					}
+					break
+				}
+			case op < 15 && marked == nil:
+				hs := []Hash{h, shardHash(rng.IntN(64))}
+				sweepAt := now + 2*time.Hour.Milliseconds()
+				if rng.IntN(2) == 0 {
+					sweepAt = 0 // every one alive by a use is left out
+				}
+				c.holdClean(true)
+				alive := c.beginSweepAll(hs, sweepAt)
+				c.holdClean(false)
+				for _, k := range hs {
+					if !slices.ContainsFunc(alive, func(a sweptAlive) bool { return a.h == k }) && !slices.Contains(marked, k) {
+						marked = append(marked, k)
+					}
+				}
+			case op < 16 && marked != nil:
+				c.endDeleteAll(marked, rng.IntN(2) == 0)
+				marked = nil
+			case op < 17:
+				c.holdClean(rng.IntN(2) == 0)
+			case op < 18:
+				got := map[Hash]int64{}
+				for _, tc := range c.dirty() {
+					_, twice := got[tc.h]
+					require.False(t, twice, "size %d step %d: listed twice", size, step)
+					got[tc.h] = tc.used
+				}
+				want := map[Hash]int64{}
+				for k, e := range s.m {
+					if e.dirty() {
+						want[k] = e.used
+					}
+				}
+				require.Equal(t, want, got, "size %d step %d", size, step)
+			}
+			n, listed := 0, 0
+			for _, e := range s.m {
+				if e.dirty() {
+					n++
+					require.True(t, e.listed, "size %d step %d: a use not yet written is not listed", size, step)
+				}
+			}
+			for _, p := range s.pending {
+				if !p.e.gone && p.e.dirty() && s.m[p.h] == p.e {
+					listed++
+				}
+			}
+			require.Equal(t, n, s.npending, "size %d step %d", size, step)
+			require.Equal(t, n, listed, "size %d step %d", size, step)
+			most = max(most, n)
+			require.LessOrEqual(t, len(s.pending), 2*most+pendingSlack+1, "size %d step %d", size, step)
 		}
 	}
 }

@@ -36,11 +36,12 @@ type DB struct {
 
 	cache     *cache
 	commit    committer
-	sweeping  chan struct{} // holds one token while a sweep runs: one at a time, waited for with a ctx
-	sweepSize sweepSizers   // tokens per sweep transaction, by pass; used only by the sweep holding sweeping
-	flushMu   sync.Mutex    // one flush at a time
-	flushSize chunkSizer    // uses per flush transaction; under flushMu
-	damaged   damagedSet    // records a sweep found damaged, stepped over after
+	sweeping  chan struct{}     // holds one token while a sweep runs: one at a time, waited for with a ctx
+	cutMarks  map[Hash]struct{} // tokens of a sweep cut short, marked until a sweep is whole (holdCutMarks); under sweeping
+	sweepSize sweepSizers       // tokens per sweep transaction, by pass; used only by the sweep holding sweeping
+	flushMu   sync.Mutex        // one flush at a time
+	flushSize chunkSizer        // uses per flush transaction; under flushMu
+	damaged   damagedSet        // records a sweep found damaged, stepped over after
 
 	rotationKey []byte // derives successors (rotate.go); nil in a read-only store of an older file
 

@@ -64,9 +64,11 @@
 // Sweeps and uses: a sweep never deletes a token that a Validate beside it
 // answered valid. Each use and the sweep's decision on that token are
 // ordered: a use first keeps the token (it is re-filed under its new
-// deadline); the sweep's decision first makes the Validate, Lookup or
-// Rotate answer [ErrExpired], even when its clock read just before the
-// deadline: it is ordered after the sweep, whose clock read past it.
+// deadline); the sweep's decision first makes the Validate, Lookup,
+// Rotate or Get answer [ErrExpired] (and List leave the token out), even
+// when its clock read just before the deadline: it is ordered after the
+// sweep, whose clock read past it. A sweep cut short (its ctx done, a
+// write failed) keeps its decision until a later sweep completes.
 //
 // Memory: a use not yet written keeps its token's entry in memory until it
 // is written, beyond Options.CacheSize: at most one entry (about 240 bytes

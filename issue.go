@@ -83,7 +83,7 @@ func (db *DB) checkLimit(tx *bolt.Tx, subject string, now int64, n int) error {
 		if err != nil {
 			return err
 		}
-		if now < rec.deadlineAt(db.cache.lastUse(h, &rec)) {
+		if used, swept := db.cache.lastUse(h, &rec); !swept && now < rec.deadlineAt(used) {
 			live++
 		}
 	}

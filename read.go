@@ -24,8 +24,9 @@ func (db *DB) Get(ctx context.Context, id uuid.UUID) (Info, error) {
 	if err != nil {
 		return Info{}, wrap("get "+id.String(), boltErr(err))
 	}
-	info := rec.info(db.cache.lastUse(h, &rec))
-	if !db.now().Before(info.ExpiresAt) {
+	used, swept := db.cache.lastUse(h, &rec)
+	info := rec.info(used)
+	if swept || !db.now().Before(info.ExpiresAt) { // swept: see cache.lastUse
 		return info, wrap("get "+id.String(), ErrExpired)
 	}
 	db.ctr.lookups.add(db.cache.shardIndex(h))
@@ -60,8 +61,8 @@ func (db *DB) List(ctx context.Context, subject string) ([]Info, error) {
 				bad.add(h, idAfter(k, len(prefix)), err)
 				continue
 			}
-			used := db.cache.lastUse(h, &rec)
-			if now < rec.deadlineAt(used) {
+			used, swept := db.cache.lastUse(h, &rec)
+			if !swept && now < rec.deadlineAt(used) {
 				out = append(out, rec.info(used))
 			}
 		}
@@ -129,7 +130,8 @@ func (db *DB) ForEach(ctx context.Context, fn func(Info) error) error {
 					got.add(h, idAfter(k, 0), err)
 					continue
 				}
-				batch = append(batch, rec.info(db.cache.lastUse(h, &rec)))
+				used, _ := db.cache.lastUse(h, &rec)
+				batch = append(batch, rec.info(used))
 			}
 			more = k != nil
 			return nil

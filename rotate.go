@@ -177,7 +177,7 @@ func (db *DB) Rotate(ctx context.Context, token string, opts ...RotateOption) (s
 		// it (see cache.go): rotated, it gave a successor to a token
 		// answered expired a moment before, and the sweep would find it
 		// gone.
-		used, swept := db.cache.lastUseSwept(old, &prev)
+		used, swept := db.cache.lastUse(old, &prev)
 		deadline := prev.deadlineAt(used)
 		if swept || now >= deadline {
 			return refuse(ErrExpired)
@@ -200,7 +200,8 @@ func (db *DB) Rotate(ctx context.Context, token string, opts ...RotateOption) (s
 	})
 	del.end()
 	if outcome == inGrace && errors.Is(err, errGraceAnswer) {
-		return newToken, rec.info(db.cache.lastUse(h, &rec)), nil
+		used, _ := db.cache.lastUse(h, &rec)
+		return newToken, rec.info(used), nil
 	}
 	if err != nil {
 		return "", Info{}, wrap("rotate", boltErr(err))

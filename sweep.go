@@ -3,6 +3,7 @@ package tokenstore
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"time"
 
@@ -70,11 +71,12 @@ var sweepScanMax = 200_000
 type sweepItem struct {
 	key     []byte // the expiry entry
 	id      []byte // nil: a dangling expiry entry, only key is deleted
-	h       Hash   // when record is set, or refile
+	h       Hash   // when record is set, or keep
 	subject []byte // subjects key; nil when the record is gone, or a cut sweep deleted the key (finished whatever its uses)
 	record  bool   // the record is still there
-	refile  int64  // >0: alive until refile; the token is re-filed, not deleted
-	used    int64  // with refile: the latest use, written with it
+	keep    bool   // alive until refile: the token is re-filed, not deleted
+	refile  int64  // with keep: its deadline, any time (0 and before 1970 included)
+	used    int64  // with keep: the latest use, written with it
 	skip    bool   // a record known to be damaged: left as it is
 	family  []byte // its families entry (family.go), deleted with its subjects entry; nil for none
 }
@@ -90,7 +92,10 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 	}
 	start := time.Now()
 	now := db.nowMs()
-	to := max(now, db.sweepingSince()) // the scan's end: see metaSweeping
+	to, cut := now, false // the scan's end: see metaSweeping
+	if since, ok := db.sweepingSince(); ok {
+		to, cut = max(now, since), true
+	}
 	total := 0
 	var found damage // damaged records met for the first time
 
@@ -116,17 +121,28 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 		if !due && !marked {
 			break // nothing has expired: no write transaction at all
 		}
-		scan := time.Now()
-		db.cache.holdClean(true) // until the mark: see cache.go
-		items, more, bad, err := db.sweepScan(to, now)
-		db.log.Debug("tokenstore: sweep scan", "due", len(items), "took", time.Since(scan))
-		db.forget(bad)
-		found = append(found, db.damaged.addNew(bad)...)
 		var n int
-		if err == nil && (len(items) > 0 || marked) { // damaged records alone open no write transaction
-			n, err = db.sweepApply(ctx, to, now, items)
-		}
-		db.cache.holdClean(false) // sweepApply's mark closed it, or there was none
+		var more bool
+		var bad damage
+		err := func() error {
+			// Until the mark (see cache.go): sweepApply's mark closes
+			// it, or there was none; closed here also when a panic
+			// unwinds (a user's Logger), for held, no clean entry was
+			// dropped again.
+			db.cache.holdClean(true)
+			defer db.cache.holdClean(false)
+			scan := time.Now()
+			var items []*sweepItem
+			var err error
+			items, more, bad, err = db.sweepScan(to, now, cut)
+			db.log.Debug("tokenstore: sweep scan", "due", len(items), "took", time.Since(scan))
+			db.forget(bad)
+			found = append(found, db.damaged.addNew(bad)...)
+			if err == nil && (len(items) > 0 || marked) { // damaged records alone open no write transaction
+				n, err = db.sweepApply(ctx, to, now, items)
+			}
+			return err
+		}()
 		total += n
 		db.forget(bad)
 		found = append(found, db.damaged.addNew(bad)...)
@@ -146,6 +162,9 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 			break
 		}
 	}
+	// Whole: every token a cut sweep had decided to delete is gone (or
+	// was deleted meanwhile), so its marks have nothing left to hold.
+	db.releaseCutMarks()
 	if total > 0 {
 		db.log.Info("tokenstore: swept expired tokens", "deleted", total, "took", time.Since(start))
 	}
@@ -177,7 +196,7 @@ func cutShort(err error) bool {
 // A record that does not decode costs only itself: it is left as it is,
 // with its entries, and returned in bad; records known to be damaged
 // (db.damaged) are stepped over unread.
-func (db *DB) sweepScan(to, now int64) (items []*sweepItem, more bool, bad damage, err error) {
+func (db *DB) sweepScan(to, now int64, cut bool) (items []*sweepItem, more bool, bad damage, err error) {
 	var after []byte
 	var keys []byte       // see sweepKeys
 	var block []sweepItem // see sweepKeys
@@ -186,7 +205,7 @@ func (db *DB) sweepScan(to, now int64) (items []*sweepItem, more bool, bad damag
 		err = view(db.bolt, func(tx *bolt.Tx) error {
 			n := 0
 			r := sweepReader{
-				db: db, now: now, to: to,
+				db: db, now: now, to: to, cut: cut,
 				ids:      tx.Bucket(bucketIDs).Cursor(),
 				tokens:   tx.Bucket(bucketTokens).Cursor(),
 				subjects: tx.Bucket(bucketSubjects),
@@ -260,6 +279,7 @@ var sweepScanTx = 8192
 type sweepReader struct {
 	db       *DB
 	now, to  int64 // to: the scan's end (sweepScan)
+	cut      bool  // a sweep was cut short (metaSweeping): a record without its subjects entry is one it began deleting
 	ids      *bolt.Cursor
 	tokens   *bolt.Cursor
 	subjects *bolt.Bucket
@@ -309,34 +329,31 @@ func (r *sweepReader) entry(k []byte) (sweepItem, error) {
 		// 70 ms to sync.Mutex handoffs on these locks during the sweep
 		// (with the deletes' own already batched: cache.deleteAll), and
 		// none without them.
-		used = db.cache.lastUse(h, &rec)
+		used, _ = db.cache.lastUse(h, &rec)
 	}
-	if d := rec.deadlineAt(used); now < d {
-		if r.to > now && r.subjects.Get(subjectKey(rec.subject, rec.id)) == nil {
-			// Alive by the present clock, but a cut sweep whose clock
-			// reads later began deleting it: finish (see metaSweeping).
-			// Whatever its filed deadline: a Sliding token filed before
-			// the present clock, and alive by a use to a deadline between
-			// the two clocks, was re-filed without its subjects entry.
-			it.record, it.subject = true, nil
-			return it, nil
-		}
+	// A cut sweep began deleting it (see metaSweeping): its subjects
+	// entry went in that sweep's first pass, with its families entry. It
+	// is finished whatever its uses or the present clock: re-filed, it
+	// would live on without its subjects entry, missed by List and
+	// RevokeSubject. Whatever its filed deadline, and also when the cut
+	// sweep's clock reads no later than the present one: a use noted
+	// after the cut (a Validate whose clock read before the deadline)
+	// kept it alive all the same, before the cut sweep's marks were kept
+	// (DB.holdCutMarks); and a clock set back may make it alive by its
+	// filed deadline.
+	begun := r.cut && r.subjects.Get(subjectKey(rec.subject, rec.id)) == nil
+	if d := rec.deadlineAt(used); now < d && !begun {
 		if d == e.filed {
 			return sweepItem{skip: true}, nil // filed exact, due later
 		}
-		it.refile, it.used = d, used
-	} else {
-		it.record, it.subject = true, subjectKey(rec.subject, rec.id)
-		if r.to > now && r.subjects.Get(it.subject) == nil {
-			// A cut sweep began deleting it (see metaSweeping): nil
-			// says it is finished whatever a use since does
-			// (sweepApply), for a token re-filed without its
-			// subjects entry would be missed by List and
-			// RevokeSubject.
-			it.subject = nil
-		}
-		it.family = rec.familyTokenKey() // issue 17: family.go
+		it.keep, it.refile, it.used = true, d, used
+		return it, nil
 	}
+	it.record = true
+	if !begun { // nil: finished whatever a use since does (sweepApply)
+		it.subject = subjectKey(rec.subject, rec.id)
+	}
+	it.family = rec.familyTokenKey() // issue 17: family.go
 	return it, nil
 }
 
@@ -357,7 +374,7 @@ func (db *DB) sweepApply(ctx context.Context, to, now int64, items []*sweepItem)
 	var hs, finish []Hash
 	for _, it := range items {
 		switch {
-		case it.id == nil || it.refile != 0 || !it.record:
+		case it.id == nil || it.keep || !it.record:
 		case it.subject == nil:
 			finish = append(finish, it.h)
 		default:
@@ -371,7 +388,7 @@ func (db *DB) sweepApply(ctx context.Context, to, now int64, items []*sweepItem)
 		}
 		for _, it := range items {
 			if a, ok := by[it.h]; ok && it.record && it.subject != nil {
-				it.refile, it.used = a.deadline, a.used
+				it.keep, it.refile, it.used = true, a.deadline, a.used
 			}
 		}
 		hs = slices.DeleteFunc(hs, func(h Hash) bool { _, ok := by[h]; return ok })
@@ -384,17 +401,23 @@ func (db *DB) sweepApply(ctx context.Context, to, now int64, items []*sweepItem)
 
 	gone := make([]*sweepItem, 0, len(items)) // tokens to delete
 	for _, it := range items {
-		if it.id != nil && it.refile == 0 {
+		if it.id != nil && !it.keep {
 			gone = append(gone, it)
 		}
 	}
 	// Those whose records pass committed are gone; the others (the sweep
 	// cut short, or a transaction failed) keep what the cache holds of
 	// them: a successor's first use among it (cache.endDelete).
+	//
+	// Those kept hold their mark until a sweep is whole (cutMarks): the
+	// decision stands, and a Validate descheduled between its clock read,
+	// before the deadline, and its use would otherwise land after the cut,
+	// answer valid, and keep alive a token whose subjects entry the cut
+	// sweep may have deleted.
 	dropped, kept := []Hash(nil), hs // until the records pass has run
 	defer func() {
 		db.cache.endDeleteAll(dropped, true)
-		db.cache.endDeleteAll(kept, false)
+		db.holdCutMarks(kept)
 	}()
 	mark := func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(metaSweeping, beAppend64(nil, uint64(to))) }
 
@@ -466,9 +489,9 @@ func (db *DB) sweepApply(ctx context.Context, to, now int64, items []*sweepItem)
 	}
 	var expiry, ids *bolt.Bucket
 	var idsCur *bolt.Cursor
-	var raised int64 // the latest use this transaction wrote to usedmax
+	var raised int64 // the latest use this transaction wrote to usedmax (from math.MinInt64: a use before 1970 raises it too)
 	err = db.sweepPass(ctx, passExpiry, items, func(tx *bolt.Tx, it *sweepItem) (bool, error) {
-		if it.refile == 0 {
+		if !it.keep {
 			return deleteAt(cur, it.key)
 		}
 		// Alive by a use since it was filed: file it under its real
@@ -497,7 +520,7 @@ func (db *DB) sweepApply(ctx context.Context, to, now int64, items []*sweepItem)
 		)
 	}, func(tx *bolt.Tx) error {
 		expiry, ids = tx.Bucket(bucketExpiry), tx.Bucket(bucketIDs)
-		cur, idsCur, raised = expiry.Cursor(), ids.Cursor(), 0
+		cur, idsCur, raised = expiry.Cursor(), ids.Cursor(), math.MinInt64
 		return mark(tx)
 	}, nil)
 	if err != nil {
@@ -512,7 +535,7 @@ func (db *DB) sweepApply(ctx context.Context, to, now int64, items []*sweepItem)
 	// of refiledBatch tokens.
 	var refiled, scratch []touch
 	for _, it := range items {
-		if it.refile > 0 {
+		if it.keep {
 			refiled = append(refiled, touch{h: it.h, used: it.used})
 		}
 		if len(refiled) == refiledBatch {
@@ -522,6 +545,43 @@ func (db *DB) sweepApply(ctx context.Context, to, now int64, items []*sweepItem)
 	}
 	db.cache.persistedAll(refiled, &scratch)
 	return deleted, nil
+}
+
+// holdCutMarks keeps the sweep's marks of hs, tokens of a sweep cut short
+// before their records went, until a sweep is whole (releaseCutMarks):
+// Validate, Lookup and Rotate answer them expired meanwhile, as they did
+// from the mark on. A token already held keeps one mark, so that sweeps
+// cut again and again hold at most one mark a token. Called under
+// db.sweeping, as releaseCutMarks is.
+func (db *DB) holdCutMarks(hs []Hash) {
+	var again []Hash
+	for _, h := range hs {
+		if _, ok := db.cutMarks[h]; ok {
+			again = append(again, h)
+			continue
+		}
+		if db.cutMarks == nil {
+			db.cutMarks = make(map[Hash]struct{})
+		}
+		db.cutMarks[h] = struct{}{}
+	}
+	db.cache.endDeleteAll(again, false)
+}
+
+// releaseCutMarks ends the marks holdCutMarks kept: a sweep is whole, so
+// each of those tokens is gone (its entry was dropped when its delete
+// committed) or was found alive by a clock set back and re-filed with
+// its subjects entry.
+func (db *DB) releaseCutMarks() {
+	if len(db.cutMarks) == 0 {
+		return
+	}
+	hs := make([]Hash, 0, len(db.cutMarks))
+	for h := range db.cutMarks {
+		hs = append(hs, h)
+	}
+	db.cutMarks = nil
+	db.cache.endDeleteAll(hs, false)
 }
 
 // refiledBatch is the re-filed tokens sweepApply reports to the cache in
@@ -654,15 +714,20 @@ func (db *DB) anyDue(now int64) (due, marked bool) {
 	return due, marked
 }
 
-// sweepingSince is the clock of a sweep cut short (metaSweeping), or 0.
-func (db *DB) sweepingSince() (ms int64) {
+// sweepingSince is the clock of a sweep cut short (metaSweeping), and
+// whether there was one: a clock of 0 (or before 1970) is a clock like
+// any other (read as "none", it made the scan's end 0 for a clock before
+// 1970).
+func (db *DB) sweepingSince() (ms int64, ok bool) {
 	_ = view(db.bolt, func(tx *bolt.Tx) error {
 		if m := tx.Bucket(bucketMeta); m != nil {
-			ms = int64(beUint64(m.Get(metaSweeping)))
+			if v := m.Get(metaSweeping); v != nil {
+				ms, ok = int64(beUint64(v)), true
+			}
 		}
 		return nil
 	})
-	return ms
+	return ms, ok
 }
 
 // txTarget is how long one flush transaction should hold bbolt's single

@@ -230,7 +230,8 @@ func TestCache_BeginSweepAll(t *testing.T) {
 		require.NoError(t, err)
 		assert.True(t, r.expired, "%x: marked by the sweep", h[0])
 		assert.Equal(t, 1, reads, "read from the file: gone or not")
-		assert.Zero(t, c.pending(h).used, "no use noted")
+		_, noted := c.pending(h)
+		assert.False(t, noted, "no use noted")
 	}
 	assert.Equal(t, int64(1000), c.used(idle), "no use noted")
 	assert.Equal(t, int64(math.MinInt64), c.used(cold), "nothing cached")

@@ -36,25 +36,28 @@ func (db *DB) Flush(ctx context.Context) error {
 // persistTouch writes h's latest in-memory use now, sharing a transaction
 // with other writers: Options.FsyncReturningUses.
 func (db *DB) persistTouch(h Hash) error {
+	// written, not t.used > 0 or != 0: a use is any time, 0 and before
+	// 1970 included (a clock set there), as a grace end is (rotate.go).
 	var t touch
+	var written bool
 	err := db.commit.run(func(tx *bolt.Tx) error {
-		t = db.cache.pending(h)
-		if t.used == 0 {
+		written = false
+		var ok bool
+		if t, ok = db.cache.pending(h); !ok {
 			return nil
 		}
-		ok, err := writeTouch(tx, t)
-		if !ok {
-			t.used = 0
-		}
+		var err error
+		written, err = writeTouch(tx, t)
 		if errors.Is(err, ErrNotFound) {
+			written = false
 			return nil // revoked meanwhile: nothing to slide
 		}
-		if err == nil && t.used > 0 {
+		if err == nil && written {
 			err = raiseUsedMax(tx, t.used)
 		}
 		return err
 	})
-	if err == nil && t.used > 0 {
+	if err == nil && written {
 		db.cache.persisted(h, t.used)
 		db.ctr.touchWrites.Add(1)
 		db.ctr.touchesPersisted.Add(1)
