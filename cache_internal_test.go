@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
@@ -384,4 +385,10 @@ func TestCache_PendingListMatchesMapWithSweeps(t *testing.T) {
 			require.LessOrEqual(t, len(s.pending), 2*most+pendingSlack+1, "size %d step %d", size, step)
 		}
 	}
+}
+
+// Shards fill whole pairs of cache lines (shard's padding), whatever
+// fields shardState gains.
+func TestCache_ShardsFillCacheLines(t *testing.T) {
+	assert.Zero(t, unsafe.Sizeof(shard{})%shardLine, "shard is %d bytes", unsafe.Sizeof(shard{}))
 }
