@@ -21,7 +21,6 @@ package tokenstore_test
 //	Issue/parallel-64                    vs Issue/serial
 //	Sweep/10k-of-1M                      vs Sweep/10k-of-10k (and Sweep/none-of-1M)
 //	Sweep/100k-of-1M                     reports its transactions' durations and Validate p99 with and without it
-//	Sweep/100k-of-1M-unpaced             the same without the sweep's pauses between transactions
 //	Sweep/100k-of-1M-scattered           the same for ~100k idle Sliding tokens of the fixture (400k others re-filed)
 //	Sweep/100k-of-1M-issue-wait          reports Issue latency, and its wait for its transaction, during the sweep and without it
 //	Preload, Open                        report the fixture's build time, the time to open it
@@ -776,14 +775,6 @@ func benchSweep(b *testing.B, get func(*testing.B) *fixture) {
 		lat.report(b)
 	}
 	b.Run("100k-of-1M", func(b *testing.B) { batch(b, "sweep") })
-	b.Run("100k-of-1M-unpaced", func(b *testing.B) {
-		// The same without the sweep's pauses (sweepPause 0), in the same
-		// run: pausing spreads the Validates the sweep slows over more
-		// Validates, which lowers their p99 whether or not fewer are
-		// slowed; slow-validates/op tells which.
-		defer tokenstore.SetSweepPause(0)()
-		batch(b, "sweep-unpaced")
-	})
 	b.Run("100k-of-1M-scattered", func(b *testing.B) {
 		// The sweep users also have: not a batch issued together and
 		// expiring together, but Sliding tokens of the fixture that went

@@ -46,7 +46,7 @@ type DB struct {
 	rotationKey []byte // derives successors (rotate.go); nil in a read-only store of an older file
 
 	closed    atomic.Bool
-	closing   chan struct{} // closed by Close, first: ends a caller's Sweep or Flush pausing between transactions (pace)
+	closing   chan struct{} // closed by Close, first: ends a caller's Flush pausing between transactions (pace)
 	closeOnce sync.Once
 	closeErr  error
 	sweeper   *backend.Loop // the background sweeper; nil when off

@@ -28,13 +28,3 @@ func (db *DB) DropCleanCache() {
 		s.mu.Unlock()
 	}
 }
-
-// SetSweepPause sets how many times as long as each transaction took a
-// sweep pauses after it (sweepPause; 0: none) and returns what restores
-// it. For the benchmarks (bench_test.go: Sweep/100k-of-1M-unpaced); not
-// while a sweep runs.
-func SetSweepPause(n int) (restore func()) {
-	old := sweepPause
-	sweepPause = n
-	return func() { sweepPause = old }
-}

@@ -13,13 +13,8 @@ import (
 
 // Sweep deletes every token whose deadline has passed, in transactions
 // sized to hold bbolt's writer lock about 6 ms each so that other writers
-// never wait long, and returns how many it deleted. Between transactions
-// it pauses twice as long as the last one took (at most 64 ms), so that
-// the disk's fsyncs do not slow the Validates beside it: it takes about
-// 2.5 times as long as its transactions do (about 1.2 s for 100,000
-// expired tokens among 1M, 0.5 s unpaced), sleeping, not using a core,
-// meanwhile; on a file nothing else has open (the command-line tool's
-// sweep) the pauses protect nothing and only lengthen it. It stops between
+// never wait long (about 0.5 s for 100,000 expired tokens among 1M), and
+// returns how many it deleted. It stops between
 // transactions when ctx is done or the store closes, returning the count
 // so far and ctx's error or [ErrClosed]; the next sweep finishes what it
 // began. The background sweeper runs the same pass every
@@ -151,7 +146,7 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 			if cutShort(err) && found == nil {
 				// Close, or the caller's ctx: the next sweep finishes
 				// (see metaSweeping). An error here was logged by every
-				// shutdown during a sweep, which pauses most of its time.
+				// shutdown during a sweep.
 				db.log.Info("tokenstore: sweep cut short", "deleted", total, "err", err)
 				return total, err
 			}
@@ -658,42 +653,19 @@ func (db *DB) sweepPass(ctx context.Context, pass int, items []*sweepItem, fn fu
 		if err != nil {
 			return err
 		}
-		if len(items) > 0 {
-			db.pace(ctx, min(time.Duration(sweepPause)*took, sweepPauseMax))
-		}
 	}
 	return nil
 }
 
-// sweepPause is how many times as long as its last transaction took a
-// sweep pauses before the next, at most sweepPauseMax: a sweep is in no
-// hurry (a token past its deadline is refused whether or not it is still
-// in the file), and what slows the Validates beside it on the 2-core
-// benchmark machine is the disk's fsyncs, whatever process makes them:
-// a loop of 4 KB writes and fsyncs beside a goroutine validating took
-// that goroutine's p99 from 13-14 to 36-38 µs from another process and
-// to 38-47 µs from the same one, where loops of work in memory or of
-// sleeps did nothing and one of allocations 1.7 times. So the sweep
-// spreads its fsyncs. Binaries alternated, Sweep/100k-of-1M, 3x: the
-// Validates' p99 during the sweep was 2.2-2.7 times their p99 without it
-// unpaced (0.47-0.55 s a sweep), 1.6-2.0 times paused as long as each
-// transaction took (0.94-1.02 s), 1.2-1.7 times paused twice as long
-// (1.19-1.33 s). That ratio falls by dilution alone (the calls made in the
-// pauses count, unslowed): whether the pauses slow fewer calls is what
-// the benchmark's slow-validates/op says, not yet measured at 1M (see
-// docs/performance.md, "Sweep pacing").
-var sweepPause = 2 // a variable for the tests
-
-// sweepPauseMax bounds one pause, and so how much longer than its
-// transactions a sweep takes where each is slow (a disk whose fsyncs take
-// tens of ms): at most 64 ms of sleep a transaction. The largest sweep
-// the benchmarks make (Sweep/100k-of-1M-scattered: 6.8 s and about 400
-// transactions unpaced, not measured paced) then gains at most about 26 s
-// of pauses, within SweepInterval's default minute; a longer sweep only
-// delays the next (the sweeper's ticker drops the ticks it misses). The
-// pauses were measured only on the 2-core machine's fast disk: whether a
-// slow disk's longer fsyncs hurt Validates more is not known.
-var sweepPauseMax = 2 * flushPauseMax // a variable for the tests
+// A sweep does not pause between its transactions, as the flush does.
+// Paused twice as long as each took (tried in 0a489e5, removed), the
+// Validates beside Sweep/100k-of-1M were not slowed less: in the same
+// runs, 597-1,200 of them more than 1% took longer than the p99 without
+// the sweep, against 119-468 unpaced, and the p99 ratio read 1.6-2.4x
+// against 1.2-2.2x; a lower ratio seen before came from the calls made
+// during the pauses diluting the slow ones. What slows them is the disk's
+// fsyncs, from whatever process (Store/Interference), and a paced sweep
+// makes as many, over a longer time. See docs/performance.md.
 
 // anyDue reports whether a token's filed deadline is at or before now,
 // reading only the first key of the expiry index, and whether a sweep was

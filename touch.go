@@ -135,15 +135,14 @@ func (w *touchWriter) write(tx *bolt.Tx, t touch) (bool, error) {
 	return true, w.ids.Put(t.id[:], nv)
 }
 
-// flushPauseMax bounds a paced flush's or sweep's pause between
-// transactions: a transaction slowed by a slow disk's fsyncs used no CPU
-// meanwhile.
+// flushPauseMax bounds a paced flush's pause between transactions: a
+// transaction slowed by a slow disk's fsyncs used no CPU meanwhile.
 const flushPauseMax = 8 * txTarget // 32 ms, as when txTarget was 8 ms
 
-// pace pauses between a paced pass's transactions, for d or until ctx
-// ends or the store closes (see flush and sweepPass): a caller's Sweep or
-// Flush runs on a ctx that Close does not cancel, and would otherwise
-// sleep out its pause before finding the store closed.
+// pace pauses between a paced flush's transactions, for d or until ctx
+// ends or the store closes: a caller's Flush runs on a ctx that Close
+// does not cancel, and would otherwise sleep out its pause before finding
+// the store closed.
 func (db *DB) pace(ctx context.Context, d time.Duration) {
 	pause := time.NewTimer(d)
 	defer pause.Stop()

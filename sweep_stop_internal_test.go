@@ -13,19 +13,9 @@ import (
 	"go.uber.org/goleak"
 )
 
-// longPauses makes every pause of a sweep an hour (sweepPause), so that a
-// sweep that waited its pause out instead of stopping cannot pass for
-// one that stopped.
-func longPauses(t *testing.T) {
-	p, m := sweepPause, sweepPauseMax
-	t.Cleanup(func() { sweepPause, sweepPauseMax = p, m })
-	sweepPause, sweepPauseMax = 1<<40, time.Hour
-}
-
-// pacedSweepDB opens a store whose sweep takes one token a transaction
-// (so that it pauses after each), with four tokens due once at is
-// called, and h as its logger.
-func pacedSweepDB(t *testing.T, path string, h *betweenTx, sweepEvery time.Duration) (db *DB, at func()) {
+// stepSweepDB opens a store whose sweep takes one token a transaction,
+// with four tokens due once at is called, and h as its logger.
+func stepSweepDB(t *testing.T, path string, h *betweenTx, sweepEvery time.Duration) (db *DB, at func()) {
 	t.Helper()
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	now, clock := settableClock(t0)
@@ -37,23 +27,23 @@ func pacedSweepDB(t *testing.T, path string, h *betweenTx, sweepEvery time.Durat
 }
 
 // within fails the test when done is not closed in d: a watchdog against
-// a sweep that waits out its hour-long pause, not a synchronisation.
+// a sweep that does not stop, not a synchronisation.
 func within(t *testing.T, d time.Duration, done <-chan struct{}, what string) {
 	t.Helper()
 	select {
 	case <-done:
 	case <-time.After(d):
-		t.Fatalf("%s: still waiting after %v (the sweep waits out its pause)", what, d)
+		t.Fatalf("%s: still waiting after %v (the sweep did not stop)", what, d)
 	}
 }
 
-// A sweep pauses between its transactions (sweepPause). The pause ends
-// when the sweep's ctx does (DB.Sweep's caller, or Close stopping the
-// background sweeper), and when the store closes under a caller's Sweep
-// whose ctx Close does not cancel: each returns at once, leaves no timer
-// or goroutine behind, and the next sweep finishes what it began.
-func TestDB_Sweep_PauseEnds(t *testing.T) {
-	longPauses(t)
+// A sweep stops between its transactions when its ctx ends (DB.Sweep's
+// caller, or Close stopping the background sweeper), and when the store
+// closes under a caller's Sweep whose ctx Close does not cancel (it
+// would otherwise race Close's last flush for the writer lock): each
+// returns, leaves no goroutine behind, and the next sweep finishes what
+// it began.
+func TestDB_Sweep_StopsBetweenTransactions(t *testing.T) {
 	ctx := context.Background()
 	for _, how := range []string{"ctx", "close under Sweep", "close under the sweeper"} {
 		t.Run(how, func(t *testing.T) {
@@ -66,26 +56,26 @@ func TestDB_Sweep_PauseEnds(t *testing.T) {
 			if how == "close under the sweeper" {
 				every = time.Millisecond
 			}
-			db, due := pacedSweepDB(t, path, h, every)
-			paused := make(chan struct{})
+			db, due := stepSweepDB(t, path, h, every)
+			firstTx := make(chan struct{})
 			h.fn = func(n int) {
 				if n != 1 {
 					return
 				}
-				switch how { // the sweep's first pause is next
+				switch how { // after the sweep's first transaction
 				case "ctx":
 					cancel()
 				case "close under Sweep":
 					require.NoError(t, db.Close())
 				default:
-					close(paused)
+					close(firstTx)
 				}
 			}
 			due()
 			done := make(chan struct{})
 			var err error
 			if how == "close under the sweeper" {
-				within(t, time.Minute, paused, "the background sweep's first transaction")
+				within(t, time.Minute, firstTx, "the background sweep's first transaction")
 				go func() { defer close(done); err = db.Close() }()
 				within(t, 30*time.Second, done, "Close")
 				require.NoError(t, err)
@@ -135,10 +125,8 @@ func (e *errorsSeen) Handle(ctx context.Context, r slog.Record) error {
 
 // A sweep cut short by Close, or by its caller's ctx, is no failure: the
 // next sweep finishes it (see metaSweeping). It is not logged as an
-// error, which every shutdown during a sweep did (a paced sweep spends
-// most of its time in its pauses, where Close finds it).
+// error, which every shutdown during a sweep did.
 func TestDB_Sweep_CutShortIsNoError(t *testing.T) {
-	longPauses(t)
 	for _, how := range []string{"ctx", "close"} {
 		t.Run(how, func(t *testing.T) {
 			sctx, cancel := context.WithCancel(context.Background())
@@ -154,11 +142,11 @@ func TestDB_Sweep_CutShortIsNoError(t *testing.T) {
 			require.NoError(t, err)
 			db.sweepSize.setAll(chunkSizer{first: 1, lo: 1, hi: 1})
 			issueToUser(t, db, 4, Absolute(time.Hour))
-			paused := make(chan struct{})
+			firstTx := make(chan struct{})
 			h.fn = func(n int) {
 				if n == 1 {
 					cancel()
-					close(paused)
+					close(firstTx)
 				}
 			}
 			now.Store(t0.Add(2 * time.Hour).UnixMilli())
@@ -166,7 +154,7 @@ func TestDB_Sweep_CutShortIsNoError(t *testing.T) {
 				_, err := db.Sweep(sctx)
 				require.ErrorIs(t, err, context.Canceled)
 			} else {
-				within(t, time.Minute, paused, "the background sweep's first transaction")
+				within(t, time.Minute, firstTx, "the background sweep's first transaction")
 			}
 			require.NoError(t, db.Close())
 			h.mu.Lock()
