@@ -73,7 +73,9 @@ type Options struct {
 
 	// CacheSize is how many decoded records are kept in memory for
 	// Validate and Lookup (about 200 bytes each). Zero: 262,144.
-	// Negative: none beyond uses not yet written. A token whose use is
+	// Negative: none beyond uses not yet written. It is split evenly
+	// over 64 shards, so it counts in multiples of 64, at least 64 when
+	// positive (100 keeps 64, 1 keeps 64). A token whose use is
 	// not yet written stays in memory beyond this size until the use is
 	// written: at most one entry per token the file holds, about 240
 	// bytes each with a 13-byte subject and no metadata, whatever the
