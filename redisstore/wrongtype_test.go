@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -61,13 +62,7 @@ func TestWrongTypeKeys(t *testing.T) {
 			name: "ID key is a hash", kind: "ID key",
 			damage: func(e *env) (string, func() error) {
 				k := e.prefix + "i:" + e.tInfo.ID.String()
-				return k, func() error {
-					c := newClient(t)
-					if err := c.Del(ctx, k).Err(); err != nil {
-						return err
-					}
-					return c.HSet(ctx, k, "a", "b").Err()
-				}
+				return k, replaceKey(t, k, func(c *redis.Client) error { return c.HSet(ctx, k, "a", "b").Err() })
 			},
 			check: func(t *testing.T, e *env, corrupt func(error, string)) {
 				_, err := e.s.Validate(ctx, e.target)
@@ -89,13 +84,7 @@ func TestWrongTypeKeys(t *testing.T) {
 			name: "subject index is a string", kind: "subject index",
 			damage: func(e *env) (string, func() error) {
 				k := e.prefix + "s:user"
-				return k, func() error {
-					c := newClient(t)
-					if err := c.Del(ctx, k).Err(); err != nil {
-						return err
-					}
-					return c.Set(ctx, k, "x", 0).Err()
-				}
+				return k, replaceKey(t, k, func(c *redis.Client) error { return c.Set(ctx, k, "x", 0).Err() })
 			},
 			check: func(t *testing.T, e *env, corrupt func(error, string)) {
 				_, err := e.s.Validate(ctx, e.target)
@@ -114,13 +103,7 @@ func TestWrongTypeKeys(t *testing.T) {
 			name: "expiry index is a string", kind: "expiry index",
 			damage: func(e *env) (string, func() error) {
 				k := e.prefix + "e"
-				return k, func() error {
-					c := newClient(t)
-					if err := c.Del(ctx, k).Err(); err != nil {
-						return err
-					}
-					return c.Set(ctx, k, "x", 0).Err()
-				}
+				return k, replaceKey(t, k, func(c *redis.Client) error { return c.Set(ctx, k, "x", 0).Err() })
 			},
 			check: func(t *testing.T, e *env, corrupt func(error, string)) {
 				_, _, err := e.s.Issue(ctx, "user")
@@ -234,4 +217,16 @@ func TestWrongTypeKeys_Revocations(t *testing.T) {
 	require.NoError(t, err, "RevokeFamily")
 	assert.Equal(t, 1, n)
 	assert.Zero(t, raw.Exists(ctx, recordKey(prefix, b)).Val(), "deleted")
+}
+
+// replaceKey returns what deletes key k and writes, by set, a value of
+// another type in its place.
+func replaceKey(t *testing.T, k string, set func(*redis.Client) error) func() error {
+	return func() error {
+		c := newClient(t)
+		if err := c.Del(context.Background(), k).Err(); err != nil {
+			return err
+		}
+		return set(c)
+	}
 }
