@@ -139,8 +139,6 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 			return err
 		}()
 		total += n
-		db.forget(bad)
-		found = append(found, db.damaged.addNew(bad)...)
 		if err != nil {
 			err = wrap("sweep", errors.Join(boltErr(err), found.err()))
 			if cutShort(err) && found == nil {
