@@ -27,7 +27,8 @@ import (
 // much as this process's own, the cost is the machine's (its disk's
 // interrupts), and no change in how the library schedules its goroutines
 // removes it; only fewer fsyncs per second beside the Validates do (the
-// sweep's pacing, sweep.go).
+// flush's pacing, touch.go; pausing the sweep made as many fsyncs over a
+// longer time and was removed, sweep.go).
 func benchInterference(b *testing.B, get func(*testing.B) *fixture) {
 	fx := get(b)
 	sliding := fx.sliding()
