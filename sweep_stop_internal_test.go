@@ -206,7 +206,9 @@ func TestDB_Sweep_CutShortIsNoError(t *testing.T) {
 			h.mu.Lock()
 			defer h.mu.Unlock()
 			assert.Empty(t, h.msgs)
-			assert.Equal(t, 1, h.cut, "sweeps logged as cut short")
+			// At least the held one (under the sweeper, a tick that comes
+			// with Stop may begin one more, cut short at once).
+			assert.GreaterOrEqual(t, h.cut, 1, "sweeps logged as cut short")
 		})
 	}
 }
