@@ -65,12 +65,18 @@ type cache struct {
 
 const cacheShards = 64
 
-// shard is a shardState padded to whole cache lines, so that two cores
-// working on neighbouring shards do not pass one line back and forth (with
-// a fixed 16 bytes of padding the shards were 104 bytes and shared lines).
+// shard is a shardState followed by at least a whole shardLine of
+// padding, so that two cores working on neighbouring shards do not pass
+// one line back and forth (with a fixed 16 bytes of padding the shards
+// were 104 bytes and shared lines). The heap does not align the cache to
+// a line: its shards began 8, 56, 72 or 88 bytes into a 128-byte span
+// from run to run, and padded only to whole spans (40 bytes after an
+// 88-byte state) two states still shared one at most of those offsets.
+// Padding of a whole span keeps them apart wherever the cache lies, for
+// 128 more bytes a shard (8 KB a store).
 type shard struct {
 	shardState
-	_ [(shardLine - unsafe.Sizeof(shardState{})%shardLine) % shardLine]byte
+	_ [shardLine + (shardLine-unsafe.Sizeof(shardState{})%shardLine)%shardLine]byte
 }
 
 // shardLine is the span shards are padded to: two 64-byte cache lines,

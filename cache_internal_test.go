@@ -392,3 +392,27 @@ func TestCache_PendingListMatchesMapWithSweeps(t *testing.T) {
 func TestCache_ShardsFillCacheLines(t *testing.T) {
 	assert.Zero(t, unsafe.Sizeof(shard{})%shardLine, "shard is %d bytes", unsafe.Sizeof(shard{}))
 }
+
+// No 128-byte span (shardLine: a pair of cache lines) holds the state of
+// two neighbouring shards, wherever the heap puts the cache: it does not
+// align it to a span (newCache's shards began 8, 56, 72 or 88 bytes into
+// one, from run to run), so sizes that are whole spans
+// (TestCache_ShardsFillCacheLines) keep the states apart only when the
+// padding between two is a whole span too. Checked for every 8-byte
+// offset, and on caches as newCache makes them.
+func TestCache_ShardStatesShareNoSpan(t *testing.T) {
+	state, stride := unsafe.Sizeof(shardState{}), unsafe.Sizeof(shard{})
+	for base := uintptr(0); base < shardLine; base += 8 {
+		end, next := base+state-1, base+stride
+		assert.NotEqual(t, end/shardLine, next/shardLine, "shards at %d bytes into a span: two states (%d bytes, %d apart) share one", base, state, stride)
+	}
+	for range 8 {
+		c := newCache(defaultCacheSize)
+		for i := range len(c.shards) - 1 {
+			end := uintptr(unsafe.Pointer(&c.shards[i])) + state - 1
+			next := uintptr(unsafe.Pointer(&c.shards[i+1]))
+			require.NotEqual(t, end/shardLine, next/shardLine, "newCache: shards %d and %d share a span (shard %d at %d bytes into one)",
+				i, i+1, i, uintptr(unsafe.Pointer(&c.shards[i]))%shardLine)
+		}
+	}
+}

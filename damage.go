@@ -131,6 +131,17 @@ func (s *damagedSet) addNew(d damage) damage {
 	return fresh
 }
 
+// remove drops d's records from the set, so that the next pass to meet
+// them reports them: d was returned by addNew to a pass that then
+// panicked before reporting it.
+func (s *damagedSet) remove(d damage) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range d {
+		delete(s.m, r.h)
+	}
+}
+
 // forget drops d's records from the cache, so that a token whose record
 // was damaged after it was cached is not validated from memory.
 func (db *DB) forget(d damage) {

@@ -675,3 +675,61 @@ func TestGrace_ReadOnlyReuseStaysEnded(t *testing.T) {
 	_, err = db.Validate(t.Context(), a)
 	require.ErrorIs(t, err, ErrReused, "ro: the reuse ended the grace")
 }
+
+// panicOnceOn is a slog handler that panics the first time it meets the
+// record msg: a user's Logger may panic, and the caller recover.
+type panicOnceOn struct {
+	msg      string
+	panicked atomic.Bool
+}
+
+func (p *panicOnceOn) Enabled(context.Context, slog.Level) bool { return true }
+func (p *panicOnceOn) WithAttrs([]slog.Attr) slog.Handler       { return p }
+func (p *panicOnceOn) WithGroup(string) slog.Handler            { return p }
+func (p *panicOnceOn) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == p.msg && p.panicked.CompareAndSwap(false, true) {
+		panic("logger: " + p.msg)
+	}
+	return nil
+}
+
+// A damaged tombstone met by a sweep that then panicked (the user's
+// Logger, on the tombstones' transaction line) was recorded as reported
+// and never reported: later sweeps stepped over it in silence. The next
+// sweep reports it, once.
+func TestSweep_DamagedTombstoneReportedAfterPanic(t *testing.T) {
+	ctx := t.Context()
+	var now atomic.Int64
+	now.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{
+		Now: func() time.Time { return time.UnixMilli(now.Load()) }, SweepInterval: -1, Policy: Absolute(time.Hour),
+		Logger: slog.New(&panicOnceOn{msg: "tokenstore: swept tombstones"}),
+	})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	var rotated []string
+	for range 2 { // one damaged, one sound: the tombstones' transaction runs
+		tok, _, err := db.Issue(ctx, "user")
+		require.NoError(t, err)
+		_, _, err = db.Rotate(ctx, tok)
+		require.NoError(t, err)
+		rotated = append(rotated, tok)
+	}
+	h, err := db.format.Parse(rotated[0])
+	require.NoError(t, err)
+	require.NoError(t, db.bolt.Update(func(tx *bolt.Tx) error {
+		v := bytes.Clone(tx.Bucket(bucketTombstones).Get(h[:]))
+		v[20] ^= 0x04 // in its family
+		return tx.Bucket(bucketTombstones).Put(h[:], v)
+	}))
+
+	now.Add(2 * time.Hour.Milliseconds())
+	func() {
+		defer func() { require.NotNil(t, recover(), "the logger panicked") }()
+		_, _ = db.Sweep(ctx)
+	}()
+	_, err = db.Sweep(ctx)
+	require.ErrorIs(t, err, ErrCorrupt, "the damaged tombstone met before the panic is reported")
+	_, err = db.Sweep(ctx)
+	require.NoError(t, err, "reported once")
+}

@@ -553,3 +553,56 @@ func TestBackup_CanceledIsCanceled(t *testing.T) {
 	_, err = ro.Backup(ctx, cancelOnWrite{cancel})
 	require.ErrorIs(t, err, context.Canceled, "read-only store")
 }
+
+// panicOnce is a logCounter whose Handle panics the first time it meets
+// the record msg: a user's Logger may panic, and the caller recover.
+type panicOnce struct {
+	logCounter
+	msg      string
+	panicked bool
+}
+
+func (p *panicOnce) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == p.msg && !p.panicked {
+		p.panicked = true
+		panic("logger: " + p.msg)
+	}
+	return p.logCounter.Handle(ctx, r)
+}
+func (p *panicOnce) WithAttrs([]slog.Attr) slog.Handler { return p }
+func (p *panicOnce) WithGroup(string) slog.Handler      { return p }
+
+// TestSweep_DamageReportedAfterPanic: a sweep that found a damaged record
+// and then panicked in its passes (the user's Logger, on a transaction's
+// line) reported nothing, yet the record was recorded as reported
+// (db.damaged): every later sweep stepped over it in silence, and the
+// damage was never returned nor logged. The next sweep reports it, once.
+func TestSweep_DamageReportedAfterPanic(t *testing.T) {
+	clock := tokenstoretest.NewClock()
+	path := filepath.Join(t.TempDir(), "tokens.db")
+	db, err := tokenstore.Open(path, noWrites(clock))
+	require.NoError(t, err)
+	issued := issueMany(t, db, 10, "user", tokenstore.Absolute(time.Hour))
+	require.NoError(t, db.Close())
+	bad := issued[4].Info.ID
+	damageRecords(t, path, bad)
+
+	clock.Advance(2 * time.Hour)
+	logs := &panicOnce{msg: "tokenstore: sweep transaction"}
+	o := noWrites(clock)
+	o.Logger = slog.New(logs)
+	db = mustOpenAt(t, path, o)
+	ctx := t.Context()
+	func() {
+		defer func() { require.NotNil(t, recover(), "the logger panicked") }()
+		_, _ = db.Sweep(ctx)
+	}()
+	n, err := db.Sweep(ctx)
+	require.ErrorIs(t, err, tokenstore.ErrCorrupt, "the damage found before the panic is reported")
+	require.Contains(t, err.Error(), bad.String(), "the damaged record is named")
+	require.Equal(t, 9, n, "every other expired token deleted")
+	n, err = db.Sweep(ctx)
+	require.NoError(t, err, "reported once")
+	require.Zero(t, n)
+	require.Equal(t, 1, logs.count(), "logged once: %q", logs.errors)
+}

@@ -93,6 +93,15 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 	}
 	total := 0
 	var found damage // damaged records met for the first time
+	defer func() {
+		if r := recover(); r != nil {
+			// A panic (a user's Logger) unwinds past every report: found
+			// would be known damaged, stepped over by every later sweep,
+			// and never returned nor logged. The next sweep reports it.
+			db.damaged.remove(found)
+			panic(r)
+		}
+	}()
 
 	// Issue 17: tombstones due (tombstone.go); damaged ones are reported
 	// with the records. Damage is reported once (later sweeps step over

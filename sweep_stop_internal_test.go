@@ -58,6 +58,8 @@ func TestDB_Sweep_StopsBetweenTransactions(t *testing.T) {
 			}
 			db, due := stepSweepDB(t, path, h, every)
 			firstTx := make(chan struct{})
+			closeDone := make(chan struct{})
+			var closeErr error
 			h.fn = func(n int) {
 				if n != 1 {
 					return
@@ -66,9 +68,20 @@ func TestDB_Sweep_StopsBetweenTransactions(t *testing.T) {
 				case "ctx":
 					cancel()
 				case "close under Sweep":
-					require.NoError(t, db.Close())
+					// Close begins beside the sweep and is held in its
+					// last flush (flushMu) until the sweep has returned:
+					// a sweep that went on would write its next
+					// transactions while the file is still open.
+					db.flushMu.Lock()
+					go func() { defer close(closeDone); closeErr = db.Close() }()
+					<-db.closing
 				default:
+					// The sweep goes on only once Close has begun: with
+					// no pause between its transactions it would
+					// otherwise finish before Close came, and pass for
+					// one that stopped.
 					close(firstTx)
+					<-db.closing
 				}
 			}
 			due()
@@ -87,14 +100,20 @@ func TestDB_Sweep_StopsBetweenTransactions(t *testing.T) {
 					require.NoError(t, db.Close())
 				} else {
 					require.ErrorIs(t, err, ErrClosed)
+					db.flushMu.Unlock()
+					within(t, 30*time.Second, closeDone, "Close")
+					require.NoError(t, closeErr)
 				}
 			}
 			goleak.VerifyNone(t, ignore)
 
-			// The cut sweep's tokens are finished by the next.
+			// The sweep stopped after its first transaction (one token a
+			// transaction, of the subjects pass: no record deleted yet), and
+			// the next finishes what it began.
 			db, err = Open(path, &Options{SweepInterval: -1, Now: func() time.Time { return time.Date(2030, 1, 1, 2, 0, 0, 0, time.UTC) }})
 			require.NoError(t, err)
 			defer func() { require.NoError(t, db.Close()) }()
+			assert.Equal(t, int64(4), db.Stats().Tokens, "tokens left by the cut sweep")
 			_, err = db.Sweep(ctx)
 			require.NoError(t, err)
 			assert.Zero(t, db.Stats().Tokens)
@@ -105,29 +124,37 @@ func TestDB_Sweep_StopsBetweenTransactions(t *testing.T) {
 	}
 }
 
-// errorsSeen is a betweenTx that also keeps the messages logged at Error.
+// errorsSeen is a betweenTx that also keeps the messages logged at Error,
+// and counts the sweeps logged as cut short.
 type errorsSeen struct {
 	*betweenTx
 	mu   sync.Mutex
 	msgs []string
+	cut  int
 }
 
 func (e *errorsSeen) WithAttrs([]slog.Attr) slog.Handler { return e }
 func (e *errorsSeen) WithGroup(string) slog.Handler      { return e }
 func (e *errorsSeen) Handle(ctx context.Context, r slog.Record) error {
+	e.mu.Lock()
 	if r.Level >= slog.LevelError {
-		e.mu.Lock()
 		e.msgs = append(e.msgs, r.Message)
-		e.mu.Unlock()
 	}
+	if r.Message == "tokenstore: sweep cut short" {
+		e.cut++
+	}
+	e.mu.Unlock()
 	return e.betweenTx.Handle(ctx, r)
 }
 
 // A sweep cut short by Close, or by its caller's ctx, is no failure: the
 // next sweep finishes it (see metaSweeping). It is not logged as an
-// error, which every shutdown during a sweep did.
+// error, which every shutdown during a sweep did. Each case holds the
+// sweep after its first transaction until what cuts it has happened: with
+// no pause between its transactions, a sweep let go on would finish first,
+// and log nothing to check.
 func TestDB_Sweep_CutShortIsNoError(t *testing.T) {
-	for _, how := range []string{"ctx", "close"} {
+	for _, how := range []string{"ctx", "close under Sweep", "close under the sweeper"} {
 		t.Run(how, func(t *testing.T) {
 			sctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -135,31 +162,53 @@ func TestDB_Sweep_CutShortIsNoError(t *testing.T) {
 			t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 			now, clock := settableClock(t0)
 			every := time.Duration(-1)
-			if how == "close" {
+			if how == "close under the sweeper" {
 				every = time.Millisecond
 			}
 			db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: every, TouchInterval: 24 * time.Hour, Now: clock, Logger: slog.New(h)})
 			require.NoError(t, err)
 			db.sweepSize.setAll(chunkSizer{first: 1, lo: 1, hi: 1})
 			issueToUser(t, db, 4, Absolute(time.Hour))
-			firstTx := make(chan struct{})
+			firstTx, closeDone := make(chan struct{}), make(chan struct{})
+			var closeErr error
 			h.fn = func(n int) {
-				if n == 1 {
+				if n != 1 {
+					return
+				}
+				switch how {
+				case "ctx":
 					cancel()
+				case "close under Sweep": // Close begins beside it, held in its last flush
+					db.flushMu.Lock()
+					go func() { defer close(closeDone); closeErr = db.Close() }()
+					<-db.closing
+				default:
 					close(firstTx)
+					<-db.closing
 				}
 			}
 			now.Store(t0.Add(2 * time.Hour).UnixMilli())
-			if how == "ctx" {
+			switch how {
+			case "ctx":
 				_, err := db.Sweep(sctx)
 				require.ErrorIs(t, err, context.Canceled)
-			} else {
+				require.NoError(t, db.Close())
+			case "close under Sweep":
+				_, err := db.Sweep(sctx)
+				require.ErrorIs(t, err, ErrClosed)
+				db.flushMu.Unlock()
+				within(t, 30*time.Second, closeDone, "Close")
+				require.NoError(t, closeErr)
+			default:
 				within(t, time.Minute, firstTx, "the background sweep's first transaction")
+				require.NoError(t, db.Close())
 			}
-			require.NoError(t, db.Close())
 			h.mu.Lock()
 			defer h.mu.Unlock()
 			assert.Empty(t, h.msgs)
+			// At least the held one (under the sweeper, a tick that comes
+			// with Stop may begin one more, cut short at once).
+			assert.GreaterOrEqual(t, h.cut, 1, "sweeps logged as cut short")
 		})
 	}
 }
