@@ -114,7 +114,6 @@ type entry struct {
 	rec    record // rec.lastUsed is the use as persisted
 	used   int64  // latest use known, >= rec.lastUsed
 	listed bool   // in its shard's pending list
-	gone   bool   // dropped from its shard's map with a use unwritten (a delete committed)
 }
 
 // pendingRef is an entry of a shard's pending list.
@@ -258,8 +257,8 @@ func (s *shard) endDeleteLocked(h Hash, gone bool, mark int) {
 		if e := s.m[h]; e != nil {
 			if e.dirty() {
 				s.npending--
+				e.used = e.rec.lastUsed // its use goes with its record: the pending list drops it
 			}
-			e.gone = true
 			delete(s.m, h)
 		}
 		delete(s.looked, h)
@@ -481,7 +480,7 @@ const pendingSlack = 64
 func (s *shard) compactLocked(each func(pendingRef)) {
 	kept := s.pending[:0]
 	for _, p := range s.pending {
-		if p.e.gone || !p.e.dirty() {
+		if !p.e.dirty() {
 			p.e.listed = false
 			continue
 		}

@@ -274,7 +274,7 @@ func TestCache_PendingListMatchesMap(t *testing.T) {
 				}
 			}
 			for _, p := range s.pending {
-				if !p.e.gone && p.e.dirty() && s.m[p.h] == p.e {
+				if p.e.dirty() && s.m[p.h] == p.e {
 					listed++
 				}
 			}
@@ -375,7 +375,7 @@ func TestCache_PendingListMatchesMapWithSweeps(t *testing.T) {
 				}
 			}
 			for _, p := range s.pending {
-				if !p.e.gone && p.e.dirty() && s.m[p.h] == p.e {
+				if p.e.dirty() && s.m[p.h] == p.e {
 					listed++
 				}
 			}
