@@ -142,7 +142,7 @@ func TestDB_Validate_RacingCloseLosesNoUse(t *testing.T) {
 }
 
 // A flush of many transactions cuts the values of each from the buffers
-// the ones before it used (touchWriter.release): every token's use, each
+// the ones before it used (touchWriter.next): every token's use, each
 // at its own time, is the one in the file after a reopen, none taken from
 // a value written by an earlier transaction into a reused buffer.
 func TestDB_Flush_ReusedBuffersKeepEveryUse(t *testing.T) {

@@ -70,36 +70,34 @@ func (db *DB) persistTouch(h Hash) error {
 // expiry entry stays where it was filed, a lower bound of its deadline
 // (see the sweep). It returns ErrNotFound for a token deleted meanwhile.
 func writeTouch(tx *bolt.Tx, t touch) (bool, error) {
-	var w touchWriter
+	w := touchWriter{vals: make([]byte, 0, idValueLen)} // one value: not a flush's buffer of 256
 	return w.write(tx, t)
 }
 
-// touchWriter is writeTouch for the many uses of one flush transaction,
-// with fewer allocations each (a use written allocated ten times, and a
-// flush of 100,000 uses 1M times: garbage collections that Validates
-// beside it paid for): one cursor for every read, and the new values cut
-// from buffers. bbolt keeps a value put until the transaction ends, so a
-// buffer is not reused within it: when full, the next is started, taken
-// from spare when the flush's last transactions left some (release).
+// touchWriter is writeTouch for the many uses of a flush, with fewer
+// allocations each (a use written allocated ten times, and a flush of
+// 100,000 uses 1M times: garbage collections that Validates beside it
+// paid for): one cursor for every read, and the new values cut from
+// buffers. bbolt keeps a value put until its transaction ends, so a
+// buffer is not reused within one: when full, the next is started, taken
+// from free, the buffers of the writer's transactions that have ended
+// (next). In a flush of 100,000 uses the values were a fifth of what it
+// allocated, and a transaction that allocates during a garbage
+// collection's mark phase does marking work, holding the writer lock the
+// while.
 type touchWriter struct {
-	ids   *bolt.Bucket
-	cur   *bolt.Cursor
-	vals  []byte
-	used  [][]byte  // the buffers this transaction's values are cut from
-	spare *[][]byte // buffers of the flush's ended transactions; nil: none kept
+	ids  *bolt.Bucket
+	cur  *bolt.Cursor
+	vals []byte
+	used [][]byte // the buffers this transaction's values are cut from
+	free [][]byte // the buffers of the writer's ended transactions
 }
 
-// release hands the transaction's buffers to spare, for the flush's next
-// transaction to cut its values from, once this one has ended (committed
-// or not: bbolt then holds no value). In a flush of 100,000 uses
-// the values were a fifth of what it allocated, and a transaction that
-// allocates during a garbage collection's mark phase pays for marking in
-// proportion, holding the writer lock the while.
-func (w *touchWriter) release() {
-	if w.spare != nil {
-		*w.spare = append(*w.spare, w.used...)
-	}
-	w.used, w.vals = nil, nil
+// next readies w for its next transaction, once the last one has ended
+// (committed or not: bbolt then holds none of its values).
+func (w *touchWriter) next() {
+	w.free = append(w.free, w.used...)
+	w.ids, w.cur, w.vals, w.used = nil, nil, nil, nil
 }
 
 func (w *touchWriter) write(tx *bolt.Tx, t touch) (bool, error) {
@@ -122,9 +120,8 @@ func (w *touchWriter) write(tx *bolt.Tx, t touch) (bool, error) {
 		return false, nil
 	}
 	if cap(w.vals)-len(w.vals) < idValueLen {
-		if w.spare != nil && len(*w.spare) > 0 {
-			w.vals = (*w.spare)[len(*w.spare)-1][:0]
-			*w.spare = (*w.spare)[:len(*w.spare)-1]
+		if n := len(w.free); n > 0 {
+			w.vals, w.free = w.free[n-1][:0], w.free[:n-1]
 		} else {
 			w.vals = make([]byte, 0, 256*idValueLen)
 		}
@@ -173,7 +170,7 @@ func (db *DB) flush(ctx context.Context, paced bool) error {
 	pending := db.cache.dirty()
 	slices.SortFunc(pending, func(a, b touch) int { return compareBytes(a.id[:], b.id[:]) })
 	var byShard []touch // persistedAll's scratch
-	var spare [][]byte  // touchWriter's value buffers, reused from one transaction to the next
+	var w touchWriter   // one for the flush: its value buffers serve one transaction after another
 	for len(pending) > 0 {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -195,11 +192,7 @@ func (db *DB) flush(ctx context.Context, paced bool) error {
 		st, err := db.sizedTx(&db.flushSize, func(tx *bolt.Tx) (int, error) {
 			written, bad = 0, bad[:0]
 			var most int64
-			w := touchWriter{spare: &spare}
-			// Released as fn returns, before the commit that still reads
-			// them; taken only by the flush's next transaction, which
-			// begins after sizedTx has returned: this one has ended.
-			defer w.release()
+			w.next() // the last transaction has ended: sizedTx returned
 			for _, t := range chunk {
 				ok, err := w.write(tx, t)
 				if errors.Is(err, ErrCorrupt) { // a damaged ids entry costs only itself
