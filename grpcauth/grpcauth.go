@@ -366,14 +366,12 @@ func (a *authenticator) fail(ctx context.Context, method string, err error, toke
 	case ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		code := status.FromContextError(ctx.Err()).Code()
 		return a.refuse(ctx, method, slog.LevelDebug, code, "the call ended before its token was checked", err, token)
-	case errors.Is(err, tokenstore.ErrReadOnly):
-		// A write the check needs was refused (a successor's first use,
-		// which must end its predecessor's grace, on a Redis replica):
-		// the token is not answered valid, and a retry that reaches a
-		// writable store may succeed (as the HTTP middleware's 503).
-		return a.refuse(ctx, method, slog.LevelWarn, codes.Unavailable, MessageUnavailable, err, token)
-	case backend.IsTimeout(err):
-		// A paused or overloaded store: clients retry Unavailable.
+	case backend.IsTimeout(err), errors.Is(err, tokenstore.ErrReadOnly):
+		// A paused or overloaded store, or one that refused a write the
+		// check needs (a successor's first use, which must end its
+		// predecessor's grace, on a Redis replica): the token is not
+		// answered valid, and clients retry Unavailable (as the HTTP
+		// middleware's 503).
 		return a.refuse(ctx, method, slog.LevelWarn, codes.Unavailable, MessageUnavailable, err, token)
 	default:
 		return a.refuse(ctx, method, slog.LevelError, codes.Internal, MessageInternal, err, token)
