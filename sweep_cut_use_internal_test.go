@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/stretchr/testify/assert"
@@ -26,12 +25,7 @@ func TestDB_Sweep_CutAfterMarkThenUseIsRefused(t *testing.T) {
 	ctx := context.Background()
 	h := &betweenTx{msg: "tokenstore: sweep transaction"}
 	db, at := sweepRaceDB(t, h)
-	var toks []string
-	for range 2 {
-		tok, _, err := db.Issue(ctx, "u", WithPolicy(Sliding(time.Hour, 0)))
-		require.NoError(t, err)
-		toks = append(toks, tok)
-	}
+	toks, _ := issueSliding(t, db, 2)
 	_, err := db.Validate(ctx, toks[0]) // cached
 	require.NoError(t, err)
 
@@ -80,13 +74,7 @@ func TestDB_Sweep_CutAfterMarkGetAndListAgree(t *testing.T) {
 	ctx := context.Background()
 	h := &betweenTx{msg: "tokenstore: sweep transaction"}
 	db, at := sweepRaceDB(t, h)
-	var toks []string
-	var ids []uuid.UUID
-	for range 2 {
-		tok, info, err := db.Issue(ctx, "u", WithPolicy(Sliding(time.Hour, 0)))
-		require.NoError(t, err)
-		toks, ids = append(toks, tok), append(ids, info.ID)
-	}
+	toks, ids := issueSliding(t, db, 2)
 	at(70 * time.Minute)
 	cut, cancel := context.WithCancel(ctx)
 	defer cancel()
