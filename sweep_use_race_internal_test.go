@@ -163,29 +163,24 @@ func TestDB_Sweep_UseAfterMarkIsRefused(t *testing.T) {
 // use at 59 min would keep them alive.
 func TestDB_Sweep_UseBeforeMarkOfCutSweepToken(t *testing.T) {
 	ctx := context.Background()
-	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	now, clock := settableClock(t0)
-	path := filepath.Join(t.TempDir(), "t.db")
-	db, err := Open(path, &Options{SweepInterval: -1, Now: clock})
-	require.NoError(t, err)
-	issued := issueToUser(t, db, 8, Sliding(time.Hour, 0))
+	f, db, issued := issuedFile(t, Sliding(time.Hour, 0))
 	require.NoError(t, db.Close())
 
-	now.Store(t0.Add(2 * time.Hour).UnixMilli())
-	cutSweep(t, path, clock, 2) // the subjects pass: 2 transactions of 4
+	f.at(2 * time.Hour)
+	cutSweep(t, f.path, f.clock, 2) // the subjects pass: 2 transactions of 4
 
-	now.Store(t0.Add(70 * time.Minute).UnixMilli())
+	f.at(70 * time.Minute)
 	h := &betweenTx{msg: "tokenstore: sweep scan"}
-	db, err = Open(path, &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Now: clock, Logger: slog.New(h)})
+	db, err := Open(f.path, &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Now: f.clock, Logger: slog.New(h)})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, db.Close()) }()
 	h.fn = func(int) {
-		now.Store(t0.Add(59 * time.Minute).UnixMilli())
+		f.at(59 * time.Minute)
 		for _, is := range issued {
 			_, err := db.Validate(ctx, is.Token) // its record is still there
 			require.NoError(t, err)
 		}
-		now.Store(t0.Add(70 * time.Minute).UnixMilli())
+		f.at(70 * time.Minute)
 	}
 	n, err := db.Sweep(ctx)
 	h.fn = nil
