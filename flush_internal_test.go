@@ -19,13 +19,8 @@ import (
 // TestDB_Sweep_VanishedItemsTeachTheSizersNothing).
 func TestDB_Flush_VanishedUsesTeachTheSizerNothing(t *testing.T) {
 	ctx := context.Background()
-	now, clock := settableClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	h := &betweenTx{msg: "tokenstore: flush transaction"}
-	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{
-		SweepInterval: -1, TouchInterval: 24 * time.Hour,
-		Now: clock, Logger: slog.New(h)})
-	require.NoError(t, err)
-	defer func() { require.NoError(t, db.Close()) }()
+	db, now := openOnClock(t, Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Logger: slog.New(h)})
 	const size = 64
 	db.flushSize = chunkSizer{first: size, lo: 32, hi: flushChunkMax}
 	issued := issueToUser(t, db, 20*size, Sliding(time.Hour, 0))
