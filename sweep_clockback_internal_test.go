@@ -40,14 +40,20 @@ type clockFile struct {
 // at sets the clock to t0+d.
 func (f clockFile) at(d time.Duration) { f.now.Store(f.t0.Add(d).UnixMilli()) }
 
-// issuedFile opens a new file on a settable clock at 2030-01-01 UTC, with
-// no background sweep, and issues it 8 tokens of policy p (issueToUser).
-// The caller closes db.
-func issuedFile(t *testing.T, p Policy) (f clockFile, db *DB, issued []Issued) {
-	t.Helper()
+// newClockFile is a path in a new directory, and a settable clock at
+// 2030-01-01 UTC.
+func newClockFile(t *testing.T) (f clockFile) {
 	f.t0 = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	f.now, f.clock = settableClock(f.t0)
 	f.path = filepath.Join(t.TempDir(), "t.db")
+	return f
+}
+
+// issuedFile opens a new clockFile, with no background sweep, and issues
+// it 8 tokens of policy p (issueToUser). The caller closes db.
+func issuedFile(t *testing.T, p Policy) (f clockFile, db *DB, issued []Issued) {
+	t.Helper()
+	f = newClockFile(t)
 	db, err := Open(f.path, &Options{SweepInterval: -1, Now: f.clock})
 	require.NoError(t, err)
 	return f, db, issueToUser(t, db, 8, p)
