@@ -109,12 +109,10 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 	// that error.
 	found, err := db.sweepTombstones(ctx, now)
 	if err != nil {
-		err = wrap("sweep", errors.Join(boltErr(err), found.err()))
-		if cutShort(err) && found == nil {
-			db.log.Info("tokenstore: sweep cut short", "deleted", 0, "err", err) // see below
-			return 0, err
+		short, err := db.sweepStopped(err, found, 0)
+		if !short {
+			db.log.Error("tokenstore: sweeping tombstones failed", "err", err)
 		}
-		db.log.Error("tokenstore: sweeping tombstones failed", "err", err)
 		return 0, err
 	}
 	for {
@@ -149,15 +147,10 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 		}()
 		total += n
 		if err != nil {
-			err = wrap("sweep", errors.Join(boltErr(err), found.err()))
-			if cutShort(err) && found == nil {
-				// Close, or the caller's ctx: the next sweep finishes
-				// (see metaSweeping). An error here was logged by every
-				// shutdown during a sweep.
-				db.log.Info("tokenstore: sweep cut short", "deleted", total, "err", err)
-				return total, err
+			short, err := db.sweepStopped(err, found, total)
+			if !short {
+				db.log.Error("tokenstore: sweep failed", "deleted", total, "err", err)
 			}
-			db.log.Error("tokenstore: sweep failed", "deleted", total, "err", err)
 			return total, err
 		}
 		if !more {
@@ -179,10 +172,19 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 	return total, nil
 }
 
-// cutShort reports whether err stopped a sweep between its transactions
-// for Close or its ctx, not for a failure.
-func cutShort(err error) bool {
-	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrClosed)
+// sweepStopped wraps err, which stopped a sweep after it deleted total
+// tokens, with the damage it found, and reports whether Close or the
+// caller's ctx cut it short between its transactions with no damage
+// found: no failure (the next sweep finishes: see metaSweeping), logged
+// here at Info, where an error was logged by every shutdown during a
+// sweep. Otherwise the caller logs the failure.
+func (db *DB) sweepStopped(err error, found damage, total int) (short bool, _ error) {
+	err = wrap("sweep", errors.Join(boltErr(err), found.err()))
+	if found == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrClosed)) {
+		db.log.Info("tokenstore: sweep cut short", "deleted", total, "err", err)
+		return true, err
+	}
+	return false, err
 }
 
 // sweepScan reads up to sweepScanMax expiry entries filed at or before to
