@@ -296,8 +296,8 @@ func (r *sweepReader) entry(k []byte) (sweepItem, error) {
 	if len(k) != expiryKeyLen {
 		return it, nil
 	}
-	id, v := r.ids.Seek(k[8:])
-	if id == nil || string(id) != string(k[8:]) || v == nil {
+	v := getAt(r.ids, k[8:])
+	if v == nil {
 		return it, nil // dangling
 	}
 	e, err := decodeIDValue(k[8:], v)
@@ -500,8 +500,8 @@ func (db *DB) sweepApply(ctx context.Context, to, now int64, items []*sweepItem)
 		}
 		// Alive by a use since it was filed: file it under its real
 		// deadline, and write the use with it, unless it went meanwhile.
-		k, v := idsCur.Seek(it.id)
-		if k == nil || string(k) != string(it.id) || v == nil {
+		v := getAt(idsCur, it.id)
+		if v == nil {
 			return deleteAt(cur, it.key)
 		}
 		e, err := decodeIDValue(it.id, v)
@@ -591,6 +591,15 @@ func (db *DB) releaseCutMarks() {
 // refiledBatch is the re-filed tokens sweepApply reports to the cache in
 // one persistedAll call: about deleteBatch per shard.
 const refiledBatch = deleteBatch * cacheShards
+
+// getAt is Bucket.Get through c, without the cursor Get allocates: k's
+// value, or nil when k is not there (or holds a bucket).
+func getAt(c *bolt.Cursor, k []byte) []byte {
+	if got, v := c.Seek(k); got != nil && string(got) == string(k) {
+		return v
+	}
+	return nil
+}
 
 // deleteAt deletes k through c, when there: Bucket.Delete without the
 // cursor it allocates. It reports whether k was there.
