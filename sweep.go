@@ -209,7 +209,7 @@ func (db *DB) sweepScan(to, now int64, cut bool) (items []*sweepItem, more bool,
 		err = view(db.bolt, func(tx *bolt.Tx) error {
 			n := 0
 			r := sweepReader{
-				db: db, now: now, to: to, cut: cut,
+				db: db, now: now, cut: cut,
 				ids:      tx.Bucket(bucketIDs).Cursor(),
 				tokens:   tx.Bucket(bucketTokens).Cursor(),
 				subjects: tx.Bucket(bucketSubjects),
@@ -282,8 +282,8 @@ var sweepScanTx = 8192
 // cursor and its stack each time (three per token).
 type sweepReader struct {
 	db       *DB
-	now, to  int64 // to: the scan's end (sweepScan)
-	cut      bool  // a sweep was cut short (metaSweeping): a record without its subjects entry is one it began deleting
+	now      int64
+	cut      bool // a sweep was cut short (metaSweeping): a record without its subjects entry is one it began deleting
 	ids      *bolt.Cursor
 	tokens   *bolt.Cursor
 	subjects *bolt.Bucket
