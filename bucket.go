@@ -122,6 +122,16 @@ func putToken(b *bolt.Bucket, k, v []byte) error {
 	return b.Put(k, v)
 }
 
+// putEntry puts the entry k, v of a record (indexEntries) into b, the
+// bucket of index i: the record itself through putToken, which decides
+// the tokens bucket's fill.
+func putEntry(b *bolt.Bucket, i int, k, v []byte) error {
+	if i == inTokens {
+		return putToken(b, k, v)
+	}
+	return b.Put(k, v)
+}
+
 // appendGap is how much later than a key put into the tokens bucket the
 // next key there must read for the put to count as an append (putToken):
 // longer than writers of one store issue out of order, far shorter than

@@ -427,6 +427,33 @@ func TestCheck_FamilyProblemsNameNoHash(t *testing.T) {
 	}
 }
 
+// issueRotated issues n tokens to "user" and rotates each: it returns the
+// rotated ones, each of which has left a tombstone.
+func issueRotated(t *testing.T, db *DB, n int) []string {
+	t.Helper()
+	var rotated []string
+	for range n {
+		tok, _, err := db.Issue(t.Context(), "user")
+		require.NoError(t, err)
+		_, _, err = db.Rotate(t.Context(), tok)
+		require.NoError(t, err)
+		rotated = append(rotated, tok)
+	}
+	return rotated
+}
+
+// damageTombstone flips a bit in the tombstone of the rotated token tok
+// (in its family), in an open store.
+func damageTombstone(t *testing.T, db *DB, tok string) {
+	t.Helper()
+	h := mustParse(t, db, tok)
+	require.NoError(t, db.bolt.Update(func(tx *bolt.Tx) error {
+		v := bytes.Clone(tx.Bucket(bucketTombstones).Get(h[:]))
+		v[20] ^= 0x04 // in its family
+		return tx.Bucket(bucketTombstones).Put(h[:], v)
+	}))
+}
+
 // A damaged tombstone is reported once (later sweeps step over it), so a
 // sweep that meets it and then stops on another error (ctx, a failed
 // write) must report it with that error, or it is never reported at all.
@@ -442,23 +469,10 @@ func TestSweep_DamagedTombstoneReportedWhenCutShort(t *testing.T) {
 	})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, db.Close()) }()
-	var rotated []string
-	for range 2 {
-		tok, _, err := db.Issue(ctx, "user")
-		require.NoError(t, err)
-		_, _, err = db.Rotate(ctx, tok)
-		require.NoError(t, err)
-		rotated = append(rotated, tok)
-	}
+	rotated := issueRotated(t, db, 2)
 	_, _, err = db.Issue(ctx, "user")
 	require.NoError(t, err)
-	h, err := db.format.Parse(rotated[0])
-	require.NoError(t, err)
-	require.NoError(t, db.bolt.Update(func(tx *bolt.Tx) error {
-		v := bytes.Clone(tx.Bucket(bucketTombstones).Get(h[:]))
-		v[20] ^= 0x04 // in its family
-		return tx.Bucket(bucketTombstones).Put(h[:], v)
-	}))
+	damageTombstone(t, db, rotated[0])
 
 	now.Add(2 * time.Hour.Milliseconds())
 	_, err = db.Sweep(sctx)
@@ -707,21 +721,8 @@ func TestSweep_DamagedTombstoneReportedAfterPanic(t *testing.T) {
 	})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, db.Close()) }()
-	var rotated []string
-	for range 2 { // one damaged, one sound: the tombstones' transaction runs
-		tok, _, err := db.Issue(ctx, "user")
-		require.NoError(t, err)
-		_, _, err = db.Rotate(ctx, tok)
-		require.NoError(t, err)
-		rotated = append(rotated, tok)
-	}
-	h, err := db.format.Parse(rotated[0])
-	require.NoError(t, err)
-	require.NoError(t, db.bolt.Update(func(tx *bolt.Tx) error {
-		v := bytes.Clone(tx.Bucket(bucketTombstones).Get(h[:]))
-		v[20] ^= 0x04 // in its family
-		return tx.Bucket(bucketTombstones).Put(h[:], v)
-	}))
+	rotated := issueRotated(t, db, 2) // one damaged, one sound: the tombstones' transaction runs
+	damageTombstone(t, db, rotated[0])
 
 	now.Add(2 * time.Hour.Milliseconds())
 	func() {

@@ -19,13 +19,8 @@ import (
 // TestDB_Sweep_VanishedItemsTeachTheSizersNothing).
 func TestDB_Flush_VanishedUsesTeachTheSizerNothing(t *testing.T) {
 	ctx := context.Background()
-	now, clock := settableClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	h := &betweenTx{msg: "tokenstore: flush transaction"}
-	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{
-		SweepInterval: -1, TouchInterval: 24 * time.Hour,
-		Now: clock, Logger: slog.New(h)})
-	require.NoError(t, err)
-	defer func() { require.NoError(t, db.Close()) }()
+	db, now := openOnClock(t, Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Logger: slog.New(h)})
 	const size = 64
 	db.flushSize = chunkSizer{first: size, lo: 32, hi: flushChunkMax}
 	issued := issueToUser(t, db, 20*size, Sliding(time.Hour, 0))
@@ -47,20 +42,27 @@ func TestDB_Flush_VanishedUsesTeachTheSizerNothing(t *testing.T) {
 	assert.Equal(t, learned, db.flushSize.get())
 }
 
+// flushHookedFile opens a new clockFile that holds the uses in memory
+// (TouchInterval 24 h), with no background sweep, and its flush
+// transactions logged to h. The caller closes db.
+func flushHookedFile(t *testing.T) (f clockFile, db *DB, h *betweenTx) {
+	t.Helper()
+	f = newClockFile(t)
+	h = &betweenTx{msg: "tokenstore: flush transaction"}
+	db, err := Open(f.path, &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Now: f.clock, Logger: slog.New(h)})
+	require.NoError(t, err)
+	return f, db, h
+}
+
 // A Flush whose ctx ends between its transactions returns ctx's error and
 // keeps the uses it did not write in memory: the next flush (here Close's)
 // writes them, and none is lost.
 func TestDB_Flush_CanceledKeepsTheRest(t *testing.T) {
 	ctx := context.Background()
-	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	now, clock := settableClock(t0)
-	path := filepath.Join(t.TempDir(), "t.db")
-	h := &betweenTx{msg: "tokenstore: flush transaction"}
-	db, err := Open(path, &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Now: clock, Logger: slog.New(h)})
-	require.NoError(t, err)
+	f, db, h := flushHookedFile(t)
 	db.flushSize = chunkSizer{first: 16, lo: 16, hi: 16}
 	issued := issueToUser(t, db, 100, Sliding(time.Hour, 0))
-	now.Add(50 * time.Minute.Milliseconds())
+	f.now.Add(50 * time.Minute.Milliseconds())
 	for _, is := range issued {
 		_, err := db.Validate(ctx, is.Token)
 		require.NoError(t, err)
@@ -77,8 +79,8 @@ func TestDB_Flush_CanceledKeepsTheRest(t *testing.T) {
 	h.fn = nil
 	require.NoError(t, db.Close())
 
-	now.Add(30 * time.Minute.Milliseconds()) // alive only by the uses written
-	db, err = Open(path, &Options{SweepInterval: -1, Now: clock})
+	f.now.Add(30 * time.Minute.Milliseconds()) // alive only by the uses written
+	db, err := Open(f.path, &Options{SweepInterval: -1, Now: f.clock})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, db.Close()) }()
 	n, err := db.Sweep(ctx)
@@ -87,7 +89,7 @@ func TestDB_Flush_CanceledKeepsTheRest(t *testing.T) {
 	for i, is := range issued {
 		info, err := db.Lookup(ctx, is.Token)
 		require.NoError(t, err, "token %d", i)
-		assert.Equal(t, t0.Add(50*time.Minute).UnixMilli(), info.LastUsedAt.UnixMilli(), "token %d", i)
+		assert.Equal(t, f.t0.Add(50*time.Minute).UnixMilli(), info.LastUsedAt.UnixMilli(), "token %d", i)
 	}
 }
 
@@ -147,28 +149,23 @@ func TestDB_Validate_RacingCloseLosesNoUse(t *testing.T) {
 // a value written by an earlier transaction into a reused buffer.
 func TestDB_Flush_ReusedBuffersKeepEveryUse(t *testing.T) {
 	ctx := context.Background()
-	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	now, clock := settableClock(t0)
-	path := filepath.Join(t.TempDir(), "t.db")
-	h := &betweenTx{msg: "tokenstore: flush transaction"}
-	db, err := Open(path, &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Now: clock, Logger: slog.New(h)})
-	require.NoError(t, err)
+	f, db, h := flushHookedFile(t)
 	const size = 300 // more than one buffer (256 values) a transaction
 	db.flushSize = chunkSizer{first: size, lo: size, hi: size}
 	issued := issueToUser(t, db, 8*size, Sliding(24*time.Hour, 0))
 	want := make(map[string]time.Time, len(issued))
 	for i, is := range issued {
-		now.Store(t0.Add(time.Minute + time.Duration(i)*time.Millisecond).UnixMilli())
+		f.at(time.Minute + time.Duration(i)*time.Millisecond)
 		_, err := db.Validate(ctx, is.Token)
 		require.NoError(t, err)
-		want[is.Token] = clock()
+		want[is.Token] = f.clock()
 	}
 	h.fn = func(int) {}
 	require.NoError(t, db.Flush(ctx))
 	require.GreaterOrEqual(t, h.n, 8, "one transaction per %d uses", size)
 	require.NoError(t, db.Close())
 
-	db, err = Open(path, &Options{SweepInterval: -1, Now: clock, ReadOnly: true})
+	db, err := Open(f.path, &Options{SweepInterval: -1, Now: f.clock, ReadOnly: true})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, db.Close()) }()
 	for _, is := range issued {

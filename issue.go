@@ -168,12 +168,8 @@ func (db *DB) IssueBatch(ctx context.Context, reqs []IssueRequest) ([]Issued, er
 		}
 		for i, p := range puts {
 			b := tx.Bucket(entryBucket[i])
-			put := b.Put
-			if i == inTokens {
-				put = func(k, v []byte) error { return putToken(b, k, v) }
-			}
 			for _, e := range p {
-				if err := put(e.k, e.v); err != nil {
+				if err := putEntry(b, i, e.k, e.v); err != nil {
 					return err
 				}
 			}

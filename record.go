@@ -18,11 +18,7 @@ func putRecord(tx *bolt.Tx, h Hash, rec *record) error {
 	}
 	var errs []error
 	for b, e := range rec.indexEntries(h) {
-		if b == inTokens {
-			errs = append(errs, putToken(tx.Bucket(bucketTokens), e.k, e.v))
-			continue
-		}
-		errs = append(errs, tx.Bucket(entryBucket[b]).Put(e.k, e.v))
+		errs = append(errs, putEntry(tx.Bucket(entryBucket[b]), b, e.k, e.v))
 	}
 	return errors.Join(append(errs, putFamilyEntry(tx, rec), addCount(tx, 1))...)
 }

@@ -109,12 +109,10 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 	// that error.
 	found, err := db.sweepTombstones(ctx, now)
 	if err != nil {
-		err = wrap("sweep", errors.Join(boltErr(err), found.err()))
-		if cutShort(err) && found == nil {
-			db.log.Info("tokenstore: sweep cut short", "deleted", 0, "err", err) // see below
-			return 0, err
+		short, err := db.sweepStopped(err, found, 0)
+		if !short {
+			db.log.Error("tokenstore: sweeping tombstones failed", "err", err)
 		}
-		db.log.Error("tokenstore: sweeping tombstones failed", "err", err)
 		return 0, err
 	}
 	for {
@@ -149,15 +147,10 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 		}()
 		total += n
 		if err != nil {
-			err = wrap("sweep", errors.Join(boltErr(err), found.err()))
-			if cutShort(err) && found == nil {
-				// Close, or the caller's ctx: the next sweep finishes
-				// (see metaSweeping). An error here was logged by every
-				// shutdown during a sweep.
-				db.log.Info("tokenstore: sweep cut short", "deleted", total, "err", err)
-				return total, err
+			short, err := db.sweepStopped(err, found, total)
+			if !short {
+				db.log.Error("tokenstore: sweep failed", "deleted", total, "err", err)
 			}
-			db.log.Error("tokenstore: sweep failed", "deleted", total, "err", err)
 			return total, err
 		}
 		if !more {
@@ -179,10 +172,19 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 	return total, nil
 }
 
-// cutShort reports whether err stopped a sweep between its transactions
-// for Close or its ctx, not for a failure.
-func cutShort(err error) bool {
-	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrClosed)
+// sweepStopped wraps err, which stopped a sweep after it deleted total
+// tokens, with the damage it found, and reports whether Close or the
+// caller's ctx cut it short between its transactions with no damage
+// found: no failure (the next sweep finishes: see metaSweeping), logged
+// here at Info, where an error was logged by every shutdown during a
+// sweep. Otherwise the caller logs the failure.
+func (db *DB) sweepStopped(err error, found damage, total int) (short bool, _ error) {
+	err = wrap("sweep", errors.Join(boltErr(err), found.err()))
+	if found == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrClosed)) {
+		db.log.Info("tokenstore: sweep cut short", "deleted", total, "err", err)
+		return true, err
+	}
+	return false, err
 }
 
 // sweepScan reads up to sweepScanMax expiry entries filed at or before to
@@ -207,7 +209,7 @@ func (db *DB) sweepScan(to, now int64, cut bool) (items []*sweepItem, more bool,
 		err = view(db.bolt, func(tx *bolt.Tx) error {
 			n := 0
 			r := sweepReader{
-				db: db, now: now, to: to, cut: cut,
+				db: db, now: now, cut: cut,
 				ids:      tx.Bucket(bucketIDs).Cursor(),
 				tokens:   tx.Bucket(bucketTokens).Cursor(),
 				subjects: tx.Bucket(bucketSubjects),
@@ -280,8 +282,8 @@ var sweepScanTx = 8192
 // cursor and its stack each time (three per token).
 type sweepReader struct {
 	db       *DB
-	now, to  int64 // to: the scan's end (sweepScan)
-	cut      bool  // a sweep was cut short (metaSweeping): a record without its subjects entry is one it began deleting
+	now      int64
+	cut      bool // a sweep was cut short (metaSweeping): a record without its subjects entry is one it began deleting
 	ids      *bolt.Cursor
 	tokens   *bolt.Cursor
 	subjects *bolt.Bucket
@@ -294,8 +296,8 @@ func (r *sweepReader) entry(k []byte) (sweepItem, error) {
 	if len(k) != expiryKeyLen {
 		return it, nil
 	}
-	id, v := r.ids.Seek(k[8:])
-	if id == nil || string(id) != string(k[8:]) || v == nil {
+	v := getAt(r.ids, k[8:])
+	if v == nil {
 		return it, nil // dangling
 	}
 	e, err := decodeIDValue(k[8:], v)
@@ -498,8 +500,8 @@ func (db *DB) sweepApply(ctx context.Context, to, now int64, items []*sweepItem)
 		}
 		// Alive by a use since it was filed: file it under its real
 		// deadline, and write the use with it, unless it went meanwhile.
-		k, v := idsCur.Seek(it.id)
-		if k == nil || string(k) != string(it.id) || v == nil {
+		v := getAt(idsCur, it.id)
+		if v == nil {
 			return deleteAt(cur, it.key)
 		}
 		e, err := decodeIDValue(it.id, v)
@@ -589,6 +591,15 @@ func (db *DB) releaseCutMarks() {
 // refiledBatch is the re-filed tokens sweepApply reports to the cache in
 // one persistedAll call: about deleteBatch per shard.
 const refiledBatch = deleteBatch * cacheShards
+
+// getAt is Bucket.Get through c, without the cursor Get allocates: k's
+// value, or nil when k is not there (or holds a bucket).
+func getAt(c *bolt.Cursor, k []byte) []byte {
+	if got, v := c.Seek(k); got != nil && string(got) == string(k) {
+		return v
+	}
+	return nil
+}
 
 // deleteAt deletes k through c, when there: Bucket.Delete without the
 // cursor it allocates. It reports whether k was there.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +28,37 @@ func cutSweep(t *testing.T, path string, clock func() time.Time, n int) {
 	require.NoError(t, db.Close())
 }
 
+// clockFile is a store's file on a settable clock (settableClock) that
+// starts at t0.
+type clockFile struct {
+	path  string
+	t0    time.Time
+	now   *atomic.Int64
+	clock func() time.Time
+}
+
+// at sets the clock to t0+d.
+func (f clockFile) at(d time.Duration) { f.now.Store(f.t0.Add(d).UnixMilli()) }
+
+// newClockFile is a path in a new directory, and a settable clock at
+// 2030-01-01 UTC.
+func newClockFile(t *testing.T) (f clockFile) {
+	f.t0 = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	f.now, f.clock = settableClock(f.t0)
+	f.path = filepath.Join(t.TempDir(), "t.db")
+	return f
+}
+
+// issuedFile opens a new clockFile, with no background sweep, and issues
+// it 8 tokens of policy p (issueToUser). The caller closes db.
+func issuedFile(t *testing.T, p Policy) (f clockFile, db *DB, issued []Issued) {
+	t.Helper()
+	f = newClockFile(t)
+	db, err := Open(f.path, &Options{SweepInterval: -1, Now: f.clock})
+	require.NoError(t, err)
+	return f, db, issueToUser(t, db, 8, p)
+}
+
 // A sweep cut short leaves records deleted whose ids and expiry entries
 // are still there (marked by metaSweeping). When the clock then reads
 // earlier than their deadlines (stepped back across a restart), the next
@@ -34,19 +66,14 @@ func cutSweep(t *testing.T, path string, clock func() time.Time, n int) {
 // call them damage and Get would answer ErrCorrupt for a swept token.
 func TestDB_Sweep_CutShortThenClockBack(t *testing.T) {
 	ctx := context.Background()
-	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	now, clock := settableClock(t0)
-	path := filepath.Join(t.TempDir(), "t.db")
-	db, err := Open(path, &Options{SweepInterval: -1, Now: clock})
-	require.NoError(t, err)
-	issued := issueToUser(t, db, 8, Absolute(time.Hour))
+	f, db, issued := issuedFile(t, Absolute(time.Hour))
 	require.NoError(t, db.Close())
 
-	now.Store(t0.Add(2 * time.Hour).UnixMilli())
-	cutSweep(t, path, clock, 3) // subjects (2 transactions), then half the records
+	f.at(2 * time.Hour)
+	cutSweep(t, f.path, f.clock, 3) // subjects (2 transactions), then half the records
 
-	now.Store(t0.Add(30 * time.Minute).UnixMilli()) // the clock steps back
-	db, err = Open(path, &Options{SweepInterval: -1, Now: clock})
+	f.at(30 * time.Minute) // the clock steps back
+	db, err := Open(f.path, &Options{SweepInterval: -1, Now: f.clock})
 	require.NoError(t, err)
 	defer db.Close()
 	// Due by the cut sweep's clock, not by the present one, and not
@@ -79,24 +106,19 @@ func TestDB_Sweep_CutShortThenClockBack(t *testing.T) {
 // damage to Check once the sweep is whole).
 func TestDB_Sweep_CutShortThenClockBack_SlidingFiledEarlier(t *testing.T) {
 	ctx := context.Background()
-	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	now, clock := settableClock(t0)
-	path := filepath.Join(t.TempDir(), "t.db")
-	db, err := Open(path, &Options{SweepInterval: -1, Now: clock})
-	require.NoError(t, err)
-	issued := issueToUser(t, db, 8, Sliding(time.Hour, 0))
-	now.Store(t0.Add(30 * time.Minute).UnixMilli())
+	f, db, issued := issuedFile(t, Sliding(time.Hour, 0))
+	f.at(30 * time.Minute)
 	for _, is := range issued {
 		_, err := db.Validate(ctx, is.Token) // filed at t0+1h, alive until t0+1h30
 		require.NoError(t, err)
 	}
 	require.NoError(t, db.Close()) // the uses are written
 
-	now.Store(t0.Add(2 * time.Hour).UnixMilli())
-	cutSweep(t, path, clock, 2) // the subjects pass (2 transactions)
+	f.at(2 * time.Hour)
+	cutSweep(t, f.path, f.clock, 2) // the subjects pass (2 transactions)
 
-	now.Store(t0.Add(70 * time.Minute).UnixMilli()) // after the filed deadline, before the real one
-	db, err = Open(path, &Options{SweepInterval: -1, Now: clock})
+	f.at(70 * time.Minute) // after the filed deadline, before the real one
+	db, err := Open(f.path, &Options{SweepInterval: -1, Now: f.clock})
 	require.NoError(t, err)
 	defer db.Close()
 	_, err = db.Sweep(ctx)

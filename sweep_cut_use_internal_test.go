@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/stretchr/testify/assert"
@@ -26,12 +25,7 @@ func TestDB_Sweep_CutAfterMarkThenUseIsRefused(t *testing.T) {
 	ctx := context.Background()
 	h := &betweenTx{msg: "tokenstore: sweep transaction"}
 	db, at := sweepRaceDB(t, h)
-	var toks []string
-	for range 2 {
-		tok, _, err := db.Issue(ctx, "u", WithPolicy(Sliding(time.Hour, 0)))
-		require.NoError(t, err)
-		toks = append(toks, tok)
-	}
+	toks, _ := issueSliding(t, db, 2)
 	_, err := db.Validate(ctx, toks[0]) // cached
 	require.NoError(t, err)
 
@@ -80,13 +74,7 @@ func TestDB_Sweep_CutAfterMarkGetAndListAgree(t *testing.T) {
 	ctx := context.Background()
 	h := &betweenTx{msg: "tokenstore: sweep transaction"}
 	db, at := sweepRaceDB(t, h)
-	var toks []string
-	var ids []uuid.UUID
-	for range 2 {
-		tok, info, err := db.Issue(ctx, "u", WithPolicy(Sliding(time.Hour, 0)))
-		require.NoError(t, err)
-		toks, ids = append(toks, tok), append(ids, info.ID)
-	}
+	toks, ids := issueSliding(t, db, 2)
 	at(70 * time.Minute)
 	cut, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -111,20 +99,6 @@ func TestDB_Sweep_CutAfterMarkGetAndListAgree(t *testing.T) {
 	assert.Empty(t, listed, "List as Lookup")
 }
 
-// panicOn is a slog handler that panics on the record msg: a user's
-// Logger may.
-type panicOn struct{ msg string }
-
-func (p panicOn) Enabled(context.Context, slog.Level) bool { return true }
-func (p panicOn) WithAttrs([]slog.Attr) slog.Handler       { return p }
-func (p panicOn) WithGroup(string) slog.Handler            { return p }
-func (p panicOn) Handle(_ context.Context, r slog.Record) error {
-	if r.Message == p.msg {
-		panic("logger: " + p.msg)
-	}
-	return nil
-}
-
 // A sweep that panics between its scan and its mark (here the user's
 // Logger, on the scan's line) releases the cache's hold on clean entries
 // as it unwinds: held for good, no clean entry was ever dropped again, and
@@ -134,7 +108,7 @@ func TestDB_Sweep_PanicReleasesHold(t *testing.T) {
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	now, clock := settableClock(t0)
 	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: -1, CacheSize: -1, Now: clock,
-		Logger: slog.New(panicOn{msg: "tokenstore: sweep scan"})})
+		Logger: slog.New(&panicOnceOn{msg: "tokenstore: sweep scan"})})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, db.Close()) }()
 	issued := issueToUser(t, db, 4, Absolute(time.Hour))

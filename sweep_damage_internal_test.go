@@ -2,7 +2,6 @@ package tokenstore
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,11 +14,7 @@ import (
 // naming the token), and the next sweeps are not stopped by it.
 func TestDB_Sweep_DamagedIDsEntryCostsOnlyItself(t *testing.T) {
 	ctx := context.Background()
-	now, clock := settableClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
-	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{
-		SweepInterval: -1, Now: clock})
-	require.NoError(t, err)
-	defer func() { require.NoError(t, db.Close()) }()
+	db, now := openOnClock(t, Options{SweepInterval: -1})
 	issued := issueToUser(t, db, 10, Absolute(time.Hour))
 	bad := issued[4].Info.ID
 	damageIDEntry(t, db, mustParse(t, db, issued[4].Token)) // its last use: the checksum tells

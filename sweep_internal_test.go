@@ -175,10 +175,7 @@ func TestDB_Sweep_ScanInPiecesAndRounds(t *testing.T) {
 	defer func(tx, max int) { sweepScanTx, sweepScanMax = tx, max }(sweepScanTx, sweepScanMax)
 	sweepScanTx, sweepScanMax = 3, 7
 	ctx := context.Background()
-	now, clock := settableClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
-	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: -1, Now: clock})
-	require.NoError(t, err)
-	defer db.Close()
+	db, now := openOnClock(t, Options{SweepInterval: -1})
 	var reqs []IssueRequest
 	for i := range 50 {
 		p := Absolute(time.Hour)
@@ -187,7 +184,7 @@ func TestDB_Sweep_ScanInPiecesAndRounds(t *testing.T) {
 		}
 		reqs = append(reqs, IssueRequest{Subject: fmt.Sprintf("s%d", i%3), Policy: p})
 	}
-	_, err = db.IssueBatch(ctx, reqs)
+	_, err := db.IssueBatch(ctx, reqs)
 	require.NoError(t, err)
 	now.Add((2 * time.Hour).Milliseconds())
 	n, err := db.Sweep(ctx)
@@ -341,4 +338,16 @@ func settableClock(t0 time.Time) (now *atomic.Int64, clock func() time.Time) {
 	now = new(atomic.Int64)
 	now.Store(t0.UnixMilli())
 	return now, func() time.Time { return time.UnixMilli(now.Load()) }
+}
+
+// openOnClock opens a store in a new file on a settable clock
+// (settableClock) at 2030-01-01 UTC, with the options o (their Now set),
+// and closes it, checking Close's error, when the test ends.
+func openOnClock(t *testing.T, o Options) (db *DB, now *atomic.Int64) {
+	t.Helper()
+	now, o.Now = settableClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &o)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, db.Close()) })
+	return db, now
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -39,6 +41,18 @@ func sweepRaceDB(t *testing.T, h *betweenTx) (*DB, func(time.Duration)) {
 	return db, func(d time.Duration) { now.Store(t0.Add(d).UnixMilli()) }
 }
 
+// issueSliding issues n tokens to "u", each Sliding for an hour from the
+// clock's t0, one Issue each: it returns them with their ids.
+func issueSliding(t *testing.T, db *DB, n int) (toks []string, ids []uuid.UUID) {
+	t.Helper()
+	for range n {
+		tok, info, err := db.Issue(t.Context(), "u", WithPolicy(Sliding(time.Hour, 0)))
+		require.NoError(t, err)
+		toks, ids = append(toks, tok), append(ids, info.ID)
+	}
+	return toks, ids
+}
+
 // (a) The use first: Validates at 59 min (one of a token already cached,
 // one of a token not cached, read from the file) land after the scan has
 // judged both expired at 70 min, and before the sweep marks them. They
@@ -48,13 +62,9 @@ func TestDB_Sweep_UseBeforeMarkKeepsToken(t *testing.T) {
 	ctx := context.Background()
 	h := &betweenTx{msg: "tokenstore: sweep scan"}
 	db, at := sweepRaceDB(t, h)
-	cached, _, err := db.Issue(ctx, "u", WithPolicy(Sliding(time.Hour, 0)))
-	require.NoError(t, err)
-	uncached, _, err := db.Issue(ctx, "u", WithPolicy(Sliding(time.Hour, 0)))
-	require.NoError(t, err)
-	idle, _, err := db.Issue(ctx, "u", WithPolicy(Sliding(time.Hour, 0)))
-	require.NoError(t, err)
-	_, err = db.Validate(ctx, cached) // at 0: cached, deadline 60 min
+	toks, _ := issueSliding(t, db, 3)
+	cached, uncached, idle := toks[0], toks[1], toks[2]
+	_, err := db.Validate(ctx, cached) // at 0: cached, deadline 60 min
 	require.NoError(t, err)
 
 	at(70 * time.Minute) // the sweep's clock: all three are past their deadline
@@ -109,12 +119,7 @@ func TestDB_Sweep_UseAfterMarkIsRefused(t *testing.T) {
 	ctx := context.Background()
 	h := &betweenTx{msg: "tokenstore: sweep transaction"}
 	db, at := sweepRaceDB(t, h)
-	var toks []string
-	for range 3 {
-		tok, _, err := db.Issue(ctx, "u", WithPolicy(Sliding(time.Hour, 0)))
-		require.NoError(t, err)
-		toks = append(toks, tok)
-	}
+	toks, _ := issueSliding(t, db, 3)
 	_, err := db.Validate(ctx, toks[0]) // cached
 	require.NoError(t, err)
 
@@ -158,29 +163,24 @@ func TestDB_Sweep_UseAfterMarkIsRefused(t *testing.T) {
 // use at 59 min would keep them alive.
 func TestDB_Sweep_UseBeforeMarkOfCutSweepToken(t *testing.T) {
 	ctx := context.Background()
-	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	now, clock := settableClock(t0)
-	path := filepath.Join(t.TempDir(), "t.db")
-	db, err := Open(path, &Options{SweepInterval: -1, Now: clock})
-	require.NoError(t, err)
-	issued := issueToUser(t, db, 8, Sliding(time.Hour, 0))
+	f, db, issued := issuedFile(t, Sliding(time.Hour, 0))
 	require.NoError(t, db.Close())
 
-	now.Store(t0.Add(2 * time.Hour).UnixMilli())
-	cutSweep(t, path, clock, 2) // the subjects pass: 2 transactions of 4
+	f.at(2 * time.Hour)
+	cutSweep(t, f.path, f.clock, 2) // the subjects pass: 2 transactions of 4
 
-	now.Store(t0.Add(70 * time.Minute).UnixMilli())
+	f.at(70 * time.Minute)
 	h := &betweenTx{msg: "tokenstore: sweep scan"}
-	db, err = Open(path, &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Now: clock, Logger: slog.New(h)})
+	db, err := Open(f.path, &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Now: f.clock, Logger: slog.New(h)})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, db.Close()) }()
 	h.fn = func(int) {
-		now.Store(t0.Add(59 * time.Minute).UnixMilli())
+		f.at(59 * time.Minute)
 		for _, is := range issued {
 			_, err := db.Validate(ctx, is.Token) // its record is still there
 			require.NoError(t, err)
 		}
-		now.Store(t0.Add(70 * time.Minute).UnixMilli())
+		f.at(70 * time.Minute)
 	}
 	n, err := db.Sweep(ctx)
 	h.fn = nil

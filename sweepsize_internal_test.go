@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -65,11 +64,7 @@ func TestChunkSizer_NextIO_SlowDisk(t *testing.T) {
 // Only a transaction of the size asked for sizes the next one.
 func TestDB_Sweep_SmallSweepsKeepTheSizes(t *testing.T) {
 	ctx := context.Background()
-	now, clock := settableClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
-	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{
-		SweepInterval: -1, Now: clock})
-	require.NoError(t, err)
-	defer db.Close()
+	db, now := openOnClock(t, Options{SweepInterval: -1})
 	for range 20 {
 		var reqs []IssueRequest
 		for i := range 3 {
@@ -102,17 +97,13 @@ func TestDB_Sweep_SmallSweepsKeepTheSizes(t *testing.T) {
 // sweep's tokens, a slow writer ahead of it shrank the sweep's next chunks.
 func TestDB_Sweep_SizerIgnoresTheQueue(t *testing.T) {
 	ctx := context.Background()
-	now, clock := settableClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
-	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{
-		SweepInterval: -1, Now: clock})
-	require.NoError(t, err)
-	defer func() { require.NoError(t, db.Close()) }()
+	db, now := openOnClock(t, Options{SweepInterval: -1})
 	db.sweepSize.setAll(chunkSizer{first: 4, lo: 4, hi: 4})
 	var reqs []IssueRequest
 	for i := range 8 {
 		reqs = append(reqs, IssueRequest{Subject: fmt.Sprintf("user-%d", i), Policy: Absolute(time.Hour)})
 	}
-	_, err = db.IssueBatch(ctx, reqs)
+	_, err := db.IssueBatch(ctx, reqs)
 	require.NoError(t, err)
 	now.Add(2 * time.Hour.Milliseconds())
 
@@ -151,12 +142,8 @@ func TestDB_Sweep_SizerIgnoresTheQueue(t *testing.T) {
 // measured a few hundred.
 func TestDB_Sweep_VanishedItemsTeachTheSizersNothing(t *testing.T) {
 	ctx := context.Background()
-	now, clock := settableClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	h := &betweenTx{msg: "tokenstore: sweep scan"}
-	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{
-		SweepInterval: -1, Now: clock, Logger: slog.New(h)})
-	require.NoError(t, err)
-	defer func() { require.NoError(t, db.Close()) }()
+	db, now := openOnClock(t, Options{SweepInterval: -1, Logger: slog.New(h)})
 	const size = 64
 	db.sweepSize.setAll(chunkSizer{first: size, lo: 32, hi: 16384})
 	issued := issueToUser(t, db, 20*size, Absolute(time.Hour))
