@@ -105,8 +105,8 @@ func (w *touchWriter) write(tx *bolt.Tx, t touch) (bool, error) {
 		w.ids = tx.Bucket(bucketIDs)
 		w.cur = w.ids.Cursor()
 	}
-	k, v := w.cur.Seek(t.id[:])
-	if k == nil || string(k) != string(t.id[:]) || v == nil {
+	v := getAt(w.cur, t.id[:])
+	if v == nil {
 		return false, ErrNotFound
 	}
 	e, err := decodeIDValue(t.id[:], v)
