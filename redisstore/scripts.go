@@ -184,6 +184,18 @@ local function alive(p, hex, r)
   return true
 end
 
+-- collect adds f, the fields of hex's record, to out for a caller that
+-- reports every record (List, ForEach): a damaged record too, for the
+-- caller to report, but not one whose keys are gone (see alive); an ID key
+-- or subject index of another type adds a message to msgs instead.
+local function collect(p, hex, f, out, msgs)
+  local r = fields(f)
+  local ok, why = true, nil
+  if sane(r) then ok, why = alive(p, hex, r) end
+  if why then msgs[#msgs + 1] = 'token ' .. r.id .. ': ' .. why
+  elseif ok then out[#out + 1] = f end
+end
+
 -- drop deletes a record and its index entries, and its family's key when
 -- it is the family's live token (fam: its f field, absent on a token never
 -- rotated); a damaged record may lack its id or sub, and loses what it has.
@@ -530,11 +542,7 @@ for _, hex in ipairs(m) do
   elseif #f == 0 then
     stale[#stale + 1] = hex
   else
-    local r = fields(f)
-    local ok, why = true, nil
-    if sane(r) then ok, why = alive(p, hex, r) end
-    if why then msgs[#msgs + 1] = 'token ' .. r.id .. ': ' .. why
-    elseif ok then out[#out + 1] = f end
+    collect(p, hex, f, out, msgs)
   end
 end
 return {int(now), out, stale, msgs}
