@@ -90,10 +90,9 @@ func (s *Store) Rotate(ctx context.Context, token string, opts ...tokenstore.Rot
 			s.nowArg(), s.prefix, s.keep, id.String(), p.Grace.Milliseconds(), newFamily, sum).Slice()
 		if err != nil {
 			// Refused (a replica): a reused token is still ErrReused.
-			if _, _, rerr := s.readToken(ctx, old); rerr != nil {
-				if rf := (*reuseFound)(nil); errors.As(rerr, &rf) {
-					return "", tokenstore.Info{}, wrap("rotate", s.reuse(ctx, old, rf.family))
-				}
+			var rf *reuseFound
+			if _, _, rerr := s.readToken(ctx, old); errors.As(rerr, &rf) {
+				return "", tokenstore.Info{}, wrap("rotate", s.reuse(ctx, old, rf.family))
 			}
 			return "", tokenstore.Info{}, wrap("rotate", err)
 		}
@@ -120,12 +119,11 @@ func (s *Store) Rotate(ctx context.Context, token string, opts ...tokenstore.Rot
 		return "", tokenstore.Info{}, wrap("rotate", damaged(res[2]))
 	case status == 3:
 		// Within the grace: the successor made then, from this token,
-		// with the rotation key Redis held then. This instance may have
-		// read another before (the key deleted and made again since):
-		// a mismatch reads it again once.
-		// Re-derive it from this token, the time the stored successor's
-		// hash carries and the key: that finds the same token, unless the
-		// key changed since.
+		// with the rotation key Redis held then. Re-derive it from this
+		// token, the time the stored successor's hash carries and the
+		// key: that finds the same token, unless the key changed since.
+		// This instance may have read another key before (deleted and
+		// made again since): a mismatch reads it again once.
 		var stored tokenstore.Hash
 		if next, _ := res[3].(string); hex.DecodedLen(len(next)) != len(stored) {
 			return "", tokenstore.Info{}, wrap("rotate", errReply)
