@@ -368,22 +368,14 @@ func (s *Store) remember(h tokenstore.Hash, family string) {
 	if _, loaded := s.reusedHere.LoadOrStore(h, family); loaded {
 		return
 	}
-	for s.reusedCount.Add(1) > int64(maxRememberedReuses) {
-		evicted := false
-		s.reusedHere.Range(func(k, _ any) bool {
-			if k.(tokenstore.Hash) == h {
-				return true
-			}
-			evicted = s.forget(k.(tokenstore.Hash))
-			return !evicted
-		})
-		s.reusedCount.Add(-1) // the retry counts h again
-		if !evicted {
-			// Another goroutine emptied the map meanwhile: h alone.
-			s.reusedCount.Add(1)
-			return
-		}
+	if s.reusedCount.Add(1) <= int64(maxRememberedReuses) {
+		return
 	}
+	// One out for h: each entry past the bound evicts one other, so
+	// concurrent calls evict as many as they add.
+	s.reusedHere.Range(func(k, _ any) bool {
+		return k.(tokenstore.Hash) == h || !s.forget(k.(tokenstore.Hash))
+	})
 }
 
 // forget drops h from the reuses kept in memory, reporting whether it was
