@@ -90,10 +90,9 @@ func (s *Store) Rotate(ctx context.Context, token string, opts ...tokenstore.Rot
 			s.nowArg(), s.prefix, s.keep, id.String(), p.Grace.Milliseconds(), newFamily, sum).Slice()
 		if err != nil {
 			// Refused (a replica): a reused token is still ErrReused.
-			if _, _, rerr := s.readToken(ctx, old); rerr != nil {
-				if rf := (*reuseFound)(nil); errors.As(rerr, &rf) {
-					return "", tokenstore.Info{}, wrap("rotate", s.reuse(ctx, old, rf.family))
-				}
+			var rf *reuseFound
+			if _, _, rerr := s.readToken(ctx, old); errors.As(rerr, &rf) {
+				return "", tokenstore.Info{}, wrap("rotate", s.reuse(ctx, old, rf.family))
 			}
 			return "", tokenstore.Info{}, wrap("rotate", err)
 		}
@@ -120,12 +119,11 @@ func (s *Store) Rotate(ctx context.Context, token string, opts ...tokenstore.Rot
 		return "", tokenstore.Info{}, wrap("rotate", damaged(res[2]))
 	case status == 3:
 		// Within the grace: the successor made then, from this token,
-		// with the rotation key Redis held then. This instance may have
-		// read another before (the key deleted and made again since):
-		// a mismatch reads it again once.
-		// Re-derive it from this token, the time the stored successor's
-		// hash carries and the key: that finds the same token, unless the
-		// key changed since.
+		// with the rotation key Redis held then. Re-derive it from this
+		// token, the time the stored successor's hash carries and the
+		// key: that finds the same token, unless the key changed since.
+		// This instance may have read another key before (deleted and
+		// made again since): a mismatch reads it again once.
 		var stored tokenstore.Hash
 		if next, _ := res[3].(string); hex.DecodedLen(len(next)) != len(stored) {
 			return "", tokenstore.Info{}, wrap("rotate", errReply)
@@ -370,22 +368,14 @@ func (s *Store) remember(h tokenstore.Hash, family string) {
 	if _, loaded := s.reusedHere.LoadOrStore(h, family); loaded {
 		return
 	}
-	for s.reusedCount.Add(1) > int64(maxRememberedReuses) {
-		evicted := false
-		s.reusedHere.Range(func(k, _ any) bool {
-			if k.(tokenstore.Hash) == h {
-				return true
-			}
-			evicted = s.forget(k.(tokenstore.Hash))
-			return !evicted
-		})
-		s.reusedCount.Add(-1) // the retry counts h again
-		if !evicted {
-			// Another goroutine emptied the map meanwhile: h alone.
-			s.reusedCount.Add(1)
-			return
-		}
+	if s.reusedCount.Add(1) <= int64(maxRememberedReuses) {
+		return
 	}
+	// One out for h: each entry past the bound evicts one other, so
+	// concurrent calls evict as many as they add.
+	s.reusedHere.Range(func(k, _ any) bool {
+		return k.(tokenstore.Hash) == h || !s.forget(k.(tokenstore.Hash))
+	})
 }
 
 // forget drops h from the reuses kept in memory, reporting whether it was

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tokenstore/tokenstore"
+	"github.com/tokenstore/tokenstore/internal/redistest"
 	"github.com/tokenstore/tokenstore/redisstore"
 )
 
@@ -94,8 +95,7 @@ func TestFullRedis(t *testing.T) {
 // one is pointed at a replica, Validate answers (EVALSHA_RO runs there)
 // and writes fail with tokenstore.ErrReadOnly naming the replica.
 func TestReadOnlyReplica(t *testing.T) {
-	primary := ownRedis(t, "--repl-diskless-sync-delay", "0")
-	replica := ownRedis(t, "--replicaof", hostPort(primary.Addr))
+	primary, replica := ownReplicated(t)
 	ctx := context.Background()
 	clk := newClock()
 	prefix := uniquePrefix()
@@ -282,7 +282,6 @@ func commandCalls(t testing.TB, rdb *redis.Client, cmd string) int64 {
 	return n
 }
 
-// hostPort turns "host:port" into "host port", as replicaof wants it.
 // fillRedis fills Redis (noeviction) with other users' logins, issued
 // through s, until it refuses one with ErrOutOfMemory; then it lowers
 // maxmemory to the memory used before the fill. Used memory moves (client
@@ -303,6 +302,14 @@ func fillRedis(t testing.TB, raw *redis.Client, s *redisstore.Store) error {
 	return full
 }
 
+// ownReplicated starts a Redis and a replica of it (diskless sync at
+// once, so that waitReplicated soon finds it in sync).
+func ownReplicated(t testing.TB) (primary, replica *redistest.Server) {
+	primary = ownRedis(t, "--repl-diskless-sync-delay", "0")
+	return primary, ownRedis(t, "--replicaof", hostPort(primary.Addr))
+}
+
+// hostPort turns "host:port" into "host port", as replicaof wants it.
 func hostPort(addr string) string {
 	h, p, _ := net.SplitHostPort(addr)
 	return h + " " + p

@@ -30,11 +30,7 @@ for _, mem in ipairs(m) do
   if bad then
     msgs[#msgs + 1] = bad
   elseif #f > 0 then
-    local r = fields(f)
-    local ok, why = true, nil
-    if sane(r) then ok, why = alive(p, hex, r) end
-    if why then msgs[#msgs + 1] = 'token ' .. r.id .. ': ' .. why
-    elseif ok then out[#out + 1] = f end
+    collect(p, hex, f, out, msgs)
   end
 end
 return {#m, out, msgs}

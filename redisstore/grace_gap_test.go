@@ -26,8 +26,7 @@ import (
 // store has stopped trying use writes after a refusal. On the primary the
 // same use ends the grace, and the old token is then a reuse.
 func TestGrace_FirstUseNotRecordedFailsClosed(t *testing.T) {
-	primary := ownRedis(t, "--repl-diskless-sync-delay", "0")
-	replica := ownRedis(t, "--replicaof", hostPort(primary.Addr))
+	primary, replica := ownReplicated(t)
 	ctx := context.Background()
 	for _, touch := range []time.Duration{time.Minute, -1} {
 		t.Run(fmt.Sprintf("TouchInterval=%v", touch), func(t *testing.T) {

@@ -553,12 +553,8 @@ func (s *Store) check(ctx context.Context, token string, use bool) (tokenstore.I
 		info, err = s.use(ctx, h)
 	} else {
 		var rec record
-		rec, _, err = s.readToken(ctx, h)
-		info = rec.info(rec.lastUsed)
-		if err == nil && rec.graceUntil != 0 {
-			// Also past the grace's end by the clock: set back, the
-			// clock would reopen a grace this use ends.
-			err = s.firstUse(ctx, h)
+		if rec, _, err = s.readToken(ctx, h); err == nil {
+			info, err = s.fromRead(ctx, h, rec)
 		}
 	}
 	if rf := (*reuseFound)(nil); errors.As(err, &rf) {
@@ -605,12 +601,10 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 			s.writeFailed(err, stalled)
 		}
 		rec, _, err := s.readToken(ctx, h)
-		if err == nil && rec.graceUntil != 0 {
-			// The use was not written, but a successor's first use still
-			// ends its predecessor's grace, as on the read-first path.
-			err = s.firstUse(ctx, h)
+		if err != nil {
+			return tokenstore.Info{}, err
 		}
-		return rec.info(rec.lastUsed), err
+		return s.fromRead(ctx, h, rec)
 	}
 	rec, now, err := s.readToken(ctx, h)
 	// A rotated-away token in its grace is answered, never written; a
@@ -623,12 +617,7 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 	}
 	if s.writesRefused() {
 		s.ctr.dropped.Add(1)
-		if firstUse {
-			if err := s.firstUse(ctx, h); err != nil {
-				return tokenstore.Info{}, err
-			}
-		}
-		return rec.info(rec.lastUsed), nil
+		return s.fromRead(ctx, h, rec)
 	}
 	// The use is written as of the read (now), not of whenever Redis
 	// runs the write: a write that Redis holds (CLIENT PAUSE WRITE, a
@@ -646,9 +635,16 @@ func (s *Store) use(ctx context.Context, h tokenstore.Hash) (tokenstore.Info, er
 		return info, err
 	}
 	s.writeFailed(err, wctx.Err() != nil && ctx.Err() == nil)
-	if firstUse {
-		// The write that ends the grace was not taken: only the
-		// grace's own write may answer this use (a full Redis takes it).
+	return s.fromRead(ctx, h, rec)
+}
+
+// fromRead answers a use of h that was not written (a Lookup, or a use
+// write skipped or refused) from rec, its read. A successor unused since
+// a rotation with a grace is answered only once firstUse has ended that
+// grace, also past its end by the clock, which may be set back into it:
+// a full Redis takes that write where it refuses use writes.
+func (s *Store) fromRead(ctx context.Context, h tokenstore.Hash, rec record) (tokenstore.Info, error) {
+	if rec.graceUntil != 0 {
 		if err := s.firstUse(ctx, h); err != nil {
 			return tokenstore.Info{}, err
 		}

@@ -25,8 +25,7 @@ import (
 // into the grace does not make the old token work there again; once the
 // store reaches a primary, the next presentation revokes the family.
 func TestReadOnlyReplica_Reuse(t *testing.T) {
-	primary := ownRedis(t, "--repl-diskless-sync-delay", "0")
-	replica := ownRedis(t, "--replicaof", hostPort(primary.Addr))
+	primary, replica := ownReplicated(t)
 	ctx := context.Background()
 	clk := newClock()
 	prefix := uniquePrefix()
@@ -107,8 +106,7 @@ func TestReadOnlyReplica_Reuse(t *testing.T) {
 func TestReadOnlyReplica_ReuseMemoryBounded(t *testing.T) {
 	const limit, replayed = 4, 20
 	t.Cleanup(redisstore.SetMaxRememberedReuses(limit))
-	primary := ownRedis(t, "--repl-diskless-sync-delay", "0")
-	replica := ownRedis(t, "--replicaof", hostPort(primary.Addr))
+	primary, replica := ownReplicated(t)
 	ctx := context.Background()
 	clk := newClock()
 	prefix := uniquePrefix()

@@ -117,18 +117,29 @@ end
 -- with damaged(msg), which the caller reports as ErrCorrupt; scripts that
 -- walk many tokens (List, ForEach, Sweep, the limit in Issue) step over
 -- it. Messages name keys by kind, ID or subject, never by a token's hash.
-local function try(want, what, cmd, k, ...)
-  local r = redis.pcall(cmd, k, ...)
+-- typed, under it, runs a command (redis.pcall's arguments) and returns
+-- its reply, or nil and true for WRONGTYPE.
+local function typed(...)
+  local r = redis.pcall(...)
   if type(r) == 'table' and r.err then
     if string.sub(r.err, 1, 9) ~= 'WRONGTYPE' then error(r) end
-    return nil, what .. ' is a ' .. redis.call('TYPE', k).ok .. ', not a ' .. want
+    return nil, true
   end
+  return r
+end
+
+local function typeMsg(what, t, want) return what .. ' is a ' .. t .. ', not a ' .. want end
+
+local function try(want, what, cmd, k, ...)
+  local r, wrong = typed(cmd, k, ...)
+  if wrong then return nil, typeMsg(what, redis.call('TYPE', k).ok, want) end
   return r
 end
 
 local function damaged(msg) return redis.error_reply('DAMAGED ' .. msg) end
 
 local RECORD = "the token's record (t:...)"
+local IDKEY = "the token's ID key (i:...)"
 local function idWhat(id) return "the token's ID key (i:" .. id .. ")" end
 local function subWhat(sub) return 'the subject index (s:' .. sub .. ')' end
 local EXPIRY = 'the expiry index (e)'
@@ -137,20 +148,13 @@ local EXPIRY = 'the expiry index (e)'
 -- want, else nil: a check before a script's first write.
 local function misfit(k, want, what)
   local t = redis.call('TYPE', k).ok
-  if t ~= 'none' and t ~= want then return what .. ' is a ' .. t .. ', not a ' .. want end
+  if t ~= 'none' and t ~= want then return typeMsg(what, t, want) end
   return nil
 end
 
 -- idx runs an index write (ZADD, ZREM) that a key of another type must
 -- not stop: where the index is read, the damage is reported.
-local function idx(...)
-  local r = redis.pcall(...)
-  if type(r) == 'table' and r.err then
-    if string.sub(r.err, 1, 9) ~= 'WRONGTYPE' then error(r) end
-    return false
-  end
-  return r
-end
+local function idx(...) typed(...) end
 
 -- hfield reads a field of a family key (P f:F) or a tombstone: false
 -- when there is none, and when the key is of another type (another
@@ -178,6 +182,18 @@ local function alive(p, hex, r)
   if v == false then return false end
   if r.f then return hfield(p .. 'f:' .. r.f, 'h') == hex end
   return true
+end
+
+-- collect adds f, the fields of hex's record, to out for a caller that
+-- reports every record (List, ForEach): a damaged record too, for the
+-- caller to report, but not one whose keys are gone (see alive); an ID key
+-- or subject index of another type adds a message to msgs instead.
+local function collect(p, hex, f, out, msgs)
+  local r = fields(f)
+  local ok, why = true, nil
+  if sane(r) then ok, why = alive(p, hex, r) end
+  if why then msgs[#msgs + 1] = 'token ' .. r.id .. ': ' .. why
+  elseif ok then out[#out + 1] = f end
 end
 
 -- drop deletes a record and its index entries, and its family's key when
@@ -427,12 +443,9 @@ return untracked(p, hex, nowms(ARGV[1]), ARGV[3] == '1')
 // firstUseScript records a Lookup of a successor whose predecessor is in
 // its grace: the grace ends at the successor's first use of any kind.
 // KEYS: record. Returns 1 when it ended one.
-var firstUseScript = redis.NewScript(`
-local g = redis.pcall('HEXISTS', KEYS[1], 'g')
-if type(g) == 'table' then
-  if string.sub(g.err, 1, 9) ~= 'WRONGTYPE' then error(g) end
-  return redis.error_reply("DAMAGED the token's record (t:...) is a " .. redis.call('TYPE', KEYS[1]).ok .. ', not a hash')
-end
+var firstUseScript = redis.NewScript(prelude + `
+local g, bad = try('hash', RECORD, 'HEXISTS', KEYS[1], 'g')
+if bad then return damaged(bad) end
 if g == 0 then return 0 end
 redis.call('HDEL', KEYS[1], 'g')
 return 1
@@ -488,7 +501,7 @@ return {1, int(now)}
 // getBody reads the record of an ID. KEYS: ID key. ARGV: now, prefix.
 // Returns {0}, {-3, 0, record fields} (damaged) or {1, now, record fields}.
 const getBody = `
-local hex, bad = try('string', "the token's ID key (i:...)", 'GET', KEYS[1])
+local hex, bad = try('string', IDKEY, 'GET', KEYS[1])
 if bad then return damaged(bad) end
 if not hex then return {0} end
 local f
@@ -529,11 +542,7 @@ for _, hex in ipairs(m) do
   elseif #f == 0 then
     stale[#stale + 1] = hex
   else
-    local r = fields(f)
-    local ok, why = true, nil
-    if sane(r) then ok, why = alive(p, hex, r) end
-    if why then msgs[#msgs + 1] = 'token ' .. r.id .. ': ' .. why
-    elseif ok then out[#out + 1] = f end
+    collect(p, hex, f, out, msgs)
   end
 end
 return {int(now), out, stale, msgs}
@@ -591,7 +600,7 @@ return 1
 // Returns 1, or 0 when there is none.
 var revokeIDScript = redis.NewScript(prelude + `
 local p = ARGV[1]
-local hex, bad = try('string', "the token's ID key (i:...)", 'GET', KEYS[1])
+local hex, bad = try('string', IDKEY, 'GET', KEYS[1])
 if bad then return damaged(bad) end
 if not hex then return 0 end
 if redis.call('EXISTS', p .. 't:' .. hex) == 0 then
