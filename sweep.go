@@ -634,32 +634,35 @@ func (db *DB) sweepPass(ctx context.Context, pass int, items []*sweepItem, fn fu
 			return ErrClosed
 		}
 		chunk := items[:min(len(items), sizer.get())]
-		items = items[len(chunk):]
 		before := 0
 		if deleted != nil {
 			before = *deleted
 		}
 		t := time.Now()
-		st, err := db.sizedTx(sizer, func(tx *bolt.Tx) (int, error) {
+		st, err := db.sizedTx(sizer, func(tx *bolt.Tx, b *txBudget) (done, wrote int, err error) {
 			if err := begin(tx); err != nil {
-				return 0, err
+				return 0, 0, err
 			}
-			wrote := 0 // the items that wrote (fn): fewer than asked for, the sizer learns nothing
-			for _, it := range chunk {
-				did, err := fn(tx, it)
+			// wrote: the items that wrote (fn); fewer than it took, the
+			// sizer learns nothing.
+			for done < len(chunk) && !b.over(done) {
+				did, err := fn(tx, chunk[done])
 				if err != nil {
-					return 0, err
+					return 0, 0, err
 				}
+				done++
 				if did {
 					wrote++
 				}
 			}
 			if deleted != nil && *deleted > before {
-				return wrote, addCount(tx, -int64(*deleted-before))
+				return done, wrote, addCount(tx, -int64(*deleted-before))
 			}
-			return wrote, nil
+			return done, wrote, nil
 		})
 		took := time.Since(t)
+		chunk = chunk[:st.done]
+		items = items[len(chunk):]
 		if err != nil && deleted != nil {
 			*deleted = before // rolled back, or its commit failed: it deleted nothing
 		}
@@ -747,8 +750,9 @@ const txTarget = 4 * time.Millisecond
 const fsyncBelieved = 16 * time.Millisecond
 
 // chunkSizer picks how many tokens the next sweep transaction takes, so
-// that it holds the writer lock about sweepHold (nextIO): the cost of a
-// token is not a constant.
+// that it holds the writer lock about sweepHold (nextIO), and how long its
+// work may last before it takes no more (workCap): the cost of a token is
+// not a constant.
 // Among 10,000 tokens the ones a transaction deletes share their pages;
 // among 1,000,000 each rewrites pages of its own (its record and its
 // subject entry sit at random places in two B+trees, and bbolt copies a
@@ -776,15 +780,19 @@ type chunkSizer struct {
 	first, lo, hi int               // zero: the sweep's
 	recent        [16]time.Duration // nextIO's: the io of the recent transactions
 	perItem       [16]float64       // nextIO's: ns per item of the recent transactions
+	share         [16]float64       // nextIO's: the recent transactions' work, a share of their time above the fixed part (workCap)
 	seen          int
+	cap           time.Duration // when set (tests), workCap's answer
 }
 
+// The first transactions ask for the most: workCap cuts them where their
+// time runs out, and the sizer learns from what they took.
 const (
-	sweepChunkFirst = 256
+	sweepChunkFirst = sweepChunkMax
 	sweepChunkMin   = 32
 	sweepChunkMax   = 16384 // a pass deletes neighbours: an item costs a few µs, not a page (sweepApply)
 
-	flushChunkFirst = 2048
+	flushChunkFirst = flushChunkMax
 	flushChunkMin   = 128
 	flushChunkMax   = 32768
 )

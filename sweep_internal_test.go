@@ -31,21 +31,21 @@ func issueToUser(t *testing.T, db *DB, n int, p Policy) []Issued {
 }
 
 func TestChunkSizer_NextIO_Bounds(t *testing.T) {
-	var c chunkSizer
-	assert.Equal(t, sweepChunkFirst, c.get())
+	c := chunkSizer{first: 256, lo: sweepChunkMin, hi: sweepChunkMax}
+	assert.Equal(t, 256, c.get())
 
-	c.nextIO(sweepHold/10, 0, c.get()) // far under the target: at most doubles
-	assert.Equal(t, 2*sweepChunkFirst, c.get())
+	c.nextIO(sweepHold/10, 0, 0, c.get(), c.get()) // far under the target: at most doubles
+	assert.Equal(t, 512, c.get())
 	n := c.get()
-	c.nextIO(100*sweepHold, 0, c.get()) // far over: at most a quarter
+	c.nextIO(100*sweepHold, 0, 0, c.get(), c.get()) // far over: at most a quarter
 	assert.Equal(t, n/4, c.get())
 
 	for range 20 {
-		c.nextIO(time.Hour, 0, c.get())
+		c.nextIO(time.Hour, 0, 0, c.get(), c.get())
 	}
 	assert.Equal(t, sweepChunkMin, c.get(), "never under the minimum")
 	for range 40 {
-		c.nextIO(0, 0, c.get())
+		c.nextIO(0, 0, 0, c.get(), c.get())
 	}
 	assert.Equal(t, sweepChunkMax, c.get(), "never over the maximum")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ func TestChunkSizer_NextIO_SlowFsyncs(t *testing.T) {
 			spike = 14 * time.Millisecond // every fourth commit's fsyncs are slow
 		}
 		io := fsync + spike + time.Duration(c.get())*perItem/2 // pages written
-		c.nextIO(io+time.Duration(c.get())*perItem/2, io, c.get())
+		c.nextIO(io+time.Duration(c.get())*perItem/2, io, 0, c.get(), c.get())
 		if i >= 32 {
 			sizes = append(sizes, c.get())
 		}
@@ -48,7 +49,7 @@ func TestChunkSizer_NextIO_SlowDisk(t *testing.T) {
 	var c chunkSizer
 	for range 40 {
 		io := fsync
-		c.nextIO(io+time.Duration(c.get())*perItem, io, c.get())
+		c.nextIO(io+time.Duration(c.get())*perItem, io, 0, c.get(), c.get())
 	}
 	took := fsync + time.Duration(c.get())*perItem
 	assert.Greater(t, c.get(), sweepChunkMin)
@@ -167,4 +168,117 @@ func (s *sweepSizers) setAll(c chunkSizer) {
 	for i := range s {
 		s[i] = c
 	}
+}
+
+// A transaction stops taking items once its work has lasted workCap:
+// the first one of a sizer that has learned nothing, whose items each
+// take at least 200 µs (the workload: a sleep, whose length is a lower
+// bound), is cut at the first check past the cap (every 8 items: 1.6 ms
+// of work against the first cap, 1.35 ms), not after the 1,000 it was
+// asked for; the sizer learns from the 8 it took, bounded by the size it
+// asked for.
+func TestSizedTx_FirstTransactionCutAtTheCap(t *testing.T) {
+	db, _ := openOnClock(t, Options{SweepInterval: -1})
+	c := chunkSizer{first: 1000, lo: 1, hi: 1000}
+	require.Equal(t, time.Duration(float64(sweepHold)*workShareFirst*1.5), c.workCap())
+	st, err := db.sizedTx(&c, func(tx *bolt.Tx, b *txBudget) (done, wrote int, err error) {
+		for done < 1000 && !b.over(done) {
+			time.Sleep(200 * time.Microsecond)
+			done++
+		}
+		return done, done, nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, 8, st.done)
+	assert.Equal(t, 1, c.seen, "a cut transaction is learned from")
+	assert.GreaterOrEqual(t, c.get(), 250, "bounded by a quarter of the size asked for")
+	assert.LessOrEqual(t, c.get(), 2000)
+}
+
+// The sizer's lower bound is taken whatever the time: tests and tiny
+// stores sweep in fixed sizes (first = lo = hi).
+func TestSizedTx_LowerBoundTakenWhateverTheCap(t *testing.T) {
+	db, _ := openOnClock(t, Options{SweepInterval: -1})
+	c := chunkSizer{first: 20, lo: 20, hi: 20, cap: time.Nanosecond}
+	st, err := db.sizedTx(&c, func(tx *bolt.Tx, b *txBudget) (done, wrote int, err error) {
+		for done < 20 && !b.over(done) {
+			time.Sleep(100 * time.Microsecond)
+			done++
+		}
+		return done, done, nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, 20, st.done)
+}
+
+// sizeLog records the items of each sweep or flush transaction, from
+// their log records ("size": a sweep pass's, "uses": the flush's).
+type sizeLog struct {
+	mu    sync.Mutex
+	sizes map[string][]int64 // by message and pass
+}
+
+func (l *sizeLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *sizeLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *sizeLog) WithGroup(string) slog.Handler            { return l }
+func (l *sizeLog) Handle(_ context.Context, r slog.Record) error {
+	key, n := r.Message, int64(-1)
+	r.Attrs(func(a slog.Attr) bool {
+		switch a.Key {
+		case "pass":
+			key += fmt.Sprint(" ", a.Value.Int64())
+		case "size", "uses":
+			n = a.Value.Int64()
+		}
+		return true
+	})
+	if n >= 0 {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.sizes == nil {
+			l.sizes = map[string][]int64{}
+		}
+		l.sizes[key] = append(l.sizes[key], n)
+	}
+	return nil
+}
+
+// Cut by the cap, a sweep pass and the flush go on with the items left:
+// with a cap of 1 ns, every transaction takes 8 items (the first check),
+// and every token is swept, every use written, none twice.
+func TestSizedTx_CutPassesGoOnWithTheRest(t *testing.T) {
+	ctx := context.Background()
+	log := &sizeLog{}
+	db, now := openOnClock(t, Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Logger: slog.New(log)})
+	cut := chunkSizer{first: 64, lo: 1, hi: 64, cap: time.Nanosecond}
+	db.sweepSize.setAll(cut)
+	db.flushSize = cut
+	sliding := issueToUser(t, db, 60, Sliding(time.Hour, 0))
+	expiring := issueToUser(t, db, 52, Absolute(time.Minute))
+	now.Add(2 * time.Minute.Milliseconds())
+	for _, is := range sliding {
+		_, err := db.Validate(ctx, is.Token)
+		require.NoError(t, err)
+	}
+	require.NoError(t, db.Flush(ctx))
+	assert.Equal(t, []int64{8, 8, 8, 8, 8, 8, 8, 4}, log.sizes["tokenstore: flush transaction"])
+	assert.Equal(t, uint64(60), db.Stats().TouchesPersisted)
+
+	n, err := db.Sweep(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, len(expiring), n)
+	for pass := range sweepPassCount {
+		assert.Equal(t, []int64{8, 8, 8, 8, 8, 8, 4}, log.sizes[fmt.Sprint("tokenstore: sweep transaction ", pass)], "pass %d", pass)
+	}
+	for _, is := range expiring {
+		_, err := db.Validate(ctx, is.Token)
+		assert.ErrorIs(t, err, ErrNotFound)
+	}
+	for _, is := range sliding {
+		_, err := db.Validate(ctx, is.Token)
+		require.NoError(t, err)
+	}
+	problems, err := db.Check(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, problems)
 }

@@ -152,8 +152,8 @@ func (db *DB) pace(ctx context.Context, d time.Duration) {
 
 // flush writes every use held only in memory, sorted by id (the ids
 // bucket's key: a leaf is rewritten once for all the uses it holds) and in
-// transactions sized by flushSize (nextIO) to hold the writer lock about
-// sweepHold, so that no
+// transactions sized by flushSize (nextIO, and cut short by workCap) to
+// hold the writer lock about sweepHold, so that no
 // Issue or Revoke waits long behind one.
 //
 // When paced (the background writer and DB.Flush; not Close), it pauses
@@ -176,7 +176,6 @@ func (db *DB) flush(ctx context.Context, paced bool) error {
 			return err
 		}
 		chunk := pending[:min(len(pending), db.flushSize.get())]
-		pending = pending[len(chunk):]
 		written := 0
 		t := time.Now()
 		var bad damage
@@ -189,27 +188,30 @@ func (db *DB) flush(ctx context.Context, paced bool) error {
 		// whose token went after dirty() listed it, or whose stored use is
 		// as late, is a search, and counted as written it made the rest
 		// look free (see sweepPass).
-		st, err := db.sizedTx(&db.flushSize, func(tx *bolt.Tx) (int, error) {
+		st, err := db.sizedTx(&db.flushSize, func(tx *bolt.Tx, b *txBudget) (done, _ int, _ error) {
 			written, bad = 0, bad[:0]
 			var most int64
 			w.next() // the last transaction has ended: sizedTx returned
-			for _, t := range chunk {
+			for ; done < len(chunk) && !b.over(done); done++ {
+				t := chunk[done]
 				ok, err := w.write(tx, t)
 				if errors.Is(err, ErrCorrupt) { // a damaged ids entry costs only itself
 					bad.add(t.h, uuid.UUID(t.id), err)
 					continue
 				}
 				if err != nil && !errors.Is(err, ErrNotFound) {
-					return 0, err
+					return 0, 0, err
 				}
 				if ok {
 					written++
 					most = max(most, t.used)
 				}
 			}
-			return written, raiseUsedMax(tx, most)
+			return done, written, raiseUsedMax(tx, most)
 		})
 		took := time.Since(t)
+		chunk = chunk[:st.done] // the rest waits for the next transaction
+		pending = pending[len(chunk):]
 		db.log.Debug("tokenstore: flush transaction", "uses", len(chunk), "written", written, "took", took, "held", st.held)
 		db.forget(bad)
 		if err != nil {
