@@ -40,6 +40,9 @@ type committer struct {
 	mu      sync.Mutex
 	queue   []*call
 	leading bool // a leader is committing or about to
+	// nqueued is len(queue), read without mu by the sweep's and the
+	// flush's transactions (txBudget.over): a writer waits for them.
+	nqueued atomic.Int32
 
 	// onWait, when set (by the benchmarks, through export_test.go, before
 	// any write), is told how long each call of run or runSolo waited: from
@@ -99,6 +102,7 @@ func (c *committer) enqueue(me *call) error {
 	}
 	c.mu.Lock()
 	c.queue = append(c.queue, me)
+	c.nqueued.Store(int32(len(c.queue)))
 	if c.leading {
 		c.mu.Unlock()
 		<-me.done
@@ -117,6 +121,7 @@ func (c *committer) enqueue(me *call) error {
 	}
 	group := c.queue[:n:n]
 	c.queue = append([]*call(nil), c.queue[n:]...)
+	c.nqueued.Store(int32(len(c.queue)))
 	c.mu.Unlock()
 
 	c.commit(group)

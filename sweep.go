@@ -633,7 +633,7 @@ func (db *DB) sweepPass(ctx context.Context, pass int, items []*sweepItem, fn fu
 			// racing Close's last flush for the writer lock.
 			return ErrClosed
 		}
-		chunk := items[:min(len(items), sizer.get())]
+		chunk := items[:min(len(items), sizer.most())]
 		before := 0
 		if deleted != nil {
 			before = *deleted
@@ -790,7 +790,7 @@ type chunkSizer struct {
 const (
 	sweepChunkFirst = sweepChunkMax
 	sweepChunkMin   = 32
-	sweepChunkMax   = 16384 // a pass deletes neighbours: an item costs a few µs, not a page (sweepApply)
+	sweepChunkMax   = 65536 // a pass deletes neighbours: an item costs a few µs, not a page (sweepApply)
 
 	flushChunkFirst = flushChunkMax
 	flushChunkMin   = 128
@@ -802,6 +802,13 @@ func (c *chunkSizer) bounds() (first, lo, hi int) {
 		return sweepChunkFirst, sweepChunkMin, sweepChunkMax
 	}
 	return c.first, c.lo, c.hi
+}
+
+// most is how many items the next transaction may take: its size, and
+// more while no writer waits (extension), up to the upper bound.
+func (c *chunkSizer) most() int {
+	_, _, hi := c.bounds()
+	return min(int(float64(c.get())*c.extension()), hi)
 }
 
 func (c *chunkSizer) get() int {

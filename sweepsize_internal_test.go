@@ -282,3 +282,49 @@ func TestSizedTx_CutPassesGoOnWithTheRest(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, problems)
 }
+
+// While no writer waits, a transaction goes on past its size, as far as
+// its extension allows (for a work share of 0.6, 2.5 times); a writer that
+// queues meanwhile ends it at the next check (every 8 items).
+func TestSizedTx_ExtendedWhileNoWriterWaits(t *testing.T) {
+	db, _ := openOnClock(t, Options{SweepInterval: -1})
+	sizer := func() *chunkSizer {
+		c := &chunkSizer{first: 16, lo: 1, hi: 1000, cap: time.Hour}
+		c.seen, c.share[0] = 1, 0.6
+		require.InDelta(t, 2.5, c.extension(), 1e-9)
+		require.Equal(t, 40, c.most())
+		return c
+	}
+	loop := func(b *txBudget, items int, at func(i int)) (done int) {
+		for done < items && !b.over(done) {
+			if at != nil {
+				at(done)
+			}
+			done++
+		}
+		return done
+	}
+
+	c := sizer()
+	st, err := db.sizedTx(c, func(tx *bolt.Tx, b *txBudget) (int, int, error) {
+		n := loop(b, c.most(), nil)
+		return n, n, nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, 40, st.done, "no writer waited: extended to most")
+
+	c = sizer()
+	writer := make(chan error, 1)
+	st, err = db.sizedTx(c, func(tx *bolt.Tx, b *txBudget) (int, int, error) {
+		n := loop(b, c.most(), func(i int) {
+			if i == 20 {
+				go func() { writer <- db.commit.run(func(*bolt.Tx) error { return nil }) }()
+				waitQueued(t, &db.commit, 1)
+			}
+		})
+		return n, n, nil
+	})
+	require.NoError(t, err)
+	require.NoError(t, <-writer)
+	assert.Equal(t, 24, st.done, "a writer queued at item 20: the check at 24 ends the extension")
+}

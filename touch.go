@@ -175,7 +175,7 @@ func (db *DB) flush(ctx context.Context, paced bool) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		chunk := pending[:min(len(pending), db.flushSize.get())]
+		chunk := pending[:min(len(pending), db.flushSize.most())]
 		written := 0
 		t := time.Now()
 		var bad damage
