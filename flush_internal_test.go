@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 )
 
 // A flush transaction whose uses had gone meanwhile (their tokens revoked
@@ -173,4 +174,34 @@ func TestDB_Flush_ReusedBuffersKeepEveryUse(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, want[is.Token].Equal(info.LastUsedAt), "token %s: stored use %v, want %v", is.Info.ID, info.LastUsedAt, want[is.Token])
 	}
+}
+
+// A flush raises usedmax (the bound of every stored use that tells the
+// one-read Validate whether the clock can be trusted) to the latest use
+// it wrote, before 1970 too: counted from 0, it raised it to 0, above
+// every use there (an upper bound still, but a looser one); and a flush
+// transaction that wrote no use does not touch it.
+func TestDB_Flush_UsedMaxBefore1970(t *testing.T) {
+	ctx := context.Background()
+	now, clock := settableClock(time.Date(1969, 6, 1, 0, 0, 0, 0, time.UTC))
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Now: clock})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	usedMax := func() int64 {
+		var v int64
+		require.NoError(t, db.bolt.View(func(tx *bolt.Tx) error {
+			v = int64(beUint64(tx.Bucket(bucketMeta).Get(metaUsedMax)))
+			return nil
+		}))
+		return v
+	}
+	tok, _, err := db.Issue(ctx, "user", WithPolicy(Sliding(time.Hour, 0)))
+	require.NoError(t, err)
+	before := usedMax()
+	now.Add(time.Minute.Milliseconds())
+	_, err = db.Validate(ctx, tok)
+	require.NoError(t, err)
+	require.NoError(t, db.Flush(ctx))
+	assert.Equal(t, now.Load(), usedMax(), "usedmax is the use written (was %d)", before)
+	assert.Negative(t, usedMax())
 }

@@ -83,8 +83,14 @@ func (c *chunkSizer) nextIO(took, io, work time.Duration, items, size int) {
 	next := float64(budget) / perItem
 	// Bounded by the size asked for, not by what a cut transaction took:
 	// cut at the lower bound by a garbage collection beside it, a flush
-	// of 890 uses a transaction went on at 256, 512, 1,024.
+	// of 890 uses a transaction went on at 256, 512, 1,024. Not the first
+	// transaction's: it asked for the most (sweepChunkFirst), a guess,
+	// and bounded by a quarter of that the next ones were cut by workCap
+	// until the median caught up.
 	asked := float64(c.get())
+	if c.seen == 1 {
+		asked = float64(size)
+	}
 	next = min(max(next, asked/4), asked*2)
 	c.n = int(min(max(next, float64(lo)), float64(hi)))
 }

@@ -3,6 +3,7 @@ package tokenstore
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"time"
 
@@ -190,8 +191,8 @@ func (db *DB) flush(ctx context.Context, paced bool) error {
 		// look free (see sweepPass).
 		st, err := db.sizedTx(&db.flushSize, func(tx *bolt.Tx, b *txBudget) (done, _ int, _ error) {
 			written, bad = 0, bad[:0]
-			var most int64
-			w.next() // the last transaction has ended: sizedTx returned
+			most := int64(math.MinInt64) // the latest use written: before 1970 too
+			w.next()                     // the last transaction has ended: sizedTx returned
 			for ; done < len(chunk) && !b.over(done); done++ {
 				t := chunk[done]
 				ok, err := w.write(tx, t)
@@ -206,6 +207,9 @@ func (db *DB) flush(ctx context.Context, paced bool) error {
 					written++
 					most = max(most, t.used)
 				}
+			}
+			if written == 0 {
+				return done, 0, nil
 			}
 			return done, written, raiseUsedMax(tx, most)
 		})
