@@ -97,17 +97,7 @@ func TestSizedTx_CutFlushStoppedKeepsTheRest(t *testing.T) {
 	require.NoError(t, db.Close())
 
 	f.now.Add(59 * time.Minute.Milliseconds()) // alive only by the second uses
-	db, err := Open(f.path, &Options{SweepInterval: -1, Now: f.clock})
-	require.NoError(t, err)
-	defer func() { require.NoError(t, db.Close()) }()
-	n, err := db.Sweep(ctx)
-	require.NoError(t, err)
-	assert.Zero(t, n)
-	for i, is := range issued {
-		info, err := db.Lookup(ctx, is.Token)
-		require.NoError(t, err, "token %d", i)
-		assert.Equal(t, f.t0.Add(51*time.Minute).UnixMilli(), info.LastUsedAt.UnixMilli(), "token %d", i)
-	}
+	requireUsesKept(t, f, issued, f.t0.Add(51*time.Minute))
 }
 
 // committer.nqueued, which ends an extended transaction, is the queue's
@@ -188,40 +178,43 @@ func TestChunkSizer_StaysInBounds(t *testing.T) {
 	}
 }
 
-// A writer that queues before a transaction has reached its size does not
-// cut it short of its size (only its extension), and while no writer
-// waits the extension's work is capped too (workCap × extension): with a
-// cap of 1 ns, a transaction of size 16 takes 16, not its most of 40.
-func TestSizedTx_ExtensionOnlyPastTheSize(t *testing.T) {
+// While no writer waits, a transaction goes on past its size, as far as
+// its extension allows (for a work share of 0.6, 2.5 times: 40 items for
+// a size of 16); a writer that queues meanwhile ends it at the next check
+// (every 8 items), but does not cut it short of its size; and the
+// extension's work is capped too (workCap × extension).
+func TestSizedTx_ExtendedWhileNoWriterWaits(t *testing.T) {
 	db, _ := openOnClock(t, Options{SweepInterval: -1})
-	sizer := func(lo int, limit time.Duration) *chunkSizer {
-		c := &chunkSizer{first: 16, lo: lo, hi: 1000, cap: limit}
+	for _, tc := range []struct {
+		name     string
+		lo       int
+		cap      time.Duration
+		writerAt int // the item at which a writer queues; -1: none
+		want     int
+	}{
+		{"no writer: extended to most", 1, time.Hour, -1, 40},
+		{"a writer at 20: the check at 24 ends it", 1, time.Hour, 20, 24},
+		{"a writer at 4: the size, no more", 1, time.Hour, 4, 16},
+		{"no writer, the extension's time spent", 16, time.Nanosecond, -1, 16},
+	} {
+		c := &chunkSizer{first: 16, lo: tc.lo, hi: 1000, cap: tc.cap}
 		c.seen, c.share[0] = 1, 0.6
+		require.InDelta(t, 2.5, c.extension(), 1e-9)
 		require.Equal(t, 40, c.most())
-		return c
-	}
-	c := sizer(1, time.Hour)
-	writer := make(chan error, 1)
-	st, err := db.sizedTx(c, func(tx *bolt.Tx, b *txBudget) (done, _ int, _ error) {
-		for ; done < c.most() && !b.over(done); done++ {
-			if done == 4 {
-				go func() { writer <- db.commit.run(func(*bolt.Tx) error { return nil }) }()
-				waitQueued(t, &db.commit, 1)
+		writer := make(chan error, 1)
+		st, err := db.sizedTx(c, func(tx *bolt.Tx, b *txBudget) (done, _ int, _ error) {
+			for ; done < c.most() && !b.over(done); done++ {
+				if done == tc.writerAt {
+					go func() { writer <- db.commit.run(func(*bolt.Tx) error { return nil }) }()
+					waitQueued(t, &db.commit, 1)
+				}
 			}
+			return done, done, nil
+		})
+		require.NoError(t, err, tc.name)
+		if tc.writerAt >= 0 {
+			require.NoError(t, <-writer, tc.name)
 		}
-		return done, done, nil
-	})
-	require.NoError(t, err)
-	require.NoError(t, <-writer)
-	assert.Equal(t, 16, st.done, "a writer queued at item 4: the transaction takes its size, no more")
-
-	c = sizer(16, time.Nanosecond)
-	st, err = db.sizedTx(c, func(tx *bolt.Tx, b *txBudget) (done, _ int, _ error) {
-		for done < c.most() && !b.over(done) {
-			done++
-		}
-		return done, done, nil
-	})
-	require.NoError(t, err)
-	assert.Equal(t, 16, st.done, "no writer waited, but the extension's time was spent")
+		assert.Equal(t, tc.want, st.done, tc.name)
+	}
 }
