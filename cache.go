@@ -94,7 +94,7 @@ type shardState struct {
 	// returning user's Validate (1M tokens, cold cache) a map's assign
 	// was 8% of the call, a cache miss in a table that the flush empties
 	// and the next returning users fill again.
-	pending  []pendingRef
+	pending  pendingList
 	npending int
 	// looked: the successors a Lookup has answered while no use of them
 	// was known (see lookupResult). The first Lookup of a successor ends
@@ -120,6 +120,64 @@ type entry struct {
 type pendingRef struct {
 	h Hash
 	e *entry
+}
+
+// pendingList is a shard's pending list, in blocks of pendingBlock refs,
+// so that it grows without copying: as one slice, grown by append while a
+// freshly opened store's returning users filled it, its copies were 5% of
+// a cold Validate (Validate/returning/cold, CPU profile: growslice). A
+// compaction keeps the blocks, as the slice kept its array: the next
+// round of uses fills them again.
+type pendingList struct {
+	blocks [][]pendingRef // every block but the one holding ref n is full
+	n      int
+}
+
+const pendingBlock = 256
+
+func (l *pendingList) len() int { return l.n }
+
+func (l *pendingList) add(p pendingRef) {
+	b := l.n / pendingBlock
+	if b == len(l.blocks) {
+		l.blocks = append(l.blocks, make([]pendingRef, 0, pendingBlock))
+	}
+	l.blocks[b] = append(l.blocks[b], p)
+	l.n++
+}
+
+// all yields every ref, in the order added.
+func (l *pendingList) all() func(yield func(pendingRef) bool) {
+	return func(yield func(pendingRef) bool) {
+		for _, b := range l.blocks {
+			for _, p := range b {
+				if !yield(p) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// keep keeps, in order, the refs for which f reports true, in the blocks
+// they were in (written behind the reading: in place), and clears the
+// rest, so that no pointer is kept to a dropped entry.
+func (l *pendingList) keep(f func(pendingRef) bool) {
+	w := 0
+	for _, b := range l.blocks {
+		for _, p := range b {
+			if f(p) {
+				l.blocks[w/pendingBlock][w%pendingBlock] = p
+				w++
+			}
+		}
+	}
+	for i := range l.blocks {
+		n := min(max(w-i*pendingBlock, 0), pendingBlock)
+		clear(l.blocks[i][n:len(l.blocks[i])])
+		l.blocks[i] = l.blocks[i][:n]
+	}
+	l.n = w
 }
 
 func (e *entry) dirty() bool { return e.used > e.rec.lastUsed }
@@ -478,19 +536,16 @@ const pendingSlack = 64
 // use not yet written (written since, or dropped from s.m), calling
 // each, when not nil, with every entry it keeps.
 func (s *shard) compactLocked(each func(pendingRef)) {
-	kept := s.pending[:0]
-	for _, p := range s.pending {
+	s.pending.keep(func(p pendingRef) bool {
 		if !p.e.dirty() {
 			p.e.listed = false
-			continue
+			return false
 		}
 		if each != nil {
 			each(p)
 		}
-		kept = append(kept, p)
-	}
-	clear(s.pending[len(kept):]) // no pointers kept to dropped entries
-	s.pending = kept
+		return true
+	})
 }
 
 // pending is h's use not yet on disk, and whether there is one.
@@ -590,8 +645,8 @@ func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error))
 				s.npending++
 				if !e.listed {
 					e.listed = true
-					s.pending = append(s.pending, pendingRef{h, e})
-					if len(s.pending) > 2*s.npending+pendingSlack {
+					s.pending.add(pendingRef{h, e})
+					if s.pending.len() > 2*s.npending+pendingSlack {
 						s.compactLocked(nil)
 					}
 				}

@@ -273,7 +273,7 @@ func TestCache_PendingListMatchesMap(t *testing.T) {
 					require.True(t, e.listed, "step %d: a use not yet written is not listed", step)
 				}
 			}
-			for _, p := range s.pending {
+			for p := range s.pending.all() {
 				if p.e.dirty() && s.m[p.h] == p.e {
 					listed++
 				}
@@ -281,7 +281,7 @@ func TestCache_PendingListMatchesMap(t *testing.T) {
 			require.Equal(t, n, s.npending, "step %d", step)
 			require.Equal(t, n, listed, "step %d", step)
 			most = max(most, n)
-			require.LessOrEqual(t, len(s.pending), 2*most+pendingSlack+1, "step %d", step)
+			require.LessOrEqual(t, s.pending.len(), 2*most+pendingSlack+1, "step %d", step)
 		}
 	}
 }
@@ -374,7 +374,7 @@ func TestCache_PendingListMatchesMapWithSweeps(t *testing.T) {
 					require.True(t, e.listed, "size %d step %d: a use not yet written is not listed", size, step)
 				}
 			}
-			for _, p := range s.pending {
+			for p := range s.pending.all() {
 				if p.e.dirty() && s.m[p.h] == p.e {
 					listed++
 				}
@@ -382,7 +382,7 @@ func TestCache_PendingListMatchesMapWithSweeps(t *testing.T) {
 			require.Equal(t, n, s.npending, "size %d step %d", size, step)
 			require.Equal(t, n, listed, "size %d step %d", size, step)
 			most = max(most, n)
-			require.LessOrEqual(t, len(s.pending), 2*most+pendingSlack+1, "size %d step %d", size, step)
+			require.LessOrEqual(t, s.pending.len(), 2*most+pendingSlack+1, "size %d step %d", size, step)
 		}
 	}
 }
@@ -414,5 +414,47 @@ func TestCache_ShardStatesShareNoSpan(t *testing.T) {
 			require.NotEqual(t, end/shardLine, next/shardLine, "newCache: shards %d and %d share a span (shard %d at %d bytes into one)",
 				i, i+1, i, uintptr(unsafe.Pointer(&c.shards[i]))%shardLine)
 		}
+	}
+}
+
+// pendingList.keep compacts in place across blocks: the refs kept, in
+// their order, whatever the pattern and the number of blocks, and the
+// refs dropped cleared from every block's array.
+func TestPendingList_Keep(t *testing.T) {
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	for trial := range 200 {
+		var l pendingList
+		var want []*entry
+		n := rng.IntN(4 * pendingBlock)
+		all := make([]*entry, n)
+		for i := range all {
+			all[i] = &entry{used: int64(i)}
+			l.add(pendingRef{e: all[i]})
+		}
+		keep := rng.IntN(4)
+		l.keep(func(p pendingRef) bool {
+			if int(p.e.used)%4 > keep {
+				return false
+			}
+			want = append(want, p.e)
+			return true
+		})
+		var got []*entry
+		for p := range l.all() {
+			got = append(got, p.e)
+		}
+		require.Equal(t, want, got, "trial %d", trial)
+		require.Equal(t, len(want), l.len(), "trial %d", trial)
+		for i, b := range l.blocks {
+			for _, p := range b[len(b):cap(b)] {
+				require.Nil(t, p.e, "trial %d block %d: a dropped ref kept", trial, i)
+			}
+		}
+		l.add(pendingRef{e: &entry{used: -1}}) // appends after the kept ones
+		last := pendingRef{}
+		for p := range l.all() {
+			last = p
+		}
+		require.Equal(t, int64(-1), last.e.used, "trial %d", trial)
 	}
 }
