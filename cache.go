@@ -21,7 +21,11 @@ import (
 // and cache nothing, so no one can be answered from memory after the
 // delete is committed (another call may already have seen it: a Revoke
 // answering ErrNotFound, a List without the token). endDelete then drops
-// the entry. A reader that missed reads the file outside the lock, so it
+// the entry. A use such a reader answered valid for, on a token not
+// cached, is kept aside (shard.kept) until the last delete of the token
+// ends: a delete that does not commit leaves the token, and without its
+// use a Sliding token would expire before the deadline that reader
+// answered. A reader that missed reads the file outside the lock, so it
 // may hold a record that a concurrent delete has just removed; shard.gen,
 // bumped by every endDelete, tells it to retry instead of
 // caching a dead record. [cache.lookup] is the one place that applies this
@@ -55,9 +59,10 @@ import (
 // use not yet written is kept regardless until the use is written (the
 // eviction skips it), so unwritten uses hold at most one entry per token
 // the file holds — also while the disk refuses writes for an hour. See
-// Options.CacheSize. While a sweep scans (holdClean), clean entries are
-// not dropped either: a shard grows by the tokens first checked
-// meanwhile, and later inserts shrink it back (insertLocked).
+// Options.CacheSize. A use kept aside (shard.kept) holds one entry per
+// token with a delete in flight. While a sweep scans (holdClean), clean
+// entries are not dropped either: a shard grows by the tokens first
+// checked meanwhile, and later inserts shrink it back (insertLocked).
 type cache struct {
 	shards [cacheShards]shard
 	limit  int // clean entries kept per shard; dirty ones are kept regardless
@@ -87,6 +92,11 @@ type shardState struct {
 	mu       sync.Mutex
 	m        map[Hash]*entry
 	deleting map[Hash]int // deletes in flight, by token: see beginDelete; sweepMark for the sweep's
+	// kept: the entries, not in m, of tokens with a delete in flight
+	// that took a use (lookup caches nothing of such a token), until the
+	// last of those deletes ends: gone, the use goes with the record;
+	// not, it is cached as a use not yet written (restoreLocked).
+	kept map[Hash]*entry
 	// pending lists the entries of m that took a use not yet written,
 	// each once (entry.listed); those written or dropped since are left
 	// in it until dirty() or a compaction skips them. npending counts the
@@ -190,6 +200,7 @@ func newCache(size int) *cache {
 	for i := range c.shards {
 		c.shards[i].m = make(map[Hash]*entry)
 		c.shards[i].deleting = make(map[Hash]int)
+		c.shards[i].kept = make(map[Hash]*entry)
 		c.shards[i].looked = make(map[Hash]struct{})
 		c.shards[i].limit = c.limit
 	}
@@ -297,7 +308,8 @@ func (c *cache) beginDelete(h Hash) {
 // before h's record), the record stays, and so do its entry, its use not
 // yet written and its Lookup mark: dropping them lost a successor's first
 // use, and with it the end of its predecessor's grace (rotate.go), which
-// a stolen old token then had again.
+// a stolen old token then had again. A use kept aside (shard.kept) waits
+// for the last delete of h: one that commits takes it with the record.
 func (c *cache) endDelete(h Hash, gone bool) {
 	s := c.shard(h)
 	s.mu.Lock()
@@ -310,8 +322,13 @@ func (c *cache) endDelete(h Hash, gone bool) {
 func (s *shard) endDeleteLocked(h Hash, gone bool, mark int) {
 	if s.deleting[h] -= mark; s.deleting[h] <= 0 {
 		delete(s.deleting, h)
+		if k := s.kept[h]; k != nil && !gone {
+			delete(s.kept, h)
+			s.restoreLocked(h, k)
+		}
 	}
 	if gone {
+		delete(s.kept, h)
 		if e := s.m[h]; e != nil {
 			if e.dirty() {
 				s.npending--
@@ -320,6 +337,43 @@ func (s *shard) endDeleteLocked(h Hash, gone bool, mark int) {
 			delete(s.m, h)
 		}
 		delete(s.looked, h)
+	}
+}
+
+// restoreLocked caches k, h's entry kept aside while deletes of h were in
+// flight, the last of which has ended without deleting h's record: its
+// use is then one not yet written, as any other. lookup caches nothing
+// of h while a delete of it is in flight, so m should hold no entry of h
+// here; one found anyway takes k's use only if later, so that no use goes
+// backwards and the pending count stays that of m's dirty entries.
+func (s *shard) restoreLocked(h Hash, k *entry) {
+	e := s.m[h]
+	if e == nil {
+		if !k.dirty() {
+			return
+		}
+		e = &entry{rec: k.rec, used: k.rec.lastUsed}
+		s.insertLocked(h, e)
+	}
+	if k.used > e.used {
+		wasDirty := e.dirty()
+		e.used = k.used
+		if !wasDirty && e.dirty() {
+			s.listLocked(h, e)
+		}
+	}
+}
+
+// listLocked counts e, h's entry in m, which has just taken a use not yet
+// written, and lists it in the pending list unless it is there already.
+func (s *shard) listLocked(h Hash, e *entry) {
+	s.npending++
+	if !e.listed {
+		e.listed = true
+		s.pending.add(pendingRef{h, e})
+		if s.pending.len() > 2*s.npending+pendingSlack {
+			s.compactLocked(nil)
+		}
 	}
 }
 
@@ -353,6 +407,8 @@ func (s *shard) lastUseLocked(h Hash, rec *record) (used int64, swept bool) {
 	used = rec.lastUsed
 	if e := s.m[h]; e != nil {
 		used = max(used, e.used)
+	} else if k := s.kept[h]; k != nil {
+		used = max(used, k.used)
 	}
 	_, swept = s.deletingLocked(h)
 	return used, swept
@@ -434,7 +490,11 @@ func (c *cache) deleteAll(hs []Hash, end, gone bool, now int64) (alive []sweptAl
 				// An Absolute token's deadline is the same at any use:
 				// deadlineAt never passes now for it here.
 				if now != math.MaxInt64 {
-					if e := s.m[h]; e != nil {
+					e := s.m[h]
+					if e == nil {
+						e = s.kept[h] // a use answered while a Revoke of h is in flight
+					}
+					if e != nil {
 						if d := e.rec.deadlineAt(e.used); now < d {
 							alive = append(alive, sweptAlive{h, e.used, d})
 							continue
@@ -571,10 +631,11 @@ type lookupResult struct {
 // Lookup of h. On a miss, or while a delete of h is in flight, it calls
 // read outside the lock (the file decides: once that delete commits,
 // someone may have seen it, a Revoke's ErrNotFound, before the entry here
-// is dropped) and caches the record unless a delete of h is in flight; a
-// delete in the shard that ended meanwhile (gen) makes it read again. A
-// token the sweep has marked (beginSweepAll) is answered expired, or as
-// read's error once gone. An error of read is returned as is.
+// is dropped) and caches the record unless a delete of h is in flight,
+// keeping aside (shard.kept) the use it notes then; a delete in the shard
+// that ended meanwhile (gen) makes it read again. A token the sweep has
+// marked (beginSweepAll) is answered expired, or as read's error once
+// gone. An error of read is returned as is.
 func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error)) (r lookupResult, err error) {
 	s := c.shard(h)
 	for {
@@ -603,6 +664,8 @@ func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error))
 				if !deleting { // a record about to go is not cached
 					s.insertLocked(h, e)
 					cached = true
+				} else if k := s.kept[h]; k != nil {
+					e.used = max(e.used, k.used) // a use answered since the delete began
 				}
 			}
 		}
@@ -623,10 +686,7 @@ func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error))
 		// back into it. A Validate's use is kept as any use is; a
 		// Lookup's in looked.
 		first := e.rec.successor() && e.used == e.rec.created
-		if first && (!use || !cached) {
-			// A Validate's use on an entry not cached (a delete of h in
-			// flight) is kept nowhere: if that delete does not commit,
-			// the mark is what remains of it.
+		if first && !use {
 			s.looked[h] = struct{}{}
 		}
 		used := now
@@ -641,15 +701,11 @@ func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error))
 		if use && used > e.used { // never backwards, whatever the clock does
 			wasDirty := e.dirty()
 			e.used = used
-			if cached && !wasDirty && e.dirty() {
-				s.npending++
-				if !e.listed {
-					e.listed = true
-					s.pending.add(pendingRef{h, e})
-					if s.pending.len() > 2*s.npending+pendingSlack {
-						s.compactLocked(nil)
-					}
-				}
+			switch {
+			case !cached && e.dirty():
+				s.kept[h] = e
+			case cached && !wasDirty && e.dirty():
+				s.listLocked(h, e)
 			}
 		}
 		r.info = e.rec.info(e.used)

@@ -383,6 +383,11 @@ func TestCache_PendingListMatchesMapWithSweeps(t *testing.T) {
 			require.Equal(t, n, listed, "size %d step %d", size, step)
 			most = max(most, n)
 			require.LessOrEqual(t, s.pending.len(), 2*most+pendingSlack+1, "size %d step %d", size, step)
+			for k, e := range s.kept {
+				require.Positive(t, s.deleting[k], "size %d step %d: a use kept aside with no delete in flight", size, step)
+				require.Nil(t, s.m[k], "size %d step %d: kept aside and cached", size, step)
+				require.True(t, e.dirty(), "size %d step %d", size, step)
+			}
 		}
 	}
 }
@@ -457,4 +462,113 @@ func TestPendingList_Keep(t *testing.T) {
 		}
 		require.Equal(t, int64(-1), last.e.used, "trial %d", trial)
 	}
+}
+
+// The use kept aside for a token not cached (shard.kept) waits for the
+// last of the deletes in flight: it is cached, as a use not yet written,
+// only when the last ends without deleting the record, and dropped as soon
+// as one of them deletes it. The sweep's mark is one of those deletes, and
+// sees the use as it sees a cached one: a token it makes alive past the
+// sweep's clock is left out.
+func TestCache_UseKeptUntilLastDeleteEnds(t *testing.T) {
+	const hour = int64(time.Hour / time.Millisecond)
+	h := shardHash(1)
+	rec := testRecord(1000)
+	read := func() (record, error) { return rec, nil }
+	cached := func(c *cache) (used int64, npending, listed int, kept bool) {
+		s := c.shard(h)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for p := range s.pending.all() {
+			if p.h == h && s.m[h] == p.e {
+				listed++
+			}
+		}
+		_, kept = s.kept[h]
+		used = math.MinInt64
+		if e := s.m[h]; e != nil {
+			used = e.used
+		}
+		return used, s.npending, listed, kept
+	}
+	validate := func(t *testing.T, c *cache, at int64) {
+		t.Helper()
+		r, err := c.lookup(h, at, true, read)
+		require.NoError(t, err)
+		require.False(t, r.expired)
+		assert.Zero(t, r.lag, "nothing to write while deletes are in flight")
+	}
+
+	t.Run("two deletes that fail", func(t *testing.T) {
+		c := newCache(1024)
+		c.beginDelete(h)
+		c.beginDelete(h)
+		validate(t, c, 2000)
+		validate(t, c, 1500) // a clock set back: the later use stays
+		c.endDelete(h, false)
+		used, _, _, kept := cached(c)
+		assert.Equal(t, int64(math.MinInt64), used, "not cached while a delete is in flight")
+		assert.True(t, kept)
+		c.endDelete(h, false)
+		used, npending, listed, kept := cached(c)
+		assert.Equal(t, int64(2000), used)
+		assert.Equal(t, 1, npending)
+		assert.Equal(t, 1, listed)
+		assert.False(t, kept)
+		assert.Equal(t, []touch{{h, rec.id, 2000}}, c.dirty())
+	})
+
+	t.Run("a later Validate counts the kept use", func(t *testing.T) {
+		c := newCache(1024)
+		c.beginDelete(h)
+		validate(t, c, 1000+hour-1) // slides the token to 1000+2*hour-1
+		r, err := c.lookup(h, 1000+hour+1, false, read)
+		require.NoError(t, err)
+		assert.False(t, r.expired, "alive by the use answered before")
+		c.endDelete(h, false)
+		assert.Equal(t, 1000+hour-1, c.used(h))
+	})
+
+	t.Run("one of two commits", func(t *testing.T) {
+		c := newCache(1024)
+		c.beginDelete(h)
+		c.beginDelete(h)
+		validate(t, c, 2000)
+		c.endDelete(h, true)
+		c.endDelete(h, false)
+		used, npending, _, kept := cached(c)
+		assert.Equal(t, int64(math.MinInt64), used, "the use went with the record")
+		assert.Zero(t, npending)
+		assert.False(t, kept)
+	})
+
+	t.Run("the sweep's mark", func(t *testing.T) {
+		c := newCache(1024)
+		c.beginDelete(h) // a Revoke
+		validate(t, c, 1000+hour/2)
+		alive := c.beginSweepAll([]Hash{h}, 1000+hour+1)
+		assert.Equal(t, []sweptAlive{{h, 1000 + hour/2, 1000 + hour/2 + hour}}, alive, "alive by the kept use: left out")
+
+		c.beginDeleteAll([]Hash{h}) // a cut sweep's, whatever the uses
+		c.endDelete(h, false)       // the Revoke failed
+		_, _, _, kept := cached(c)
+		assert.True(t, kept, "the sweep's mark is in flight")
+		c.endDeleteAll([]Hash{h}, false) // cut short again
+		used, npending, listed, kept := cached(c)
+		assert.Equal(t, 1000+hour/2, used)
+		assert.Equal(t, 1, npending)
+		assert.Equal(t, 1, listed)
+		assert.False(t, kept)
+
+		c = newCache(1024)
+		c.beginDelete(h)
+		validate(t, c, 2000)
+		c.beginDeleteAll([]Hash{h})
+		c.endDelete(h, false)
+		c.endDeleteAll([]Hash{h}, true) // the sweep deleted it
+		used, npending, _, kept = cached(c)
+		assert.Equal(t, int64(math.MinInt64), used)
+		assert.Zero(t, npending)
+		assert.False(t, kept)
+	})
 }

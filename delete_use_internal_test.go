@@ -1,0 +1,138 @@
+package tokenstore
+
+import (
+	"errors"
+	"math"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+)
+
+// A Validate that misses the cache while a Revoke of its token is in
+// flight answers from the file, and caches nothing. The use it answered
+// valid for must outlive a Revoke that then fails (a full disk, a commit
+// whose fsync failed): the token stays, and dropping the use let a
+// Sliding token expire before the deadline that Validate answered, beyond
+// the one bound on lost uses (a crash, TouchInterval). A Revoke that
+// commits takes the use with the record: nothing is written, nothing
+// stays in memory. The Revoke is made here as revoke does it (deletes,
+// committer), its failure an error of its fn.
+func TestCache_UseDuringRevokeInFlight(t *testing.T) {
+	const hour = int64(time.Hour / time.Millisecond)
+	errDisk := errors.New("disk full")
+	for _, fail := range []bool{true, false} {
+		name := "revoke commits"
+		if fail {
+			name = "revoke fails"
+		}
+		t.Run(name, func(t *testing.T) {
+			ctx := t.Context()
+			t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+			var now atomic.Int64
+			now.Store(t0)
+			path := filepath.Join(t.TempDir(), "t.db")
+			o := &Options{
+				Now:           func() time.Time { return time.UnixMilli(now.Load()) },
+				SweepInterval: -1, TouchInterval: time.Hour, Policy: Sliding(time.Hour, 10*time.Hour),
+			}
+			db, err := Open(path, o)
+			require.NoError(t, err)
+			defer func() { require.NoError(t, db.Close()) }()
+			tok, _, err := db.Issue(ctx, "user") // not cached: its Validate below misses
+			require.NoError(t, err)
+			h, err := db.format.Parse(tok)
+			require.NoError(t, err)
+
+			used := t0 + 50*time.Minute.Milliseconds()
+			now.Store(used)
+			var validated Info
+			var validateErr error
+			del := deletes{cache: db.cache}
+			err = db.commit.run(func(tx *bolt.Tx) error {
+				rec, err := getRecord(tx, h)
+				if err != nil {
+					return refuse(err)
+				}
+				if err := del.delete(tx, h, &rec); err != nil {
+					return err
+				}
+				validated, validateErr = db.Validate(ctx, tok) // the delete announced, not committed
+				if fail {
+					return errDisk
+				}
+				return nil
+			})
+			del.end()
+			require.NoError(t, validateErr, "the file still holds the token")
+			assert.Equal(t, used, validated.LastUsedAt.UnixMilli())
+
+			s := db.cache.shard(h)
+			if !fail {
+				require.NoError(t, err)
+				began := db.commit.began.Load()
+				require.NoError(t, db.Flush(ctx))
+				assert.Equal(t, began, db.commit.began.Load(), "the use went with the record: nothing to write")
+				s.mu.Lock()
+				_, cached := s.m[h]
+				_, marked := s.deleting[h]
+				npending := s.npending
+				s.mu.Unlock()
+				assert.False(t, cached || marked, "nothing of the token stays")
+				assert.Zero(t, npending)
+				_, err = db.Validate(ctx, tok)
+				require.ErrorIs(t, err, ErrNotFound)
+				return
+			}
+			require.ErrorIs(t, err, errDisk)
+			assert.Equal(t, used, db.cache.used(h), "the use is in the cache, to be written")
+			require.NoError(t, db.Flush(ctx))
+			require.NoError(t, db.Close())
+			db, err = Open(path, o)
+			require.NoError(t, err)
+			info, err := db.Lookup(ctx, tok)
+			require.NoError(t, err)
+			assert.Equal(t, used, info.LastUsedAt.UnixMilli(), "the stored last use is the Validate's")
+			now.Store(t0 + hour + 10*time.Minute.Milliseconds()) // past the deadline of the use before
+			_, err = db.Validate(ctx, tok)
+			require.NoError(t, err, "valid to the deadline the Validate answered")
+		})
+	}
+}
+
+// A successor's first use, by a Validate that missed the cache while a
+// delete of the successor was in flight, ends its predecessor's grace as
+// any first use does, when that delete rolls back: the use kept aside is
+// what ends it (cache.go), and the old token is then ErrReused.
+func TestGrace_FirstUseDuringRolledBackDelete(t *testing.T) {
+	e := newFamEnv(t)
+	a, _ := e.issue()
+	e.advance(time.Second)
+	b, _ := e.rotate(a, WithGrace(time.Minute))
+	hb := e.hash(b)
+	require.Equal(t, int64(math.MinInt64), e.db.cache.used(hb), "b not cached: its Validate below misses")
+	e.advance(time.Second)
+	errDisk := errors.New("disk full")
+	var validateErr error
+	del := deletes{cache: e.db.cache}
+	err := e.db.commit.run(func(tx *bolt.Tx) error {
+		rec, err := getRecord(tx, hb)
+		if err != nil {
+			return refuse(err)
+		}
+		if err := del.delete(tx, hb, &rec); err != nil {
+			return err
+		}
+		_, validateErr = e.db.Validate(t.Context(), b)
+		return errDisk
+	})
+	del.end()
+	require.ErrorIs(t, err, errDisk)
+	require.NoError(t, validateErr)
+	_, err = e.db.Lookup(t.Context(), a)
+	require.ErrorIs(t, err, ErrReused, "b's first use ended a's grace")
+}
