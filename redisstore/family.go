@@ -206,6 +206,11 @@ func (s *Store) reuse(ctx context.Context, h tokenstore.Hash, family string) err
 		flag = "1"
 	}
 	res, err := s.run(ctx, reuseScript, []string{s.recordKey(h)}, s.nowArg(), s.prefix, flag).Slice()
+	if errors.Is(err, tokenstore.ErrCorrupt) {
+		// Its tombstone damaged since: an answer about the token, not a
+		// revocation Redis refused.
+		return err
+	}
 	if err != nil {
 		s.remember(h, family)
 		s.ctr.reused.Add(1)

@@ -101,14 +101,18 @@
 // A key under KeyPrefix that holds another Redis type than the store
 // puts there (damage, or another program's key) is never reported as
 // Redis's WRONGTYPE, and costs only the tokens it concerns. A record, ID
-// key, subject index or expiry index of another type is reported as
-// [tokenstore.ErrCorrupt] naming the kind of key, by every call that
-// meets it (List, ForEach and Sweep go on past it and report it); so is
-// a rotation key of another type, by Rotate with a grace. A family key or
-// tombstone of another type stands for no token instead: the tokens it
-// concerns fail closed as [tokenstore.ErrNotFound] (a family's live token,
-// which RevokeFamily could not reach; a rotated-away token, whose reuse is
-// then not detected), and Rotate replaces a family key of another type.
+// key, subject index, expiry index or tombstone of another type is
+// reported as [tokenstore.ErrCorrupt] naming the kind of key, by every
+// call that meets it (List, ForEach and Sweep go on past it and report
+// it); so is a tombstone without the fields the store reads, and a
+// rotation key of another type, by Rotate with a grace. A rotated-away
+// token whose tombstone is damaged so is ErrCorrupt for Validate, Lookup,
+// Rotate and Revoke, never taken for an unknown token (its reuse would
+// then go undetected), until the key is deleted (the error names it by
+// the start of its hash) or expires; RevokeFamily goes on past it. A
+// family key of another type stands for no token instead: the family's
+// live token fails closed as [tokenstore.ErrNotFound] (RevokeFamily could
+// not reach it), and Rotate replaces such a key.
 //
 // Requires Redis 6.2 or later (7.0 for the read-only path; 6.2 reads with
 // EVALSHA). In Redis Cluster a store's keys must live in one slot, since
