@@ -59,7 +59,9 @@
 // token's own deadline (Redis expires it there: it costs no sweep, and is
 // not counted in Stats.Tokens). A rotated-away token presented after its
 // grace is [tokenstore.ErrReused], and the script that finds it so revokes
-// its family, logging a warning with the family ID. See docs/redis.md,
+// its family, logging a warning with the family ID (a replay within a
+// minute of its family's last warning is counted, not logged: see
+// Options.Logger). See docs/redis.md,
 // "Families", for what an eviction or a failover can cost them.
 //
 // # Guarantees
@@ -222,7 +224,11 @@ type Options struct {
 
 	// Logger receives the background sweeper's reports, and a warning
 	// with the family ID for each rotated-away token used again (its
-	// family is revoked). Nil: discarded. Tokens and their hashes are
+	// family is revoked). So that a stolen token replayed in a loop cannot
+	// fill the logs, a reuse less than a minute (on Now, else the
+	// instance's clock) after its family's last line is counted, not
+	// logged, unless it revoked tokens; the family's next line reports the
+	// count ("suppressed"). Nil: discarded. Tokens and their hashes are
 	// never logged.
 	Logger *slog.Logger
 }
@@ -266,6 +272,7 @@ type Store struct {
 	rotationKey atomic.Pointer[[]byte] // the HMAC key of grace successors, once read (see successor)
 	reusedHere  sync.Map               // tokenstore.Hash → family: reuses whose revocation Redis did not take (see reuse)
 	reusedCount atomic.Int64           // entries in reusedHere (see remember)
+	reuseLog    backend.ReuseLog       // the reuse warnings, rate-limited per family
 
 	ctr       counters
 	lastCount atomic.Int64
@@ -356,6 +363,7 @@ func New(client redis.UniversalClient, opts *Options) (*Store, error) {
 	if o.TouchInterval < 0 {
 		s.touch = -1
 	}
+	s.reuseLog.Pkg = "redisstore"
 	s.loop = backend.Start(backend.Task{Every: o.SweepInterval, Run: s.backgroundSweep})
 	return s, nil
 }
