@@ -31,6 +31,10 @@ type DB struct {
 	// a clock set back must not reopen it. At most one per tombstone the
 	// file holds.
 	roReused sync.Map
+	// reuseLog rate-limits the reuse warnings per family (see
+	// backend.ReuseLog): a stolen token replayed in a loop must not fill
+	// the logs.
+	reuseLog backend.ReuseLog
 
 	fsyncReturning bool // Options.FsyncReturningUses
 
@@ -166,6 +170,7 @@ func Open(path string, opts *Options) (db *DB, err error) {
 		sweeping:       make(chan struct{}, 1),
 		closing:        make(chan struct{}),
 	}
+	db.reuseLog.Pkg = "tokenstore"
 	err = db.checkSchema()
 	if err == nil {
 		err = db.upgrade()

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -377,15 +378,95 @@ func TestFamily_ReuseLog(t *testing.T) {
 			warns = append(warns, rec)
 		}
 	}
-	require.Len(t, warns, 3)
-	for _, w := range warns {
-		assert.Contains(t, w["msg"], "token reused after rotation; family revoked")
-		assert.Equal(t, aInfo.ID.String(), w["family"])
-	}
+	require.Len(t, warns, 1, "three reuses of one family within a minute: one line (TestFamily_ReuseLogRateLimited)")
+	assert.Contains(t, warns[0]["msg"], "token reused after rotation; family revoked")
+	assert.Equal(t, aInfo.ID.String(), warns[0]["family"])
 	assert.Equal(t, 1.0, warns[0]["revoked"], "C")
-	assert.Equal(t, 0.0, warns[1]["revoked"], "nothing left")
 	st := db.Stats()
 	assert.Equal(t, uint64(3), st.RejectedReused)
+}
+
+// TestFamily_ReuseLogRateLimited: each replay of a rotated-away token
+// logged a Warn line, so a stolen token replayed in a loop filled the
+// logs; on a read-only store too. Within a minute of a family's line (on
+// Options.Now), its later reuses are counted, not logged, and the first
+// line after that minute carries the count; another family is logged
+// apart; every reuse is still refused and counted in Stats.
+func TestFamily_ReuseLogRateLimited(t *testing.T) {
+	for _, readOnly := range []bool{false, true} {
+		t.Run(fmt.Sprint("read-only ", readOnly), func(t *testing.T) {
+			ctx := t.Context()
+			clock := tokenstoretest.NewClockAt(famEpoch)
+			path := filepath.Join(t.TempDir(), "tokens.db")
+			var logs bytes.Buffer
+			var mu sync.Mutex
+			o := famOptions(clock)
+			o.Logger = slog.New(slog.NewJSONHandler(lockedWriter{&mu, &logs}, nil))
+			db := mustOpenAt(t, path, o)
+			a, aInfo, err := db.Issue(ctx, "user")
+			require.NoError(t, err)
+			_, _, err = db.Rotate(ctx, a)
+			require.NoError(t, err)
+			x, xInfo, err := db.Issue(ctx, "other")
+			require.NoError(t, err)
+			_, _, err = db.Rotate(ctx, x)
+			require.NoError(t, err)
+			if readOnly {
+				require.NoError(t, db.Close())
+				o.ReadOnly = true
+				db = mustOpenAt(t, path, o)
+			}
+			warns := func() []map[string]any {
+				t.Helper()
+				mu.Lock()
+				defer mu.Unlock()
+				var out []map[string]any
+				for line := range strings.SplitSeq(strings.TrimSpace(logs.String()), "\n") {
+					if line == "" {
+						continue
+					}
+					var rec map[string]any
+					require.NoError(t, json.Unmarshal([]byte(line), &rec))
+					if rec["level"] == "WARN" {
+						out = append(out, rec)
+					}
+				}
+				logs.Reset()
+				return out
+			}
+			msg := "token reused after rotation; family revoked"
+			if readOnly {
+				msg = "family not revoked: the store is read-only"
+			}
+
+			const replays = 20
+			for i := range replays {
+				clock.Advance(time.Second)
+				_, err := db.Validate(ctx, a)
+				require.ErrorIs(t, err, tokenstore.ErrReused, "replay %d", i)
+			}
+			_, err = db.Validate(ctx, x)
+			require.ErrorIs(t, err, tokenstore.ErrReused)
+			got := warns()
+			require.Len(t, got, 2, "%d replays of a family within a minute: one line; another family's: its own", replays)
+			assert.Contains(t, got[0]["msg"], msg)
+			assert.Equal(t, aInfo.FamilyID.String(), got[0]["family"])
+			assert.NotContains(t, got[0], "suppressed")
+			assert.Equal(t, xInfo.FamilyID.String(), got[1]["family"])
+			assert.Equal(t, uint64(replays+1), db.Stats().RejectedReused, "every reuse counted")
+
+			clock.Advance(time.Minute - time.Duration(replays-1)*time.Second) // a minute after a's line
+			_, err = db.Lookup(ctx, a)
+			require.ErrorIs(t, err, tokenstore.ErrReused)
+			got = warns()
+			require.Len(t, got, 1, "after the minute")
+			assert.Contains(t, got[0]["msg"], msg)
+			assert.Equal(t, float64(replays-1), got[0]["suppressed"], "the replays not logged")
+			_, err = db.Validate(ctx, a)
+			require.ErrorIs(t, err, tokenstore.ErrReused)
+			assert.Empty(t, warns(), "a new minute")
+		})
+	}
 }
 
 type lockedWriter struct {

@@ -83,8 +83,13 @@ type Options struct {
 	// used: about 240 MB at 1M tokens).
 	CacheSize int
 
-	// Logger receives the sweeper's and the background writer's reports.
-	// Nil: they are discarded. Tokens are never logged.
+	// Logger receives the sweeper's and the background writer's reports,
+	// and a warning with the family ID for each rotated-away token used
+	// again. So that a stolen token replayed in a loop cannot fill the
+	// logs, a reuse less than a minute (on Now) after its family's last
+	// line is counted, not logged, unless it revoked tokens; the family's
+	// next line reports the count ("suppressed"). Nil: they are
+	// discarded. Tokens are never logged.
 	Logger *slog.Logger
 
 	// ReadOnly opens the file with a shared lock, for reading while no

@@ -307,7 +307,7 @@ func (db *DB) reuse(h Hash) error {
 		})
 		db.roReused.Store(h, struct{}{}) // see rotatedAway
 		db.ctr.reused.Add(1)
-		db.log.Warn("tokenstore: token reused after rotation; family not revoked: the store is read-only", "family", family)
+		db.reuseLog.Warn(db.log, db.now(), family.String(), false, "tokenstore: token reused after rotation; family not revoked: the store is read-only")
 		return ErrReused
 	}
 	del := deletes{cache: db.cache}
@@ -362,11 +362,13 @@ func (db *DB) revokeInGrace(h Hash) error {
 	return nil
 }
 
-// noteReuse counts and logs a reuse that revoked n tokens of family.
+// noteReuse counts and logs a reuse that revoked n tokens of family. The
+// log is rate-limited per family, but for a line that revoked tokens: only
+// replays are held back.
 func (db *DB) noteReuse(family uuid.UUID, n int) {
 	db.ctr.reused.Add(1)
 	db.ctr.revoked.Add(uint64(n))
-	db.log.Warn("tokenstore: token reused after rotation; family revoked", "family", family, "revoked", n)
+	db.reuseLog.Warn(db.log, db.now(), family.String(), n > 0, "tokenstore: token reused after rotation; family revoked", "revoked", n)
 }
 
 // rotationKeyLen is the size of the successor-derivation key.

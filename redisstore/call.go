@@ -82,11 +82,16 @@ func (s *Store) do(ctx context.Context, call func(context.Context) *redis.Cmd) *
 
 // misfit turns a script's "DAMAGED <message>" error reply, for a key of
 // the store's key space holding another Redis type than its kind's (see
-// try in scripts.go), into tokenstore.ErrCorrupt with that message.
+// try in scripts.go), into tokenstore.ErrCorrupt with that message, and
+// "BROKEN <message>", for a key of its kind's type without the fields
+// the scripts read (a tombstone: see tomb), likewise.
 func misfit(cmd *redis.Cmd) *redis.Cmd {
-	if err := cmd.Err(); redis.HasErrorPrefix(err, "DAMAGED") {
-		msg := strings.TrimPrefix(err.Error(), "DAMAGED ")
-		cmd.SetErr(misfitErr(msg))
+	err := cmd.Err()
+	switch {
+	case redis.HasErrorPrefix(err, "DAMAGED"):
+		cmd.SetErr(misfitErr(strings.TrimPrefix(err.Error(), "DAMAGED ")))
+	case redis.HasErrorPrefix(err, "BROKEN"):
+		cmd.SetErr(fmt.Errorf("%w: %s (damage, or another program's key under the KeyPrefix)", tokenstore.ErrCorrupt, strings.TrimPrefix(err.Error(), "BROKEN ")))
 	}
 	return cmd
 }

@@ -206,10 +206,15 @@ func (s *Store) reuse(ctx context.Context, h tokenstore.Hash, family string) err
 		flag = "1"
 	}
 	res, err := s.run(ctx, reuseScript, []string{s.recordKey(h)}, s.nowArg(), s.prefix, flag).Slice()
+	if errors.Is(err, tokenstore.ErrCorrupt) {
+		// Its tombstone damaged since: an answer about the token, not a
+		// revocation Redis refused.
+		return err
+	}
 	if err != nil {
 		s.remember(h, family)
 		s.ctr.reused.Add(1)
-		s.log.Warn("redisstore: token reused after rotation; family not revoked: Redis did not take the revocation (a replica, or a primary refusing writes)", "family", family, "err", err)
+		s.reuseLog.Warn(s.log, s.clock(), family, false, "redisstore: token reused after rotation; family not revoked: Redis did not take the revocation (a replica, or a primary refusing writes)", "err", err)
 		return fmt.Errorf("%w, but Redis did not take the revocation, so family %s is not revoked: %v", tokenstore.ErrReused, family, err)
 	}
 	status, _, err := head(res)
@@ -228,7 +233,8 @@ func (s *Store) reuse(ctx context.Context, h tokenstore.Hash, family string) err
 }
 
 // reused counts and logs the revocation a script reported as
-// {-4, revoked, family}, and returns ErrReused naming the family.
+// {-4, revoked, family}, and returns ErrReused naming the family. The
+// log is rate-limited per family (see backend.ReuseLog).
 func (s *Store) reused(res []any) error {
 	if len(res) != 3 {
 		return errReply
@@ -240,7 +246,8 @@ func (s *Store) reused(res []any) error {
 	}
 	s.ctr.reused.Add(1)
 	s.ctr.revoked.Add(uint64(n))
-	s.log.Warn("redisstore: token reused after rotation; family revoked", "family", fam, "revoked", n)
+	// A line that revoked tokens is never held back: only replays are.
+	s.reuseLog.Warn(s.log, s.clock(), fam, n > 0, "redisstore: token reused after rotation; family revoked", "revoked", n)
 	return fmt.Errorf("%w (family %s, %d tokens revoked now)", tokenstore.ErrReused, fam, n)
 }
 

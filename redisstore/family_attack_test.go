@@ -271,7 +271,8 @@ func TestFamily_TwoInstancesRace(t *testing.T) {
 // the tokens it stands for, which fail closed, as a damaged record does:
 // before, it was a Lua error (WRONGTYPE) for every List and RevokeSubject
 // of the subject, for RevokeFamily, and for Validate of the family's
-// tokens.
+// tokens. A family key of another type stands for no token; a tombstone
+// of another type is ErrCorrupt (TestWrongTypeKeys_Tombstone).
 func TestFamily_DamagedKeysCostOnlyThemselves(t *testing.T) {
 	ctx := context.Background()
 	clk := newClock()
@@ -311,10 +312,10 @@ func TestFamily_DamagedKeysCostOnlyThemselves(t *testing.T) {
 	require.ErrorIs(t, err, tokenstore.ErrNotFound)
 	_, err = s.Validate(ctx, c)
 	noLua(err, "Validate of a token whose tombstone is damaged")
-	require.ErrorIs(t, err, tokenstore.ErrNotFound, "a damaged tombstone is no token")
+	require.ErrorIs(t, err, tokenstore.ErrCorrupt, "a damaged tombstone is reported, not taken for none")
 	_, _, err = s.Rotate(ctx, c)
 	noLua(err, "Rotate of it")
-	require.ErrorIs(t, err, tokenstore.ErrNotFound)
+	require.ErrorIs(t, err, tokenstore.ErrCorrupt)
 
 	_, err = s.Validate(ctx, other)
 	require.NoError(t, err, "another token of the subject")

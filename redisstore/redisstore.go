@@ -59,7 +59,9 @@
 // token's own deadline (Redis expires it there: it costs no sweep, and is
 // not counted in Stats.Tokens). A rotated-away token presented after its
 // grace is [tokenstore.ErrReused], and the script that finds it so revokes
-// its family, logging a warning with the family ID. See docs/redis.md,
+// its family, logging a warning with the family ID (a replay within a
+// minute of its family's last warning is counted, not logged: see
+// Options.Logger). See docs/redis.md,
 // "Families", for what an eviction or a failover can cost them.
 //
 // # Guarantees
@@ -101,14 +103,18 @@
 // A key under KeyPrefix that holds another Redis type than the store
 // puts there (damage, or another program's key) is never reported as
 // Redis's WRONGTYPE, and costs only the tokens it concerns. A record, ID
-// key, subject index or expiry index of another type is reported as
-// [tokenstore.ErrCorrupt] naming the kind of key, by every call that
-// meets it (List, ForEach and Sweep go on past it and report it); so is
-// a rotation key of another type, by Rotate with a grace. A family key or
-// tombstone of another type stands for no token instead: the tokens it
-// concerns fail closed as [tokenstore.ErrNotFound] (a family's live token,
-// which RevokeFamily could not reach; a rotated-away token, whose reuse is
-// then not detected), and Rotate replaces a family key of another type.
+// key, subject index, expiry index or tombstone of another type is
+// reported as [tokenstore.ErrCorrupt] naming the kind of key, by every
+// call that meets it (List, ForEach and Sweep go on past it and report
+// it); so is a tombstone without the fields the store reads, and a
+// rotation key of another type, by Rotate with a grace. A rotated-away
+// token whose tombstone is damaged so is ErrCorrupt for Validate, Lookup,
+// Rotate and Revoke, never taken for an unknown token (its reuse would
+// then go undetected), until the key is deleted (the error names it by
+// the start of its hash) or expires; RevokeFamily goes on past it. A
+// family key of another type stands for no token instead: the family's
+// live token fails closed as [tokenstore.ErrNotFound] (RevokeFamily could
+// not reach it), and Rotate replaces such a key.
 //
 // Requires Redis 6.2 or later (7.0 for the read-only path; 6.2 reads with
 // EVALSHA). In Redis Cluster a store's keys must live in one slot, since
@@ -218,7 +224,11 @@ type Options struct {
 
 	// Logger receives the background sweeper's reports, and a warning
 	// with the family ID for each rotated-away token used again (its
-	// family is revoked). Nil: discarded. Tokens and their hashes are
+	// family is revoked). So that a stolen token replayed in a loop cannot
+	// fill the logs, a reuse less than a minute (on Now, else the
+	// instance's clock) after its family's last line is counted, not
+	// logged, unless it revoked tokens; the family's next line reports the
+	// count ("suppressed"). Nil: discarded. Tokens and their hashes are
 	// never logged.
 	Logger *slog.Logger
 }
@@ -262,6 +272,7 @@ type Store struct {
 	rotationKey atomic.Pointer[[]byte] // the HMAC key of grace successors, once read (see successor)
 	reusedHere  sync.Map               // tokenstore.Hash → family: reuses whose revocation Redis did not take (see reuse)
 	reusedCount atomic.Int64           // entries in reusedHere (see remember)
+	reuseLog    backend.ReuseLog       // the reuse warnings, rate-limited per family
 
 	ctr       counters
 	lastCount atomic.Int64
@@ -352,6 +363,7 @@ func New(client redis.UniversalClient, opts *Options) (*Store, error) {
 	if o.TouchInterval < 0 {
 		s.touch = -1
 	}
+	s.reuseLog.Pkg = "redisstore"
 	s.loop = backend.Start(backend.Task{Every: o.SweepInterval, Run: s.backgroundSweep})
 	return s, nil
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,6 +70,11 @@ func TestReadOnlyReplica_Reuse(t *testing.T) {
 		assert.Contains(t, out, "family not revoked")
 		assert.Contains(t, out, `"family":"`+aInfo.ID.String()+`"`)
 		assert.Contains(t, out, "READONLY", "the log names Redis's refusal")
+		// Four reuses (Validate, Lookup, Rotate, Validate with the clock
+		// set back): the second and third fall within the first's minute,
+		// the fourth's clock set back ends it.
+		assert.Equal(t, 2, strings.Count(out, "family not revoked"), "touch %v: rate-limited per family", touch)
+		assert.Equal(t, 1, strings.Count(out, `"suppressed":2`), "touch %v: the lines held back, counted", touch)
 		for _, secret := range []string{a, b, hashHex(a), hashHex(b), a[4:12]} {
 			assert.NotContains(t, out, secret)
 			assert.NotContains(t, reuseErr.Error(), secret)

@@ -137,12 +137,19 @@ local function try(want, what, cmd, k, ...)
 end
 
 local function damaged(msg) return redis.error_reply('DAMAGED ' .. msg) end
+-- broken is damaged for a key of the right type without the fields the
+-- scripts read.
+local function broken(msg) return redis.error_reply('BROKEN ' .. msg) end
 
 local RECORD = "the token's record (t:...)"
 local IDKEY = "the token's ID key (i:...)"
 local function idWhat(id) return "the token's ID key (i:" .. id .. ")" end
 local function subWhat(sub) return 'the subject index (s:' .. sub .. ')' end
 local EXPIRY = 'the expiry index (e)'
+-- A tombstone is named by the start of its hash, as Sweep names a record
+-- without an ID: enough to find the key (SCAN MATCH), not the hash that
+-- the token's holder presents.
+local function tombWhat(hex) return 'the tombstone (r:' .. string.sub(hex, 1, 16) .. '...)' end
 
 -- misfit returns try's message when k exists with another type than
 -- want, else nil: a check before a script's first write.
@@ -156,11 +163,11 @@ end
 -- not stop: where the index is read, the damage is reported.
 local function idx(...) typed(...) end
 
--- hfield reads a field of a family key (P f:F) or a tombstone: false
--- when there is none, and when the key is of another type (another
--- program's key under the prefix), which stands for no token: the
--- tokens it would name fail closed, and it costs only them, never a
--- WRONGTYPE error for every script that meets it.
+-- hfield reads a field of a family key (P f:F): false when there is
+-- none, and when the key is of another type (another program's key under
+-- the prefix), which stands for no token: the tokens it would name fail
+-- closed, and it costs only them, never a WRONGTYPE error for every
+-- script that meets it. (Not for tombstones: see tomb.)
 local function hfield(k, f)
   local v = redis.pcall('HGET', k, f)
   if type(v) ~= 'string' then return false end
@@ -243,25 +250,35 @@ end
 --   'succgone'  within the grace, the successor revoked (not by reuse);
 --   'reuse', tombstone: presented after its grace, or after the
 --               successor's first use (its g field gone, or rotated);
---   'damaged', message: within the grace, a key of the successor of
---               another type (see try).
+--   'damaged', error reply: the tombstone of another type, or without
+--               the fields read here; within the grace, a key of the
+--               successor of another type (see try).
+-- A damaged tombstone is not taken for none: that would make a replay of
+-- the token it stands for ErrNotFound, not a reuse, and leave its family
+-- live. Its token's family is unknown, so it cannot be revoked either:
+-- every call on the token answers ErrCorrupt, naming the tombstone by the
+-- start of its hash (the key an operator deletes), until it is deleted
+-- or expires.
 local function tomb(p, hex, now)
-  local tf = redis.pcall('HGETALL', p .. 'r:' .. hex)
-  -- Another type (an error reply): no tombstone, as below.
-  if tf.err or #tf == 0 then return 'gone' end
+  local what = tombWhat(hex)
+  local tf, bad = try('hash', what, 'HGETALL', p .. 'r:' .. hex)
+  if bad then return 'damaged', damaged(bad) end
+  if #tf == 0 then return 'gone' end
   local t = fields(tf)
   local d, ge = tonumber(t.d), tonumber(t.ge)
-  -- A damaged tombstone (another program's key) is no token.
-  if not d or not ge or type(t.fam) ~= 'string' or type(t.next) ~= 'string' then return 'gone' end
+  if not d or not ge or type(t.fam) ~= 'string' or type(t.next) ~= 'string' then
+    return 'damaged', broken(what .. ' lacks a field (fam, next, ge, d) or holds one that is not a number')
+  end
   if now >= d then return 'gone' end
   if graceOpen(ge, now) then
-    local bf, bad = try('hash', RECORD, 'HGETALL', p .. 't:' .. t.next)
-    if bad then return 'damaged', 'its successor: ' .. bad end
+    local bf
+    bf, bad = try('hash', RECORD, 'HGETALL', p .. 't:' .. t.next)
+    if bad then return 'damaged', damaged('its successor: ' .. bad) end
     if #bf > 0 then
       local b = fields(bf)
       if not sane(b) then return 'succgone' end
       local ok, why = alive(p, t.next, b)
-      if why then return 'damaged', 'its successor: ' .. why end
+      if why then return 'damaged', damaged('its successor: ' .. why) end
       if not ok then return 'succgone' end
       if b.g then
         if now >= rdl(b) then return 'expired' end
@@ -269,6 +286,10 @@ local function tomb(p, hex, now)
       end
       return 'reuse', t
     end
+    -- The successor left its record for a tombstone: rotated, so used.
+    -- A key of another type there counts too: this token's own
+    -- tombstone is whole, so its family is known and is revoked, rather
+    -- than left live for damage to the successor's.
     if redis.call('EXISTS', p .. 'r:' .. t.next) == 1 then return 'reuse', t end
     return 'succgone'
   end
@@ -330,7 +351,7 @@ local function untracked(p, hex, now, known)
   if st == 'grace' then return {2, int(now), a} end
   if st == 'expired' then return {-1, int(now)} end
   if st == 'reuse' then return reused(p, hex, a) end
-  if st == 'damaged' then return damaged(a) end
+  if st == 'damaged' then return a end
   return {0}
 end
 `
@@ -351,7 +372,7 @@ if #f == 0 then
   if st == 'grace' then return {2, int(now), a} end
   if st == 'expired' then return {-1, int(now)} end
   if st == 'reuse' then return {-4, 0, a.fam} end
-  if st == 'damaged' then return damaged(a) end
+  if st == 'damaged' then return a end
   return {0}
 end
 local r = fields(f)
@@ -576,7 +597,7 @@ var revokeScript = redis.NewScript(prelude + `
 if redis.call('EXISTS', KEYS[1]) == 0 then
   local p, hex = ARGV[1], string.sub(KEYS[1], -64)
   local st, a = tomb(p, hex, nowms(ARGV[2]))
-  if st == 'damaged' then return damaged(a) end
+  if st == 'damaged' then return a end
   if st ~= 'grace' then return 0 end
   local t = fields(a)
   local r = redis.call('HMGET', p .. 't:' .. t.next, 'id', 'sub', 'f')
@@ -672,7 +693,7 @@ if #f == 0 then
   if st == 'grace' then return {3, int(now), b, fields(a).next} end
   if st == 'expired' then return {-1, int(now)} end
   if st == 'reuse' then return reused(p, hexA, a) end
-  if st == 'damaged' then return damaged(a) end
+  if st == 'damaged' then return a end
   return {0}
 end
 local r = fields(f)

@@ -2,6 +2,8 @@ package redisstore_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,8 +22,9 @@ import (
 // every Sweep, which never got past it. Every call that meets one now
 // answers ErrCorrupt naming the kind of key, and the key costs only
 // itself: other tokens validate, Sweep deletes the rest of the expired
-// tokens. (Family keys and tombstones of another type stand for no
-// token: TestFamily_DamagedKeysCostOnlyThemselves.)
+// tokens. (Family keys of another type stand for no token:
+// TestFamily_DamagedKeysCostOnlyThemselves; tombstones:
+// TestWrongTypeKeys_Tombstone.)
 func TestWrongTypeKeys(t *testing.T) {
 	ctx := context.Background()
 	type env struct {
@@ -225,4 +228,98 @@ func targetCorrupt(t *testing.T, s *redisstore.Store, target string, info tokens
 	list, err := s.List(ctx, "user")
 	corrupt(err, "List")
 	assert.Len(t, list, 1, "List: the other token")
+}
+
+// TestWrongTypeKeys_Tombstone: a rotated-away token's tombstone of another
+// type, or a hash without the fields the scripts read, stood for no token:
+// Validate, Lookup, Rotate and Revoke of that token answered ErrNotFound,
+// so a replay of it after the rotation was not detected (no ErrReused, no
+// revocation of its family, within the grace or after it). Every call that
+// reads it now answers ErrCorrupt naming the tombstone, never the token or
+// its hash, as for the other kinds of key; it costs only that token:
+// the family's live token and the other tokens are untouched. RevokeFamily
+// goes on past it (a revocation is not refused for damage elsewhere), and
+// the token stays refused as corrupt after it.
+func TestWrongTypeKeys_Tombstone(t *testing.T) {
+	ctx := context.Background()
+	damages := map[string]func(c *redis.Client, k string) error{
+		"string":          func(c *redis.Client, k string) error { return c.Set(ctx, k, "x", 0).Err() },
+		"list":            func(c *redis.Client, k string) error { return c.RPush(ctx, k, "x").Err() },
+		"hash, no fields": func(c *redis.Client, k string) error { return c.HSet(ctx, k, "x", "y").Err() },
+		"hash, d not a ms": func(c *redis.Client, k string) error {
+			return c.HSet(ctx, k, "fam", "f", "next", "n", "ge", "0", "d", "soon").Err()
+		},
+	}
+	for name, damage := range damages {
+		for _, grace := range []time.Duration{0, 5 * time.Minute} {
+			t.Run(fmt.Sprintf("%s/grace %v", name, grace), func(t *testing.T) {
+				prefix := uniquePrefix()
+				raw := newClient(t)
+				s := newStore(t, &redisstore.Options{KeyPrefix: prefix, Now: newClock().Now, Policy: tokenstore.Sliding(4*time.Hour, 0)})
+				other, _, err := s.Issue(ctx, "other")
+				require.NoError(t, err)
+				mate, _, err := s.Issue(ctx, "user")
+				require.NoError(t, err)
+				a, aInfo, err := s.Issue(ctx, "user")
+				require.NoError(t, err)
+				var ropts []tokenstore.RotateOption
+				if grace > 0 {
+					ropts = append(ropts, tokenstore.WithGrace(grace))
+				}
+				b, _, err := s.Rotate(ctx, a, ropts...)
+				require.NoError(t, err)
+				tk := prefix + "r:" + hashHex(a)
+				require.NoError(t, replaceKey(t, tk, func(c *redis.Client) error { return damage(c, tk) }))
+
+				corrupt := func(err error, what string) {
+					t.Helper()
+					require.ErrorIs(t, err, tokenstore.ErrCorrupt, what)
+					assert.Contains(t, err.Error(), "tombstone", what+": names the kind of key")
+					assert.Contains(t, err.Error(), "r:"+hashHex(a)[:16], what+": names the key by its hash's start")
+					assert.Equal(t, 1, strings.Count(err.Error(), "redisstore:"), what+": one prefix: %q", err)
+					for _, leak := range []string{"WRONGTYPE", "user_script", a, hashHex(a), b, hashHex(b)} {
+						assert.NotContains(t, err.Error(), leak, what)
+					}
+				}
+				calls := []struct {
+					what string
+					call func() error
+				}{
+					{"Validate", func() error { _, err := s.Validate(ctx, a); return err }},
+					{"Lookup", func() error { _, err := s.Lookup(ctx, a); return err }},
+					{"Rotate", func() error { _, _, err := s.Rotate(ctx, a); return err }},
+					{"Rotate with a grace (a retry)", func() error { _, _, err := s.Rotate(ctx, a, tokenstore.WithGrace(5*time.Minute)); return err }},
+					{"Revoke", func() error { return s.Revoke(ctx, a) }},
+				}
+				for _, c := range calls {
+					corrupt(c.call(), c.what)
+				}
+				st := s.Stats()
+				assert.Zero(t, st.RejectedReused, "no reuse counted: the tombstone says nothing")
+				assert.Zero(t, st.RejectedNotFound, "nor an unknown token")
+
+				for _, tok := range []string{b, mate, other} {
+					_, err := s.Validate(ctx, tok)
+					require.NoError(t, err, "another token: the damage costs only a's tombstone")
+				}
+				list, err := s.List(ctx, "user")
+				require.NoError(t, err)
+				assert.Len(t, list, 2, "b and mate")
+				typ, err := raw.Type(ctx, tk).Result()
+				require.NoError(t, err)
+				assert.NotEqual(t, "none", typ, "the damaged key is left for its owner to see")
+
+				n, err := s.RevokeFamily(ctx, aInfo.FamilyID)
+				require.NoError(t, err, "RevokeFamily goes on past the damaged tombstone")
+				assert.Equal(t, 1, n, "b")
+				_, err = s.Validate(ctx, b)
+				require.ErrorIs(t, err, tokenstore.ErrNotFound, "the family is revoked")
+				for _, c := range calls {
+					corrupt(c.call(), c.what+" after RevokeFamily")
+				}
+				_, err = s.Validate(ctx, mate)
+				require.NoError(t, err)
+			})
+		}
+	}
 }
