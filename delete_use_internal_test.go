@@ -280,3 +280,75 @@ func TestCache_FlushWritesUseKeptDuringRevoke(t *testing.T) {
 	}))
 	assert.Equal(t, used, stored, "the Validate's use, held in memory when Flush was called, is written")
 }
+
+// A Validate that began before Close and notes its use while a Revoke of
+// its (uncached) token is in flight, after Close began: Close's last
+// flush may have listed the uses already, so Validate either says the
+// store closed or its use is in the file after a reopen (as
+// TestDB_Validate_RacingCloseLosesNoUse, for a use made beside a delete).
+// With no lag reported during a delete, it answered valid, and the use,
+// cached when the Revoke failed after that flush, was never written.
+func TestCache_UseKeptDuringRevokeRacingClose(t *testing.T) {
+	ctx := t.Context()
+	errDisk := errors.New("disk full")
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	now, read := settableClock(t0)
+	var armed atomic.Bool
+	entered, release := make(chan struct{}), make(chan struct{})
+	clock := func() time.Time {
+		if armed.CompareAndSwap(true, false) { // the Validate's clock read: after its begin, before its lookup
+			close(entered)
+			<-release
+		}
+		return read()
+	}
+	path := filepath.Join(t.TempDir(), "t.db")
+	db, err := Open(path, &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Now: clock})
+	require.NoError(t, err)
+	tok, _, err := db.Issue(ctx, "user", WithPolicy(Sliding(time.Hour, 0))) // not cached
+	require.NoError(t, err)
+	h, err := db.format.Parse(tok)
+	require.NoError(t, err)
+	now.Add(50 * time.Minute.Milliseconds())
+
+	validated, closed := make(chan error, 1), make(chan error, 1)
+	var verr error
+	del := deletes{cache: db.cache}
+	err = db.commit.run(func(tx *bolt.Tx) error {
+		rec, err := getRecord(tx, h)
+		if err != nil {
+			return refuse(err)
+		}
+		if err := del.delete(tx, h, &rec); err != nil {
+			return err
+		}
+		armed.Store(true)
+		go func() {
+			_, err := db.Validate(ctx, tok)
+			validated <- err
+		}()
+		<-entered
+		go func() { closed <- db.Close() }() // its last write waits for this transaction
+		for !db.closed.Load() {
+			runtime.Gosched()
+		}
+		close(release)
+		verr = <-validated
+		return errDisk
+	})
+	del.end()
+	require.ErrorIs(t, err, errDisk)
+	require.NoError(t, <-closed)
+
+	now.Add(30 * time.Minute.Milliseconds()) // past the deadline of the use before
+	db, err = Open(path, &Options{SweepInterval: -1, Now: clock})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	info, err := db.Lookup(ctx, tok)
+	if verr == nil {
+		require.NoError(t, err, "valid by the use Validate answered for")
+		assert.Equal(t, t0.Add(50*time.Minute).UnixMilli(), info.LastUsedAt.UnixMilli())
+		return
+	}
+	require.ErrorIs(t, verr, ErrClosed)
+}
