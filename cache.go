@@ -25,7 +25,10 @@ import (
 // cached, is kept aside (shard.kept) until the last delete of the token
 // ends: a delete that does not commit leaves the token, and without its
 // use a Sliding token would expire before the deadline that reader
-// answered. A reader that missed reads the file outside the lock, so it
+// answered. Such a use is written as any other (dirty, pending, the
+// Validate that writes its own): after the delete's transaction, as
+// writes take turns, so that it finds its record gone if the delete
+// committed. A reader that missed reads the file outside the lock, so it
 // may hold a record that a concurrent delete has just removed; shard.gen,
 // bumped by every endDelete, tells it to retry instead of
 // caching a dead record. [cache.lookup] is the one place that applies this
@@ -95,7 +98,9 @@ type shardState struct {
 	// kept: the entries, not in m, of tokens with a delete in flight
 	// that took a use (lookup caches nothing of such a token), until the
 	// last of those deletes ends: gone, the use goes with the record;
-	// not, it is cached as a use not yet written (restoreLocked).
+	// not, it is cached as a use not yet written (restoreLocked). A
+	// flush lists them too (dirty), and a write of one (persistedLocked)
+	// leaves nothing to cache.
 	kept map[Hash]*entry
 	// pending lists the entries of m that took a use not yet written,
 	// each once (entry.listed); those written or dropped since are left
@@ -430,6 +435,8 @@ func (s *shard) persistedLocked(h Hash, used int64) {
 			s.npending--
 		}
 		s.releaseLocked(h, e)
+	} else if k := s.kept[h]; k != nil && used > k.rec.lastUsed {
+		k.rec.lastUsed = used // written: restoreLocked need not cache it
 	}
 }
 
@@ -572,7 +579,7 @@ func (c *cache) dirty() []touch {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		n += s.npending
+		n += s.npending + len(s.kept)
 		s.mu.Unlock()
 	}
 	out := make([]touch, 0, n+n/8+cacheShards) // room for uses made meanwhile
@@ -580,6 +587,15 @@ func (c *cache) dirty() []touch {
 		s := &c.shards[i]
 		s.mu.Lock()
 		s.compactLocked(func(p pendingRef) { out = append(out, touch{p.h, p.e.rec.id, p.e.used}) })
+		// The uses kept aside too: Close's flush may be the last, and the
+		// delete they wait for may end after it. Written after that
+		// delete's transaction (writes take turns), a use finds its
+		// record gone if that delete committed, and is skipped.
+		for h, k := range s.kept {
+			if k.dirty() {
+				out = append(out, touch{h, k.rec.id, k.used})
+			}
+		}
 		s.mu.Unlock()
 	}
 	return out
@@ -615,6 +631,9 @@ func (c *cache) pending(h Hash) (touch, bool) {
 	defer s.mu.Unlock()
 	if e := s.m[h]; e != nil && e.dirty() {
 		return touch{h, e.rec.id, e.used}, true
+	}
+	if k := s.kept[h]; k != nil && k.dirty() { // a use answered while a delete of h is in flight
+		return touch{h, k.rec.id, k.used}, true
 	}
 	return touch{}, false
 }
@@ -709,7 +728,12 @@ func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error))
 			}
 		}
 		r.info = e.rec.info(e.used)
-		if !deleting && e.dirty() {
+		// Also while a delete of h is in flight: a Validate that writes
+		// its use before returning (TouchInterval < 0, a returning user
+		// with FsyncReturningUses) writes it after that delete's
+		// transaction, which may not commit, and one racing Close says
+		// so (ErrClosed). Its entry may be one kept aside (pending).
+		if e.dirty() {
 			r.lag = e.used - e.rec.lastUsed
 		}
 		if cached {

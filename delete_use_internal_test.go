@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -135,4 +136,219 @@ func TestGrace_FirstUseDuringRolledBackDelete(t *testing.T) {
 	require.NoError(t, validateErr)
 	_, err = e.db.Lookup(t.Context(), a)
 	require.ErrorIs(t, err, ErrReused, "b's first use ended a's grace")
+}
+
+// With TouchInterval < 0 every Validate writes its use before it returns
+// (Options.TouchInterval), and with FsyncReturningUses a returning user's
+// use is written so: also a use answered while a Revoke of the token is
+// in flight, when that Revoke then fails. Kept aside in memory only, it
+// waited for a flush that TouchInterval < 0 never runs (and a crash lost
+// it). The Validate runs in its own goroutine: its write waits for the
+// Revoke's transaction, which ends once the use is kept aside.
+func TestCache_UseDuringFailedRevokeWrittenBeforeValidateReturns(t *testing.T) {
+	errDisk := errors.New("disk full")
+	for _, name := range []string{"TouchInterval<0", "FsyncReturningUses"} {
+		t.Run(name, func(t *testing.T) {
+			ctx := t.Context()
+			t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+			var now atomic.Int64
+			now.Store(t0)
+			o := &Options{
+				Now:           func() time.Time { return time.UnixMilli(now.Load()) },
+				SweepInterval: -1, Policy: Sliding(time.Hour, 10*time.Hour),
+			}
+			if name == "FsyncReturningUses" {
+				o.TouchInterval, o.FsyncReturningUses = time.Minute, true
+			} else {
+				o.TouchInterval = -1
+			}
+			db, err := Open(filepath.Join(t.TempDir(), "t.db"), o)
+			require.NoError(t, err)
+			defer func() { require.NoError(t, db.Close()) }()
+			tok, _, err := db.Issue(ctx, "user") // not cached: its Validate below misses
+			require.NoError(t, err)
+			h, err := db.format.Parse(tok)
+			require.NoError(t, err)
+
+			used := t0 + 50*time.Minute.Milliseconds() // a returning user
+			now.Store(used)
+			validated := make(chan error, 1)
+			del := deletes{cache: db.cache}
+			err = db.commit.run(func(tx *bolt.Tx) error {
+				rec, err := getRecord(tx, h)
+				if err != nil {
+					return refuse(err)
+				}
+				if err := del.delete(tx, h, &rec); err != nil {
+					return err
+				}
+				go func() {
+					_, err := db.Validate(ctx, tok)
+					validated <- err
+				}()
+				// Until the Validate has noted its use: kept aside, or
+				// (before) answered and gone.
+				for db.cache.keptUse(h) != used && len(validated) == 0 {
+					runtime.Gosched()
+				}
+				return errDisk
+			})
+			del.end()
+			require.ErrorIs(t, err, errDisk)
+			require.NoError(t, <-validated, "the file still holds the token")
+
+			var stored int64
+			require.NoError(t, view(db.bolt, func(tx *bolt.Tx) error {
+				rec, err := getRecord(tx, h)
+				stored = rec.lastUsed
+				return err
+			}))
+			assert.Equal(t, used, stored, "the use is in the file when Validate returns")
+		})
+	}
+}
+
+// keptUse is h's use kept aside while a delete of it is in flight, or
+// math.MinInt64 (for the tests).
+func (c *cache) keptUse(h Hash) int64 {
+	s := c.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k := s.kept[h]; k != nil {
+		return k.used
+	}
+	return math.MinInt64
+}
+
+// Flush writes every use held only in memory when it is called, and Close
+// does so last: also a use kept aside while a Revoke of its token is in
+// flight. Left out of the flush's list, it reached the pending list only
+// when that Revoke failed, after the flush (Close's last one: never
+// written, though Validate had answered for it before Close began). The
+// flush lists it, and writes it after the Revoke's transaction: the
+// record stays, so the use is written.
+func TestCache_FlushWritesUseKeptDuringRevoke(t *testing.T) {
+	ctx := t.Context()
+	errDisk := errors.New("disk full")
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	var now atomic.Int64
+	now.Store(t0)
+	o := &Options{
+		Now:           func() time.Time { return time.UnixMilli(now.Load()) },
+		SweepInterval: -1, TouchInterval: time.Hour, Policy: Sliding(time.Hour, 10*time.Hour),
+	}
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"), o)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	tok, _, err := db.Issue(ctx, "user") // not cached: its Validate below misses
+	require.NoError(t, err)
+	h, err := db.format.Parse(tok)
+	require.NoError(t, err)
+
+	used := t0 + 50*time.Minute.Milliseconds()
+	now.Store(used)
+	flushed := make(chan error, 1)
+	del := deletes{cache: db.cache}
+	err = db.commit.run(func(tx *bolt.Tx) error {
+		rec, err := getRecord(tx, h)
+		if err != nil {
+			return refuse(err)
+		}
+		if err := del.delete(tx, h, &rec); err != nil {
+			return err
+		}
+		if _, err := db.Validate(ctx, tok); err != nil {
+			return err
+		}
+		go func() { flushed <- db.Flush(ctx) }()
+		// Until the flush has listed the uses: queued behind this
+		// transaction, or (with nothing listed) done.
+		for db.commit.nqueued.Load() == 0 && len(flushed) == 0 {
+			runtime.Gosched()
+		}
+		return errDisk
+	})
+	del.end()
+	require.ErrorIs(t, err, errDisk)
+	require.NoError(t, <-flushed)
+
+	var stored int64
+	require.NoError(t, view(db.bolt, func(tx *bolt.Tx) error {
+		rec, err := getRecord(tx, h)
+		stored = rec.lastUsed
+		return err
+	}))
+	assert.Equal(t, used, stored, "the Validate's use, held in memory when Flush was called, is written")
+}
+
+// A Validate that began before Close and notes its use while a Revoke of
+// its (uncached) token is in flight, after Close began: Close's last
+// flush may have listed the uses already, so Validate either says the
+// store closed or its use is in the file after a reopen (as
+// TestDB_Validate_RacingCloseLosesNoUse, for a use made beside a delete).
+// With no lag reported during a delete, it answered valid, and the use,
+// cached when the Revoke failed after that flush, was never written.
+func TestCache_UseKeptDuringRevokeRacingClose(t *testing.T) {
+	ctx := t.Context()
+	errDisk := errors.New("disk full")
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	now, read := settableClock(t0)
+	var armed atomic.Bool
+	entered, release := make(chan struct{}), make(chan struct{})
+	clock := func() time.Time {
+		if armed.CompareAndSwap(true, false) { // the Validate's clock read: after its begin, before its lookup
+			close(entered)
+			<-release
+		}
+		return read()
+	}
+	path := filepath.Join(t.TempDir(), "t.db")
+	db, err := Open(path, &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Now: clock})
+	require.NoError(t, err)
+	tok, _, err := db.Issue(ctx, "user", WithPolicy(Sliding(time.Hour, 0))) // not cached
+	require.NoError(t, err)
+	h, err := db.format.Parse(tok)
+	require.NoError(t, err)
+	now.Add(50 * time.Minute.Milliseconds())
+
+	validated, closed := make(chan error, 1), make(chan error, 1)
+	var verr error
+	del := deletes{cache: db.cache}
+	err = db.commit.run(func(tx *bolt.Tx) error {
+		rec, err := getRecord(tx, h)
+		if err != nil {
+			return refuse(err)
+		}
+		if err := del.delete(tx, h, &rec); err != nil {
+			return err
+		}
+		armed.Store(true)
+		go func() {
+			_, err := db.Validate(ctx, tok)
+			validated <- err
+		}()
+		<-entered
+		go func() { closed <- db.Close() }() // its last write waits for this transaction
+		for !db.closed.Load() {
+			runtime.Gosched()
+		}
+		close(release)
+		verr = <-validated
+		return errDisk
+	})
+	del.end()
+	require.ErrorIs(t, err, errDisk)
+	require.NoError(t, <-closed)
+
+	now.Add(30 * time.Minute.Milliseconds()) // past the deadline of the use before
+	db, err = Open(path, &Options{SweepInterval: -1, Now: clock})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	info, err := db.Lookup(ctx, tok)
+	if verr == nil {
+		require.NoError(t, err, "valid by the use Validate answered for")
+		assert.Equal(t, t0.Add(50*time.Minute).UnixMilli(), info.LastUsedAt.UnixMilli())
+		return
+	}
+	require.ErrorIs(t, verr, ErrClosed)
 }

@@ -36,8 +36,12 @@ var MaxReuseLogFamilies = 1 << 14
 // Memory is bounded by MaxReuseLogFamilies: past it, a new family makes
 // room by dropping an arbitrary one (the first a map range yields),
 // whose held-back count, if any, is logged then, so that no count is
-// lost. Only new families can force that, and each costs a line anyway:
-// the lines stay at most about two per family met per window.
+// lost. Only new families can force that, and each costs a line anyway.
+// While at most MaxReuseLogFamilies families are met per window, the
+// lines stay at most about two per family met per window; past that they
+// do not: a family dropped and met again within its window is new again
+// and logs, so replays of more families than that, in turn, log often
+// (an attacker holding that many families' stolen tokens).
 //
 // The zero value is ready for use; Pkg names the package in the lines it
 // logs itself ("tokenstore", "redisstore").
