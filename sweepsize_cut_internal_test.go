@@ -24,7 +24,9 @@ func TestSizedTx_CutSweepStoppedInRecordsPass(t *testing.T) {
 	ctx := context.Background()
 	h := &betweenTx{msg: "tokenstore: sweep transaction"}
 	db, now := openOnClock(t, Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Logger: slog.New(h)})
-	db.sweepSize.setAll(chunkSizer{first: 64, lo: 1, hi: 64, cap: time.Nanosecond})
+	// lo 8: the sizes the sizer learns never fall under the 8 items
+	// the cap cuts at, so every transaction takes 8.
+	db.sweepSize.setAll(chunkSizer{first: 64, lo: 8, hi: 64, cap: time.Nanosecond})
 	live := issueToUser(t, db, 5, Absolute(time.Hour))
 	expiring := issueToUser(t, db, 52, Absolute(time.Minute))
 	now.Add(2 * time.Minute.Milliseconds())
@@ -71,7 +73,9 @@ func TestSizedTx_CutSweepStoppedInRecordsPass(t *testing.T) {
 func TestSizedTx_CutFlushStoppedKeepsTheRest(t *testing.T) {
 	ctx := context.Background()
 	f, db, h := flushHookedFile(t)
-	db.flushSize = chunkSizer{first: 64, lo: 1, hi: 64, cap: time.Nanosecond}
+	// lo 8: the sizes the sizer learns never fall under the 8 items
+	// the cap cuts at, so every transaction takes 8.
+	db.flushSize = chunkSizer{first: 64, lo: 8, hi: 64, cap: time.Nanosecond}
 	issued := issueToUser(t, db, 60, Sliding(time.Hour, 0))
 	f.now.Add(50 * time.Minute.Milliseconds())
 	for _, is := range issued {

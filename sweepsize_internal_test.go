@@ -251,7 +251,9 @@ func TestSizedTx_CutPassesGoOnWithTheRest(t *testing.T) {
 	ctx := context.Background()
 	log := &sizeLog{}
 	db, now := openOnClock(t, Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Logger: slog.New(log)})
-	cut := chunkSizer{first: 64, lo: 1, hi: 64, cap: time.Nanosecond}
+	// lo 8: the sizes the sizer learns never fall under the 8 items
+	// the cap cuts at, so every transaction takes 8.
+	cut := chunkSizer{first: 64, lo: 8, hi: 64, cap: time.Nanosecond}
 	db.sweepSize.setAll(cut)
 	db.flushSize = cut
 	sliding := issueToUser(t, db, 60, Sliding(time.Hour, 0))
