@@ -53,22 +53,13 @@ func TestCache_UseDuringRevokeInFlight(t *testing.T) {
 			now.Store(used)
 			var validated Info
 			var validateErr error
-			del := deletes{cache: db.cache}
-			err = db.commit.run(func(tx *bolt.Tx) error {
-				rec, err := getRecord(tx, h)
-				if err != nil {
-					return refuse(err)
-				}
-				if err := del.delete(tx, h, &rec); err != nil {
-					return err
-				}
+			err = deleteInFlight(db, h, func() error {
 				validated, validateErr = db.Validate(ctx, tok) // the delete announced, not committed
 				if fail {
 					return errDisk
 				}
 				return nil
 			})
-			del.end()
 			require.NoError(t, validateErr, "the file still holds the token")
 			assert.Equal(t, used, validated.LastUsedAt.UnixMilli())
 
@@ -173,15 +164,7 @@ func TestCache_UseDuringFailedRevokeWrittenBeforeValidateReturns(t *testing.T) {
 			used := t0 + 50*time.Minute.Milliseconds() // a returning user
 			now.Store(used)
 			validated := make(chan error, 1)
-			del := deletes{cache: db.cache}
-			err = db.commit.run(func(tx *bolt.Tx) error {
-				rec, err := getRecord(tx, h)
-				if err != nil {
-					return refuse(err)
-				}
-				if err := del.delete(tx, h, &rec); err != nil {
-					return err
-				}
+			err = deleteInFlight(db, h, func() error {
 				go func() {
 					_, err := db.Validate(ctx, tok)
 					validated <- err
@@ -193,17 +176,9 @@ func TestCache_UseDuringFailedRevokeWrittenBeforeValidateReturns(t *testing.T) {
 				}
 				return errDisk
 			})
-			del.end()
 			require.ErrorIs(t, err, errDisk)
 			require.NoError(t, <-validated, "the file still holds the token")
-
-			var stored int64
-			require.NoError(t, view(db.bolt, func(tx *bolt.Tx) error {
-				rec, err := getRecord(tx, h)
-				stored = rec.lastUsed
-				return err
-			}))
-			assert.Equal(t, used, stored, "the use is in the file when Validate returns")
+			assert.Equal(t, used, storedLastUse(t, db, h), "the use is in the file when Validate returns")
 		})
 	}
 }
@@ -248,15 +223,7 @@ func TestCache_FlushWritesUseKeptDuringRevoke(t *testing.T) {
 	used := t0 + 50*time.Minute.Milliseconds()
 	now.Store(used)
 	flushed := make(chan error, 1)
-	del := deletes{cache: db.cache}
-	err = db.commit.run(func(tx *bolt.Tx) error {
-		rec, err := getRecord(tx, h)
-		if err != nil {
-			return refuse(err)
-		}
-		if err := del.delete(tx, h, &rec); err != nil {
-			return err
-		}
+	err = deleteInFlight(db, h, func() error {
 		if _, err := db.Validate(ctx, tok); err != nil {
 			return err
 		}
@@ -268,17 +235,9 @@ func TestCache_FlushWritesUseKeptDuringRevoke(t *testing.T) {
 		}
 		return errDisk
 	})
-	del.end()
 	require.ErrorIs(t, err, errDisk)
 	require.NoError(t, <-flushed)
-
-	var stored int64
-	require.NoError(t, view(db.bolt, func(tx *bolt.Tx) error {
-		rec, err := getRecord(tx, h)
-		stored = rec.lastUsed
-		return err
-	}))
-	assert.Equal(t, used, stored, "the Validate's use, held in memory when Flush was called, is written")
+	assert.Equal(t, used, storedLastUse(t, db, h), "the Validate's use, held in memory when Flush was called, is written")
 }
 
 // A Validate that began before Close and notes its use while a Revoke of
@@ -292,16 +251,7 @@ func TestCache_UseKeptDuringRevokeRacingClose(t *testing.T) {
 	ctx := t.Context()
 	errDisk := errors.New("disk full")
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	now, read := settableClock(t0)
-	var armed atomic.Bool
-	entered, release := make(chan struct{}), make(chan struct{})
-	clock := func() time.Time {
-		if armed.CompareAndSwap(true, false) { // the Validate's clock read: after its begin, before its lookup
-			close(entered)
-			<-release
-		}
-		return read()
-	}
+	now, clock, armed, entered, release := pausingClock(t0)
 	path := filepath.Join(t.TempDir(), "t.db")
 	db, err := Open(path, &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Now: clock})
 	require.NoError(t, err)
@@ -313,15 +263,7 @@ func TestCache_UseKeptDuringRevokeRacingClose(t *testing.T) {
 
 	validated, closed := make(chan error, 1), make(chan error, 1)
 	var verr error
-	del := deletes{cache: db.cache}
-	err = db.commit.run(func(tx *bolt.Tx) error {
-		rec, err := getRecord(tx, h)
-		if err != nil {
-			return refuse(err)
-		}
-		if err := del.delete(tx, h, &rec); err != nil {
-			return err
-		}
+	err = deleteInFlight(db, h, func() error {
 		armed.Store(true)
 		go func() {
 			_, err := db.Validate(ctx, tok)
@@ -336,7 +278,6 @@ func TestCache_UseKeptDuringRevokeRacingClose(t *testing.T) {
 		verr = <-validated
 		return errDisk
 	})
-	del.end()
 	require.ErrorIs(t, err, errDisk)
 	require.NoError(t, <-closed)
 
@@ -351,4 +292,36 @@ func TestCache_UseKeptDuringRevokeRacingClose(t *testing.T) {
 		return
 	}
 	require.ErrorIs(t, verr, ErrClosed)
+}
+
+// deleteInFlight runs a delete of h's record as revoke does it (deletes,
+// committer), calling during once the delete is announced (beginDelete)
+// and before it commits; during's error is the transaction's (an error:
+// rolled back, the delete fails). It returns the transaction's error,
+// after the delete has ended.
+func deleteInFlight(db *DB, h Hash, during func() error) error {
+	del := deletes{cache: db.cache}
+	err := db.commit.run(func(tx *bolt.Tx) error {
+		rec, err := getRecord(tx, h)
+		if err != nil {
+			return refuse(err)
+		}
+		if err := del.delete(tx, h, &rec); err != nil {
+			return err
+		}
+		return during()
+	})
+	del.end()
+	return err
+}
+
+// storedLastUse is the last use h's record holds in the file.
+func storedLastUse(t *testing.T, db *DB, h Hash) (used int64) {
+	t.Helper()
+	require.NoError(t, view(db.bolt, func(tx *bolt.Tx) error {
+		rec, err := getRecord(tx, h)
+		used = rec.lastUsed
+		return err
+	}))
+	return used
 }

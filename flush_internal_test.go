@@ -110,16 +110,7 @@ func requireUsesKept(t *testing.T, f clockFile, issued []Issued, used time.Time)
 func TestDB_Validate_RacingCloseLosesNoUse(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	now, read := settableClock(t0)
-	var armed atomic.Bool
-	entered, release := make(chan struct{}), make(chan struct{})
-	clock := func() time.Time {
-		if armed.CompareAndSwap(true, false) { // the Validate's clock read: after its begin, before its lookup
-			close(entered)
-			<-release
-		}
-		return read()
-	}
+	now, clock, armed, entered, release := pausingClock(t0)
 	path := filepath.Join(t.TempDir(), "t.db")
 	db, err := Open(path, &Options{SweepInterval: -1, TouchInterval: 24 * time.Hour, Now: clock})
 	require.NoError(t, err)
@@ -212,4 +203,22 @@ func TestDB_Flush_UsedMaxBefore1970(t *testing.T) {
 	require.NoError(t, db.Flush(ctx))
 	assert.Equal(t, now.Load(), usedMax(), "usedmax is the use written (was %d)", before)
 	assert.Negative(t, usedMax())
+}
+
+// pausingClock is a settableClock at t0 whose next read after armed is
+// set blocks, once: entered is closed when it begins, and the read
+// returns once release is closed. A Validate's clock read comes after
+// its begin and before its lookup, so a test can act in between.
+func pausingClock(t0 time.Time) (now *atomic.Int64, clock func() time.Time, armed *atomic.Bool, entered, release chan struct{}) {
+	now, read := settableClock(t0)
+	armed = new(atomic.Bool)
+	entered, release = make(chan struct{}), make(chan struct{})
+	clock = func() time.Time {
+		if armed.CompareAndSwap(true, false) {
+			close(entered)
+			<-release
+		}
+		return read()
+	}
+	return now, clock, armed, entered, release
 }
