@@ -282,16 +282,7 @@ func TestCache_UseKeptDuringRevokeRacingClose(t *testing.T) {
 	require.NoError(t, <-closed)
 
 	now.Add(30 * time.Minute.Milliseconds()) // past the deadline of the use before
-	db, err = Open(path, &Options{SweepInterval: -1, Now: clock})
-	require.NoError(t, err)
-	defer func() { require.NoError(t, db.Close()) }()
-	info, err := db.Lookup(ctx, tok)
-	if verr == nil {
-		require.NoError(t, err, "valid by the use Validate answered for")
-		assert.Equal(t, t0.Add(50*time.Minute).UnixMilli(), info.LastUsedAt.UnixMilli())
-		return
-	}
-	require.ErrorIs(t, verr, ErrClosed)
+	requireUseOrClosed(t, path, clock, tok, verr, t0.Add(50*time.Minute))
 }
 
 // deleteInFlight runs a delete of h's record as revoke does it (deletes,
