@@ -161,19 +161,6 @@ func (l *pendingList) add(p pendingRef) {
 	l.n++
 }
 
-// all yields every ref, in the order added.
-func (l *pendingList) all() func(yield func(pendingRef) bool) {
-	return func(yield func(pendingRef) bool) {
-		for _, b := range l.blocks {
-			for _, p := range b {
-				if !yield(p) {
-					return
-				}
-			}
-		}
-	}
-}
-
 // keep keeps, in order, the refs for which f reports true, in the blocks
 // they were in (written behind the reading: in place), and clears the
 // rest, so that no pointer is kept to a dropped entry.
@@ -354,11 +341,11 @@ func (s *shard) endDeleteLocked(h Hash, gone bool, mark int) {
 func (s *shard) restoreLocked(h Hash, k *entry) {
 	e := s.m[h]
 	if e == nil {
-		if !k.dirty() {
-			return
+		if k.dirty() { // k is in no list: it was in no map
+			s.insertLocked(h, k)
+			s.listLocked(h, k)
 		}
-		e = &entry{rec: k.rec, used: k.rec.lastUsed}
-		s.insertLocked(h, e)
+		return
 	}
 	if k.used > e.used {
 		wasDirty := e.dirty()
@@ -410,13 +397,20 @@ func (c *cache) lastUse(h Hash, rec *record) (used int64, swept bool) {
 
 func (s *shard) lastUseLocked(h Hash, rec *record) (used int64, swept bool) {
 	used = rec.lastUsed
-	if e := s.m[h]; e != nil {
+	if e := s.entryLocked(h); e != nil {
 		used = max(used, e.used)
-	} else if k := s.kept[h]; k != nil {
-		used = max(used, k.used)
 	}
 	_, swept = s.deletingLocked(h)
 	return used, swept
+}
+
+// entryLocked is h's entry: cached, or kept aside while a delete of h is
+// in flight (shard.kept; never both), or nil.
+func (s *shard) entryLocked(h Hash) *entry {
+	if e := s.m[h]; e != nil {
+		return e
+	}
+	return s.kept[h]
 }
 
 // persisted records that h's last use up to used is now on disk.
@@ -497,11 +491,7 @@ func (c *cache) deleteAll(hs []Hash, end, gone bool, now int64) (alive []sweptAl
 				// An Absolute token's deadline is the same at any use:
 				// deadlineAt never passes now for it here.
 				if now != math.MaxInt64 {
-					e := s.m[h]
-					if e == nil {
-						e = s.kept[h] // a use answered while a Revoke of h is in flight
-					}
-					if e != nil {
+					if e := s.entryLocked(h); e != nil { // kept: a use answered while a Revoke of h is in flight
 						if d := e.rec.deadlineAt(e.used); now < d {
 							alive = append(alive, sweptAlive{h, e.used, d})
 							continue
@@ -629,11 +619,8 @@ func (c *cache) pending(h Hash) (touch, bool) {
 	s := c.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e := s.m[h]; e != nil && e.dirty() {
+	if e := s.entryLocked(h); e != nil && e.dirty() { // kept: a use answered while a delete of h is in flight
 		return touch{h, e.rec.id, e.used}, true
-	}
-	if k := s.kept[h]; k != nil && k.dirty() { // a use answered while a delete of h is in flight
-		return touch{h, k.rec.id, k.used}, true
 	}
 	return touch{}, false
 }
@@ -678,14 +665,16 @@ func (c *cache) lookup(h Hash, now int64, use bool, read func() (record, error))
 			deleting, swept = s.deletingLocked(h)
 			e = s.m[h]
 			cached = e != nil
-			if e == nil {
+			switch {
+			case cached:
+			case !deleting:
 				e = &entry{rec: rec, used: rec.lastUsed}
-				if !deleting { // a record about to go is not cached
-					s.insertLocked(h, e)
-					cached = true
-				} else if k := s.kept[h]; k != nil {
-					e.used = max(e.used, k.used) // a use answered since the delete began
-				}
+				s.insertLocked(h, e)
+				cached = true
+			case s.kept[h] != nil:
+				e = s.kept[h] // a use answered since the delete began: this one goes on it
+			default: // a record about to go is not cached
+				e = &entry{rec: rec, used: rec.lastUsed}
 			}
 		}
 		// Marked by the sweep (beginSweepAll): its decision, at a clock

@@ -576,3 +576,16 @@ func TestCache_UseKeptUntilLastDeleteEnds(t *testing.T) {
 		assert.False(t, kept)
 	})
 }
+
+// all yields every ref of l, in the order added (for the tests).
+func (l *pendingList) all() func(yield func(pendingRef) bool) {
+	return func(yield func(pendingRef) bool) {
+		for _, b := range l.blocks {
+			for _, p := range b {
+				if !yield(p) {
+					return
+				}
+			}
+		}
+	}
+}

@@ -107,8 +107,7 @@ func (db *DB) sweep(ctx context.Context) (int, error) {
 	// with the records. Damage is reported once (later sweeps step over
 	// it), so a sweep that stops on an error reports what it found with
 	// that error.
-	found, err := db.sweepTombstones(ctx, now)
-	if err != nil {
+	if err := db.sweepTombstones(ctx, now, &found); err != nil {
 		short, err := db.sweepStopped(err, found, 0)
 		if !short {
 			db.log.Error("tokenstore: sweeping tombstones failed", "err", err)

@@ -74,7 +74,7 @@ func (c *chunkSizer) nextIO(took, io, work time.Duration, items, size int) {
 	c.seen++
 	c.recent[i] = io
 	n := min(c.seen, len(c.recent))
-	fixed := min(slices.Min(c.recent[:n]), fsyncBelieved) // slower than that is not fsync: it is the chunk
+	fixed := c.fixed()
 	above := max(took-fixed, time.Microsecond)
 	c.perItem[i] = float64(above) / float64(size)
 	c.share[i] = min(max(float64(work)/float64(above), 0.05), 1)
@@ -117,12 +117,20 @@ func (c *chunkSizer) workCap() time.Duration {
 	if c.cap > 0 {
 		return c.cap
 	}
-	fixed := time.Duration(0)
-	if n := min(c.seen, len(c.recent)); n > 0 {
-		fixed = min(slices.Min(c.recent[:n]), fsyncBelieved)
-	}
-	budget := max(sweepHold-fixed, txTarget/2)
+	budget := max(sweepHold-c.fixed(), txTarget/2)
 	return time.Duration(float64(budget) * c.workShare() * 1.5)
+}
+
+// fixed is the part of a transaction's time that does not grow with its
+// items: the shortest io of the recent transactions (their fsyncs with
+// few pages), at most fsyncBelieved (slower than that is not fsync: it is
+// the chunk); 0 before any.
+func (c *chunkSizer) fixed() time.Duration {
+	n := min(c.seen, len(c.recent))
+	if n == 0 {
+		return 0
+	}
+	return min(slices.Min(c.recent[:n]), fsyncBelieved)
 }
 
 // workShareFirst is the share of a transaction's time above its fixed

@@ -145,18 +145,13 @@ const tombSweepTx = 1000
 // proportion to the tombstones due. With none due it writes nothing. A
 // damaged tombstone costs only itself: it is left with its entries and
 // reported once (db.damaged: returned the first time, for the sweep to
-// report with its own), and stepped over after.
-func (db *DB) sweepTombstones(ctx context.Context, now int64) (found damage, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			db.damaged.remove(found) // reported to no one: the next sweep does (see sweep)
-			panic(r)
-		}
-	}()
+// report with its own, appended to *found as they are met, so that the
+// sweep's recover sees them too), and stepped over after.
+func (db *DB) sweepTombstones(ctx context.Context, now int64, found *damage) error {
 	total := 0
 	for {
 		if err := ctx.Err(); err != nil {
-			return found, err
+			return err
 		}
 		type due struct {
 			key    []byte
@@ -200,9 +195,9 @@ func (db *DB) sweepTombstones(ctx context.Context, now int64) (found damage, err
 			}
 			return nil
 		})
-		found = append(found, db.damaged.addNew(bad)...)
+		*found = append(*found, db.damaged.addNew(bad)...)
 		if err != nil || len(items) == 0 {
-			return found, err
+			return err
 		}
 		n := 0
 		err = db.commit.runSolo(func(tx *bolt.Tx) error { // in turn with Issues, as the token passes
@@ -223,12 +218,12 @@ func (db *DB) sweepTombstones(ctx context.Context, now int64) (found damage, err
 			return nil
 		})
 		if err != nil {
-			return found, err
+			return err
 		}
 		total += n
 		db.log.Debug("tokenstore: swept tombstones", "deleted", n, "total", total, "at", time.UnixMilli(now))
 		if len(items) < tombSweepTx {
-			return found, nil
+			return nil
 		}
 	}
 }
