@@ -23,6 +23,7 @@ func TestConformance(t *testing.T) {
 			MaxTokensPerSubject: c.MaxTokensPerSubject,
 			TouchInterval:       c.TouchInterval,
 			SweepInterval:       c.SweepInterval,
+			Logger:              c.Logger,
 		})
 		require.NoError(t, err)
 		t.Cleanup(func() { require.NoError(t, s.Close()) })

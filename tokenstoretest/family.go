@@ -1,9 +1,13 @@
 package tokenstoretest
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -981,4 +985,90 @@ func testInvalidGrace(t *testing.T, open Opener) {
 	_, _, err = e.s.Rotate(e.ctx, "tks_nope", tokenstore.WithGrace(-1))
 	require.Error(t, err, "a malformed token with a bad grace")
 	assert.True(t, oneOf(err, tokenstore.ErrMalformed, tokenstore.ErrInvalidGrace), "either refusal: %v", err)
+}
+
+// testReuseLogRateLimited: each replay of a rotated-away token logged a
+// Warn line, so a stolen token replayed in a loop filled the logs. Within
+// a minute of a family's line (on Config.Now), its later reuses are
+// counted, not logged, and the first line after that minute carries the
+// count ("suppressed"); another family is logged apart; the line of a
+// reuse that revoked tokens says how many ("revoked"); every reuse is
+// still refused and counted in Stats; no line holds a token.
+func testReuseLogRateLimited(t *testing.T, open Opener) {
+	var logs lockedBuffer
+	e := newEnv(t, open, func(o *Config) { o.Logger = slog.New(slog.NewJSONHandler(&logs, nil)) })
+	warns := func() []map[string]any {
+		t.Helper()
+		text := logs.take()
+		for _, s := range e.secrets.all() {
+			require.NotContains(t, text, s, "a log line holds a token")
+		}
+		var out []map[string]any
+		for line := range strings.SplitSeq(strings.TrimSpace(text), "\n") {
+			if line == "" {
+				continue
+			}
+			var rec map[string]any
+			require.NoError(t, json.Unmarshal([]byte(line), &rec))
+			if rec["level"] == "WARN" {
+				out = append(out, rec)
+			}
+		}
+		return out
+	}
+	a, aInfo := e.issue("user")
+	e.rotate(a)
+	x, xInfo := e.issue("other")
+	e.rotate(x)
+	before := e.s.Stats().RejectedReused
+
+	const replays = 20
+	for i := range replays {
+		e.clock.Advance(time.Second)
+		_, err := e.s.Validate(e.ctx, a)
+		e.errIs(err, tokenstore.ErrReused, "replay %d", i)
+	}
+	_, err := e.s.Validate(e.ctx, x)
+	e.errIs(err, tokenstore.ErrReused)
+	got := warns()
+	require.Len(t, got, 2, "%d replays of a family within a minute: one line; another family's: its own", replays)
+	assert.Contains(t, got[0]["msg"], "token reused after rotation")
+	assert.Equal(t, aInfo.FamilyID.String(), got[0]["family"])
+	assert.Equal(t, 1.0, got[0]["revoked"], "the first revoked the successor")
+	assert.NotContains(t, got[0], "suppressed")
+	assert.Equal(t, xInfo.FamilyID.String(), got[1]["family"])
+	assert.Equal(t, before+replays+1, e.s.Stats().RejectedReused, "every reuse counted")
+
+	e.clock.Advance(time.Minute - time.Duration(replays-1)*time.Second) // a minute after a's line
+	_, err = e.s.Lookup(e.ctx, a)
+	e.errIs(err, tokenstore.ErrReused)
+	got = warns()
+	require.Len(t, got, 1, "after the minute")
+	assert.Contains(t, got[0]["msg"], "token reused after rotation")
+	assert.Equal(t, aInfo.FamilyID.String(), got[0]["family"])
+	assert.Equal(t, float64(replays-1), got[0]["suppressed"], "the replays not logged")
+	assert.Equal(t, 0.0, got[0]["revoked"])
+	_, _, err = e.s.Rotate(e.ctx, a)
+	e.errIs(err, tokenstore.ErrReused)
+	assert.Empty(t, warns(), "a new minute")
+}
+
+// lockedBuffer is a log destination safe for concurrent writers.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// take returns what was written since the last take.
+func (b *lockedBuffer) take() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	defer b.buf.Reset()
+	return b.buf.String()
 }

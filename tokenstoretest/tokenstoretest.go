@@ -23,6 +23,7 @@ package tokenstoretest
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -111,6 +112,11 @@ type Config struct {
 	// sets it negative (no background sweeper), so that only its own
 	// Sweep calls delete anything.
 	SweepInterval time.Duration
+
+	// Logger receives the store's reports. The suite reads the warnings
+	// of reused tokens through it (Family/ReuseLogRateLimited). Nil:
+	// discarded.
+	Logger *slog.Logger
 }
 
 // Flusher is a store that writes uses in the background rather than in
@@ -128,6 +134,7 @@ func (c Config) FileOptions() *tokenstore.Options {
 		MaxTokensPerSubject: c.MaxTokensPerSubject,
 		TouchInterval:       c.TouchInterval,
 		SweepInterval:       c.SweepInterval,
+		Logger:              c.Logger,
 	}
 }
 
@@ -180,6 +187,7 @@ func Run(t *testing.T, open Opener) {
 		{"Family/IDs", testFamilyIDs},
 		{"Family/ReuseRevokesFamily", testReuseRevokesFamily},
 		{"Family/ReusePaths", testReusePaths},
+		{"Family/ReuseLogRateLimited", testReuseLogRateLimited},
 		{"Family/Grace", testGrace},
 		{"Family/ReuseEndsGrace", testReuseEndsGrace},
 		{"Family/GraceConcurrent", testGraceConcurrent},
