@@ -41,19 +41,14 @@ func TestCache_UseDuringRevokeInFlight(t *testing.T) {
 				Now:           func() time.Time { return time.UnixMilli(now.Load()) },
 				SweepInterval: -1, TouchInterval: time.Hour, Policy: Sliding(time.Hour, 10*time.Hour),
 			}
-			db, err := Open(path, o)
-			require.NoError(t, err)
-			defer func() { require.NoError(t, db.Close()) }()
-			tok, _, err := db.Issue(ctx, "user") // not cached: its Validate below misses
-			require.NoError(t, err)
-			h, err := db.format.Parse(tok)
-			require.NoError(t, err)
+			db, tok, h := openUncached(t, path, o)
+			defer func() { require.NoError(t, db.Close()) }() // the store reopened below
 
 			used := t0 + 50*time.Minute.Milliseconds()
 			now.Store(used)
 			var validated Info
 			var validateErr error
-			err = deleteInFlight(db, h, func() error {
+			err := deleteInFlight(db, h, func() error {
 				validated, validateErr = db.Validate(ctx, tok) // the delete announced, not committed
 				if fail {
 					return errDisk
@@ -110,19 +105,10 @@ func TestGrace_FirstUseDuringRolledBackDelete(t *testing.T) {
 	e.advance(time.Second)
 	errDisk := errors.New("disk full")
 	var validateErr error
-	del := deletes{cache: e.db.cache}
-	err := e.db.commit.run(func(tx *bolt.Tx) error {
-		rec, err := getRecord(tx, hb)
-		if err != nil {
-			return refuse(err)
-		}
-		if err := del.delete(tx, hb, &rec); err != nil {
-			return err
-		}
+	err := deleteInFlight(e.db, hb, func() error {
 		_, validateErr = e.db.Validate(t.Context(), b)
 		return errDisk
 	})
-	del.end()
 	require.ErrorIs(t, err, errDisk)
 	require.NoError(t, validateErr)
 	_, err = e.db.Lookup(t.Context(), a)
@@ -153,18 +139,12 @@ func TestCache_UseDuringFailedRevokeWrittenBeforeValidateReturns(t *testing.T) {
 			} else {
 				o.TouchInterval = -1
 			}
-			db, err := Open(filepath.Join(t.TempDir(), "t.db"), o)
-			require.NoError(t, err)
-			defer func() { require.NoError(t, db.Close()) }()
-			tok, _, err := db.Issue(ctx, "user") // not cached: its Validate below misses
-			require.NoError(t, err)
-			h, err := db.format.Parse(tok)
-			require.NoError(t, err)
+			db, tok, h := openUncached(t, filepath.Join(t.TempDir(), "t.db"), o)
 
 			used := t0 + 50*time.Minute.Milliseconds() // a returning user
 			now.Store(used)
 			validated := make(chan error, 1)
-			err = deleteInFlight(db, h, func() error {
+			err := deleteInFlight(db, h, func() error {
 				go func() {
 					_, err := db.Validate(ctx, tok)
 					validated <- err
@@ -212,18 +192,12 @@ func TestCache_FlushWritesUseKeptDuringRevoke(t *testing.T) {
 		Now:           func() time.Time { return time.UnixMilli(now.Load()) },
 		SweepInterval: -1, TouchInterval: time.Hour, Policy: Sliding(time.Hour, 10*time.Hour),
 	}
-	db, err := Open(filepath.Join(t.TempDir(), "t.db"), o)
-	require.NoError(t, err)
-	defer func() { require.NoError(t, db.Close()) }()
-	tok, _, err := db.Issue(ctx, "user") // not cached: its Validate below misses
-	require.NoError(t, err)
-	h, err := db.format.Parse(tok)
-	require.NoError(t, err)
+	db, tok, h := openUncached(t, filepath.Join(t.TempDir(), "t.db"), o)
 
 	used := t0 + 50*time.Minute.Milliseconds()
 	now.Store(used)
 	flushed := make(chan error, 1)
-	err = deleteInFlight(db, h, func() error {
+	err := deleteInFlight(db, h, func() error {
 		if _, err := db.Validate(ctx, tok); err != nil {
 			return err
 		}
@@ -315,4 +289,18 @@ func storedLastUse(t *testing.T, db *DB, h Hash) (used int64) {
 		return err
 	}))
 	return used
+}
+
+// openUncached opens a store at path with o, closed when the test ends,
+// and issues it a token that is not cached: its first Validate misses.
+func openUncached(t *testing.T, path string, o *Options) (db *DB, tok string, h Hash) {
+	t.Helper()
+	db, err := Open(path, o)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, db.Close()) })
+	tok, _, err = db.Issue(t.Context(), "user")
+	require.NoError(t, err)
+	h, err = db.format.Parse(tok)
+	require.NoError(t, err)
+	return db, tok, h
 }
