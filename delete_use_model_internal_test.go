@@ -47,6 +47,18 @@ type modelDelete struct {
 	marked bool // the sweep's mark was taken (not left out as alive)
 }
 
+// end ends d in c, as its deleter does after its transaction: a Revoke's
+// endDelete, a sweep's endDeleteAll (of a mark it set).
+func (d *modelDelete) end(c *cache) {
+	d.ended = true
+	switch {
+	case d.sweep && d.marked:
+		c.endDeleteAll([]Hash{d.h}, d.gone)
+	case !d.sweep:
+		c.endDelete(d.h, d.gone)
+	}
+}
+
 func runDeleteUseModel(t *testing.T, seed uint64, size int) {
 	const hour = int64(time.Hour / time.Millisecond)
 	rnd := mrand.New(mrand.NewPCG(seed, 7))
@@ -176,13 +188,7 @@ func runDeleteUseModel(t *testing.T, seed uint64, size int) {
 		case k == 4: // a delete's end, after its transaction
 			for _, d := range dels {
 				if !d.open && !d.ended {
-					d.ended = true
-					switch {
-					case d.sweep && d.marked:
-						c.endDeleteAll([]Hash{d.h}, d.gone)
-					case !d.sweep:
-						c.endDelete(d.h, d.gone)
-					}
+					d.end(c)
 					log = append(log, fmt.Sprintf("end %x gone=%v", d.h[8], d.gone))
 					break
 				}
@@ -275,13 +281,7 @@ func runDeleteUseModel(t *testing.T, seed uint64, size int) {
 	}
 	for _, d := range dels {
 		if !d.ended {
-			d.ended = true
-			switch {
-			case d.sweep && d.marked:
-				c.endDeleteAll([]Hash{d.h}, d.gone)
-			case !d.sweep:
-				c.endDelete(d.h, d.gone)
-			}
+			d.end(c)
 		}
 	}
 	check(-1)
