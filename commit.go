@@ -37,6 +37,11 @@ type committer struct {
 	// prove a path starts none.
 	began atomic.Uint64
 
+	// reads are the read transactions kept open for Validate and Lookup:
+	// each write rolls them back before it begins and makes them stale
+	// once it has ended (see readTxs).
+	reads readTxs
+
 	mu      sync.Mutex
 	queue   []*call
 	leading bool // a leader is committing or about to
@@ -245,6 +250,8 @@ func (c *committer) update(fn func(*bolt.Tx) error) (err error) {
 	}
 	defer recoverCorrupt(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	c.reads.writeBegin()
+	defer c.reads.writeEnd() // after the transaction, panics included
 	tx, err := c.db.Begin(true)
 	if err != nil {
 		return err

@@ -35,7 +35,7 @@ func (c *errorCount) WithGroup(string) slog.Handler      { return c }
 // damageIDEntry flips a bit in the ids entry of h's token, in an open store.
 func damageIDEntry(t *testing.T, db *DB, h Hash) {
 	t.Helper()
-	require.NoError(t, db.bolt.Update(func(tx *bolt.Tx) error {
+	require.NoError(t, db.boltUpdate(func(tx *bolt.Tx) error {
 		rec, err := decodeRecord(tx.Bucket(bucketTokens).Get(h[:]))
 		require.NoError(t, err)
 		b := tx.Bucket(bucketIDs)

@@ -229,6 +229,7 @@ func (db *DB) Close() error {
 		if !db.ro {
 			err = errors.Join(db.flush(context.Background(), false), db.syncFreelist())
 		}
+		db.commit.reads.close()
 		if db.commit.wedged.Load() { // bbolt's Close would wait for ever
 			db.closeErr = errors.Join(err, wrap("close", fmt.Errorf("%w; the file stays open until the process exits", errWedged)))
 			return

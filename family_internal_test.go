@@ -170,7 +170,7 @@ func TestTombstone_DamageCostsOnlyItself(t *testing.T) {
 	e.rotate(a1)
 	b2, _ := e.rotate(a2, WithGrace(time.Minute))
 	h1 := e.hash(a1)
-	require.NoError(t, e.db.bolt.Update(func(tx *bolt.Tx) error {
+	require.NoError(t, e.db.boltUpdate(func(tx *bolt.Tx) error {
 		v := bytes.Clone(tx.Bucket(bucketTombstones).Get(h1[:]))
 		v[90] ^= 0x04 // in its deadline
 		return tx.Bucket(bucketTombstones).Put(h1[:], v)
@@ -210,7 +210,7 @@ func TestCheck_FamilyEntries(t *testing.T) {
 	a, aInfo := e.issue()
 	_, bInfo := e.rotate(a)
 	nobody := uuid.Must(uuid.NewV7())
-	require.NoError(t, e.db.bolt.Update(func(tx *bolt.Tx) error {
+	require.NoError(t, e.db.boltUpdate(func(tx *bolt.Tx) error {
 		fam := tx.Bucket(bucketFamilies)
 		return errors.Join(
 			fam.Delete(append(aInfo.ID[:16:16], bInfo.ID[:]...)),
@@ -401,7 +401,7 @@ func TestCheck_FamilyProblemsNameNoHash(t *testing.T) {
 	e.rotate(a3)
 	h1, h2, h3 := e.hash(a1), e.hash(a2), e.hash(a3)
 	other := uuid.Must(uuid.NewV7())
-	require.NoError(t, e.db.bolt.Update(func(tx *bolt.Tx) error {
+	require.NoError(t, e.db.boltUpdate(func(tx *bolt.Tx) error {
 		tombs := tx.Bucket(bucketTombstones)
 		// a1: its tombstone gone, its tombdue and families entries left.
 		// a2: its tombstone's deadline moved (tombdue disagrees).
@@ -447,7 +447,7 @@ func issueRotated(t *testing.T, db *DB, n int) []string {
 func damageTombstone(t *testing.T, db *DB, tok string) {
 	t.Helper()
 	h := mustParse(t, db, tok)
-	require.NoError(t, db.bolt.Update(func(tx *bolt.Tx) error {
+	require.NoError(t, db.boltUpdate(func(tx *bolt.Tx) error {
 		v := bytes.Clone(tx.Bucket(bucketTombstones).Get(h[:]))
 		v[20] ^= 0x04 // in its family
 		return tx.Bucket(bucketTombstones).Put(h[:], v)

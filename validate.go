@@ -126,7 +126,7 @@ func (db *DB) check(ctx context.Context, token string, use bool) (Info, error) {
 // has every token while the clock reads earlier than a use the file may
 // hold (usedMax): last uses never move back.
 func (db *DB) readForUse(h Hash, now int64) (rec record, err error) {
-	err = view(db.bolt, func(tx *bolt.Tx) error {
+	err = db.commit.reads.view(db.bolt, h[0], func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketTokens).Get(h[:])
 		if v == nil {
 			return notFound(tx, h)
@@ -145,9 +145,10 @@ func (db *DB) readForUse(h Hash, now int64) (rec record, err error) {
 	return rec, boltErr(err)
 }
 
-// read reads h's record in a read-only transaction.
+// read reads h's record in a read-only transaction (a kept one: see
+// readTxs).
 func (db *DB) read(h Hash) (rec record, err error) {
-	err = view(db.bolt, func(tx *bolt.Tx) error {
+	err = db.commit.reads.view(db.bolt, h[0], func(tx *bolt.Tx) error {
 		rec, err = getRecord(tx, h)
 		if err == ErrNotFound { // getRecord's own: no record (a damaged one is wrapped)
 			return notFound(tx, h)
