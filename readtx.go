@@ -1,6 +1,7 @@
 package tokenstore
 
 import (
+	"bytes"
 	"runtime/debug"
 	"sync/atomic"
 
@@ -59,13 +60,60 @@ type readTxSlot struct {
 type readTx struct {
 	tx  *bolt.Tx
 	gen uint64 // readTxs.gen before tx began
+	// cursors on the tokens and ids buckets, opened on first use and
+	// kept with tx: a Bucket.Get opens the bucket and a cursor each time,
+	// and grows the cursor's stack (three allocations of a cold Validate).
+	cursors [2]*bolt.Cursor
+}
+
+// Buckets a readTx keeps a cursor on (readTx.get).
+const (
+	readTokens = iota
+	readIDs
+)
+
+var readTxBuckets = [...][]byte{readTokens: bucketTokens, readIDs: bucketIDs}
+
+// get returns the value of key in bucket which (readTokens, readIDs), or
+// nil, as bbolt's Bucket.Get does: nil also for a nested bucket's key,
+// which the store never writes.
+func (t *readTx) get(which int, key []byte) []byte {
+	c := t.cursors[which]
+	if c == nil {
+		c = t.tx.Bucket(readTxBuckets[which]).Cursor()
+		t.cursors[which] = c
+	}
+	k, v := c.Seek(key)
+	if !bytes.Equal(k, key) {
+		return nil
+	}
+	return v
+}
+
+// record reads h's record, as getRecord does.
+func (t *readTx) record(h Hash) (record, error) {
+	v := t.get(readTokens, h[:])
+	if v == nil {
+		return record{}, ErrNotFound
+	}
+	rec, err := decodeRecord(v)
+	if err != nil {
+		return rec, err
+	}
+	return rec, t.idEntry(h, &rec)
+}
+
+// idEntry sets rec's last use and filed deadline, as readIDEntry does.
+func (t *readTx) idEntry(h Hash, rec *record) error {
+	id := rec.id // see readIDEntry
+	return setIDEntry(h, rec, id[:], t.get(readIDs, id[:]))
 }
 
 // view runs fn in a kept read transaction (one is begun if none is
 // free), as [view] does: bbolt's panics and faults become ErrCorrupt, and
 // a transaction a panic went through is rolled back, never kept. hint
 // picks the slot the search starts from, to spread concurrent calls.
-func (r *readTxs) view(b *bolt.DB, hint byte, fn func(*bolt.Tx) error) (err error) {
+func (r *readTxs) view(b *bolt.DB, hint byte, fn func(*readTx) error) (err error) {
 	defer recoverCorrupt(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	t, err := r.take(b, int(hint))
@@ -78,7 +126,7 @@ func (r *readTxs) view(b *bolt.DB, hint byte, fn func(*bolt.Tx) error) (err erro
 			_ = t.tx.Rollback()
 		}
 	}()
-	err = fn(t.tx)
+	err = fn(t)
 	done = true
 	r.put(t, int(hint))
 	return err

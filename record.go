@@ -97,12 +97,18 @@ func readIDEntry(tx *bolt.Tx, h Hash, rec *record) error {
 	// A copy: the checksum (crc32) leaks its argument, and slicing rec.id
 	// would move the caller's record to the heap on every read.
 	id := rec.id
-	e, err := decodeIDValue(id[:], tx.Bucket(bucketIDs).Get(id[:]))
+	return setIDEntry(h, rec, id[:], tx.Bucket(bucketIDs).Get(id[:]))
+}
+
+// setIDEntry sets rec's last use and filed deadline from v, the ids entry
+// of id, rec's id.
+func setIDEntry(h Hash, rec *record, id, v []byte) error {
+	e, err := decodeIDValue(id, v)
 	if err != nil {
-		return fmt.Errorf("token %s: %w", id, err)
+		return fmt.Errorf("token %s: %w", rec.id, err)
 	}
 	if !e.of(h) {
-		return fmt.Errorf("%w: the ids entry of token %s names another record", ErrCorrupt, id)
+		return fmt.Errorf("%w: the ids entry of token %s names another record", ErrCorrupt, rec.id)
 	}
 	rec.lastUsed, rec.filed = e.used, e.filed
 	return nil
