@@ -64,6 +64,9 @@ type readTx struct {
 	// kept with tx: a Bucket.Get opens the bucket and a cursor each time,
 	// and grows the cursor's stack (three allocations of a cold Validate).
 	cursors [2]*bolt.Cursor
+	// spent: a panic went through tx (get's, recovered): view rolls it
+	// back instead of keeping it.
+	spent bool
 }
 
 // Buckets a readTx keeps a cursor on (readTx.get).
@@ -77,12 +80,27 @@ var readTxBuckets = [...][]byte{readTokens: bucketTokens, readIDs: bucketIDs}
 // get returns the value of key in bucket which (readTokens, readIDs), or
 // nil, as bbolt's Bucket.Get does: nil also for a nested bucket's key,
 // which the store never writes.
-func (t *readTx) get(which int, key []byte) []byte {
+//
+// Also on a damaged file: Seek of a key the file does not hold, past the
+// last key of its leaf, moves on to the next leaf, a page Get does not
+// read and the answer does not depend on. When that page is damaged (bbolt
+// panics, or faults: a panic under view's SetPanicOnFault), the key is
+// answered by Get, which reads only the pages on its own path, so that an
+// unknown or revoked token beside a damaged page is ErrNotFound, as it
+// was, not ErrCorrupt. Get panics in turn when the key's own path is
+// damaged.
+func (t *readTx) get(which int, key []byte) (v []byte) {
 	c := t.cursors[which]
 	if c == nil {
 		c = t.tx.Bucket(readTxBuckets[which]).Cursor()
 		t.cursors[which] = c
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			t.cursors[which], t.spent = nil, true
+			v = t.tx.Bucket(readTxBuckets[which]).Get(key)
+		}
+	}()
 	k, v := c.Seek(key)
 	if !bytes.Equal(k, key) {
 		return nil
@@ -127,8 +145,10 @@ func (r *readTxs) view(b *bolt.DB, hint byte, fn func(*readTx) error) (err error
 		}
 	}()
 	err = fn(t)
-	done = true
-	r.put(t, int(hint))
+	if !t.spent {
+		done = true
+		r.put(t, int(hint))
+	}
 	return err
 }
 

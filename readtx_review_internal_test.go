@@ -1,11 +1,15 @@
 package tokenstore
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -260,4 +264,90 @@ func TestReadTxs_RemapDuringConcurrentCalls(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+}
+
+// A token the file does not hold, whose place in the tokens bucket is
+// past the last key of a leaf page, is not found: it is answered
+// ErrNotFound as bbolt's Bucket.Get answers it, without reading the next
+// leaf. A damaged page costs its own tokens, not an unknown token's
+// answer (a revoked token's, a forged one's) beside it.
+func TestReadTxs_MissPastLeafEndReadsNoOtherPage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "t.db")
+	db, err := Open(path, quietOptions())
+	require.NoError(t, err)
+	reqs := make([]IssueRequest, 400)
+	for i := range reqs {
+		reqs[i] = IssueRequest{Subject: fmt.Sprintf("user-%d", i)}
+	}
+	_, err = db.IssueBatch(t.Context(), reqs) // one transaction: no stale copy of a leaf
+	require.NoError(t, err)
+	pageSize := db.bolt.Info().PageSize
+	require.NoError(t, db.Close())
+
+	// The tokens bucket's leaves, from the file: leaf pages (flag 0x02)
+	// whose keys are all 32 bytes long.
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	type leaf struct {
+		id          int
+		first, last []byte
+	}
+	var leaves []leaf
+	for id := range len(b) / pageSize {
+		p := b[id*pageSize : (id+1)*pageSize]
+		count := int(binary.LittleEndian.Uint16(p[10:]))
+		if binary.LittleEndian.Uint16(p[8:]) != 0x02 || count < 2 {
+			continue
+		}
+		key := func(i int) []byte {
+			e := p[16+16*i:]
+			pos, ksize := int(binary.LittleEndian.Uint32(e[4:])), int(binary.LittleEndian.Uint32(e[8:]))
+			if ksize != len(Hash{}) || 16+16*i+pos+ksize > len(p) {
+				return nil
+			}
+			return e[pos : pos+ksize]
+		}
+		l := leaf{id: id, first: key(0), last: key(count - 1)}
+		if l.first != nil && l.last != nil {
+			leaves = append(leaves, l)
+		}
+	}
+	slices.SortFunc(leaves, func(a, b leaf) int { return bytes.Compare(a.first, b.first) })
+	require.GreaterOrEqual(t, len(leaves), 3, "the tokens bucket's leaves")
+	prev, next := leaves[0], leaves[1]
+	var h Hash // after prev's last key, before next's first
+	copy(h[:], prev.last)
+	for i := len(h) - 1; i >= 0; i-- {
+		if h[i]++; h[i] != 0 {
+			break
+		}
+	}
+	require.Negative(t, bytes.Compare(h[:], next.first))
+
+	// next's page header, damaged in the open store's file (bbolt maps it
+	// shared: Open's own check would refuse the file), names another
+	// page: bbolt refuses to read it.
+	db, err = Open(path, quietOptions())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteAt(binary.LittleEndian.AppendUint64(nil, uint64(next.id)+1000), int64(next.id*pageSize))
+	require.NoError(t, errors.Join(err, f.Close()))
+
+	_, err = db.read(h)
+	require.ErrorIs(t, err, ErrNotFound)
+	require.NotErrorIs(t, err, ErrCorrupt)
+	_, err = db.readForUse(h, db.nowMs())
+	require.ErrorIs(t, err, ErrNotFound)
+	require.NotErrorIs(t, err, ErrCorrupt)
+	require.Zero(t, db.bolt.Stats().OpenTxN, "a transaction a panic went through was kept")
+	// A token of the damaged page itself is ErrCorrupt.
+	_, err = db.read(Hash(next.first))
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.Zero(t, db.bolt.Stats().OpenTxN, "a transaction a panic went through was kept")
+	// Tokens elsewhere are read, in a kept transaction.
+	_, err = db.read(Hash(prev.last))
+	require.NoError(t, err)
+	require.Equal(t, 1, db.bolt.Stats().OpenTxN)
 }
