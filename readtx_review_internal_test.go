@@ -266,33 +266,26 @@ func TestReadTxs_RemapDuringConcurrentCalls(t *testing.T) {
 	}
 }
 
-// A token the file does not hold, whose place in the tokens bucket is
-// past the last key of a leaf page, is not found: it is answered
-// ErrNotFound as bbolt's Bucket.Get answers it, without reading the next
-// leaf. A damaged page costs its own tokens, not an unknown token's
-// answer (a revoked token's, a forged one's) beside it.
-func TestReadTxs_MissPastLeafEndReadsNoOtherPage(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "t.db")
+// tokenLeaves stores 400 tokens in one transaction (so that the file
+// holds no stale copy of a leaf), closes the store and returns its path,
+// the tokens, bbolt's page size, the file, and the tokens bucket's leaves
+// read from it (leaf pages, flag 0x02, whose keys are all 32 bytes long)
+// in key order.
+func tokenLeaves(t *testing.T) (path string, issued []Issued, pageSize int, b []byte, leaves []tokenLeaf) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "t.db")
 	db, err := Open(path, quietOptions())
 	require.NoError(t, err)
 	reqs := make([]IssueRequest, 400)
 	for i := range reqs {
 		reqs[i] = IssueRequest{Subject: fmt.Sprintf("user-%d", i)}
 	}
-	_, err = db.IssueBatch(t.Context(), reqs) // one transaction: no stale copy of a leaf
+	issued, err = db.IssueBatch(t.Context(), reqs)
 	require.NoError(t, err)
-	pageSize := db.bolt.Info().PageSize
+	pageSize = db.bolt.Info().PageSize
 	require.NoError(t, db.Close())
-
-	// The tokens bucket's leaves, from the file: leaf pages (flag 0x02)
-	// whose keys are all 32 bytes long.
-	b, err := os.ReadFile(path)
+	b, err = os.ReadFile(path)
 	require.NoError(t, err)
-	type leaf struct {
-		id          int
-		first, last []byte
-	}
-	var leaves []leaf
 	for id := range len(b) / pageSize {
 		p := b[id*pageSize : (id+1)*pageSize]
 		count := int(binary.LittleEndian.Uint16(p[10:]))
@@ -307,13 +300,38 @@ func TestReadTxs_MissPastLeafEndReadsNoOtherPage(t *testing.T) {
 			}
 			return e[pos : pos+ksize]
 		}
-		l := leaf{id: id, first: key(0), last: key(count - 1)}
-		if l.first != nil && l.last != nil {
+		l := tokenLeaf{id: id, first: key(0), second: key(1), last: key(count - 1)}
+		if l.first != nil && l.second != nil && l.last != nil {
 			leaves = append(leaves, l)
 		}
 	}
-	slices.SortFunc(leaves, func(a, b leaf) int { return bytes.Compare(a.first, b.first) })
+	slices.SortFunc(leaves, func(a, b tokenLeaf) int { return bytes.Compare(a.first, b.first) })
 	require.GreaterOrEqual(t, len(leaves), 3, "the tokens bucket's leaves")
+	return path, issued, pageSize, b, leaves
+}
+
+type tokenLeaf struct {
+	id                  int
+	first, second, last []byte
+}
+
+// damageOpen writes v at off in the file of an open store (bbolt maps it
+// shared, and Open's own check would refuse some damage).
+func damageOpen(t *testing.T, path string, off int, v []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteAt(v, int64(off))
+	require.NoError(t, errors.Join(err, f.Close()))
+}
+
+// A token the file does not hold, whose place in the tokens bucket is
+// past the last key of a leaf page, is not found: it is answered
+// ErrNotFound as bbolt's Bucket.Get answers it, without reading the next
+// leaf. A damaged page costs its own tokens, not an unknown token's
+// answer (a revoked token's, a forged one's) beside it.
+func TestReadTxs_MissPastLeafEndReadsNoOtherPage(t *testing.T) {
+	path, _, pageSize, _, leaves := tokenLeaves(t)
 	prev, next := leaves[0], leaves[1]
 	var h Hash // after prev's last key, before next's first
 	copy(h[:], prev.last)
@@ -324,16 +342,11 @@ func TestReadTxs_MissPastLeafEndReadsNoOtherPage(t *testing.T) {
 	}
 	require.Negative(t, bytes.Compare(h[:], next.first))
 
-	// next's page header, damaged in the open store's file (bbolt maps it
-	// shared: Open's own check would refuse the file), names another
-	// page: bbolt refuses to read it.
-	db, err = Open(path, quietOptions())
+	db, err := Open(path, quietOptions())
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() })
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	require.NoError(t, err)
-	_, err = f.WriteAt(binary.LittleEndian.AppendUint64(nil, uint64(next.id)+1000), int64(next.id*pageSize))
-	require.NoError(t, errors.Join(err, f.Close()))
+	// next's page header names another page: bbolt refuses to read it.
+	damageOpen(t, path, next.id*pageSize, binary.LittleEndian.AppendUint64(nil, uint64(next.id)+1000))
 
 	_, err = db.read(h)
 	require.ErrorIs(t, err, ErrNotFound)
@@ -341,7 +354,7 @@ func TestReadTxs_MissPastLeafEndReadsNoOtherPage(t *testing.T) {
 	_, err = db.readForUse(h, db.nowMs())
 	require.ErrorIs(t, err, ErrNotFound)
 	require.NotErrorIs(t, err, ErrCorrupt)
-	require.Zero(t, db.bolt.Stats().OpenTxN, "a transaction a panic went through was kept")
+	require.Equal(t, 1, db.bolt.Stats().OpenTxN, "the misses' transaction, kept")
 	// A token of the damaged page itself is ErrCorrupt.
 	_, err = db.read(Hash(next.first))
 	require.ErrorIs(t, err, ErrCorrupt)
@@ -350,4 +363,61 @@ func TestReadTxs_MissPastLeafEndReadsNoOtherPage(t *testing.T) {
 	_, err = db.read(Hash(prev.last))
 	require.NoError(t, err)
 	require.Equal(t, 1, db.bolt.Stats().OpenTxN)
+}
+
+// A token that Validate answers valid is one Revoke deletes, also in a
+// damaged tree: a branch key raised past the first key of its leaf, so
+// that a search for that key (Bucket.Get, and every write's getRecord)
+// lands past the end of the leaf before. Validate and Lookup must miss
+// it too (failing closed, as the writes do): had their read walked on
+// to the next leaf (Cursor.Seek), they answered valid a token that
+// Revoke, RevokeID and RevokeSubject answer ErrNotFound, and so could
+// never revoke.
+func TestReadTxs_ValidateAgreesWithRevokeOnDamagedBranch(t *testing.T) {
+	path, issued, pageSize, b, leaves := tokenLeaves(t)
+	next := leaves[1]
+	db, err := Open(path, quietOptions())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	tok := ""
+	for _, is := range issued {
+		if h := mustParse(t, db, is.Token); bytes.Equal(h[:], next.first) {
+			tok = is.Token
+		}
+	}
+	require.NotEmpty(t, tok, "next's first key is an issued token's")
+	// The branch element of next, in a branch page (flag 0x01): its key
+	// raised by one in its last byte, still below next's second key.
+	off := -1
+	for id := range len(b) / pageSize {
+		p := b[id*pageSize : (id+1)*pageSize]
+		if binary.LittleEndian.Uint16(p[8:]) != 0x01 {
+			continue
+		}
+		for i := range int(binary.LittleEndian.Uint16(p[10:])) {
+			e := p[16+16*i:]
+			pos, ksize := int(binary.LittleEndian.Uint32(e[0:])), int(binary.LittleEndian.Uint32(e[4:]))
+			if binary.LittleEndian.Uint64(e[8:]) == uint64(next.id) && ksize == len(Hash{}) && bytes.Equal(e[pos:pos+ksize], next.first) {
+				off = id*pageSize + 16 + 16*i + pos + ksize - 1
+			}
+		}
+	}
+	require.Positive(t, off, "next's branch element")
+	raised := next.first[len(next.first)-1] + 1
+	require.NotZero(t, raised)
+	require.Negative(t, bytes.Compare(append(bytes.Clone(next.first[:len(next.first)-1]), raised), next.second))
+
+	damageOpen(t, path, off, []byte{raised})
+	ctx := t.Context()
+
+	_, verr := db.Validate(ctx, tok)
+	_, lerr := db.Lookup(ctx, tok)
+	rerr := db.Revoke(ctx, tok)
+	if verr == nil || lerr == nil {
+		require.NoError(t, rerr, "a token that validates cannot be revoked")
+	}
+	_, verr = db.Validate(ctx, tok)
+	require.Error(t, verr, "valid after Revoke returned")
+	_, lerr = db.Lookup(ctx, tok)
+	require.Error(t, lerr, "valid after Revoke returned")
 }
