@@ -116,7 +116,8 @@ func (t *readTx) idEntry(h Hash, rec *record) error {
 // view runs fn in a kept read transaction (one is begun if none is
 // free), as [view] does: bbolt's panics and faults become ErrCorrupt, and
 // a transaction a panic went through is rolled back, never kept. hint
-// picks the slot the search starts from, to spread concurrent calls.
+// (readTxHint) picks the slot the search starts from, to spread
+// concurrent calls.
 func (r *readTxs) view(b *bolt.DB, hint byte, fn func(*readTx) error) (err error) {
 	defer recoverCorrupt(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
@@ -135,6 +136,12 @@ func (r *readTxs) view(b *bolt.DB, hint byte, fn func(*readTx) error) (err error
 	r.put(t, int(hint))
 	return err
 }
+
+// readTxHint is the hint view's caller gives for h: a byte of its
+// token's SHA-256, not h[0], which is the top byte of the issue time for
+// every token issued since v0.1.0 (Hash) and so started every call's
+// search at one slot.
+func readTxHint(h Hash) byte { return h[len(h)-1] }
 
 // take returns a kept transaction of the current gen, or a new one.
 func (r *readTxs) take(b *bolt.DB, from int) (*readTx, error) {

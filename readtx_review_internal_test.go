@@ -421,3 +421,15 @@ func TestReadTxs_ValidateAgreesWithRevokeOnDamagedBranch(t *testing.T) {
 	_, lerr = db.Lookup(ctx, tok)
 	require.Error(t, lerr, "valid after Revoke returned")
 }
+
+// The slot a call's search starts from spreads concurrent calls over the
+// slots, as readTxs.view says: a hash's first bytes are its token's issue
+// time (Hash), the same for every token of years, so they pick one slot.
+func TestReadTxs_HintsSpreadOverSlots(t *testing.T) {
+	db, toks := openReadTxs(t, quietOptions(), 64) // one transaction, one millisecond or few
+	slots := map[int]bool{}
+	for _, tok := range toks {
+		slots[int(readTxHint(mustParse(t, db, tok)))%readTxSlots] = true
+	}
+	require.Greater(t, len(slots), readTxSlots/2, "slots the searches of 64 tokens start from")
+}

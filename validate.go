@@ -126,7 +126,7 @@ func (db *DB) check(ctx context.Context, token string, use bool) (Info, error) {
 // has every token while the clock reads earlier than a use the file may
 // hold (usedMax): last uses never move back.
 func (db *DB) readForUse(h Hash, now int64) (rec record, err error) {
-	err = db.commit.reads.view(db.bolt, h[0], func(t *readTx) error {
+	err = db.commit.reads.view(db.bolt, readTxHint(h), func(t *readTx) error {
 		v := t.get(readTokens, h[:])
 		if v == nil {
 			return notFound(t.tx, h)
@@ -148,7 +148,7 @@ func (db *DB) readForUse(h Hash, now int64) (rec record, err error) {
 // read reads h's record in a read-only transaction (a kept one: see
 // readTxs).
 func (db *DB) read(h Hash) (rec record, err error) {
-	err = db.commit.reads.view(db.bolt, h[0], func(t *readTx) error {
+	err = db.commit.reads.view(db.bolt, readTxHint(h), func(t *readTx) error {
 		rec, err = t.record(h)
 		if err == ErrNotFound { // record's own: no record (a damaged one is wrapped)
 			return notFound(t.tx, h)
