@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 )
 
 // Every kind of delete, seen by Validates and Lookups that began after it
@@ -432,4 +433,38 @@ func TestReadTxs_HintsSpreadOverSlots(t *testing.T) {
 		slots[int(readTxHint(mustParse(t, db, tok)))%readTxSlots] = true
 	}
 	require.Greater(t, len(slots), readTxSlots/2, "slots the searches of 64 tokens start from")
+}
+
+// A write that fails on a damaged file keeps bbolt's writer lock (the
+// committer is wedged): Validates and Lookups still read, in kept
+// transactions, and Close returns, rolling them back, instead of waiting.
+func TestReadTxs_WedgedThenClose(t *testing.T) {
+	path, issued, pageSize, _, leaves := tokenLeaves(t)
+	db, err := Open(path, quietOptions())
+	require.NoError(t, err)
+	damageOpen(t, path, leaves[1].id*pageSize, binary.LittleEndian.AppendUint64(nil, uint64(leaves[1].id)+1000))
+	err = db.commit.update(func(*bolt.Tx) error { return errors.New("a write that fails") })
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.True(t, db.commit.wedged.Load())
+
+	ctx := t.Context()
+	valid := 0
+	for _, is := range issued {
+		if _, err := db.Validate(ctx, is.Token); err == nil {
+			valid++
+		}
+		db.DropCleanCache()
+		_, _ = db.Lookup(ctx, is.Token)
+	}
+	require.Greater(t, valid, len(issued)/2)
+	require.Positive(t, db.bolt.Stats().OpenTxN, "kept")
+	done := make(chan error, 1)
+	go func() { done <- db.Close() }()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, ErrCorrupt)
+	case <-time.After(time.Minute):
+		t.Fatal("Close of a wedged store waited a minute")
+	}
+	require.Zero(t, db.bolt.Stats().OpenTxN, "a kept transaction left open")
 }
