@@ -27,8 +27,14 @@ import (
 // began is never answered valid; a token no delete has reached yet always
 // is.
 func TestReadTxs_EveryDeleteSeenByLaterCalls(t *testing.T) {
+	for _, size := range []int{64, -1} { // few clean entries; none
+		t.Run(fmt.Sprintf("CacheSize=%d", size), func(t *testing.T) { everyDeleteSeenByLaterCalls(t, size) })
+	}
+}
+
+func everyDeleteSeenByLaterCalls(t *testing.T, cacheSize int) {
 	const n = 600 // victims, 5 kinds of delete
-	o := &Options{SweepInterval: -1, TouchInterval: 2 * time.Millisecond, CacheSize: 64}
+	o := &Options{SweepInterval: -1, TouchInterval: 2 * time.Millisecond, CacheSize: cacheSize}
 	db, err := Open(filepath.Join(t.TempDir(), "t.db"), o)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, db.Close()) })
