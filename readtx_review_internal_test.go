@@ -474,3 +474,71 @@ func TestReadTxs_WedgedThenClose(t *testing.T) {
 	}
 	require.Zero(t, db.bolt.Stats().OpenTxN, "a kept transaction left open")
 }
+
+// A read-only store's Close while goroutines Validate and Lookup uncached
+// tokens: no write ever empties the slots, so Close's own drain is what
+// lets bbolt's Close return.
+func TestReadTxs_ReadOnlyCloseDuringCalls(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "t.db")
+	db, err := Open(path, quietOptions())
+	require.NoError(t, err)
+	reqs := make([]IssueRequest, 300)
+	for i := range reqs {
+		reqs[i] = IssueRequest{Subject: fmt.Sprintf("user-%d", i)}
+	}
+	issued, err := db.IssueBatch(t.Context(), reqs)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	for round := range 5 {
+		o := quietOptions()
+		o.ReadOnly, o.CacheSize = true, -1
+		ro, err := Open(path, o)
+		require.NoError(t, err)
+		ctx := context.Background()
+		var calls atomic.Int64
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for g := range 4 {
+			wg.Go(func() {
+				rng := rand.New(rand.NewPCG(uint64(g), uint64(round)))
+				for {
+					tok := issued[rng.IntN(len(issued))].Token
+					var err error
+					if g%2 == 0 {
+						_, err = ro.Validate(ctx, tok)
+					} else {
+						_, err = ro.Lookup(ctx, tok)
+					}
+					calls.Add(1)
+					if errors.Is(err, ErrClosed) {
+						return
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		for calls.Load() < 1000 {
+			time.Sleep(time.Millisecond) // not for ordering: Close races the calls wherever they are
+		}
+		done := make(chan error, 1)
+		go func() {
+			err := ro.Close()
+			wg.Wait()
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(time.Minute):
+			t.Fatalf("round %d: a read-only store's Close or calls still running after a minute", round)
+		}
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		require.Zero(t, ro.bolt.Stats().OpenTxN)
+	}
+}
