@@ -542,3 +542,26 @@ func TestReadTxs_ReadOnlyCloseDuringCalls(t *testing.T) {
 		require.Zero(t, ro.bolt.Stats().OpenTxN)
 	}
 }
+
+// A token issued (or rotated in) before a call began is found by it,
+// though the call's transaction is kept from before the Issue.
+func TestReadTxs_IssuedSeenByLaterCalls(t *testing.T) {
+	db, toks := openReadTxs(t, quietOptions(), 1)
+	ctx := t.Context()
+	for i := range 200 {
+		db.DropCleanCache()
+		_, err := db.Lookup(ctx, toks[0]) // keeps a transaction
+		require.NoError(t, err)
+		tok, _, err := db.Issue(ctx, fmt.Sprintf("u%d", i))
+		require.NoError(t, err)
+		if i%2 == 1 {
+			tok, _, err = db.Rotate(ctx, tok)
+			require.NoError(t, err)
+		}
+		db.DropCleanCache()
+		_, err = db.Lookup(ctx, tok)
+		require.NoError(t, err, "round %d", i)
+		_, err = db.Validate(ctx, tok)
+		require.NoError(t, err, "round %d", i)
+	}
+}
