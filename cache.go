@@ -199,6 +199,22 @@ func newCache(size int) *cache {
 	return c
 }
 
+// reserve sizes each shard's map, while empty, for its share of tokens
+// records (at most the entries the cache keeps): after a restart, the
+// returning users of a large store fill the cache from nothing, and a map
+// grown by doubling rehashes all it holds at each step.
+func (c *cache) reserve(tokens int64) {
+	n := int(min(max(tokens, 0), int64(c.limit)*cacheShards) / cacheShards)
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		if len(s.m) == 0 && n > 0 {
+			s.m = make(map[Hash]*entry, n)
+		}
+		s.mu.Unlock()
+	}
+}
+
 func (c *cache) shard(h Hash) *shard { return &c.shards[c.shardIndex(h)] }
 
 // shardIndex reads the hash's last bytes: its first are the issue time of

@@ -188,6 +188,7 @@ func Open(path string, opts *Options) (db *DB, err error) {
 		return nil, wrap("open "+path, boltErr(err))
 	}
 	db.Stats() // primes lastCount
+	db.cache.reserve(db.lastCount.Load())
 	_ = view(db.bolt, func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketMeta).Get(metaUsedMax)
 		// Missing: no use was ever written beyond a token's creation

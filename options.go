@@ -80,7 +80,10 @@ type Options struct {
 	// written: at most one entry per token the file holds, about 240
 	// bytes each with a 13-byte subject and no metadata, whatever the
 	// traffic or the disk does (a full disk for an hour with every token
-	// used: about 240 MB at 1M tokens).
+	// used: about 240 MB at 1M tokens). Open sizes the cache's tables
+	// for as many records as the file holds, up to CacheSize (about 96
+	// bytes a record: 24 MB for the default size), so that the returning
+	// users after a restart fill them without rehashing.
 	CacheSize int
 
 	// Logger receives the sweeper's and the background writer's reports,
