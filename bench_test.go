@@ -440,14 +440,15 @@ func benchValidate(b *testing.B, get func(*testing.B) *fixture) {
 	// in memory until it is written).
 	leaf("sliding/miss", sliding, false, tokenstore.Options{SweepInterval: -1, CacheSize: -1, Now: func() time.Time { return fx.t0 }})
 	// Each call validates a token idle for 2 × TouchInterval, a different
-	// one each time: its use is written before Validate returns
-	// (group-committed between the goroutines).
+	// one each time until every sliding token has had its turn (%hits
+	// says how many calls came after that, answered from the cache).
 	idle := &leafDB{open: func(b *testing.B) *tokenstore.DB {
 		return openBench(b, fx.copyOf(b, "idle"), &tokenstore.Options{SweepInterval: -1, Now: clockFrom(fx.t0.Add(2 * time.Minute))})
 	}}
 	var next atomic.Int64
 	b.Run("sliding/idle-first-use", func(b *testing.B) {
 		db := idle.get(b)
+		st0 := db.Stats()
 		b.ReportAllocs()
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
@@ -459,6 +460,11 @@ func benchValidate(b *testing.B, get func(*testing.B) *fixture) {
 				}
 			}
 		})
+		b.StopTimer()
+		st := db.Stats()
+		hits, misses := st.CacheHits-st0.CacheHits, st.CacheMisses-st0.CacheMisses
+		b.ReportMetric(100*float64(hits)/float64(max(hits+misses, 1)), "%hits")
+		b.ReportMetric(float64(st.TouchWrites-st0.TouchWrites)/float64(b.N), "writes/op")
 	})
 	idle.close(b)
 
