@@ -186,30 +186,19 @@ func TestReadTxs_RevokedNeverValidAfterConcurrent(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
-	for g := range 4 {
-		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(uint64(g), 1))
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				before := revoked.Load()
-				i := int64(rng.IntN(n))
-				_, err := db.Lookup(ctx, toks[i])
-				after := revoked.Load() // toks[after] may be being revoked
-				switch {
-				case i < before && !errors.Is(err, ErrNotFound):
-					errs <- fmt.Errorf("token %d, revoked before the call: %v", i, err)
-					return
-				case i > after && err != nil:
-					errs <- fmt.Errorf("token %d, not revoked by the call's end: %v", i, err)
-					return
-				}
-			}
-		})
-	}
+	callUntilStopped(&wg, errs, stop, 4, 1, func(_ int, rng *rand.Rand) error {
+		before := revoked.Load()
+		i := int64(rng.IntN(n))
+		_, err := db.Lookup(ctx, toks[i])
+		after := revoked.Load() // toks[after] may be being revoked
+		switch {
+		case i < before && !errors.Is(err, ErrNotFound):
+			return fmt.Errorf("token %d, revoked before the call: %v", i, err)
+		case i > after && err != nil:
+			return fmt.Errorf("token %d, not revoked by the call's end: %v", i, err)
+		}
+		return nil
+	})
 	wg.Go(func() { // writes that end transactions in use
 		for i := 0; ; i++ {
 			select {
@@ -229,10 +218,7 @@ func TestReadTxs_RevokedNeverValidAfterConcurrent(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	reportErrs(t, errs)
 }
 
 // A read-only store writes nothing, so no write empties the slots: its
@@ -259,5 +245,27 @@ func TestReadTxs_ReadOnlyCloseWithKeptTx(t *testing.T) {
 		require.NoError(t, err)
 	case <-time.After(time.Minute):
 		t.Fatal("Close waited a minute for a kept read transaction")
+	}
+}
+
+// callUntilStopped runs call in a loop in each of goroutines goroutines
+// (on wg, each with its index and a random source of its own) until stop
+// is closed; an error goes to errs and ends its goroutine.
+func callUntilStopped(wg *sync.WaitGroup, errs chan<- error, stop <-chan struct{}, goroutines int, seed uint64, call func(g int, rng *rand.Rand) error) {
+	for g := range goroutines {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(g), seed))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := call(g, rng); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
 	}
 }

@@ -67,41 +67,30 @@ func everyDeleteSeenByLaterCalls(t *testing.T, cacheSize int) {
 	stop := make(chan struct{})
 	errs := make(chan error, 16)
 	var wg sync.WaitGroup
-	for g := range 4 {
-		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(uint64(g), 7))
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				i := rng.IntN(n)
-				v := vs[i]
-				toks := []string{v.tok}
-				if i%5 == 2 {
-					toks = append(toks, v.other)
-				}
-				tok := toks[rng.IntN(len(toks))]
-				dead := v.dead.Load()
-				var err error
-				if rng.IntN(2) == 0 {
-					_, err = db.Validate(ctx, tok)
-				} else {
-					_, err = db.Lookup(ctx, tok)
-				}
-				reached := int64(i) < progress.Load()
-				switch {
-				case dead && err == nil:
-					errs <- fmt.Errorf("victim %d (kind %d): valid after its delete returned", i, i%5)
-					return
-				case !reached && err != nil:
-					errs <- fmt.Errorf("victim %d (kind %d), not deleted: %w", i, i%5, err)
-					return
-				}
-			}
-		})
-	}
+	callUntilStopped(&wg, errs, stop, 4, 7, func(_ int, rng *rand.Rand) error {
+		i := rng.IntN(n)
+		v := vs[i]
+		toks := []string{v.tok}
+		if i%5 == 2 {
+			toks = append(toks, v.other)
+		}
+		tok := toks[rng.IntN(len(toks))]
+		dead := v.dead.Load()
+		var err error
+		if rng.IntN(2) == 0 {
+			_, err = db.Validate(ctx, tok)
+		} else {
+			_, err = db.Lookup(ctx, tok)
+		}
+		reached := int64(i) < progress.Load()
+		switch {
+		case dead && err == nil:
+			return fmt.Errorf("victim %d (kind %d): valid after its delete returned", i, i%5)
+		case !reached && err != nil:
+			return fmt.Errorf("victim %d (kind %d), not deleted: %w", i, i%5, err)
+		}
+		return nil
+	})
 	wg.Go(func() { // drops clean entries, so that calls read the file
 		for {
 			select {
@@ -149,10 +138,7 @@ func everyDeleteSeenByLaterCalls(t *testing.T, cacheSize int) {
 	}
 	close(stop)
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	reportErrs(t, errs)
 }
 
 // Close while goroutines Validate and Lookup uncached tokens and a
@@ -164,31 +150,17 @@ func TestReadTxs_CloseDuringCalls(t *testing.T) {
 		o := &Options{SweepInterval: -1, TouchInterval: time.Millisecond, CacheSize: 64}
 		db, toks := openReadTxs(t, o, 500)
 		ctx := context.Background()
-		var calls atomic.Int64
 		var wg sync.WaitGroup
 		errs := make(chan error, 16)
-		for g := range 6 {
-			wg.Go(func() {
-				rng := rand.New(rand.NewPCG(uint64(g), uint64(round)))
-				for {
-					var err error
-					if g%2 == 0 {
-						_, err = db.Validate(ctx, toks[rng.IntN(len(toks))])
-					} else {
-						db.DropCleanCache()
-						_, err = db.Lookup(ctx, toks[rng.IntN(len(toks))])
-					}
-					calls.Add(1)
-					if errors.Is(err, ErrClosed) {
-						return
-					}
-					if err != nil {
-						errs <- err
-						return
-					}
-				}
-			})
-		}
+		started := callUntilClosed(&wg, errs, 6, 2000, uint64(round), func(g int, rng *rand.Rand) (err error) {
+			if g%2 == 0 {
+				_, err = db.Validate(ctx, toks[rng.IntN(len(toks))])
+			} else {
+				db.DropCleanCache()
+				_, err = db.Lookup(ctx, toks[rng.IntN(len(toks))])
+			}
+			return err
+		})
 		wg.Go(func() {
 			for i := 0; ; i++ {
 				if _, _, err := db.Issue(ctx, fmt.Sprintf("w-%d", i)); err != nil {
@@ -199,26 +171,8 @@ func TestReadTxs_CloseDuringCalls(t *testing.T) {
 				}
 			}
 		})
-		for calls.Load() < 2000 {
-			time.Sleep(time.Millisecond) // not for ordering: Close races the calls wherever they are
-		}
-		done := make(chan error, 1)
-		go func() {
-			err := db.Close()
-			wg.Wait()
-			done <- err
-		}()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(time.Minute):
-			t.Fatalf("round %d: Close or calls still running after a minute", round)
-		}
-		close(errs)
-		for err := range errs {
-			t.Error(err)
-		}
-		require.Equal(t, 0, db.bolt.Stats().OpenTxN)
+		waitStarted(started, &wg)
+		closeDuringCalls(t, db, &wg, errs)
 	}
 }
 
@@ -230,23 +184,11 @@ func TestReadTxs_RemapDuringConcurrentCalls(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
-	for g := range 4 {
-		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(uint64(g), 3))
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				db.DropCleanCache()
-				if _, err := db.Lookup(ctx, toks[rng.IntN(len(toks))]); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
+	callUntilStopped(&wg, errs, stop, 4, 3, func(_ int, rng *rand.Rand) error {
+		db.DropCleanCache()
+		_, err := db.Lookup(ctx, toks[rng.IntN(len(toks))])
+		return err
+	})
 	done := make(chan error, 1)
 	go func() {
 		var err error
@@ -267,10 +209,7 @@ func TestReadTxs_RemapDuringConcurrentCalls(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	reportErrs(t, errs)
 }
 
 // tokenLeaves stores 400 tokens in one transaction (so that the file
@@ -495,51 +434,19 @@ func TestReadTxs_ReadOnlyCloseDuringCalls(t *testing.T) {
 		ro, err := Open(path, o)
 		require.NoError(t, err)
 		ctx := context.Background()
-		var calls atomic.Int64
 		var wg sync.WaitGroup
 		errs := make(chan error, 8)
-		for g := range 4 {
-			wg.Go(func() {
-				rng := rand.New(rand.NewPCG(uint64(g), uint64(round)))
-				for {
-					tok := issued[rng.IntN(len(issued))].Token
-					var err error
-					if g%2 == 0 {
-						_, err = ro.Validate(ctx, tok)
-					} else {
-						_, err = ro.Lookup(ctx, tok)
-					}
-					calls.Add(1)
-					if errors.Is(err, ErrClosed) {
-						return
-					}
-					if err != nil {
-						errs <- err
-						return
-					}
-				}
-			})
-		}
-		for calls.Load() < 1000 {
-			time.Sleep(time.Millisecond) // not for ordering: Close races the calls wherever they are
-		}
-		done := make(chan error, 1)
-		go func() {
-			err := ro.Close()
-			wg.Wait()
-			done <- err
-		}()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(time.Minute):
-			t.Fatalf("round %d: a read-only store's Close or calls still running after a minute", round)
-		}
-		close(errs)
-		for err := range errs {
-			t.Error(err)
-		}
-		require.Zero(t, ro.bolt.Stats().OpenTxN)
+		started := callUntilClosed(&wg, errs, 4, 1000, uint64(round), func(g int, rng *rand.Rand) (err error) {
+			tok := issued[rng.IntN(len(issued))].Token
+			if g%2 == 0 {
+				_, err = ro.Validate(ctx, tok)
+			} else {
+				_, err = ro.Lookup(ctx, tok)
+			}
+			return err
+		})
+		waitStarted(started, &wg)
+		closeDuringCalls(t, ro, &wg, errs)
 	}
 }
 
@@ -564,4 +471,76 @@ func TestReadTxs_IssuedSeenByLaterCalls(t *testing.T) {
 		_, err = db.Validate(ctx, tok)
 		require.NoError(t, err, "round %d", i)
 	}
+}
+
+// closeDuringCalls closes db while the calls of wg run, and fails unless
+// Close and every call return within a minute (a kept transaction, or one
+// in use, would make bbolt's Close wait for ever), leaving no read
+// transaction open; it then reports the calls' errors.
+func closeDuringCalls(t *testing.T, db *DB, wg *sync.WaitGroup, errs chan error) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		err := db.Close()
+		wg.Wait()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(time.Minute):
+		t.Fatal("Close or calls still running after a minute")
+	}
+	reportErrs(t, errs)
+	require.Zero(t, db.bolt.Stats().OpenTxN)
+}
+
+// reportErrs closes errs, whose senders have all returned, and fails the
+// test with each error it holds.
+func reportErrs(t *testing.T, errs chan error) {
+	t.Helper()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// waitStarted returns once started is closed, or once every call of wg
+// has returned early (with an error closeDuringCalls reports).
+func waitStarted(started <-chan struct{}, wg *sync.WaitGroup) {
+	ended := make(chan struct{})
+	go func() { wg.Wait(); close(ended) }()
+	select {
+	case <-started:
+	case <-ended:
+	}
+}
+
+// callUntilClosed runs call in a loop in each of goroutines goroutines
+// (on wg, each with its index and a random source of its own) until it
+// answers ErrClosed; any other error goes to errs and ends its goroutine.
+// The channel it returns is closed at the nth call in all, so that a
+// Close after it races the calls wherever they are.
+func callUntilClosed(wg *sync.WaitGroup, errs chan<- error, goroutines int, n int64, seed uint64, call func(g int, rng *rand.Rand) error) <-chan struct{} {
+	var calls atomic.Int64
+	started := make(chan struct{})
+	for g := range goroutines {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(g), seed))
+			for {
+				err := call(g, rng)
+				if calls.Add(1) == n {
+					close(started)
+				}
+				if errors.Is(err, ErrClosed) {
+					return
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	return started
 }
