@@ -203,6 +203,8 @@ func newCache(size int) *cache {
 // records (at most the entries the cache keeps): after a restart, the
 // returning users of a large store fill the cache from nothing, and a map
 // grown by doubling rehashes all it holds at each step.
+//
+// Open passes the file's count, at most its size over minRecordBytes.
 func (c *cache) reserve(tokens int64) {
 	n := int(min(max(tokens, 0), int64(c.limit)*cacheShards) / cacheShards)
 	for i := range c.shards {
@@ -214,6 +216,10 @@ func (c *cache) reserve(tokens int64) {
 		s.mu.Unlock()
 	}
 }
+
+// minRecordBytes is the least a token's record takes in the file: a
+// bbolt leaf element's header (16 bytes) and its key (a Hash).
+const minRecordBytes = 16 + int64(len(Hash{}))
 
 func (c *cache) shard(h Hash) *shard { return &c.shards[c.shardIndex(h)] }
 

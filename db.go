@@ -188,15 +188,20 @@ func Open(path string, opts *Options) (db *DB, err error) {
 		return nil, wrap("open "+path, boltErr(err))
 	}
 	db.Stats() // primes lastCount
-	db.cache.reserve(db.lastCount.Load())
+	var size int64
 	_ = view(db.bolt, func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketMeta).Get(metaUsedMax)
 		// Missing: no use was ever written beyond a token's creation
 		// (every write of a use writes it, and so does the upgrade from
 		// schema 1), which readForUse checks on its own.
 		db.usedMax.Store(int64(beUint64(v)))
+		size = tx.Size()
 		return nil
 	})
+	// The count is the file's word: a damaged one must not size the maps
+	// past the records the file can hold (each at least a leaf element's
+	// header and its key), or Open dies of a fatal "out of memory".
+	db.cache.reserve(min(db.lastCount.Load(), size/minRecordBytes))
 
 	flushEvery := o.TouchInterval / 2
 	if o.TouchInterval > 0 {
