@@ -165,7 +165,7 @@ func Open(path string, opts *Options) (db *DB, err error) {
 		log:            o.Logger,
 		ro:             o.ReadOnly,
 		cache:          newCache(o.CacheSize),
-		commit:         committer{db: bdb},
+		commit:         committer{db: bdb, reads: readTxs{db: bdb}},
 		flushSize:      chunkSizer{first: flushChunkFirst, lo: flushChunkMin, hi: flushChunkMax},
 		sweeping:       make(chan struct{}, 1),
 		closing:        make(chan struct{}),

@@ -39,6 +39,7 @@ import (
 // atomics), and whichever takes the transaction out of its slot rolls it
 // back. Close counts a write that never ends.
 type readTxs struct {
+	db      *bolt.DB
 	gen     atomic.Uint64
 	writing atomic.Int64
 	slots   [readTxSlots]readTxSlot
@@ -66,7 +67,7 @@ type readTx struct {
 	buckets [2]*bolt.Bucket
 }
 
-// Buckets a readTx keeps open (readTx.get).
+// Buckets a readTx keeps open (readTx.bucket).
 const (
 	readTokens = iota
 	readIDs
@@ -74,55 +75,30 @@ const (
 
 var readTxBuckets = [...][]byte{readTokens: bucketTokens, readIDs: bucketIDs}
 
-// get returns the value of key in bucket which (readTokens, readIDs), or
-// nil.
-//
-// By Bucket.Get, as every write's getRecord reads, not by a kept cursor's
-// Seek, which allocated less (1 and 2 allocations a readForUse and a read
-// instead of 3 and 6): Seek of a key that its search places past the last
-// key of a leaf moves on to the next leaf, where Get answers nil. On a
-// sound tree that is the same answer, but with a branch key damaged (raised
-// past its leaf's first key) Seek found a token that Get, and so Revoke,
-// RevokeID and RevokeSubject, do not: a token that validated and could not
-// be revoked. And with the next leaf damaged, an unknown or revoked token
-// beside it was ErrCorrupt instead of ErrNotFound.
-func (t *readTx) get(which int, key []byte) []byte {
+// bucket is the bucket which (readTokens, readIDs) of t's transaction.
+// Keys are read from it by Bucket.Get, as every write reads them, not by
+// a kept cursor's Seek, which allocates less but, for a key its search
+// places past the last key of a leaf, moves on to the next leaf: with a
+// damaged branch key, a token then validated that Revoke could not find.
+func (t *readTx) bucket(which int) *bolt.Bucket {
 	b := t.buckets[which]
 	if b == nil {
 		b = t.tx.Bucket(readTxBuckets[which])
 		t.buckets[which] = b
 	}
-	return b.Get(key)
+	return b
 }
 
-// record reads h's record, as getRecord does.
-func (t *readTx) record(h Hash) (record, error) {
-	v := t.get(readTokens, h[:])
-	if v == nil {
-		return record{}, ErrNotFound
-	}
-	rec, err := decodeRecord(v)
-	if err != nil {
-		return rec, err
-	}
-	return rec, t.idEntry(h, &rec)
-}
-
-// idEntry sets rec's last use and filed deadline, as readIDEntry does.
-func (t *readTx) idEntry(h Hash, rec *record) error {
-	id := rec.id // see readIDEntry
-	return setIDEntry(h, rec, id[:], t.get(readIDs, id[:]))
-}
-
-// view runs fn in a kept read transaction (one is begun if none is
-// free), as [view] does: bbolt's panics and faults become ErrCorrupt, and
-// a transaction a panic went through is rolled back, never kept. hint
-// (readTxHint) picks the slot the search starts from, to spread
-// concurrent calls.
-func (r *readTxs) view(b *bolt.DB, hint byte, fn func(*readTx) error) (err error) {
+// view runs fn, a read of h's token, in a kept read transaction (one is
+// begun if none is free), as [view] does: bbolt's panics and faults
+// become ErrCorrupt, and a transaction a panic went through is rolled
+// back, never kept. The search for a free one starts at readTxHint(h), to
+// spread concurrent calls.
+func (r *readTxs) view(h Hash, fn func(*readTx) error) (err error) {
 	defer recoverCorrupt(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	t, err := r.take(b, int(hint))
+	from := int(readTxHint(h))
+	t, err := r.take(from)
 	if err != nil {
 		return err
 	}
@@ -134,18 +110,18 @@ func (r *readTxs) view(b *bolt.DB, hint byte, fn func(*readTx) error) (err error
 	}()
 	err = fn(t)
 	done = true
-	r.put(t, int(hint))
+	r.put(t, from)
 	return err
 }
 
-// readTxHint is the hint view's caller gives for h: a byte of its
+// readTxHint is where view's search for h starts: a byte of its
 // token's SHA-256, not h[0], which is the top byte of the issue time for
 // every token issued since v0.1.0 (Hash) and so started every call's
 // search at one slot.
 func readTxHint(h Hash) byte { return h[len(h)-1] }
 
 // take returns a kept transaction of the current gen, or a new one.
-func (r *readTxs) take(b *bolt.DB, from int) (*readTx, error) {
+func (r *readTxs) take(from int) (*readTx, error) {
 	g := r.gen.Load()
 	for i := range readTxSlots {
 		s := &r.slots[(from+i)%readTxSlots]
@@ -159,7 +135,7 @@ func (r *readTxs) take(b *bolt.DB, from int) (*readTx, error) {
 			_ = t.tx.Rollback() // older than a write since
 		}
 	}
-	tx, err := b.Begin(false)
+	tx, err := r.db.Begin(false)
 	if err != nil {
 		return nil, err
 	}

@@ -73,7 +73,7 @@ func TestReadTxs_InUseDuringWriteNotKept(t *testing.T) {
 	db, toks := openReadTxs(t, quietOptions(), 2)
 	ctx := t.Context()
 	r := &db.commit.reads
-	inUse, err := r.take(db.bolt, 0) // a read in progress
+	inUse, err := r.take(0) // a read in progress
 	require.NoError(t, err)
 	require.NoError(t, db.Revoke(ctx, toks[0]))
 	r.put(inUse, 0)
@@ -89,7 +89,7 @@ func TestReadTxs_StaleKeptIsRolledBack(t *testing.T) {
 	db, toks := openReadTxs(t, quietOptions(), 2)
 	ctx := t.Context()
 	r := &db.commit.reads
-	stale, err := r.take(db.bolt, 0)
+	stale, err := r.take(0)
 	require.NoError(t, err)
 	require.NoError(t, db.Revoke(ctx, toks[0]))
 	r.slots[3].p.Store(stale) // as the racing put leaves it
@@ -105,12 +105,12 @@ func TestReadTxs_StaleKeptIsRolledBack(t *testing.T) {
 func TestReadTxs_PutDuringWriteRollsBack(t *testing.T) {
 	db, _ := openReadTxs(t, quietOptions(), 1)
 	r := &db.commit.reads
-	kept, err := r.take(db.bolt, 0)
+	kept, err := r.take(0)
 	require.NoError(t, err)
 	r.put(kept, 0)
 	require.Equal(t, 1, db.bolt.Stats().OpenTxN)
 
-	inUse, err := r.take(db.bolt, 0)
+	inUse, err := r.take(0)
 	require.NoError(t, err)
 	require.Same(t, kept, inUse)
 	r.writeBegin()
@@ -118,7 +118,7 @@ func TestReadTxs_PutDuringWriteRollsBack(t *testing.T) {
 	require.Equal(t, 0, db.bolt.Stats().OpenTxN, "kept while a write is in progress")
 	r.writeEnd()
 
-	kept, err = r.take(db.bolt, 0)
+	kept, err = r.take(0)
 	require.NoError(t, err)
 	r.put(kept, 0)
 	r.writeBegin()

@@ -80,7 +80,14 @@ func addCount(tx *bolt.Tx, delta int64) error {
 // getRecord reads the record of h inside tx, with its last use and filed
 // deadline from its ids entry.
 func getRecord(tx *bolt.Tx, h Hash) (record, error) {
-	v := tx.Bucket(bucketTokens).Get(h[:])
+	return getRecordIn(tx.Bucket(bucketTokens), tx.Bucket(bucketIDs), h)
+}
+
+// getRecordIn is getRecord on the tokens and ids buckets of a
+// transaction, opened by the caller (a kept read transaction keeps them
+// open: readTx.bucket).
+func getRecordIn(tokens, ids *bolt.Bucket, h Hash) (record, error) {
+	v := tokens.Get(h[:])
 	if v == nil {
 		return record{}, ErrNotFound
 	}
@@ -88,27 +95,22 @@ func getRecord(tx *bolt.Tx, h Hash) (record, error) {
 	if err != nil {
 		return rec, err
 	}
-	return rec, readIDEntry(tx, h, &rec)
+	return rec, readIDEntry(ids, h, &rec)
 }
 
-// readIDEntry sets rec's last use and filed deadline from its ids entry,
-// rec being h's record as decoded from the tokens bucket.
-func readIDEntry(tx *bolt.Tx, h Hash, rec *record) error {
+// readIDEntry sets rec's last use and filed deadline from its entry in
+// ids, the ids bucket, rec being h's record as decoded from the tokens
+// bucket.
+func readIDEntry(ids *bolt.Bucket, h Hash, rec *record) error {
 	// A copy: the checksum (crc32) leaks its argument, and slicing rec.id
 	// would move the caller's record to the heap on every read.
 	id := rec.id
-	return setIDEntry(h, rec, id[:], tx.Bucket(bucketIDs).Get(id[:]))
-}
-
-// setIDEntry sets rec's last use and filed deadline from v, the ids entry
-// of id, rec's id.
-func setIDEntry(h Hash, rec *record, id, v []byte) error {
-	e, err := decodeIDValue(id, v)
+	e, err := decodeIDValue(id[:], ids.Get(id[:]))
 	if err != nil {
-		return fmt.Errorf("token %s: %w", rec.id, err)
+		return fmt.Errorf("token %s: %w", id, err)
 	}
 	if !e.of(h) {
-		return fmt.Errorf("%w: the ids entry of token %s names another record", ErrCorrupt, rec.id)
+		return fmt.Errorf("%w: the ids entry of token %s names another record", ErrCorrupt, id)
 	}
 	rec.lastUsed, rec.filed = e.used, e.filed
 	return nil

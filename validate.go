@@ -126,8 +126,8 @@ func (db *DB) check(ctx context.Context, token string, use bool) (Info, error) {
 // has every token while the clock reads earlier than a use the file may
 // hold (usedMax): last uses never move back.
 func (db *DB) readForUse(h Hash, now int64) (rec record, err error) {
-	err = db.commit.reads.view(db.bolt, readTxHint(h), func(t *readTx) error {
-		v := t.get(readTokens, h[:])
+	err = db.commit.reads.view(h, func(t *readTx) error {
+		v := t.bucket(readTokens).Get(h[:])
 		if v == nil {
 			return notFound(t.tx, h)
 		}
@@ -140,7 +140,7 @@ func (db *DB) readForUse(h Hash, now int64) (rec record, err error) {
 			rec.lastUsed = rec.created
 			return nil
 		}
-		return t.idEntry(h, &rec)
+		return readIDEntry(t.bucket(readIDs), h, &rec)
 	})
 	return rec, boltErr(err)
 }
@@ -148,9 +148,9 @@ func (db *DB) readForUse(h Hash, now int64) (rec record, err error) {
 // read reads h's record in a read-only transaction (a kept one: see
 // readTxs).
 func (db *DB) read(h Hash) (rec record, err error) {
-	err = db.commit.reads.view(db.bolt, readTxHint(h), func(t *readTx) error {
-		rec, err = t.record(h)
-		if err == ErrNotFound { // record's own: no record (a damaged one is wrapped)
+	err = db.commit.reads.view(h, func(t *readTx) error {
+		rec, err = getRecordIn(t.bucket(readTokens), t.bucket(readIDs), h)
+		if err == ErrNotFound { // getRecordIn's own: no record (a damaged one is wrapped)
 			return notFound(t.tx, h)
 		}
 		return err
