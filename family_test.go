@@ -21,6 +21,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenstore/tokenstore/internal/logtest"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tokenstore/tokenstore"
@@ -329,10 +330,9 @@ func TestFamily_Cap100Rotations(t *testing.T) {
 func TestFamily_ReuseLog(t *testing.T) {
 	ctx := t.Context()
 	clock := tokenstoretest.NewClockAt(famEpoch)
-	var logs bytes.Buffer
-	var mu sync.Mutex
+	var logs logtest.Buffer
 	o := famOptions(clock)
-	o.Logger = slog.New(slog.NewJSONHandler(lockedWriter{&mu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	o.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	db := mustOpen(t, o)
 	a, aInfo, err := db.Issue(ctx, "user")
 	require.NoError(t, err)
@@ -364,19 +364,11 @@ func TestFamily_ReuseLog(t *testing.T) {
 		}
 	}
 
-	mu.Lock()
-	defer mu.Unlock()
-	var warns []map[string]any
-	for line := range strings.SplitSeq(strings.TrimSpace(logs.String()), "\n") {
-		for _, s := range secrets {
-			require.NotContains(t, line, s, "a token or its hash in the log")
-		}
-		var rec map[string]any
-		require.NoError(t, json.Unmarshal([]byte(line), &rec))
-		if rec["level"] == "WARN" {
-			warns = append(warns, rec)
-		}
+	text := logs.String()
+	for _, s := range secrets {
+		require.NotContains(t, text, s, "a token or its hash in the log")
 	}
+	warns := logtest.Records(t, text, "WARN")
 	require.Len(t, warns, 1, "three reuses of one family within a minute: one line (TestFamily_ReuseLogRateLimited)")
 	assert.Contains(t, warns[0]["msg"], "token reused after rotation; family revoked")
 	assert.Equal(t, aInfo.ID.String(), warns[0]["family"])
@@ -397,10 +389,9 @@ func TestFamily_ReuseLogRateLimited(t *testing.T) {
 	ctx := t.Context()
 	clock := tokenstoretest.NewClockAt(famEpoch)
 	path := filepath.Join(t.TempDir(), "tokens.db")
-	var logs bytes.Buffer
-	var mu sync.Mutex
+	var logs logtest.Buffer
 	o := famOptions(clock)
-	o.Logger = slog.New(slog.NewJSONHandler(lockedWriter{&mu, &logs}, nil))
+	o.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
 	db := mustOpenAt(t, path, o)
 	a, aInfo, err := db.Issue(ctx, "user")
 	require.NoError(t, err)
@@ -415,21 +406,7 @@ func TestFamily_ReuseLogRateLimited(t *testing.T) {
 	db = mustOpenAt(t, path, o)
 	warns := func() []map[string]any {
 		t.Helper()
-		mu.Lock()
-		defer mu.Unlock()
-		var out []map[string]any
-		for line := range strings.SplitSeq(strings.TrimSpace(logs.String()), "\n") {
-			if line == "" {
-				continue
-			}
-			var rec map[string]any
-			require.NoError(t, json.Unmarshal([]byte(line), &rec))
-			if rec["level"] == "WARN" {
-				out = append(out, rec)
-			}
-		}
-		logs.Reset()
-		return out
+		return logtest.Records(t, logs.Take(), "WARN")
 	}
 	msg := "family not revoked: the store is read-only"
 
@@ -459,17 +436,6 @@ func TestFamily_ReuseLogRateLimited(t *testing.T) {
 	_, err = db.Validate(ctx, a)
 	require.ErrorIs(t, err, tokenstore.ErrReused)
 	assert.Empty(t, warns(), "a new minute")
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // After RevokeFamily or a reuse returns, no token of the family

@@ -1,7 +1,6 @@
 package tokenstore_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenstore/tokenstore/internal/logtest"
 	"go.uber.org/goleak"
 
 	"github.com/tokenstore/tokenstore"
@@ -30,31 +30,13 @@ import (
 // The helpers of this file are prefixed mw so that they cannot clash with
 // those of the package's other test files.
 
-// mwLogs collects log output from many goroutines.
-type mwLogs struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *mwLogs) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *mwLogs) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // mwEnv is a store on a temporary file with an injected clock, a logger at
 // Debug level, and every token issued, so that responses and logs can be
 // checked for them.
 type mwEnv struct {
 	db     *tokenstore.DB
 	clock  *tokenstoretest.Clock
-	logs   *mwLogs
+	logs   *logtest.Buffer
 	logger *slog.Logger
 
 	mu      sync.Mutex
@@ -70,7 +52,7 @@ func newMWEnv(t *testing.T, policy tokenstore.Policy) *mwEnv {
 	t.Helper()
 	ignore := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) }) // first registered: runs last
-	e := &mwEnv{clock: tokenstoretest.NewClockAt(mwEpoch), logs: &mwLogs{}}
+	e := &mwEnv{clock: tokenstoretest.NewClockAt(mwEpoch), logs: &logtest.Buffer{}}
 	e.logger = slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	db, err := tokenstore.Open(filepath.Join(t.TempDir(), "tokens.db"), &tokenstore.Options{
 		Policy:        policy,

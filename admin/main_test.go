@@ -1,7 +1,6 @@
 package admin_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenstore/tokenstore/internal/logtest"
 	"go.uber.org/goleak"
 
 	"github.com/tokenstore/tokenstore"
@@ -90,32 +89,15 @@ type env struct {
 	clock  *clock
 	srv    *httptest.Server
 	admin  string // a token with the admin scope
-	logs   *syncBuffer
+	logs   *logtest.Buffer
 	tokens []string // every token issued, to look for in responses and logs
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newEnv(t *testing.T, open func(*testing.T, func() time.Time) tokenstore.Store, o *admin.Options) *env {
 	t.Helper()
 	clk := newClock()
 	st := open(t, clk.Now)
-	e := &env{t: t, clock: clk, logs: &syncBuffer{}}
+	e := &env{t: t, clock: clk, logs: &logtest.Buffer{}}
 	e.calls = &countingStore{Store: st}
 	e.store = e.calls
 	if _, ok := st.(*tokenstore.DB); ok {

@@ -1,7 +1,6 @@
 package grpcauth_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenstore/tokenstore/internal/logtest"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -86,24 +86,6 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, b backend)) {
 	}
 }
 
-// logBuffer collects log output from many goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // testService answers with the caller's subject and scopes, as
 // FromContext gives them to the handler.
 type testService struct {
@@ -142,7 +124,7 @@ type env struct {
 	t      *testing.T
 	store  tokenstore.Store
 	clock  *tokenstoretest.Clock
-	logs   *logBuffer
+	logs   *logtest.Buffer
 	logger *slog.Logger
 	addr   string
 	client testgrpc.TestServiceClient
@@ -164,7 +146,7 @@ const (
 // checks that no log line and no recorded error holds a token.
 func newEnv(t *testing.T, b backend, opts ...grpcauth.Option) *env {
 	t.Helper()
-	e := &env{t: t, clock: tokenstoretest.NewClock(), logs: &logBuffer{}}
+	e := &env{t: t, clock: tokenstoretest.NewClock(), logs: &logtest.Buffer{}}
 	e.logger = slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.store = b.open(t, e.clock.Now)
 	opts = append([]grpcauth.Option{grpcauth.WithLogger(e.logger)}, opts...)
@@ -575,7 +557,7 @@ func (failing) Validate(_ context.Context, token string) (tokenstore.Info, error
 }
 
 func TestValidatorFails(t *testing.T) {
-	var logs logBuffer
+	var logs logtest.Buffer
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
 	intercept := grpcauth.UnaryServerInterceptor(failing{}, grpcauth.WithLogger(logger))
 	const token = "secret_0123456789"
@@ -614,7 +596,7 @@ func TestValidatorTimesOut(t *testing.T) {
 		"a read-only server": fmt.Errorf("redisstore: validate: the grace could not be ended: %w", tokenstore.ErrReadOnly),
 	} {
 		t.Run(name, func(t *testing.T) {
-			var logs logBuffer
+			var logs logtest.Buffer
 			intercept := grpcauth.UnaryServerInterceptor(validatorFunc(func(context.Context, string) (tokenstore.Info, error) {
 				return tokenstore.Info{}, give
 			}), grpcauth.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))

@@ -15,30 +15,13 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenstore/tokenstore/internal/logtest"
 
 	"github.com/tokenstore/tokenstore"
 	"github.com/tokenstore/tokenstore/tokenstoretest"
 )
 
 // Test 9: secrets stay secret.
-
-// logBuffer is a bytes.Buffer for a logger that goroutines share.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *logBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *logBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.b.Bytes())
-}
 
 // secretWindow is how long a run of a token's body counts as a leak: 16
 // base62 characters are 95 bits, never there by chance.
@@ -76,7 +59,7 @@ func (ix leakIndex) leaks(tok string) bool {
 func TestSecret_NotInFileLogsOrErrors(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "tokens.db")
-	var logs logBuffer
+	var logs logtest.Buffer
 	clock := tokenstoretest.NewClockAt(epoch)
 	db := mustOpen(t, path, &tokenstore.Options{
 		Now:           clock.Now,

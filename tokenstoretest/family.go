@@ -1,13 +1,10 @@
 package tokenstoretest
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenstore/tokenstore/internal/logtest"
 
 	"github.com/tokenstore/tokenstore"
 )
@@ -995,26 +993,15 @@ func testInvalidGrace(t *testing.T, open Opener) {
 // reuse that revoked tokens says how many ("revoked"); every reuse is
 // still refused and counted in Stats; no line holds a token.
 func testReuseLogRateLimited(t *testing.T, open Opener) {
-	var logs lockedBuffer
+	var logs logtest.Buffer
 	e := newEnv(t, open, func(o *Config) { o.Logger = slog.New(slog.NewJSONHandler(&logs, nil)) })
 	warns := func() []map[string]any {
 		t.Helper()
-		text := logs.take()
+		text := logs.Take()
 		for _, s := range e.secrets.all() {
 			require.NotContains(t, text, s, "a log line holds a token")
 		}
-		var out []map[string]any
-		for line := range strings.SplitSeq(strings.TrimSpace(text), "\n") {
-			if line == "" {
-				continue
-			}
-			var rec map[string]any
-			require.NoError(t, json.Unmarshal([]byte(line), &rec))
-			if rec["level"] == "WARN" {
-				out = append(out, rec)
-			}
-		}
-		return out
+		return logtest.Records(t, text, "WARN")
 	}
 	a, aInfo := e.issue("user")
 	e.rotate(a)
@@ -1051,24 +1038,4 @@ func testReuseLogRateLimited(t *testing.T, open Opener) {
 	_, _, err = e.s.Rotate(e.ctx, a)
 	e.errIs(err, tokenstore.ErrReused)
 	assert.Empty(t, warns(), "a new minute")
-}
-
-// lockedBuffer is a log destination safe for concurrent writers.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// take returns what was written since the last take.
-func (b *lockedBuffer) take() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	defer b.buf.Reset()
-	return b.buf.String()
 }
